@@ -1,0 +1,60 @@
+"""Exceptions raised by metalqr.
+
+Every error that is caused by the caller's input derives from :class:`ValueError`
+so that generic ``except ValueError`` handlers keep working, and from
+:class:`MetalqrError` so that callers can catch everything this library raises.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MetalqrError",
+    "ValidationError",
+    "UnstablePolicyError",
+    "NotMAMLStabilizingError",
+    "NotMetaLearnableError",
+    "RolloutOverflowError",
+]
+
+
+class MetalqrError(Exception):
+    """Base class of every exception raised by metalqr."""
+
+
+class ValidationError(MetalqrError, ValueError):
+    """An argument has the wrong shape, contains non-finite values or violates
+    a mathematical requirement (symmetry, definiteness, ...)."""
+
+
+class UnstablePolicyError(MetalqrError, ValueError):
+    """A gain ``K`` does not stabilise a task: ``rho(A - B K) >= 1``.
+
+    Attributes
+    ----------
+    task_index : int or None
+        Index of the offending task in a :class:`~metalqr.TaskSet` (``None`` for
+        a single task).
+    spectral_radius : float
+        ``rho(A - B K)`` of that task.
+    """
+
+    def __init__(self, message: str, *, task_index: int | None = None,
+                 spectral_radius: float = float("nan")) -> None:
+        super().__init__(message)
+        self.task_index = task_index
+        self.spectral_radius = spectral_radius
+
+
+class NotMAMLStabilizingError(UnstablePolicyError):
+    """A gain is not MAML-stabilising (Definition 1 of the ZO-MAML paper):
+    either ``K`` or one of its one-step adaptations ``K - eta grad J_i(K)``
+    does not stabilise its task."""
+
+
+class NotMetaLearnableError(MetalqrError, ValueError):
+    """The task set provably has no common stabilising gain (for example the
+    scalar pair A1=3, B1=4 / A2=1, B2=-1 of Section 3.2 of the ZO-MAML paper)."""
+
+
+class RolloutOverflowError(MetalqrError, ArithmeticError):
+    """A simulated trajectory overflowed (non-finite state or cost)."""

@@ -1,0 +1,237 @@
+"""Exact policy evaluation, policy gradient and Hessian for LQR (Section 3.1 and
+Proposition 1 of the ZO-MAML paper), batched over the tasks of a :class:`TaskSet`.
+
+Notation: ``A_K = A - B K``, ``P_K = A_K' P_K A_K + Q + K'RK``, ``Sigma_K = A_K Sigma_K A_K' + Psi``
+(Eq. (1)), ``E_K = (R + B'P_K B) K - B'P_K A`` and ``J(K) = Tr(P_K Psi) = Tr((Q + K'RK) Sigma_K)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array
+from ..exceptions import UnstablePolicyError, ValidationError
+from .lyapunov import dlyap_unchecked, lyapunov_pair, spectral_radius_of
+from .tasks import Batch, TaskLike, as_batch
+
+__all__ = [
+    "spectral_radius", "is_stabilizing", "cost", "gradient", "hessian_vp", "hessian",
+    "natural_gradient", "gauss_newton_direction", "evaluate",
+]
+
+
+def _T(X: np.ndarray) -> np.ndarray:
+    return np.swapaxes(X, -1, -2)
+
+
+def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
+    """Validate a gain for ``batch``: shape (k, d), or (n, k, d) for a TaskSet of n tasks.
+    Returns it broadcast to (n, k, d)."""
+    K = as_float_array(K, name)
+    n, d, k = batch.n, batch.d, batch.k
+    if K.shape == (k, d):
+        return np.broadcast_to(K, (n, k, d))
+    if not batch.single and K.shape == (n, k, d):
+        return K
+    if K.shape == (d, k) and d != k:
+        raise ValidationError(f"{name} must have shape (k, d) = ({k}, {d}) for u = -K x; got {K.shape}. "
+                              f"Did you pass K transposed?")
+    per_task = "" if batch.single else f" or ({n}, {k}, {d}) (one gain per task)"
+    raise ValidationError(f"{name} must have shape (k, d) = ({k}, {d}){per_task}; got {K.shape}.")
+
+
+def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
+    """``A - B K`` for every task, shape (n, d, d)."""
+    return batch.A - batch.B @ K
+
+
+@dataclass(frozen=True)
+class PolicyEvaluation:
+    """Exact quantities of a stabilising gain, one leading task axis.
+
+    Attributes
+    ----------
+    K, AK, P, Sigma, E, RBPB : ndarray
+        Gain, closed loop ``A - BK``, value matrix ``P_K``, covariance ``Sigma_K``,
+        ``E_K`` and ``R + B'P_K B``.
+    """
+
+    K: np.ndarray
+    AK: np.ndarray
+    P: np.ndarray
+    Sigma: np.ndarray
+    E: np.ndarray
+    RBPB: np.ndarray
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """Eq. (2): ``2 E_K Sigma_K``."""
+        return 2.0 * self.E @ self.Sigma
+
+
+def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePolicyError) -> None:
+    bad = np.flatnonzero(rho >= 1.0)
+    if bad.size:
+        i = int(bad[0])
+        where = "the task" if batch.single else f"task {i}"
+        more = "" if bad.size == 1 else f" ({bad.size} tasks in all: {bad[:10].tolist()})"
+        raise error(f"{what} needs a stabilising gain, but K does not stabilise {where}: "
+                    f"spectral radius of A - B K is {rho[i]:.6g} >= 1{more}. Start from a "
+                    f"stabilising gain (e.g. metalqr.optimal_gain) or reduce the step size.",
+                    task_index=None if batch.single else i, spectral_radius=float(rho[i]))
+
+
+def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluation:
+    """Solve both Lyapunov equations of Proposition 1 for a stabilising ``K``.
+
+    Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single task).
+
+    Raises
+    ------
+    UnstablePolicyError
+        If ``K`` does not stabilise some task (names the task index and the spectral radius).
+    """
+    batch = as_batch(task)
+    Kb = check_gain(batch, K)
+    return _evaluate(batch, Kb, what)
+
+
+def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
+    AK = closed_loop(batch, Kb)
+    stable, P, Sigma = lyapunov_pair(AK, batch.Q + _T(Kb) @ batch.R @ Kb, batch.Psi)
+    if not np.all(stable):
+        rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
+        _raise_unstable(rho, batch, what)
+    RBPB = batch.R + _T(batch.B) @ P @ batch.B
+    E = RBPB @ Kb - _T(batch.B) @ P @ batch.A
+    return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB)
+
+
+def spectral_radius(task: TaskLike, K: Any):
+    """Spectral radius ``rho(A - B K)`` (float, or array of shape (n,) for a TaskSet)."""
+    batch = as_batch(task)
+    rho = spectral_radius_of(closed_loop(batch, check_gain(batch, K)))
+    return float(rho[0]) if batch.single else rho
+
+
+def is_stabilizing(task: TaskLike, K: Any):
+    """Whether ``rho(A - B K) < 1`` (bool, or bool array of shape (n,) for a TaskSet)."""
+    rho = spectral_radius(task, K)
+    return bool(rho < 1.0) if np.ndim(rho) == 0 else rho < 1.0
+
+
+def cost(task: TaskLike, K: Any):
+    """Ergodic cost ``J(K) = Tr(P_K Psi) = Tr((Q + K'RK) Sigma_K)`` (Proposition 1).
+
+    Returns ``math.inf`` (never NaN) for a task that ``K`` does not stabilise. For a
+    TaskSet the result is an array of shape (n,).
+
+    Examples
+    --------
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.LQRTask([[0.5]], [[1.0]], [[1.0]], [[1.0]])
+    >>> round(metalqr.cost(task, [[0.0]]), 6)  # Tr(P Psi) with P = 1/(1-0.25)
+    1.333333
+    >>> metalqr.cost(task, [[-1.0]])  # A - BK = 1.5: unstable
+    inf
+    """
+    batch = as_batch(task)
+    Kb = check_gain(batch, K)
+    stable, P, _ = lyapunov_pair(closed_loop(batch, Kb), batch.Q + _T(Kb) @ batch.R @ Kb)
+    with np.errstate(over="ignore", invalid="ignore"):
+        J = np.einsum("nij,nji->n", P, batch.Psi)
+    # A stabilising K near the boundary can still overflow: report inf, never NaN.
+    J = np.where(stable & np.isfinite(J), J, math.inf)
+    return float(J[0]) if batch.single else J
+
+
+def gradient(task: TaskLike, K: Any) -> np.ndarray:
+    """Exact policy gradient, Eq. (2) of the ZO-MAML paper: ``2 E_K Sigma_K``.
+
+    Returns shape (k, d), or (n, k, d) for a TaskSet.
+
+    Raises
+    ------
+    UnstablePolicyError
+        If ``K`` does not stabilise some task.
+    """
+    batch = as_batch(task)
+    ev = _evaluate(batch, check_gain(batch, K), "gradient")
+    return batch.out(ev.gradient)
+
+
+def _hvp(batch: Batch, ev: PolicyEvaluation, X: np.ndarray) -> np.ndarray:
+    """True Hessian-vector product. ``X`` has shape (n, m, k, d): m directions per task."""
+    AK, P, S, E = (a[:, None] for a in (ev.AK, ev.P, ev.Sigma, ev.E))
+    B, RBPB = batch.B[:, None], ev.RBPB[:, None]
+    XtE = _T(X) @ E
+    P_tilde = dlyap_unchecked(_T(AK), XtE + _T(XtE))          # dP_K[X]
+    BXSAt = B @ X @ S @ _T(AK)
+    S_tilde = dlyap_unchecked(AK, -(BXSAt + _T(BXSAt)))        # dSigma_K[X]
+    return 2.0 * (RBPB @ X @ S - _T(B) @ P_tilde @ AK @ S + E @ S_tilde)
+
+
+def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
+    """Hessian of ``J`` at ``K`` applied to a direction ``X`` (shape (k, d)).
+
+    This is the directional derivative of the gradient (2):
+
+    ``H[X] = 2 (R + B'P B) X Sigma - 2 B' P~[X] A_K Sigma + 2 E Sigma~[X]``
+
+    with ``P~[X] = A_K' P~[X] A_K + X'E + E'X`` and
+    ``Sigma~[X] = A_K Sigma~[X] A_K' - (B X Sigma A_K' + A_K Sigma X' B')``.
+
+    Notes
+    -----
+    Eq. (3) of the ZO-MAML paper, ``2 (R + B'PB) X Sigma - 4 B' P~[X] A_K Sigma``, is only
+    correct as a *quadratic form*: ``<X, H[X]>`` agrees, but as an operator it is not
+    symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
+    the true, symmetric Hessian-vector product; both facts are checked in the tests.
+
+    Raises
+    ------
+    UnstablePolicyError
+        If ``K`` does not stabilise some task.
+    """
+    batch = as_batch(task)
+    ev = _evaluate(batch, check_gain(batch, K), "hessian_vp")
+    Xb = check_gain(batch, X, name="X")
+    return batch.out(_hvp(batch, ev, Xb[:, None])[:, 0])
+
+
+def hessian(task: TaskLike, K: Any) -> np.ndarray:
+    """The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order
+    (``(n, k*d, k*d)`` for a TaskSet), built from all ``k*d`` basis directions in one
+    batched solve."""
+    batch = as_batch(task)
+    ev = _evaluate(batch, check_gain(batch, K), "hessian")
+    kd = batch.k * batch.d
+    basis = np.eye(kd).reshape(kd, batch.k, batch.d)
+    H = _hvp(batch, ev, np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
+    H = H.reshape(batch.n, kd, kd)  # row j = H[e_j]; symmetric, so also column j
+    return batch.out(0.5 * (H + _T(H)))
+
+
+def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
+    """Natural-gradient direction ``grad J(K) Sigma_K^{-1} = 2 E_K`` (Fazel et al. 2018).
+
+    Computed as ``2 E_K`` directly, which equals the formula whenever ``Sigma_K`` is
+    invertible and stays defined when ``Psi`` is singular.
+    """
+    batch = as_batch(task)
+    ev = _evaluate(batch, check_gain(batch, K), "natural_gradient")
+    return batch.out(2.0 * ev.E)
+
+
+def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
+    """Gauss-Newton direction ``(R + B'P_K B)^{-1} grad J(K) Sigma_K^{-1} = 2 (R + B'P_K B)^{-1} E_K``.
+
+    A step of size 1/2 along it is exactly one step of policy iteration.
+    """
+    batch = as_batch(task)
+    ev = _evaluate(batch, check_gain(batch, K), "gauss_newton_direction")
+    return batch.out(2.0 * np.linalg.solve(ev.RBPB, ev.E))

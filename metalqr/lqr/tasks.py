@@ -1,0 +1,242 @@
+"""LQR tasks and task sets (Section 3.1 of the ZO-MAML paper).
+
+A task is the linear system ``x_{t+1} = A x_t + B u_t + w_t`` with ``w_t ~ N(0, Psi)``,
+``x_0 ~ N(0, Sigma0)``, stage cost ``x'Qx + u'Ru`` and linear policy ``u = -K x`` with
+``K`` of shape ``(k, d)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence, Union, overload
+
+import numpy as np
+
+from .._validation import as_float_array, check_psd, check_symmetric
+from ..exceptions import ValidationError
+
+__all__ = ["LQRTask", "TaskSet", "TaskLike"]
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+class LQRTask:
+    """One LQR task ``(A, B, Q, R, Psi, Sigma0)``; immutable and validated.
+
+    Parameters
+    ----------
+    A : array_like, shape (d, d)
+        State matrix.
+    B : array_like, shape (d, k)
+        Input matrix.
+    Q : array_like, shape (d, d)
+        State weight, symmetric positive semidefinite.
+    R : array_like, shape (k, k)
+        Input weight, symmetric positive definite.
+    Psi : array_like, shape (d, d), optional
+        Process-noise covariance, symmetric positive semidefinite (default identity).
+    Sigma0 : array_like, shape (d, d), optional
+        Covariance of the initial state used by roll-outs (default identity).
+
+    Raises
+    ------
+    ValidationError
+        On wrong shapes, non-finite entries, asymmetric or indefinite weights.
+
+    Examples
+    --------
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.LQRTask(A=[[1.0, 0.1], [0.0, 1.0]], B=[[0.0], [0.1]], Q=np.eye(2), R=[[1.0]])
+    >>> task.d, task.k
+    (2, 1)
+    """
+
+    __slots__ = ("_A", "_B", "_Q", "_R", "_Psi", "_Sigma0")
+
+    def __init__(self, A: Any, B: Any, Q: Any, R: Any, Psi: Any = None, Sigma0: Any = None) -> None:
+        A = as_float_array(A, "A", ndim=2)
+        if A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise ValidationError(f"A must be a non-empty square (d, d) matrix; got shape {A.shape}.")
+        d = A.shape[0]
+        B = np.atleast_2d(as_float_array(B, "B"))
+        if B.ndim == 2 and B.shape == (1, d) and d > 1:
+            raise ValidationError(f"B must have shape (d, k) = ({d}, k); got {B.shape}. "
+                                  f"For a single input pass a column, e.g. B.reshape({d}, 1).")
+        if B.ndim != 2 or B.shape[0] != d or B.shape[1] == 0:
+            raise ValidationError(f"B must have shape (d, k) with d = {d} rows (A is {d}x{d}); "
+                                  f"got {B.shape}.")
+        k = B.shape[1]
+        Q = check_symmetric(as_float_array(Q, "Q", shape=(d, d)), "Q")
+        R = check_symmetric(as_float_array(np.atleast_2d(R) if np.ndim(R) < 2 else R, "R",
+                                           shape=(k, k)), "R")
+        Psi = np.eye(d) if Psi is None else check_symmetric(as_float_array(Psi, "Psi", shape=(d, d)), "Psi")
+        Sigma0 = (np.eye(d) if Sigma0 is None
+                  else check_symmetric(as_float_array(Sigma0, "Sigma0", shape=(d, d)), "Sigma0"))
+        check_psd(Q, "Q", strict=False)
+        check_psd(R, "R", strict=True)
+        check_psd(Psi, "Psi", strict=False)
+        check_psd(Sigma0, "Sigma0", strict=False)
+        self._A, self._B, self._Q, self._R = map(_readonly, (A, B, Q, R))
+        self._Psi, self._Sigma0 = _readonly(Psi), _readonly(Sigma0)
+
+    A = property(lambda self: self._A, doc="State matrix, shape (d, d).")
+    B = property(lambda self: self._B, doc="Input matrix, shape (d, k).")
+    Q = property(lambda self: self._Q, doc="State weight, shape (d, d).")
+    R = property(lambda self: self._R, doc="Input weight, shape (k, k).")
+    Psi = property(lambda self: self._Psi, doc="Process-noise covariance, shape (d, d).")
+    Sigma0 = property(lambda self: self._Sigma0, doc="Initial-state covariance, shape (d, d).")
+
+    @property
+    def d(self) -> int:
+        """State dimension."""
+        return self._A.shape[0]
+
+    @property
+    def k(self) -> int:
+        """Input dimension."""
+        return self._B.shape[1]
+
+    @classmethod
+    def from_statespace(cls, sys: Any, Q: Any, R: Any, Psi: Any = None,
+                        Sigma0: Any = None) -> "LQRTask":
+        """Build a task from a discrete-time :class:`control.StateSpace`.
+
+        Raises
+        ------
+        ValidationError
+            If ``sys`` is not a state-space system or is continuous-time.
+        """
+        if not all(hasattr(sys, attr) for attr in ("A", "B", "dt")):
+            raise ValidationError(f"sys must be a control.StateSpace; got {type(sys).__name__}.")
+        if sys.dt is None or sys.dt == 0:
+            raise ValidationError("sys must be a discrete-time StateSpace (dt > 0 or True); got a "
+                                  "continuous-time system. Discretise it first, e.g. "
+                                  "control.c2d(sys, Ts).")
+        return cls(np.asarray(sys.A), np.asarray(sys.B), Q, R, Psi, Sigma0)
+
+    def __repr__(self) -> str:
+        return f"LQRTask(d={self.d}, k={self.k})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LQRTask):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, n), getattr(other, n))
+                   for n in ("A", "B", "Q", "R", "Psi", "Sigma0"))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class TaskSet:
+    """A batch of :class:`LQRTask` of equal ``(d, k)``, stored as stacked arrays.
+
+    The stacked matrices are available as ``A`` (n, d, d), ``B`` (n, d, k), ``Q``, ``R``,
+    ``Psi`` and ``Sigma0``. A ``TaskSet`` is indexable (an int gives an ``LQRTask``, a
+    slice or index array gives a ``TaskSet``), iterable and has ``len``.
+
+    Raises
+    ------
+    ValidationError
+        If ``tasks`` is empty, contains non-tasks or tasks of different ``(d, k)``.
+    """
+
+    __slots__ = ("_tasks", "A", "B", "Q", "R", "Psi", "Sigma0")
+
+    def __init__(self, tasks: Iterable[LQRTask]) -> None:
+        tasks = tuple(tasks)
+        if not tasks:
+            raise ValidationError("tasks must contain at least one LQRTask; got an empty sequence.")
+        for i, t in enumerate(tasks):
+            if not isinstance(t, LQRTask):
+                raise ValidationError(f"tasks[{i}] must be an LQRTask; got {type(t).__name__}.")
+        d, k = tasks[0].d, tasks[0].k
+        for i, t in enumerate(tasks):
+            if (t.d, t.k) != (d, k):
+                raise ValidationError(f"all tasks must share (d, k); tasks[0] has (d, k) = ({d}, {k}) "
+                                      f"but tasks[{i}] has ({t.d}, {t.k}).")
+        self._tasks = tasks
+        for name in ("A", "B", "Q", "R", "Psi", "Sigma0"):
+            object.__setattr__(self, name, _readonly(np.stack([getattr(t, name) for t in tasks])))
+
+    @property
+    def d(self) -> int:
+        """State dimension shared by all tasks."""
+        return self._tasks[0].d
+
+    @property
+    def k(self) -> int:
+        """Input dimension shared by all tasks."""
+        return self._tasks[0].k
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[LQRTask]:
+        return iter(self._tasks)
+
+    @overload
+    def __getitem__(self, index: int) -> LQRTask: ...
+    @overload
+    def __getitem__(self, index: Union[slice, Sequence[int], np.ndarray]) -> "TaskSet": ...
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            n = len(self._tasks)
+            if not -n <= index < n:
+                raise IndexError(f"task index {index} out of range for a TaskSet of {n} tasks.")
+            return self._tasks[index]
+        if isinstance(index, slice):
+            return TaskSet(self._tasks[index])
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return TaskSet([self._tasks[int(i)] for i in idx])
+
+    def __repr__(self) -> str:
+        return f"TaskSet(n_tasks={len(self)}, d={self.d}, k={self.k})"
+
+
+TaskLike = Union[LQRTask, TaskSet]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Internal: stacked task arrays plus whether the caller passed a single task."""
+
+    A: np.ndarray
+    B: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    Psi: np.ndarray
+    Sigma0: np.ndarray
+    single: bool
+
+    @property
+    def n(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def k(self) -> int:
+        return self.B.shape[2]
+
+    def out(self, value: np.ndarray):
+        """Strip the task axis again when the caller passed a single task."""
+        return value[0] if self.single else value
+
+
+def as_batch(task: Any, name: str = "task") -> Batch:
+    """Return the stacked arrays of an :class:`LQRTask` or :class:`TaskSet`."""
+    if isinstance(task, LQRTask):
+        return Batch(task.A[None], task.B[None], task.Q[None], task.R[None], task.Psi[None],
+                     task.Sigma0[None], True)
+    if isinstance(task, TaskSet):
+        return Batch(task.A, task.B, task.Q, task.R, task.Psi, task.Sigma0, False)
+    raise ValidationError(f"{name} must be an LQRTask or a TaskSet; got {type(task).__name__}. "
+                          f"Build one with metalqr.LQRTask(A, B, Q, R).")

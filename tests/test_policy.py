@@ -1,0 +1,244 @@
+"""Exact cost, gradient (Eq. 2), Hessian, and the three policy updates, verified
+independently: finite differences, SciPy/python-control, and the identities of Prop. 1."""
+
+import math
+
+import control
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given, strategies as st
+
+import metalqr
+from helpers import random_task, rel, stabilizing_gain
+
+DIMS = [(1, 1), (2, 1), (2, 2), (3, 2), (5, 3), (10, 4), (20, 10)]
+STANDARD = list(metalqr.standard_systems().items())
+
+
+def _fd_directional(f, K, X, h):
+    return (f(K + h * X) - f(K - h * X)) / (2 * h)
+
+
+def _cases(rng):
+    for d, k in DIMS:
+        task = random_task(rng, d, k)
+        yield f"random{d}x{k}", task, stabilizing_gain(rng, task)
+    for name, task in STANDARD:
+        yield name, task, stabilizing_gain(rng, task)
+
+
+def test_cost_identities(rng):
+    for name, task, K in _cases(rng):
+        ev = metalqr.evaluate(task, K)
+        J = metalqr.cost(task, K)
+        J_sigma = np.trace((task.Q + K.T @ task.R @ K) @ ev.Sigma[0])
+        assert J == pytest.approx(np.trace(ev.P[0] @ task.Psi), rel=1e-12), name
+        assert J == pytest.approx(J_sigma, rel=1e-9), name
+        # Independent reference: SciPy's Lyapunov solver.
+        AK = task.A - task.B @ K
+        P_ref = scipy.linalg.solve_discrete_lyapunov(AK.T, task.Q + K.T @ task.R @ K)
+        assert J == pytest.approx(np.trace(P_ref @ task.Psi), rel=1e-8), name
+
+
+def test_cost_is_inf_not_nan_when_unstable():
+    task = metalqr.LQRTask([[2.0]], [[1.0]], [[1.0]], [[1.0]])
+    assert metalqr.cost(task, [[0.0]]) == math.inf
+    assert metalqr.cost(task, [[1.5]]) == pytest.approx(1.0 / (1 - 0.25) * (1 + 2.25))
+    ts = metalqr.TaskSet([task, metalqr.LQRTask([[0.5]], [[1.0]], [[1.0]], [[1.0]])])
+    J = metalqr.cost(ts, [[0.0]])
+    assert J[0] == math.inf and np.isfinite(J[1])
+
+
+def test_gradient_matches_finite_differences(rng):
+    for name, task, K in _cases(rng):
+        g = metalqr.gradient(task, K)
+        # Full central-difference gradient, entry by entry (h balances O(h^2) truncation
+        # against eps * J / h rounding: relative error ~1e-9).
+        h = 1e-5 * max(1.0, np.linalg.norm(K))
+        fd = np.zeros_like(K)
+        for idx in np.ndindex(K.shape):
+            E = np.zeros_like(K)
+            E[idx] = 1.0
+            fd[idx] = _fd_directional(lambda Z: metalqr.cost(task, Z), K, E, h)
+        assert rel(g, fd) < 1e-6, name
+
+
+def test_hessian_vp_matches_finite_differences_and_is_symmetric(rng):
+    for name, task, K in _cases(rng):
+        X, Y = rng.standard_normal((2,) + K.shape)
+        HX = metalqr.hessian_vp(task, K, X)
+        h = 1e-5 * max(1.0, np.linalg.norm(K))
+        fd = _fd_directional(lambda Z: metalqr.gradient(task, Z), K, X, h)
+        assert rel(HX, fd) < 1e-5, name
+        HY = metalqr.hessian_vp(task, K, Y)
+        assert np.sum(Y * HX) == pytest.approx(np.sum(X * HY), rel=1e-9), name
+
+
+def test_hessian_matrix_consistent_with_hvp(rng):
+    for name, task, K in _cases(rng):
+        H = metalqr.hessian(task, K)
+        assert H.shape == (K.size, K.size)
+        assert np.allclose(H, H.T, rtol=0, atol=1e-10 * np.abs(H).max())
+        X = rng.standard_normal(K.shape)
+        assert rel(H @ X.ravel(), metalqr.hessian_vp(task, K, X).ravel()) < 1e-9, name
+
+
+def test_paper_eq3_is_only_a_quadratic_form(rng):
+    """Eq. (3) as printed (2 (R+B'PB) X Sigma - 4 B' P~[X] A_K Sigma) agrees with the true
+    Hessian in <X, H[X]> but is not a symmetric operator, hence not the Hessian."""
+    task = random_task(rng, 4, 2)
+    K = stabilizing_gain(rng, task)
+    ev = metalqr.evaluate(task, K)
+    AK, P, S, E, RBPB = ev.AK[0], ev.P[0], ev.Sigma[0], ev.E[0], ev.RBPB[0]
+
+    def eq3(X):
+        Pt = metalqr.dlyap(AK.T, X.T @ E + E.T @ X)
+        return 2 * RBPB @ X @ S - 4 * task.B.T @ Pt @ AK @ S
+
+    X, Y = rng.standard_normal((2, 2, 4))
+    assert np.sum(X * eq3(X)) == pytest.approx(np.sum(X * metalqr.hessian_vp(task, K, X)), rel=1e-9)
+    asym = abs(np.sum(Y * eq3(X)) - np.sum(X * eq3(Y)))
+    assert asym > 1e-3 * abs(np.sum(Y * eq3(X)))
+    assert rel(eq3(X), metalqr.hessian_vp(task, K, X)) > 1e-3
+
+
+@pytest.mark.parametrize("name, task", STANDARD + [("random5x3", random_task(np.random.default_rng(7), 5, 3))])
+def test_optimal_gain_matches_python_control_and_is_stationary(name, task):
+    K_star, P_star = metalqr.optimal_gain(task)
+    K_ref, S_ref, _ = control.dlqr(task.A, task.B, task.Q, task.R)
+    assert rel(K_star, K_ref) < 1e-9
+    assert rel(P_star, S_ref) < 1e-9
+    assert np.linalg.norm(metalqr.gradient(task, K_star)) < 1e-8 * np.linalg.norm(P_star)
+    assert metalqr.cost(task, K_star) == pytest.approx(np.trace(P_star @ task.Psi), rel=1e-10)
+
+
+def test_boeing747_golden_values():
+    """K* of the Boeing 747 with Q=I, R=I: reference from python-control's dlqr, and
+    J* = Tr(P*) with Psi = I."""
+    task = metalqr.boeing747()
+    K_star, P_star = metalqr.optimal_gain(task)
+    K_ref, P_ref, _ = control.dlqr(task.A, task.B, np.eye(4), np.eye(2))
+    assert np.allclose(K_star, K_ref, atol=1e-10)
+    assert metalqr.cost(task, K_star) == pytest.approx(np.trace(P_ref), rel=1e-12)
+    assert metalqr.spectral_radius(task, K_star) < 1
+
+
+def test_gauss_newton_half_step_is_policy_iteration(rng):
+    for name, task, K in _cases(rng):
+        ev = metalqr.evaluate(task, K)
+        P = ev.P[0]
+        K_pi = np.linalg.solve(task.R + task.B.T @ P @ task.B, task.B.T @ P @ task.A)
+        K_gn = K - 0.5 * metalqr.gauss_newton_direction(task, K)
+        assert rel(K_gn, K_pi) < 1e-10, name
+
+
+def test_natural_gradient_is_gradient_times_inverse_sigma(rng):
+    for name, task, K in _cases(rng):
+        Sigma = metalqr.evaluate(task, K).Sigma[0]
+        ng = metalqr.gradient(task, K) @ np.linalg.inv(Sigma)
+        assert rel(metalqr.natural_gradient(task, K), ng) < 1e-8, name
+
+
+def test_taskset_is_batched_equivalent_of_loop(rng):
+    tasks = metalqr.TaskSet([random_task(rng, 3, 2, rho=0.7) for _ in range(4)])
+    K = np.zeros((2, 3))
+    X = rng.standard_normal((2, 3))
+    J, G, HX, Hm = (metalqr.cost(tasks, K), metalqr.gradient(tasks, K),
+                    metalqr.hessian_vp(tasks, K, X), metalqr.hessian(tasks, K))
+    assert J.shape == (4,) and G.shape == (4, 2, 3) and HX.shape == (4, 2, 3) and Hm.shape == (4, 6, 6)
+    for i, t in enumerate(tasks):
+        assert J[i] == pytest.approx(metalqr.cost(t, K), rel=1e-12)
+        assert rel(G[i], metalqr.gradient(t, K)) < 1e-12
+        assert rel(HX[i], metalqr.hessian_vp(t, K, X)) < 1e-12
+        assert rel(Hm[i], metalqr.hessian(t, K)) < 1e-12
+    # Per-task gains, shape (n, k, d).
+    Ks = rng.standard_normal((4, 2, 3)) * 0.01
+    assert np.allclose(metalqr.cost(tasks, Ks), [metalqr.cost(t, Ks[i]) for i, t in enumerate(tasks)])
+    K_opt, P_opt = metalqr.optimal_gain(tasks)
+    assert K_opt.shape == (4, 2, 3) and P_opt.shape == (4, 3, 3)
+
+
+def test_unstable_gradient_names_task_and_radius():
+    tasks = metalqr.TaskSet([metalqr.LQRTask([[0.5]], [[1.0]], [[1.0]], [[1.0]]),
+                             metalqr.LQRTask([[1.5]], [[1.0]], [[1.0]], [[1.0]])])
+    for fn in (metalqr.gradient, metalqr.hessian, metalqr.natural_gradient,
+               metalqr.gauss_newton_direction):
+        with pytest.raises(metalqr.UnstablePolicyError, match=r"task 1.*1\.5") as info:
+            fn(tasks, [[0.0]])
+        assert info.value.task_index == 1 and info.value.spectral_radius == pytest.approx(1.5)
+    with pytest.raises(metalqr.UnstablePolicyError, match="task 1"):
+        metalqr.hessian_vp(tasks, [[0.0]], [[1.0]])
+
+
+@pytest.mark.parametrize("method, step", [("gd", None), ("natural", None), ("gauss_newton", 0.5)])
+def test_policy_optimization_converges_on_standard_systems(method, step):
+    for name, task in STANDARD:
+        K_star, _ = metalqr.optimal_gain(task)
+        K0, _ = metalqr.optimal_gain(metalqr.LQRTask(task.A, task.B, task.Q * 3, task.R))
+        if step is None:
+            ev = metalqr.evaluate(task, K0)
+            # 1/L with L the largest curvature met at either end of the path.
+            L = max(np.max(np.linalg.eigvalsh(metalqr.hessian(task, Z))) for Z in (K0, K_star))
+            s = 0.5 / L if method == "gd" else 0.5 / np.linalg.norm(ev.RBPB[0], 2)
+        else:
+            s = step
+        res = metalqr.policy_optimization(task, K0, method=method, step_size=s, n_iterations=3000)
+        assert np.all(np.diff(res.costs) <= 1e-12 * res.costs[0]), name
+        assert res.costs[-1] <= res.costs[0]
+        if method == "gauss_newton":
+            assert rel(res.K, K_star) < 1e-8, name   # quadratic convergence
+        assert (res.costs[-1] - metalqr.cost(task, K_star)) <= 1e-3 * (res.costs[0] - metalqr.cost(task, K_star))
+
+
+# --- property tests (hypothesis) ----------------------------------------------------------
+
+task_params = st.tuples(st.integers(1, 5), st.integers(1, 3), st.integers(0, 2**31 - 1),
+                        st.floats(0.2, 1.3))
+
+
+@given(task_params)
+def test_gradient_domination_lemma3(params):
+    """Lemma 3 with mu = sigma_min(Psi) (Sigma_K >= Psi in the ergodic setting):
+    mu Tr(E'E)/||R+B'PB|| <= J - J* <= ||Sigma*|| Tr(E'E)/sigma_min(R) <= ||grad||^2/lambda."""
+    d, k, seed, rho = params
+    rng = np.random.default_rng(seed)
+    task = random_task(rng, d, k, rho=rho)
+    K = stabilizing_gain(rng, task, scale=rng.uniform(0.01, 1.0))
+    K_star, _ = metalqr.optimal_gain(task)
+    ev, ev_star = metalqr.evaluate(task, K), metalqr.evaluate(task, K_star)
+    E = ev.E[0]
+    gap = metalqr.cost(task, K) - metalqr.cost(task, K_star)
+    mu = np.min(np.linalg.eigvalsh(task.Psi))
+    sig_min_R = np.min(np.linalg.eigvalsh(task.R))
+    trEE = np.sum(E * E)
+    lower = mu * trEE / np.linalg.norm(ev.RBPB[0], 2)
+    upper = np.linalg.norm(ev_star.Sigma[0], 2) * trEE / sig_min_R
+    lam = mu**2 * sig_min_R / np.linalg.norm(ev_star.Sigma[0], 2)
+    slack = 1e-9 * metalqr.cost(task, K_star)
+    assert lower <= gap + slack
+    assert gap <= upper + slack
+    assert upper <= np.sum(metalqr.gradient(task, K) ** 2) / lam + slack
+
+
+@given(task_params)
+def test_hessian_symmetry_property(params):
+    d, k, seed, rho = params
+    rng = np.random.default_rng(seed)
+    task = random_task(rng, d, k, rho=rho)
+    K = stabilizing_gain(rng, task, scale=0.3)
+    X, Y = rng.standard_normal((2, k, d))
+    a = np.sum(Y * metalqr.hessian_vp(task, K, X))
+    b = np.sum(X * metalqr.hessian_vp(task, K, Y))
+    assert abs(a - b) <= 1e-9 * max(abs(a), abs(b), np.linalg.norm(metalqr.hessian(task, K)))
+
+
+@given(task_params)
+def test_small_step_gradient_descent_decreases_cost(params):
+    d, k, seed, rho = params
+    rng = np.random.default_rng(seed)
+    task = random_task(rng, d, k, rho=rho)
+    K0 = stabilizing_gain(rng, task, scale=0.3)
+    step = 0.1 / np.max(np.abs(np.linalg.eigvalsh(metalqr.hessian(task, K0))))
+    res = metalqr.policy_optimization(task, K0, method="gd", step_size=step, n_iterations=25)
+    assert np.all(np.diff(res.costs) <= 1e-12 * res.costs[0])

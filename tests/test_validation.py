@@ -1,0 +1,119 @@
+"""Malformed input: each case raises a metalqr error (a ValueError) naming the argument."""
+
+import numpy as np
+import pytest
+
+import metalqr
+
+I2 = np.eye(2)
+A2 = 0.5 * I2
+B2 = np.array([[1.0], [0.5]])
+R1 = np.array([[1.0]])
+OK = dict(A=A2, B=B2, Q=I2, R=R1)
+
+
+def _task(**kw):
+    args = dict(OK)
+    args.update(kw)
+    return metalqr.LQRTask(**args)
+
+
+TASK_CASES = [
+    ("A not square", dict(A=np.ones((2, 3))), "A"),
+    ("A NaN", dict(A=np.array([[np.nan, 0], [0, 0.5]])), "A"),
+    ("A string", dict(A="abc"), "A"),
+    ("A 3-D", dict(A=np.ones((2, 2, 2))), "A"),
+    ("B wrong rows", dict(B=np.ones((3, 1))), "B"),
+    ("B inf", dict(B=np.array([[np.inf], [0.0]])), "B"),
+    ("B row vector", dict(B=np.array([1.0, 0.5])), "B"),
+    ("Q wrong shape", dict(Q=np.eye(3)), "Q"),
+    ("Q non-symmetric", dict(Q=np.array([[1.0, 0.5], [0.0, 1.0]])), "Q"),
+    ("Q indefinite", dict(Q=np.diag([1.0, -1.0])), "Q"),
+    ("R zero (not PD)", dict(R=np.zeros((1, 1))), "R"),
+    ("R wrong shape", dict(R=np.eye(2)), "R"),
+    ("R non-symmetric", dict(B=np.ones((2, 2)), R=np.array([[1.0, 1.0], [0.0, 1.0]])), "R"),
+    ("Psi indefinite", dict(Psi=np.diag([1.0, -0.1])), "Psi"),
+    ("Psi wrong shape", dict(Psi=np.eye(3)), "Psi"),
+    ("Sigma0 NaN", dict(Sigma0=np.full((2, 2), np.nan)), "Sigma0"),
+]
+
+
+@pytest.mark.parametrize("label, kw, word", TASK_CASES, ids=[c[0] for c in TASK_CASES])
+def test_task_validation(label, kw, word):
+    with pytest.raises(metalqr.ValidationError, match=rf"\b{word}\b") as info:
+        _task(**kw)
+    assert isinstance(info.value, ValueError)
+
+
+def test_taskset_errors():
+    t1 = _task()
+    t2 = metalqr.LQRTask(A2, np.ones((2, 2)), I2, I2)
+    with pytest.raises(metalqr.ValidationError, match=r"tasks\[1\].*\(2, 2\)"):
+        metalqr.TaskSet([t1, t2])
+    with pytest.raises(metalqr.ValidationError, match="tasks"):
+        metalqr.TaskSet([])
+    with pytest.raises(metalqr.ValidationError, match=r"tasks\[0\]"):
+        metalqr.TaskSet([np.eye(2)])
+
+
+GAIN_CASES = [
+    ("K wrong shape", np.zeros((2, 2)), "K"),
+    ("K transposed", np.zeros((2, 1)), "transposed"),
+    ("K NaN", np.array([[np.nan, 0.0]]), "K"),
+    ("K not numeric", "x", "K"),
+]
+
+
+@pytest.mark.parametrize("label, K, word", GAIN_CASES, ids=[c[0] for c in GAIN_CASES])
+@pytest.mark.parametrize("fn", [metalqr.cost, metalqr.gradient, metalqr.spectral_radius,
+                                metalqr.hessian, metalqr.natural_gradient])
+def test_gain_validation(fn, label, K, word):
+    with pytest.raises(metalqr.ValidationError, match=word):
+        fn(_task(), K)
+
+
+def test_other_argument_errors():
+    task = _task()
+    with pytest.raises(metalqr.ValidationError, match=r"\bX\b"):
+        metalqr.hessian_vp(task, np.zeros((1, 2)), np.zeros((2, 2)))
+    with pytest.raises(metalqr.ValidationError, match="task"):
+        metalqr.cost("not a task", np.zeros((1, 2)))
+    with pytest.raises(metalqr.ValidationError, match="method"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), method="newton")
+    with pytest.raises(metalqr.ValidationError, match="step_size"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), step_size=-1.0)
+    with pytest.raises(metalqr.ValidationError, match="n_iterations"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), n_iterations=2.5)
+    with pytest.raises(metalqr.UnstablePolicyError, match="step_size"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), step_size=1e3, n_iterations=5)
+
+
+def test_from_statespace():
+    import control
+    sysd = control.ss(A2, B2, np.eye(2), np.zeros((2, 1)), 0.1)
+    task = metalqr.LQRTask.from_statespace(sysd, I2, R1)
+    assert task.d == 2 and task.k == 1 and np.array_equal(task.A, A2)
+    with pytest.raises(metalqr.ValidationError, match="sys.*continuous"):
+        metalqr.LQRTask.from_statespace(control.ss(A2, B2, np.eye(2), np.zeros((2, 1))), I2, R1)
+    with pytest.raises(metalqr.ValidationError, match="sys"):
+        metalqr.LQRTask.from_statespace(A2, I2, R1)
+
+
+def test_task_is_immutable_and_indexable():
+    task = _task()
+    with pytest.raises(ValueError):
+        task.A[0, 0] = 3.0
+    with pytest.raises(AttributeError):
+        task.A = np.eye(2)
+    ts = metalqr.TaskSet([task, _task(Q=2 * I2), _task(Q=3 * I2)])
+    assert len(ts) == 3 and ts[1] == _task(Q=2 * I2) and len(ts[1:]) == 2 and len(ts[[0, 2]]) == 2
+    assert [t.Q[0, 0] for t in ts] == [1.0, 2.0, 3.0]
+    with pytest.raises(IndexError):
+        ts[3]
+
+
+def test_optimal_gain_unstabilisable():
+    # Unstable mode 2.0 not reachable from B.
+    task = metalqr.LQRTask(np.diag([0.5, 2.0]), np.array([[1.0], [0.0]]), I2, R1)
+    with pytest.raises(metalqr.ValidationError, match="stabilisable"):
+        metalqr.optimal_gain(task)
