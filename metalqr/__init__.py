@@ -3,20 +3,34 @@
 The public API is re-exported here; see ``docs/`` for worked examples.
 """
 
-from .exceptions import (MetalqrError, NotMAMLStabilizingError, NotMetaLearnableError,
-                         RolloutOverflowError, UnstablePolicyError, ValidationError)
+from .exceptions import (BackendUnavailableError, MetalqrError, NotMAMLStabilizingError,
+                         NotMetaLearnableError, RolloutOverflowError, TrainingStalledError,
+                         UnstablePolicyError, ValidationError)
 from .lqr import (LQRTask, PolicyOptimizationResult, TaskSet, boeing747, cost, dlyap,
                   double_integrator, evaluate, gauss_newton_direction, gradient, hessian,
                   hessian_vp, inverted_pendulum, is_stabilizing, natural_gradient, optimal_gain,
                   policy_optimization, spectral_radius, standard_systems)
 
+from .meta import (History, MetaTrainingResult, adapted_gains, check_meta_learnable,
+                   common_stabilizing_gain, cost_gap_ratio, first_order_maml_gradient,
+                   is_maml_stabilizing, maml_gradient, maml_objective, meta_policy_optimization,
+                   optimal_costs, perturb_tasks, sample_tasks, sphere_perturbations, zo_gradient,
+                   zo_maml_gradient)
+from .rollouts import available_backends, expected_rollout_cost, simulate_costs
+
 __version__ = "0.1.0"
 
 __all__ = [
     "MetalqrError", "ValidationError", "UnstablePolicyError", "NotMAMLStabilizingError",
-    "NotMetaLearnableError", "RolloutOverflowError",
+    "NotMetaLearnableError", "RolloutOverflowError", "BackendUnavailableError",
+    "TrainingStalledError",
     "LQRTask", "TaskSet", "dlyap", "spectral_radius", "is_stabilizing", "optimal_gain", "cost",
     "gradient", "hessian_vp", "hessian", "natural_gradient", "gauss_newton_direction", "evaluate",
     "policy_optimization", "PolicyOptimizationResult", "boeing747", "double_integrator",
     "inverted_pendulum", "standard_systems",
+    "sample_tasks", "perturb_tasks", "maml_objective", "maml_gradient", "first_order_maml_gradient",
+    "is_maml_stabilizing", "adapted_gains", "cost_gap_ratio", "optimal_costs",
+    "check_meta_learnable", "common_stabilizing_gain", "zo_gradient", "zo_maml_gradient",
+    "sphere_perturbations", "meta_policy_optimization", "MetaTrainingResult", "History",
+    "simulate_costs", "expected_rollout_cost", "available_backends",
 ]

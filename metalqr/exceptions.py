@@ -14,6 +14,8 @@ __all__ = [
     "NotMAMLStabilizingError",
     "NotMetaLearnableError",
     "RolloutOverflowError",
+    "BackendUnavailableError",
+    "TrainingStalledError",
 ]
 
 
@@ -58,3 +60,22 @@ class NotMetaLearnableError(MetalqrError, ValueError):
 
 class RolloutOverflowError(MetalqrError, ArithmeticError):
     """A simulated trajectory overflowed (non-finite state or cost)."""
+
+
+class BackendUnavailableError(MetalqrError, RuntimeError):
+    """The requested rollout backend cannot run here (e.g. ``"cupy"`` without CuPy or a GPU)."""
+
+
+class TrainingStalledError(MetalqrError, RuntimeError):
+    """Meta-training rejected too many consecutive updates (the gradient estimate keeps
+    leaving the stabilising set); a checkpoint of the last good state is kept.
+
+    Attributes
+    ----------
+    result : MetaTrainingResult or None
+        The run up to the stall (final gain and history).
+    """
+
+    def __init__(self, message: str, result=None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -18,8 +18,9 @@ PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 def test_markdown_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    namespace = {"__name__": "__docs__"}   # blocks of one page run in order, like a notebook
     for block in blocks:
-        exec(compile(block, str(page), "exec"), {"__name__": "__docs__"})
+        exec(compile(block, str(page), "exec"), namespace)
 
 
 def test_doctests():

@@ -21,7 +21,7 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
     cmds = _readme_commands()
     assert len(cmds) == 2
     assert "[test]" in cmds[1] and "pytest" in cmds[1]
-    assert "metalqr" in cmds[0]
+    assert "metalqr reproduce fig1 --quick" in cmds[0]
     assert cmds[1] in (ROOT / ".ci" / "run").read_text()
 
 

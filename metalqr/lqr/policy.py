@@ -235,3 +235,20 @@ def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "gauss_newton_direction")
     return batch.out(2.0 * np.linalg.solve(ev.RBPB, ev.E))
+
+
+def costs_indexed(batch: Batch, task_index: np.ndarray, K: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Exact ``J`` of ``N`` (task, gain) pairs: task ``task_index[n]`` with gain ``K[n]``.
+
+    Internal kernel of the ``oracle="exact"`` estimators; ``inf`` where unstable. Works in
+    chunks of ``chunk`` pairs to bound memory.
+    """
+    out = np.empty(K.shape[0])
+    for s in range(0, K.shape[0], chunk):
+        ti, Kc = task_index[s:s + chunk], K[s:s + chunk]
+        AK = batch.A[ti] - batch.B[ti] @ Kc
+        stable, P, _ = lyapunov_pair(AK, batch.Q[ti] + _T(Kc) @ batch.R[ti] @ Kc)
+        with np.errstate(over="ignore", invalid="ignore"):
+            J = np.einsum("nij,nji->n", P, batch.Psi[ti])
+        out[s:s + chunk] = np.where(stable & np.isfinite(J), J, math.inf)
+    return out

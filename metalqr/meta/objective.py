@@ -1,0 +1,223 @@
+"""The MAML meta-objective for LQR and its exact gradient (Section 3.2 of the ZO-MAML paper).
+
+``L(K) = sum_i w_i J_i(K - eta grad J_i(K))`` (Eq. (4), with weights ``w`` summing to one)
+and ``grad L(K) = sum_i w_i (I - eta Hess J_i(K)) [grad J_i(K_i')]``, ``K_i' = K - eta grad J_i(K)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array, check_positive
+from ..exceptions import NotMAMLStabilizingError, NotMetaLearnableError, ValidationError
+from ..lqr.lyapunov import spectral_radius_of
+from ..lqr.policy import _evaluate, _hvp, check_gain, closed_loop, cost
+from ..lqr.riccati import optimal_gain
+from ..lqr.tasks import LQRTask, TaskSet, as_batch
+
+__all__ = [
+    "maml_objective", "maml_gradient", "first_order_maml_gradient", "is_maml_stabilizing",
+    "adapted_gains", "cost_gap_ratio", "optimal_costs", "check_meta_learnable",
+    "common_stabilizing_gain",
+]
+
+
+def as_taskset(tasks: Any) -> TaskSet:
+    """A TaskSet from a TaskSet or a single LQRTask."""
+    if isinstance(tasks, TaskSet):
+        return tasks
+    if isinstance(tasks, LQRTask):
+        return TaskSet([tasks])
+    raise ValidationError(f"tasks must be a TaskSet (or an LQRTask); got {type(tasks).__name__}.")
+
+
+def _weights(weights: Any, n: int) -> np.ndarray:
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = as_float_array(weights, "weights", shape=(n,))
+    if np.any(w < 0) or w.sum() <= 0:
+        raise ValidationError("weights must be non-negative with a positive sum; got "
+                              f"{np.array2string(w, precision=3)}.")
+    return w / w.sum()
+
+
+def _eta(eta: Any) -> float:
+    return check_positive(eta, "eta", allow_zero=True)
+
+
+def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
+    """One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d).
+
+    Raises
+    ------
+    NotMAMLStabilizingError
+        If ``K`` does not stabilise some task.
+    """
+    ts = as_taskset(tasks)
+    batch = as_batch(ts)
+    Kb = check_gain(batch, K)
+    ev = _evaluate_maml(batch, Kb, "adapted_gains")
+    return Kb - _eta(eta) * ev.gradient
+
+
+def _evaluate_maml(batch, Kb, what):
+    rho = spectral_radius_of(closed_loop(batch, Kb))
+    if np.any(rho >= 1.0):
+        i = int(np.argmax(rho >= 1.0))
+        raise NotMAMLStabilizingError(
+            f"{what}: K is not MAML-stabilising (Definition 1): it does not stabilise task {i} "
+            f"(spectral radius {rho[i]:.6g}). Start from a gain that stabilises every task, e.g. "
+            f"metalqr.common_stabilizing_gain(tasks).", task_index=i, spectral_radius=float(rho[i]))
+    return _evaluate(batch, Kb, what)
+
+
+def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
+    """Definition 1: ``rho(A_i - B_i K) < 1`` and ``rho(A_i - B_i (K - eta grad J_i(K))) < 1``
+    for every task."""
+    ts = as_taskset(tasks)
+    batch = as_batch(ts)
+    Kb = check_gain(batch, K)
+    if np.any(spectral_radius_of(closed_loop(batch, Kb)) >= 1.0):
+        return False
+    K_ad = Kb - _eta(eta) * _evaluate(batch, Kb, "is_maml_stabilizing").gradient
+    return bool(np.all(spectral_radius_of(closed_loop(batch, K_ad)) < 1.0))
+
+
+def maml_objective(tasks: Any, K: Any, eta: float, weights: Any = None) -> float:
+    """Eq. (4): ``L(K) = sum_i w_i J_i(K - eta grad J_i(K))`` (uniform weights by default).
+
+    Returns ``math.inf`` when ``K`` is not MAML-stabilising (like :func:`metalqr.cost`).
+    """
+    ts = as_taskset(tasks)
+    w = _weights(weights, len(ts))
+    if not is_maml_stabilizing(ts, K, eta):
+        return math.inf
+    J = cost(ts, adapted_gains(ts, K, eta))
+    return float(np.dot(w, J)) if np.all(np.isfinite(J)) else math.inf
+
+
+def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.ndarray:
+    """Exact meta-gradient ``sum_i w_i (I - eta Hess J_i(K)) [grad J_i(K_i')]``.
+
+    Uses the true (symmetric) Hessian-vector product of :func:`metalqr.hessian_vp`, so
+    ``(I - eta H)`` applied to ``grad J_i(K_i')`` is exact. With ``eta = 0`` it is the mean
+    gradient.
+
+    Raises
+    ------
+    NotMAMLStabilizingError
+        If ``K`` or an adapted gain ``K_i'`` does not stabilise its task.
+    """
+    ts = as_taskset(tasks)
+    batch = as_batch(ts)
+    eta = _eta(eta)
+    w = _weights(weights, len(ts))
+    Kb = check_gain(batch, K)
+    ev = _evaluate_maml(batch, Kb, "maml_gradient")
+    K_ad = Kb - eta * ev.gradient
+    G_ad = _adapted_gradient(batch, K_ad, eta)
+    per_task = G_ad - eta * _hvp(batch, ev, G_ad[:, None])[:, 0]
+    return np.einsum("n,nij->ij", w, per_task)
+
+
+def _adapted_gradient(batch, K_ad, eta):
+    rho = spectral_radius_of(closed_loop(batch, K_ad))
+    if np.any(rho >= 1.0):
+        i = int(np.argmax(rho >= 1.0))
+        raise NotMAMLStabilizingError(
+            f"K is not MAML-stabilising (Definition 1): the adapted gain K - eta grad J_{i}(K) does "
+            f"not stabilise task {i} (spectral radius {rho[i]:.6g}); reduce eta (= {eta:g}).",
+            task_index=i, spectral_radius=float(rho[i]))
+    return _evaluate(batch, K_ad, "maml_gradient").gradient
+
+
+def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.ndarray:
+    """First-order MAML: ``sum_i w_i grad J_i(K_i')`` (the Hessian term dropped)."""
+    ts = as_taskset(tasks)
+    batch = as_batch(ts)
+    eta = _eta(eta)
+    w = _weights(weights, len(ts))
+    Kb = check_gain(batch, K)
+    ev = _evaluate_maml(batch, Kb, "first_order_maml_gradient")
+    return np.einsum("n,nij->ij", w, _adapted_gradient(batch, Kb - eta * ev.gradient, eta))
+
+
+def optimal_costs(tasks: Any) -> np.ndarray:
+    """``J_i(K_i*)`` of every task (shape (n,))."""
+    ts = as_taskset(tasks)
+    K_star, _ = optimal_gain(ts)
+    return np.asarray(cost(ts, K_star))
+
+
+def cost_gap_ratio(tasks: Any, K: Any, J_star: Any = None) -> float:
+    """Figure 1 metric: ``(sum_i J_i(K) - sum_i J_i(K_i*)) / sum_i J_i(K_i*)``.
+
+    ``J_star`` (from :func:`optimal_costs`) may be passed to avoid re-solving the DAREs.
+    Returns ``inf`` if ``K`` does not stabilise some task.
+    """
+    ts = as_taskset(tasks)
+    J_star = optimal_costs(ts) if J_star is None else as_float_array(J_star, "J_star", shape=(len(ts),))
+    total = float(np.sum(cost(ts, K)))
+    return (total - float(np.sum(J_star))) / float(np.sum(J_star))
+
+
+def check_meta_learnable(tasks: Any) -> None:
+    """Raise :class:`NotMetaLearnableError` when the tasks provably share no stabilising gain.
+
+    Detected cases: a task that no gain stabilises (an unstable mode that ``B`` cannot
+    reach), and for scalar systems (d = k = 1) disjoint stabilising intervals
+    ``{K : |a_i - b_i K| < 1}`` (the example of Section 3.2 of the ZO-MAML paper). Passing
+    this check does not prove that a common stabilising gain exists.
+    """
+    ts = as_taskset(tasks)
+    for i, t in enumerate(ts):
+        lam, V = np.linalg.eig(t.A.T)
+        for j in np.flatnonzero(np.abs(lam) >= 1.0):
+            # PBH test: left eigenvector w with w'B = 0 for an unstable eigenvalue.
+            w = V[:, j]
+            if np.linalg.norm(w.conj() @ t.B) <= 1e-10 * max(1.0, np.linalg.norm(t.B)):
+                raise NotMetaLearnableError(
+                    f"task {i} is not stabilisable: its mode with eigenvalue {lam[j]:.4g} cannot be "
+                    f"reached by B, so no gain stabilises it and the task set cannot be meta-learned.")
+    if ts.d == 1 and ts.k == 1:
+        lo, hi = -math.inf, math.inf
+        for t in ts:
+            a, b = float(t.A[0, 0]), float(t.B[0, 0])
+            if b == 0.0:
+                continue  # |a| < 1 here, else the PBH test above raised
+            ends = sorted(((a - 1.0) / b, (a + 1.0) / b))
+            lo, hi = max(lo, ends[0]), min(hi, ends[1])
+        if lo >= hi:
+            intervals = ", ".join(
+                f"({min((float(t.A[0, 0]) - 1) / float(t.B[0, 0]), (float(t.A[0, 0]) + 1) / float(t.B[0, 0])):.4g}, "
+                f"{max((float(t.A[0, 0]) - 1) / float(t.B[0, 0]), (float(t.A[0, 0]) + 1) / float(t.B[0, 0])):.4g})"
+                for t in ts if float(t.B[0, 0]) != 0.0)
+            raise NotMetaLearnableError(
+                f"the scalar tasks share no stabilising gain: their stabilising intervals {intervals} "
+                f"do not intersect, so the task set cannot be meta-learned (Section 3.2 of the "
+                f"ZO-MAML paper).")
+
+
+def common_stabilizing_gain(tasks: Any) -> np.ndarray:
+    """A gain that stabilises every task, found by trying ``0``, each ``K_i*`` and their mean.
+
+    Raises
+    ------
+    NotMetaLearnableError
+        If :func:`check_meta_learnable` proves that none exists.
+    ValidationError
+        If none of the candidates works (one may still exist: supply it yourself).
+    """
+    ts = as_taskset(tasks)
+    check_meta_learnable(ts)
+    K_star, _ = optimal_gain(ts)
+    candidates = [np.zeros((ts.k, ts.d)), K_star.mean(axis=0)] + list(K_star)
+    batch = as_batch(ts)
+    for K in candidates:
+        if np.all(spectral_radius_of(closed_loop(batch, check_gain(batch, K))) < 1):
+            return np.array(K)
+    raise ValidationError("no common stabilising gain among 0, the tasks' optimal gains and their "
+                          "mean; pass a stabilising K0 explicitly.")

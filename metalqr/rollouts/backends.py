@@ -1,0 +1,121 @@
+"""The one place where a rollout backend is chosen.
+
+=========  ===========================================================================
+name       implementation
+=========  ===========================================================================
+numpy      :func:`~metalqr.rollouts.array_kernel.simulate_costs_array` with NumPy,
+           chunked over rollouts and threaded
+numba      :func:`~metalqr.rollouts.numba_kernel.simulate_costs_numba`, compiled,
+           parallel over rollouts (the CPU default)
+cupy       the array kernel with CuPy on a CUDA GPU (``pip install metalqr[gpu]``)
+=========  ===========================================================================
+
+All three use the counter-based noise of :mod:`metalqr.rollouts.counter_rng`, so the
+same key gives the same costs on every backend (to rounding).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .._parallel import map_chunks
+from ..exceptions import BackendUnavailableError, ValidationError
+
+__all__ = ["Backend", "get_backend", "available_backends", "DEFAULT_BACKEND", "cupy_available"]
+
+#: Backend used when none is named (override with ``METALQR_BACKEND``).
+DEFAULT_BACKEND = os.environ.get("METALQR_BACKEND", "numba")
+#: Rollouts per chunk of the array kernels (bounds memory at ~chunk * d * d floats).
+CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A rollout backend: ``simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index,
+    length, key) -> costs`` on NumPy inputs, NumPy output."""
+
+    name: str
+    simulate: Callable[..., np.ndarray]
+
+
+def _numpy_simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key):
+    from .array_kernel import simulate_costs_array
+
+    N, d = K.shape[0], A.shape[-1]
+
+    def run(ti, Kc, ni):
+        return (simulate_costs_array(np, A, B, Q, R, L0, Lpsi, ti, Kc, ni, length, key),)
+
+    def chunks(ti, Kc, ni):
+        outs = [run(ti[s:s + CHUNK], Kc[s:s + CHUNK], ni[s:s + CHUNK])[0]
+                for s in range(0, ti.shape[0], CHUNK)]
+        return (np.concatenate(outs) if outs else np.empty(0),)
+
+    return map_chunks(chunks, [task_index, K, noise_index], N, work=N * length * d * d * 20)[0]
+
+
+def _numba_simulate(*args):
+    from .numba_kernel import simulate_costs_numba
+    return simulate_costs_numba(*args)
+
+
+def cupy_available() -> bool:
+    """Whether CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, CUDARuntimeError, ...
+        return False
+
+
+def _cupy_simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key):
+    import cupy as cp
+
+    from .array_kernel import simulate_costs_array
+
+    dev = [cp.asarray(a) for a in (A, B, Q, R, L0, Lpsi)]
+    N, d = K.shape[0], A.shape[-1]
+    free, _ = cp.cuda.Device().mem_info
+    chunk = max(1024, int(free * 0.25 / (8 * (4 * d * d + 8 * d + 16))))
+    out = np.empty(N)
+    for s in range(0, N, chunk):
+        sl = slice(s, s + chunk)
+        out[sl] = cp.asnumpy(simulate_costs_array(
+            cp, *dev, cp.asarray(task_index[sl]), cp.asarray(K[sl]), cp.asarray(noise_index[sl]),
+            length, key))
+    return out
+
+
+_BACKENDS = {"numpy": _numpy_simulate, "numba": _numba_simulate, "cupy": _cupy_simulate}
+
+
+def available_backends() -> list[str]:
+    """Backends that can run on this machine."""
+    names = ["numpy", "numba"]
+    if cupy_available():
+        names.append("cupy")
+    return names
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """Resolve a backend name (``None`` gives :data:`DEFAULT_BACKEND`).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown name.
+    BackendUnavailableError
+        For ``"cupy"`` when CuPy or a CUDA device is missing.
+    """
+    name = DEFAULT_BACKEND if name is None else name
+    if name not in _BACKENDS:
+        raise ValidationError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}.")
+    if name == "cupy" and not cupy_available():
+        raise BackendUnavailableError("backend 'cupy' needs CuPy and a CUDA GPU: install with "
+                                      "pip install 'metalqr[gpu]' on a machine with a GPU, or use "
+                                      "backend='numba'.")
+    return Backend(name, _BACKENDS[name])

@@ -1,0 +1,137 @@
+"""Rollout engine: counter-based noise, backend agreement, statistics against the exact
+finite-horizon expectation, reproducibility and errors."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+import metalqr
+from metalqr.rollouts import backends as backends_mod
+from metalqr.rollouts.counter_rng import ndtri_array, normals
+from metalqr.rollouts.numba_kernel import ndtri_numba
+from helpers import random_task, stabilizing_gain
+
+
+def test_as241_matches_scipy_ndtri():
+    p = np.concatenate([np.linspace(0, 1, 100001)[1:-1], 10.0 ** -np.arange(1, 300, 0.5),
+                        1 - 10.0 ** -np.arange(1, 16, 0.5)])
+    ref = scipy.special.ndtri(p)
+    for z in (ndtri_array(np, p), ndtri_numba(p)):
+        central = np.abs(p - 0.5) < 0.499
+        assert np.max(np.abs(z - ref)[central]) < 1e-14
+        # In the far tail compare through the forward map (Cephes' ndtri is the less accurate one).
+        assert np.max(np.abs(scipy.special.log_ndtr(z) - np.log(p)) / np.abs(np.log(p))) < 1e-13
+
+
+def test_counter_normals_are_standard_normal():
+    z = normals(np, 2024, np.arange(1_000_000, dtype=np.uint64))
+    n = z.size
+    assert abs(z.mean()) < 5 / math.sqrt(n)
+    assert abs(z.var() - 1) < 5 * math.sqrt(2 / n)
+    assert abs(np.mean(z**4) - 3) < 5 * math.sqrt(96 / n)
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / math.sqrt(n)
+    assert scipy.stats.kstest(z[:200_000], "norm").pvalue > 1e-4
+
+
+def _family(rng, d, k, n=3):
+    tasks = metalqr.TaskSet([random_task(rng, d, k, rho=0.8) for _ in range(n)])
+    Ks = np.stack([stabilizing_gain(rng, t, scale=0.05) for t in tasks])
+    return tasks, Ks
+
+
+@pytest.mark.parametrize("d, k", [(1, 1), (3, 2), (7, 3)])
+def test_numpy_and_numba_agree(rng, d, k):
+    tasks, Ks = _family(rng, d, k)
+    ti = np.arange(300) % 3
+    K = Ks[ti] + 0.01 * rng.standard_normal((300, k, d))
+    a = metalqr.simulate_costs(tasks, K, task_index=ti, length=40, rng=5, backend="numpy")
+    b = metalqr.simulate_costs(tasks, K, task_index=ti, length=40, rng=5, backend="numba")
+    assert np.allclose(a, b, rtol=1e-10, atol=0)
+    c = metalqr.simulate_costs(tasks, K, task_index=ti, length=40, rng=6, backend="numba")
+    assert not np.allclose(a, c)
+
+
+def test_results_do_not_depend_on_chunking_or_threads(rng, monkeypatch):
+    tasks, Ks = _family(rng, 3, 2)
+    ti = np.arange(1000) % 3
+    ref = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=20, rng=1, backend="numpy")
+    monkeypatch.setattr(backends_mod, "CHUNK", 37)
+    monkeypatch.setenv("METALQR_NUM_THREADS", "1")
+    again = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=20, rng=1, backend="numpy")
+    assert np.array_equal(ref, again)
+    # A rollout's cost depends only on (key, its noise index, task, gain): a subset agrees.
+    sub = metalqr.simulate_costs(tasks, Ks[ti[:10]], task_index=ti[:10], length=20, rng=1,
+                                 backend="numba")
+    assert np.allclose(sub, ref[:10], rtol=1e-10)
+
+
+def test_common_noise_index_gives_identical_rollouts(rng):
+    tasks, Ks = _family(rng, 2, 1, n=1)
+    c = metalqr.simulate_costs(tasks, np.repeat(Ks, 4, axis=0), task_index=np.zeros(4, int),
+                               noise_index=np.array([7, 7, 3, 3]), length=30, rng=0)
+    assert c[0] == c[1] and c[2] == c[3] and c[0] != c[2]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_mean_matches_exact_finite_horizon_expectation(backend):
+    """The empirical cost averages x_1..x_l; its exact mean is the Lemma 14 finite-horizon cost.
+    z-score below 4.5 (a false alarm has probability < 1e-5)."""
+    task = metalqr.boeing747()
+    K, _ = metalqr.optimal_gain(task)
+    for length in (1, 5, 50):
+        c = metalqr.simulate_costs(task, K, length=length, n_rollouts=40_000, rng=length,
+                                   backend=backend)
+        exact = metalqr.expected_rollout_cost(task, K, length)
+        assert abs(c.mean() - exact) < 4.5 * c.std() / math.sqrt(c.size)
+
+
+def test_singular_noise_covariance_and_scalar_exact():
+    # Psi singular (noise only in the first state); scalar closed form for a 1-D task.
+    task = metalqr.LQRTask(np.diag([0.5, 0.3]), np.eye(2), np.eye(2), np.eye(2),
+                           Psi=np.diag([1.0, 0.0]), Sigma0=np.zeros((2, 2)))
+    c = metalqr.simulate_costs(task, np.zeros((2, 2)), length=3, n_rollouts=20000, rng=0)
+    # x_2 never moves: cost only from x_1 (exact variance sums 1, 1.25, 1.3125 -> mean 1.1875).
+    assert metalqr.expected_rollout_cost(task, np.zeros((2, 2)), 3) == pytest.approx(1.1875)
+    assert abs(c.mean() - 1.1875) < 4.5 * c.std() / math.sqrt(c.size)
+
+
+def test_overflow_gives_inf_never_nan():
+    task = metalqr.LQRTask([[3.0]], [[1.0]], [[1.0]], [[1.0]])
+    for backend in ("numpy", "numba"):
+        c = metalqr.simulate_costs(task, [[0.0]], length=2000, n_rollouts=4, rng=0, backend=backend)
+        assert np.all(c == math.inf)
+    assert metalqr.expected_rollout_cost(task, [[0.0]], 2000) == math.inf
+
+
+def test_engine_validation():
+    task = metalqr.LQRTask([[0.5]], [[1.0]], [[1.0]], [[1.0]])
+    with pytest.raises(metalqr.ValidationError, match="length"):
+        metalqr.simulate_costs(task, [[0.0]], length=0)
+    with pytest.raises(metalqr.ValidationError, match="task_index"):
+        metalqr.simulate_costs(task, [[0.0]], length=5, task_index=[0, 1])
+    with pytest.raises(metalqr.ValidationError, match="K"):
+        metalqr.simulate_costs(task, np.zeros((3, 2, 1)), length=5, task_index=[0, 0, 0])
+    with pytest.raises(metalqr.ValidationError, match="backend"):
+        metalqr.simulate_costs(task, [[0.0]], length=5, backend="fortran")
+    with pytest.raises(metalqr.ValidationError, match="rng"):
+        metalqr.simulate_costs(task, [[0.0]], length=5, rng="seed")
+
+
+def test_cupy_backend_unavailable_is_a_clear_error():
+    if backends_mod.cupy_available():
+        pytest.skip("a GPU is present: covered by test_cupy_matches_numpy")
+    with pytest.raises(metalqr.BackendUnavailableError, match="cupy"):
+        metalqr.simulate_costs(metalqr.boeing747(), np.zeros((2, 4)), length=5, backend="cupy")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not backends_mod.cupy_available(), reason="needs CuPy and a CUDA GPU")
+def test_cupy_matches_numpy(rng):
+    tasks, Ks = _family(rng, 5, 2)
+    ti = np.arange(3000) % 3
+    a = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=30, rng=2, backend="numpy")
+    b = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=30, rng=2, backend="cupy")
+    assert np.allclose(a, b, rtol=1e-9)
