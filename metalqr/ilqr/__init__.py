@@ -1,0 +1,11 @@
+"""Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2,
+corrected), with dense or diagonal value models and box-constrained controls."""
+
+from . import problems
+from .backward import BackwardResult, backward_pass
+from .boxqp import BoxQPResult, box_qp
+from .derivatives import Derivatives, finite_difference_derivatives
+from .solver import DEFAULT_LINE_SEARCH, ILQRResult, ilqr
+
+__all__ = ["ilqr", "ILQRResult", "Derivatives", "finite_difference_derivatives", "backward_pass",
+           "BackwardResult", "box_qp", "BoxQPResult", "DEFAULT_LINE_SEARCH", "problems"]

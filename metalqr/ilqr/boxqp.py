@@ -1,0 +1,92 @@
+"""Box-constrained quadratic programme by projected Newton (Tassa, Mansard & Todorov 2014,
+"Control-limited differential dynamic programming", Algorithm 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["box_qp", "BoxQPResult"]
+
+
+@dataclass
+class BoxQPResult:
+    """Solution of ``min 0.5 x'Hx + g'x  s.t.  lower <= x <= upper``.
+
+    Attributes
+    ----------
+    x : ndarray (n,)
+    free : ndarray of bool (n,)
+        Components not clamped at a bound at the solution.
+    H_free_inv : ndarray (n_free, n_free)
+        Inverse of the free block of ``H`` (for the feedback gain).
+    ok : bool
+        False when the free block of ``H`` is not positive definite.
+    """
+
+    x: np.ndarray
+    free: np.ndarray
+    H_free_inv: np.ndarray
+    ok: bool
+
+
+def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+           x0: np.ndarray | None = None, max_iterations: int = 100, tol: float = 1e-10) -> BoxQPResult:
+    """Projected-Newton solution of a small box-constrained QP (``H`` symmetric).
+
+    At each iteration the variables at a bound whose gradient pushes outward are clamped;
+    a Newton step is taken in the free subspace and followed by an Armijo line search
+    along the projected arc.
+    """
+    n = g.shape[0]
+    x = np.clip(np.zeros(n) if x0 is None else x0, lower, upper)
+    free = np.ones(n, dtype=bool)
+    inv = np.zeros((0, 0))
+
+    def value(z):
+        return 0.5 * z @ H @ z + g @ z
+
+    f = value(x)
+    for _ in range(max_iterations):
+        grad = g + H @ x
+        clamped = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
+        free = ~clamped
+        if not np.any(free):
+            return BoxQPResult(x, free, np.zeros((0, 0)), True)
+        Hf = H[np.ix_(free, free)]
+        try:
+            L = np.linalg.cholesky(Hf)
+        except np.linalg.LinAlgError:
+            return BoxQPResult(x, free, np.zeros((0, 0)), False)
+        inv = np.linalg.inv(L).T @ np.linalg.inv(L)
+        if np.linalg.norm(grad[free]) < tol:
+            break
+        dx = np.zeros(n)
+        # Newton step on the free variables (clamped ones fixed): x_f* = -Hf^{-1}(g_f + H_fc x_c)
+        target = -inv @ (g[free] + H[np.ix_(free, clamped)] @ x[clamped])
+        dx[free] = target - x[free]
+        slope = grad @ dx
+        if slope >= -1e-15 * max(1.0, abs(f)):
+            break
+        step = 1.0
+        while step > 1e-12:
+            x_new = np.clip(x + step * dx, lower, upper)
+            f_new = value(x_new)
+            if f_new - f <= 0.1 * step * slope:
+                break
+            step *= 0.5
+        else:
+            break
+        converged = abs(f - f_new) <= tol * max(1.0, abs(f))
+        x, f = x_new, f_new
+        if converged:
+            break
+    grad = g + H @ x
+    free = ~(((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0)))
+    Hf = H[np.ix_(free, free)]
+    try:
+        inv = np.linalg.inv(Hf) if np.any(free) else np.zeros((0, 0))
+    except np.linalg.LinAlgError:
+        return BoxQPResult(x, free, np.zeros((0, 0)), False)
+    return BoxQPResult(x, free, inv, True)

@@ -1,0 +1,223 @@
+"""Generic iLQR: exactness on LQ problems, the corrected expected decrease, standard
+problems with reference figures, box constraints, regularisation and robustness."""
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+import metalqr
+from metalqr.ilqr import (Derivatives, backward_pass, box_qp, finite_difference_derivatives, ilqr,
+                          problems)
+
+
+def _total(prob, X, U):
+    T = U.shape[0]
+    return float(np.sum(prob.cost(X[:-1], U, np.arange(T))) + prob.terminal_cost(X[-1:])[0])
+
+
+def _rollout(prob, U):
+    X = np.empty((U.shape[0] + 1, prob.x0.size))
+    X[0] = prob.x0
+    for t in range(U.shape[0]):
+        X[t + 1] = prob.dynamics(X[t][None], U[t][None], np.array([t]))[0]
+    return X
+
+
+@pytest.mark.parametrize("D, M, diagonal", [(4, 2, False), (6, 3, False), (5, 5, True)])
+def test_lq_converges_in_one_iteration_to_riccati(D, M, diagonal):
+    prob, mats = problems.linear_quadratic(D, M, 12, rng=D, diagonal=diagonal)
+    U_star, K_star, k_star = problems.finite_horizon_lqr(mats)
+    models = ("full", "diagonal") if diagonal else ("full",)
+    for model in models:
+        res = ilqr(**prob.kwargs(), value_model=model, max_iterations=10)
+        assert len(res.costs) == 2, model          # one accepted step, then nothing to gain
+        assert np.max(np.abs(res.U - U_star)) < 1e-8
+        assert np.max(np.abs(res.K - K_star)) < 1e-8
+        # Feed-forward of the last pass is zero at the optimum; gains reproduce the optimum.
+        assert np.max(np.abs(res.k)) < 1e-8
+
+
+def test_expected_decrease_is_exact_on_lq_and_paper_line17_is_not():
+    prob, mats = problems.linear_quadratic(4, 2, 10, rng=1)
+    U0 = np.random.default_rng(2).standard_normal((10, 2))
+    X0 = _rollout(prob, U0)
+    d = prob.derivatives(X0, U0)
+    res = backward_pass(d, U0, mu=0.0, value_model="full", u_min=None, u_max=None)
+    J0 = _total(prob, X0, U0)
+    for eps in (1.0, 0.5, 0.1):
+        X = np.empty_like(X0)
+        U = np.empty_like(U0)
+        X[0] = prob.x0
+        for t in range(10):
+            U[t] = U0[t] + eps * res.k[t] + res.K[t] @ (X[t] - X0[t])
+            X[t + 1] = prob.dynamics(X[t][None], U[t][None], np.array([t]))[0]
+        actual = _total(prob, X, U) - J0
+        assert actual == pytest.approx(res.expected_change(eps), rel=1e-9)
+    # Line 17 of Algorithm 2 as printed: theta = -sum q_u' Q_uu q_u, with q_u, Q_uu of the pass.
+    theta, V, v = 0.0, mats["Q"][10], mats["Q"][10] @ X0[-1]
+    for t in range(9, -1, -1):
+        A, B = mats["A"][t], mats["B"][t]
+        qu = d.c_u[t] + B.T @ v
+        Quu = mats["R"][t] + B.T @ V @ B
+        theta -= qu @ Quu @ qu
+        K, k = res.K[t], res.k[t]
+        Qux = B.T @ V @ A
+        v = d.c_x[t] + A.T @ v + K.T @ Quu @ k + K.T @ qu + Qux.T @ k
+        V = mats["Q"][t] + A.T @ V @ A + K.T @ Quu @ K + K.T @ Qux + Qux.T @ K
+    assert abs(0.5 * theta - res.expected_change(1.0)) > 0.5 * abs(res.expected_change(1.0))
+
+
+def test_acrobot_reference_values():
+    prob = problems.acrobot()
+    assert _total(prob, _rollout(prob, prob.U0), prob.U0) == pytest.approx(4959.476212, abs=1e-6)
+    res = ilqr(**prob.kwargs(), max_iterations=100)
+    assert res.cost < 51.0
+    assert np.all(np.diff(res.costs) < 0)
+    assert res.converged
+
+
+def test_pendulum_swing_up():
+    prob = problems.pendulum()
+    res = ilqr(**prob.kwargs(), max_iterations=100)
+    assert abs(res.X[-1, 0] - np.pi) < 0.05 and abs(res.X[-1, 1]) < 0.05
+    assert np.all(np.diff(res.costs) < 0) and res.cost < 0.1 * res.costs[0]
+
+
+def test_cartpole_swing_up():
+    prob = problems.cartpole()
+    res = ilqr(**prob.kwargs(), max_iterations=400, tol=1e-6)
+    assert abs(res.X[-1, 1] - np.pi) < 0.05
+    assert np.all(np.diff(res.costs) < 0)
+    assert res.cost < 100.0          # converged run reaches 64.1
+
+
+@pytest.mark.parametrize("constraint", ["boxqp", "reject"])
+def test_box_limits_hold(constraint):
+    prob = problems.pendulum(T=150, dt=0.02)
+    res = ilqr(**prob.kwargs(), u_min=-3.0, u_max=3.0, constraint=constraint, max_iterations=60)
+    assert np.all(res.U >= -3.0 - 1e-12) and np.all(res.U <= 3.0 + 1e-12)
+    assert np.all(np.diff(res.costs) < 0) and res.cost < res.costs[0]
+
+
+def test_nonnegative_controls_on_lq_boxqp_beats_reject():
+    prob, mats = problems.linear_quadratic(3, 2, 8, rng=5)
+    free = ilqr(**prob.kwargs(), max_iterations=20)
+    assert np.any(free.U < 0)                      # the unconstrained optimum needs u < 0
+    box = ilqr(**prob.kwargs(), u_min=0.0, max_iterations=50)
+    rej = ilqr(**prob.kwargs(), u_min=0.0, constraint="reject", max_iterations=50)
+    for res in (box, rej):
+        assert np.all(res.U >= 0) and np.all(np.diff(res.costs) < 0)
+    assert box.cost <= rej.cost + 1e-9
+    # KKT check of the box solution: the cost cannot be lowered by feasible coordinate moves.
+    J = lambda U: _total(prob, _rollout(prob, U), U)
+    for idx in [(0, 0), (3, 1), (7, 0)]:
+        E = np.zeros_like(box.U)
+        E[idx] = 1e-5
+        assert J(box.U + E) >= box.cost - 1e-9
+        if box.U[idx] > 1e-5:
+            assert J(box.U - E) >= box.cost - 1e-9
+
+
+def test_box_qp_matches_scipy():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 8):
+        G = rng.standard_normal((n, n))
+        H = G @ G.T + 0.1 * np.eye(n)
+        g = rng.standard_normal(n) * 3
+        lo, hi = -np.abs(rng.standard_normal(n)), np.abs(rng.standard_normal(n))
+        res = box_qp(H, g, lo, hi)
+        ref = scipy.optimize.minimize(lambda z: 0.5 * z @ H @ z + g @ z, np.zeros(n),
+                                      jac=lambda z: H @ z + g, bounds=list(zip(lo, hi)),
+                                      method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12})
+        assert res.ok and np.allclose(res.x, ref.x, atol=1e-6)
+
+
+def test_regularization_recovers_from_indefinite_quu():
+    # Stage cost concave in u near 0 (-0.5 u^2 + 0.25 u^4): Q_uu < 0 at the nominal U = 0.
+    def dyn(x, u, t):
+        return x + 0.1 * u
+
+    def cost(x, u, t):
+        return 0.05 * np.sum(x * x, axis=1) - 0.5 * np.sum(u * u, axis=1) + 0.25 * np.sum(u**4, axis=1)
+
+    def term(x):
+        return 0.5 * np.sum(x * x, axis=1)
+
+    res = ilqr(dyn, cost, np.array([1.0]), np.zeros((10, 1)), terminal_cost=term, vectorized=True,
+               max_iterations=50)
+    assert np.all(np.isfinite(res.U)) and res.cost < res.costs[0]
+    assert np.all(np.diff(res.costs) < 0)
+    assert np.all(np.abs(np.abs(res.U) - 1.0) < 0.2)   # minimisers of -u^2/2 + u^4/4 are |u| = 1
+
+
+def test_non_finite_forward_passes_are_rejected():
+    # Dynamics blow up for |u| > 2: full Newton steps overshoot into that region.
+    def dyn(x, u, t):
+        with np.errstate(over="ignore"):
+            return np.where(np.abs(u) > 2.0, np.inf, x + u)
+
+    def cost(x, u, t):
+        return 0.5 * np.sum(u * u, axis=1)
+
+    def term(x):
+        return 50.0 * np.sum((x - 10.0) ** 2, axis=1)
+
+    res = ilqr(dyn, cost, np.zeros(1), np.zeros((3, 1)), terminal_cost=term, vectorized=True,
+               max_iterations=30)
+    assert math.isfinite(res.cost) and np.all(np.isfinite(res.X))
+    assert np.all(np.diff(res.costs) < 0)
+
+
+def test_finite_differences_match_analytic_and_scalar_callables():
+    prob, _ = problems.linear_quadratic(3, 2, 5, rng=3)
+    U = np.random.default_rng(0).standard_normal((5, 2))
+    X = _rollout(prob, U)
+    exact = prob.derivatives(X, U)
+    fd = finite_difference_derivatives(prob.dynamics, prob.cost, prob.terminal_cost, X, U, vectorized=True)
+    scalar = finite_difference_derivatives(
+        lambda x, u, t: prob.dynamics(x[None], u[None], np.array([t]))[0],
+        lambda x, u, t: prob.cost(x[None], u[None], np.array([t]))[0],
+        lambda x: prob.terminal_cost(x[None])[0], X, U, vectorized=False)
+    for name in ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "cT_x", "cT_xx"):
+        ref = getattr(exact, name)
+        assert np.allclose(getattr(fd, name), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max()), name
+        assert np.allclose(getattr(scalar, name), getattr(fd, name), rtol=1e-8, atol=1e-8), name
+    assert np.abs(fd.c_ux).max() < 1e-4
+
+
+def test_diagonal_value_model_is_order_D_in_memory_and_improves_cost():
+    D, M, T = 20_000, 5, 4
+    prob = problems.diagonal_quadratic(D, M, T, rng=0)
+    tracemalloc.start()
+    res = ilqr(**prob.kwargs(), value_model="diagonal", max_iterations=5)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert res.cost < res.costs[0] and np.all(np.diff(res.costs) < 0)
+    # A single D x D float64 matrix would be 3.2 GB; the whole run stays within ~100 D*M*T floats.
+    assert peak < 100 * D * M * T * 8
+    small = problems.diagonal_quadratic(30, 4, 5, rng=1)
+    full = ilqr(**small.kwargs(), value_model="full", max_iterations=30)
+    diag = ilqr(**small.kwargs(), value_model="diagonal", max_iterations=30)
+    assert diag.cost < diag.costs[0]
+    assert diag.cost <= full.costs[0] and full.cost <= diag.cost * (1 + 1e-3)
+
+
+def test_ilqr_validation():
+    prob = problems.acrobot()
+    kw = prob.kwargs()
+    with pytest.raises(metalqr.ValidationError, match="value_model"):
+        ilqr(**kw, value_model="banded")
+    with pytest.raises(metalqr.ValidationError, match="constraint"):
+        ilqr(**kw, constraint="clip")
+    with pytest.raises(metalqr.ValidationError, match="U0"):
+        ilqr(**{**kw, "U0": np.zeros(5)})
+    with pytest.raises(metalqr.ValidationError, match="u_min"):
+        ilqr(**kw, u_min=1.0, u_max=0.0)
+    with pytest.raises(metalqr.ValidationError, match="U0 must satisfy"):
+        ilqr(**kw, u_min=1.0, constraint="reject")
+    with pytest.raises(metalqr.ValidationError, match="not finite"):
+        ilqr(lambda x, u, t: x * np.inf, lambda x, u, t: np.sum(x), np.ones(1), np.zeros((3, 1)),
+             vectorized=True)
