@@ -15,6 +15,7 @@ from .._validation import as_rng, check_positive
 from ..exceptions import RolloutOverflowError, UnstablePolicyError, ValidationError
 from ..lqr.policy import check_gain, costs_indexed
 from ..lqr.tasks import Batch, as_batch
+from ..rollouts.backends import standard_normals
 from ..rollouts.counter_rng import draw_key
 from ..rollouts.engine import _factors, run_rollouts
 from .objective import as_taskset
@@ -24,10 +25,12 @@ __all__ = ["zo_gradient", "zo_maml_gradient", "sphere_perturbations"]
 Oracle = Literal["rollout", "exact"]
 
 
-def sphere_perturbations(rng: np.random.Generator, shape: tuple[int, ...], radius: float) -> np.ndarray:
+def sphere_perturbations(rng: np.random.Generator, shape: tuple[int, ...], radius: float,
+                         backend: str | None = None) -> np.ndarray:
     """I.i.d. matrices uniform on the Frobenius sphere of radius ``radius``; ``shape`` ends in
-    ``(k, d)``."""
-    G = rng.standard_normal(shape)
+    ``(k, d)``. Normalised Gaussians from the counter-based generator (key drawn from
+    ``rng``), so every backend draws the same perturbations."""
+    G = standard_normals(draw_key(as_rng(rng)), int(np.prod(shape)), backend).reshape(shape)
     norms = np.linalg.norm(G.reshape(shape[:-2] + (-1,)), axis=-1)[..., None, None]
     return radius * G / norms
 
@@ -124,7 +127,7 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
     rng = as_rng(rng)
     n, k, d = batch.n, batch.k, batch.d
     sg = _signs(two_point)
-    U = sphere_perturbations(rng, (n, M, k, d), r)
+    U = sphere_perturbations(rng, (n, M, k, d), r, backend)
     gains = Kb[:, None, None] + sg[None, None, :, None, None] * U[:, :, None]      # (n, M, s, k, d)
     task_index = np.broadcast_to(np.arange(n)[:, None, None], gains.shape[:3])
     noise = np.broadcast_to(np.arange(n * M).reshape(n, M, 1), gains.shape[:3])  # pairs share noise
@@ -183,10 +186,10 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
     S = sg.size
     evaluate = _Evaluator(batch, oracle, length, backend, rng)
     # Outer perturbed gains K_hat[t, m, s] = K + s U[t, m].
-    U = sphere_perturbations(rng, (T, M, k, d), r)
+    U = sphere_perturbations(rng, (T, M, k, d), r, backend)
     K_hat = Kb + sg[None, None, :, None, None] * U[:, :, None]                      # (T, M, S, k, d)
     # Inner Algorithm 1 at every outer gain: V[t, m, s, j], gains K_hat + s' V.
-    V = sphere_perturbations(rng, (T, M, S, Mi, k, d), r)
+    V = sphere_perturbations(rng, (T, M, S, Mi, k, d), r, backend)
     inner = K_hat[:, :, :, None, None] + sg[None, None, None, None, :, None, None] * V[:, :, :, :, None]
     shape_in = inner.shape[:5]
     ti_in = np.broadcast_to(chosen[:, None, None, None, None], shape_in)

@@ -93,6 +93,20 @@ def _cupy_simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key
 _BACKENDS = {"numpy": _numpy_simulate, "numba": _numba_simulate, "cupy": _cupy_simulate}
 
 
+def standard_normals(key: int, n: int, backend: str | None = None) -> np.ndarray:
+    """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``: the same numbers
+    on every backend (compiled and parallel with ``"numba"``)."""
+    name = DEFAULT_BACKEND if backend is None else backend
+    if name == "numba":
+        from .numba_kernel import normals_numba
+        return normals_numba(key, n)
+    from .counter_rng import normals
+    out = np.empty(n)
+    for s in range(0, n, 1 << 20):
+        out[s:s + (1 << 20)] = normals(np, key, np.arange(s, min(n, s + (1 << 20)), dtype=np.uint64))
+    return out
+
+
 def available_backends() -> list[str]:
     """Backends that can run on this machine."""
     names = ["numpy", "numba"]

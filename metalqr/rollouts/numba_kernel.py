@@ -148,6 +148,27 @@ def _kernel(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key, S, ou
         out[n] = total / length
 
 
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def _fill_normals_parallel(key, out):
+    """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 1024."""
+    n = out.shape[0]
+    nblocks = (n + 1023) // 1024
+    key = np.uint64(key)
+    for b in nb.prange(nblocks):
+        s = b * 1024
+        m = min(1024, n - s)
+        buf = np.empty(2 * m)
+        _fill_normals(key, np.uint64(s), buf, m)
+        out[s:s + m] = buf[m:]
+
+
+def normals_numba(key: int, n: int) -> np.ndarray:
+    """``z_0 .. z_{n-1}`` of the counter-based generator (compiled, parallel)."""
+    out = np.empty(n)
+    _fill_normals_parallel(np.uint64(key), out)
+    return out
+
+
 def simulate_costs_numba(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length: int,
                          key: int) -> np.ndarray:
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
