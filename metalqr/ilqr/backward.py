@@ -44,6 +44,33 @@ class BackwardResult:
         return eps * self.dV[0] + eps * eps * self.dV[1]
 
 
+#: Largest state dimension for which the dense, unconstrained pass runs compiled (Numba).
+COMPILED_MAX_D = 64
+
+
+def _dense(a: np.ndarray, T: int | None) -> np.ndarray:
+    """Dense (T, D, D) / (D, D) matrices from dense or diagonal derivative arrays."""
+    if T is None:
+        return np.ascontiguousarray(np.diag(a) if a.ndim == 1 else a, dtype=float)
+    if a.ndim == 2:
+        out = np.zeros(a.shape + (a.shape[1],))
+        idx = np.arange(a.shape[1])
+        out[:, idx, idx] = a
+        return out
+    return np.ascontiguousarray(a, dtype=float)
+
+
+def _backward_compiled(d: Derivatives, T: int, M: int, D: int, mu: float, reg_type: str) -> BackwardResult:
+    from .backward_numba import backward_dense
+    c_ux = np.zeros((T, M, D)) if d.c_ux is None else np.ascontiguousarray(d.c_ux, dtype=float)
+    K, k, dV1, dV2, failed = backward_dense(
+        _dense(d.f_x, T), np.ascontiguousarray(d.f_u, dtype=float), np.ascontiguousarray(d.c_x, dtype=float),
+        np.ascontiguousarray(d.c_u, dtype=float), _dense(d.c_xx, T), np.ascontiguousarray(d.c_uu, dtype=float),
+        c_ux, np.ascontiguousarray(d.cT_x, dtype=float), _dense(d.cT_xx, None), float(mu),
+        reg_type == "state")
+    return BackwardResult(K, k, (float(dV1), float(dV2)), failed < 0, int(failed))
+
+
 def _solve_controls(Quu, Qu, Qux, mu, lower, upper, k_warm):
     """Feed-forward ``k`` and feedback ``K`` from the local QP (box-constrained if bounded)."""
     M = Qu.shape[0]
@@ -74,12 +101,17 @@ def _solve_controls(Quu, Qu, Qux, mu, lower, upper, k_warm):
 
 def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
                   u_min: np.ndarray | None, u_max: np.ndarray | None,
-                  k_warm: np.ndarray | None = None, reg_type: str = "state") -> BackwardResult:
+                  k_warm: np.ndarray | None = None, reg_type: str = "state",
+                  compiled: bool = True) -> BackwardResult:
     """Run the backward recursion from ``V_{T+1} = cT_xx``, ``v_{T+1} = cT_x``.
 
     ``value_model="full"`` keeps ``V_t`` dense (``O(D^2)``); ``"diagonal"`` keeps its
     diagonal only (TOW Section 3.1): ``O(D M^2)`` time and ``O(D M)`` memory per step when
     ``f_x`` and ``c_xx`` are given as diagonals.
+
+    The dense, unconstrained case with ``D <= COMPILED_MAX_D`` runs the compiled twin
+    :func:`metalqr.ilqr.backward_numba.backward_dense` (``compiled=False`` forces Python;
+    the two are checked against each other in the tests).
 
     ``reg_type="state"`` regularises with ``V_{t+1} + mu I`` inside ``Q_uu`` and ``Q_ux``
     (Tassa et al. 2012, Eq. (10), invariant to the scaling of the controls); ``"control"``
@@ -88,6 +120,8 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
     T, M = U.shape
     D = d.c_x.shape[1]
     diag = value_model == "diagonal"
+    if compiled and not diag and u_min is None and u_max is None and D <= COMPILED_MAX_D:
+        return _backward_compiled(d, T, M, D, mu, reg_type)
     K = np.zeros((T, M, D))
     k = np.zeros((T, M))
     dV1 = dV2 = 0.0

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["Derivatives", "finite_difference_derivatives"]
+__all__ = ["Derivatives", "finite_difference_derivatives", "fd_dynamics_jacobians", "quadratic_cost_derivatives"]
 
 
 @dataclass
@@ -44,6 +44,37 @@ def _step(z: np.ndarray, h: float | None) -> np.ndarray:
     return (np.finfo(float).eps ** (1 / 3) if h is None else h) * np.maximum(1.0, np.abs(z))
 
 
+def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
+                          vectorized: bool = False, step: float | None = None):
+    """Central-difference ``f_x`` (T, D, D) and ``f_u`` (T, D, M) along (X, U)."""
+    T, M = U.shape
+    D = X.shape[1]
+    n = D + M
+    Z = np.concatenate([X[:-1], U], axis=1)
+    h1 = _step(Z, step)
+    pts = Z[:, None, None, :] + np.array([1.0, -1.0])[None, :, None, None] * (h1[:, None, :, None] * np.eye(n))
+    flat = pts.reshape(-1, n)
+    t_flat = np.repeat(np.arange(T), 2 * n)
+    if vectorized:
+        F = np.asarray(dynamics(flat[:, :D], flat[:, D:], t_flat))
+    else:
+        F = np.array([dynamics(z[:D], z[D:], int(t)) for z, t in zip(flat, t_flat)])
+    F = F.reshape(T, 2, n, D)
+    J = (F[:, 0] - F[:, 1]) / (2 * h1[:, :, None])                # J[t, i] = df/dz_i
+    return np.swapaxes(J[:, :D], 1, 2), np.swapaxes(J[:, D:], 1, 2)
+
+
+def quadratic_cost_derivatives(X: np.ndarray, U: np.ndarray, goal: np.ndarray, q: float, r: float,
+                               q_final: float) -> dict:
+    """Exact derivatives of ``q |x - goal|^2 + r |u|^2`` (stage) and ``q_final |x_T - goal|^2``
+    (terminal), for :class:`Derivatives` (diagonal Hessians)."""
+    T, M = U.shape
+    D = X.shape[1]
+    return dict(c_x=2 * q * (X[:-1] - goal), c_u=2 * r * U, c_xx=np.full((T, D), 2 * q),
+                c_uu=np.broadcast_to(2 * r * np.eye(M), (T, M, M)).copy(), c_ux=None,
+                cT_x=2 * q_final * (X[-1] - goal), cT_xx=np.full(D, 2 * q_final))
+
+
 def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_cost: Callable,
                                   X: np.ndarray, U: np.ndarray, *, vectorized: bool = False,
                                   step: float | None = None) -> Derivatives:
@@ -62,18 +93,7 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
     ts = np.arange(T)
     h1 = _step(Z, step)                                           # (T, n)
     eye = np.eye(n)
-    # --- dynamics Jacobian: points Z +- h e_i, shape (T, 2, n, n)
-    pts = Z[:, None, None, :] + np.array([1.0, -1.0])[None, :, None, None] * (h1[:, None, :, None] * eye)
-    flat = pts.reshape(-1, n)
-    t_flat = np.repeat(ts, 2 * n)
-    if vectorized:
-        F = np.asarray(dynamics(flat[:, :D], flat[:, D:], t_flat))
-    else:
-        F = np.array([dynamics(z[:D], z[D:], int(t)) for z, t in zip(flat, t_flat)])
-    F = F.reshape(T, 2, n, D)
-    J = (F[:, 0] - F[:, 1]) / (2 * h1[:, :, None])                # (T, n, D): J[t, i] = df/dz_i
-    f_x = np.swapaxes(J[:, :D], 1, 2)
-    f_u = np.swapaxes(J[:, D:], 1, 2)
+    f_x, f_u = fd_dynamics_jacobians(dynamics, X, U, vectorized=vectorized, step=step)
     # --- cost gradient and Hessian via second differences
     h2 = (np.finfo(float).eps ** 0.25 if step is None else step ** 0.75) * np.maximum(1.0, np.abs(Z))
     signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)

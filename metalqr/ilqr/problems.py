@@ -31,7 +31,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .derivatives import Derivatives
+from .derivatives import Derivatives, fd_dynamics_jacobians, quadratic_cost_derivatives
 
 __all__ = ["Problem", "acrobot", "pendulum", "cartpole", "linear_quadratic", "diagonal_quadratic",
            "finite_horizon_lqr"]
@@ -58,8 +58,16 @@ class Problem:
                     vectorized=self.vectorized)
 
 
+def _fd_dynamics_analytic_cost(dynamics, goal, q, r, q_final):
+    """Derivatives: central differences of the dynamics (vectorised), exact quadratic cost."""
+    def derivatives(X, U):
+        f_x, f_u = fd_dynamics_jacobians(dynamics, X, U, vectorized=True)
+        return Derivatives(f_x=f_x, f_u=f_u, **quadratic_cost_derivatives(X, U, goal, q, r, q_final))
+    return derivatives
+
+
 @nb.njit(cache=True)
-def _acrobot_step(x, u, dt):
+def _acrobot_step(x, u, dt):  # noqa: D401
     """Explicit Euler step of the Gym-style acrobot, batched over rows (compiled: the
     forward pass calls it one step at a time)."""
     m1, m2, l1, lc1, lc2, I1, I2 = 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0
@@ -100,7 +108,8 @@ def acrobot() -> Problem:
         e = x - goal
         return 0.5 * 1000.0 * np.sum(e * e, axis=1)
 
-    return Problem("acrobot", dynamics, cost, terminal, np.zeros(4), np.zeros((T, 1)), reference=51.0)
+    return Problem("acrobot", dynamics, cost, terminal, np.zeros(4), np.zeros((T, 1)),
+                   _fd_dynamics_analytic_cost(dynamics, goal, 0.05, 0.005, 500.0), reference=51.0)
 
 
 @nb.njit(cache=True)
@@ -132,7 +141,8 @@ def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
         e = x - goal
         return 10.0 * np.sum(e * e, axis=1)
 
-    return Problem("pendulum", dynamics, cost, terminal, np.zeros(2), np.zeros((T, 1)))
+    return Problem("pendulum", dynamics, cost, terminal, np.zeros(2), np.zeros((T, 1)),
+                   _fd_dynamics_analytic_cost(dynamics, goal, dt, 0.01 * dt, 10.0))
 
 
 @nb.njit(cache=True)
@@ -171,7 +181,8 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
         e = x - goal
         return 1000.0 * np.sum(e * e, axis=1)
 
-    return Problem("cartpole", dynamics, cost, terminal, np.array([0.0, 0.2, 0.0, -0.1]), np.zeros((T, 1)))
+    return Problem("cartpole", dynamics, cost, terminal, np.array([0.0, 0.2, 0.0, -0.1]), np.zeros((T, 1)),
+                   _fd_dynamics_analytic_cost(dynamics, goal, 0.1, 0.01, 1000.0))
 
 
 def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tuple[Problem, dict]:

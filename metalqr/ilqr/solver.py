@@ -137,9 +137,11 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     elif constraint == "reject" and not _inside(U, lo, hi):
         raise ValidationError("with constraint='reject' the nominal controls U0 must satisfy the bounds.")
 
+    t_single = [np.array([t]) for t in range(T)]   # allocated once, not per step
+
     def step(x, u, t):
         if vectorized:
-            return np.asarray(dynamics(x[None], u[None], np.array([t])))[0]
+            return np.asarray(dynamics(x[None], u[None], t_single[t]))[0]
         return np.asarray(dynamics(x, u, t), dtype=float)
 
     def total_cost(X, U):
@@ -158,6 +160,9 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 X[t + 1] = step(X[t], U[t], t)
         return X
 
+    clip = constraint == "boxqp" and (lo is not None or hi is not None)
+    clip_lo = lo if lo is not None else -np.inf
+    clip_hi = hi if hi is not None else np.inf
     X = rollout(U)
     J = total_cost(X, U)
     if not math.isfinite(J):
@@ -200,11 +205,12 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
             X_new = np.empty_like(X)
             U_new = np.empty_like(U)
             X_new[0] = x0
+            U_ff = U + alpha * k                       # feed-forward part, all steps at once
             with np.errstate(all="ignore"):
                 for t in range(T):
-                    u = U[t] + alpha * k[t] + K[t] @ (X_new[t] - X[t])
-                    if constraint == "boxqp" and (lo is not None or hi is not None):
-                        u = np.clip(u, lo if lo is not None else -np.inf, hi if hi is not None else np.inf)
+                    u = U_ff[t] + K[t] @ (X_new[t] - X[t])
+                    if clip:
+                        u = np.clip(u, clip_lo, clip_hi)
                     U_new[t] = u
                     X_new[t + 1] = step(X_new[t], u, t)
             if constraint == "reject" and not _inside(U_new, lo, hi):

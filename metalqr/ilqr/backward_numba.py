@@ -1,0 +1,87 @@
+"""Compiled dense backward pass for unconstrained problems (same maths as
+:func:`metalqr.ilqr.backward.backward_pass` with ``value_model="full"`` and no bounds)."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+__all__ = ["backward_dense"]
+
+
+@nb.njit(cache=True)
+def _chol_solve(H, rhs):
+    """Solve H X = rhs by Cholesky; returns (X, ok) with ok False if H is not PD."""
+    m = H.shape[0]
+    L = np.zeros((m, m))
+    for i in range(m):
+        for j in range(i + 1):
+            s = H[i, j]
+            for p in range(j):
+                s -= L[i, p] * L[j, p]
+            if i == j:
+                if not s > 0.0:
+                    return rhs, False
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+    X = rhs.copy()
+    n = rhs.shape[1]
+    for c in range(n):
+        for i in range(m):                       # forward: L y = b
+            s = X[i, c]
+            for p in range(i):
+                s -= L[i, p] * X[p, c]
+            X[i, c] = s / L[i, i]
+        for i in range(m - 1, -1, -1):           # backward: L' x = y
+            s = X[i, c]
+            for p in range(i + 1, m):
+                s -= L[p, i] * X[p, c]
+            X[i, c] = s / L[i, i]
+    return X, True
+
+
+@nb.njit(cache=True)
+def backward_dense(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu, state_reg):
+    """Returns (K, k, dV1, dV2, failed_at) with failed_at = -1 on success."""
+    T, D, M = f_u.shape
+    K = np.zeros((T, M, D))
+    k = np.zeros((T, M))
+    V = cT_xx.copy()
+    v = cT_x.copy()
+    dV1 = 0.0
+    dV2 = 0.0
+    smu = mu if state_reg else 0.0
+    cmu = 0.0 if state_reg else mu
+    for t in range(T - 1, -1, -1):
+        fx = f_x[t]
+        fu = f_u[t]
+        VFx = V @ fx
+        VFu = V @ fu
+        Qx = c_x[t] + fx.T @ v
+        Qu = c_u[t] + fu.T @ v
+        Qxx = c_xx[t] + fx.T @ VFx
+        Qux = c_ux[t] + fu.T @ VFx
+        Quu = c_uu[t] + fu.T @ VFu
+        Quu = 0.5 * (Quu + Quu.T)
+        Qux_r = Qux + smu * (fu.T @ fx)
+        Quu_r = Quu + smu * (fu.T @ fu)
+        for i in range(M):
+            Quu_r[i, i] += cmu
+        rhs = np.empty((M, D + 1))
+        rhs[:, 0] = Qu
+        rhs[:, 1:] = Qux_r
+        sol, ok = _chol_solve(Quu_r, rhs)
+        if not ok:
+            return K, k, 0.0, 0.0, t
+        kt = -sol[:, 0]
+        Kt = -sol[:, 1:]
+        k[t] = kt
+        K[t] = Kt
+        dV1 += kt @ Qu
+        dV2 += 0.5 * (kt @ (Quu @ kt))
+        v = Qx + Kt.T @ (Quu @ kt) + Kt.T @ Qu + Qux.T @ kt
+        KtQux = Kt.T @ Qux
+        V = Qxx + Kt.T @ Quu @ Kt + KtQux + KtQux.T
+        V = 0.5 * (V + V.T)
+    return K, k, dV1, dV2, -1
