@@ -1,0 +1,202 @@
+"""Problem-dependent constants of the ZO-MAML paper's lemmas, evaluated on a TaskSet.
+
+Notation (Appendix A of the ZO-MAML paper): for tasks ``i``, ``J_max(K) = max_i J_i(K)``,
+``J_min = min_i J_i(K_i*)``, ``mu = min_i sigma_min(Psi_i)`` (in the ergodic setting
+``Sigma_K >= Psi``, which plays the role of ``sigma_min(Sigma_0)`` in Fazel et al. 2018),
+``||X||_max = max_i ||X_i||`` (spectral norms), ``sigma_Q = min_i sigma_min(Q_i)``.
+
+Each constant is implemented as printed in the paper ("paper") and, where the printed
+formula is not a valid bound, in a corrected form ("corrected", the default) derived here
+and stated in the docstring. ``tests/test_theory.py`` property-tests every inequality.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..lqr.policy import check_gain, evaluate
+from ..lqr.riccati import optimal_gain
+from ..lqr.tasks import as_batch
+from ..meta.objective import as_taskset
+
+__all__ = ["TaskConstants", "task_constants", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
+           "cost_lipschitz",
+           "gradient_domination_lambda", "h_G_meta", "h_cost_meta", "bernstein_samples",
+           "rollout_length_bound"]
+
+Variant = Literal["corrected", "paper"]
+
+
+@dataclass(frozen=True)
+class TaskConstants:
+    """Quantities of a TaskSet at a gain ``K`` that the lemmas' polynomials are built from."""
+
+    J: np.ndarray            # J_i(K), (n,)
+    J_star: np.ndarray       # J_i(K_i*), (n,)
+    J_max: float
+    J_min: float
+    mu: float
+    sigma_Q: float           # min_i sigma_min(Q_i)
+    sigma_R: float           # min_i sigma_min(R_i)
+    norm_A: float            # ||A||_max
+    norm_B: float            # ||B||_max
+    norm_R: float            # ||R||_max
+    norm_Q_min: float        # ||Q||_min = min_i ||Q_i||
+    norm_Q: float            # ||Q||_max
+    norm_AK: float           # ||A - B K||_max
+    norm_K: float            # ||K|| (spectral)
+    norm_K_F: float          # ||K||_F
+    RBPB: float              # max_i ||R_i + B_i'P_i B_i||
+    BPA_F: float             # max_i ||B_i'P_i A_i||_F
+    trace_Psi: float         # max_i Tr(Psi_i)
+    Sigma_star: np.ndarray   # ||Sigma_{K_i*}|| per task
+    d: int
+    k: int
+
+
+def task_constants(tasks: Any, K: Any) -> TaskConstants:
+    """Evaluate the building blocks at a gain ``K`` that stabilises every task."""
+    ts = as_taskset(tasks)
+    batch = as_batch(ts)
+    Kb = check_gain(batch, K)
+    ev = evaluate(ts, Kb)
+    K_star, _ = optimal_gain(ts)
+    ev_star = evaluate(ts, K_star)
+    J = np.einsum("nij,nji->n", ev.P, batch.Psi)
+    J_star = np.einsum("nij,nji->n", ev_star.P, batch.Psi)
+    spec = lambda X: np.linalg.norm(X, 2, axis=(-2, -1))
+    K0 = np.asarray(Kb[0])
+    return TaskConstants(
+        J=J, J_star=J_star, J_max=float(J.max()), J_min=float(J_star.min()),
+        mu=float(np.min(np.linalg.eigvalsh(batch.Psi))),
+        sigma_Q=float(np.min(np.linalg.eigvalsh(batch.Q))), sigma_R=float(np.min(np.linalg.eigvalsh(batch.R))),
+        norm_A=float(spec(batch.A).max()), norm_B=float(spec(batch.B).max()), norm_R=float(spec(batch.R).max()),
+        norm_Q_min=float(spec(batch.Q).min()), norm_Q=float(spec(batch.Q).max()),
+        norm_AK=float(spec(ev.AK).max()), norm_K=float(np.linalg.norm(K0, 2)),
+        norm_K_F=float(np.linalg.norm(K0)), RBPB=float(spec(ev.RBPB).max()),
+        BPA_F=float(np.linalg.norm(np.swapaxes(batch.B, -1, -2) @ ev.P @ batch.A, axis=(-2, -1)).max()),
+        trace_Psi=float(np.trace(batch.Psi, axis1=-2, axis2=-1).max()),
+        Sigma_star=spec(ev_star.Sigma), d=ts.d, k=ts.k)
+
+
+def _h0(c: TaskConstants) -> float:
+    """Bound on ``||E_K^i||_F``: by the lower gradient-domination bound (Lemma 3),
+    ``Tr(E'E) <= ||R + B'PB|| (J_i(K) - J_i*) / mu <= ||R + B'PB||_max (J_max - J_min) / mu``."""
+    return math.sqrt(max(c.RBPB * (c.J_max - c.J_min), 0.0) / c.mu)
+
+
+def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
+    """Lemma 1/8: ``||grad J_i(K)||_F <= h_G(K)``.
+
+    Paper: ``J_max h_0 / sigma_Q`` with ``h_0`` from :func:`_h0`. Corrected: twice that,
+    because ``grad J = 2 E Sigma`` gives ``||grad J||_F <= 2 ||E||_F ||Sigma||`` and
+    ``||Sigma_K|| <= J(K) / sigma_min(Q)``; the printed version drops the 2 of Eq. (2).
+    """
+    base = c.J_max * _h0(c) / c.sigma_Q
+    return 2.0 * base if variant == "corrected" else base
+
+
+def h_c(c: TaskConstants) -> float:
+    """Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from
+    ``K = (R + B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for
+    ``||K||_F``; the paper's ``||.||_max`` is ambiguous)."""
+    return (_h0(c) + c.BPA_F) / c.sigma_R
+
+
+def h_H(c: TaskConstants, J_max_K0: float) -> float:
+    """Lemma 1/8 as printed (after Bu et al. 2019, Lemma 7.9):
+    ``(2||R|| + 2||B|| J_max/mu + 4 sqrt(2) xi ||B|| J_max/mu) J_max k / ||Q||_min`` with
+    ``xi = ((1 + ||B||^2) J_max(K0)/mu + ||R|| - 1) / ||Q||_min``."""
+    xi = ((1 + c.norm_B**2) * J_max_K0 / c.mu + c.norm_R - 1.0) / c.norm_Q_min
+    return ((2 * c.norm_R + 2 * c.norm_B * c.J_max / c.mu + 4 * math.sqrt(2) * xi * c.norm_B * c.J_max / c.mu)
+            * c.J_max * c.k / c.norm_Q_min)
+
+
+def h_Delta(c: TaskConstants) -> float:
+    """Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al.
+    2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
+    numerator, which is not conservative for heterogeneous tasks; this uses the min."""
+    return c.sigma_Q * c.mu / (4.0 * c.norm_B * c.J_max * (c.norm_AK + 1.0))
+
+
+def _nu(c: TaskConstants) -> float:
+    return c.J_max / (c.sigma_Q * c.mu)
+
+
+def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
+    """Lemma 2/9: ``|J_i(K') - J_i(K)| <= h_cost J_i(K) ||K' - K||_F`` for ``||K' - K|| <= h_Delta``.
+
+    Paper (with ``Tr(Sigma_0) -> max_i Tr(Psi_i)``):
+    ``4 Tr(Psi) J_max ||R|| / (mu sigma_Q) (||K|| + h_Delta/2 + ||B|| ||K||^2 (||A-BK||+1) nu)``.
+    It is **not** a valid bound: random tasks violate it by factors up to ~300
+    (``tests/test_theory.py`` keeps a counterexample).
+
+    Corrected (derived here): by the performance-difference identity
+    ``J(K') - J(K) = Tr(Sigma_K' (2 D'E + D'(R + B'PB) D))`` with ``D = K' - K``, and
+    ``||Sigma_K'|| <= 2 J_max / sigma_Q`` inside the ``h_Delta`` ball (Fazel et al. 2018,
+    Lemma 16, ergodic form), ``|J' - J| <= (2 J_max/sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta) ||D||_F``;
+    dividing by ``min_i J_i(K)`` gives the relative constant of the lemma's form.
+    """
+    hD = h_Delta(c)
+    if variant == "paper":
+        return (4 * c.trace_Psi * c.J_max * c.norm_R / (c.mu * c.sigma_Q)
+                * (c.norm_K + hD / 2 + c.norm_B * c.norm_K**2 * (c.norm_AK + 1) * _nu(c)))
+    return cost_lipschitz(c) / float(np.min(c.J))
+
+
+def cost_lipschitz(c: TaskConstants) -> float:
+    """Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K``
+    (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``."""
+    return (2 * c.J_max / c.sigma_Q) * (2 * _h0(c) + c.RBPB * h_Delta(c))
+
+
+def h_grad(c: TaskConstants) -> float:
+    """Lemma 2/9 (as printed): ``||grad J_i(K') - grad J_i(K)||_F <= h_grad ||K' - K||_F``."""
+    r = c.J_max / c.sigma_Q
+    first = 4 * r * (c.norm_R + c.norm_B * (c.norm_A + c.norm_B * (c.norm_K + h_Delta(c)))
+                     * (h_cost(c, "paper") * c.J_max / c.trace_Psi) + c.norm_B**2 * c.J_max / c.mu)
+    return first + 8 * r**2 * (c.norm_B * (c.norm_AK + 1) / c.mu) * _h0(c)
+
+
+def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
+    """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
+    ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``."""
+    return c.mu**2 * c.sigma_R / c.Sigma_star
+
+
+def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
+    """Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
+    stands for ``||I||``; with the corrected ``h_G``)."""
+    return (c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c)
+
+
+def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") -> float:
+    """Lemma 5/12: ``|L(K') - L(K)| <= h_{L,cost} ||K' - K||_F``.
+
+    Paper: ``h_cost (1 + eta h_grad)``, mixing the *relative* constant ``h_cost`` into an
+    absolute bound. Corrected: ``cost_lipschitz (1 + eta h_grad)``, the chain rule through
+    the adaptation ``K -> K - eta grad J_i(K)``, valid while the adapted gains stay in
+    the ``h_Delta`` ball (not property-tested yet)."""
+    if variant == "paper":
+        return h_cost(c, "paper") * (1 + eta * h_grad(c))
+    return cost_lipschitz(c) * (1 + eta * h_grad(c))
+
+
+def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float, d1: int, d2: int) -> int:
+    """Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples
+    ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``."""
+    dm = min(d1, d2)
+    return int(math.ceil(2 * dm / epsilon**2 * (sigma2 + bound * epsilon / (3 * math.sqrt(dm)))
+                         * math.log((d1 + d2) / delta)))
+
+
+def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
+    """Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``)
+    or cost (``"cost"``) is within ``epsilon`` of the ergodic one:
+    ``d J_max^2 / (eps mu sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost."""
+    base = c.d * c.J_max**2 / (epsilon * c.mu * c.sigma_Q**2)
+    return base * (c.norm_Q + c.norm_R * c.norm_K**2) if which == "cost" else base

@@ -1,0 +1,132 @@
+"""Property tests of the ZO-MAML lemmas' inequalities on random task families
+(hypothesis), with the counterexamples to the printed constants kept as regression tests."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+import metalqr
+from metalqr import theory as th
+from helpers import random_task
+
+families = st.tuples(st.integers(1, 4), st.integers(1, 2), st.integers(1, 3),
+                     st.integers(0, 2**31 - 1), st.floats(0.3, 1.1))
+
+
+def _family(params):
+    d, k, n, seed, rho = params
+    rng = np.random.default_rng(seed)
+    ts = metalqr.TaskSet([random_task(rng, d, k, rho=rho * rng.uniform(0.8, 1.0)) for _ in range(n)])
+    try:
+        K = metalqr.common_stabilizing_gain(ts)
+    except (metalqr.NotMetaLearnableError, metalqr.ValidationError):
+        assume(False)
+    return ts, K, rng
+
+
+@given(families)
+def test_lemma8_uniform_bounds(params):
+    ts, K, _ = _family(params)
+    c = th.task_constants(ts, K)
+    grads = metalqr.gradient(ts, K)
+    slack = 1e-9 * c.J_max          # rounding at K = K*, where h_G = 0 exactly
+    assert np.linalg.norm(grads, axis=(1, 2)).max() <= th.h_G(c) * (1 + 1e-9) + slack
+    assert np.linalg.norm(K) <= th.h_c(c) * (1 + 1e-9)
+    H = max(np.linalg.norm(metalqr.hessian(t, K)) for t in ts)
+    assert H <= th.h_H(c, c.J_max) * (1 + 1e-9)
+
+
+def test_lemma8_printed_h_G_counterexample():
+    """The printed h_G lacks the factor 2 of grad J = 2 E Sigma: a scalar task where the
+    bound chain is tight (Psi = Q = I, K near K*) violates it, the corrected one holds."""
+    task = metalqr.LQRTask([[0.9]], [[1.0]], [[1.0]], [[1.0]])
+    K_star, _ = metalqr.optimal_gain(task)
+    ts = metalqr.TaskSet([task])
+    K = K_star - 0.3
+    c = th.task_constants(ts, K)
+    g = float(np.abs(metalqr.gradient(task, K)).max())
+    assert g > th.h_G(c, "paper")
+    assert g <= th.h_G(c)
+
+
+@given(families)
+def test_lemma9_perturbation_within_h_Delta(params):
+    ts, K, rng = _family(params)
+    c = th.task_constants(ts, K)
+    hD = th.h_Delta(c)
+    D = rng.standard_normal(K.shape)
+    D *= hD * rng.uniform(0.01, 1.0) / np.linalg.norm(D)
+    assert np.all(metalqr.is_stabilizing(ts, K + D))        # h_Delta keeps K + D stabilising
+    dJ = np.abs(metalqr.cost(ts, K + D) - metalqr.cost(ts, K))
+    nD = np.linalg.norm(D)
+    assert np.all(dJ <= th.cost_lipschitz(c) * nD * (1 + 1e-9))
+    assert np.all(dJ <= th.h_cost(c) * metalqr.cost(ts, K) * nD * (1 + 1e-9))
+    dG = np.linalg.norm(metalqr.gradient(ts, K + D) - metalqr.gradient(ts, K), axis=(1, 2))
+    assert np.all(dG <= th.h_grad(c) * nD * (1 + 1e-9))
+
+
+def test_lemma9_printed_h_cost_counterexample():
+    """Regression: the printed h_cost is violated (by ~13x here); the derived one holds."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        ts = metalqr.TaskSet([random_task(rng, 2, 1, rho=rng.uniform(0.3, 1.1)) for _ in range(3)])
+        try:
+            K = metalqr.common_stabilizing_gain(ts)
+        except (metalqr.NotMetaLearnableError, metalqr.ValidationError):
+            continue
+        c = th.task_constants(ts, K)
+        D = rng.standard_normal(K.shape)
+        D *= th.h_Delta(c) / np.linalg.norm(D)
+        dJ = np.abs(metalqr.cost(ts, K + D) - metalqr.cost(ts, K))
+        rel = dJ / (metalqr.cost(ts, K) * np.linalg.norm(D))
+        if np.max(rel) > 2 * th.h_cost(c, "paper"):
+            assert np.all(rel <= th.h_cost(c) * (1 + 1e-9))
+            return
+    pytest.fail("no counterexample to the printed h_cost found (expected many)")
+
+
+@given(families)
+def test_lemma10_gradient_domination_lambda(params):
+    ts, K, _ = _family(params)
+    c = th.task_constants(ts, K)
+    gap = metalqr.cost(ts, K) - c.J_star
+    g2 = np.sum(metalqr.gradient(ts, K) ** 2, axis=(1, 2))
+    assert np.all(gap <= g2 / th.gradient_domination_lambda(c) + 1e-9 * c.J_star)
+
+
+@given(families, st.floats(1e-5, 1e-2))
+def test_lemma11_meta_gradient_bound(params, eta):
+    ts, K, _ = _family(params)
+    assume(metalqr.is_maml_stabilizing(ts, K, eta))
+    c = th.task_constants(ts, K)
+    g = np.linalg.norm(metalqr.maml_gradient(ts, K, eta))
+    assert g <= th.h_G_meta(c, eta, th.h_H(c, c.J_max)) * (1 + 1e-9) + 1e-9 * c.J_max
+
+
+@given(families, st.floats(1e-3, 1.0))
+def test_lemma14_finite_horizon(params, epsilon):
+    """With l >= the Lemma 14 bound, the finite-horizon cost of the roll-outs (x_0 ~ N(0, I),
+    average of x_1..x_l; exact expectation) is within epsilon of the ergodic cost."""
+    ts, K, _ = _family(params)
+    c = th.task_constants(ts, K)
+    ell = th.rollout_length_bound(c, epsilon)
+    assume(ell < 20000)
+    l = int(math.ceil(ell))
+    gap = np.abs(metalqr.expected_rollout_cost(ts, K, l) - metalqr.cost(ts, K))
+    assert np.all(gap <= epsilon)
+
+
+def test_lemma13_matrix_bernstein_failure_rate():
+    """Z_i uniform on the Frobenius sphere of radius r in R^{3x2}: E Z = 0, ||Z|| <= r,
+    E ZZ' = r^2/3 I, E Z'Z = r^2/2 I, so sigma^2 = r^2/2. With m from Lemma 13 the sample
+    mean is within epsilon with empirical probability >= 1 - delta."""
+    r, eps, delta = 1.0, 0.15, 0.1
+    m = th.bernstein_samples(eps, delta, sigma2=r**2 / 2, bound=r, d1=3, d2=2)
+    rng = np.random.default_rng(0)
+    reps = 400
+    Z = rng.standard_normal((reps, m, 3, 2))
+    Z *= r / np.linalg.norm(Z, axis=(2, 3), keepdims=True)
+    fails = np.mean(np.linalg.norm(Z.mean(axis=1), axis=(1, 2)) > eps)
+    assert fails <= delta
