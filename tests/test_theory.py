@@ -130,3 +130,37 @@ def test_lemma13_matrix_bernstein_failure_rate():
     Z *= r / np.linalg.norm(Z, axis=(2, 3), keepdims=True)
     fails = np.mean(np.linalg.norm(Z.mean(axis=1), axis=(1, 2)) > eps)
     assert fails <= delta
+
+
+@given(families, st.floats(0.0, 1.0))
+def test_sublevel_bounds_dominate_constants_inside_the_set(params, frac):
+    """Points on the segment from K0 to K* whose costs lie in the sub-level set (gamma = 1)
+    have every building block below the closed-form suprema of sublevel_constants."""
+    ts, K0, _ = _family(params)
+    K_star = np.mean(metalqr.optimal_gain(ts)[0], axis=0)
+    K = K0 + frac * (K_star - K0)
+    assume(np.all(metalqr.is_stabilizing(ts, K)))
+    c0 = th.task_constants(ts, K0)
+    c = th.task_constants(ts, K)
+    assume(np.all(c.J - c.J_star <= c0.J - c0.J_star))
+    bar = th.sublevel_constants(ts, K0)
+    tol = 1 + 1e-9
+    assert c.J_max <= bar.J_max * tol and c.RBPB <= bar.RBPB * tol and c.BPA_F <= bar.BPA_F * tol
+    assert c.norm_K_F <= bar.norm_K_F * tol and c.norm_AK <= bar.norm_AK * tol
+    assert th.h_grad(c) <= th.h_grad(bar) * tol and th.h_G(c) <= th.h_G(bar) * tol + 1e-9 * c.J_max
+    assert th.h_Delta(c) >= th.h_Delta(bar) / tol
+
+
+def test_certify_report():
+    ts = metalqr.sample_tasks(3, 1, 1, rng=0)
+    K0 = np.zeros((1, 1))
+    cert = th.certify(ts, K0, eta=1e-5, alpha=1e-3, epsilon=0.1, delta=0.05)
+    assert all(np.isfinite(v) and v > 0 for v in (cert.eta_max, cert.alpha_max, cert.radius_max,
+                                                    cert.n_perturbations_min, cert.rollout_length_min))
+    tiny = th.certify(ts, K0, eta=cert.eta_max / 2, alpha=cert.alpha_max / 2, epsilon=0.1, delta=0.05)
+    assert tiny.holds and not cert.holds
+    finer = th.certify(ts, K0, eta=1e-5, alpha=1e-3, epsilon=0.01, delta=0.05)
+    assert finer.n_perturbations_min > cert.n_perturbations_min and finer.radius_max <= cert.radius_max
+    assert "eta_max" in str(cert) and "not computable" in str(cert)
+    with pytest.raises(metalqr.ValidationError, match="MAML-stabilising"):
+        th.certify(ts, 100 * np.ones((1, 1)), eta=1e-5, alpha=1e-3, epsilon=0.1, delta=0.05)

@@ -145,3 +145,15 @@ def test_figure1_runner_writes_outputs(tmp_path):
     rows = (tmp_path / "fig1.csv").read_text().splitlines()
     assert len(rows) == 1 + 8 + 5
     assert all(math.isfinite(row["final_ratio"]) for row in summary)
+
+
+def test_cli_reproduce_fig1_runs(tmp_path):
+    from metalqr.cli import main
+    assert main(["reproduce", "fig1", "--quick", "--iterations", "2", "--output", str(tmp_path),
+                 "--no-progress"]) == 0
+    rows = (tmp_path / "summary.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("setting,")
+    # --resume continues from the checkpoints instead of starting again
+    assert main(["reproduce", "fig1", "--quick", "--iterations", "3", "--output", str(tmp_path),
+                 "--no-progress", "--resume"]) == 0
+    assert "3" in (tmp_path / "summary.csv").read_text().splitlines()[1].split(",")

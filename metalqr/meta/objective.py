@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_positive
-from ..exceptions import NotMAMLStabilizingError, NotMetaLearnableError, ValidationError
+from ..exceptions import (NotMAMLStabilizingError, NotMetaLearnableError, UnstablePolicyError,
+                          ValidationError)
 from ..lqr.lyapunov import spectral_radius_of
 from ..lqr.policy import _evaluate, _hvp, check_gain, closed_loop, cost
 from ..lqr.riccati import optimal_gain
@@ -63,15 +64,22 @@ def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
     return Kb - _eta(eta) * ev.gradient
 
 
-def _evaluate_maml(batch, Kb, what):
-    rho = spectral_radius_of(closed_loop(batch, Kb))
-    if np.any(rho >= 1.0):
-        i = int(np.argmax(rho >= 1.0))
+def _evaluate_maml(batch, Kb, what, eta=None):
+    """:func:`_evaluate` that reports instability as a violation of Definition 1: of ``K``
+    itself, or (``eta`` given, ``Kb`` = adapted gains) of the adapted gains."""
+    try:
+        return _evaluate(batch, Kb, what)
+    except UnstablePolicyError as err:
+        i = 0 if err.task_index is None else err.task_index
+        if eta is None:
+            detail = (f"K does not stabilise task {i}. Start from a gain that stabilises every "
+                      f"task, e.g. metalqr.common_stabilizing_gain(tasks)")
+        else:
+            detail = (f"the adapted gain K - eta grad J_{i}(K) does not stabilise task {i}; "
+                      f"reduce eta (= {eta:g})")
         raise NotMAMLStabilizingError(
-            f"{what}: K is not MAML-stabilising (Definition 1): it does not stabilise task {i} "
-            f"(spectral radius {rho[i]:.6g}). Start from a gain that stabilises every task, e.g. "
-            f"metalqr.common_stabilizing_gain(tasks).", task_index=i, spectral_radius=float(rho[i]))
-    return _evaluate(batch, Kb, what)
+            f"{what}: K is not MAML-stabilising (Definition 1): {detail} (spectral radius "
+            f"{err.spectral_radius:.6g}).", task_index=i, spectral_radius=err.spectral_radius) from None
 
 
 def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
@@ -118,20 +126,9 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     Kb = check_gain(batch, K)
     ev = _evaluate_maml(batch, Kb, "maml_gradient")
     K_ad = Kb - eta * ev.gradient
-    G_ad = _adapted_gradient(batch, K_ad, eta)
+    G_ad = _evaluate_maml(batch, K_ad, "maml_gradient", eta).gradient
     per_task = G_ad - eta * _hvp(batch, ev, G_ad[:, None])[:, 0]
     return np.einsum("n,nij->ij", w, per_task)
-
-
-def _adapted_gradient(batch, K_ad, eta):
-    rho = spectral_radius_of(closed_loop(batch, K_ad))
-    if np.any(rho >= 1.0):
-        i = int(np.argmax(rho >= 1.0))
-        raise NotMAMLStabilizingError(
-            f"K is not MAML-stabilising (Definition 1): the adapted gain K - eta grad J_{i}(K) does "
-            f"not stabilise task {i} (spectral radius {rho[i]:.6g}); reduce eta (= {eta:g}).",
-            task_index=i, spectral_radius=float(rho[i]))
-    return _evaluate(batch, K_ad, "maml_gradient").gradient
 
 
 def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.ndarray:
@@ -142,7 +139,8 @@ def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = Non
     w = _weights(weights, len(ts))
     Kb = check_gain(batch, K)
     ev = _evaluate_maml(batch, Kb, "first_order_maml_gradient")
-    return np.einsum("n,nij->ij", w, _adapted_gradient(batch, Kb - eta * ev.gradient, eta))
+    K_ad = Kb - eta * ev.gradient
+    return np.einsum("n,nij->ij", w, _evaluate_maml(batch, K_ad, "first_order_maml_gradient", eta).gradient)
 
 
 def optimal_costs(tasks: Any) -> np.ndarray:

@@ -147,7 +147,8 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    K = np.array(check_gain(batch, K0, name="K0")[0])
+    K_start = np.array(check_gain(batch, K0, name="K0")[0])
+    K = K_start
     alpha = check_positive(alpha, "alpha")
     eta = check_positive(eta, "eta", allow_zero=True)
     n_iterations = check_positive(n_iterations, "n_iterations", allow_zero=True, integer=True)
@@ -179,7 +180,6 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     if path is not None and os.path.exists(path):
         K, history = _load_checkpoint(path, fingerprint, rng)
     J_star = optimal_costs(ts)
-    K_start = np.array(check_gain(batch, K0, name="K0")[0])
     initial = {"meta_objective": maml_objective(ts, K_start, eta, weights),
                "cost_gap_ratio": cost_gap_ratio(ts, K_start, J_star)}
 

@@ -1,0 +1,132 @@
+"""Suprema of the constants over the stabilising sub-level set and the step-size /
+sample-size conditions of Lemma 6 and Theorem 1 of the ZO-MAML paper, as a report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+import numpy as np
+
+from .._validation import check_positive
+from ..exceptions import ValidationError
+from ..meta.objective import as_taskset, is_maml_stabilizing
+from .constants import (TaskConstants, cost_lipschitz, h_c, h_Delta, h_G, h_grad, h_H,
+                        task_constants)
+
+__all__ = ["sublevel_constants", "Certificate", "certify"]
+
+
+def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants:
+    """Bounds valid on the whole sub-level set ``S = {K : J_i(K) - J_i* <= gamma (J_i(K0) - J_i*)}``
+    (Definition 2).
+
+    Method (closed form, conservative): on ``S``, ``J_i(K) <= J_i* + gamma Delta_0^i`` so
+    ``J_max <= Jbar = max_i (J_i* + gamma Delta_0^i)``; ``||P_K|| <= J(K) / mu`` (as
+    ``J = Tr(P Psi) >= mu ||P||``) gives ``||R + B'PB|| <= ||R|| + ||B||^2 Jbar / mu`` and
+    ``||B'PA||_F <= ||B||_F ||A|| Jbar / mu``; then ``||K|| <= ||K||_F <= h_c`` and
+    ``||A - BK|| <= ||A|| + ||B|| h_c``. Every polynomial of :mod:`constants` is increasing
+    in these quantities (``h_Delta`` decreasing), so evaluating it on the returned object
+    gives its supremum (infimum for ``h_Delta``) over ``S``.
+    """
+    ts = as_taskset(tasks)
+    c0 = task_constants(ts, K0)
+    Jbar = float(np.max(c0.J_star + gamma * (c0.J - c0.J_star)))
+    norm_B_F = float(np.max(np.linalg.norm(ts.B, axis=(-2, -1))))
+    bounds = replace(c0, J=np.maximum(c0.J_star, 1e-300), J_max=Jbar,
+                     RBPB=c0.norm_R + c0.norm_B**2 * Jbar / c0.mu,
+                     BPA_F=norm_B_F * c0.norm_A * Jbar / c0.mu)
+    Kbar = h_c(bounds)
+    return replace(bounds, norm_K=Kbar, norm_K_F=Kbar, norm_AK=c0.norm_A + c0.norm_B * Kbar)
+
+
+@dataclass
+class Certificate:
+    """What Theorem 1 and Lemma 6 require, evaluated on a task set (see :func:`certify`)."""
+
+    eta: float
+    alpha: float
+    epsilon: float
+    delta: float
+    eta_max: float
+    alpha_max: float
+    radius_max: float
+    n_perturbations_min: float
+    rollout_length_min: float
+    constants: dict = field(default_factory=dict)
+    not_computable: dict = field(default_factory=dict)
+
+    @property
+    def conditions(self) -> dict[str, bool]:
+        return {"eta <= eta_max": self.eta <= self.eta_max,
+                "alpha <= alpha_max": self.alpha <= self.alpha_max}
+
+    @property
+    def holds(self) -> bool:
+        return all(self.conditions.values())
+
+    def __str__(self) -> str:
+        lines = [f"Theorem 1 / Lemma 6 certificate (epsilon={self.epsilon:g}, delta={self.delta:g})"]
+        for name, ok in self.conditions.items():
+            lines.append(f"  {'OK ' if ok else 'NO '} {name}")
+        lines += [f"  eta_max            = {self.eta_max:.4g}  (given {self.eta:.4g})",
+                  f"  alpha_max          = {self.alpha_max:.4g}  (given {self.alpha:.4g})",
+                  f"  radius r <=          {self.radius_max:.4g}",
+                  f"  perturbations M >=   {self.n_perturbations_min:.4g}",
+                  f"  roll-out length l >= {self.rollout_length_min:.4g}  (h_l,grad only)"]
+        lines += [f"  {k} = {v:.4g}" for k, v in self.constants.items()]
+        lines += [f"  not computable: {k}: {v}" for k, v in self.not_computable.items()]
+        return "\n".join(lines)
+
+
+def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, delta: float,
+            gamma: float = 1.0) -> Certificate:
+    """Evaluate the step-size conditions of Theorem 1 and the estimation conditions of
+    Lemma 6 on a task set, with suprema over the sub-level set from :func:`sublevel_constants`.
+
+    * Theorem 1: ``eta <= min(sqrt(1 / (4 (hg^2 k^2 + hg^2 hH^2 + hH^2))), 1 / (4 hg))`` and
+      ``alpha <= 1 / (2 phi_2 hg)`` with ``phi_2 = (k^2 + eta^2 hH^2)(2 + 2 hg^2 eta^2)``.
+    * Lemma 6 (gradient estimate within ``epsilon`` w.p. ``1 - 2 delta``):
+      ``r <= min(1 / hcost, h_Delta, epsilon / (4 hg))``;
+      ``M >= 32 min(d,k)/eps^2 (sigma_r^2 + B_r eps / (12 sqrt(min(d,k)))) log((d+k)/delta)``
+      with ``B_r = (dk/r)(1 + r hcost) Jbar + hg r + hG`` and
+      ``sigma_r^2 = ((dk/r)(1 + r hcost) Jbar)^2 + (r hg + hG)^2`` at the largest admissible
+      ``r``; ``l >= 16 d^2 k^2 Jbar^2 (||Q|| + ||R|| ||K||^2) / (eps r mu sigma_Q^2)``.
+
+    Here ``hg = h_grad``, ``hH = h_H``, ``hG`` the corrected ``h_G``, ``hcost`` the relative
+    cost constant (derived form, see :func:`metalqr.theory.h_cost`).
+
+    Raises
+    ------
+    ValidationError
+        If ``K0`` is not MAML-stabilising for ``eta``.
+    """
+    ts = as_taskset(tasks)
+    for name, v in (("eta", eta), ("alpha", alpha), ("epsilon", epsilon), ("delta", delta)):
+        check_positive(v, name)
+    if not is_maml_stabilizing(ts, K0, eta):
+        raise ValidationError("K0 must be MAML-stabilising for eta to be certified.")
+    c = sublevel_constants(ts, K0, gamma)
+    hg, hH, hG = h_grad(c), h_H(c, c.J_max), h_G(c)
+    k, d = c.k, c.d
+    eta_max = min(math.sqrt(1.0 / (4 * (hg**2 * k**2 + hg**2 * hH**2 + hH**2))), 1.0 / (4 * hg))
+    phi2 = (k**2 + eta**2 * hH**2) * (2 + 2 * hg**2 * eta**2)
+    alpha_max = 1.0 / (2 * phi2 * hg)
+    hD = h_Delta(c)
+    hcost = cost_lipschitz(c) / c.J_min
+    r = min(1.0 / hcost, hD, epsilon / (4 * hg))
+    m = min(d, k)
+    Br = (d * k / r) * (1 + r * hcost) * c.J_max + hg * r + hG
+    sig2 = ((d * k / r) * (1 + r * hcost) * c.J_max) ** 2 + (r * hg + hG) ** 2
+    M = 32 * m / epsilon**2 * (sig2 + Br * epsilon / (12 * math.sqrt(m))) * math.log((d + k) / delta)
+    ell = (16 * d**2 * k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
+           / (epsilon * r * c.mu * c.sigma_Q**2))
+    return Certificate(
+        eta=eta, alpha=alpha, epsilon=epsilon, delta=delta, eta_max=eta_max, alpha_max=alpha_max,
+        radius_max=r, n_perturbations_min=M, rollout_length_min=ell,
+        constants={"Jbar_max": c.J_max, "h_grad": hg, "h_H": hH, "h_G": hG, "h_Delta": hD,
+                   "h_cost": hcost},
+        not_computable={"h_l,var": "Lemma 6 cites Fazel et al. Lemma 32 without a formula",
+                        "h_sample,task, h_r^2, h_l,grad^2": "not stated in the paper (Lemma 7, Theorem 1)",
+                        "iterations (Theorem 2)": "needs L(K*) of the MAML optimum"})
