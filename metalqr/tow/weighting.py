@@ -1,0 +1,103 @@
+"""Task-weighting strategies behind one interface: ``uniform``, ``exploration`` and
+``exploitation`` (Eq. (12) of the TOW paper) and ``tow`` (Algorithm 1, via
+:func:`metalqr.ilqr.ilqr`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.optimize
+
+from ..exceptions import ValidationError
+from ..ilqr import Derivatives, ilqr
+from .learner import FOMAML
+from .tasks import Task
+
+__all__ = ["dirichlet_weights", "tow_weights", "TOWResult"]
+
+
+def dirichlet_weights(losses: np.ndarray, kappa: float, mode: str) -> np.ndarray:
+    """Eq. (12): ``argmin_u -+ u'l - ln Dir(u; kappa)`` on the simplex (SLSQP).
+
+    ``mode="exploration"`` (``-u'l``) favours hard tasks, ``"exploitation"`` (``+u'l``)
+    familiar ones. ``-ln Dir(u; kappa) = -(kappa - 1) sum_j ln u_j + const``, ``kappa > 1``.
+    """
+    if kappa <= 1:
+        raise ValidationError(f"kappa must be > 1 (kappa = 1 is a flat prior); got {kappa}.")
+    if mode not in ("exploration", "exploitation"):
+        raise ValidationError(f"mode must be 'exploration' or 'exploitation'; got {mode!r}.")
+    sign = -1.0 if mode == "exploration" else 1.0
+    M = losses.size
+    f = lambda u: sign * u @ losses - (kappa - 1) * np.sum(np.log(u))
+    g = lambda u: sign * losses - (kappa - 1) / u
+    res = scipy.optimize.minimize(f, np.full(M, 1.0 / M), jac=g, method="SLSQP",
+                                  bounds=[(1e-9, 1.0)] * M,
+                                  constraints=[{"type": "eq", "fun": lambda u: u.sum() - 1.0,
+                                                "jac": lambda u: np.ones(M)}],
+                                  options={"ftol": 1e-12, "maxiter": 200})
+    u = np.clip(res.x, 0.0, None)
+    return u / u.sum()
+
+
+@dataclass
+class TOWResult:
+    """Weights ``U`` (T, M), the meta-parameters along the trajectory ``X`` (T+1, D) and the
+    iLQR result (``costs[0]`` is the uniform nominal trajectory's cost)."""
+
+    U: np.ndarray
+    X: np.ndarray
+    ilqr: object
+
+
+def tow_weights(learner: FOMAML, x: np.ndarray, batches: Sequence[list[Task]], *, alpha: float,
+                beta_u: float = 10.0, mu_u: float | None = None, n_ilqr: int = 2,
+                value_model: str = "diagonal", constraint: str = "boxqp") -> TOWResult:
+    """Algorithm 1 of the TOW paper for one window of ``T = len(batches)`` mini-batches.
+
+    State: meta-parameters ``x``; action: weights ``u`` of the ``M`` tasks of a mini-batch;
+    dynamics (SGD, Eq. (90)): ``x_{t+1} = x_t - alpha sum_j u_j grad l_j(x_t)``; cost
+    (Eq. (7)): ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``. Derivatives (Appendix G.1, H):
+    ``F_x = I - alpha sum_j u_j H_j ~ diag(1 - alpha sum_j u_j GN_j)``, ``F_u = -alpha [grad l_j]``,
+    ``c_x = sum_j grad l_j``, ``c_xx ~ diag(sum_j GN_j)``, ``c_u = beta_u (u - mu_u)``,
+    ``c_uu = beta_u I``. Solved by :func:`metalqr.ilqr.ilqr` from the uniform nominal
+    ``u = mu_u`` with ``u >= 0``.
+    """
+    T = len(batches)
+    M = len(batches[0])
+    mu = 1.0 / M if mu_u is None else float(mu_u)
+    cache: dict = {}
+
+    def evaluate(xt, t):
+        """Losses and gradients of mini-batch t at xt; the forward pass asks for both the
+        dynamics and the cost at the same (xt, t), so the last evaluation is reused."""
+        key = (t, xt.tobytes())
+        if key not in cache:
+            cache.clear()
+            cache[key] = learner.batch(xt, batches[t])[:2]
+        return cache[key]
+
+    def dynamics(xt, u, t):
+        return xt - alpha * (evaluate(xt, t)[1] @ u)
+
+    def cost(xt, u, t):
+        return float(evaluate(xt, t)[0].sum() + 0.5 * beta_u * np.sum((u - mu) ** 2))
+
+    def derivatives(X, U):
+        D = X.shape[1]
+        f_x, f_u, c_x, c_xx = (np.empty((T, D)), np.empty((T, D, M)), np.empty((T, D)), np.empty((T, D)))
+        for t in range(T):
+            _, G, GN = learner.batch(X[t], batches[t], curvature=True)
+            f_x[t] = 1.0 - alpha * (GN @ U[t])
+            f_u[t] = -alpha * G
+            c_x[t] = G.sum(axis=1)
+            c_xx[t] = GN.sum(axis=1)
+        return Derivatives(f_x=f_x, f_u=f_u, c_x=c_x, c_u=beta_u * (U - mu), c_xx=c_xx,
+                           c_uu=np.broadcast_to(beta_u * np.eye(M), (T, M, M)).copy(), c_ux=None,
+                           cT_x=np.zeros(D), cT_xx=np.zeros(D))
+
+    res = ilqr(dynamics, cost, x, np.full((T, M), mu), terminal_cost=lambda xT: 0.0,
+               derivatives=derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
+               max_iterations=n_ilqr, tol=0.0)
+    return TOWResult(res.U, res.X, res)
