@@ -9,7 +9,7 @@ import pytest
 import scipy.optimize
 
 import metalqr
-from metalqr.ilqr import (Derivatives, backward_pass, box_qp, finite_difference_derivatives, ilqr,
+from metalqr.ilqr import (backward_pass, box_qp, finite_difference_derivatives, ilqr,
                           problems)
 
 

@@ -90,7 +90,7 @@ def test_paper_eq3_is_only_a_quadratic_form(rng):
     task = random_task(rng, 4, 2)
     K = stabilizing_gain(rng, task)
     ev = metalqr.evaluate(task, K)
-    AK, P, S, E, RBPB = ev.AK[0], ev.P[0], ev.Sigma[0], ev.E[0], ev.RBPB[0]
+    AK, S, E, RBPB = ev.AK[0], ev.Sigma[0], ev.E[0], ev.RBPB[0]
 
     def eq3(X):
         Pt = metalqr.dlyap(AK.T, X.T @ E + E.T @ X)

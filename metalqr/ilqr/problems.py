@@ -67,7 +67,7 @@ def _fd_dynamics_analytic_cost(dynamics, goal, q, r, q_final):
 
 
 @nb.njit(cache=True)
-def _acrobot_step(x, u, dt):  # noqa: D401
+def _acrobot_step(x, u, dt):
     """Explicit Euler step of the Gym-style acrobot, batched over rows (compiled: the
     forward pass calls it one step at a time)."""
     m1, m2, l1, lc1, lc2, I1, I2 = 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0

@@ -119,28 +119,28 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     NotMAMLStabilizingError
         If ``K`` or an adapted gain ``K_i'`` does not stabilise its task.
     """
-    ts = as_taskset(tasks)
-    batch = as_batch(ts)
-    eta = _eta(eta)
-    w = _weights(weights, len(ts))
-    Kb = check_gain(batch, K)
-    ev = _evaluate_maml(batch, Kb, "maml_gradient")
-    K_ad = Kb - eta * ev.gradient
-    G_ad = _evaluate_maml(batch, K_ad, "maml_gradient", eta).gradient
+    batch, w, eta, ev, G_ad = _adapted_step(tasks, K, eta, weights, "maml_gradient")
     per_task = G_ad - eta * _hvp(batch, ev, G_ad[:, None])[:, 0]
     return np.einsum("n,nij->ij", w, per_task)
 
 
 def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.ndarray:
     """First-order MAML: ``sum_i w_i grad J_i(K_i')`` (the Hessian term dropped)."""
+    _, w, _, _, G_ad = _adapted_step(tasks, K, eta, weights, "first_order_maml_gradient")
+    return np.einsum("n,nij->ij", w, G_ad)
+
+
+def _adapted_step(tasks, K, eta, weights, what):
+    """Shared part of the meta-gradients: the evaluation at ``K`` and the gradients
+    ``grad J_i(K_i')`` at the adapted gains."""
     ts = as_taskset(tasks)
     batch = as_batch(ts)
     eta = _eta(eta)
     w = _weights(weights, len(ts))
     Kb = check_gain(batch, K)
-    ev = _evaluate_maml(batch, Kb, "first_order_maml_gradient")
-    K_ad = Kb - eta * ev.gradient
-    return np.einsum("n,nij->ij", w, _evaluate_maml(batch, K_ad, "first_order_maml_gradient", eta).gradient)
+    ev = _evaluate_maml(batch, Kb, what)
+    G_ad = _evaluate_maml(batch, Kb - eta * ev.gradient, what, eta).gradient
+    return batch, w, eta, ev, G_ad
 
 
 def optimal_costs(tasks: Any) -> np.ndarray:
