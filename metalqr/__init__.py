@@ -4,7 +4,8 @@ The public API is re-exported here; see ``docs/`` for worked examples.
 """
 
 from .exceptions import (BackendUnavailableError, MetalqrError, NotMAMLStabilizingError,
-                         NotMetaLearnableError, RolloutOverflowError, TrainingStalledError,
+                         NotMetaLearnableError, RolloutOverflowError, TrainingDivergedError,
+                         TrainingStalledError,
                          UnstablePolicyError, ValidationError)
 from .lqr import (LQRTask, PolicyOptimizationResult, TaskSet, boeing747, cost, dlyap,
                   double_integrator, evaluate, gauss_newton_direction, gradient, hessian,
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MetalqrError", "ValidationError", "UnstablePolicyError", "NotMAMLStabilizingError",
     "NotMetaLearnableError", "RolloutOverflowError", "BackendUnavailableError",
-    "TrainingStalledError",
+    "TrainingStalledError", "TrainingDivergedError",
     "LQRTask", "TaskSet", "dlyap", "spectral_radius", "is_stabilizing", "optimal_gain", "cost",
     "gradient", "hessian_vp", "hessian", "natural_gradient", "gauss_newton_direction", "evaluate",
     "policy_optimization", "PolicyOptimizationResult", "boeing747", "double_integrator",

@@ -16,6 +16,7 @@ __all__ = [
     "RolloutOverflowError",
     "BackendUnavailableError",
     "TrainingStalledError",
+    "TrainingDivergedError",
 ]
 
 
@@ -79,3 +80,7 @@ class TrainingStalledError(MetalqrError, RuntimeError):
     def __init__(self, message: str, result=None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class TrainingDivergedError(MetalqrError, ArithmeticError):
+    """Meta-training produced non-finite parameters or losses (step size too large)."""

@@ -129,3 +129,11 @@ def test_experiment_runner_is_deterministic_and_shares_the_stream():
     assert np.allclose(u.test_mse, t.test_mse, rtol=1e-5)
     with pytest.raises(metalqr.ValidationError, match="strategies"):
         run_sinusoid_experiment(strategies=("random",), **kw)
+
+
+def test_divergence_is_a_clear_error_not_nan():
+    from metalqr.tow import run_sinusoid_experiment
+    with pytest.raises(metalqr.TrainingDivergedError, match="alpha"):
+        with np.errstate(all="ignore"):
+            run_sinusoid_experiment(strategies=("uniform",), n_iterations=200, alpha=5.0, n_test=5,
+                                    hidden=8)

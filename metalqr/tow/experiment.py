@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..exceptions import ValidationError
+from ..exceptions import TrainingDivergedError, ValidationError
 from .learner import FOMAML
 from .mlp import MLP
 from .tasks import SinusoidTasks
@@ -43,7 +43,9 @@ def run_sinusoid_experiment(strategies: Sequence[str] = STRATEGIES, *, n_iterati
                             kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600, hidden: int = 40,
                             gamma: float = 0.01, seed: int = 0, eval_every: int = 0,
                             source: SinusoidTasks | None = None) -> list[StrategyResult]:
-    """Every strategy sees the same mini-batches (outer iteration ``k`` draws its ``T``
+    """Raises :class:`TrainingDivergedError` if a strategy's parameters become non-finite.
+
+    Every strategy sees the same mini-batches (outer iteration ``k`` draws its ``T``
     mini-batches of ``M`` tasks from ``default_rng([seed, k])``) and starts from the same
     initialisation; SGD meta-updates ``x <- x - alpha G u`` for each mini-batch, with ``u``
     from the strategy (TOW: Algorithm 1 over the ``T`` mini-batches, ``x <- x_{T+1}``)."""
@@ -72,6 +74,10 @@ def run_sinusoid_experiment(strategies: Sequence[str] = STRATEGIES, *, n_iterati
                     u = (np.full(M, 1.0 / M) if name == "uniform"
                          else dirichlet_weights(losses, kappa, name))
                     x = x - alpha * (G @ u)
+            if not np.all(np.isfinite(x)):
+                raise TrainingDivergedError(
+                    f"strategy {name!r} diverged at window {k + 1}: the meta-parameters are no longer "
+                    f"finite. Reduce the meta step size alpha (= {alpha:g}).")
             if eval_every and (k + 1) % eval_every == 0:
                 curve.append((k + 1, float(learner.test_mse(x, val_tasks).mean())))
         seconds = time.perf_counter() - t0
