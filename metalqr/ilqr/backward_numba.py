@@ -41,6 +41,58 @@ def _chol_solve(H, rhs):
     return X, True
 
 
+@nb.njit(inline="always", cache=True)
+def _mm(A, B):
+    """A @ B with explicit loops (small matrices: no BLAS call overhead)."""
+    n, m = A.shape
+    p = B.shape[1]
+    C = np.zeros((n, p))
+    for i in range(n):
+        for k in range(m):
+            a = A[i, k]
+            for j in range(p):
+                C[i, j] += a * B[k, j]
+    return C
+
+
+@nb.njit(inline="always", cache=True)
+def _tm(A, B):
+    """A.T @ B with explicit loops."""
+    m, n = A.shape
+    p = B.shape[1]
+    C = np.zeros((n, p))
+    for k in range(m):
+        for i in range(n):
+            a = A[k, i]
+            for j in range(p):
+                C[i, j] += a * B[k, j]
+    return C
+
+
+@nb.njit(inline="always", cache=True)
+def _tv(A, v):
+    """A.T @ v."""
+    m, n = A.shape
+    out = np.zeros(n)
+    for k in range(m):
+        vk = v[k]
+        for i in range(n):
+            out[i] += A[k, i] * vk
+    return out
+
+
+@nb.njit(inline="always", cache=True)
+def _mv(A, v):
+    n, m = A.shape
+    out = np.zeros(n)
+    for i in range(n):
+        s = 0.0
+        for k in range(m):
+            s += A[i, k] * v[k]
+        out[i] = s
+    return out
+
+
 @nb.njit(cache=True)
 def backward_dense(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu, state_reg):
     """Returns (K, k, dV1, dV2, failed_at) with failed_at = -1 on success."""
@@ -56,16 +108,16 @@ def backward_dense(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu, state_
     for t in range(T - 1, -1, -1):
         fx = f_x[t]
         fu = f_u[t]
-        VFx = V @ fx
-        VFu = V @ fu
-        Qx = c_x[t] + fx.T @ v
-        Qu = c_u[t] + fu.T @ v
-        Qxx = c_xx[t] + fx.T @ VFx
-        Qux = c_ux[t] + fu.T @ VFx
-        Quu = c_uu[t] + fu.T @ VFu
+        VFx = _mm(V, fx)
+        VFu = _mm(V, fu)
+        Qx = c_x[t] + _tv(fx, v)
+        Qu = c_u[t] + _tv(fu, v)
+        Qxx = c_xx[t] + _tm(fx, VFx)
+        Qux = c_ux[t] + _tm(fu, VFx)
+        Quu = c_uu[t] + _tm(fu, VFu)
         Quu = 0.5 * (Quu + Quu.T)
-        Qux_r = Qux + smu * (fu.T @ fx)
-        Quu_r = Quu + smu * (fu.T @ fu)
+        Qux_r = Qux + smu * _tm(fu, fx)
+        Quu_r = Quu + smu * _tm(fu, fu)
         for i in range(M):
             Quu_r[i, i] += cmu
         rhs = np.empty((M, D + 1))
@@ -78,10 +130,11 @@ def backward_dense(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu, state_
         Kt = -sol[:, 1:]
         k[t] = kt
         K[t] = Kt
-        dV1 += kt @ Qu
-        dV2 += 0.5 * (kt @ (Quu @ kt))
-        v = Qx + Kt.T @ (Quu @ kt) + Kt.T @ Qu + Qux.T @ kt
-        KtQux = Kt.T @ Qux
-        V = Qxx + Kt.T @ Quu @ Kt + KtQux + KtQux.T
+        Quu_k = _mv(Quu, kt)
+        dV1 += np.dot(kt, Qu)
+        dV2 += 0.5 * np.dot(kt, Quu_k)
+        v = Qx + _tv(Kt, Quu_k) + _tv(Kt, Qu) + _tv(Qux, kt)
+        KtQux = _tm(Kt, Qux)
+        V = Qxx + _tm(Kt, _mm(Quu, Kt)) + KtQux + KtQux.T
         V = 0.5 * (V + V.T)
     return K, k, dV1, dV2, -1
