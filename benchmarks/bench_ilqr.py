@@ -3,8 +3,9 @@
 Run:  python benchmarks/bench_ilqr.py [--quick]
 
 Prints wall time (best of 3 after a warm-up), iterations and final cost for the acrobot,
-pendulum (T = 300) and cart-pole (T = 50) problems of ``metalqr.ilqr.problems`` with
-finite-difference derivatives (vectorised over the horizon). The ratio column compares with
+pendulum (T = 300) and cart-pole (T = 50) problems of ``metalqr.ilqr.problems``
+(finite-difference dynamics derivatives, exact quadratic-cost derivatives), with the
+forward passes compiled (``compiled_step``) and in plain Python. The ratio column compares with
 the JIT-compiled JAX iLQR timings quoted in the issue (26 / 130 / 120 ms on a 2-core
 machine; JAX is not installed here, so they are quoted figures, not measured in this run).
 The last rows run the diagonal value model at D = 1e5 with analytic derivatives and report
@@ -14,6 +15,7 @@ the peak traced memory against one D-vector (it must stay O(D)).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -31,16 +33,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one timing run, D = 1e4")
     args = parser.parse_args()
     rows = []
-    for prob, opts in ((problems.acrobot(), {}), (problems.pendulum(), {}),
-                       (problems.cartpole(), {"max_iterations": 1000, "tol": 1e-6})):
+    cases = ((problems.acrobot(), {}), (problems.pendulum(), {}),
+             (problems.cartpole(), {"max_iterations": 1000, "tol": 1e-6}))
+    for (prob, opts), compiled in itertools.product(cases, (True, False)):
         kw = {"max_iterations": 100, **opts}
-        ilqr(**prob.kwargs(), max_iterations=2)       # compile the problem's dynamics
+        ilqr(**prob.kwargs(compiled), max_iterations=2)       # compile the problem's dynamics
         best, res = float("inf"), None
         for _ in range(1 if args.quick else 3):
             t0 = time.perf_counter()
-            res = ilqr(**prob.kwargs(), **kw)
+            res = ilqr(**prob.kwargs(compiled), **kw)
             best = min(best, time.perf_counter() - t0)
-        rows.append({"problem": prob.name, "ms": 1e3 * best, "iterations": res.n_iterations,
+        rows.append({"problem": prob.name, "forward": "compiled" if compiled else "python",
+                     "ms": 1e3 * best, "iterations": res.n_iterations,
                      "initial_cost": res.costs[0], "final_cost": res.cost,
                      "jax_quoted_ms": JAX_QUOTED_MS[prob.name],
                      "ratio_vs_jax": 1e3 * best / JAX_QUOTED_MS[prob.name]})

@@ -241,3 +241,16 @@ def test_compiled_backward_matches_python(reg_type, mu):
     d.c_uu = -10.0 * d.c_uu
     assert not backward_pass(d, U, mu=0.0, value_model="full", u_min=None, u_max=None).ok
     assert not backward_pass(d, U, mu=0.0, value_model="full", u_min=None, u_max=None, compiled=False).ok
+
+
+@pytest.mark.parametrize("make", [problems.acrobot, problems.pendulum])
+def test_compiled_forward_pass_matches_python(make):
+    prob = make()
+    a = ilqr(**prob.kwargs(compiled=True), max_iterations=100)
+    b = ilqr(**prob.kwargs(compiled=False), max_iterations=100)
+    assert a.n_iterations == b.n_iterations
+    assert a.cost == pytest.approx(b.cost, rel=1e-9)
+    assert np.allclose(a.U, b.U, atol=1e-6)
+    # box limits are honoured by the compiled forward pass too
+    c = ilqr(**prob.kwargs(compiled=True), u_min=-1.0, u_max=1.0, max_iterations=20)
+    assert np.all(np.abs(c.U) <= 1.0 + 1e-12) and np.all(np.diff(c.costs) < 0)

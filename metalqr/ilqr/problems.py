@@ -50,12 +50,15 @@ class Problem:
     derivatives: Optional[Callable] = None
     vectorized: bool = True
     reference: float = float("nan")   # a cost that a good solver reaches (see module doc)
+    compiled_step: Optional[Callable] = None   # Numba one-step dynamics, if available
 
-    def kwargs(self) -> dict:
-        """Keyword arguments for :func:`ilqr` (besides solver options)."""
+    def kwargs(self, compiled: bool = True) -> dict:
+        """Keyword arguments for :func:`ilqr` (besides solver options); ``compiled=False``
+        leaves out the compiled one-step dynamics (pure-Python forward passes)."""
         return dict(dynamics=self.dynamics, cost=self.cost, x0=self.x0, U0=self.U0,
                     terminal_cost=self.terminal_cost, derivatives=self.derivatives,
-                    vectorized=self.vectorized)
+                    vectorized=self.vectorized,
+                    compiled_step=self.compiled_step if compiled else None)
 
 
 def _fd_dynamics_analytic_cost(dynamics, goal, q, r, q_final):
@@ -92,6 +95,11 @@ def _acrobot_step(x, u, dt):
     return out
 
 
+@nb.njit(cache=True)
+def _acrobot_single(x, u, t):
+    return _acrobot_step(x.reshape(1, -1), u.reshape(1, -1), 0.1)[0]
+
+
 def acrobot() -> Problem:
     """The trajax acrobot (see module docstring); reference optimum below 51."""
     dt, T = 0.1, 50
@@ -109,7 +117,8 @@ def acrobot() -> Problem:
         return 0.5 * 1000.0 * np.sum(e * e, axis=1)
 
     return Problem("acrobot", dynamics, cost, terminal, np.zeros(4), np.zeros((T, 1)),
-                   _fd_dynamics_analytic_cost(dynamics, goal, 0.05, 0.005, 500.0), reference=51.0)
+                   _fd_dynamics_analytic_cost(dynamics, goal, 0.05, 0.005, 500.0), reference=51.0,
+                   compiled_step=_acrobot_single)
 
 
 @nb.njit(cache=True)
@@ -124,6 +133,11 @@ def _pendulum_rk4(x, u, dt):
         out[n, 0] = th + dt / 6.0 * (k1t + 2 * k2t + 2 * k3t + k4t)
         out[n, 1] = om + dt / 6.0 * (k1o + 2 * k2o + 2 * k3o + k4o)
     return out
+
+
+@nb.njit(cache=True)
+def _pendulum_single_001(x, u, t):
+    return _pendulum_rk4(x.reshape(1, -1), u.reshape(1, -1), 0.01)[0]
 
 
 def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
@@ -142,7 +156,8 @@ def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
         return 10.0 * np.sum(e * e, axis=1)
 
     return Problem("pendulum", dynamics, cost, terminal, np.zeros(2), np.zeros((T, 1)),
-                   _fd_dynamics_analytic_cost(dynamics, goal, dt, 0.01 * dt, 10.0))
+                   _fd_dynamics_analytic_cost(dynamics, goal, dt, 0.01 * dt, 10.0),
+                   compiled_step=_pendulum_single_001 if dt == 0.01 else None)
 
 
 @nb.njit(cache=True)
@@ -166,6 +181,11 @@ def _cartpole_step(x, u, dt):
     return out
 
 
+@nb.njit(cache=True)
+def _cartpole_single_01(x, u, t):
+    return _cartpole_step(x.reshape(1, -1), u.reshape(1, -1), 0.1)[0]
+
+
 def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
     """Cart-pole swing-up (see module docstring)."""
     goal = np.array([0.0, np.pi, 0.0, 0.0])
@@ -182,7 +202,8 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
         return 1000.0 * np.sum(e * e, axis=1)
 
     return Problem("cartpole", dynamics, cost, terminal, np.array([0.0, 0.2, 0.0, -0.1]), np.zeros((T, 1)),
-                   _fd_dynamics_analytic_cost(dynamics, goal, 0.1, 0.01, 1000.0))
+                   _fd_dynamics_analytic_cost(dynamics, goal, 0.1, 0.01, 1000.0),
+                   compiled_step=_cartpole_single_01 if dt == 0.1 else None)
 
 
 def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tuple[Problem, dict]:

@@ -66,7 +66,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
          regularization_type: Literal["state", "control"] = "state",
          line_search: Any = None, accept_ratio: float = 0.1,
          callback: Callable[[int, np.ndarray, np.ndarray, float], Any] | None = None,
-         fd_step: float | None = None) -> ILQRResult:
+         fd_step: float | None = None, compiled_step: Any = None) -> ILQRResult:
     """Iterative LQR for ``min_U sum_t cost(x_t, u_t, t) + terminal_cost(x_T)``,
     ``x_{t+1} = dynamics(x_t, u_t, t)``, ``x_0 = x0``.
 
@@ -107,6 +107,10 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         Accept a step when ``actual change <= accept_ratio * expected change``.
     callback : callable ``(iteration, X, U, cost)``, optional
         Called after each accepted iteration; a truthy value stops.
+    compiled_step : Numba-jitted function ``(x, u, t) -> x_next``, optional
+        The same one-step dynamics as ``dynamics``, compiled. When given, roll-outs and the
+        forward passes of the line search run in one compiled loop
+        (:mod:`metalqr.ilqr.forward_numba`); results are unchanged.
 
     Returns
     -------
@@ -152,7 +156,15 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 c = sum(float(cost(X[t], U[t], t)) for t in range(T)) + float(terminal_cost(X[-1]))
         return c if math.isfinite(c) else math.inf
 
+    if compiled_step is not None:
+        from .forward_numba import forward_compiled, rollout_compiled
+        lo_arr = np.full(M, -np.inf) if lo is None else lo
+        hi_arr = np.full(M, np.inf) if hi is None else hi
+
     def rollout(U):
+        if compiled_step is not None:
+            with np.errstate(all="ignore"):
+                return rollout_compiled(compiled_step, x0, np.ascontiguousarray(U))
         X = np.empty((T + 1, D))
         X[0] = x0
         with np.errstate(all="ignore"):
@@ -202,17 +214,22 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
             break
         accepted = False
         for alpha in alphas:
-            X_new = np.empty_like(X)
-            U_new = np.empty_like(U)
-            X_new[0] = x0
-            U_ff = U + alpha * k                       # feed-forward part, all steps at once
-            with np.errstate(all="ignore"):
-                for t in range(T):
-                    u = U_ff[t] + K[t] @ (X_new[t] - X[t])
-                    if clip:
-                        u = np.clip(u, clip_lo, clip_hi)
-                    U_new[t] = u
-                    X_new[t + 1] = step(X_new[t], u, t)
+            if compiled_step is not None:
+                with np.errstate(all="ignore"):
+                    X_new, U_new = forward_compiled(compiled_step, x0, X, U, K, k, alpha, lo_arr,
+                                                    hi_arr, clip)
+            else:
+                X_new = np.empty_like(X)
+                U_new = np.empty_like(U)
+                X_new[0] = x0
+                U_ff = U + alpha * k                       # feed-forward part, all steps at once
+                with np.errstate(all="ignore"):
+                    for t in range(T):
+                        u = U_ff[t] + K[t] @ (X_new[t] - X[t])
+                        if clip:
+                            u = np.clip(u, clip_lo, clip_hi)
+                        U_new[t] = u
+                        X_new[t + 1] = step(X_new[t], u, t)
             if constraint == "reject" and not _inside(U_new, lo, hi):
                 continue
             J_new = total_cost(X_new, U_new)
