@@ -40,27 +40,54 @@ class Derivatives:
     cT_xx: np.ndarray
 
 
-def _step(z: np.ndarray, h: float | None) -> np.ndarray:
-    return (np.finfo(float).eps ** (1 / 3) if h is None else h) * np.maximum(1.0, np.abs(z))
+def _steps(z: np.ndarray, h: float | None, order: int) -> np.ndarray:
+    """Relative step ``h * max(1, |z|)``: ``h = eps^(1/3)`` for first, ``eps^(1/4)`` for
+    second derivatives (or the user's ``h``, ``h^(3/4)``)."""
+    eps = np.finfo(float).eps
+    base = (eps ** (1 / 3) if h is None else h) if order == 1 else (eps ** 0.25 if h is None else h ** 0.75)
+    return base * np.maximum(1.0, np.abs(z))
+
+
+def _batched(fn: Callable, vectorized: bool, D: int | None) -> Callable:
+    """``f(points (N, n), t (N,)) -> (N, ...)`` from a user callable: ``fn(x, u, t)`` when ``D``
+    splits the points into (x, u), ``fn(x)`` (terminal cost) when ``D`` is None."""
+    if D is None:
+        if vectorized:
+            return lambda P, t: np.asarray(fn(P))
+        return lambda P, t: np.array([fn(p) for p in P])
+    if vectorized:
+        return lambda P, t: np.asarray(fn(P[:, :D], P[:, D:], t))
+    return lambda P, t: np.array([fn(p[:D], p[D:], int(ti)) for p, ti in zip(P, t)])
+
+
+def _central_gradient(f: Callable, Z: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``df/dz_i`` at each row of ``Z`` (T, n): central differences, result (T, n, ...)."""
+    T, n = Z.shape
+    pts = Z[:, None, None, :] + np.array([1.0, -1.0])[None, :, None, None] * (h[:, None, :, None] * np.eye(n))
+    V = f(pts.reshape(-1, n), np.repeat(np.arange(T), 2 * n))
+    V = V.reshape((T, 2, n) + V.shape[1:])
+    return (V[:, 0] - V[:, 1]) / (2 * h).reshape((T, n) + (1,) * (V.ndim - 3))
+
+
+def _central_hessian(f: Callable, Z: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Second differences ``(f(++) - f(+-) - f(-+) + f(--)) / (4 h_i h_j)`` of a scalar ``f``
+    at each row of ``Z`` (T, n); symmetrised, result (T, n, n)."""
+    T, n = Z.shape
+    signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)
+    E = h[:, :, None] * np.eye(n)                                   # row i = h_i e_i
+    pts = (Z[:, None, None, None, :] + signs[None, :, 0, None, None, None] * E[:, None, :, None, :]
+           + signs[None, :, 1, None, None, None] * E[:, None, None, :, :])   # (T, 4, n, n, n)
+    C = f(pts.reshape(-1, n), np.repeat(np.arange(T), 4 * n * n)).reshape(T, 4, n, n)
+    H = (C[:, 0] - C[:, 1] - C[:, 2] + C[:, 3]) / (4 * h[:, :, None] * h[:, None, :])
+    return 0.5 * (H + np.swapaxes(H, 1, 2))
 
 
 def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
                           vectorized: bool = False, step: float | None = None):
     """Central-difference ``f_x`` (T, D, D) and ``f_u`` (T, D, M) along (X, U)."""
-    T, M = U.shape
     D = X.shape[1]
-    n = D + M
     Z = np.concatenate([X[:-1], U], axis=1)
-    h1 = _step(Z, step)
-    pts = Z[:, None, None, :] + np.array([1.0, -1.0])[None, :, None, None] * (h1[:, None, :, None] * np.eye(n))
-    flat = pts.reshape(-1, n)
-    t_flat = np.repeat(np.arange(T), 2 * n)
-    if vectorized:
-        F = np.asarray(dynamics(flat[:, :D], flat[:, D:], t_flat))
-    else:
-        F = np.array([dynamics(z[:D], z[D:], int(t)) for z, t in zip(flat, t_flat)])
-    F = F.reshape(T, 2, n, D)
-    J = (F[:, 0] - F[:, 1]) / (2 * h1[:, :, None])                # J[t, i] = df/dz_i
+    J = _central_gradient(_batched(dynamics, vectorized, D), Z, _steps(Z, step, 1))  # (T, n, D)
     return np.swapaxes(J[:, :D], 1, 2), np.swapaxes(J[:, D:], 1, 2)
 
 
@@ -86,53 +113,15 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
     ``t`` (N,)) and every time step is differenced in one call. Step ``h * max(1, |z|)``
     with ``h = eps^(1/3)`` for first and ``eps^(1/4)`` for second derivatives.
     """
-    T, M = U.shape
     D = X.shape[1]
-    n = D + M
-    Z = np.concatenate([X[:-1], U], axis=1)                       # (T, n)
-    ts = np.arange(T)
-    h1 = _step(Z, step)                                           # (T, n)
-    eye = np.eye(n)
+    Z = np.concatenate([X[:-1], U], axis=1)                       # (T, D + M)
     f_x, f_u = fd_dynamics_jacobians(dynamics, X, U, vectorized=vectorized, step=step)
-    # --- cost gradient and Hessian via second differences
-    h2 = (np.finfo(float).eps ** 0.25 if step is None else step ** 0.75) * np.maximum(1.0, np.abs(Z))
-    signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)
-    Ei = h2[:, :, None] * eye                                      # (T, n, n): row i = h_i e_i
-    pts2 = (Z[:, None, None, None, :] + signs[None, :, 0, None, None, None] * Ei[:, None, :, None, :]
-            + signs[None, :, 1, None, None, None] * Ei[:, None, None, :, :])   # (T, 4, n, n, n)
-    flat2 = pts2.reshape(-1, n)
-    t2 = np.repeat(ts, 4 * n * n)
-    if vectorized:
-        C = np.asarray(cost(flat2[:, :D], flat2[:, D:], t2))
-    else:
-        C = np.array([cost(z[:D], z[D:], int(t)) for z, t in zip(flat2, t2)])
-    C = C.reshape(T, 4, n, n)
-    H = (C[:, 0] - C[:, 1] - C[:, 2] + C[:, 3]) / (4 * h2[:, :, None] * h2[:, None, :])
-    H = 0.5 * (H + np.swapaxes(H, 1, 2))
-    pts1 = Z[:, None, None, :] + np.array([1.0, -1.0])[None, :, None, None] * (h1[:, None, :, None] * eye)
-    f1 = pts1.reshape(-1, n)
-    if vectorized:
-        C1 = np.asarray(cost(f1[:, :D], f1[:, D:], np.repeat(ts, 2 * n)))
-    else:
-        C1 = np.array([cost(z[:D], z[D:], int(t)) for z, t in zip(f1, np.repeat(ts, 2 * n))])
-    C1 = C1.reshape(T, 2, n)
-    g = (C1[:, 0] - C1[:, 1]) / (2 * h1)
-    # --- terminal cost
-    xT = X[-1]
-    hT1 = _step(xT, step)
-    hT2 = (np.finfo(float).eps ** 0.25 if step is None else step ** 0.75) * np.maximum(1.0, np.abs(xT))
-    eD = np.eye(D)
-    ptsT = np.concatenate([xT + hT1[:, None] * eD, xT - hT1[:, None] * eD])
-    ptsTT = np.stack([xT + s0 * hT2[:, None, None] * eD[:, None, :] + s1 * hT2[None, :, None] * eD[None, :, :]
-                      for s0, s1 in signs])                        # (4, D, D, D)
-    if vectorized:
-        cT1 = np.asarray(terminal_cost(ptsT))
-        cT2 = np.asarray(terminal_cost(ptsTT.reshape(-1, D))).reshape(4, D, D)
-    else:
-        cT1 = np.array([terminal_cost(z) for z in ptsT])
-        cT2 = np.array([terminal_cost(z) for z in ptsTT.reshape(-1, D)]).reshape(4, D, D)
-    cT_x = (cT1[:D] - cT1[D:]) / (2 * hT1)
-    cT_xx = (cT2[0] - cT2[1] - cT2[2] + cT2[3]) / (4 * hT2[:, None] * hT2[None, :])
+    stage = _batched(cost, vectorized, D)
+    g = _central_gradient(stage, Z, _steps(Z, step, 1))
+    H = _central_hessian(stage, Z, _steps(Z, step, 2))
+    terminal = _batched(terminal_cost, vectorized, None)
+    xT = X[-1:]
+    gT = _central_gradient(terminal, xT, _steps(xT, step, 1))[0]
+    HT = _central_hessian(terminal, xT, _steps(xT, step, 2))[0]
     return Derivatives(f_x=f_x, f_u=f_u, c_x=g[:, :D], c_u=g[:, D:], c_xx=H[:, :D, :D],
-                       c_uu=H[:, D:, D:], c_ux=H[:, D:, :D], cT_x=cT_x,
-                       cT_xx=0.5 * (cT_xx + cT_xx.T))
+                       c_uu=H[:, D:, D:], c_ux=H[:, D:, :D], cT_x=gT, cT_xx=HT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["forward_compiled", "rollout_compiled"]
+__all__ = ["forward_compiled"]
 
 
 @nb.njit(cache=True)
@@ -28,14 +28,3 @@ def forward_compiled(step, x0, X, U, K, k, alpha, lo, hi, clip):
             Un[t, a] = s
         Xn[t + 1] = step(Xn[t], Un[t], t)
     return Xn, Un
-
-
-@nb.njit(cache=True)
-def rollout_compiled(step, x0, U):
-    """Open-loop roll-out ``x_{t+1} = step(x_t, u_t, t)``."""
-    T = U.shape[0]
-    X = np.empty((T + 1, x0.shape[0]))
-    X[0] = x0
-    for t in range(T):
-        X[t + 1] = step(X[t], U[t], t)
-    return X

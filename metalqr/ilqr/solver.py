@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -48,9 +48,10 @@ class ILQRResult:
     regularization: float = 0.0
 
 
-def _bounds(value: Any, name: str, M: int) -> Optional[np.ndarray]:
+def _bounds(value: Any, name: str, M: int, default: float) -> np.ndarray:
+    """Bounds as an (M,) array; ``default`` (+-inf) where none is given."""
     if value is None:
-        return None
+        return np.full(M, default)
     arr = np.broadcast_to(np.asarray(value, dtype=float), (M,)).copy()
     if np.any(np.isnan(arr)):
         raise ValidationError(f"{name} must not contain NaN.")
@@ -129,15 +130,17 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     if constraint not in ("boxqp", "reject"):
         raise ValidationError(f"constraint must be 'boxqp' or 'reject'; got {constraint!r}.")
     max_iterations = check_positive(max_iterations, "max_iterations", allow_zero=True, integer=True)
-    lo, hi = _bounds(u_min, "u_min", M), _bounds(u_max, "u_max", M)
-    if lo is not None and hi is not None and np.any(lo > hi):
+    lo, hi = _bounds(u_min, "u_min", M, -np.inf), _bounds(u_max, "u_max", M, np.inf)
+    if np.any(lo > hi):
         raise ValidationError("u_min must not exceed u_max.")
+    bounded = bool(np.any(np.isfinite(lo)) or np.any(np.isfinite(hi)))
+    clip = constraint == "boxqp" and bounded
     alphas = DEFAULT_LINE_SEARCH if line_search is None else tuple(float(a) for a in line_search)
     if terminal_cost is None:
         terminal_cost = (lambda x: np.zeros(x.shape[0])) if vectorized else (lambda x: 0.0)
 
-    if constraint == "boxqp" and (lo is not None or hi is not None):
-        U = np.clip(U, lo if lo is not None else -np.inf, hi if hi is not None else np.inf)
+    if clip:
+        U = np.clip(U, lo, hi)
     elif constraint == "reject" and not _inside(U, lo, hi):
         raise ValidationError("with constraint='reject' the nominal controls U0 must satisfy the bounds.")
 
@@ -157,33 +160,32 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         return c if math.isfinite(c) else math.inf
 
     if compiled_step is not None:
-        from .forward_numba import forward_compiled, rollout_compiled
-        lo_arr = np.full(M, -np.inf) if lo is None else lo
-        hi_arr = np.full(M, np.inf) if hi is None else hi
+        from .forward_numba import forward_compiled
 
-    def rollout(U):
-        if compiled_step is not None:
-            with np.errstate(all="ignore"):
-                return rollout_compiled(compiled_step, x0, np.ascontiguousarray(U))
-        X = np.empty((T + 1, D))
-        X[0] = x0
+    def forward(X, U, K, k, alpha):
+        """Closed-loop pass u_t = U_t + alpha k_t + K_t (x_t - X_t) (clipped in box-QP mode)."""
         with np.errstate(all="ignore"):
+            if compiled_step is not None:
+                return forward_compiled(compiled_step, x0, X, U, K, k, alpha, lo, hi, clip)
+            X_new = np.empty((T + 1, D))
+            U_new = np.empty_like(U)
+            X_new[0] = x0
+            U_ff = U + alpha * k                       # feed-forward part, all steps at once
             for t in range(T):
-                X[t + 1] = step(X[t], U[t], t)
-        return X
+                u = U_ff[t] + K[t] @ (X_new[t] - X[t])
+                U_new[t] = np.clip(u, lo, hi) if clip else u
+                X_new[t + 1] = step(X_new[t], U_new[t], t)
+        return X_new, U_new
 
-    clip = constraint == "boxqp" and (lo is not None or hi is not None)
-    clip_lo = lo if lo is not None else -np.inf
-    clip_hi = hi if hi is not None else np.inf
-    X = rollout(U)
+    K = np.zeros((T, M, D))
+    k = np.zeros((T, M))
+    X, U = forward(np.zeros((T + 1, D)), U, K, k, 0.0)   # zero gains: open-loop roll-out
     J = total_cost(X, U)
     if not math.isfinite(J):
         raise ValidationError("the cost of the initial trajectory (x0, U0) is not finite; start from "
                               "controls whose roll-out stays bounded.")
     costs = [J]
     mu, delta = float(regularization), 1.0
-    K = np.zeros((T, M, D))
-    k = np.zeros((T, M))
     reason, converged, it = "max_iterations", False, 0
 
     def increase(mu, delta):
@@ -197,10 +199,10 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         if not _all_finite(d):
             reason = "non-finite derivatives at the current trajectory (stopped, last finite iterate kept)"
             break
-        back_bounds = (lo, hi) if constraint == "boxqp" else (None, None)
+        back_lo, back_hi = (lo, hi) if clip else (None, None)
         while True:
-            res = backward_pass(d, U, mu=mu, value_model=value_model, u_min=back_bounds[0],
-                                u_max=back_bounds[1], k_warm=k, reg_type=regularization_type)
+            res = backward_pass(d, U, mu=mu, value_model=value_model, u_min=back_lo, u_max=back_hi,
+                                k_warm=k, reg_type=regularization_type)
             if res.ok:
                 break
             mu, delta = increase(mu, delta)
@@ -214,22 +216,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
             break
         accepted = False
         for alpha in alphas:
-            if compiled_step is not None:
-                with np.errstate(all="ignore"):
-                    X_new, U_new = forward_compiled(compiled_step, x0, X, U, K, k, alpha, lo_arr,
-                                                    hi_arr, clip)
-            else:
-                X_new = np.empty_like(X)
-                U_new = np.empty_like(U)
-                X_new[0] = x0
-                U_ff = U + alpha * k                       # feed-forward part, all steps at once
-                with np.errstate(all="ignore"):
-                    for t in range(T):
-                        u = U_ff[t] + K[t] @ (X_new[t] - X[t])
-                        if clip:
-                            u = np.clip(u, clip_lo, clip_hi)
-                        U_new[t] = u
-                        X_new[t + 1] = step(X_new[t], u, t)
+            X_new, U_new = forward(X, U, K, k, alpha)
             if constraint == "reject" and not _inside(U_new, lo, hi):
                 continue
             J_new = total_cost(X_new, U_new)
@@ -265,5 +252,5 @@ def _all_finite(d: Derivatives) -> bool:
         d.c_ux is None or bool(np.all(np.isfinite(d.c_ux))))
 
 
-def _inside(U: np.ndarray, lo: Optional[np.ndarray], hi: Optional[np.ndarray]) -> bool:
-    return bool((lo is None or np.all(U >= lo)) and (hi is None or np.all(U <= hi)))
+def _inside(U: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    return bool(np.all(U >= lo) and np.all(U <= hi))

@@ -141,12 +141,17 @@ def cost(task: TaskLike, K: Any):
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
-    stable, P, _ = lyapunov_pair(closed_loop(batch, Kb), batch.Q + _T(Kb) @ batch.R @ Kb)
-    with np.errstate(over="ignore", invalid="ignore"):
-        J = np.einsum("nij,nji->n", P, batch.Psi)
-    # A stabilising K near the boundary can still overflow: report inf, never NaN.
-    J = np.where(stable & np.isfinite(J), J, math.inf)
+    J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
     return float(J[0]) if batch.single else J
+
+
+def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
+    """``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
+    unstable or the value overflows (never NaN)."""
+    stable, P, _ = lyapunov_pair(A - B @ K, Q + _T(K) @ R @ K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        J = np.einsum("nij,nji->n", P, Psi)
+    return np.where(stable & np.isfinite(J), J, math.inf)
 
 
 def gradient(task: TaskLike, K: Any) -> np.ndarray:
@@ -245,10 +250,7 @@ def costs_indexed(batch: Batch, task_index: np.ndarray, K: np.ndarray, chunk: in
     """
     out = np.empty(K.shape[0])
     for s in range(0, K.shape[0], chunk):
-        ti, Kc = task_index[s:s + chunk], K[s:s + chunk]
-        AK = batch.A[ti] - batch.B[ti] @ Kc
-        stable, P, _ = lyapunov_pair(AK, batch.Q[ti] + _T(Kc) @ batch.R[ti] @ Kc)
-        with np.errstate(over="ignore", invalid="ignore"):
-            J = np.einsum("nij,nji->n", P, batch.Psi[ti])
-        out[s:s + chunk] = np.where(stable & np.isfinite(J), J, math.inf)
+        ti = task_index[s:s + chunk]
+        out[s:s + chunk] = _costs(batch.A[ti], batch.B[ti], batch.Q[ti], batch.R[ti], batch.Psi[ti],
+                                  K[s:s + chunk])
     return out

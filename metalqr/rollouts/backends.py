@@ -47,11 +47,9 @@ def _numpy_simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, ke
 
     N, d = K.shape[0], A.shape[-1]
 
-    def run(ti, Kc, ni):
-        return (simulate_costs_array(np, A, B, Q, R, L0, Lpsi, ti, Kc, ni, length, key),)
-
     def chunks(ti, Kc, ni):
-        outs = [run(ti[s:s + CHUNK], Kc[s:s + CHUNK], ni[s:s + CHUNK])[0]
+        outs = [simulate_costs_array(np, A, B, Q, R, L0, Lpsi, ti[s:s + CHUNK], Kc[s:s + CHUNK],
+                                     ni[s:s + CHUNK], length, key)
                 for s in range(0, ti.shape[0], CHUNK)]
         return (np.concatenate(outs) if outs else np.empty(0),)
 

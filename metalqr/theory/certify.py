@@ -12,8 +12,7 @@ import numpy as np
 from .._validation import check_positive
 from ..exceptions import ValidationError
 from ..meta.objective import as_taskset, is_maml_stabilizing
-from .constants import (TaskConstants, cost_lipschitz, h_c, h_Delta, h_G, h_grad, h_H,
-                        task_constants)
+from .constants import TaskConstants, h_c, h_cost, h_Delta, h_G, h_grad, h_H, task_constants
 
 __all__ = ["sublevel_constants", "Certificate", "certify"]
 
@@ -114,7 +113,7 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     phi2 = (k**2 + eta**2 * hH**2) * (2 + 2 * hg**2 * eta**2)
     alpha_max = 1.0 / (2 * phi2 * hg)
     hD = h_Delta(c)
-    hcost = cost_lipschitz(c) / c.J_min
+    hcost = h_cost(c)            # relative constant; min_i J_i over S is J_min here
     r = min(1.0 / hcost, hD, epsilon / (4 * hg))
     m = min(d, k)
     Br = (d * k / r) * (1 + r * hcost) * c.J_max + hg * r + hG
