@@ -88,6 +88,58 @@ def test_lemma9_printed_h_cost_counterexample():
 
 
 @given(families)
+def test_lemma9_hessian_lipschitz(params):
+    """Third inequality of Lemma 9 with the derived h_hess (and the printed one, read with
+    mu~ = J_max / sigma_Q), Hessians compared as dk x dk matrices."""
+    ts, K, rng = _family(params)
+    c = th.task_constants(ts, K)
+    D = rng.standard_normal(K.shape)
+    D *= th.h_Delta(c) * rng.uniform(0.01, 1.0) / np.linalg.norm(D)
+    dH = max(np.linalg.norm(metalqr.hessian(t, K + D) - metalqr.hessian(t, K)) for t in ts)
+    nD = np.linalg.norm(D)
+    assert dH <= th.h_hess(c) * nD * (1 + 1e-9)
+    assert dH <= th.h_hess(c, "paper") * nD * (1 + 1e-9)
+
+
+def test_h_hess_is_not_vacuous_near_a_tight_direction():
+    """The derived h_hess is within 10^3 of the observed Hessian change on a scalar task
+    (a regression guard against a bound that silently becomes astronomically loose)."""
+    task = metalqr.LQRTask([[0.9]], [[1.0]], [[1.0]], [[1.0]])
+    ts = metalqr.TaskSet([task])
+    K = np.array([[0.3]])
+    c = th.task_constants(ts, K)
+    D = np.array([[th.h_Delta(c)]])
+    dH = float(np.abs(metalqr.hessian(task, K + D) - metalqr.hessian(task, K)).max())
+    assert dH <= th.h_hess(c) * abs(D[0, 0]) <= 1e3 * dH
+
+
+@given(families, st.floats(1e-5, 1e-2))
+def test_lemma12_meta_objective_perturbation(params, eta):
+    """Lemma 5 / 12 for ||K' - K|| <= h_Delta(K), with the constants taken over the sub-level
+    set that contains K, K' and all adapted gains (the paper's barred constants); also the
+    per-task meta-gradient bound ||grad L_i|| <= (1 + eta h_H) h_G behind h_sample,task."""
+    ts, K, rng = _family(params)
+    assume(metalqr.is_maml_stabilizing(ts, K, eta))
+    c0 = th.task_constants(ts, K)
+    assume(np.all(c0.J - c0.J_star > 1e-9 * c0.J))
+    D = rng.standard_normal(K.shape)
+    D *= th.h_Delta(c0) * rng.uniform(0.01, 1.0) / np.linalg.norm(D)
+    K2 = K + D
+    assume(metalqr.is_maml_stabilizing(ts, K2, eta))
+    points = [K, K2] + [K - eta * g for g in metalqr.gradient(ts, K)] + [K2 - eta * g for g in metalqr.gradient(ts, K2)]
+    gamma = max(1.0, max(np.max((metalqr.cost(ts, p) - c0.J_star) / (c0.J - c0.J_star)) for p in points))
+    bar = th.sublevel_constants(ts, K, gamma)
+    hH = th.h_H(bar, bar.J_max)
+    nD = np.linalg.norm(D)
+    dL = abs(metalqr.maml_objective(ts, K2, eta) - metalqr.maml_objective(ts, K, eta))
+    assert dL <= th.h_cost_meta(bar, eta) * nD * (1 + 1e-9)
+    dG = np.linalg.norm(metalqr.maml_gradient(ts, K2, eta) - metalqr.maml_gradient(ts, K, eta))
+    assert dG <= th.h_L_grad(bar, eta, hH) * nD * (1 + 1e-9)
+    per_task = [np.linalg.norm(metalqr.maml_gradient(t, K, eta)) for t in ts]
+    assert max(per_task) <= (1 + eta * hH) * th.h_G(bar) * (1 + 1e-9)
+
+
+@given(families)
 def test_lemma10_gradient_domination_lambda(params):
     ts, K, _ = _family(params)
     c = th.task_constants(ts, K)
@@ -161,6 +213,20 @@ def test_certify_report():
     assert tiny.holds and not cert.holds
     finer = th.certify(ts, K0, eta=1e-5, alpha=1e-3, epsilon=0.01, delta=0.05)
     assert finer.n_perturbations_min > cert.n_perturbations_min and finer.radius_max <= cert.radius_max
-    assert "eta_max" in str(cert) and "not computable" in str(cert)
+    assert "eta_max" in str(cert) and "not computable" in str(cert) and "iterations N" in str(cert)
+    # Lemma 7 / Theorem 2 quantities: finite, and monotone in the accuracy asked for.
+    assert finer.task_batch_min > cert.task_batch_min and finer.meta_radius_max < cert.meta_radius_max
+    assert finer.meta_rollout_length_min > cert.meta_rollout_length_min
+    kw = dict(eta=1e-5, epsilon=0.1, delta=0.05, epsilon0=1e-4)
+    slow = th.certify(ts, K0, alpha=1e-3, **kw)
+    assert 0 < slow.psi0 and np.isfinite(slow.iterations_min) and slow.iterations_min > 0
+    assert cert.iterations_min == 0.0              # psi0 < epsilon0 / 2: already accurate enough
+    faster = th.certify(ts, K0, alpha=2e-3, **kw)
+    assert faster.iterations_min == pytest.approx(slow.iterations_min / 2, rel=1e-9)
+    L0 = metalqr.maml_objective(ts, K0, 1e-5)
+    exact = th.certify(ts, K0, alpha=1e-3, L_star=L0 - 0.5 * slow.psi0, **kw)
+    assert exact.iterations_min < slow.iterations_min
+    with pytest.raises(metalqr.ValidationError, match="L_star"):
+        th.certify(ts, K0, eta=1e-5, alpha=1e-3, epsilon=0.1, delta=0.05, L_star=L0 + 1.0)
     with pytest.raises(metalqr.ValidationError, match="MAML-stabilising"):
         th.certify(ts, 100 * np.ones((1, 1)), eta=1e-5, alpha=1e-3, epsilon=0.1, delta=0.05)

@@ -12,7 +12,9 @@ import numpy as np
 from .._validation import check_positive
 from ..exceptions import ValidationError
 from ..meta.objective import as_taskset, is_maml_stabilizing
-from .constants import TaskConstants, h_c, h_cost, h_Delta, h_G, h_grad, h_H, task_constants
+from ..meta.objective import maml_objective, optimal_costs
+from .constants import (TaskConstants, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
+                        h_hess, h_r2, h_sample_task, rollout_length_meta, task_constants)
 
 __all__ = ["sublevel_constants", "Certificate", "certify"]
 
@@ -37,7 +39,9 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
                      RBPB=c0.norm_R + c0.norm_B**2 * Jbar / c0.mu,
                      BPA_F=norm_B_F * c0.norm_A * Jbar / c0.mu)
     Kbar = h_c(bounds)
-    return replace(bounds, norm_K=Kbar, norm_K_F=Kbar, norm_AK=c0.norm_A + c0.norm_B * Kbar)
+    norm_A_F = float(np.max(np.linalg.norm(ts.A, axis=(-2, -1))))
+    return replace(bounds, norm_K=Kbar, norm_K_F=Kbar, norm_AK=c0.norm_A + c0.norm_B * Kbar,
+                   norm_AK_F=norm_A_F + norm_B_F * Kbar)
 
 
 @dataclass
@@ -53,6 +57,11 @@ class Certificate:
     radius_max: float
     n_perturbations_min: float
     rollout_length_min: float
+    task_batch_min: float = math.nan
+    meta_radius_max: float = math.nan
+    meta_rollout_length_min: float = math.nan
+    iterations_min: float = math.nan
+    psi0: float = math.nan
     constants: dict = field(default_factory=dict)
     not_computable: dict = field(default_factory=dict)
 
@@ -73,14 +82,19 @@ class Certificate:
                   f"  alpha_max          = {self.alpha_max:.4g}  (given {self.alpha:.4g})",
                   f"  radius r <=          {self.radius_max:.4g}",
                   f"  perturbations M >=   {self.n_perturbations_min:.4g}",
-                  f"  roll-out length l >= {self.rollout_length_min:.4g}  (h_l,grad only)"]
+                  f"  roll-out length l >= {self.rollout_length_min:.4g}  (h_l,grad only)",
+                  "Lemma 7 (meta-gradient within epsilon) / Theorem 2",
+                  f"  task batch |T_n| >=  {self.task_batch_min:.4g}",
+                  f"  radius r <=          {self.meta_radius_max:.4g}  (h_r^2)",
+                  f"  roll-out length l >= {self.meta_rollout_length_min:.4g}  (h^2_l,grad)",
+                  f"  iterations N >=      {self.iterations_min:.4g}  (psi0 = {self.psi0:.4g})"]
         lines += [f"  {k} = {v:.4g}" for k, v in self.constants.items()]
         lines += [f"  not computable: {k}: {v}" for k, v in self.not_computable.items()]
         return "\n".join(lines)
 
 
 def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, delta: float,
-            gamma: float = 1.0) -> Certificate:
+            gamma: float = 1.0, epsilon0: float | None = None, L_star: float | None = None) -> Certificate:
     """Evaluate the step-size conditions of Theorem 1 and the estimation conditions of
     Lemma 6 on a task set, with suprema over the sub-level set from :func:`sublevel_constants`.
 
@@ -92,6 +106,14 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
       with ``B_r = (dk/r)(1 + r hcost) Jbar + hg r + hG`` and
       ``sigma_r^2 = ((dk/r)(1 + r hcost) Jbar)^2 + (r hg + hG)^2`` at the largest admissible
       ``r``; ``l >= 16 d^2 k^2 Jbar^2 (||Q|| + ||R|| ||K||^2) / (eps r mu sigma_Q^2)``.
+
+    * Lemma 7 (meta-gradient within ``epsilon``): task batch :func:`h_sample_task`, radius
+      :func:`h_r2` and outer roll-out length :func:`rollout_length_meta` at that radius.
+    * Theorem 2: ``N >= 8 / (alpha lambda (1 - eta^2 hH^2)) log(2 psi0 / epsilon0)`` with
+      ``lambda = min_i lambda_i`` (Lemma 3) and ``psi0 = L(K0) - L(K*)``. ``L(K*)`` is
+      ``L_star`` when given, otherwise the lower bound ``mean_i J_i(K_i*) <= L(K*)``, which
+      over-estimates ``psi0`` and so keeps ``N`` conservative. ``N`` is ``inf`` when
+      ``eta hH >= 1`` (the theorem does not apply).
 
     Here ``hg = h_grad``, ``hH = h_H``, ``hG`` the corrected ``h_G``, ``hcost`` the relative
     cost constant (derived form, see :func:`metalqr.theory.h_cost`).
@@ -121,11 +143,23 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     M = 32 * m / epsilon**2 * (sig2 + Br * epsilon / (12 * math.sqrt(m))) * math.log((d + k) / delta)
     ell = (16 * d**2 * k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
            / (epsilon * r * c.mu * c.sigma_Q**2))
+    r_meta = h_r2(epsilon, c, eta, hH)
+    if L_star is None:
+        L_star = float(np.mean(optimal_costs(ts)))
+    psi0 = maml_objective(ts, K0, eta) - L_star
+    if psi0 < 0:
+        raise ValidationError(f"L_star = {L_star:.6g} exceeds L(K0): pass the meta-objective at a "
+                              "MAML optimum (or omit it to use the lower bound mean_i J_i*).")
+    lam = float(np.min(gradient_domination_lambda(c)))
+    contraction = 1.0 - eta**2 * hH**2
+    eps0 = epsilon if epsilon0 is None else check_positive(epsilon0, "epsilon0")
+    N = (8.0 / (alpha * lam * contraction) * max(math.log(2 * psi0 / eps0), 0.0)
+         if contraction > 0 else math.inf)
     return Certificate(
         eta=eta, alpha=alpha, epsilon=epsilon, delta=delta, eta_max=eta_max, alpha_max=alpha_max,
         radius_max=r, n_perturbations_min=M, rollout_length_min=ell,
+        task_batch_min=h_sample_task(epsilon, delta, c, eta, hH), meta_radius_max=r_meta,
+        meta_rollout_length_min=rollout_length_meta(c, epsilon, r_meta), iterations_min=N, psi0=psi0,
         constants={"Jbar_max": c.J_max, "h_grad": hg, "h_H": hH, "h_G": hG, "h_Delta": hD,
-                   "h_cost": hcost},
-        not_computable={"h_l,var": "Lemma 6 cites Fazel et al. Lemma 32 without a formula",
-                        "h_sample,task, h_r^2, h_l,grad^2": "not stated in the paper (Lemma 7, Theorem 1)",
-                        "iterations (Theorem 2)": "needs L(K*) of the MAML optimum"})
+                   "h_cost": hcost, "h_hess": h_hess(c), "lambda": lam},
+        not_computable={"h_l,var": "Lemma 6 cites Fazel et al. Lemma 32 without a formula"})

@@ -24,7 +24,7 @@ from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset
 
 __all__ = ["TaskConstants", "task_constants", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
-           "cost_lipschitz",
+           "cost_lipschitz", "h_hess", "h_L_grad", "h_sample_task", "h_r2", "rollout_length_meta",
            "gradient_domination_lambda", "h_G_meta", "h_cost_meta", "bernstein_samples",
            "rollout_length_bound"]
 
@@ -53,6 +53,8 @@ class TaskConstants:
     RBPB: float              # max_i ||R_i + B_i'P_i B_i||
     BPA_F: float             # max_i ||B_i'P_i A_i||_F
     trace_Psi: float         # max_i Tr(Psi_i)
+    trace_R: float           # max_i Tr(R_i)
+    norm_AK_F: float         # max_i ||A_i - B_i K||_F
     Sigma_star: np.ndarray   # ||Sigma_{K_i*}|| per task
     d: int
     k: int
@@ -80,6 +82,8 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
         norm_K_F=float(np.linalg.norm(K0)), RBPB=float(spec(ev.RBPB).max()),
         BPA_F=float(np.linalg.norm(np.swapaxes(batch.B, -1, -2) @ ev.P @ batch.A, axis=(-2, -1)).max()),
         trace_Psi=float(np.trace(batch.Psi, axis1=-2, axis2=-1).max()),
+        trace_R=float(np.trace(batch.R, axis1=-2, axis2=-1).max()),
+        norm_AK_F=float(np.linalg.norm(ev.AK, axis=(-2, -1)).max()),
         Sigma_star=spec(ev_star.Sigma), d=ts.d, k=ts.k)
 
 
@@ -162,10 +166,92 @@ def h_grad(c: TaskConstants) -> float:
     return first + 8 * r**2 * (c.norm_B * (c.norm_AK + 1) / c.mu) * _h0(c)
 
 
+def _ball_bounds(c: TaskConstants) -> dict:
+    """Suprema over the ``h_Delta`` ball around ``K`` used by :func:`h_hess` (all spectral norms):
+    ``J <= Jb = J_max + cost_lipschitz h_Delta``; ``||Sigma|| <= min(2 J_max, Jb) / sigma_Q``
+    (Fazel et al. 2018, Lemma 16); ``||P|| <= Jb / mu``; ``||A - BK|| <= ||A - BK|| + ||B|| h_Delta``;
+    ``||E||_F <= sqrt(||R + B'PB|| (Jb - J_min) / mu)`` (Lemma 3)."""
+    hD = h_Delta(c)
+    Jb = c.J_max + cost_lipschitz(c) * hD
+    s = min(2 * c.J_max, Jb) / c.sigma_Q
+    p = Jb / c.mu
+    g = c.norm_R + c.norm_B**2 * p
+    return dict(b=c.norm_B, s=s, p=p, g=g, a=c.norm_AK + c.norm_B * hD,
+                e=math.sqrt(max(g * (Jb - c.J_min), 0.0) / c.mu), st=s / c.mu, pt=p / c.sigma_Q)
+
+
+def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
+    """Lemma 2/9: ``||Hess J_i(K') - Hess J_i(K)||_F <= h_hess ||K' - K||_F`` for
+    ``||K' - K||_F <= h_Delta`` (Hessians as ``dk x dk`` matrices).
+
+    Paper: ``2 (h_1 + 2 h_2)`` with the ``h_1..h_9`` of Appendix A, which use ``mu~`` without
+    defining it; here ``mu~ := J_max / sigma_Q`` (the bound on ``||Sigma_K||``), ``Tr(A - BK)``
+    is read as ``sqrt(d) ||A - BK||_F`` and ``||K||_max`` as ``||K||``. Reported, not relied on.
+
+    Corrected (derived here, the default): bound the third derivative along the segment.
+    The true Hessian-vector product (see :func:`metalqr.hessian_vp`) is
+    ``H[X] = 2 (G X - B' P~_X A_K) Sigma + 2 E Sigma~_X`` with ``G = R + B'PB``,
+    ``P~_X = T*(X'E + E'X)``, ``Sigma~_X = T(-B X Sigma A_K' - A_K Sigma X'B')``,
+    ``T(M) = sum_t A_K^t M A_K'^t`` and ``T*`` its adjoint. For symmetric ``M``,
+    ``||T(M)|| <= ||M|| ||Sigma|| / mu`` and ``||T*(M)|| <= ||M|| ||P|| / sigma_Q``. Differentiating
+    every factor along a unit direction ``Y`` (``dA_K = -B Y``) and bounding with the ball suprema
+    of :func:`_ball_bounds` bounds ``||dH[X]||_2`` for unit ``X``; ``sqrt(min(d,k))`` converts it to
+    Frobenius and ``sqrt(dk)`` the operator norm to the Frobenius norm of the ``dk x dk`` matrix.
+    """
+    if variant == "paper":
+        return _h_hess_paper(c)
+    q = _ball_bounds(c)
+    b, s, a, e, g, st, pt = q["b"], q["s"], q["a"], q["e"], q["g"], q["st"], q["pt"]
+    dP = pt * 2 * e                                  # ||P'|| = ||T*(Y'E + E'Y)||
+    dS = st * 2 * b * s * a                          # ||Sigma'||
+    dE = g + b * dP * a                              # ||E'|| = ||G Y - B'P'A_K||
+    Z = pt * 2 * e                                   # ||P~_X||
+    dZ = pt * (2 * b * a * Z + 2 * dE)               # ||(P~_X)'||
+    W = st * 2 * b * s * a                           # ||Sigma~_X||
+    dW = st * (2 * b * a * W + 2 * b * dS * a + 2 * b**2 * s)
+    third = (2 * (b**2 * dP + b * dZ * a + b * Z * b) * s + 2 * (g + b * Z * a) * dS
+             + 2 * dE * W + 2 * e * dW)
+    return math.sqrt(c.d * c.k) * math.sqrt(min(c.d, c.k)) * third
+
+
+def _h_hess_paper(c: TaskConstants) -> float:
+    r = c.J_max / c.sigma_Q
+    nu = _nu(c)
+    mu_t = r
+    h3 = 6 * r**2 * c.norm_K**2 * c.norm_R * c.norm_B * (c.norm_AK + 1) + 6 * r * c.norm_K * c.norm_R
+    h4 = 4 * r**2 * c.norm_B * (c.norm_AK + 1) / c.mu
+    h6 = math.sqrt(1 / c.sigma_Q) * (c.norm_R + (1 + c.norm_B**2) / c.mu * c.J_max) - 1
+    h8 = c.norm_R + c.norm_B**2 * c.J_max / c.mu + (c.norm_B * c.norm_A + c.norm_B**2 * c.norm_K) * h3
+    h9 = 2 * (c.norm_R * c.norm_K + c.norm_B * c.norm_AK * c.J_max / c.mu)
+    h7 = 4 * (nu * h8 + 8 * nu**2 * c.norm_B * (c.norm_AK + 1) * h9)
+    trR = c.trace_R
+    trAK = math.sqrt(c.d) * c.norm_AK_F
+    h1 = h3 * c.norm_B**2 * r + mu_t * h4 * c.norm_B * c.J_max / c.mu + h4 * trR
+    h2 = c.norm_B * c.J_max * (h6 * h4 * trAK / c.mu + c.norm_B * h6 * mu_t * nu + mu_t * h7 / c.sigma_Q)
+    return 2 * (h1 + 2 * h2)
+
+
 def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
     ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``."""
     return c.mu**2 * c.sigma_R / c.Sigma_star
+
+
+def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = "corrected") -> float:
+    """Lemma 5/12: ``||grad L(K') - grad L(K)||_F <= h_{L,grad} ||K' - K||_F``.
+
+    Paper (definition in the statement):
+    ``eta h_hess (1 + eta h_grad) h_G + (k + eta h_H) h_hess (1 + eta h_hess)``.
+    The proof (Appendix A) ends with ``(k + eta h_H) h_grad (1 + eta h_grad)`` in the second
+    term: the statement replaces ``h_grad`` by ``h_hess`` there. The corrected form (default)
+    follows the proof, with ``1 + eta h_H`` (the operator norm of ``I - eta Hess J``) instead
+    of ``k`` and the corrected ``h_G``/``h_hess``; constants must be suprema over the points
+    involved (use :func:`metalqr.theory.sublevel_constants`).
+    """
+    hh, hg = h_hess(c, variant), h_grad(c)
+    if variant == "paper":
+        return eta * hh * (1 + eta * hg) * h_G(c, "paper") + (c.k + eta * h_H_value) * hh * (1 + eta * hh)
+    return eta * hh * (1 + eta * hg) * h_G(c) + (1 + eta * h_H_value) * hg * (1 + eta * hg)
 
 
 def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
@@ -192,6 +278,35 @@ def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float,
     dm = min(d1, d2)
     return int(math.ceil(2 * dm / epsilon**2 * (sigma2 + bound * epsilon / (3 * math.sqrt(dm)))
                          * math.log((d1 + d2) / delta)))
+
+
+def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_H_value: float) -> int:
+    """Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)``
+    ``= 8 min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with
+    ``B_T = 2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the
+    task-sampling error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``)."""
+    m = min(c.d, c.k)
+    hG = h_G(c)
+    BT = 2 * (1 + eta * h_H_value) * hG
+    sT2 = 2 * (1 + eta * h_H_value) ** 2 * hG**2
+    return int(math.ceil(8 * m / epsilon**2 * (sT2 + BT * epsilon / (6 * math.sqrt(m)))
+                         * math.log(2 * (c.d + c.k) / delta)))
+
+
+def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> float:
+    """Lemma 7 (proof): smoothing radius ``r <= h_r^2(6/eps) = eps / (6 h_{L,grad})`` making the
+    meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant
+    ``eta h_hess h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected
+    :func:`h_L_grad`. The paper prints ``1 / (6 (...))``, dropping the ``eps`` that the
+    proof's conclusion ``(i) <= eps/6`` needs."""
+    return epsilon / (6 * h_L_grad(c, eta, h_H_value))
+
+
+def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> float:
+    """Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2)
+    / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error."""
+    return (32 * c.d**2 * c.k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
+            / (epsilon * radius * c.mu * c.sigma_Q**2))
 
 
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
