@@ -1,15 +1,19 @@
-"""Task weighting by trajectory optimisation (TOW paper): a NumPy few-shot meta-learner
-and weighting strategies, the TOW one a thin adapter over :mod:`metalqr.ilqr`.
-
-Work in progress (issue 5): sinusoid regression with first-order MAML and SGD dynamics
-are implemented and tested; Adam dynamics, Prototypical Networks, classification task
-sources, the ``metalqr tow`` command and ``benchmarks/bench_tow.py`` are not yet.
+"""Task weighting by trajectory optimisation (TOW paper): NumPy few-shot meta-learners
+(first- and second-order MAML, Prototypical Networks), SGD / Adam meta-optimisers with
+their linearisations, offline task sources, and the four weighting strategies (uniform,
+exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`).
 """
 
-from .experiment import STRATEGIES, StrategyResult, run_sinusoid_experiment
-from .learner import FOMAML
+from .experiment import (STRATEGIES, StrategyResult, make_learner, plot_curves, plot_weights, run_experiment,
+                         run_sinusoid_experiment, save_results)
+from .learner import FOMAML, MAML, ProtoNet
 from .mlp import MLP
-from .tasks import SinusoidTasks, Task
+from .optimizers import SGD, Adam, make_optimizer
+from .tasks import (AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks, ImageFolderTasks, SinusoidTasks,
+                    Task)
 from .weighting import TOWResult, dirichlet_weights, tow_weights
 
-__all__ = ["run_sinusoid_experiment", "StrategyResult", "STRATEGIES", "MLP", "FOMAML", "SinusoidTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult"]
+__all__ = ["run_experiment", "run_sinusoid_experiment", "make_learner", "save_results", "plot_curves",
+           "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "FOMAML", "ProtoNet", "SGD", "Adam",
+           "make_optimizer", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
+           "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult"]

@@ -1,8 +1,16 @@
 """Train one learner with each weighting strategy on the same task stream and evaluate it
-on held-out tasks (Section 5 of the TOW paper, at CPU scale)."""
+on held-out tasks (Section 5 of the TOW paper, at CPU scale).
+
+Every strategy sees the same mini-batches (window ``k`` draws its ``T`` mini-batches of
+``M`` tasks from ``default_rng([seed, k])``), starts from the same initialisation and uses
+the same meta-optimiser (SGD or Adam). Baselines update once per mini-batch with their
+weights; TOW solves Algorithm 1 over the window and follows the optimised trajectory.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -10,76 +18,197 @@ from typing import Sequence
 import numpy as np
 
 from ..exceptions import TrainingDivergedError, ValidationError
-from .learner import FOMAML
+from .learner import MAML, ProtoNet
 from .mlp import MLP
+from .optimizers import make_optimizer
 from .tasks import SinusoidTasks
 from .weighting import dirichlet_weights, tow_weights
 
-__all__ = ["StrategyResult", "run_sinusoid_experiment", "STRATEGIES"]
+__all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
+           "save_results", "plot_curves", "plot_weights"]
 
 STRATEGIES = ("uniform", "exploration", "exploitation", "tow")
 
 
 @dataclass
 class StrategyResult:
-    """Test MSE per held-out task, its mean and 95% half-width, wall time, learning curve."""
+    """Per-test-task metric (MSE or accuracy), wall time, learning curve ``[(window, mean
+    validation metric)]`` and the weights used: ``weights`` (windows, T, M) with the tasks'
+    ``groups`` (amplitude or alphabet) of the same shape."""
 
     name: str
-    test_mse: np.ndarray
+    metric: np.ndarray
     seconds: float
+    metric_name: str = "mse"
     curve: list = field(default_factory=list)
+    weights: np.ndarray | None = None
+    groups: np.ndarray | None = None
+
+    @property
+    def test_mse(self) -> np.ndarray:          # backward-compatible name for regression
+        return self.metric
 
     @property
     def mean(self) -> float:
-        return float(self.test_mse.mean())
+        return float(self.metric.mean())
 
     @property
     def ci95(self) -> float:
-        return float(1.96 * self.test_mse.std(ddof=1) / np.sqrt(self.test_mse.size))
+        """Half-width of the normal 95% confidence interval of the mean over test tasks."""
+        return float(1.96 * self.metric.std(ddof=1) / np.sqrt(self.metric.size))
 
 
-def run_sinusoid_experiment(strategies: Sequence[str] = STRATEGIES, *, n_iterations: int = 100,
-                            T: int = 5, M: int = 5, alpha: float = 0.05, beta_u: float = 10.0,
-                            kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600, hidden: int = 40,
-                            gamma: float = 0.01, seed: int = 0, eval_every: int = 0,
-                            source: SinusoidTasks | None = None) -> list[StrategyResult]:
-    """Raises :class:`TrainingDivergedError` if a strategy's parameters become non-finite.
+def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, inner_steps: int = 1,
+                 embedding: int = 16):
+    """``"fomaml"``, ``"maml"`` (second order) or ``"protonet"`` on an MLP sized for ``source``."""
+    if kind in ("fomaml", "maml"):
+        net = MLP(source.n_in, hidden, source.n_out, source.loss)
+        return MAML(net, gamma, inner_steps, first_order=(kind == "fomaml"))
+    if kind == "protonet":
+        if source.loss != "ce":
+            raise ValidationError("protonet needs a classification source.")
+        return ProtoNet(MLP(source.n_in, hidden, embedding, "mse"))
+    raise ValidationError(f"learner must be 'fomaml', 'maml' or 'protonet'; got {kind!r}.")
 
-    Every strategy sees the same mini-batches (outer iteration ``k`` draws its ``T``
-    mini-batches of ``M`` tasks from ``default_rng([seed, k])``) and starts from the same
-    initialisation; SGD meta-updates ``x <- x - alpha G u`` for each mini-batch, with ``u``
-    from the strategy (TOW: Algorithm 1 over the ``T`` mini-batches, ``x <- x_{T+1}``)."""
+
+def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n_iterations: int = 100,
+                   T: int = 5, M: int = 5, optimizer: str = "sgd", alpha: float = 0.05,
+                   beta_u: float = 10.0, kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600,
+                   n_val: int = 100, seed: int = 0, eval_every: int = 0, progress: bool = False,
+                   value_model: str = "diagonal") -> list[StrategyResult]:
+    """Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches.
+
+    Raises
+    ------
+    ValidationError
+        Unknown strategy or optimiser.
+    TrainingDivergedError
+        A strategy's parameters became non-finite (reduce ``alpha``).
+    """
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
         raise ValidationError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}.")
-    source = source or SinusoidTasks()
-    net = MLP(hidden=hidden)
-    learner = FOMAML(net, gamma=gamma)
-    x0 = net.init(seed)
+    opt = make_optimizer(optimizer, alpha)
+    x0 = learner.init(seed)
+    D = x0.size
     test_tasks = source.sample(np.random.default_rng([seed, 10**6]), n_test, train=False)
-    val_tasks = test_tasks[:100]
+    val_tasks = source.sample(np.random.default_rng([seed, 10**6 + 1]), n_val, train=False)
     results = []
     for name in strategies:
-        x = x0.copy()
-        curve = []
+        z = opt.initial_state(x0)
+        curve, weights, groups = [], [], []
         t0 = time.perf_counter()
-        for k in range(n_iterations):
+        from tqdm.auto import tqdm
+        for k in tqdm(range(n_iterations), desc=f"{name:>12}", disable=not progress):
             rng = np.random.default_rng([seed, k])
             batches = [source.sample(rng, M) for _ in range(T)]
+            tau0 = k * T
             if name == "tow":
-                x = tow_weights(learner, x, batches, alpha=alpha, beta_u=beta_u, n_ilqr=n_ilqr).X[-1]
+                res = tow_weights(learner, z, batches, optimizer=opt, tau0=tau0, beta_u=beta_u,
+                                  n_ilqr=n_ilqr, value_model=value_model)
+                z, U = res.X[-1], res.U
             else:
-                for batch in batches:
-                    losses, G, _ = learner.batch(x, batch)
-                    u = (np.full(M, 1.0 / M) if name == "uniform"
-                         else dirichlet_weights(losses, kappa, name))
-                    x = x - alpha * (G @ u)
-            if not np.all(np.isfinite(x)):
+                U = np.empty((T, M))
+                for t, batch in enumerate(batches):
+                    losses, G, _ = learner.batch(z[:D], batch)
+                    U[t] = (np.full(M, 1.0 / M) if name == "uniform"
+                            else dirichlet_weights(losses, kappa, name))
+                    z = opt.step(z, G @ U[t], tau0 + t + 1)
+            if not np.all(np.isfinite(z)):
                 raise TrainingDivergedError(
                     f"strategy {name!r} diverged at window {k + 1}: the meta-parameters are no longer "
                     f"finite. Reduce the meta step size alpha (= {alpha:g}).")
+            weights.append(U)
+            groups.append([[task.group for task in b] for b in batches])
             if eval_every and (k + 1) % eval_every == 0:
-                curve.append((k + 1, float(learner.test_mse(x, val_tasks).mean())))
+                curve.append((k + 1, float(learner.evaluate(z[:D], val_tasks).mean())))
         seconds = time.perf_counter() - t0
-        results.append(StrategyResult(name, learner.test_mse(x, test_tasks), seconds, curve))
+        results.append(StrategyResult(name, learner.evaluate(z[:D], test_tasks), seconds,
+                                      getattr(learner, "metric_name", "mse"), curve,
+                                      np.array(weights), np.array(groups, dtype=float)))
     return results
+
+
+def run_sinusoid_experiment(strategies: Sequence[str] = STRATEGIES, *, hidden: int = 40, gamma: float = 0.01,
+                            source: SinusoidTasks | None = None, learner: str = "fomaml",
+                            **kwargs) -> list[StrategyResult]:
+    """:func:`run_experiment` on skewed sinusoids with (FO)MAML on a tanh MLP."""
+    source = source or SinusoidTasks()
+    return run_experiment(source, make_learner(learner, source, hidden=hidden, gamma=gamma), strategies, **kwargs)
+
+
+def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
+    """Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform),
+    ``<prefix>_curves.csv`` and ``<prefix>.json`` (everything, weights included)."""
+    base = next((r.seconds for r in results if r.name == "uniform"), results[0].seconds)
+    table = [{"strategy": r.name, "metric": r.metric_name, "mean": r.mean, "ci95": r.ci95, "n_test": r.metric.size,
+              "seconds": r.seconds, "time_vs_uniform": r.seconds / base} for r in results]
+    with open(f"{path_prefix}_table.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    with open(f"{path_prefix}_curves.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["strategy", "window", "validation_" + results[0].metric_name])
+        for r in results:
+            w.writerows([(r.name, k, v) for k, v in r.curve])
+    with open(f"{path_prefix}.json", "w") as fh:
+        json.dump({"table": table, "curves": {r.name: r.curve for r in results},
+                   "weights": {r.name: r.weights.tolist() for r in results if r.weights is not None},
+                   "groups": {r.name: r.groups.tolist() for r in results if r.groups is not None}}, fh)
+    return {"table": table}
+
+
+def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -> None:
+    """Validation metric against training windows, one line per strategy (like Figure 1)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        if r.curve:
+            k, v = zip(*r.curve)
+            ax.plot(k, v, label=r.name)
+    ax.set_xlabel("training window (T mini-batches)")
+    ax.set_ylabel("validation " + results[0].metric_name)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
+    """Weight visualisation (like Figure 4): the mean weight TOW gives a task against its
+    group (amplitude / alphabet) over training (heat map: window x group bin), and the
+    histogram of all weights."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    W, G = result.weights, result.groups
+    n_windows = W.shape[0]
+    edges = np.unique(np.quantile(G, np.linspace(0, 1, n_bins + 1)))
+    if edges.size < 2:
+        edges = np.array([G.min() - 0.5, G.max() + 0.5])
+    bins = np.clip(np.searchsorted(edges, G, side="right") - 1, 0, edges.size - 2)
+    heat = np.full((n_windows, edges.size - 1), np.nan)
+    M = W.shape[-1]
+    for k in range(n_windows):
+        for b in range(edges.size - 1):
+            sel = bins[k] == b
+            if np.any(sel):
+                heat[k, b] = W[k][sel].mean() * M            # 1 = uniform weight
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    im = a1.imshow(heat.T, aspect="auto", origin="lower", cmap="viridis",
+                   extent=(0.5, n_windows + 0.5, 0, edges.size - 1))
+    a1.set_yticks(np.arange(edges.size - 1) + 0.5, [f"{edges[b]:.2g}" for b in range(edges.size - 1)])
+    a1.set_xlabel("training window")
+    a1.set_ylabel("task group (amplitude / alphabet), lower edge")
+    a1.set_title(f"{result.name}: mean weight x M")
+    fig.colorbar(im, ax=a1)
+    a2.hist(W.ravel() * M, bins=40)
+    a2.set_xlabel("weight x M (1 = uniform)")
+    a2.set_title("all weights")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,5 +1,13 @@
-"""First-order MAML on the MLP: per-task validation losses ``l_i(x)`` (Eq. (3)-(4) of the
-TOW paper), their gradients (the rows of the Jacobian ``J_t``) and Gauss-Newton diagonals."""
+"""Few-shot meta-learners on the MLP, all behind one interface used by the weighting
+strategies: ``batch(x, tasks, curvature)`` returns the per-task validation losses ``l(x)``
+(M,), their gradients (the Jacobian ``J_t'``, D x M) and, on request, per-task Gauss-Newton
+diagonals (D x M); ``evaluate(x, tasks)`` returns the per-task test metric.
+
+* :class:`MAML` - inner loop Eq. (4) of the TOW paper, ``phi_i = x - gamma grad l(S_i^s; x)``,
+  first order (``d phi / d x ~ I``) or full second order (exact Hessian-vector products).
+* :class:`ProtoNet` - Prototypical Networks (Snell et al. 2017): the MLP embeds, class
+  prototypes are the support means, logits are ``-|f(q) - c_k|^2``.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +15,137 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mlp import MLP
+from ..exceptions import ValidationError
+from .mlp import MLP, output_loss, softmax
 from .tasks import Task
 
-__all__ = ["FOMAML"]
+__all__ = ["MAML", "FOMAML", "ProtoNet"]
+
+
+def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
+    """MSE for regression, accuracy for classification."""
+    if loss == "mse":
+        return float(np.mean(np.sum((out - y) ** 2, axis=-1)))
+    return float(np.mean(np.argmax(out, axis=-1) == y))
 
 
 @dataclass(frozen=True)
-class FOMAML:
-    """Inner loop Eq. (4): ``phi_i = x - gamma grad l(S_i^s; x)`` (``inner_steps`` times);
-    validation loss ``l_i(x) = l(S_i^q; phi_i(x))``. First order: ``d phi / d x ~ I``, so
-    the gradient and the Gauss-Newton diagonal of ``l_i`` are those of the query loss at
-    ``phi_i`` (exact for ``gamma = 0``)."""
+class MAML:
+    """MAML on an :class:`MLP` (Finn et al. 2017; Eq. (3)-(4) of the TOW paper).
+
+    ``first_order=True`` (FOMAML) uses the query gradient at ``phi_i``; otherwise the exact
+    meta-gradient ``prod_j (I - gamma Hess l(S^s; phi_j)) grad l(S^q; phi_K)`` through all
+    ``inner_steps`` (back-to-front Hessian-vector products). The curvature returned for TOW
+    is the Gauss-Newton diagonal of the query loss at ``phi_i`` (first-order in ``gamma``)."""
 
     net: MLP
     gamma: float = 0.01
     inner_steps: int = 1
+    first_order: bool = True
 
-    def adapt(self, x: np.ndarray, task: Task) -> np.ndarray:
-        phi = x
+    @property
+    def metric_name(self) -> str:
+        return "mse" if self.net.loss == "mse" else "accuracy"
+
+    def init(self, rng) -> np.ndarray:
+        return self.net.init(rng)
+
+    def adapt(self, x: np.ndarray, task: Task, trajectory: bool = False):
+        phis = [x]
         for _ in range(self.inner_steps):
-            phi = phi - self.gamma * self.net.loss_and_grad(phi, task.s, task.y)[1]
-        return phi
+            phis.append(phis[-1] - self.gamma * self.net.loss_and_grad(phis[-1], task.s, task.y)[1])
+        return phis if trajectory else phis[-1]
+
+    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+        """Validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
+        phis = self.adapt(x, task, trajectory=True)
+        loss, g = self.net.loss_and_grad(phis[-1], task.sq, task.yq)
+        if not self.first_order:
+            for phi in reversed(phis[:-1]):
+                g = g - self.gamma * self.net.hvp(phi, task.s, task.y, g)
+        return loss, g
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
         """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)."""
         losses, grads, gn = [], [], []
         for task in tasks:
-            phi = self.adapt(x, task)
-            loss, g = self.net.loss_and_grad(phi, task.sq, task.yq)
+            loss, g = self.task_loss_and_grad(x, task)
             losses.append(loss)
             grads.append(g)
             if curvature:
-                gn.append(self.net.gauss_newton_diagonal(phi, task.sq))
+                gn.append(self.net.gauss_newton_diagonal(self.adapt(x, task), task.sq))
         G = np.stack(grads, axis=1)
         return np.array(losses), G, (np.stack(gn, axis=1) if curvature else None)
 
-    def test_mse(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
-        """Query MSE after adaptation, one per task."""
-        return np.array([self.net.loss_and_grad(self.adapt(x, t), t.sq, t.yq)[0] for t in tasks])
+    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Query MSE (regression) or accuracy (classification) after adaptation, per task."""
+        return np.array([_metric(self.net.loss, self.net.predict(self.adapt(x, t), t.sq), t.yq) for t in tasks])
+
+
+def FOMAML(net: MLP, gamma: float = 0.01, inner_steps: int = 1) -> MAML:
+    """First-order MAML (kept for backward compatibility): ``MAML(..., first_order=True)``."""
+    return MAML(net, gamma, inner_steps, first_order=True)
+
+
+@dataclass(frozen=True)
+class ProtoNet:
+    """Prototypical Networks on an MLP embedding (``net.n_out`` = embedding size).
+
+    Logits of query ``q`` for class ``k``: ``-|f(q) - c_k|^2`` with ``c_k`` the mean support
+    embedding of class ``k``; loss: softmax cross-entropy. Gradients by back-propagating the
+    logit derivatives into both the query and support embeddings; the Gauss-Newton diagonal
+    uses the exact logit Jacobian (one batched back-propagation per query and class)."""
+
+    net: MLP
+
+    metric_name = "accuracy"
+
+    def init(self, rng) -> np.ndarray:
+        return self.net.init(rng)
+
+    def _logits(self, x, task):
+        n_way = int(max(task.y.max(), task.yq.max())) + 1
+        es, eq = self.net.predict(x, task.s), self.net.predict(x, task.sq)
+        onehot = np.eye(n_way)[task.y]                              # (n_s, N)
+        counts = onehot.sum(0)
+        if np.any(counts == 0):
+            raise ValidationError("ProtoNet: every class needs at least one support example.")
+        A = onehot / counts                                         # prototype = A' es
+        protos = A.T @ es                                           # (N, e)
+        diff = eq[:, None, :] - protos[None, :, :]                  # (n_q, N, e)
+        return -np.sum(diff * diff, axis=-1), diff, A
+
+    def _logit_vjp(self, x, task, dlogits, diff, A):
+        """Back-propagate ``dlogits`` (..., n_q, N) to the parameters (..., D)."""
+        # logits = -|eq - A'es|^2 -> d/d eq = -2 sum_k dl_k diff_k ; d/d protos_k = 2 sum_q dl_qk diff_qk
+        d_eq = -2.0 * np.einsum("...qk,qke->...qe", dlogits, diff)
+        d_protos = 2.0 * np.einsum("...qk,qke->...ke", dlogits, diff)
+        d_es = np.einsum("sk,...ke->...se", A, d_protos)
+        s_all = np.concatenate([task.s, task.sq])
+        return self.net.vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
+
+    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+        logits, diff, A = self._logits(x, task)
+        loss, dlogits, _ = output_loss(logits, task.yq, "ce")
+        return loss, self._logit_vjp(x, task, dlogits, diff, A)
+
+    def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
+        losses, grads, gn = [], [], []
+        for task in tasks:
+            logits, diff, A = self._logits(x, task)
+            loss, dlogits, _ = output_loss(logits, task.yq, "ce")
+            losses.append(loss)
+            grads.append(self._logit_vjp(x, task, dlogits, diff, A))
+            if curvature:
+                nq, N = logits.shape
+                rows = np.zeros((nq * N, nq, N))                    # one Jacobian row per logit
+                rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
+                J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)
+                p = softmax(logits)
+                H = (np.einsum("qk,kl->qkl", p, np.eye(N)) - p[:, :, None] * p[:, None, :]) / nq
+                gn.append(np.einsum("qkd,qkl,qld->d", J, H, J))
+        G = np.stack(grads, axis=1)
+        return np.array(losses), G, (np.stack(gn, axis=1) if curvature else None)
+
+    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        return np.array([_metric("ce", self._logits(x, t)[0], t.yq) for t in tasks])

@@ -1,16 +1,50 @@
-"""A small fully connected regression network with hand-written forward/backward passes.
+"""A small fully connected network with hand-written forward/backward passes.
 
 Parameters live in one flat vector ``x`` (the TOW state). Layout: ``W1 (h, n_in), b1 (h),
 W2 (h, h), b2 (h), W3 (n_out, h), b3 (n_out)``, tanh hidden activations.
+
+Losses: mean squared error (``"mse"``, regression) and softmax cross-entropy (``"ce"``,
+labels as integers). Besides the loss gradient the network provides the exact
+Hessian-vector product (Pearlmutter's R-operator, used by second-order MAML), per-output
+Jacobian rows (used by Prototypical Networks) and Gauss-Newton diagonals (TOW's curvature,
+Appendix H of the TOW paper: ``J' H_out J`` with the output Hessian of the loss).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-__all__ = ["MLP"]
+from ..exceptions import ValidationError
+
+__all__ = ["MLP", "softmax", "output_loss"]
+
+Loss = Literal["mse", "ce"]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def output_loss(out: np.ndarray, y: np.ndarray, loss: Loss):
+    """Loss value, its gradient w.r.t. the outputs ``out`` (n, C), and a function applying the
+    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n - y_n|^2``;
+    CE: ``mean_n -log softmax(out_n)[y_n]`` with integer labels."""
+    n = out.shape[0]
+    if loss == "mse":
+        r = out - y
+        return float(np.sum(r * r) / n), 2.0 * r / n, lambda V: 2.0 * V / n
+    if loss == "ce":
+        p = softmax(out)
+        idx = np.arange(n)
+        value = float(-np.mean(np.log(np.maximum(p[idx, y], 1e-300))))
+        dout = p.copy()
+        dout[idx, y] -= 1.0
+        return value, dout / n, lambda V: p * (V - np.sum(p * V, axis=-1, keepdims=True)) / n
+    raise ValidationError(f"loss must be 'mse' or 'ce'; got {loss!r}.")
 
 
 @dataclass(frozen=True)
@@ -20,6 +54,7 @@ class MLP:
     n_in: int = 1
     hidden: int = 40
     n_out: int = 1
+    loss: Loss = "mse"
 
     @property
     def shapes(self):
@@ -60,30 +95,64 @@ class MLP:
         """Network output for inputs ``s`` (n, n_in)."""
         return self._forward(x, s)[2]
 
-    def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """Mean squared error ``mean_n |f(s_n) - y_n|^2`` and its gradient w.r.t. ``x``."""
-        W1, b1, W2, b2, W3, b3 = self.unpack(x)
-        a1, a2, out = self._forward(x, s)
-        n = s.shape[0]
-        r = out - y
-        loss = float(np.sum(r * r) / n)
-        dout = 2.0 * r / n
-        dz2 = (dout @ W3) * (1 - a2 * a2)
-        dz1 = (dz2 @ W2) * (1 - a1 * a1)
-        grad = np.concatenate([(dz1.T @ s).ravel(), dz1.sum(0), (dz2.T @ a1).ravel(), dz2.sum(0),
-                               (dout.T @ a2).ravel(), dout.sum(0)])
-        return loss, grad
-
-    def gauss_newton_diagonal(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Diagonal of the Gauss-Newton matrix of the MSE loss, ``(2/n) sum_n J_n^2`` with
-        ``J_n = d f(s_n) / d x`` (exact Hessian diagonal minus the residual term; single output)."""
+    def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
+        """``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them
+        (R, n, n_out) -> (R, D): Jacobian rows by batched back-propagation."""
         W1, b1, W2, b2, W3, b3 = self.unpack(x)
         a1, a2, _ = self._forward(x, s)
-        n = s.shape[0]
-        dz2 = W3[0][None, :] * (1 - a2 * a2)                      # (n, h): d out / d z2
-        dz1 = (dz2 @ W2) * (1 - a1 * a1)                          # (n, h)
-        sq = lambda a: np.sum(a * a, axis=0)
-        parts = [np.einsum("ni,nj->ij", dz1**2, s**2).ravel(), sq(dz1),
-                 np.einsum("ni,nj->ij", dz2**2, a1**2).ravel(), sq(dz2),
-                 sq(a2).ravel(), np.full(1, float(n))]
-        return 2.0 / n * np.concatenate(parts)
+        dz2 = (dout @ W3) * (1 - a2 * a2)
+        dz1 = (dz2 @ W2) * (1 - a1 * a1)
+        lead = dout.shape[:-2]
+        flat = lambda g: g.reshape(*lead, -1)
+        return np.concatenate([flat(np.swapaxes(dz1, -1, -2) @ s), dz1.sum(-2),
+                               flat(np.swapaxes(dz2, -1, -2) @ a1), dz2.sum(-2),
+                               flat(np.swapaxes(dout, -1, -2) @ a2), dout.sum(-2)], axis=-1)
+
+    def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
+        """The network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
+        value, dout, _ = output_loss(self.predict(x, s), y, self.loss)
+        return value, self.vjp(x, s, dout)
+
+    def hvp(self, x: np.ndarray, s: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` by the R-operator
+        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v``."""
+        W1, b1, W2, b2, W3, b3 = self.unpack(x)
+        V1, c1, V2, c2, V3, c3 = self.unpack(v)
+        a1, a2, out = self._forward(x, s)
+        _, dout, hess = output_loss(out, y, self.loss)
+        g1, g2 = 1 - a1 * a1, 1 - a2 * a2
+        Ra1 = g1 * (s @ V1.T + c1)
+        Ra2 = g2 * (Ra1 @ W2.T + a1 @ V2.T + c2)
+        Rout = Ra2 @ W3.T + a2 @ V3.T + c3
+        Rdout = hess(Rout)
+        back2 = dout @ W3
+        dz2 = back2 * g2
+        Rdz2 = (Rdout @ W3 + dout @ V3) * g2 - 2 * back2 * a2 * Ra2
+        back1 = dz2 @ W2
+        dz1 = back1 * g1
+        Rdz1 = (Rdz2 @ W2 + dz2 @ V2) * g1 - 2 * back1 * a1 * Ra1
+        return np.concatenate([(Rdz1.T @ s).ravel(), Rdz1.sum(0), (Rdz2.T @ a1 + dz2.T @ Ra1).ravel(),
+                               Rdz2.sum(0), (Rdout.T @ a2 + dout.T @ Ra2).ravel(), Rdout.sum(0)])
+
+    def gauss_newton_diagonal(self, x: np.ndarray, s: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with
+        ``J_n = d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
+        ``(diag p_n - p_n p_n') / n`` for softmax cross-entropy, which needs no labels).
+        Exact Hessian diagonal for MSE minus the residual term."""
+        W1, b1, W2, b2, W3, b3 = self.unpack(x)
+        a1, a2, out = self._forward(x, s)
+        n, C = out.shape
+        if self.loss == "mse":
+            H = np.broadcast_to(2.0 / n * np.eye(C), (n, C, C))
+        else:
+            p = softmax(out)
+            H = (np.einsum("nc,cd->ncd", p, np.eye(C)) - p[:, :, None] * p[:, None, :]) / n
+        # d out_c / d z2_i = W3[c, i] (1 - a2_i^2);  d out_c / d z1 = (d out_c / d z2) W2 (1 - a1^2)
+        Jz2 = W3[None, :, :] * (1 - a2 * a2)[:, None, :]            # (n, C, h)
+        Jz1 = (Jz2 @ W2) * (1 - a1 * a1)[:, None, :]                # (n, C, h)
+        q2 = np.einsum("nci,ncd,ndi->ni", Jz2, H, Jz2)              # J_z' H J_z per unit
+        q1 = np.einsum("nci,ncd,ndi->ni", Jz1, H, Jz1)
+        hdiag = np.einsum("ncc->nc", H)
+        parts = [(q1.T @ (s * s)).ravel(), q1.sum(0), (q2.T @ (a1 * a1)).ravel(), q2.sum(0),
+                 (hdiag.T @ (a2 * a2)).ravel(), hdiag.sum(0)]
+        return np.concatenate(parts)

@@ -1,23 +1,40 @@
-"""Few-shot task sources that run offline: skewed sinusoid regression (as in TR-MAML)."""
+"""Few-shot task sources that run offline on a laptop (Section 5 of the TOW paper at CPU
+scale): skewed sinusoid regression (as in TR-MAML), synthetic hierarchical N-way k-shot
+classification with imbalanced "alphabets", its any-shot variant (Section 5.2), N-way
+k-shot from scikit-learn's bundled digits (optional extra), and a loader for image folders
+in the Omniglot / mini-ImageNet layout ``root/{train,val,test}/<class>/*.png``.
+
+Every source has ``sample(rng, n, train=True) -> list[Task]``; classification tasks carry
+integer labels ``0..N-1`` in a random class order.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SinusoidTasks", "Task"]
+from ..exceptions import BackendUnavailableError, ValidationError
+
+__all__ = ["Task", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
+           "ImageFolderTasks"]
 
 
 @dataclass
 class Task:
-    """One regression task: support ``(s, y)`` and query ``(sq, yq)`` sets and its amplitude."""
+    """One few-shot task: support ``(s, y)`` and query ``(sq, yq)`` sets, and ``group``: the
+    amplitude of a sinusoid task or the alphabet of a classification task (for analysis)."""
 
     s: np.ndarray
     y: np.ndarray
     sq: np.ndarray
     yq: np.ndarray
-    amplitude: float
+    group: float = 0.0
+
+    @property
+    def amplitude(self) -> float:
+        return float(self.group)
 
 
 @dataclass
@@ -34,6 +51,10 @@ class SinusoidTasks:
     split: float = 1.0
     rare_fraction: float = 0.1
 
+    n_in = 1
+    n_out = 1
+    loss = "mse"
+
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
         tasks = []
         for _ in range(n):
@@ -48,3 +69,221 @@ class SinusoidTasks:
             y = amp * np.sin(s - phase)
             tasks.append(Task(s[:self.k_shot], y[:self.k_shot], s[self.k_shot:], y[self.k_shot:], amp))
         return tasks
+
+
+def _split_task(classes: list, shots, k_query: int, rng, group) -> Task:
+    """Build an N-way task from per-class example arrays: ``shots[j]`` support and ``k_query``
+    query examples of class ``classes[j]``, labels ``0..N-1``."""
+    s, y, sq, yq = [], [], [], []
+    for label, (pool, k) in enumerate(zip(classes, shots)):
+        idx = rng.choice(len(pool), size=k + k_query, replace=len(pool) < k + k_query)
+        s.append(pool[idx[:k]])
+        sq.append(pool[idx[k:]])
+        y += [label] * k
+        yq += [label] * k_query
+    return Task(np.concatenate(s), np.array(y), np.concatenate(sq), np.array(yq), group)
+
+
+@dataclass
+class HierarchicalClassificationTasks:
+    """Synthetic "alphabets": ``n_alphabets`` groups of ``n_chars`` related classes.
+
+    Alphabet ``a`` has a random linear map ``Phi_a`` (``dim x latent``) and an offset; class
+    ``c`` of alphabet ``a`` has a latent code ``z_c``; examples are
+    ``Phi_a (z_c + within * noise) + noise_level * noise``. Classes of one alphabet share
+    ``Phi_a`` and so are related (a task draws its ``n_way`` classes from one alphabet, as in
+    Omniglot). The first ``train_fraction`` of each alphabet's classes are for training, the
+    rest for testing. Training alphabets are imbalanced: alphabet ``a`` is drawn with
+    probability proportional to ``imbalance**a`` (a few alphabets dominate); test tasks draw
+    alphabets uniformly.
+    """
+
+    n_way: int = 5
+    k_shot: int = 1
+    k_query: int = 5
+    n_alphabets: int = 10
+    n_chars: int = 20
+    dim: int = 16
+    latent: int = 4
+    within: float = 0.35
+    noise_level: float = 0.1
+    imbalance: float = 0.6
+    train_fraction: float = 0.7
+    seed: int = 0
+    _data: dict = field(default_factory=dict, repr=False)
+
+    loss = "ce"
+
+    @property
+    def n_in(self) -> int:
+        return self.dim
+
+    @property
+    def n_out(self) -> int:
+        return self.n_way
+
+    def _world(self):
+        if not self._data:
+            rng = np.random.default_rng([self.seed, 7])
+            Phi = rng.standard_normal((self.n_alphabets, self.dim, self.latent)) / np.sqrt(self.latent)
+            offset = 0.5 * rng.standard_normal((self.n_alphabets, self.dim))
+            codes = rng.standard_normal((self.n_alphabets, self.n_chars, self.latent))
+            self._data.update(Phi=Phi, offset=offset, codes=codes)
+        return self._data
+
+    def _examples(self, rng, a: int, c: int, n: int) -> np.ndarray:
+        w = self._world()
+        z = w["codes"][a, c] + self.within * rng.standard_normal((n, self.latent))
+        return z @ w["Phi"][a].T + w["offset"][a] + self.noise_level * rng.standard_normal((n, self.dim))
+
+    def _alphabet_probs(self, train: bool) -> np.ndarray:
+        p = self.imbalance ** np.arange(self.n_alphabets) if train else np.ones(self.n_alphabets)
+        return p / p.sum()
+
+    def _shots(self, rng) -> list[int]:
+        return [self.k_shot] * self.n_way
+
+    def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        n_train = int(round(self.train_fraction * self.n_chars))
+        pool = np.arange(n_train) if train else np.arange(n_train, self.n_chars)
+        if pool.size < self.n_way:
+            raise ValidationError(f"only {pool.size} classes per alphabet in this split; need n_way={self.n_way}.")
+        probs = self._alphabet_probs(train)
+        tasks = []
+        for _ in range(n):
+            a = int(rng.choice(self.n_alphabets, p=probs))
+            chars = rng.choice(pool, size=self.n_way, replace=False)
+            shots = self._shots(rng)
+            classes = [self._examples(rng, a, int(c), k + self.k_query) for c, k in zip(chars, shots)]
+            tasks.append(_split_task_from_fresh(classes, shots, a))
+        return tasks
+
+
+def _split_task_from_fresh(classes: list, shots: list[int], group) -> Task:
+    """Fresh examples per class: the first ``shots[j]`` are support, the rest query."""
+    s = np.concatenate([X[:k] for X, k in zip(classes, shots)])
+    sq = np.concatenate([X[k:] for X, k in zip(classes, shots)])
+    y = np.concatenate([[j] * k for j, k in enumerate(shots)]).astype(int)
+    yq = np.concatenate([[j] * (len(X) - k) for j, (X, k) in enumerate(zip(classes, shots))]).astype(int)
+    return Task(s, y, sq, yq, group)
+
+
+@dataclass
+class AnyShotTasks(HierarchicalClassificationTasks):
+    """Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its
+    own number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
+    evidence they carry as well as in their alphabet."""
+
+    max_shot: int = 10
+
+    def _shots(self, rng) -> list[int]:
+        return [int(k) for k in rng.integers(1, self.max_shot + 1, size=self.n_way)]
+
+
+@dataclass
+class DigitsTasks:
+    """N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra
+    ``pip install "metalqr[digits]"``): training tasks use the digits in ``train_classes``,
+    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default)."""
+
+    n_way: int = 3
+    k_shot: int = 1
+    k_query: int = 5
+    train_classes: tuple = (0, 1, 2, 3, 4, 5, 6)
+
+    n_in = 64
+    loss = "ce"
+
+    @property
+    def n_out(self) -> int:
+        return self.n_way
+
+    def _by_class(self):
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "DigitsTasks needs scikit-learn: pip install 'metalqr[digits]'.") from exc
+        d = load_digits()
+        X = d.data / 16.0
+        return {c: X[d.target == c] for c in range(10)}
+
+    def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        data = self._by_class()
+        pool = [c for c in range(10) if (c in self.train_classes) == train]
+        if len(pool) < self.n_way:
+            raise ValidationError(f"{len(pool)} classes in this split; n_way={self.n_way} is too many.")
+        out = []
+        for _ in range(n):
+            chars = rng.choice(pool, size=self.n_way, replace=False)
+            out.append(_split_task([data[int(c)] for c in chars], [self.k_shot] * self.n_way,
+                                   self.k_query, rng, 0.0))
+        return out
+
+
+def _load_image(path: str, size: int) -> np.ndarray:
+    import matplotlib.image as mpimg
+    img = np.asarray(mpimg.imread(path), dtype=float)
+    if img.ndim == 3:
+        img = img[..., :3].mean(axis=-1)                 # grayscale
+    if img.max() > 1.0:
+        img = img / 255.0
+    rows = np.linspace(0, img.shape[0] - 1, size).round().astype(int)
+    cols = np.linspace(0, img.shape[1] - 1, size).round().astype(int)
+    return img[np.ix_(rows, cols)].ravel()
+
+
+@dataclass
+class ImageFolderTasks:
+    """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot /
+    mini-ImageNet layout). Images are read with matplotlib, converted to grayscale and
+    resized (nearest neighbour) to ``size x size``; training tasks use ``train_split``,
+    test tasks ``test_split``. Every class needs at least one image."""
+
+    root: str
+    n_way: int = 5
+    k_shot: int = 1
+    k_query: int = 5
+    size: int = 28
+    train_split: str = "train"
+    test_split: str = "test"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    loss = "ce"
+
+    @property
+    def n_in(self) -> int:
+        return self.size * self.size
+
+    @property
+    def n_out(self) -> int:
+        return self.n_way
+
+    def classes(self, split: str) -> dict:
+        if split not in self._cache:
+            folder = os.path.join(self.root, split)
+            if not os.path.isdir(folder):
+                raise ValidationError(f"no folder {folder!r}: expected root/{split}/<class>/*.png.")
+            data = {}
+            for name in sorted(os.listdir(folder)):
+                cdir = os.path.join(folder, name)
+                if not os.path.isdir(cdir):
+                    continue
+                files = sorted(f for f in os.listdir(cdir) if f.lower().endswith(".png"))
+                if not files:
+                    raise ValidationError(f"class folder {cdir!r} has no .png images.")
+                data[name] = np.stack([_load_image(os.path.join(cdir, f), self.size) for f in files])
+            if len(data) < self.n_way:
+                raise ValidationError(f"{folder!r} has {len(data)} classes; n_way={self.n_way} needs more.")
+            self._cache[split] = data
+        return self._cache[split]
+
+    def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        data = self.classes(self.train_split if train else self.test_split)
+        names = sorted(data)
+        out = []
+        for _ in range(n):
+            chosen = rng.choice(len(names), size=self.n_way, replace=False)
+            out.append(_split_task([data[names[int(i)]] for i in chosen], [self.k_shot] * self.n_way,
+                                   self.k_query, rng, 0.0))
+        return out

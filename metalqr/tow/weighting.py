@@ -12,7 +12,7 @@ import scipy.optimize
 
 from ..exceptions import ValidationError
 from ..ilqr import Derivatives, ilqr
-from .learner import FOMAML
+from .optimizers import SGD
 from .tasks import Task
 
 __all__ = ["dirichlet_weights", "tow_weights", "TOWResult"]
@@ -43,7 +43,7 @@ def dirichlet_weights(losses: np.ndarray, kappa: float, mode: str) -> np.ndarray
 
 @dataclass
 class TOWResult:
-    """Weights ``U`` (T, M), the meta-parameters along the trajectory ``X`` (T+1, D) and the
+    """Weights ``U`` (T, M), the optimiser states along the trajectory ``X`` (T+1, S) and the
     iLQR result (``costs[0]`` is the uniform nominal trajectory's cost)."""
 
     U: np.ndarray
@@ -51,53 +51,61 @@ class TOWResult:
     ilqr: object
 
 
-def tow_weights(learner: FOMAML, x: np.ndarray, batches: Sequence[list[Task]], *, alpha: float,
-                beta_u: float = 10.0, mu_u: float | None = None, n_ilqr: int = 2,
-                value_model: str = "diagonal", constraint: str = "boxqp") -> TOWResult:
+def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha: float | None = None,
+                optimizer=None, tau0: int = 0, beta_u: float = 10.0, mu_u: float | None = None,
+                n_ilqr: int = 2, value_model: str = "diagonal", constraint: str = "boxqp") -> TOWResult:
     """Algorithm 1 of the TOW paper for one window of ``T = len(batches)`` mini-batches.
 
-    State: meta-parameters ``x``; action: weights ``u`` of the ``M`` tasks of a mini-batch;
-    dynamics (SGD, Eq. (90)): ``x_{t+1} = x_t - alpha sum_j u_j grad l_j(x_t)``; cost
-    (Eq. (7)): ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``. Derivatives (Appendix G.1, H):
-    ``F_x = I - alpha sum_j u_j H_j ~ diag(1 - alpha sum_j u_j GN_j)``, ``F_u = -alpha [grad l_j]``,
-    ``c_x = sum_j grad l_j``, ``c_xx ~ diag(sum_j GN_j)``, ``c_u = beta_u (u - mu_u)``,
-    ``c_uu = beta_u I``. Solved by :func:`metalqr.ilqr.ilqr` from the uniform nominal
-    ``u = mu_u`` with ``u >= 0``.
+    State: the optimiser state ``z`` (the meta-parameters ``x`` for SGD, ``(x, m, v)`` for
+    Adam; see :mod:`metalqr.tow.optimizers`); action: weights ``u`` of the ``M`` tasks of a
+    mini-batch; dynamics: one optimiser update with ``g = sum_j u_j grad l_j(x_t)`` (SGD
+    Eq. (90), Adam Eq. (97), update count ``tau0 + t + 1``); cost Eq. (7):
+    ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``. Derivatives (Appendix G, H): ``f_z`` and ``f_u``
+    from the optimiser's linearisation with the Gauss-Newton diagonal ``sum_j u_j GN_j`` as
+    the Hessian, ``c_x = sum_j grad l_j``, ``c_xx ~ diag(sum_j GN_j)`` (zero on ``m, v``),
+    ``c_u = beta_u (u - mu_u)``, ``c_uu = beta_u I``. Solved by :func:`metalqr.ilqr.ilqr` from
+    the uniform nominal ``u = mu_u`` with ``u >= 0``. ``learner`` is a
+    :class:`~metalqr.tow.MAML` or :class:`~metalqr.tow.ProtoNet`; ``alpha`` alone means SGD.
     """
+    if optimizer is None:
+        if alpha is None:
+            raise ValidationError("give the meta step size alpha (SGD) or an optimizer.")
+        optimizer = SGD(alpha)
     T = len(batches)
     M = len(batches[0])
     mu = 1.0 / M if mu_u is None else float(mu_u)
+    z = np.asarray(z, dtype=float)
+    S = z.size
+    D = S if isinstance(optimizer, SGD) else S // 3
     cache: dict = {}
 
-    def evaluate(xt, t):
-        """Losses and gradients of mini-batch t at xt; the forward pass asks for both the
-        dynamics and the cost at the same (xt, t), so the last evaluation is reused."""
-        key = (t, xt.tobytes())
+    def evaluate(zt, t):
+        """Losses and gradients of mini-batch t at zt; the forward pass asks for both the
+        dynamics and the cost at the same (zt, t), so the last evaluation is reused."""
+        key = (t, zt[:D].tobytes())
         if key not in cache:
             cache.clear()
-            cache[key] = learner.batch(xt, batches[t])[:2]
+            cache[key] = learner.batch(zt[:D], batches[t])[:2]
         return cache[key]
 
-    def dynamics(xt, u, t):
-        return xt - alpha * (evaluate(xt, t)[1] @ u)
+    def dynamics(zt, u, t):
+        return optimizer.step(zt, evaluate(zt, t)[1] @ u, tau0 + t + 1)
 
-    def cost(xt, u, t):
-        return float(evaluate(xt, t)[0].sum() + 0.5 * beta_u * np.sum((u - mu) ** 2))
+    def cost(zt, u, t):
+        return float(evaluate(zt, t)[0].sum() + 0.5 * beta_u * np.sum((u - mu) ** 2))
 
-    def derivatives(X, U):
-        D = X.shape[1]
-        f_x, f_u, c_x, c_xx = (np.empty((T, D)), np.empty((T, D, M)), np.empty((T, D)), np.empty((T, D)))
+    def derivatives(Z, U):
+        f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
         for t in range(T):
-            _, G, GN = learner.batch(X[t], batches[t], curvature=True)
-            f_x[t] = 1.0 - alpha * (GN @ U[t])
-            f_u[t] = -alpha * G
-            c_x[t] = G.sum(axis=1)
-            c_xx[t] = GN.sum(axis=1)
+            _, G, GN = learner.batch(Z[t, :D], batches[t], curvature=True)
+            f_x[t], f_u[t] = optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], tau0 + t + 1)
+            c_x[t, :D] = G.sum(axis=1)
+            c_xx[t, :D] = GN.sum(axis=1)
         return Derivatives(f_x=f_x, f_u=f_u, c_x=c_x, c_u=beta_u * (U - mu), c_xx=c_xx,
                            c_uu=np.broadcast_to(beta_u * np.eye(M), (T, M, M)).copy(), c_ux=None,
-                           cT_x=np.zeros(D), cT_xx=np.zeros(D))
+                           cT_x=np.zeros(S), cT_xx=np.zeros(S))
 
-    res = ilqr(dynamics, cost, x, np.full((T, M), mu), terminal_cost=lambda xT: 0.0,
+    res = ilqr(dynamics, cost, z, np.full((T, M), mu), terminal_cost=lambda zT: 0.0,
                derivatives=derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
                max_iterations=n_ilqr, tol=0.0)
     return TOWResult(res.U, res.X, res)
