@@ -137,3 +137,204 @@ def test_divergence_is_a_clear_error_not_nan():
         with np.errstate(all="ignore"):
             run_sinusoid_experiment(strategies=("uniform",), n_iterations=200, alpha=5.0, n_test=5,
                                     hidden=8)
+
+
+# --- losses, second-order MAML, ProtoNets ------------------------------------------------
+
+from metalqr.tow import (MAML, SGD, Adam, AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks,  # noqa: E402
+                         ImageFolderTasks, ProtoNet)
+from metalqr.tow.mlp import output_loss  # noqa: E402
+
+
+def _fd_grad(f, x, h=1e-6):
+    return np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(x.size)])
+
+
+def _problem(loss, n_out, rng, n=6, n_in=3):
+    net = MLP(n_in=n_in, hidden=6, n_out=n_out, loss=loss)
+    x = net.init(rng) + 0.1 * rng.standard_normal(net.size)
+    s = rng.standard_normal((n, n_in))
+    y = rng.standard_normal((n, n_out)) if loss == "mse" else rng.integers(0, n_out, n)
+    return net, x, s, y
+
+
+@pytest.mark.parametrize("loss,n_out", [("mse", 1), ("mse", 3), ("ce", 4)])
+def test_mlp_gradient_hvp_and_gauss_newton(loss, n_out):
+    """Gradient and R-operator HVP against central differences (FD error O(h^2) ~ 1e-10);
+    GN diagonal against J' H_out J built from a finite-difference output Jacobian."""
+    rng = np.random.default_rng(4)
+    net, x, s, y = _problem(loss, n_out, rng)
+    g = net.loss_and_grad(x, s, y)[1]
+    assert np.allclose(g, _fd_grad(lambda z: net.loss_and_grad(z, s, y)[0], x), atol=1e-8)
+    v = rng.standard_normal(net.size)
+    h = 1e-6
+    fd_hv = (net.loss_and_grad(x + h * v, s, y)[1] - net.loss_and_grad(x - h * v, s, y)[1]) / (2 * h)
+    assert np.linalg.norm(net.hvp(x, s, y, v) - fd_hv) <= 1e-7 * np.linalg.norm(fd_hv)
+    J = np.stack([(net.predict(x + h * e, s) - net.predict(x - h * e, s)) / (2 * h) for e in np.eye(net.size)], -1)
+    _, _, hess = output_loss(net.predict(x, s), y, loss)
+    explicit = np.einsum("ncd,dnc->d", J, hess(np.moveaxis(J, -1, 0)))
+    assert np.allclose(net.gauss_newton_diagonal(x, s), explicit, rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+def test_second_order_maml_gradient_matches_finite_differences(loss):
+    """The exact meta-gradient through two inner steps matches central differences of the
+    validation loss l_i(x) = l(S^q; phi(x)); first-order MAML does not (gamma > 0)."""
+    rng = np.random.default_rng(5)
+    net, x, s, y = _problem(loss, 3, rng)
+    _, _, sq, yq = _problem(loss, 3, rng)
+    from metalqr.tow import Task
+    task = Task(s, y, sq, yq)
+    so = MAML(net, gamma=0.3, inner_steps=2, first_order=False)
+    fo = MAML(net, gamma=0.3, inner_steps=2, first_order=True)
+    fd = _fd_grad(lambda z: so.task_loss_and_grad(z, task)[0], x)
+    g = so.task_loss_and_grad(x, task)[1]
+    assert np.linalg.norm(g - fd) <= 1e-6 * np.linalg.norm(fd)
+    assert np.linalg.norm(fo.task_loss_and_grad(x, task)[1] - fd) > 1e-3 * np.linalg.norm(fd)
+
+
+def test_protonet_gradient_and_gauss_newton():
+    rng = np.random.default_rng(6)
+    src = HierarchicalClassificationTasks(n_way=3, k_shot=2, k_query=2, dim=4)
+    task = src.sample(rng, 1)[0]
+    pn = ProtoNet(MLP(4, 6, 3, "mse"))
+    x = pn.init(rng)
+    g = pn.task_loss_and_grad(x, task)[1]
+    assert np.allclose(g, _fd_grad(lambda z: pn.task_loss_and_grad(z, task)[0], x), atol=1e-8)
+    h = 1e-6
+    J = np.stack([(pn._logits(x + h * e, task)[0] - pn._logits(x - h * e, task)[0]) / (2 * h)
+                  for e in np.eye(x.size)], -1)                      # (n_q, N, D)
+    _, _, hess = output_loss(pn._logits(x, task)[0], task.yq, "ce")
+    explicit = np.einsum("qkd,dqk->d", J, hess(np.moveaxis(J, -1, 0)))
+    assert np.allclose(pn.curvature(x, [task])[:, 0], explicit, rtol=1e-6, atol=1e-10)
+    acc = pn.evaluate(x, src.sample(rng, 5))
+    assert acc.shape == (5,) and np.all((0 <= acc) & (acc <= 1))
+    bad = type(task)(task.s[task.y != 0], task.y[task.y != 0], task.sq, task.yq)
+    with pytest.raises(metalqr.ValidationError, match="support"):
+        pn.task_loss_and_grad(x, bad)
+
+
+# --- optimiser dynamics (Appendix G) -------------------------------------------------------
+
+def _quadratic_batch(rng, D=4, M=3):
+    """l_j(x) = 1/2 x'A_j x + c_j'x: gradients G(x) = [A_j x + c_j] and Hess u'l = sum u_j A_j exactly."""
+    A = rng.standard_normal((M, D, D))
+    A = A @ np.swapaxes(A, 1, 2) / D
+    c = rng.standard_normal((M, D))
+    return (lambda x: (A @ x + c).T), (lambda u: np.einsum("j,jab->ab", u, A))
+
+
+@pytest.mark.parametrize("opt", [SGD(0.1), Adam(0.05, eps=1e-3)])
+def test_optimizer_linearisation_matches_finite_differences(opt):
+    rng = np.random.default_rng(7)
+    D, M, tau = 4, 3, 3
+    G, H = _quadratic_batch(rng, D, M)
+    x = rng.standard_normal(D)
+    z = opt.initial_state(x)
+    if isinstance(opt, Adam):
+        z[D:] = np.concatenate([0.3 * rng.standard_normal(D), rng.uniform(0.1, 1.0, D)])
+    u = rng.uniform(0.1, 0.5, M)
+    step = lambda zz, uu: opt.step(zz, G(zz[:D]) @ uu, tau)
+    f_z, f_u = opt.linearize(z, G(x) @ u, G(x), H(u), tau)
+    h = 1e-6
+    fd_z = np.stack([(step(z + h * e, u) - step(z - h * e, u)) / (2 * h) for e in np.eye(z.size)], 1)
+    fd_u = np.stack([(step(z, u + h * e) - step(z, u - h * e)) / (2 * h) for e in np.eye(M)], 1)
+    assert np.allclose(f_z, fd_z, atol=1e-8) and np.allclose(f_u, fd_u, atol=1e-8)
+    # the diagonal model keeps the diagonal of f_z when the Hessian is diagonal
+    Hd = np.diag(np.diag(H(u)))
+    full, _ = opt.linearize(z, G(x) @ u, G(x), Hd, tau)
+    diag, _ = opt.linearize(z, G(x) @ u, G(x), np.diag(Hd), tau)
+    assert np.allclose(diag, np.diag(full))
+
+
+def test_adam_eq102_as_printed_is_exact_only_without_eps():
+    """Eq. (102) writes d/dv of 1/sqrt(v/c2 + eps) with 1/(2 sqrt(c2 v)); with eps > 0 that is
+    not the derivative (the implementation uses 1/(2 c2 s))."""
+    v, c2, eps = 0.01, 0.5, 1e-2
+    s = lambda vv: np.sqrt(vv / c2 + eps)
+    fd = (s(v + 1e-8) - s(v - 1e-8)) / 2e-8
+    assert fd == pytest.approx(1 / (2 * c2 * s(v)), rel=1e-6)
+    assert abs(fd - 1 / (2 * np.sqrt(c2 * v))) > 0.1 * fd
+
+
+def test_tow_with_adam_dynamics():
+    rng = np.random.default_rng(8)
+    src = HierarchicalClassificationTasks(dim=6)
+    pn = ProtoNet(MLP(6, 8, 4, "mse"))
+    opt = Adam(1e-2)
+    z = opt.initial_state(pn.init(rng))
+    batches = [src.sample(rng, 4) for _ in range(3)]
+    pinned = tow_weights(pn, z, batches, optimizer=opt, tau0=5, beta_u=1e8)
+    assert np.allclose(pinned.U, 0.25, atol=1e-6) and pinned.X.shape == (4, z.size)
+    free = tow_weights(pn, z, batches, optimizer=opt, tau0=5, beta_u=0.01, n_ilqr=3)
+    assert np.all(free.U >= 0) and free.ilqr.costs[-1] <= free.ilqr.costs[0]
+
+
+# --- task sources -----------------------------------------------------------------------------
+
+def test_hierarchical_and_anyshot_sources():
+    rng = np.random.default_rng(9)
+    src = HierarchicalClassificationTasks(n_way=5, k_shot=2, k_query=3, imbalance=0.6)
+    tasks = src.sample(rng, 3000)
+    t = tasks[0]
+    assert t.s.shape == (10, src.dim) and t.sq.shape == (15, src.dim)
+    assert sorted(set(t.y)) == list(range(5)) and np.bincount(t.yq).tolist() == [3] * 5
+    freq = np.bincount([int(t.group) for t in tasks], minlength=10) / 3000
+    expected = 0.6 ** np.arange(10) / np.sum(0.6 ** np.arange(10))
+    assert np.allclose(freq, expected, atol=0.03)            # ~4 binomial standard deviations
+    test_freq = np.bincount([int(t.group) for t in src.sample(rng, 3000, train=False)], minlength=10) / 3000
+    assert np.allclose(test_freq, 0.1, atol=0.025)
+    anys = AnyShotTasks(max_shot=6).sample(rng, 50)
+    shots = np.concatenate([np.bincount(t.y, minlength=5) for t in anys])
+    assert shots.min() >= 1 and shots.max() <= 6 and len(set(shots)) > 3
+
+
+def test_digits_source_or_clear_error():
+    src = DigitsTasks()
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        with pytest.raises(metalqr.BackendUnavailableError, match="digits"):
+            src.sample(np.random.default_rng(0), 1)
+        return
+    t = src.sample(np.random.default_rng(0), 2)[0]
+    assert t.s.shape == (3, 64) and t.sq.shape == (15, 64)
+
+
+def test_image_folder_loader(tmp_path):
+    """A tiny Omniglot-style tree: class c's images have constant intensity c/10, so the
+    loader's labels can be checked against the pixels."""
+    import matplotlib.image as mpimg
+    for split, classes in (("train", range(4)), ("test", range(4, 7))):
+        for c in classes:
+            d = tmp_path / split / f"char{c}"
+            d.mkdir(parents=True)
+            for i in range(3):
+                mpimg.imsave(d / f"{i}.png", np.full((12, 10), c / 10), cmap="gray", vmin=0, vmax=1)
+    src = ImageFolderTasks(str(tmp_path), n_way=3, k_shot=1, k_query=2, size=5)
+    for train in (True, False):
+        task = src.sample(np.random.default_rng(1), 1, train=train)[0]
+        assert task.s.shape == (3, 25) and task.sq.shape == (6, 25)
+        for j in range(3):
+            level = task.s[task.y == j].mean()
+            assert np.allclose(task.sq[task.yq == j], level, atol=0.02)
+        assert len({round(task.s[task.y == j].mean(), 2) for j in range(3)}) == 3
+    assert len(src.classes("test")) == 3
+    with pytest.raises(metalqr.ValidationError, match="classes"):
+        ImageFolderTasks(str(tmp_path), n_way=5).sample(np.random.default_rng(0), 1, train=False)
+    with pytest.raises(metalqr.ValidationError, match="no folder"):
+        ImageFolderTasks(str(tmp_path / "missing")).sample(np.random.default_rng(0), 1)
+
+
+def test_tow_command_writes_table_curves_and_weights(tmp_path, capsys):
+    from metalqr.cli import main
+    out = tmp_path / "tow"
+    assert main(["tow", "--source", "classification", "--quick", "--no-progress", "--hidden", "8",
+                 "--strategies", "uniform", "tow", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "time_vs_uniform" in text
+    import csv
+    rows = list(csv.DictReader(open(out / "tow_classification_table.csv")))
+    assert [r["strategy"] for r in rows] == ["uniform", "tow"] and all(int(r["n_test"]) == 100 for r in rows)
+    for name in ("tow_classification_curves.png", "tow_classification_weights_tow.png", "tow_classification.json"):
+        assert (out / name).stat().st_size > 0

@@ -67,15 +67,17 @@ class MAML:
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
         """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)."""
-        losses, grads, gn = [], [], []
+        losses, grads = [], []
         for task in tasks:
             loss, g = self.task_loss_and_grad(x, task)
             losses.append(loss)
             grads.append(g)
-            if curvature:
-                gn.append(self.net.gauss_newton_diagonal(self.adapt(x, task), task.sq))
         G = np.stack(grads, axis=1)
-        return np.array(losses), G, (np.stack(gn, axis=1) if curvature else None)
+        return np.array(losses), G, (self.curvature(x, tasks) if curvature else None)
+
+    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Per-task Gauss-Newton diagonals of the query loss at the adapted parameters (D, M)."""
+        return np.stack([self.net.gauss_newton_diagonal(self.adapt(x, t), t.sq) for t in tasks], axis=1)
 
     def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Query MSE (regression) or accuracy (classification) after adaptation, per task."""
@@ -130,22 +132,28 @@ class ProtoNet:
         return loss, self._logit_vjp(x, task, dlogits, diff, A)
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        losses, grads, gn = [], [], []
+        losses, grads = [], []
+        for task in tasks:
+            loss, g = self.task_loss_and_grad(x, task)
+            losses.append(loss)
+            grads.append(g)
+        G = np.stack(grads, axis=1)
+        return np.array(losses), G, (self.curvature(x, tasks) if curvature else None)
+
+    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
+        exact logit Jacobian ``J`` (one back-propagated row per query and class)."""
+        gn = []
         for task in tasks:
             logits, diff, A = self._logits(x, task)
-            loss, dlogits, _ = output_loss(logits, task.yq, "ce")
-            losses.append(loss)
-            grads.append(self._logit_vjp(x, task, dlogits, diff, A))
-            if curvature:
-                nq, N = logits.shape
-                rows = np.zeros((nq * N, nq, N))                    # one Jacobian row per logit
-                rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
-                J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)
-                p = softmax(logits)
-                H = (np.einsum("qk,kl->qkl", p, np.eye(N)) - p[:, :, None] * p[:, None, :]) / nq
-                gn.append(np.einsum("qkd,qkl,qld->d", J, H, J))
-        G = np.stack(grads, axis=1)
-        return np.array(losses), G, (np.stack(gn, axis=1) if curvature else None)
+            nq, N = logits.shape
+            rows = np.zeros((nq * N, nq, N))
+            rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
+            J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)
+            p = softmax(logits)
+            H = (np.einsum("qk,kl->qkl", p, np.eye(N)) - p[:, :, None] * p[:, None, :]) / nq
+            gn.append(np.sum(J * (H @ J), axis=(0, 1)))
+        return np.stack(gn, axis=1)
 
     def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         return np.array([_metric("ce", self._logits(x, t)[0], t.yq) for t in tasks])

@@ -22,6 +22,7 @@ from ..exceptions import ValidationError
 __all__ = ["MLP", "softmax", "output_loss"]
 
 Loss = Literal["mse", "ce"]
+_LAYOUTS: dict = {}
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -77,13 +78,21 @@ class MLP:
                 parts.append(np.zeros(shape))
         return np.concatenate(parts)
 
-    def unpack(self, x: np.ndarray):
+    @property
+    def _layout(self):
         out, pos = [], 0
         for shape in self.shapes:
             n = int(np.prod(shape))
-            out.append(x[pos:pos + n].reshape(shape))
+            out.append((pos, pos + n, shape))
             pos += n
         return out
+
+    def unpack(self, x: np.ndarray):
+        """Views of the six parameter blocks of the flat vector ``x``."""
+        layout = _LAYOUTS.get(self)
+        if layout is None:
+            layout = _LAYOUTS[self] = self._layout
+        return [x[a:b].reshape(shape) for a, b, shape in layout]
 
     def _forward(self, x, s):
         W1, b1, W2, b2, W3, b3 = self.unpack(x)
@@ -100,13 +109,16 @@ class MLP:
         (R, n, n_out) -> (R, D): Jacobian rows by batched back-propagation."""
         W1, b1, W2, b2, W3, b3 = self.unpack(x)
         a1, a2, _ = self._forward(x, s)
-        dz2 = (dout @ W3) * (1 - a2 * a2)
-        dz1 = (dz2 @ W2) * (1 - a1 * a1)
-        lead = dout.shape[:-2]
-        flat = lambda g: g.reshape(*lead, -1)
-        return np.concatenate([flat(np.swapaxes(dz1, -1, -2) @ s), dz1.sum(-2),
-                               flat(np.swapaxes(dz2, -1, -2) @ a1), dz2.sum(-2),
-                               flat(np.swapaxes(dout, -1, -2) @ a2), dout.sum(-2)], axis=-1)
+        lead, (n, C) = dout.shape[:-2], dout.shape[-2:]
+        R = int(np.prod(lead))
+        h = self.hidden
+        dout2 = dout.reshape(R * n, C)                     # 2-D products: one BLAS call each
+        dz2 = (dout2 @ W3).reshape(R, n, h) * (1 - a2 * a2)
+        dz1 = (dz2.reshape(R * n, h) @ W2).reshape(R, n, h) * (1 - a1 * a1)
+        outer = lambda d, a: (np.swapaxes(d, 1, 2).reshape(-1, n) @ a).reshape(R, -1)
+        g = np.concatenate([outer(dz1, s), dz1.sum(1), outer(dz2, a1), dz2.sum(1),
+                            outer(dout2.reshape(R, n, C), a2), dout2.reshape(R, n, C).sum(1)], axis=-1)
+        return g.reshape(*lead, -1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
         """The network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
@@ -129,7 +141,6 @@ class MLP:
         dz2 = back2 * g2
         Rdz2 = (Rdout @ W3 + dout @ V3) * g2 - 2 * back2 * a2 * Ra2
         back1 = dz2 @ W2
-        dz1 = back1 * g1
         Rdz1 = (Rdz2 @ W2 + dz2 @ V2) * g1 - 2 * back1 * a1 * Ra1
         return np.concatenate([(Rdz1.T @ s).ravel(), Rdz1.sum(0), (Rdz2.T @ a1 + dz2.T @ Ra1).ravel(),
                                Rdz2.sum(0), (Rdout.T @ a2 + dout.T @ Ra2).ravel(), Rdout.sum(0)])

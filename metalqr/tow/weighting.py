@@ -80,13 +80,13 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     cache: dict = {}
 
     def evaluate(zt, t):
-        """Losses and gradients of mini-batch t at zt; the forward pass asks for both the
-        dynamics and the cost at the same (zt, t), so the last evaluation is reused."""
-        key = (t, zt[:D].tobytes())
-        if key not in cache:
-            cache.clear()
-            cache[key] = learner.batch(zt[:D], batches[t])[:2]
-        return cache[key]
+        """Losses and gradients of mini-batch t at zt. The forward pass asks for the dynamics
+        and the cost at the same (zt, t), and the derivatives at the accepted trajectory, so
+        the last evaluation per step t is kept."""
+        key = zt[:D].tobytes()
+        if cache.get(t, (None,))[0] != key:
+            cache[t] = (key, *learner.batch(zt[:D], batches[t])[:2])
+        return cache[t][1:]
 
     def dynamics(zt, u, t):
         return optimizer.step(zt, evaluate(zt, t)[1] @ u, tau0 + t + 1)
@@ -97,7 +97,8 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     def derivatives(Z, U):
         f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
         for t in range(T):
-            _, G, GN = learner.batch(Z[t, :D], batches[t], curvature=True)
+            G = evaluate(Z[t], t)[1]
+            GN = learner.curvature(Z[t, :D], batches[t])
             f_x[t], f_u[t] = optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], tau0 + t + 1)
             c_x[t, :D] = G.sum(axis=1)
             c_xx[t, :D] = GN.sum(axis=1)
