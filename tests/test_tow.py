@@ -291,9 +291,8 @@ def test_hierarchical_and_anyshot_sources():
 
 def test_digits_source_or_clear_error():
     src = DigitsTasks()
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("sklearn") is None:
         with pytest.raises(metalqr.BackendUnavailableError, match="digits"):
             src.sample(np.random.default_rng(0), 1)
         return
