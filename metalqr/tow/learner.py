@@ -11,6 +11,8 @@ diagonals (D x M); ``evaluate(x, tasks)`` returns the per-task test metric.
 
 from __future__ import annotations
 
+import zlib
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,9 +98,14 @@ class ProtoNet:
     Logits of query ``q`` for class ``k``: ``-|f(q) - c_k|^2`` with ``c_k`` the mean support
     embedding of class ``k``; loss: softmax cross-entropy. Gradients by back-propagating the
     logit derivatives into both the query and support embeddings; the Gauss-Newton diagonal
-    uses the exact logit Jacobian (one batched back-propagation per query and class)."""
+    uses the exact logit Jacobian (``curvature_method="exact"``: one back-propagated row per
+    query and class) or its Monte-Carlo estimate (``"mc"``, DiagGGN-MC of Dangel et al. 2020:
+    ``mc_samples`` rows per query, ``J'(p - e_y)`` with ``y ~ p``; unbiased, N times cheaper,
+    seeded by the parameters and the task so that it is reproducible)."""
 
     net: MLP
+    curvature_method: str = "exact"
+    mc_samples: int = 1
 
     metric_name = "accuracy"
 
@@ -143,10 +150,24 @@ class ProtoNet:
     def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
         exact logit Jacobian ``J`` (one back-propagated row per query and class)."""
+        if self.curvature_method not in ("exact", "mc"):
+            raise ValidationError(f"curvature_method must be 'exact' or 'mc'; got {self.curvature_method!r}.")
         gn = []
         for task in tasks:
             logits, diff, A = self._logits(x, task)
             nq, N = logits.shape
+            if self.curvature_method == "mc":
+                p = softmax(logits)
+                rng = np.random.default_rng([zlib.crc32(x.tobytes()), zlib.crc32(task.sq.tobytes())])
+                S = self.mc_samples
+                rows = np.zeros((S * nq, nq, N))
+                for j in range(S):
+                    y = (rng.random((nq, 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, N - 1)
+                    rows[j * nq + np.arange(nq), np.arange(nq)] = p
+                    rows[j * nq + np.arange(nq), np.arange(nq), y] -= 1.0
+                R = self._logit_vjp(x, task, rows, diff, A)
+                gn.append(np.sum(R * R, axis=0) / (nq * S))
+                continue
             rows = np.zeros((nq * N, nq, N))
             rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
             J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)

@@ -53,7 +53,8 @@ class TOWResult:
 
 def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha: float | None = None,
                 optimizer=None, tau0: int = 0, beta_u: float = 10.0, mu_u: float | None = None,
-                n_ilqr: int = 2, value_model: str = "diagonal", constraint: str = "boxqp") -> TOWResult:
+                n_ilqr: int = 2, value_model: str = "diagonal", constraint: str = "boxqp",
+                tol: float = 0.0) -> TOWResult:
     """Algorithm 1 of the TOW paper for one window of ``T = len(batches)`` mini-batches.
 
     State: the optimiser state ``z`` (the meta-parameters ``x`` for SGD, ``(x, m, v)`` for
@@ -66,6 +67,7 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     ``c_u = beta_u (u - mu_u)``, ``c_uu = beta_u I``. Solved by :func:`metalqr.ilqr.ilqr` from
     the uniform nominal ``u = mu_u`` with ``u >= 0``. ``learner`` is a
     :class:`~metalqr.tow.MAML` or :class:`~metalqr.tow.ProtoNet`; ``alpha`` alone means SGD.
+    ``tol`` is iLQR's relative stopping tolerance (0: always run ``n_ilqr`` iterations).
     """
     if optimizer is None:
         if alpha is None:
@@ -108,5 +110,5 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
 
     res = ilqr(dynamics, cost, z, np.full((T, M), mu), terminal_cost=lambda zT: 0.0,
                derivatives=derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
-               max_iterations=n_ilqr, tol=0.0)
+               max_iterations=n_ilqr, tol=tol)
     return TOWResult(res.U, res.X, res)
