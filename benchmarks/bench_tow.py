@@ -8,7 +8,8 @@ For each source all strategies train the same learner on the same task stream an
 tasks (600 by default). Printed per strategy: mean test metric with its 95% CI, the paired
 difference to the best baseline with its 95% CI (the same test tasks are used by every
 strategy, so the paired interval is the sharp one), and wall time relative to uniform.
-TOW runs with the paper's beta_u = 10 and, as a sweep, beta_u = 1 and 0.1.
+TOW runs with the paper's settings (beta_u = 10, 2 iLQR iterations) and variants: one iLQR
+iteration, beta_u = 1, and (ProtoNets) the Monte-Carlo Gauss-Newton diagonal.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from _common import print_table  # noqa: E402
 from metalqr import tow  # noqa: E402
 
 SETTINGS = {
-    "sinusoid": dict(source=lambda: tow.SinusoidTasks(), learner="fomaml", alpha=3e-3, gamma=0.01,
-                     iterations=300, hidden=40),
+    "sinusoid": dict(source=lambda: tow.SinusoidTasks(), learner="fomaml", alpha=1e-2, gamma=0.05,
+                     iterations=500, hidden=40),
     "classification": dict(source=lambda: tow.HierarchicalClassificationTasks(), learner="protonet", alpha=1e-3,
                            gamma=0.1, iterations=100, hidden=40),
     "anyshot": dict(source=lambda: tow.AnyShotTasks(k_shot=1, max_shot=5), learner="protonet", alpha=1e-3,
@@ -33,17 +34,25 @@ SETTINGS = {
 }
 
 
-def run_source(name: str, quick: bool, betas=(10.0, 1.0, 0.1), n_ilqr: int = 2):
+TOW_VARIANTS = [("tow (paper: beta_u=10, 2 iLQR)", dict(beta_u=10.0, n_ilqr=2), None),
+                ("tow (beta_u=10, 1 iLQR)", dict(beta_u=10.0, n_ilqr=1), None),
+                ("tow (beta_u=1, 2 iLQR)", dict(beta_u=1.0, n_ilqr=2), None),
+                ("tow (beta_u=10, 1 iLQR, MC-GN)", dict(beta_u=10.0, n_ilqr=1), "mc")]
+
+
+def run_source(name: str, quick: bool):
     cfg = SETTINGS[name]
     source = cfg["source"]()
     learner = tow.make_learner(cfg["learner"], source, hidden=cfg["hidden"], gamma=cfg["gamma"])
     iters, n_test = (max(5, cfg["iterations"] // 10), 200) if quick else (cfg["iterations"], 600)
-    common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=0,
-                  n_ilqr=n_ilqr)
+    common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=0)
     results = tow.run_experiment(source, learner, ("uniform", "exploration", "exploitation"), **common)
-    for beta in betas:
-        r = tow.run_experiment(source, learner, ("tow",), beta_u=beta, **common)[0]
-        r.name = f"tow(beta_u={beta:g})"
+    for label, kw, curvature in TOW_VARIANTS:
+        if curvature is not None and not isinstance(learner, tow.ProtoNet):
+            continue
+        variant = tow.ProtoNet(learner.net, curvature) if curvature else learner
+        r = tow.run_experiment(source, variant, ("tow",), **common, **kw)[0]
+        r.name = label
         results.append(r)
     higher_better = results[0].metric_name == "accuracy"
     baselines = results[:3]
@@ -67,10 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the windows, 200 test tasks")
     parser.add_argument("--sources", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--n-ilqr", type=int, default=2)
     args = parser.parse_args()
     for name in args.sources:
-        run_source(name, args.quick, n_ilqr=args.n_ilqr)
+        run_source(name, args.quick)
 
 
 if __name__ == "__main__":
