@@ -14,6 +14,7 @@ tasks) with K0 = a common stabilising gain:
 * r: certified radius vs the 0.05 used in practice;
 * l: Lemma 6's h_l,grad at r = 0.05 vs the smallest l for which the exact finite-horizon
   bias of the roll-out cost, times dk/r, is at most epsilon/4 (what h_l,grad must ensure);
+  and the derived h_l,var at r = 0.05 (concentration of single roll-outs);
 * N: Theorem 2's iteration count, evaluated at alpha = alpha_emp / 2 with the exact L(K*)
   (from L-BFGS on L), vs the exact meta-gradient iterations at that alpha until
   L - L(K*) <= 1e-3 psi0.
@@ -147,7 +148,10 @@ def main() -> None:
                      "M_cert": cert.n_perturbations_min, "M_emp": M_emp,
                      "M_ratio": cert.n_perturbations_min / M_emp, "r_cert": cert.radius_max,
                      "r_ratio": 0.05 / cert.radius_max})
-        l_cert = cert.rollout_length_min * cert.radius_max / 0.05       # h_l,grad is proportional to 1/r
+        l_cert = cert.constants["h_l,grad"] * cert.radius_max / 0.05     # h_l,grad is proportional to 1/r
+        d, k = ts.d, ts.k
+        l_var = th.rollout_length_variance(th.sublevel_constants(ts, K0), eps * 0.05 / (4 * d * k),
+                                           0.1 / cert.n_perturbations_min)
         l_emp = empirical_l(ts, K0, eps)
         L_star = maml_optimum(ts, K0, eta)
         alpha_run = alpha_emp / 2
@@ -155,7 +159,8 @@ def main() -> None:
         at_run = th.certify(ts, K0, eta=eta, alpha=alpha_run, epsilon=eps, delta=0.1,
                             epsilon0=1e-3 * psi0, L_star=L_star)
         N_emp = empirical_N(ts, K0, eta, alpha_run, L_star, 1e-3 * psi0)
-        rows2.append({"family": name, "l_cert(r=0.05)": l_cert, "l_emp": l_emp, "l_ratio": l_cert / l_emp,
+        rows2.append({"family": name, "l_grad_cert(r=0.05)": l_cert, "l_emp": l_emp, "l_ratio": l_cert / l_emp,
+                      "l_var_cert(r=0.05)": l_var,
                       "|T|_cert": cert.task_batch_min, "r_meta_cert": cert.meta_radius_max,
                       "h_hess": cert.constants["h_hess"], "alpha_run": alpha_run,
                       "N_cert": at_run.iterations_min, "N_emp": N_emp, "N_ratio": at_run.iterations_min / N_emp})

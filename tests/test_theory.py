@@ -170,6 +170,32 @@ def test_lemma14_finite_horizon(params, epsilon):
     assert np.all(gap <= epsilon)
 
 
+def test_rollout_length_variance_concentration():
+    """With l = rollout_length_variance(eps, delta), the empirical cost of single roll-outs
+    deviates from its exact finite-horizon mean by more than eps in at most a fraction delta
+    of 400 roll-outs (binomial slack: 3 standard deviations), on random low-dimensional tasks."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    while checked < 4:
+        ts = metalqr.TaskSet([random_task(rng, 1, int(rng.integers(1, 3)), rho=rng.uniform(0.3, 0.9))])
+        try:
+            K = metalqr.common_stabilizing_gain(ts)
+        except (metalqr.NotMetaLearnableError, metalqr.ValidationError):
+            continue
+        c = th.task_constants(ts, K)
+        eps, delta = 0.5 * c.J_max, 0.2
+        l = th.rollout_length_variance(c, eps, delta)
+        if l > 5000:
+            continue
+        l = int(math.ceil(l))
+        mean = metalqr.expected_rollout_cost(ts, K, l)[0]
+        costs = metalqr.simulate_costs(ts[0], np.broadcast_to(K, (400,) + K.shape), length=l, rng=checked,
+                                       backend="numpy")
+        assert np.mean(np.abs(costs - mean) > eps) <= delta + 3 * math.sqrt(delta * (1 - delta) / 400)
+        assert th.rollout_length_variance(c, eps / 2, delta) > l          # finer accuracy needs longer
+        checked += 1
+
+
 def test_lemma13_matrix_bernstein_failure_rate():
     """Z_i uniform on the Frobenius sphere of radius r in R^{3x2}: E Z = 0, ||Z|| <= r,
     E ZZ' = r^2/3 I, E Z'Z = r^2/2 I, so sigma^2 = r^2/2. With m from Lemma 13 the sample
@@ -213,7 +239,8 @@ def test_certify_report():
     assert tiny.holds and not cert.holds
     finer = th.certify(ts, K0, eta=1e-5, alpha=1e-3, epsilon=0.01, delta=0.05)
     assert finer.n_perturbations_min > cert.n_perturbations_min and finer.radius_max <= cert.radius_max
-    assert "eta_max" in str(cert) and "not computable" in str(cert) and "iterations N" in str(cert)
+    assert "eta_max" in str(cert) and "iterations N" in str(cert) and "h_l,var" in str(cert)
+    assert cert.rollout_length_min == max(cert.constants["h_l,grad"], cert.constants["h_l,var"])
     # Lemma 7 / Theorem 2 quantities: finite, and monotone in the accuracy asked for.
     assert finer.task_batch_min > cert.task_batch_min and finer.meta_radius_max < cert.meta_radius_max
     assert finer.meta_rollout_length_min > cert.meta_rollout_length_min

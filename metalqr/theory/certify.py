@@ -14,7 +14,8 @@ from ..exceptions import ValidationError
 from ..meta.objective import as_taskset, is_maml_stabilizing
 from ..meta.objective import maml_objective, optimal_costs
 from .constants import (TaskConstants, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
-                        h_hess, h_r2, h_sample_task, rollout_length_meta, task_constants)
+                        h_hess, h_r2, h_sample_task, rollout_length_meta, rollout_length_variance,
+                        task_constants)
 
 __all__ = ["sublevel_constants", "Certificate", "certify"]
 
@@ -82,7 +83,7 @@ class Certificate:
                   f"  alpha_max          = {self.alpha_max:.4g}  (given {self.alpha:.4g})",
                   f"  radius r <=          {self.radius_max:.4g}",
                   f"  perturbations M >=   {self.n_perturbations_min:.4g}",
-                  f"  roll-out length l >= {self.rollout_length_min:.4g}  (h_l,grad only)",
+                  f"  roll-out length l >= {self.rollout_length_min:.4g}  (max of h_l,grad and h_l,var)",
                   "Lemma 7 (meta-gradient within epsilon) / Theorem 2",
                   f"  task batch |T_n| >=  {self.task_batch_min:.4g}",
                   f"  radius r <=          {self.meta_radius_max:.4g}  (h_r^2)",
@@ -105,7 +106,10 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
       ``M >= 32 min(d,k)/eps^2 (sigma_r^2 + B_r eps / (12 sqrt(min(d,k)))) log((d+k)/delta)``
       with ``B_r = (dk/r)(1 + r hcost) Jbar + hg r + hG`` and
       ``sigma_r^2 = ((dk/r)(1 + r hcost) Jbar)^2 + (r hg + hG)^2`` at the largest admissible
-      ``r``; ``l >= 16 d^2 k^2 Jbar^2 (||Q|| + ||R|| ||K||^2) / (eps r mu sigma_Q^2)``.
+      ``r``; ``l >= max(h_l,grad, h_l,var)`` with
+      ``h_l,grad = 16 d^2 k^2 Jbar^2 (||Q|| + ||R|| ||K||^2) / (eps r mu sigma_Q^2)`` and
+      ``h_l,var`` = :func:`rollout_length_variance` at accuracy ``eps r / (4 d k)`` and
+      confidence ``delta / M`` (derived; the paper cites Fazel et al. Lemma 32).
 
     * Lemma 7 (meta-gradient within ``epsilon``): task batch :func:`h_sample_task`, radius
       :func:`h_r2` and outer roll-out length :func:`rollout_length_meta` at that radius.
@@ -141,8 +145,11 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     Br = (d * k / r) * (1 + r * hcost) * c.J_max + hg * r + hG
     sig2 = ((d * k / r) * (1 + r * hcost) * c.J_max) ** 2 + (r * hg + hG) ** 2
     M = 32 * m / epsilon**2 * (sig2 + Br * epsilon / (12 * math.sqrt(m))) * math.log((d + k) / delta)
-    ell = (16 * d**2 * k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
-           / (epsilon * r * c.mu * c.sigma_Q**2))
+    ell_grad = (16 * d**2 * k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
+                / (epsilon * r * c.mu * c.sigma_Q**2))
+    # (iii) of Lemma 6's proof: each roll-out's deviation enters scaled by dk/r; union bound over M
+    ell_var = rollout_length_variance(c, epsilon * r / (4 * d * k), delta / M)
+    ell = max(ell_grad, ell_var)
     r_meta = h_r2(epsilon, c, eta, hH)
     if L_star is None:
         L_star = float(np.mean(optimal_costs(ts)))
@@ -161,5 +168,6 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
         task_batch_min=h_sample_task(epsilon, delta, c, eta, hH), meta_radius_max=r_meta,
         meta_rollout_length_min=rollout_length_meta(c, epsilon, r_meta), iterations_min=N, psi0=psi0,
         constants={"Jbar_max": c.J_max, "h_grad": hg, "h_H": hH, "h_G": hG, "h_Delta": hD,
-                   "h_cost": hcost, "h_hess": h_hess(c), "lambda": lam},
-        not_computable={"h_l,var": "Lemma 6 cites Fazel et al. Lemma 32 without a formula"})
+                   "h_cost": hcost, "h_hess": h_hess(c), "lambda": lam, "h_l,grad": ell_grad,
+                   "h_l,var": ell_var},
+        not_computable={})

@@ -25,6 +25,7 @@ from ..meta.objective import as_taskset
 
 __all__ = ["TaskConstants", "task_constants", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
            "cost_lipschitz", "h_hess", "h_L_grad", "h_sample_task", "h_r2", "rollout_length_meta",
+           "rollout_length_variance",
            "gradient_domination_lambda", "h_G_meta", "h_cost_meta", "bernstein_samples",
            "rollout_length_bound"]
 
@@ -54,6 +55,8 @@ class TaskConstants:
     BPA_F: float             # max_i ||B_i'P_i A_i||_F
     trace_Psi: float         # max_i Tr(Psi_i)
     trace_R: float           # max_i Tr(R_i)
+    norm_Sigma0: float       # max_i ||Sigma0_i||
+    trace_Sigma0: float      # max_i Tr(Sigma0_i)
     norm_AK_F: float         # max_i ||A_i - B_i K||_F
     Sigma_star: np.ndarray   # ||Sigma_{K_i*}|| per task
     d: int
@@ -83,6 +86,8 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
         BPA_F=float(np.linalg.norm(np.swapaxes(batch.B, -1, -2) @ ev.P @ batch.A, axis=(-2, -1)).max()),
         trace_Psi=float(np.trace(batch.Psi, axis1=-2, axis2=-1).max()),
         trace_R=float(np.trace(batch.R, axis1=-2, axis2=-1).max()),
+        norm_Sigma0=float(spec(batch.Sigma0).max()),
+        trace_Sigma0=float(np.trace(batch.Sigma0, axis1=-2, axis2=-1).max()),
         norm_AK_F=float(np.linalg.norm(ev.AK, axis=(-2, -1)).max()),
         Sigma_star=spec(ev_star.Sigma), d=ts.d, k=ts.k)
 
@@ -307,6 +312,34 @@ def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> floa
     / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error."""
     return (32 * c.d**2 * c.k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
             / (epsilon * radius * c.mu * c.sigma_Q**2))
+
+
+def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> float:
+    """Roll-out length ``l`` after which one roll-out's empirical cost is within ``epsilon``
+    of its expectation with probability ``>= 1 - delta`` (the role of ``h_{l,var}`` in
+    Lemma 6, which the paper delegates to Fazel et al. 2018, Lemma 32, without a formula).
+
+    Derived here. With all noise stacked in a standard normal ``zeta``, the empirical cost is
+    a Gaussian quadratic form ``zeta' W zeta``, ``W = (1/l) sum_t Phi_t' M Phi_t >= 0``,
+    ``M = Q + K'RK``. Laurent & Massart (2000, Lemma 1), with ``x = log(2/delta)``, give
+    ``|zeta'W zeta - Tr W| <= 2 sqrt(x ||W|| Tr W) + 2 x ||W||`` (using
+    ``||W||_F^2 <= ||W|| Tr W``). The stacked map from noise to states is block Toeplitz with
+    blocks ``A_K^s L``, so ``||W|| <= ||M|| S_1^2 max(||Sigma0||, ||Psi||) / l`` with
+    ``S_1 = sum_s ||A_K^s||``. From ``Sigma_K >= Psi >= mu I``,
+    ``||A_K^s|| <= sqrt(kappa) (1 - 1/kappa)^{s/2}`` with ``kappa = ||Sigma_K|| / mu <= J_max / (sigma_Q mu)``,
+    hence ``S_1 <= 2 kappa^{3/2}``, and ``Tr W <= J_max + ||M|| Tr(Sigma0) kappa^2``. Here
+    ``||Psi|| <= J_max / sigma_Q`` (``Psi <= Sigma_K``). Solving the quadratic inequality in
+    ``sqrt(||W||)`` gives ``l``.
+    """
+    x = math.log(2.0 / delta)
+    kappa = max(_nu(c), 1.0)
+    normM = c.norm_Q + c.norm_R * c.norm_K**2
+    S1 = 2.0 * kappa**1.5
+    Cw = normM * S1**2 * max(c.norm_Sigma0, c.J_max / c.sigma_Q)
+    trW = c.J_max + normM * c.trace_Sigma0 * kappa**2
+    b = 2.0 * math.sqrt(x * trW)
+    a = (-b + math.sqrt(b * b + 8.0 * x * epsilon)) / (4.0 * x)     # largest admissible sqrt(||W||)
+    return Cw / a**2
 
 
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
