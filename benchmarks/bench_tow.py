@@ -25,7 +25,7 @@ from _common import print_table  # noqa: E402
 from metalqr import tow  # noqa: E402
 
 SETTINGS = {
-    "sinusoid": dict(source=lambda: tow.SinusoidTasks(), learner="fomaml", alpha=1e-2, gamma=0.05,
+    "sinusoid": dict(source=lambda: tow.SinusoidTasks(), learner="fomaml", alpha=3e-3, gamma=0.02,
                      iterations=500, hidden=40),
     "classification": dict(source=lambda: tow.HierarchicalClassificationTasks(), learner="protonet", alpha=1e-3,
                            gamma=0.1, iterations=100, hidden=40),

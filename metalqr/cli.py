@@ -83,7 +83,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 TOW_DEFAULTS = {   # per source: learner, optimiser, alpha, gamma, windows
-    "sinusoid": dict(learner="fomaml", optimizer="adam", alpha=3e-3, gamma=0.01, iterations=300),
+    "sinusoid": dict(learner="fomaml", optimizer="adam", alpha=3e-3, gamma=0.02, iterations=500),
     "classification": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
     "anyshot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
     "digits": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
