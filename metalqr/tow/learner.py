@@ -31,8 +31,19 @@ def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(out, axis=-1) == y))
 
 
+class _Learner:
+    """The interface shared by the learners; subclasses define ``task_loss_and_grad``,
+    ``curvature`` and ``evaluate``."""
+
+    def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
+        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)."""
+        pairs = [self.task_loss_and_grad(x, task) for task in tasks]
+        G = np.stack([g for _, g in pairs], axis=1)
+        return np.array([loss for loss, _ in pairs]), G, (self.curvature(x, tasks) if curvature else None)
+
+
 @dataclass(frozen=True)
-class MAML:
+class MAML(_Learner):
     """MAML on an :class:`MLP` (Finn et al. 2017; Eq. (3)-(4) of the TOW paper).
 
     ``first_order=True`` (FOMAML) uses the query gradient at ``phi_i``; otherwise the exact
@@ -67,16 +78,6 @@ class MAML:
                 g = g - self.gamma * self.net.hvp(phi, task.s, task.y, g)
         return loss, g
 
-    def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)."""
-        losses, grads = [], []
-        for task in tasks:
-            loss, g = self.task_loss_and_grad(x, task)
-            losses.append(loss)
-            grads.append(g)
-        G = np.stack(grads, axis=1)
-        return np.array(losses), G, (self.curvature(x, tasks) if curvature else None)
-
     def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals of the query loss at the adapted parameters (D, M)."""
         return np.stack([self.net.gauss_newton_diagonal(self.adapt(x, t), t.sq) for t in tasks], axis=1)
@@ -92,7 +93,7 @@ def FOMAML(net: MLP, gamma: float = 0.01, inner_steps: int = 1) -> MAML:
 
 
 @dataclass(frozen=True)
-class ProtoNet:
+class ProtoNet(_Learner):
     """Prototypical Networks on an MLP embedding (``net.n_out`` = embedding size).
 
     Logits of query ``q`` for class ``k``: ``-|f(q) - c_k|^2`` with ``c_k`` the mean support
@@ -137,15 +138,6 @@ class ProtoNet:
         logits, diff, A = self._logits(x, task)
         loss, dlogits, _ = output_loss(logits, task.yq, "ce")
         return loss, self._logit_vjp(x, task, dlogits, diff, A)
-
-    def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        losses, grads = [], []
-        for task in tasks:
-            loss, g = self.task_loss_and_grad(x, task)
-            losses.append(loss)
-            grads.append(g)
-        G = np.stack(grads, axis=1)
-        return np.array(losses), G, (self.curvature(x, tasks) if curvature else None)
 
     def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
