@@ -2,8 +2,10 @@
 counter-based noise as :mod:`metalqr.rollouts.array_kernel`.
 
 Each rollout first generates its whole noise block (vectorised AS241), then runs
-``x <- A_K x + L_Psi z`` and accumulates ``x'(Q + K'RK)x`` with contiguous dot products
-(``fastmath`` lets LLVM vectorise the reductions; results match the NumPy kernel to rounding).
+``x <- A_K x + L_Psi z`` (in the noise coordinates ``L_Psi^{-1} x`` when ``Psi`` is well
+conditioned, which drops the per-step product with ``L_Psi``) and accumulates
+``x'(Q + K'RK)x`` from its upper triangle with contiguous dot products (``fastmath`` lets
+LLVM vectorise the reductions; results match the NumPy kernel to rounding).
 """
 
 from __future__ import annotations
@@ -89,57 +91,77 @@ def _fill_normals(key, base, buf, m):
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _kernel(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key, S, out):
+def _kernel(A, B, Q, R, L0, Lpsi, white, task_index, K, noise_index, length, key, S, out):
+    """Roll-outs of ``x <- A_K x + L_Psi z``. With ``white`` the inputs are in the noise
+    coordinates ``y = L_Psi^{-1} x`` (``A~ = L^{-1} A L``, ``B~ = L^{-1} B``, ``Q~ = L'QL``,
+    ``L0~ = L^{-1} L0``) and the gain becomes ``K~ = K L``: the step is ``y <- A~_K y + z`` and the
+    stage cost ``y'(Q~ + K~'R K~)y`` equals ``x'(Q + K'RK)x``, saving the per-step product with
+    ``L_Psi``. The quadratic form uses its upper triangle."""
     N = K.shape[0]
     k, d = K.shape[1], K.shape[2]
     key = np.uint64(key)
     for n in nb.prange(N):
         ti = task_index[n]
+        Kn = np.empty((k, d))
+        if white:                       # K~ = K L_Psi (L_Psi lower triangular)
+            for a in range(k):
+                for j in range(d):
+                    s = 0.0
+                    for i in range(j, d):
+                        s += K[n, a, i] * Lpsi[ti, i, j]
+                    Kn[a, j] = s
+        else:
+            for a in range(k):
+                for j in range(d):
+                    Kn[a, j] = K[n, a, j]
         AK = np.empty((d, d))
         for i in range(d):
             for j in range(d):
                 s = A[ti, i, j]
                 for a in range(k):
-                    s -= B[ti, i, a] * K[n, a, j]
+                    s -= B[ti, i, a] * Kn[a, j]
                 AK[i, j] = s
         RK = np.zeros((k, d))
         for a in range(k):
             for b in range(k):
                 rab = R[ti, a, b]
                 for j in range(d):
-                    RK[a, j] += rab * K[n, b, j]
-        Mc = np.empty((d, d))
+                    RK[a, j] += rab * Kn[b, j]
+        Mc = np.empty((d, d))           # diagonal, and twice the strict upper triangle
         for i in range(d):
-            for j in range(d):
+            for j in range(i, d):
                 m = Q[ti, i, j]
                 for a in range(k):
-                    m += K[n, a, i] * RK[a, j]
-                Mc[i, j] = m
+                    m += Kn[a, i] * RK[a, j]
+                Mc[i, j] = m if j == i else 2.0 * m
         # All noise of this rollout at once: z[t * d + j], t = 0 (x_0) .. length.
         buf = np.empty(2 * S)
         _fill_normals(key, np.uint64(noise_index[n]) * np.uint64(S), buf, S)
         z = buf[S:]
         x = np.empty(d)
         xn = np.empty(d)
-        for i in range(d):
+        for i in range(d):              # L0 is lower triangular unless white
             s = 0.0
-            for j in range(i + 1):
+            for j in range(d if white else i + 1):
                 s += L0[ti, i, j] * z[j]
             x[i] = s
         total = 0.0
         for t in range(1, length + 1):
             off = t * d
-            for i in range(d):          # xn = A_K x + L_Psi z_t
+            for i in range(d):          # xn = A_K x + L_Psi z_t  (or + z_t when white)
                 s = 0.0
                 for j in range(d):
                     s += AK[i, j] * x[j]
-                for j in range(i + 1):
-                    s += Lpsi[ti, i, j] * z[off + j]
+                if white:
+                    s += z[off + i]
+                else:
+                    for j in range(i + 1):
+                        s += Lpsi[ti, i, j] * z[off + j]
                 xn[i] = s
             q = 0.0
-            for i in range(d):          # xn' M xn
+            for i in range(d):          # xn' M xn from the upper triangle
                 s = 0.0
-                for j in range(d):
+                for j in range(i, d):
                     s += Mc[i, j] * xn[j]
                 q += xn[i] * s
             total += q
@@ -169,13 +191,27 @@ def normals_numba(key: int, n: int) -> np.ndarray:
     return out
 
 
+def _whiten(A, B, Q, L0, Lpsi):
+    """Inputs in the noise coordinates ``y = L_Psi^{-1} x`` (see :func:`_kernel`), or ``None``
+    when some ``L_Psi`` is too ill-conditioned (e.g. singular ``Psi``) for that to be accurate."""
+    diag = np.abs(np.diagonal(Lpsi, axis1=-2, axis2=-1))
+    if np.any(diag.min(axis=-1) <= 1e-6 * diag.max(axis=-1)):
+        return None
+    Linv = np.linalg.inv(Lpsi)
+    LT = np.swapaxes(Lpsi, -1, -2)
+    return Linv @ A @ Lpsi, Linv @ B, LT @ Q @ Lpsi, Linv @ L0
+
+
 def simulate_costs_numba(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length: int,
                          key: int) -> np.ndarray:
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
     (``L0``, ``Lpsi`` must be lower triangular)."""
     out = np.empty(K.shape[0])
-    _kernel(A, B, Q, R, np.ascontiguousarray(L0), np.ascontiguousarray(Lpsi),
-            task_index.astype(np.int64),
-            np.ascontiguousarray(K), noise_index.astype(np.int64), int(length), np.uint64(key),
+    white = _whiten(A, B, Q, L0, Lpsi)
+    if white is not None:
+        A, B, Q, L0 = white
+    c = np.ascontiguousarray
+    _kernel(c(A), c(B), c(Q), R, c(L0), c(Lpsi), white is not None, task_index.astype(np.int64),
+            c(K), noise_index.astype(np.int64), int(length), np.uint64(key),
             block_stride(length, A.shape[-1]), out)
     return out
