@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-ilqr", type=int, default=2)
     p.add_argument("--n-test", type=int, default=600)
     p.add_argument("--hidden", type=int, default=40)
-    p.add_argument("--strategies", nargs="+", default=["uniform", "exploration", "exploitation", "tow"])
+    p.add_argument("--strategies", nargs="+", default=["uniform", "exploration", "exploitation", "tow"],
+                   choices=["uniform", "exploration", "exploitation", "tow"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="results/tow")
     p.add_argument("--quick", action="store_true", help="10 windows, 100 test tasks")
