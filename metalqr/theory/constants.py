@@ -338,7 +338,8 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     Cw = normM * S1**2 * max(c.norm_Sigma0, c.J_max / c.sigma_Q)
     trW = c.J_max + normM * c.trace_Sigma0 * kappa**2
     b = 2.0 * math.sqrt(x * trW)
-    a = (-b + math.sqrt(b * b + 8.0 * x * epsilon)) / (4.0 * x)     # largest admissible sqrt(||W||)
+    # largest sqrt(||W||) with 2 x a^2 + b a <= eps, in the cancellation-free form
+    a = 2.0 * epsilon / (b + math.sqrt(b * b + 8.0 * x * epsilon))
     return Cw / a**2
 
 
