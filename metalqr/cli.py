@@ -54,7 +54,8 @@ def demo_table(n_iterations: int = 200) -> list[dict]:
     return rows
 
 
-def _print_table(rows: list[dict], out=sys.stdout) -> None:
+def _print_table(rows: list[dict], out=None) -> None:
+    out = sys.stdout if out is None else out
     cols = list(rows[0])
     fmt = {c: (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)) for c in cols}
     cells = [[fmt[c](r[c]) for c in cols] for r in rows]
