@@ -72,13 +72,41 @@ def run_source(name: str, quick: bool):
     return rows
 
 
+def seed_study(name: str, seeds, quick: bool) -> None:
+    """Uniform vs TOW (beta_u = 10, 1 iLQR iteration) over several seeds: per-seed paired gain,
+    and the across-seed mean with a t-interval (the per-seed CI ignores seed-to-seed variation)."""
+    from scipy import stats
+    cfg = SETTINGS[name]
+    source = cfg["source"]()
+    learner = tow.make_learner(cfg["learner"], source, hidden=cfg["hidden"], gamma=cfg["gamma"])
+    iters, n_test = (max(5, cfg["iterations"] // 10), 200) if quick else (cfg["iterations"], 600)
+    rows, gains = [], []
+    for seed in seeds:
+        common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=seed)
+        u = tow.run_experiment(source, learner, ("uniform",), **common)[0]
+        t = tow.run_experiment(source, learner, ("tow",), beta_u=10.0, n_ilqr=1, **common)[0]
+        diff = (t.metric - u.metric) if u.metric_name == "accuracy" else (u.metric - t.metric)
+        gains.append(float(diff.mean()))
+        rows.append({"seed": seed, "uniform": u.mean, "tow": t.mean, "gain": gains[-1],
+                     "paired_ci95": 1.96 * diff.std(ddof=1) / np.sqrt(diff.size), "time_ratio": t.seconds / u.seconds})
+    print_table(rows, f"{name}: uniform vs TOW (beta_u=10, 1 iLQR) over seeds (gain > 0 = TOW better)")
+    if len(gains) > 1:
+        half = stats.t.ppf(0.975, len(gains) - 1) * np.std(gains, ddof=1) / np.sqrt(len(gains))
+        print(f"mean gain over {len(gains)} seeds: {np.mean(gains):.4f} +- {half:.4f} (95% t-interval)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the windows, 200 test tasks")
     parser.add_argument("--sources", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--seed-study", type=int, nargs="+", default=None, metavar="SEED",
+                        help="instead of the table: uniform vs TOW (1 iLQR iteration) over these seeds")
     args = parser.parse_args()
     for name in args.sources:
-        run_source(name, args.quick)
+        if args.seed_study:
+            seed_study(name, args.seed_study, args.quick)
+        else:
+            run_source(name, args.quick)
 
 
 if __name__ == "__main__":
