@@ -355,3 +355,26 @@ def test_protonet_monte_carlo_gauss_newton_is_unbiased_and_reproducible():
     assert np.array_equal(m, mc.curvature(x, tasks))
     with pytest.raises(metalqr.ValidationError, match="curvature_method"):
         ProtoNet(exact.net, "hutchinson").curvature(x, tasks)
+
+
+def test_tow_quadratised_cost_matches_finite_differences():
+    """Eq. (106)-(108): with second-order MAML the cost gradient c_x = sum_j grad l_j is exact;
+    c_u = beta_u (u - mu_u) and c_uu = beta_u I; c_xx is the summed GN diagonal."""
+    from metalqr.tow import TOWProblem
+    rng = np.random.default_rng(12)
+    learner = MAML(NET, gamma=0.1, first_order=False)
+    batches = [SinusoidTasks().sample(rng, 3) for _ in range(2)]
+    x = NET.init(rng)
+    prob = TOWProblem(learner, batches, SGD(0.05), NET.size, beta_u=2.0, mu=1 / 3)
+    U = rng.uniform(0.1, 0.6, (2, 3))
+    Z = np.stack([x, prob.dynamics(x, U[0], 0)])
+    der = prob.derivatives(Z, U)
+    for t in range(2):
+        f = lambda z: prob.cost(z, U[t], t)
+        e = rng.standard_normal(x.size)
+        fd = (f(Z[t] + 1e-6 * e) - f(Z[t] - 1e-6 * e)) / 2e-6
+        assert der.c_x[t] @ e == pytest.approx(fd, rel=1e-6)
+        g = lambda u: prob.cost(Z[t], u, t)
+        fd_u = np.array([(g(U[t] + 1e-6 * v) - g(U[t] - 1e-6 * v)) / 2e-6 for v in np.eye(3)])
+        assert np.allclose(der.c_u[t], fd_u, atol=1e-7) and np.allclose(der.c_uu[t], 2.0 * np.eye(3))
+        assert np.allclose(der.c_xx[t], learner.curvature(Z[t], batches[t]).sum(axis=1))

@@ -11,9 +11,9 @@ from .mlp import MLP
 from .optimizers import SGD, Adam, make_optimizer
 from .tasks import (AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks, ImageFolderTasks, SinusoidTasks,
                     Task)
-from .weighting import TOWResult, dirichlet_weights, tow_weights
+from .weighting import TOWProblem, TOWResult, dirichlet_weights, tow_weights
 
 __all__ = ["run_experiment", "run_sinusoid_experiment", "make_learner", "save_results", "plot_curves",
            "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "FOMAML", "ProtoNet", "SGD", "Adam",
            "make_optimizer", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
-           "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult"]
+           "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]

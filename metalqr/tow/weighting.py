@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -15,7 +15,7 @@ from ..ilqr import Derivatives, ilqr
 from .optimizers import SGD
 from .tasks import Task
 
-__all__ = ["dirichlet_weights", "tow_weights", "TOWResult"]
+__all__ = ["dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]
 
 
 def dirichlet_weights(losses: np.ndarray, kappa: float, mode: str) -> np.ndarray:
@@ -51,6 +51,53 @@ class TOWResult:
     ilqr: object
 
 
+@dataclass
+class TOWProblem:
+    """The trajectory-optimisation problem of one TOW window, in the form :func:`metalqr.ilqr.ilqr`
+    takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and ``derivatives(Z, U)`` (see :func:`tow_weights`)."""
+
+    learner: object
+    batches: Sequence[list[Task]]
+    optimizer: object
+    D: int
+    tau0: int = 0
+    beta_u: float = 10.0
+    mu: float = 0.2
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def evaluate(self, zt: np.ndarray, t: int):
+        """Losses and gradients of mini-batch t at zt. The forward pass asks for the dynamics
+        and the cost at the same (zt, t), and the derivatives at the accepted trajectory, so
+        the last evaluation per step t is kept."""
+        key = zt[:self.D].tobytes()
+        if self._cache.get(t, (None,))[0] != key:
+            self._cache[t] = (key, *self.learner.batch(zt[:self.D], self.batches[t])[:2])
+        return self._cache[t][1:]
+
+    def dynamics(self, zt, u, t):
+        """One optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97))."""
+        return self.optimizer.step(zt, self.evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
+
+    def cost(self, zt, u, t):
+        """Eq. (7): ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``."""
+        return float(self.evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
+
+    def derivatives(self, Z, U) -> Derivatives:
+        """Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along ``(Z, U)``."""
+        T, M = U.shape
+        S, D = Z.shape[1], self.D
+        f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
+        for t in range(T):
+            G = self.evaluate(Z[t], t)[1]
+            GN = self.learner.curvature(Z[t, :D], self.batches[t])
+            f_x[t], f_u[t] = self.optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], self.tau0 + t + 1)
+            c_x[t, :D] = G.sum(axis=1)
+            c_xx[t, :D] = GN.sum(axis=1)
+        return Derivatives(f_x=f_x, f_u=f_u, c_x=c_x, c_u=self.beta_u * (U - self.mu), c_xx=c_xx,
+                           c_uu=np.broadcast_to(self.beta_u * np.eye(M), (T, M, M)).copy(), c_ux=None,
+                           cT_x=np.zeros(S), cT_xx=np.zeros(S))
+
+
 def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha: float | None = None,
                 optimizer=None, tau0: int = 0, beta_u: float = 10.0, mu_u: float | None = None,
                 n_ilqr: int = 2, value_model: str = "diagonal", constraint: str = "boxqp",
@@ -73,42 +120,12 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
         if alpha is None:
             raise ValidationError("give the meta step size alpha (SGD) or an optimizer.")
         optimizer = SGD(alpha)
-    T = len(batches)
     M = len(batches[0])
     mu = 1.0 / M if mu_u is None else float(mu_u)
     z = np.asarray(z, dtype=float)
-    S = z.size
-    D = S if isinstance(optimizer, SGD) else S // 3
-    cache: dict = {}
-
-    def evaluate(zt, t):
-        """Losses and gradients of mini-batch t at zt. The forward pass asks for the dynamics
-        and the cost at the same (zt, t), and the derivatives at the accepted trajectory, so
-        the last evaluation per step t is kept."""
-        key = zt[:D].tobytes()
-        if cache.get(t, (None,))[0] != key:
-            cache[t] = (key, *learner.batch(zt[:D], batches[t])[:2])
-        return cache[t][1:]
-
-    def dynamics(zt, u, t):
-        return optimizer.step(zt, evaluate(zt, t)[1] @ u, tau0 + t + 1)
-
-    def cost(zt, u, t):
-        return float(evaluate(zt, t)[0].sum() + 0.5 * beta_u * np.sum((u - mu) ** 2))
-
-    def derivatives(Z, U):
-        f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
-        for t in range(T):
-            G = evaluate(Z[t], t)[1]
-            GN = learner.curvature(Z[t, :D], batches[t])
-            f_x[t], f_u[t] = optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], tau0 + t + 1)
-            c_x[t, :D] = G.sum(axis=1)
-            c_xx[t, :D] = GN.sum(axis=1)
-        return Derivatives(f_x=f_x, f_u=f_u, c_x=c_x, c_u=beta_u * (U - mu), c_xx=c_xx,
-                           c_uu=np.broadcast_to(beta_u * np.eye(M), (T, M, M)).copy(), c_ux=None,
-                           cT_x=np.zeros(S), cT_xx=np.zeros(S))
-
-    res = ilqr(dynamics, cost, z, np.full((T, M), mu), terminal_cost=lambda zT: 0.0,
-               derivatives=derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
+    D = z.size if isinstance(optimizer, SGD) else z.size // 3
+    problem = TOWProblem(learner, batches, optimizer, D, tau0, beta_u, mu)
+    res = ilqr(problem.dynamics, problem.cost, z, np.full((len(batches), M), mu), terminal_cost=lambda zT: 0.0,
+               derivatives=problem.derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
                max_iterations=n_ilqr, tol=tol)
     return TOWResult(res.U, res.X, res)
