@@ -117,12 +117,17 @@ def _cmd_tow(args: argparse.Namespace) -> int:
     source = _tow_source(args)
     learner = tow.make_learner(pick("learner"), source, hidden=args.hidden, gamma=pick("gamma"))
     os.makedirs(args.output, exist_ok=True)
+    ckpt = os.path.join(args.output, f"checkpoints_{args.source}")
+    if not args.resume:                 # a fresh run must not pick up an older one's state
+        for name in args.strategies:
+            if os.path.exists(os.path.join(ckpt, f"{name}.npz")):
+                os.remove(os.path.join(ckpt, f"{name}.npz"))
     eval_every = max(1, iterations // 20)
     t0 = time.perf_counter()
     results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=args.T, M=args.M,
                                  optimizer=pick("optimizer"), alpha=pick("alpha"), beta_u=args.beta_u,
                                  kappa=args.kappa, n_ilqr=args.n_ilqr, n_test=n_test, seed=args.seed,
-                                 eval_every=eval_every, progress=not args.no_progress)
+                                 eval_every=eval_every, progress=not args.no_progress, checkpoint=ckpt)
     prefix = os.path.join(args.output, f"tow_{args.source}")
     table = tow.save_results(results, prefix)["table"]
     tow.plot_curves(results, prefix + "_curves.png",
@@ -176,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="results/tow")
     p.add_argument("--quick", action="store_true", help="10 windows, 100 test tasks")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoints in --output (saved every 10 windows)")
     p.set_defaults(func=_cmd_tow)
     return parser
 

@@ -337,6 +337,11 @@ def test_tow_command_writes_table_curves_and_weights(tmp_path, capsys):
     assert [r["strategy"] for r in rows] == ["uniform", "tow"] and all(int(r["n_test"]) == 100 for r in rows)
     for name in ("tow_classification_curves.png", "tow_classification_weights_tow.png", "tow_classification.json"):
         assert (out / name).stat().st_size > 0
+    # --resume finds every window done in the checkpoints and reproduces the table
+    assert main(["tow", "--source", "classification", "--quick", "--no-progress", "--hidden", "8",
+                 "--strategies", "uniform", "tow", "--output", str(out), "--resume"]) == 0
+    again = list(csv.DictReader(open(out / "tow_classification_table.csv")))
+    assert [r["mean"] for r in again] == [r["mean"] for r in rows]
 
 
 def test_protonet_monte_carlo_gauss_newton_is_unbiased_and_reproducible():
@@ -378,3 +383,39 @@ def test_tow_quadratised_cost_matches_finite_differences():
         fd_u = np.array([(g(U[t] + 1e-6 * v) - g(U[t] - 1e-6 * v)) / 2e-6 for v in np.eye(3)])
         assert np.allclose(der.c_u[t], fd_u, atol=1e-7) and np.allclose(der.c_uu[t], 2.0 * np.eye(3))
         assert np.allclose(der.c_xx[t], learner.curvature(Z[t], batches[t]).sum(axis=1))
+
+
+def test_killed_tow_run_resumes_to_the_same_result(tmp_path):
+    """A run killed mid-way (here: the learner raises after some evaluations) resumes from its
+    checkpoints to exactly the result of an uninterrupted run; other settings are refused."""
+    from metalqr.tow import run_experiment
+    src = SinusoidTasks()
+    learner = MAML(NET, gamma=0.01)
+    kw = dict(n_iterations=6, T=2, M=3, optimizer="adam", alpha=1e-2, n_test=20, eval_every=1, seed=4)
+    ref = run_experiment(src, learner, ("uniform", "tow"), **kw)
+
+    class Killed(RuntimeError):
+        pass
+
+    calls = [0]
+
+    class Dying(MAML):             # the same learner (same fingerprint), killed after 20 batches
+        def batch(self, x, tasks, curvature=False):
+            calls[0] += 1
+            if calls[0] > 20:
+                raise Killed
+            return super().batch(x, tasks, curvature)
+
+        def __repr__(self):
+            return repr(learner)
+
+    ck = str(tmp_path / "ck")
+    with pytest.raises(Killed):
+        run_experiment(src, Dying(NET, gamma=0.01), ("uniform", "tow"), checkpoint=ck, checkpoint_every=1, **kw)
+    assert (tmp_path / "ck" / "tow.npz").exists()          # killed while training "tow"
+    out = run_experiment(src, learner, ("uniform", "tow"), checkpoint=ck, checkpoint_every=1, **kw)
+    for a, b in zip(ref, out):
+        assert np.array_equal(a.metric, b.metric) and a.curve == b.curve
+        assert np.array_equal(a.weights, b.weights)
+    with pytest.raises(metalqr.ValidationError, match="different run"):
+        run_experiment(src, learner, ("tow",), checkpoint=ck, **{**kw, "alpha": 2e-2})

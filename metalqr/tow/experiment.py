@@ -10,7 +10,9 @@ weights; TOW solves Algorithm 1 over the window and follows the optimised trajec
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -71,12 +73,36 @@ def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, in
     raise ValidationError(f"learner must be 'fomaml', 'maml' or 'protonet'; got {kind!r}.")
 
 
+def _save_state(path: str, fingerprint: str, k: int, z, curve, weights, groups, seconds: float) -> None:
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, fingerprint=fingerprint, k=k, z=z, curve=np.array(curve, dtype=float).reshape(-1, 2),
+             weights=np.array(weights), groups=np.array(groups, dtype=float), seconds=seconds)
+    os.replace(tmp, path)          # atomic: a kill leaves the old or the new checkpoint
+
+
+def _load_state(path: str, fingerprint: str):
+    with np.load(path) as f:
+        if str(f["fingerprint"]) != fingerprint:
+            raise ValidationError(f"checkpoint {path!r} belongs to a different run (source, learner or "
+                                  "settings differ); delete it or use another checkpoint folder.")
+        curve = [(int(a), float(b)) for a, b in f["curve"]]
+        return (int(f["k"]), f["z"].copy(), curve, list(f["weights"]), [list(g) for g in f["groups"]],
+                float(f["seconds"]))
+
+
 def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n_iterations: int = 100,
                    T: int = 5, M: int = 5, optimizer: str = "sgd", alpha: float = 0.05,
                    beta_u: float = 10.0, kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600,
                    n_val: int = 100, seed: int = 0, eval_every: int = 0, progress: bool = False,
-                   value_model: str = "diagonal") -> list[StrategyResult]:
+                   value_model: str = "diagonal", checkpoint: str | None = None,
+                   checkpoint_every: int = 10) -> list[StrategyResult]:
     """Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches.
+
+    With ``checkpoint`` (a folder), each strategy's state (optimiser state, curve, weights,
+    elapsed time) is saved atomically every ``checkpoint_every`` windows and at the end; a
+    rerun with the same source, learner and settings resumes from it and gives the same
+    result as an uninterrupted run (the task stream is a function of ``(seed, window)``).
+    A larger ``n_iterations`` extends a finished run.
 
     Raises
     ------
@@ -94,12 +120,23 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     test_tasks = source.sample(np.random.default_rng([seed, 10**6]), n_test, train=False)
     val_tasks = source.sample(np.random.default_rng([seed, 10**6 + 1]), n_val, train=False)
     results = []
+    from tqdm.auto import tqdm
     for name in strategies:
         z = opt.initial_state(x0)
         curve, weights, groups = [], [], []
-        t0 = time.perf_counter()
-        from tqdm.auto import tqdm
-        for k in tqdm(range(n_iterations), desc=f"{name:>12}", disable=not progress):
+        start, spent = 0, 0.0
+        if checkpoint is not None:
+            os.makedirs(checkpoint, exist_ok=True)
+            path = os.path.join(checkpoint, f"{name}.npz")
+            settings = dict(strategy=name, T=T, M=M, optimizer=optimizer, alpha=alpha, beta_u=beta_u, kappa=kappa,
+                            n_ilqr=n_ilqr, seed=seed, value_model=value_model, eval_every=eval_every,
+                            learner=repr(learner), source=repr(source))
+            fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + x0.tobytes()).hexdigest()
+            if os.path.exists(path):
+                start, z, curve, weights, groups, spent = _load_state(path, fingerprint)
+        t0 = time.perf_counter() - spent
+        for k in tqdm(range(start, n_iterations), desc=f"{name:>12}", disable=not progress,
+                      initial=start, total=n_iterations):
             rng = np.random.default_rng([seed, k])
             batches = [source.sample(rng, M) for _ in range(T)]
             tau0 = k * T
@@ -122,10 +159,12 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
             groups.append([[task.group for task in b] for b in batches])
             if eval_every and (k + 1) % eval_every == 0:
                 curve.append((k + 1, float(learner.evaluate(z[:D], val_tasks).mean())))
+            if checkpoint is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_iterations):
+                _save_state(path, fingerprint, k + 1, z, curve, weights, groups, time.perf_counter() - t0)
         seconds = time.perf_counter() - t0
         results.append(StrategyResult(name, learner.evaluate(z[:D], test_tasks), seconds,
                                       getattr(learner, "metric_name", "mse"), curve,
-                                      np.array(weights), np.array(groups, dtype=float)))
+                                      np.array(weights).reshape(-1, T, M), np.array(groups, dtype=float).reshape(-1, T, M)))
     return results
 
 
