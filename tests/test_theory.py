@@ -196,6 +196,20 @@ def test_rollout_length_variance_concentration():
         checked += 1
 
 
+@given(families, st.floats(0.1, 12.0), st.floats(0.01, 0.5))
+def test_lemma7_outer_rollout_length(params, e_rel, radius):
+    """h^2_{l,grad}(12/eps): at that roll-out length the finite-horizon bias of each outer
+    roll-out, scaled by dk/r as in the estimator, is at most eps/12 (exact expectation).
+    eps is drawn relative to (dk/r) J_max so that the length stays simulable."""
+    ts, K, _ = _family(params)
+    c = th.task_constants(ts, K)
+    epsilon = e_rel * ts.d * ts.k / radius * c.J_max
+    ell = th.rollout_length_meta(c, epsilon, radius)
+    assume(ell < 20000)
+    bias = np.abs(metalqr.expected_rollout_cost(ts, K, int(math.ceil(ell))) - metalqr.cost(ts, K))
+    assert np.all(ts.d * ts.k / radius * bias <= epsilon / 12)
+
+
 def test_lemma13_matrix_bernstein_failure_rate():
     """Z_i uniform on the Frobenius sphere of radius r in R^{3x2}: E Z = 0, ||Z|| <= r,
     E ZZ' = r^2/3 I, E Z'Z = r^2/2 I, so sigma^2 = r^2/2. With m from Lemma 13 the sample
