@@ -11,7 +11,8 @@ import scipy.stats
 import metalqr
 from metalqr.rollouts import backends as backends_mod
 from metalqr.rollouts.counter_rng import ndtri_array, normals
-from metalqr.rollouts.numba_kernel import ndtri_numba
+from metalqr.rollouts import numba_kernel
+from metalqr.rollouts.numba_kernel import ndtri_numba, normals_numba
 from helpers import random_task, stabilizing_gain
 
 
@@ -52,6 +53,29 @@ def test_numpy_and_numba_agree(rng, d, k):
     assert np.allclose(a, b, rtol=1e-10, atol=0)
     c = metalqr.simulate_costs(tasks, K, task_index=ti, length=40, rng=6, backend="numba")
     assert not np.allclose(a, c)
+
+
+def test_numba_normals_match_the_numpy_generator():
+    """The compiled generator (vectorised central branch, fdlibm-style logarithm in the
+    tails) gives the NumPy generator's numbers to a few ulps, tails included."""
+    n = 1_000_000
+    a = normals_numba(77, n)
+    b = normals(np, 77, np.arange(n, dtype=np.uint64))
+    assert np.sum(np.abs(b) > 1.44) > 0.1 * n          # |p - 1/2| > 0.425: the tail branch
+    assert np.max(np.abs(a - b) / np.maximum(np.abs(b), 1.0)) < 1e-14
+
+
+def test_numba_result_does_not_depend_on_the_block_of_rollouts(rng, monkeypatch):
+    """Roll-outs are simulated LANES at a time per task; shuffled tasks, padded blocks and
+    a block size that divides nothing give the same costs."""
+    tasks, Ks = _family(rng, 5, 3)
+    ti = rng.permutation(np.arange(301) % 3)
+    K = Ks[ti] + 0.01 * rng.standard_normal((301, 3, 5))
+    ref = metalqr.simulate_costs(tasks, K, task_index=ti, length=25, rng=4, backend="numpy")
+    for lanes in (1, 7, numba_kernel.LANES):
+        monkeypatch.setattr(numba_kernel, "LANES", lanes)
+        got = metalqr.simulate_costs(tasks, K, task_index=ti, length=25, rng=4, backend="numba")
+        assert np.allclose(got, ref, rtol=1e-10, atol=0)
 
 
 def test_numba_whitened_and_direct_paths_agree_with_numpy(rng):

@@ -31,8 +31,9 @@ def sphere_perturbations(rng: np.random.Generator, shape: tuple[int, ...], radiu
     ``(k, d)``. Normalised Gaussians from the counter-based generator (key drawn from
     ``rng``), so every backend draws the same perturbations."""
     G = standard_normals(draw_key(as_rng(rng)), int(np.prod(shape)), backend).reshape(shape)
-    norms = np.linalg.norm(G.reshape(shape[:-2] + (-1,)), axis=-1)[..., None, None]
-    return radius * G / norms
+    flat = G.reshape(shape[:-2] + (-1,))
+    flat *= (radius / np.sqrt(np.einsum("...i,...i->...", flat, flat)))[..., None]
+    return G
 
 
 class _Evaluator:
@@ -190,7 +191,8 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
     K_hat = Kb + sg[None, None, :, None, None] * U[:, :, None]                      # (T, M, S, k, d)
     # Inner Algorithm 1 at every outer gain: V[t, m, s, j], gains K_hat + s' V.
     V = sphere_perturbations(rng, (T, M, S, Mi, k, d), r, backend)
-    inner = K_hat[:, :, :, None, None] + sg[None, None, None, None, :, None, None] * V[:, :, :, :, None]
+    inner = sg[None, None, None, None, :, None, None] * V[:, :, :, :, None]
+    inner += K_hat[:, :, :, None, None]
     shape_in = inner.shape[:5]
     ti_in = np.broadcast_to(chosen[:, None, None, None, None], shape_in)
     noise_in = np.broadcast_to(np.arange(T * M * S * Mi).reshape(T, M, S, Mi, 1), shape_in)

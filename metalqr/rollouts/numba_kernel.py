@@ -1,11 +1,28 @@
-"""Compiled rollout kernel (Numba, parallel over rollouts). Same maths and the same
+"""Compiled rollout kernel (Numba, parallel over blocks of rollouts). Same maths and the same
 counter-based noise as :mod:`metalqr.rollouts.array_kernel`.
 
-Each rollout first generates its whole noise block (vectorised AS241), then runs
-``x <- A_K x + L_Psi z`` (in the noise coordinates ``L_Psi^{-1} x`` when ``Psi`` is well
-conditioned, which drops the per-step product with ``L_Psi``) and accumulates
-``x'(Q + K'RK)x`` from its upper triangle with contiguous dot products (``fastmath`` lets
-LLVM vectorise the reductions; results match the NumPy kernel to rounding).
+Layout: the rollouts of one task are simulated ``LANES`` at a time as a structure of arrays:
+the state is a ``(d, LANES)`` block whose rows are contiguous over rollouts, so every
+operation of a step is a sum of scaled rows, ``out[:] += c0 X[j] + c1 X[j+1] + ...``, that
+LLVM vectorises over rollouts with no horizontal reductions. A step is
+
+* ``u = K~ y`` (per-rollout coefficients),
+* ``cost += y'Q~y + u'Ru`` (upper triangles, off-diagonal entries doubled),
+* ``y <- A~ y - B~ u + z`` (task-wide coefficients),
+
+in the noise coordinates ``y = L_Psi^{-1} x`` when ``Psi`` is well conditioned (then
+``A~ = L^{-1} A L``, ``B~ = L^{-1} B``, ``Q~ = L'QL``, ``K~ = K L`` and the noise enters as ``z``)
+and in the original coordinates otherwise (``+ L_Psi z``).
+
+Numba specifics that matter for speed (measured on a 2-core AMD EPYC, see
+``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"python"`` error model
+checks every float division for zero, which stops the AS241 rational function from
+vectorising); one-dimensional row views with ``range`` loops (two-dimensional indexing is
+compiled with negative-index wrap-around and is not vectorised); four input rows and two
+output rows per pass, so that each output row is loaded and stored once per four
+multiply-adds; plain ``njit`` helpers rather than ``inline="always"`` (same speed, a third of
+the compile time); and a scalar loop for the 64-bit hash of the noise (LLVM's AVX2
+emulation of 64-bit multiplies is twice as slow as scalar ``imul`` on this machine).
 """
 
 from __future__ import annotations
@@ -17,23 +34,29 @@ import numpy as np
 
 from .counter_rng import AS241, GAMMA, M1, M2, block_stride
 
-__all__ = ["simulate_costs_numba"]
+__all__ = ["simulate_costs_numba", "LANES"]
+
+#: Rollouts simulated together as one structure-of-arrays block (128 x 8 bytes per state row;
+#: the per-rollout gains of a block, 8 k d LANES bytes, stay in a 512 KiB L2 cache at
+#: (d, k) = (20, 10)).
+LANES = 128
 
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _ONE = np.uint64(1)
 _A, _B, _C, _D, _E, _F = (AS241[x] for x in "abcdef")
+_JIT = dict(fastmath=True, error_model="numpy", cache=True)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(**_JIT)
 def _uniform(key, i):
     x = key + (i + _ONE) * GAMMA
     x = (x ^ (x >> _S30)) * M1
     x = (x ^ (x >> _S27)) * M2
     x = x ^ (x >> _S31)
-    return (np.float64(x >> _S11) + 0.5) * (1.0 / 9007199254740992.0)
+    return (np.float64(np.int64(x >> _S11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", error_model="numpy", cache=True)
 def _ndtri(p):
     q = p - 0.5
     if abs(q) <= 0.425:
@@ -60,117 +83,271 @@ def _ndtri(p):
     return -v if q < 0 else v
 
 
-@nb.njit(cache=True)
-def ndtri_numba(p):
-    """Vector version of the compiled AS241 (for tests)."""
-    out = np.empty_like(p)
-    for i in range(p.shape[0]):
-        out[i] = _ndtri(p[i])
-    return out
+#: fdlibm's log: ``log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))``, ``s = f / (2 + f)``.
+_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+       1.479819860511658591e-01)
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_MANTISSA, _EXPONENT_0 = np.int64(0x000FFFFFFFFFFFFF), np.int64(0x3FF0000000000000)
+_SQRT2 = math.sqrt(2.0)
+#: Below this tail probability AS241 switches to its far-tail formula (r = sqrt(-log p) > 5).
+_FAR = math.exp(-25.0)
 
 
-@nb.njit(inline="always", fastmath=True, cache=True)
-def _fill_normals(key, base, buf, m):
-    """``buf[m:2m] = z_{base}, ..., z_{base+m-1}`` (``buf[:m]`` holds the uniforms).
+@nb.njit(**_JIT)
+def _tail_normals(T, W, E, n):
+    """``T[s] <- Phi^{-1}(1 - T[s])`` for ``s < n``, for tail probabilities ``_FAR <= T[s] <= 0.075``
+    (AS241's near-tail formula). The logarithm is fdlibm's, written out so that the loop
+    vectorises (a call to ``math.log`` does not); ``W`` and ``E`` are work arrays."""
+    Ti = T.view(np.int64)
+    Wf = W.view(np.float64)
+    for s in range(n):                  # T = 2^E * W with W in [1, 2)
+        bits = Ti[s]
+        E[s] = np.int32((bits >> 52) - 1023)
+        W[s] = (bits & _MANTISSA) | _EXPONENT_0
+    for s in range(n):
+        m = Wf[s]
+        e = np.float64(E[s])
+        if m > _SQRT2:                  # m in [sqrt(2)/2, sqrt(2))
+            m *= 0.5
+            e += 1.0
+        f = m - 1.0
+        h = f / (2.0 + f)
+        z = h * h
+        w = z * z
+        R = (w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
+             + z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6]))))
+        half_f2 = 0.5 * f * f
+        log_t = e * _LN2_HI - ((half_f2 - (h * (half_f2 + R) + e * _LN2_LO)) - f)
+        r = math.sqrt(-log_t) - 1.6
+        num = ((((((_C[0] * r + _C[1]) * r + _C[2]) * r + _C[3]) * r + _C[4]) * r + _C[5]) * r
+               + _C[6]) * r + _C[7]
+        den = ((((((_D[0] * r + _D[1]) * r + _D[2]) * r + _D[3]) * r + _D[4]) * r + _D[5]) * r
+               + _D[6]) * r + _D[7]
+        T[s] = num / den
 
-    The central AS241 branch (85% of draws) runs branch-free so that it vectorises; the
-    tails are fixed up afterwards with the scalar formula."""
-    for j in range(m):
-        buf[j] = _uniform(key, base + np.uint64(j))
-    for j in range(m):
-        q = buf[j] - 0.5
+
+@nb.njit(**_JIT)
+def _normals_from_uniforms(p, z, tails, n, T, W, E):
+    """``z = Phi^{-1}(p)`` (AS241) given the ``n`` indices ``tails`` with ``|p - 1/2| > 0.425``:
+    the central branch (85% of draws) for all, branch-free so that it vectorises, then the
+    tails, gathered, with the vectorised near-tail formula; the far tail (``p < e^-25``, about
+    one draw in 10^11) with the scalar formula."""
+    for j in range(p.shape[0]):
+        q = p[j] - 0.5
         r = 0.180625 - q * q
         num = ((((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * r
                + _A[6]) * r + _A[7]
         den = ((((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + _B[5]) * r
                + _B[6]) * r + _B[7]
-        buf[m + j] = q * num / den
-    for j in range(m):
-        if abs(buf[j] - 0.5) > 0.425:
-            buf[m + j] = _ndtri(buf[j])
+        z[j] = q * num / den
+    for s in range(n):
+        pj = p[tails[s]]
+        T[s] = min(pj, 1.0 - pj)
+    _tail_normals(T, W, E, n)
+    for s in range(n):
+        j = tails[s]
+        pj = p[j]
+        if min(pj, 1.0 - pj) < _FAR:
+            z[j] = _ndtri(pj)
+        else:
+            z[j] = -T[s] if pj < 0.5 else T[s]
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
-def _kernel(A, B, Q, R, L0, Lpsi, white, task_index, K, noise_index, length, key, S, out):
-    """Roll-outs of ``x <- A_K x + L_Psi z``. With ``white`` the inputs are in the noise
-    coordinates ``y = L_Psi^{-1} x`` (``A~ = L^{-1} A L``, ``B~ = L^{-1} B``, ``Q~ = L'QL``,
-    ``L0~ = L^{-1} L0``) and the gain becomes ``K~ = K L``: the step is ``y <- A~_K y + z`` and the
-    stage cost ``y'(Q~ + K~'R K~)y`` equals ``x'(Q + K'RK)x``, saving the per-step product with
-    ``L_Psi``. The quadratic form uses its upper triangle."""
-    N = K.shape[0]
+@nb.njit(**_JIT)
+def _tail_indices(p, tails):
+    """Indices ``j`` with ``|p[j] - 1/2| > 0.425`` into ``tails``; returns their number."""
+    n = 0
+    for j in range(p.shape[0]):
+        tails[n] = j
+        n += abs(p[j] - 0.5) > 0.425
+    return n
+
+
+@nb.njit(error_model="numpy", cache=True)
+def ndtri_numba(p):
+    """The compiled AS241 of the kernels, on an array of probabilities (for tests)."""
+    m = p.shape[0]
+    z = np.empty(m)
+    tails = np.empty(m, dtype=np.int64)
+    T, W, E = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int32)
+    _normals_from_uniforms(p, z, tails, _tail_indices(p, tails), T, W, E)
+    return z
+
+
+@nb.njit(**_JIT)
+def _lane_normals(key, base, off, Z, P, tails, T, W, E):
+    """``Z[i, r] = z_{base[r] + off + i}``: one step's noise for a block of rollouts. The hash
+    loop stays scalar (its stores are strided and it gathers the tail indices): LLVM's AVX2
+    emulation of 64-bit multiplies is slower than scalar ``imul`` (4.4 vs 2.1 ns a number)."""
+    d, L = Z.shape
+    n = 0
+    for r in range(L):
+        c = base[r] + np.uint64(off)
+        for i in range(d):
+            u = _uniform(key, c + np.uint64(i))
+            P[i, r] = u
+            tails[n] = i * L + r
+            n += abs(u - 0.5) > 0.425
+    _normals_from_uniforms(P.reshape(d * L), Z.reshape(d * L), tails, n, T, W, E)
+
+
+@nb.njit(**_JIT)
+def _add_rows(c, X, j0, j1, out):
+    """``out += sum_{j0 <= j < j1} c[j] X[j]`` (task-wide coefficients, rows over rollouts)."""
+    j = j0
+    while j + 4 <= j1:
+        c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
+        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+        for r in range(out.shape[0]):
+            out[r] += c0 * x0[r] + c1 * x1[r] + c2 * x2[r] + c3 * x3[r]
+        j += 4
+    while j < j1:
+        cj, xj = c[j], X[j]
+        for r in range(out.shape[0]):
+            out[r] += cj * xj[r]
+        j += 1
+
+
+@nb.njit(**_JIT)
+def _add_rows_lanewise(C, X, out):
+    """``out += sum_j C[j] * X[j]`` (per-rollout coefficients ``C[j, r]``)."""
+    n = X.shape[0]
+    j = 0
+    while j + 4 <= n:
+        c0, c1, c2, c3 = C[j], C[j + 1], C[j + 2], C[j + 3]
+        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+        for r in range(out.shape[0]):
+            out[r] += c0[r] * x0[r] + c1[r] * x1[r] + c2[r] * x2[r] + c3[r] * x3[r]
+        j += 4
+    while j < n:
+        cj, xj = C[j], X[j]
+        for r in range(out.shape[0]):
+            out[r] += cj[r] * xj[r]
+        j += 1
+
+
+@nb.njit(**_JIT)
+def _add_rows_pair(c, e, X, j0, j1, o, p):
+    """``o += sum_j c[j] X[j]`` and ``p += sum_j e[j] X[j]`` over ``j0 <= j < j1``: two output
+    rows per pass, so each row of ``X`` is loaded once for both."""
+    j = j0
+    while j + 4 <= j1:
+        c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
+        e0, e1, e2, e3 = e[j], e[j + 1], e[j + 2], e[j + 3]
+        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+        for r in range(o.shape[0]):
+            v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
+            o[r] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+            p[r] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
+        j += 4
+    while j < j1:
+        cj, ej, xj = c[j], e[j], X[j]
+        for r in range(o.shape[0]):
+            v = xj[r]
+            o[r] += cj * v
+            p[r] += ej * v
+        j += 1
+
+
+@nb.njit(**_JIT)
+def _add_matvec(M, X, OUT):
+    """``OUT[i] += sum_j M[i, j] X[j]`` for every row ``i`` (task-wide ``M``)."""
+    n, m = OUT.shape[0], X.shape[0]
+    i = 0
+    while i + 2 <= n:
+        _add_rows_pair(M[i], M[i + 1], X, 0, m, OUT[i], OUT[i + 1])
+        i += 2
+    if i < n:
+        _add_rows(M[i], X, 0, m, OUT[i])
+
+
+@nb.njit(**_JIT)
+def _add_quadratic(Mu, X, s, s2, total):
+    """``total += x'Mx`` per rollout, from ``Mu``: the upper triangle of ``M`` with doubled
+    off-diagonal entries (rows taken in pairs: ``s, s2`` are work rows)."""
+    n = X.shape[0]
+    i = 0
+    while i < n:
+        xi, mii = X[i], Mu[i, i]
+        for r in range(s.shape[0]):
+            s[r] = mii * xi[r]
+        if i + 1 < n:
+            s2[:] = 0.0
+            _add_rows_pair(Mu[i], Mu[i + 1], X, i + 1, n, s, s2)
+            xj = X[i + 1]
+            for r in range(s.shape[0]):
+                total[r] += xi[r] * s[r] + xj[r] * s2[r]
+        else:
+            for r in range(s.shape[0]):
+                total[r] += xi[r] * s[r]
+        i += 2
+
+
+@nb.njit(parallel=True, **_JIT)
+def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, noise_index, length,
+            key, S, out):
+    """Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K L_Psi``) or of
+    ``x <- A x - B u + L_Psi z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]``
+    (``-1``: padding) of task ``block_task[b]``. ``L0`` and ``Lpsi`` are lower triangular."""
+    nblocks, L = block_rows.shape
     k, d = K.shape[1], K.shape[2]
     key = np.uint64(key)
-    for n in nb.prange(N):
-        ti = task_index[n]
-        Kn = np.empty((k, d))
-        if white:                       # K~ = K L_Psi (L_Psi lower triangular)
-            for a in range(k):
-                for j in range(d):
-                    s = 0.0
-                    for i in range(j, d):
-                        s += K[n, a, i] * Lpsi[ti, i, j]
-                    Kn[a, j] = s
-        else:
-            for a in range(k):
-                for j in range(d):
-                    Kn[a, j] = K[n, a, j]
-        AK = np.empty((d, d))
-        for i in range(d):
-            for j in range(d):
-                s = A[ti, i, j]
+    for b in nb.prange(nblocks):
+        ti = block_task[b]
+        Kt = np.zeros((k, d, L))        # Kt[a, j, r] = K[n_r, a, j]
+        base = np.zeros(L, dtype=np.uint64)
+        for r in range(L):
+            n = block_rows[b, r]
+            if n >= 0:
+                base[r] = np.uint64(noise_index[n]) * np.uint64(S)
                 for a in range(k):
-                    s -= B[ti, i, a] * Kn[a, j]
-                AK[i, j] = s
-        RK = np.zeros((k, d))
-        for a in range(k):
-            for b in range(k):
-                rab = R[ti, a, b]
-                for j in range(d):
-                    RK[a, j] += rab * Kn[b, j]
-        Mc = np.empty((d, d))           # diagonal, and twice the strict upper triangle
+                    for j in range(d):
+                        Kt[a, j, r] = K[n, a, j]
+        if white:                       # K~ = K L_Psi, i.e. K~[a] = L_Psi' K[a] on the rows
+            Kw = np.zeros((k, d, L))
+            for a in range(k):
+                _add_matvec(LpsiT[ti], Kt[a], Kw[a])
+            Kt = Kw
+        Y = np.zeros((d, L))
+        Yn = np.empty((d, L))
+        U = np.empty((k, L))
+        Z = np.empty((d, L))
+        P = np.empty((d, L))
+        tails = np.empty(d * L, dtype=np.int64)
+        T, W, E = np.empty(d * L), np.empty(d * L, dtype=np.int64), np.empty(d * L, dtype=np.int32)
+        s = np.empty(L)
+        s2 = np.empty(L)
+        total = np.zeros(L)
+        _lane_normals(key, base, 0, Z, P, tails, T, W, E)
         for i in range(d):
-            for j in range(i, d):
-                m = Q[ti, i, j]
-                for a in range(k):
-                    m += Kn[a, i] * RK[a, j]
-                Mc[i, j] = m if j == i else 2.0 * m
-        # All noise of this rollout at once: z[t * d + j], t = 0 (x_0) .. length.
-        buf = np.empty(2 * S)
-        _fill_normals(key, np.uint64(noise_index[n]) * np.uint64(S), buf, S)
-        z = buf[S:]
-        x = np.empty(d)
-        xn = np.empty(d)
-        for i in range(d):              # L0 is lower triangular unless white
-            s = 0.0
-            for j in range(d if white else i + 1):
-                s += L0[ti, i, j] * z[j]
-            x[i] = s
-        total = 0.0
-        for t in range(1, length + 1):
-            off = t * d
-            for i in range(d):          # xn = A_K x + L_Psi z_t  (or + z_t when white)
-                s = 0.0
-                for j in range(d):
-                    s += AK[i, j] * x[j]
-                if white:
-                    s += z[off + i]
-                else:
-                    for j in range(i + 1):
-                        s += Lpsi[ti, i, j] * z[off + j]
-                xn[i] = s
-            q = 0.0
-            for i in range(d):          # xn' M xn from the upper triangle
-                s = 0.0
-                for j in range(i, d):
-                    s += Mc[i, j] * xn[j]
-                q += xn[i] * s
-            total += q
-            for i in range(d):
-                x[i] = xn[i]
-        out[n] = total / length
+            _add_rows(L0[ti, i], Z, 0, i + 1, Y[i])
+        for t in range(length + 1):
+            U[:, :] = 0.0
+            for a in range(k):
+                _add_rows_lanewise(Kt[a], Y, U[a])
+            if t > 0:                   # stage cost of x_t, t = 1 .. l
+                _add_quadratic(Qu[ti], Y, s, s2, total)
+                _add_quadratic(Ru[ti], U, s, s2, total)
+            if t == length:
+                break
+            _lane_normals(key, base, (t + 1) * d, Z, P, tails, T, W, E)
+            if white:
+                Yn[:, :] = Z
+            else:
+                Yn[:, :] = 0.0
+                for i in range(d):
+                    _add_rows(Lpsi[ti, i], Z, 0, i + 1, Yn[i])
+            _add_matvec(A[ti], Y, Yn)
+            _add_matvec(negB[ti], U, Yn)
+            Y, Yn = Yn, Y
+        for r in range(L):
+            n = block_rows[b, r]
+            if n >= 0:
+                out[n] = total[r] / length
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
+@nb.njit(parallel=True, **_JIT)
 def _fill_normals_parallel(key, out):
     """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 1024."""
     n = out.shape[0]
@@ -179,9 +356,16 @@ def _fill_normals_parallel(key, out):
     for b in nb.prange(nblocks):
         s = b * 1024
         m = min(1024, n - s)
-        buf = np.empty(2 * m)
-        _fill_normals(key, np.uint64(s), buf, m)
-        out[s:s + m] = buf[m:]
+        p = np.empty(m)
+        tails = np.empty(m, dtype=np.int64)
+        T, W, E = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int32)
+        n_tails = 0
+        for j in range(m):              # scalar hash, see _lane_normals
+            u = _uniform(key, np.uint64(s + j))
+            p[j] = u
+            tails[n_tails] = j
+            n_tails += abs(u - 0.5) > 0.425
+        _normals_from_uniforms(p, out[s:s + m], tails, n_tails, T, W, E)
 
 
 def normals_numba(key: int, n: int) -> np.ndarray:
@@ -202,16 +386,43 @@ def _whiten(A, B, Q, L0, Lpsi):
     return Linv @ A @ Lpsi, Linv @ B, LT @ Q @ Lpsi, Linv @ L0
 
 
+def _upper_doubled(M: np.ndarray) -> np.ndarray:
+    """Upper triangle of each symmetric ``M`` with off-diagonal entries doubled."""
+    Mu = 2.0 * np.triu(M)
+    i = np.arange(M.shape[-1])
+    Mu[..., i, i] = M[..., i, i]
+    return Mu
+
+
+def _task_blocks(task_index: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rollouts grouped by task into blocks of ``lanes`` (the last block of a task padded
+    with ``-1``): ``(block_task, block_rows)``."""
+    order = np.argsort(task_index, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(task_index[order]) != 0])
+    rows, block_task = [], []
+    for group in np.split(order, starts[1:]):
+        padded = np.full(-(-len(group) // lanes) * lanes, -1, dtype=np.int64)
+        padded[:len(group)] = group
+        rows.append(padded.reshape(-1, lanes))
+        block_task += [task_index[group[0]]] * rows[-1].shape[0]
+    return np.asarray(block_task, dtype=np.int64), np.concatenate(rows)
+
+
 def simulate_costs_numba(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length: int,
-                         key: int) -> np.ndarray:
+                         key: int, lanes: int | None = None) -> np.ndarray:
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
-    (``L0``, ``Lpsi`` must be lower triangular)."""
+    (``L0``, ``Lpsi`` must be lower triangular). ``lanes`` rollouts of a task (default
+    :data:`LANES`) are simulated together; the result does not depend on it (to rounding)."""
     out = np.empty(K.shape[0])
+    if K.shape[0] == 0:
+        return out
+    task_index = np.asarray(task_index, dtype=np.int64)
     white = _whiten(A, B, Q, L0, Lpsi)
     if white is not None:
         A, B, Q, L0 = white
+    block_task, block_rows = _task_blocks(task_index, int(LANES if lanes is None else lanes))
     c = np.ascontiguousarray
-    _kernel(c(A), c(B), c(Q), R, c(L0), c(Lpsi), white is not None, task_index.astype(np.int64),
-            c(K), noise_index.astype(np.int64), int(length), np.uint64(key),
-            block_stride(length, A.shape[-1]), out)
+    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(Lpsi), c(np.swapaxes(Lpsi, -1, -2)),
+            white is not None, block_task, block_rows, c(K), noise_index.astype(np.int64),
+            int(length), np.uint64(key), block_stride(length, A.shape[-1]), out)
     return out
