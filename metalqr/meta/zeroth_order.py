@@ -30,10 +30,10 @@ def sphere_perturbations(rng: np.random.Generator, shape: tuple[int, ...], radiu
     """I.i.d. matrices uniform on the Frobenius sphere of radius ``radius``; ``shape`` ends in
     ``(k, d)``. Normalised Gaussians from the counter-based generator (key drawn from
     ``rng``), so every backend draws the same perturbations."""
-    G = standard_normals(draw_key(as_rng(rng)), int(np.prod(shape)), backend).reshape(shape)
-    flat = G.reshape(shape[:-2] + (-1,))
-    flat *= (radius / np.sqrt(np.einsum("...i,...i->...", flat, flat)))[..., None]
-    return G
+    G = standard_normals(draw_key(as_rng(rng)), int(np.prod(shape)), backend)
+    G = G.reshape(shape[:-2] + (-1,))
+    G *= (radius / np.sqrt(np.einsum("...i,...i->...", G, G)))[..., None]     # in place
+    return G.reshape(shape)
 
 
 class _Evaluator:
