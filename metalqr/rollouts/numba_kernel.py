@@ -422,7 +422,8 @@ def simulate_costs_numba(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, lengt
         A, B, Q, L0 = white
     block_task, block_rows = _task_blocks(task_index, int(LANES if lanes is None else lanes))
     c = np.ascontiguousarray
-    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(Lpsi), c(np.swapaxes(Lpsi, -1, -2)),
-            white is not None, block_task, block_rows, c(K), noise_index.astype(np.int64),
-            int(length), np.uint64(key), block_stride(length, A.shape[-1]), out)
+    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(Lpsi),
+            c(np.swapaxes(Lpsi, -1, -2)), white is not None, block_task, block_rows, c(K),
+            noise_index.astype(np.int64), int(length), np.uint64(key),
+            block_stride(length, A.shape[-1]), out)
     return out
