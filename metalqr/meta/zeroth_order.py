@@ -191,8 +191,10 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
     K_hat = Kb + sg[None, None, :, None, None] * U[:, :, None]                      # (T, M, S, k, d)
     # Inner Algorithm 1 at every outer gain: V[t, m, s, j], gains K_hat + s' V.
     V = sphere_perturbations(rng, (T, M, S, Mi, k, d), r, backend)
-    inner = sg[None, None, None, None, :, None, None] * V[:, :, :, :, None]
-    inner += K_hat[:, :, :, None, None]
+    inner = np.empty((T, M, S, Mi, S, k, d))
+    np.add(K_hat[:, :, :, None], V, out=inner[:, :, :, :, 0])
+    if two_point:
+        np.subtract(K_hat[:, :, :, None], V, out=inner[:, :, :, :, 1])
     shape_in = inner.shape[:5]
     ti_in = np.broadcast_to(chosen[:, None, None, None, None], shape_in)
     noise_in = np.broadcast_to(np.arange(T * M * S * Mi).reshape(T, M, S, Mi, 1), shape_in)

@@ -349,13 +349,13 @@ def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, 
 
 @nb.njit(parallel=True, **_JIT)
 def _fill_normals_parallel(key, out):
-    """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 1024."""
+    """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 8192."""
     n = out.shape[0]
-    nblocks = (n + 1023) // 1024
+    nblocks = (n + 8191) // 8192
     key = np.uint64(key)
     for b in nb.prange(nblocks):
-        s = b * 1024
-        m = min(1024, n - s)
+        s = b * 8192
+        m = min(8192, n - s)
         p = np.empty(m)
         tails = np.empty(m, dtype=np.int64)
         T, W, E = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int32)
