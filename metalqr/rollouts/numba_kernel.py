@@ -48,6 +48,13 @@ _JIT = dict(fastmath=True, error_model="numpy", cache=True)
 
 
 @nb.njit(**_JIT)
+def _horner7(c, r):
+    """``c[0] r^7 + c[1] r^6 + ... + c[7]`` (one numerator or denominator of AS241)."""
+    return ((((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) * r
+            + c[6]) * r + c[7]
+
+
+@nb.njit(**_JIT)
 def _uniform(key, i):
     x = key + (i + _ONE) * GAMMA
     x = (x ^ (x >> _S30)) * M1
@@ -61,24 +68,15 @@ def _ndtri(p):
     q = p - 0.5
     if abs(q) <= 0.425:
         r = 0.180625 - q * q
-        num = ((((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * r
-               + _A[6]) * r + _A[7]
-        den = ((((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + _B[5]) * r
-               + _B[6]) * r + _B[7]
+        num, den = _horner7(_A, r), _horner7(_B, r)
         return q * num / den
     r = math.sqrt(-math.log(min(p, 1.0 - p)))
     if r <= 5.0:
         r -= 1.6
-        num = ((((((_C[0] * r + _C[1]) * r + _C[2]) * r + _C[3]) * r + _C[4]) * r + _C[5]) * r
-               + _C[6]) * r + _C[7]
-        den = ((((((_D[0] * r + _D[1]) * r + _D[2]) * r + _D[3]) * r + _D[4]) * r + _D[5]) * r
-               + _D[6]) * r + _D[7]
+        num, den = _horner7(_C, r), _horner7(_D, r)
     else:
         r -= 5.0
-        num = ((((((_E[0] * r + _E[1]) * r + _E[2]) * r + _E[3]) * r + _E[4]) * r + _E[5]) * r
-               + _E[6]) * r + _E[7]
-        den = ((((((_F[0] * r + _F[1]) * r + _F[2]) * r + _F[3]) * r + _F[4]) * r + _F[5]) * r
-               + _F[6]) * r + _F[7]
+        num, den = _horner7(_E, r), _horner7(_F, r)
     v = num / den
     return -v if q < 0 else v
 
@@ -120,10 +118,7 @@ def _tail_normals(T, W, E, n):
         half_f2 = 0.5 * f * f
         log_t = e * _LN2_HI - ((half_f2 - (h * (half_f2 + R) + e * _LN2_LO)) - f)
         r = math.sqrt(-log_t) - 1.6
-        num = ((((((_C[0] * r + _C[1]) * r + _C[2]) * r + _C[3]) * r + _C[4]) * r + _C[5]) * r
-               + _C[6]) * r + _C[7]
-        den = ((((((_D[0] * r + _D[1]) * r + _D[2]) * r + _D[3]) * r + _D[4]) * r + _D[5]) * r
-               + _D[6]) * r + _D[7]
+        num, den = _horner7(_C, r), _horner7(_D, r)
         T[s] = num / den
 
 
@@ -136,10 +131,7 @@ def _normals_from_uniforms(p, z, tails, n, T, W, E):
     for j in range(p.shape[0]):
         q = p[j] - 0.5
         r = 0.180625 - q * q
-        num = ((((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * r
-               + _A[6]) * r + _A[7]
-        den = ((((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + _B[5]) * r
-               + _B[6]) * r + _B[7]
+        num, den = _horner7(_A, r), _horner7(_B, r)
         z[j] = q * num / den
     for s in range(n):
         pj = p[tails[s]]
