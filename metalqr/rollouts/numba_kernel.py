@@ -32,7 +32,8 @@ import math
 import numba as nb
 import numpy as np
 
-from .counter_rng import AS241, GAMMA, M1, M2, block_stride
+from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_R, ZIG_W,
+                          block_stride)
 
 __all__ = ["simulate_costs_numba", "LANES"]
 
@@ -41,147 +42,95 @@ __all__ = ["simulate_costs_numba", "LANES"]
 #: (d, k) = (20, 10)).
 LANES = 128
 
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
-_ONE = np.uint64(1)
-_A, _B, _C, _D, _E, _F = (AS241[x] for x in "abcdef")
+_S8, _S12, _S27, _S30, _S31, _S11 = (np.uint64(n) for n in (8, 12, 27, 30, 31, 11))
+_ONE, _BYTE = np.uint64(1), np.uint64(255)
 _JIT = dict(fastmath=True, error_model="numpy", cache=True)
-
-
-@nb.njit(**_JIT)
-def _horner7(c, r):
-    """``c[0] r^7 + c[1] r^6 + ... + c[7]`` (one numerator or denominator of AS241)."""
-    return ((((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) * r
-            + c[6]) * r + c[7]
-
-
-@nb.njit(**_JIT)
-def _uniform(key, i):
-    x = key + (i + _ONE) * GAMMA
-    x = (x ^ (x >> _S30)) * M1
-    x = (x ^ (x >> _S27)) * M2
-    x = x ^ (x >> _S31)
-    return (np.float64(np.int64(x >> _S11)) + 0.5) * (1.0 / 9007199254740992.0)
+#: Marks a draw left to the ziggurat's slow path (finite: ``fastmath`` folds NaN tests away).
+_PENDING = 1e300
 
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
-def _ndtri(p):
-    q = p - 0.5
-    if abs(q) <= 0.425:
-        r = 0.180625 - q * q
-        num, den = _horner7(_A, r), _horner7(_B, r)
-        return q * num / den
-    r = math.sqrt(-math.log(min(p, 1.0 - p)))
-    if r <= 5.0:
-        r -= 1.6
-        num, den = _horner7(_C, r), _horner7(_D, r)
-    else:
-        r -= 5.0
-        num, den = _horner7(_E, r), _horner7(_F, r)
-    v = num / den
-    return -v if q < 0 else v
-
-
-#: fdlibm's log: ``log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))``, ``s = f / (2 + f)``.
-_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
-       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
-       1.479819860511658591e-01)
-_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-_MANTISSA, _EXPONENT_0 = np.int64(0x000FFFFFFFFFFFFF), np.int64(0x3FF0000000000000)
-_SQRT2 = math.sqrt(2.0)
-#: Below this tail probability AS241 switches to its far-tail formula (r = sqrt(-log p) > 5).
-_FAR = math.exp(-25.0)
-
-
-@nb.njit(**_JIT)
-def _tail_normals(T, W, E, n):
-    """``T[s] <- Phi^{-1}(1 - T[s])`` for ``s < n``, for tail probabilities ``_FAR <= T[s] <= 0.075``
-    (AS241's near-tail formula). The logarithm is fdlibm's, written out so that the loop
-    vectorises (a call to ``math.log`` does not); ``W`` and ``E`` are work arrays."""
-    Ti = T.view(np.int64)
-    Wf = W.view(np.float64)
-    for s in range(n):                  # T = 2^E * W with W in [1, 2)
-        bits = Ti[s]
-        E[s] = np.int32((bits >> 52) - 1023)
-        W[s] = (bits & _MANTISSA) | _EXPONENT_0
-    for s in range(n):
-        m = Wf[s]
-        e = np.float64(E[s])
-        if m > _SQRT2:                  # m in [sqrt(2)/2, sqrt(2))
-            m *= 0.5
-            e += 1.0
-        f = m - 1.0
-        h = f / (2.0 + f)
-        z = h * h
-        w = z * z
-        R = (w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
-             + z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6]))))
-        half_f2 = 0.5 * f * f
-        log_t = e * _LN2_HI - ((half_f2 - (h * (half_f2 + R) + e * _LN2_LO)) - f)
-        r = math.sqrt(-log_t) - 1.6
-        num, den = _horner7(_C, r), _horner7(_D, r)
-        T[s] = num / den
-
-
-@nb.njit(**_JIT)
-def _normals_from_uniforms(p, z, tails, n, T, W, E):
-    """``z = Phi^{-1}(p)`` (AS241) given the ``n`` indices ``tails`` with ``|p - 1/2| > 0.425``:
-    the central branch (85% of draws) for all, branch-free so that it vectorises, then the
-    tails, gathered, with the vectorised near-tail formula; the far tail (``p < e^-25``, about
-    one draw in 10^11) with the scalar formula."""
-    for j in range(p.shape[0]):
-        q = p[j] - 0.5
-        r = 0.180625 - q * q
-        num, den = _horner7(_A, r), _horner7(_B, r)
-        z[j] = q * num / den
-    for s in range(n):
-        pj = p[tails[s]]
-        T[s] = min(pj, 1.0 - pj)
-    _tail_normals(T, W, E, n)
-    for s in range(n):
-        j = tails[s]
-        pj = p[j]
-        if min(pj, 1.0 - pj) < _FAR:
-            z[j] = _ndtri(pj)
-        else:
-            z[j] = -T[s] if pj < 0.5 else T[s]
-
-
-@nb.njit(**_JIT)
-def _tail_indices(p, tails):
-    """Indices ``j`` with ``|p[j] - 1/2| > 0.425`` into ``tails``; returns their number."""
-    n = 0
-    for j in range(p.shape[0]):
-        tails[n] = j
-        n += abs(p[j] - 0.5) > 0.425
-    return n
+def _mix(x):
+    """SplitMix64 output function."""
+    x = (x ^ (x >> _S30)) * M1
+    x = (x ^ (x >> _S27)) * M2
+    return x ^ (x >> _S31)
 
 
 @nb.njit(error_model="numpy", cache=True)
-def ndtri_numba(p):
-    """The compiled AS241 of the kernels, on an array of probabilities (for tests)."""
-    m = p.shape[0]
-    z = np.empty(m)
-    tails = np.empty(m, dtype=np.int64)
-    T, W, E = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int32)
-    _normals_from_uniforms(p, z, tails, _tail_indices(p, tails), T, W, E)
-    return z
+def _uniform(w):
+    return (np.float64(np.int64(w >> _S11)) + 0.5) * INV_2_53
+
+
+@nb.njit(error_model="numpy", cache=True)
+def _slow_normal(h):
+    """The ziggurat beyond its one-multiplication test, for first word ``h``: the wedge test,
+    Marsaglia's tail and fresh tries, with further words from the SplitMix64 stream seeded at
+    ``h``. Same algorithm as ``_slow_path`` in :mod:`metalqr.rollouts.counter_rng`; no
+    ``fastmath``, so that the arithmetic is NumPy's."""
+    s = h
+    while True:
+        i = np.int64(h & _BYTE)
+        a = h >> _S12
+        x = np.float64(np.int64(a)) * ZIG_W[i]
+        accept = a < ZIG_KI[i]
+        if not accept and i > 0:
+            s += GAMMA
+            y = ZIG_F[i] + (ZIG_F[i - 1] - ZIG_F[i]) * _uniform(_mix(s))
+            accept = y < math.exp(-0.5 * x * x)
+        elif not accept:
+            while True:
+                s += GAMMA
+                xx = -math.log(_uniform(_mix(s))) * ZIG_INV_R
+                s += GAMMA
+                yy = -math.log(_uniform(_mix(s)))
+                if yy + yy > xx * xx:
+                    break
+            x = ZIG_R + xx
+            accept = True
+        if accept:
+            return -x if (h >> _S8) & _ONE else x
+        s += GAMMA
+        h = _mix(s)
+
+
+@nb.njit(inline="always", error_model="numpy", cache=True)
+def _fast_normal(x):
+    """Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
+    one-multiplication test accepts (about 98.5% of draws; then ``|z| < R``), else
+    :data:`_PENDING` (see :func:`_repair`). Branch-free: calling the slow path from this loop
+    made it three times slower."""
+    h = _mix(x)
+    i = np.int64(h & _BYTE)
+    a = h >> _S12
+    z = np.float64(np.int64(a)) * ZIG_W[i]
+    z = -z if (h >> _S8) & _ONE else z
+    return z if a < ZIG_KI[i] else _PENDING
+
+
+@nb.njit(error_model="numpy", cache=True)
+def _repair(key, c):
+    """The normal number ``c`` that :func:`_fast_normal` left :data:`_PENDING`."""
+    return _slow_normal(_mix(key + (c + _ONE) * GAMMA))
 
 
 @nb.njit(**_JIT)
-def _lane_normals(key, base, off, Z, P, tails, T, W, E):
-    """``Z[i, r] = z_{base[r] + off + i}``: one step's noise for a block of rollouts. The hash
-    loop stays scalar (its stores are strided and it gathers the tail indices): LLVM's AVX2
-    emulation of 64-bit multiplies is slower than scalar ``imul`` (4.4 vs 2.1 ns a number)."""
+def _lane_normals(key, base, off, Z):
+    """``Z[i, r] = z_{base[r] + off + i}``: one step's noise for a block of rollouts, row by row
+    (a column-wise walk with strided stores took three times as long). The hash is scalar
+    (LLVM's AVX2 emulation of 64-bit multiplies is slower than scalar ``imul``); the 1.5% of
+    draws beyond the ziggurat's fast test are filled in by a second pass."""
     d, L = Z.shape
-    n = 0
-    for r in range(L):
-        c = base[r] + np.uint64(off)
-        for i in range(d):
-            u = _uniform(key, c + np.uint64(i))
-            P[i, r] = u
-            tails[n] = i * L + r
-            n += abs(u - 0.5) > 0.425
-    _normals_from_uniforms(P.reshape(d * L), Z.reshape(d * L), tails, n, T, W, E)
+    for i in range(d):
+        Zi = Z[i]
+        c1 = np.uint64(off + i + 1)
+        for r in range(L):
+            Zi[r] = _fast_normal(key + (base[r] + c1) * GAMMA)
+    for i in range(d):
+        Zi = Z[i]
+        for r in range(L):
+            if Zi[r] == _PENDING:
+                Zi[r] = _repair(key, base[r] + np.uint64(off + i))
 
 
 @nb.njit(**_JIT)
@@ -305,13 +254,10 @@ def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, 
         Yn = np.empty((d, L))
         U = np.empty((k, L))
         Z = np.empty((d, L))
-        P = np.empty((d, L))
-        tails = np.empty(d * L, dtype=np.int64)
-        T, W, E = np.empty(d * L), np.empty(d * L, dtype=np.int64), np.empty(d * L, dtype=np.int32)
         s = np.empty(L)
         s2 = np.empty(L)
         total = np.zeros(L)
-        _lane_normals(key, base, 0, Z, P, tails, T, W, E)
+        _lane_normals(key, base, 0, Z)
         for i in range(d):
             _add_rows(L0[ti, i], Z, 0, i + 1, Y[i])
         for t in range(length + 1):
@@ -323,7 +269,7 @@ def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, 
                 _add_quadratic(Ru[ti], U, s, s2, total)
             if t == length:
                 break
-            _lane_normals(key, base, (t + 1) * d, Z, P, tails, T, W, E)
+            _lane_normals(key, base, (t + 1) * d, Z)
             if white:
                 Yn[:, :] = Z
             else:
@@ -344,20 +290,15 @@ def _fill_normals_parallel(key, out):
     """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 8192."""
     n = out.shape[0]
     nblocks = (n + 8191) // 8192
-    key = np.uint64(key)
     for b in nb.prange(nblocks):
         s = b * 8192
-        m = min(8192, n - s)
-        p = np.empty(m)
-        tails = np.empty(m, dtype=np.int64)
-        T, W, E = np.empty(m), np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int32)
-        n_tails = 0
-        for j in range(m):              # scalar hash, see _lane_normals
-            u = _uniform(key, np.uint64(s + j))
-            p[j] = u
-            tails[n_tails] = j
-            n_tails += abs(u - 0.5) > 0.425
-        _normals_from_uniforms(p, out[s:s + m], tails, n_tails, T, W, E)
+        x = key + np.uint64(s + 1) * GAMMA
+        for j in range(s, min(s + 8192, n)):
+            out[j] = _fast_normal(x)
+            x += GAMMA
+        for j in range(s, min(s + 8192, n)):
+            if out[j] == _PENDING:
+                out[j] = _repair(key, np.uint64(j))
 
 
 def normals_numba(key: int, n: int) -> np.ndarray:
