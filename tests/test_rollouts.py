@@ -12,6 +12,7 @@ from metalqr.rollouts import backends as backends_mod
 from metalqr.rollouts.counter_rng import (GAMMA, ZIG_KI, ZIG_R, ZIG_V, _mix, normals,
                                           ziggurat_tables)
 from metalqr.rollouts import numba_kernel
+from metalqr.rollouts.engine import noise_factors
 from metalqr.rollouts.numba_kernel import normals_numba
 from helpers import random_task, stabilizing_gain
 
@@ -108,6 +109,22 @@ def test_numba_whitened_and_direct_paths_agree_with_numpy(rng):
         a = metalqr.simulate_costs(task, K, length=30, rng=2, backend="numpy")
         b = metalqr.simulate_costs(task, K, length=30, rng=2, backend="numba")
         assert np.allclose(a, b, rtol=1e-10, atol=0)
+
+
+def test_noise_factors_are_square_roots_that_diagonalise_the_cost(rng):
+    """G G' = Psi; where Psi is well conditioned G'QG is diagonal (the Numba kernel's sum of
+    squares), otherwise G is the lower Cholesky-type factor; L0 L0' = Sigma0."""
+    tasks = [random_task(rng, 4, 2, rho=0.8) for _ in range(2)]
+    Psi = np.stack([tasks[0].Psi, np.diag([1.0, 0.0, 2.0, 1.0])])
+    Q = np.stack([t.Q for t in tasks])
+    Sigma0 = np.stack([t.Sigma0 for t in tasks])
+    L0, G = noise_factors(Sigma0, Psi, Q)
+    np.testing.assert_allclose(G @ np.swapaxes(G, 1, 2), Psi, atol=1e-12)
+    np.testing.assert_allclose(L0 @ np.swapaxes(L0, 1, 2), Sigma0, atol=1e-12)
+    assert np.allclose(np.triu(L0, 1), 0)
+    Qw = G[0].T @ Q[0] @ G[0]
+    assert np.max(np.abs(Qw - np.diag(np.diag(Qw)))) < 1e-13 * np.abs(Qw).max()
+    assert np.allclose(np.triu(G[1], 1), 0) and not np.allclose(np.triu(G[0], 1), 0)
 
 
 def test_results_do_not_depend_on_chunking_or_threads(rng, monkeypatch):

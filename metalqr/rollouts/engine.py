@@ -14,7 +14,7 @@ from ..lqr.tasks import Batch, TaskLike, as_batch
 from .backends import get_backend
 from .counter_rng import draw_key
 
-__all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor"]
+__all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors"]
 
 
 def lower_factor(S: np.ndarray) -> np.ndarray:
@@ -31,19 +31,48 @@ def lower_factor(S: np.ndarray) -> np.ndarray:
     return L * sign[..., None, :]
 
 
+#: ``L_Psi`` with ``cond > 1 / WELL_CONDITIONED`` (e.g. singular ``Psi``) is not diagonalised.
+WELL_CONDITIONED = 1e-6
+
+
+def well_conditioned(G: np.ndarray) -> bool:
+    """Whether every factor in the batch ``G`` inverts accurately (condition number below
+    ``1 / WELL_CONDITIONED``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return bool(np.all(np.linalg.cond(G) * WELL_CONDITIONED < 1.0))
+
+
+def noise_factors(Sigma0: np.ndarray, Psi: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Square roots ``(L0, G)`` with ``L0 L0' = Sigma0`` and ``G G' = Psi`` that map the
+    counter-based normals to ``x_0 = L0 z`` and ``w_t = G z`` on every backend (batched).
+
+    ``L0`` is lower triangular. ``G = L_Psi U``, with ``U`` the eigenvectors of
+    ``L_Psi' Q L_Psi``, so that in the noise coordinates ``y = G^{-1} x`` the stage cost
+    ``x'Qx = y'(G'QG)y`` is a weighted sum of squares (the Numba kernel uses this). Where
+    ``L_Psi`` is ill-conditioned (e.g. singular ``Psi``), ``G = L_Psi``.
+    """
+    L = lower_factor(Psi)
+    G = L.copy()
+    for i in range(L.shape[0]):
+        if well_conditioned(L[i]):
+            _, U = np.linalg.eigh(L[i].T @ Q[i] @ L[i])
+            G[i] = L[i] @ U
+    return lower_factor(Sigma0), G
+
+
 def _factors(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-    return lower_factor(batch.Sigma0), lower_factor(batch.Psi)
+    return noise_factors(batch.Sigma0, batch.Psi, batch.Q)
 
 
 def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: int, key: int,
                  backend: str | None, noise_index: np.ndarray | None = None,
                  factors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Internal engine call on validated arrays; non-finite costs come back as ``inf``."""
-    L0, Lpsi = _factors(batch) if factors is None else factors
+    L0, G = _factors(batch) if factors is None else factors
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
     with np.errstate(over="ignore", invalid="ignore"):
-        costs = get_backend(backend).simulate(batch.A, batch.B, batch.Q, batch.R, L0, Lpsi,
+        costs = get_backend(backend).simulate(batch.A, batch.B, batch.Q, batch.R, L0, G,
                                               task_index, K, noise_index, length, key)
     return np.where(np.isfinite(costs), costs, math.inf)
 

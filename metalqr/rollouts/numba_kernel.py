@@ -32,6 +32,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .engine import well_conditioned
 from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_R, ZIG_W,
                           block_stride)
 
@@ -225,12 +226,22 @@ def _add_quadratic(Mu, X, s, s2, total):
         i += 2
 
 
+@nb.njit(**_JIT)
+def _add_squares(M, X, total):
+    """``total += sum_i M[i, i] X[i]^2`` (``x'Mx`` for diagonal ``M``)."""
+    for i in range(X.shape[0]):
+        xi, mii = X[i], M[i, i]
+        for r in range(total.shape[0]):
+            total[r] += mii * xi[r] * xi[r]
+
+
 @nb.njit(parallel=True, **_JIT)
-def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, noise_index, length,
-            key, S, out):
-    """Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K L_Psi``) or of
-    ``x <- A x - B u + L_Psi z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]``
-    (``-1``: padding) of task ``block_task[b]``. ``L0`` and ``Lpsi`` are lower triangular."""
+def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K, noise_index,
+            length, key, S, out):
+    """Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K G``) or of
+    ``x <- A x - B u + G z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]``
+    (``-1``: padding) of task ``block_task[b]``. With ``qdiag`` the state cost matrix is
+    diagonal and only the diagonal of ``Qu`` is used."""
     nblocks, L = block_rows.shape
     k, d = K.shape[1], K.shape[2]
     key = np.uint64(key)
@@ -245,10 +256,10 @@ def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, 
                 for a in range(k):
                     for j in range(d):
                         Kt[a, j, r] = K[n, a, j]
-        if white:                       # K~ = K L_Psi, i.e. K~[a] = L_Psi' K[a] on the rows
+        if white:                       # K~ = K G, i.e. K~[a] = G' K[a] on the rows
             Kw = np.zeros((k, d, L))
             for a in range(k):
-                _add_matvec(LpsiT[ti], Kt[a], Kw[a])
+                _add_matvec(GT[ti], Kt[a], Kw[a])
             Kt = Kw
         Y = np.zeros((d, L))
         Yn = np.empty((d, L))
@@ -258,14 +269,16 @@ def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, 
         s2 = np.empty(L)
         total = np.zeros(L)
         _lane_normals(key, base, 0, Z)
-        for i in range(d):
-            _add_rows(L0[ti, i], Z, 0, i + 1, Y[i])
+        _add_matvec(L0[ti], Z, Y)
         for t in range(length + 1):
             U[:, :] = 0.0
             for a in range(k):
                 _add_rows_lanewise(Kt[a], Y, U[a])
             if t > 0:                   # stage cost of x_t, t = 1 .. l
-                _add_quadratic(Qu[ti], Y, s, s2, total)
+                if qdiag:
+                    _add_squares(Qu[ti], Y, total)
+                else:
+                    _add_quadratic(Qu[ti], Y, s, s2, total)
                 _add_quadratic(Ru[ti], U, s, s2, total)
             if t == length:
                 break
@@ -274,8 +287,7 @@ def _kernel(A, negB, Qu, Ru, L0, Lpsi, LpsiT, white, block_task, block_rows, K, 
                 Yn[:, :] = Z
             else:
                 Yn[:, :] = 0.0
-                for i in range(d):
-                    _add_rows(Lpsi[ti, i], Z, 0, i + 1, Yn[i])
+                _add_matvec(G[ti], Z, Yn)
             _add_matvec(A[ti], Y, Yn)
             _add_matvec(negB[ti], U, Yn)
             Y, Yn = Yn, Y
@@ -308,15 +320,13 @@ def normals_numba(key: int, n: int) -> np.ndarray:
     return out
 
 
-def _whiten(A, B, Q, L0, Lpsi):
-    """Inputs in the noise coordinates ``y = L_Psi^{-1} x`` (see :func:`_kernel`), or ``None``
-    when some ``L_Psi`` is too ill-conditioned (e.g. singular ``Psi``) for that to be accurate."""
-    diag = np.abs(np.diagonal(Lpsi, axis1=-2, axis2=-1))
-    if np.any(diag.min(axis=-1) <= 1e-6 * diag.max(axis=-1)):
+def _whiten(A, B, Q, L0, G):
+    """Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None``
+    when some ``G`` is too ill-conditioned (e.g. singular ``Psi``) for that to be accurate."""
+    if not well_conditioned(G):
         return None
-    Linv = np.linalg.inv(Lpsi)
-    LT = np.swapaxes(Lpsi, -1, -2)
-    return Linv @ A @ Lpsi, Linv @ B, LT @ Q @ Lpsi, Linv @ L0
+    Ginv = np.linalg.inv(G)
+    return Ginv @ A @ G, Ginv @ B, np.swapaxes(G, -1, -2) @ Q @ G, Ginv @ L0
 
 
 def _upper_doubled(M: np.ndarray) -> np.ndarray:
@@ -341,22 +351,25 @@ def _task_blocks(task_index: np.ndarray, lanes: int) -> tuple[np.ndarray, np.nda
     return np.asarray(block_task, dtype=np.int64), np.concatenate(rows)
 
 
-def simulate_costs_numba(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length: int,
+def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, lanes: int | None = None) -> np.ndarray:
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
-    (``L0``, ``Lpsi`` must be lower triangular). ``lanes`` rollouts of a task (default
-    :data:`LANES`) are simulated together; the result does not depend on it (to rounding)."""
+    (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`).
+    ``lanes`` rollouts of a task (default :data:`LANES`) are simulated together; the result
+    does not depend on it (to rounding)."""
     out = np.empty(K.shape[0])
     if K.shape[0] == 0:
         return out
     task_index = np.asarray(task_index, dtype=np.int64)
-    white = _whiten(A, B, Q, L0, Lpsi)
+    white = _whiten(A, B, Q, L0, G)
     if white is not None:
         A, B, Q, L0 = white
+    off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
+    qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
     block_task, block_rows = _task_blocks(task_index, int(LANES if lanes is None else lanes))
     c = np.ascontiguousarray
-    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(Lpsi),
-            c(np.swapaxes(Lpsi, -1, -2)), white is not None, block_task, block_rows, c(K),
+    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
+            c(np.swapaxes(G, -1, -2)), white is not None, qdiag, block_task, block_rows, c(K),
             noise_index.astype(np.int64), int(length), np.uint64(key),
             block_stride(length, A.shape[-1]), out)
     return out
