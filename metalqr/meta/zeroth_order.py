@@ -15,7 +15,7 @@ from .._validation import as_rng, check_positive
 from ..exceptions import RolloutOverflowError, UnstablePolicyError, ValidationError
 from ..lqr.policy import check_gain, costs_indexed
 from ..lqr.tasks import Batch, as_batch
-from ..rollouts.backends import standard_normals
+from ..rollouts.backends import sphere_points
 from ..rollouts.counter_rng import draw_key
 from ..rollouts.engine import _factors, run_rollouts
 from .objective import as_taskset
@@ -30,10 +30,8 @@ def sphere_perturbations(rng: np.random.Generator, shape: tuple[int, ...], radiu
     """I.i.d. matrices uniform on the Frobenius sphere of radius ``radius``; ``shape`` ends in
     ``(k, d)``. Normalised Gaussians from the counter-based generator (key drawn from
     ``rng``), so every backend draws the same perturbations."""
-    G = standard_normals(draw_key(as_rng(rng)), int(np.prod(shape)), backend)
-    G = G.reshape(shape[:-2] + (-1,))
-    G *= (radius / np.sqrt(np.einsum("...i,...i->...", G, G)))[..., None]     # in place
-    return G.reshape(shape)
+    rows, n = int(np.prod(shape[:-2])), shape[-2] * shape[-1]
+    return sphere_points(draw_key(as_rng(rng)), rows, n, radius, backend).reshape(shape)
 
 
 class _Evaluator:

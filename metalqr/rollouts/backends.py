@@ -105,6 +105,21 @@ def standard_normals(key: int, n: int, backend: str | None = None) -> np.ndarray
     return out
 
 
+def sphere_points(key: int, rows: int, n: int, radius: float,
+                  backend: str | None = None) -> np.ndarray:
+    """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
+    ``z_{mn} .. z_{mn + n - 1}`` of the counter-based generator with key ``key``, normalised.
+    The same points on every backend (to rounding); generated and normalised in one compiled
+    pass with ``"numba"``."""
+    name = DEFAULT_BACKEND if backend is None else backend
+    if name == "numba":
+        from .numba_kernel import sphere_numba
+        return sphere_numba(key, rows, n, radius)
+    G = standard_normals(key, rows * n, backend).reshape(rows, n)
+    G *= (radius / np.sqrt(np.einsum("ij,ij->i", G, G)))[:, None]     # in place
+    return G
+
+
 def available_backends() -> list[str]:
     """Backends that can run on this machine."""
     names = ["numpy", "numba"]

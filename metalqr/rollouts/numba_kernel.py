@@ -36,7 +36,7 @@ from .engine import well_conditioned
 from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_R, ZIG_W,
                           block_stride)
 
-__all__ = ["simulate_costs_numba", "LANES"]
+__all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "LANES"]
 
 #: Rollouts simulated together as one structure-of-arrays block (128 x 8 bytes per state row;
 #: the per-rollout gains of a block, 8 k d LANES bytes, stay in a 512 KiB L2 cache at
@@ -110,28 +110,30 @@ def _fast_normal(x):
 
 
 @nb.njit(error_model="numpy", cache=True)
-def _repair(key, c):
-    """The normal number ``c`` that :func:`_fast_normal` left :data:`_PENDING`."""
-    return _slow_normal(_mix(key + (c + _ONE) * GAMMA))
+def _repair(x):
+    """The normal number of state ``x`` that :func:`_fast_normal` left :data:`_PENDING`."""
+    return _slow_normal(_mix(x))
 
 
 @nb.njit(**_JIT)
-def _lane_normals(key, base, off, Z):
-    """``Z[i, r] = z_{base[r] + off + i}``: one step's noise for a block of rollouts, row by row
-    (a column-wise walk with strided stores took three times as long). The hash is scalar
-    (LLVM's AVX2 emulation of 64-bit multiplies is slower than scalar ``imul``); the 1.5% of
-    draws beyond the ziggurat's fast test are filled in by a second pass."""
+def _lane_normals(x0, off, Z):
+    """``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
+    of a block of rollouts: one step's noise, row by row (a column-wise walk with strided
+    stores took three times as long). The hash is scalar (LLVM's AVX2 emulation of 64-bit
+    multiplies is slower than scalar ``imul``); the 1.5% of draws beyond the ziggurat's fast
+    test are filled in by a second pass."""
     d, L = Z.shape
     for i in range(d):
         Zi = Z[i]
-        c1 = np.uint64(off + i + 1)
+        step = np.uint64(off + i) * GAMMA
         for r in range(L):
-            Zi[r] = _fast_normal(key + (base[r] + c1) * GAMMA)
+            Zi[r] = _fast_normal(x0[r] + step)
     for i in range(d):
         Zi = Z[i]
+        step = np.uint64(off + i) * GAMMA
         for r in range(L):
             if Zi[r] == _PENDING:
-                Zi[r] = _repair(key, base[r] + np.uint64(off + i))
+                Zi[r] = _repair(x0[r] + step)
 
 
 @nb.njit(**_JIT)
@@ -248,11 +250,11 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
     for b in nb.prange(nblocks):
         ti = block_task[b]
         Kt = np.zeros((k, d, L))        # Kt[a, j, r] = K[n_r, a, j]
-        base = np.zeros(L, dtype=np.uint64)
+        x0 = np.zeros(L, dtype=np.uint64)  # SplitMix64 state of each rollout's first number
         for r in range(L):
             n = block_rows[b, r]
             if n >= 0:
-                base[r] = np.uint64(noise_index[n]) * np.uint64(S)
+                x0[r] = key + (np.uint64(noise_index[n]) * np.uint64(S) + _ONE) * GAMMA
                 for a in range(k):
                     for j in range(d):
                         Kt[a, j, r] = K[n, a, j]
@@ -268,7 +270,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         s = np.empty(L)
         s2 = np.empty(L)
         total = np.zeros(L)
-        _lane_normals(key, base, 0, Z)
+        _lane_normals(x0, 0, Z)
         _add_matvec(L0[ti], Z, Y)
         for t in range(length + 1):
             U[:, :] = 0.0
@@ -282,7 +284,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                 _add_quadratic(Ru[ti], U, s, s2, total)
             if t == length:
                 break
-            _lane_normals(key, base, (t + 1) * d, Z)
+            _lane_normals(x0, (t + 1) * d, Z)
             if white:
                 Yn[:, :] = Z
             else:
@@ -310,7 +312,38 @@ def _fill_normals_parallel(key, out):
             x += GAMMA
         for j in range(s, min(s + 8192, n)):
             if out[j] == _PENDING:
-                out[j] = _repair(key, np.uint64(j))
+                out[j] = _repair(key + np.uint64(j + 1) * GAMMA)
+
+
+@nb.njit(parallel=True, **_JIT)
+def _fill_sphere_parallel(key, radius, out):
+    """Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
+    Euclidean norm ``radius``."""
+    rows, n = out.shape
+    for m in nb.prange(rows):
+        row = out[m]
+        c0 = m * n
+        x = key + np.uint64(c0 + 1) * GAMMA
+        for j in range(n):
+            row[j] = _fast_normal(x)
+            x += GAMMA
+        for j in range(n):
+            if row[j] == _PENDING:
+                row[j] = _repair(key + np.uint64(c0 + j + 1) * GAMMA)
+        ss = 0.0
+        for j in range(n):
+            ss += row[j] * row[j]
+        scale = radius / math.sqrt(ss)
+        for j in range(n):
+            row[j] *= scale
+
+
+def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
+    """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
+    the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled)."""
+    out = np.empty((rows, n))
+    _fill_sphere_parallel(np.uint64(key), float(radius), out)
+    return out
 
 
 def normals_numba(key: int, n: int) -> np.ndarray:
