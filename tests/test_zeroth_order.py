@@ -111,3 +111,21 @@ def test_estimator_errors():
         metalqr.zo_gradient(TASK, K0, radius=5.0, oracle="exact", n_perturbations=50, rng=0)
     with pytest.raises(metalqr.RolloutOverflowError, match="radius"):
         metalqr.zo_gradient(TASK, K0, radius=50.0, rollout_length=3000, n_perturbations=50, rng=0)
+
+
+def test_sphere_perturbations_are_uniform_on_the_sphere_and_backend_independent():
+    """Norm r exactly; mean 0 and second moment (r^2 / dk) I (the moments of the uniform
+    distribution on the sphere), to 5 standard errors; the compiled one-pass generator gives
+    the NumPy backend's points."""
+    from metalqr.meta.zeroth_order import sphere_perturbations
+    r, M, k, d = 0.05, 20000, 2, 3
+    U = sphere_perturbations(np.random.default_rng(4), (M, k, d), r, backend="numba")
+    V = sphere_perturbations(np.random.default_rng(4), (M, k, d), r, backend="numpy")
+    np.testing.assert_allclose(U, V, rtol=1e-13, atol=1e-16)
+    flat = U.reshape(M, -1)
+    n = flat.shape[1]
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), r, rtol=1e-14)
+    assert np.max(np.abs(flat.mean(axis=0))) < 5 * r / np.sqrt(n * M)
+    second = flat.T @ flat / M * n / r**2          # should be the identity
+    # Per draw, n u_i^2 / r^2 has variance 3n/(n+2) - 1 = 1.25 (n = 6); off-diagonal terms less.
+    assert np.max(np.abs(second - np.eye(n))) < 5 * np.sqrt(1.25 / M)
