@@ -79,14 +79,20 @@ def test_zo_maml_gradient_approaches_exact_meta_gradient():
     ts = metalqr.sample_tasks(3, 2, 1, rng=4)
     K, eta = np.zeros((1, 2)), 1e-2
     exact = metalqr.maml_gradient(ts, K, eta)
-    errs = []
+    errs, means = [], []
     for M in (100, 1600):
-        ests = [metalqr.zo_maml_gradient(ts, K, eta=eta, n_perturbations=M, inner_perturbations=50,
-                                         radius=0.01, rng=s, oracle="exact", two_point=True)
-                for s in range(3)]
-        errs.append(np.sqrt(np.mean([np.sum((e - exact) ** 2) for e in ests])))
-    assert errs[1] < errs[0] / 2.5          # 1/sqrt(M): factor 4 expected
-    assert errs[1] < 0.03 * np.linalg.norm(exact)
+        ests = np.array([metalqr.zo_maml_gradient(ts, K, eta=eta, n_perturbations=M,
+                                                  inner_perturbations=50, radius=0.01, rng=s,
+                                                  oracle="exact", two_point=True)
+                         for s in range(8)])
+        errs.append(np.sqrt(np.mean(np.sum((ests - exact) ** 2, axis=(1, 2)))))
+        means.append(ests.mean(axis=0))
+    # 1/sqrt(M) predicts a factor 4; with 8 seeds each RMS error is known to about 20%.
+    assert errs[1] < errs[0] / 2
+    # Measured over 12 seeds: RMS relative error 2.9% at M = 1600; the mean of 8 estimates
+    # then has about 1% noise, plus the 0.4% smoothing bias.
+    assert errs[1] < 0.05 * np.linalg.norm(exact)
+    assert np.linalg.norm(means[1] - exact) < 0.025 * np.linalg.norm(exact)
 
 
 def test_zo_maml_backends_agree_and_task_batch():

@@ -15,7 +15,7 @@ from .._validation import as_rng, check_positive
 from ..exceptions import RolloutOverflowError, UnstablePolicyError, ValidationError
 from ..lqr.policy import check_gain, costs_indexed
 from ..lqr.tasks import Batch, as_batch
-from ..rollouts.backends import sphere_points
+from ..rollouts.backends import perturbed_gains, sphere_points
 from ..rollouts.counter_rng import draw_key
 from ..rollouts.engine import _factors, run_rollouts
 from .objective import as_taskset
@@ -127,7 +127,8 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
     n, k, d = batch.n, batch.k, batch.d
     sg = _signs(two_point)
     U = sphere_perturbations(rng, (n, M, k, d), r, backend)
-    gains = Kb[:, None, None] + sg[None, None, :, None, None] * U[:, :, None]      # (n, M, s, k, d)
+    gains = perturbed_gains(Kb.reshape(n, -1), U.reshape(n, M, -1), two_point,
+                            backend).reshape(n, M, sg.size, k, d)                   # K + s U
     task_index = np.broadcast_to(np.arange(n)[:, None, None], gains.shape[:3])
     noise = np.broadcast_to(np.arange(n * M).reshape(n, M, 1), gains.shape[:3])  # pairs share noise
     J = _Evaluator(batch, oracle, length, backend, rng)(task_index, gains, noise, "zo_gradient")
@@ -189,10 +190,8 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
     K_hat = Kb + sg[None, None, :, None, None] * U[:, :, None]                      # (T, M, S, k, d)
     # Inner Algorithm 1 at every outer gain: V[t, m, s, j], gains K_hat + s' V.
     V = sphere_perturbations(rng, (T, M, S, Mi, k, d), r, backend)
-    inner = np.empty((T, M, S, Mi, S, k, d))
-    np.add(K_hat[:, :, :, None], V, out=inner[:, :, :, :, 0])
-    if two_point:
-        np.subtract(K_hat[:, :, :, None], V, out=inner[:, :, :, :, 1])
+    inner = perturbed_gains(K_hat.reshape(-1, k * d), V.reshape(-1, Mi, k * d), two_point,
+                            backend).reshape(T, M, S, Mi, S, k, d)
     shape_in = inner.shape[:5]
     ti_in = np.broadcast_to(chosen[:, None, None, None, None], shape_in)
     noise_in = np.broadcast_to(np.arange(T * M * S * Mi).reshape(T, M, S, Mi, 1), shape_in)

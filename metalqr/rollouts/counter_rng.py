@@ -4,13 +4,13 @@ Normal number ``c`` of a call with key ``key`` is a pure function of ``(key, c)`
 
 * ``mix(x)`` is the SplitMix64 output function (Steele, Lea & Flood 2014) and the first word
   of number ``c`` is ``h = mix(key + (c + 1) * GAMMA)``;
-* ``z_c`` is drawn from ``h`` with the ziggurat method of Marsaglia & Tsang (2000), 256 layers
-  of equal area ``V``, in the form NumPy's own generator uses: bits 0-7 of ``h`` pick the
-  layer ``i``, bit 8 the sign, bits 12-63 an integer ``a < 2^52``, and ``z = +-a W[i]``
-  whenever ``a < KI[i]`` (the point lies inside the part of the layer under the density).
-  That holds for about 98.5% of draws and costs one multiplication; the rest (the wedges
-  of the layers, and the tail ``|z| > R`` for the base layer) take further words from a
-  SplitMix64 stream seeded with ``h``: ``s <- s + GAMMA``, word ``mix(s)``.
+* ``z_c`` is drawn from ``h`` with the ziggurat method of Marsaglia & Tsang (2000), with 1024
+  layers of equal area ``V`` (NumPy's generator uses the same scheme with 256): bits 0-9 of
+  ``h`` pick the layer ``i``, bit 10 the sign, bits 12-63 an integer ``a < 2^52``, and
+  ``z = +-a W[i]`` whenever ``a < KI[i]`` (the point lies inside the part of the layer under
+  the density). That holds for about 99.6% of draws and costs one multiplication; the rest
+  (the wedges of the layers, and the tail ``|z| > R`` for the base layer) take further words
+  from a SplitMix64 stream seeded with ``h``: ``s <- s + GAMMA``, word ``mix(s)``.
 
 Because ``z_c`` does not depend on the order of generation, NumPy, CuPy (the same
 array-module code) and the Numba kernel produce the same numbers, whatever the number of
@@ -33,30 +33,37 @@ M1 = np.uint64(0xBF58476D1CE4E5B9)
 M2 = np.uint64(0x94D049BB133111EB)
 INV_2_53 = 1.0 / 9007199254740992.0
 
-#: Right edge of the base layer (start of the tail) and common area of the 256 layers.
-ZIG_R = 3.6541528853610088
-ZIG_V = 4.92867323399e-3
+#: Number of layers, right edge of the base layer (start of the tail) and the layers' common
+#: area ``V = R f(R) + int_R^inf f`` with ``f(x) = exp(-x^2/2)``. ``R`` solves ``x_0 = 0`` for the
+#: recursion of :func:`ziggurat_tables` (bisection in double precision; the same procedure
+#: gives Marsaglia & Tsang's published R = 3.6541528853610088 for 256 layers).
+ZIG_LAYERS = 1024
+ZIG_R = 4.038849846109505
+ZIG_V = ZIG_R * math.exp(-0.5 * ZIG_R**2) + math.sqrt(math.pi / 2) * math.erfc(ZIG_R / math.sqrt(2))
 ZIG_INV_R = 1.0 / ZIG_R
+_LAYER = np.uint64(ZIG_LAYERS - 1)
+_SIGN = np.uint64(10)
 
 
 def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Marsaglia & Tsang's tables for 256 layers and 52-bit integers: ``(KI, W, F)``.
+    """Marsaglia & Tsang's tables for :data:`ZIG_LAYERS` layers and 52-bit integers:
+    ``(KI, W, F)``.
 
     Layer ``i >= 1`` is the rectangle ``[0, x_i] x [f(x_i), f(x_{i-1})]`` with
-    ``f(x) = exp(-x^2/2)``, ``x_255 = R`` and ``x_{i-1}`` from ``x_{i-1} (f(x_{i-1}) - f(x_i))
+    ``f(x) = exp(-x^2/2)``, ``x_{N-1} = R`` and ``x_{i-1}`` from ``x_{i-1} (f(x_{i-1}) - f(x_i))
     = V``, i.e. ``x_{i-1} = sqrt(-2 log(V / x_i + f(x_i)))``; the base layer is
     ``[0, V / f(R)] x [0, f(R)]`` (rectangle plus tail). ``W[i] = x_i 2^-52`` maps the integer
     to the abscissa, ``KI[i] = (x_{i-1} / x_i) 2^52`` is the acceptance bound and
     ``F[i] = f(x_i)``. Checked in the tests: every layer has area ``V``.
     """
-    m = 2.0**52
-    KI, W, F = np.zeros(256, dtype=np.uint64), np.zeros(256), np.zeros(256)
+    m, n = 2.0**52, ZIG_LAYERS
+    KI, W, F = np.zeros(n, dtype=np.uint64), np.zeros(n), np.zeros(n)
     x = ZIG_R
     q = ZIG_V / math.exp(-0.5 * x * x)
     KI[0] = int(x / q * m)
-    W[0], W[255] = q / m, x / m
-    F[0], F[255] = 1.0, math.exp(-0.5 * x * x)
-    for i in range(254, 0, -1):
+    W[0], W[n - 1] = q / m, x / m
+    F[0], F[n - 1] = 1.0, math.exp(-0.5 * x * x)
+    for i in range(n - 2, 0, -1):
         x_prev = math.sqrt(-2.0 * math.log(ZIG_V / x + math.exp(-0.5 * x * x)))
         KI[i + 1] = int(x_prev / x * m)
         x = x_prev
@@ -124,7 +131,7 @@ def _slow_path(xp, h):
     pending = xp.arange(h.shape[0])
     s = h.copy()
     while pending.size:
-        idx = (h & np.uint64(255)).astype(xp.int64)
+        idx = (h & _LAYER).astype(xp.int64)
         a = h >> np.uint64(12)
         x = a.astype(xp.float64) * W[idx]
         accept = a < KI[idx]
@@ -138,7 +145,7 @@ def _slow_path(xp, h):
         if tail.size:
             x[tail] = _tail(xp, s[tail])
             accept[tail] = True
-        x = xp.where((h >> np.uint64(8)) & np.uint64(1), -x, x)
+        x = xp.where((h >> _SIGN) & np.uint64(1), -x, x)
         out[pending[accept]] = x[accept]
         keep = ~accept
         pending, s = pending[keep], s[keep] + GAMMA
@@ -150,10 +157,10 @@ def normals(xp, key: int, index):
     """Standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``)."""
     KI, W, _ = _tables(xp)
     h = _mix(np.uint64(key) + (index + np.uint64(1)) * GAMMA)
-    idx = (h & np.uint64(255)).astype(xp.int64)
+    idx = (h & _LAYER).astype(xp.int64)
     a = h >> np.uint64(12)
     z = a.astype(xp.float64) * W[idx]
-    z = xp.where((h >> np.uint64(8)) & np.uint64(1), -z, z)
+    z = xp.where((h >> _SIGN) & np.uint64(1), -z, z)
     slow = xp.flatnonzero(a >= KI[idx])
     if slow.size:
         flat = z.reshape(-1)

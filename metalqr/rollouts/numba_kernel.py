@@ -33,18 +33,18 @@ import numba as nb
 import numpy as np
 
 from .engine import well_conditioned
-from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_R, ZIG_W,
-                          block_stride)
+from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_LAYERS, ZIG_R,
+                          ZIG_W, block_stride)
 
-__all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "LANES"]
+__all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
 
 #: Rollouts simulated together as one structure-of-arrays block (128 x 8 bytes per state row;
 #: the per-rollout gains of a block, 8 k d LANES bytes, stay in a 512 KiB L2 cache at
 #: (d, k) = (20, 10)).
 LANES = 128
 
-_S8, _S12, _S27, _S30, _S31, _S11 = (np.uint64(n) for n in (8, 12, 27, 30, 31, 11))
-_ONE, _BYTE = np.uint64(1), np.uint64(255)
+_S10, _S12, _S27, _S30, _S31, _S11 = (np.uint64(n) for n in (10, 12, 27, 30, 31, 11))
+_ONE, _LAYER = np.uint64(1), np.uint64(ZIG_LAYERS - 1)
 _JIT = dict(fastmath=True, error_model="numpy", cache=True)
 #: Marks a draw left to the ziggurat's slow path (finite: ``fastmath`` folds NaN tests away).
 _PENDING = 1e300
@@ -71,7 +71,7 @@ def _slow_normal(h):
     ``fastmath``, so that the arithmetic is NumPy's."""
     s = h
     while True:
-        i = np.int64(h & _BYTE)
+        i = np.int64(h & _LAYER)
         a = h >> _S12
         x = np.float64(np.int64(a)) * ZIG_W[i]
         accept = a < ZIG_KI[i]
@@ -90,7 +90,7 @@ def _slow_normal(h):
             x = ZIG_R + xx
             accept = True
         if accept:
-            return -x if (h >> _S8) & _ONE else x
+            return -x if (h >> _S10) & _ONE else x
         s += GAMMA
         h = _mix(s)
 
@@ -98,14 +98,14 @@ def _slow_normal(h):
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def _fast_normal(x):
     """Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
-    one-multiplication test accepts (about 98.5% of draws; then ``|z| < R``), else
+    one-multiplication test accepts (about 99.6% of draws; then ``|z| < R``), else
     :data:`_PENDING` (see :func:`_repair`). Branch-free: calling the slow path from this loop
     made it three times slower."""
     h = _mix(x)
-    i = np.int64(h & _BYTE)
+    i = np.int64(h & _LAYER)
     a = h >> _S12
     z = np.float64(np.int64(a)) * ZIG_W[i]
-    z = -z if (h >> _S8) & _ONE else z
+    z = -z if (h >> _S10) & _ONE else z
     return z if a < ZIG_KI[i] else _PENDING
 
 
@@ -120,20 +120,21 @@ def _lane_normals(x0, off, Z):
     """``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
     of a block of rollouts: one step's noise, row by row (a column-wise walk with strided
     stores took three times as long). The hash is scalar (LLVM's AVX2 emulation of 64-bit
-    multiplies is slower than scalar ``imul``); the 1.5% of draws beyond the ziggurat's fast
+    multiplies is slower than scalar ``imul``); the 0.4% of draws beyond the ziggurat's fast
     test are filled in by a second pass."""
     d, L = Z.shape
     for i in range(d):
         Zi = Z[i]
         step = np.uint64(off + i) * GAMMA
+        pending = 0
         for r in range(L):
-            Zi[r] = _fast_normal(x0[r] + step)
-    for i in range(d):
-        Zi = Z[i]
-        step = np.uint64(off + i) * GAMMA
-        for r in range(L):
-            if Zi[r] == _PENDING:
-                Zi[r] = _repair(x0[r] + step)
+            z = _fast_normal(x0[r] + step)
+            Zi[r] = z
+            pending += z == _PENDING
+        if pending:
+            for r in range(L):
+                if Zi[r] == _PENDING:
+                    Zi[r] = _repair(x0[r] + step)
 
 
 @nb.njit(**_JIT)
@@ -343,6 +344,29 @@ def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
     the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled)."""
     out = np.empty((rows, n))
     _fill_sphere_parallel(np.uint64(key), float(radius), out)
+    return out
+
+
+@nb.njit(parallel=True, **_JIT)
+def _fill_perturbed(C, V, out):
+    """``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] =
+    C[p] - V[p, q]``."""
+    P, Q, S, n = out.shape
+    for p in nb.prange(P):
+        c = C[p]
+        for q in range(Q):
+            v, o = V[p, q], out[p, q]
+            for j in range(n):
+                o[0, j] = c[j] + v[j]
+            if S == 2:
+                for j in range(n):
+                    o[1, j] = c[j] - v[j]
+
+
+def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
+    """Compiled, parallel :func:`~metalqr.rollouts.backends.perturbed_gains`."""
+    out = np.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
+    _fill_perturbed(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
     return out
 
 
