@@ -173,6 +173,29 @@ def _add_rows_lanewise(C, X, out):
 
 
 @nb.njit(**_JIT)
+def _add_rows_lanewise_pair(C, E, X, o, p):
+    """``o += sum_j C[j] * X[j]`` and ``p += sum_j E[j] * X[j]`` (per-rollout coefficients),
+    two output rows per pass so that each row of ``X`` is loaded once for both."""
+    n = X.shape[0]
+    j = 0
+    while j + 4 <= n:
+        c0, c1, c2, c3 = C[j], C[j + 1], C[j + 2], C[j + 3]
+        e0, e1, e2, e3 = E[j], E[j + 1], E[j + 2], E[j + 3]
+        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+        for r in range(o.shape[0]):
+            v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
+            o[r] += c0[r] * v0 + c1[r] * v1 + c2[r] * v2 + c3[r] * v3
+            p[r] += e0[r] * v0 + e1[r] * v1 + e2[r] * v2 + e3[r] * v3
+        j += 4
+    while j < n:
+        cj, ej, xj = C[j], E[j], X[j]
+        for r in range(o.shape[0]):
+            o[r] += cj[r] * xj[r]
+            p[r] += ej[r] * xj[r]
+        j += 1
+
+
+@nb.njit(**_JIT)
 def _add_rows_pair(c, e, X, j0, j1, o, p):
     """``o += sum_j c[j] X[j]`` and ``p += sum_j e[j] X[j]`` over ``j0 <= j < j1``: two output
     rows per pass, so each row of ``X`` is loaded once for both."""
@@ -250,20 +273,21 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
     key = np.uint64(key)
     for b in nb.prange(nblocks):
         ti = block_task[b]
-        Kt = np.zeros((k, d, L))        # Kt[a, j, r] = K[n_r, a, j]
+        rows = block_rows[b]
         x0 = np.zeros(L, dtype=np.uint64)  # SplitMix64 state of each rollout's first number
         for r in range(L):
-            n = block_rows[b, r]
-            if n >= 0:
-                x0[r] = key + (np.uint64(noise_index[n]) * np.uint64(S) + _ONE) * GAMMA
-                for a in range(k):
+            if rows[r] >= 0:
+                x0[r] = key + (np.uint64(noise_index[rows[r]]) * np.uint64(S) + _ONE) * GAMMA
+        Kt = np.zeros((k, d, L))        # Kt[a, j, r] = K~[n_r, a, j]
+        Ka = np.zeros((d, L))
+        for a in range(k):              # K~ = K G, i.e. K~[a] = G' K[a] on the rows (white)
+            Kta = Kt[a] if not white else Ka
+            for r in range(L):
+                if rows[r] >= 0:
                     for j in range(d):
-                        Kt[a, j, r] = K[n, a, j]
-        if white:                       # K~ = K G, i.e. K~[a] = G' K[a] on the rows
-            Kw = np.zeros((k, d, L))
-            for a in range(k):
-                _add_matvec(GT[ti], Kt[a], Kw[a])
-            Kt = Kw
+                        Kta[j, r] = K[rows[r], a, j]
+            if white:
+                _add_matvec(GT[ti], Ka, Kt[a])
         Y = np.zeros((d, L))
         Yn = np.empty((d, L))
         U = np.empty((k, L))
@@ -275,7 +299,11 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         _add_matvec(L0[ti], Z, Y)
         for t in range(length + 1):
             U[:, :] = 0.0
-            for a in range(k):
+            a = 0
+            while a + 2 <= k:
+                _add_rows_lanewise_pair(Kt[a], Kt[a + 1], Y, U[a], U[a + 1])
+                a += 2
+            if a < k:
                 _add_rows_lanewise(Kt[a], Y, U[a])
             if t > 0:                   # stage cost of x_t, t = 1 .. l
                 if qdiag:
