@@ -43,12 +43,13 @@ def loop_rollout_costs(tasks, task_index, K, length, rng):
 
 def flops_per_rollout(d: int, k: int, length: int) -> float:
     """Floating-point operations of the Numba kernel's roll-out (multiply-add = 2): gain in
-    noise coordinates ``K L_Psi``; ``u = K~ y`` at each of the ``l + 1`` states; per step the
-    cost forms from their upper triangles and ``A~ y - B~ u``."""
-    setup = k * d * d
-    gains = (length + 1) * d * k
-    step = d * (d + 1) // 2 + d + k * (k + 1) // 2 + k + d * d + d * k
-    return 2.0 * (setup + gains + length * step)
+    noise coordinates ``K G``; ``u = K~ y`` at each of the ``l + 1`` states; per step the state
+    cost as a weighted sum of squares (3 a coordinate), ``u'Ru`` from the upper triangle of
+    ``R`` and ``A~ y - B~ u``."""
+    setup = 2 * k * d * d
+    gains = 2 * (length + 1) * d * k
+    step = 3 * d + 2 * (k * (k + 1) // 2 + k) + 2 * (d * d + d * k)
+    return float(setup + gains + length * step)
 
 
 def matmul_gflops(n: int = 2000) -> float:

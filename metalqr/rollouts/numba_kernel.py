@@ -7,22 +7,24 @@ operation of a step is a sum of scaled rows, ``out[:] += c0 X[j] + c1 X[j+1] + .
 LLVM vectorises over rollouts with no horizontal reductions. A step is
 
 * ``u = K~ y`` (per-rollout coefficients),
-* ``cost += y'Q~y + u'Ru`` (upper triangles, off-diagonal entries doubled),
+* ``cost += y'Q~y + u'Ru`` (``Q~`` diagonal: a weighted sum of squares; ``R`` from its upper
+  triangle with doubled off-diagonal entries),
 * ``y <- A~ y - B~ u + z`` (task-wide coefficients),
 
-in the noise coordinates ``y = L_Psi^{-1} x`` when ``Psi`` is well conditioned (then
-``A~ = L^{-1} A L``, ``B~ = L^{-1} B``, ``Q~ = L'QL``, ``K~ = K L`` and the noise enters as ``z``)
-and in the original coordinates otherwise (``+ L_Psi z``).
+in the noise coordinates ``y = G^{-1} x`` when ``Psi`` is well conditioned (then
+``A~ = G^{-1} A G``, ``B~ = G^{-1} B``, ``Q~ = G'QG``, ``K~ = K G`` and the noise enters as ``z``;
+``G`` from :func:`~metalqr.rollouts.engine.noise_factors` makes ``Q~`` diagonal) and in the
+original coordinates otherwise (``+ G z``, full quadratic form).
 
 Numba specifics that matter for speed (measured on a 2-core AMD EPYC, see
 ``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"python"`` error model
-checks every float division for zero, which stops the AS241 rational function from
-vectorising); one-dimensional row views with ``range`` loops (two-dimensional indexing is
-compiled with negative-index wrap-around and is not vectorised); four input rows and two
-output rows per pass, so that each output row is loaded and stored once per four
-multiply-adds; plain ``njit`` helpers rather than ``inline="always"`` (same speed, a third of
-the compile time); and a scalar loop for the 64-bit hash of the noise (LLVM's AVX2
-emulation of 64-bit multiplies is twice as slow as scalar ``imul`` on this machine).
+checks every float division for zero, which blocks vectorisation); one-dimensional row views
+with ``range`` loops (two-dimensional indexing is compiled with negative-index wrap-around and
+is not vectorised); four input rows and two output rows per pass, so that each output row is
+loaded and stored once per four multiply-adds; plain ``njit`` helpers rather than
+``inline="always"`` (same speed, a third of the compile time); a scalar loop for the 64-bit
+hash of the noise (LLVM's AVX2 emulation of 64-bit multiplies is twice as slow as scalar
+``imul`` on this machine), row by row, with the ziggurat's rare slow draws in a second pass.
 """
 
 from __future__ import annotations
