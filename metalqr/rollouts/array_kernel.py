@@ -13,14 +13,15 @@ from .counter_rng import block_stride, normals
 __all__ = ["simulate_costs_array"]
 
 
-def simulate_costs_array(xp, A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length: int,
+def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int):
     """Empirical costs of ``N`` rollouts, all in arrays of module ``xp``.
 
     Parameters
     ----------
-    A, B, Q, R, L0, Lpsi : arrays, leading task axis
-        Task matrices; ``L0``, ``Lpsi`` are factors with ``L L' = Sigma0`` and ``Psi``.
+    A, B, Q, R, L0, G : arrays, leading task axis
+        Task matrices; ``L0 L0' = Sigma0`` and ``G G' = Psi`` (the noise factors of
+        :func:`~metalqr.rollouts.engine.noise_factors`: ``x_0 = L0 z``, ``w_t = G z``).
     task_index : int array (N,)
         Task of each rollout.
     K : array (N, k, d)
@@ -42,7 +43,7 @@ def simulate_costs_array(xp, A, B, Q, R, L0, Lpsi, task_index, K, noise_index, l
     Kt = xp.swapaxes(K, -1, -2)
     AK = A[task_index] - B[task_index] @ K
     Mc = Q[task_index] + Kt @ R[task_index] @ K
-    Lw = Lpsi[task_index]
+    Gw = G[task_index]
     base = noise_index.astype(xp.uint64) * np.uint64(S)
     cols = xp.arange(d, dtype=xp.uint64)
 
@@ -52,6 +53,6 @@ def simulate_costs_array(xp, A, B, Q, R, L0, Lpsi, task_index, K, noise_index, l
     x = L0[task_index] @ z(0)
     total = xp.zeros(K.shape[0], dtype=xp.float64)
     for t in range(1, length + 1):
-        x = AK @ x + Lw @ z(t)
+        x = AK @ x + Gw @ z(t)
         total += (xp.swapaxes(x, -1, -2) @ Mc @ x)[:, 0, 0]
     return total / length

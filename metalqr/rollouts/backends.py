@@ -35,20 +35,20 @@ CHUNK = 8192
 
 @dataclass(frozen=True)
 class Backend:
-    """A rollout backend: ``simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index,
+    """A rollout backend: ``simulate(A, B, Q, R, L0, G, task_index, K, noise_index,
     length, key) -> costs`` on NumPy inputs, NumPy output."""
 
     name: str
     simulate: Callable[..., np.ndarray]
 
 
-def _numpy_simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key):
+def _numpy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
     from .array_kernel import simulate_costs_array
 
     N, d = K.shape[0], A.shape[-1]
 
     def chunks(ti, Kc, ni):
-        outs = [simulate_costs_array(np, A, B, Q, R, L0, Lpsi, ti[s:s + CHUNK], Kc[s:s + CHUNK],
+        outs = [simulate_costs_array(np, A, B, Q, R, L0, G, ti[s:s + CHUNK], Kc[s:s + CHUNK],
                                      ni[s:s + CHUNK], length, key)
                 for s in range(0, ti.shape[0], CHUNK)]
         return (np.concatenate(outs) if outs else np.empty(0),)
@@ -70,12 +70,12 @@ def cupy_available() -> bool:
         return False
 
 
-def _cupy_simulate(A, B, Q, R, L0, Lpsi, task_index, K, noise_index, length, key):
+def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
     import cupy as cp
 
     from .array_kernel import simulate_costs_array
 
-    dev = [cp.asarray(a) for a in (A, B, Q, R, L0, Lpsi)]
+    dev = [cp.asarray(a) for a in (A, B, Q, R, L0, G)]
     N, d = K.shape[0], A.shape[-1]
     free, _ = cp.cuda.Device().mem_info
     chunk = max(1024, int(free * 0.25 / (8 * (4 * d * d + 8 * d + 16))))
