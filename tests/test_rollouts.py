@@ -11,7 +11,7 @@ import metalqr
 from metalqr.rollouts import backends as backends_mod
 from metalqr.rollouts.counter_rng import (GAMMA, ZIG_KI, ZIG_LAYERS, ZIG_R, ZIG_V, _mix, normals,
                                           ziggurat_tables)
-from metalqr.rollouts import numba_kernel
+from metalqr.rollouts import array_kernel, numba_kernel
 from metalqr.rollouts.engine import noise_factors
 from metalqr.rollouts.numba_kernel import normals_numba
 from helpers import random_task, stabilizing_gain
@@ -97,6 +97,19 @@ def test_numba_result_does_not_depend_on_the_block_of_rollouts(rng, monkeypatch)
         monkeypatch.setattr(numba_kernel, "LANES", lanes)
         got = metalqr.simulate_costs(tasks, K, task_index=ti, length=25, rng=4, backend="numba")
         assert np.allclose(got, ref, rtol=1e-10, atol=0)
+
+
+def test_array_kernel_does_not_depend_on_blocks_or_noise_slabs(rng, monkeypatch):
+    """The NumPy/CuPy kernel groups roll-outs by task into blocks of LANES and generates the
+    noise of several steps at once; neither choice changes a cost."""
+    tasks, Ks = _family(rng, 4, 2)
+    ti = rng.permutation(np.arange(203) % 3)
+    K = Ks[ti] + 0.01 * rng.standard_normal((203, 2, 4))
+    ref = metalqr.simulate_costs(tasks, K, task_index=ti, length=20, rng=8, backend="numpy")
+    monkeypatch.setattr(array_kernel, "LANES", 7)
+    monkeypatch.setattr(array_kernel, "NOISE_BYTES", 1)          # one step per generator call
+    got = metalqr.simulate_costs(tasks, K, task_index=ti, length=20, rng=8, backend="numpy")
+    assert np.allclose(got, ref, rtol=1e-12, atol=0)
 
 
 def test_numba_whitened_and_direct_paths_agree_with_numpy(rng):

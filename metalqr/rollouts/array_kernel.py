@@ -2,28 +2,43 @@
 
 The same function serves the ``"numpy"`` backend (``xp = numpy``) and the ``"cupy"``
 backend (``xp = cupy``), so CPU-only test runs exercise the GPU code path.
+
+Layout: the roll-outs are grouped by task into blocks of :data:`LANES`
+(:func:`~metalqr.rollouts.blocks.task_blocks`), states as rows, ``x`` of shape
+``(nblocks, LANES, d)``. A step is then a few batched matrix products with one task matrix
+per block (``x A'``, ``u B'``, ``z G'``, ``x Q``, ``u R``: BLAS / cuBLAS GEMMs) and one
+per-roll-out product ``u = K x``. The noise of several steps is generated per call of the
+counter-based generator, at most :data:`NOISE_BYTES` at a time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .blocks import task_blocks
 from .counter_rng import block_stride, normals
 
-__all__ = ["simulate_costs_array"]
+__all__ = ["simulate_costs_array", "LANES", "NOISE_BYTES"]
+
+#: Roll-outs of one task per block (rows of each batched product).
+LANES = 256
+#: Upper bound on the noise generated at once (bytes).
+NOISE_BYTES = 1 << 26
 
 
 def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int):
-    """Empirical costs of ``N`` rollouts, all in arrays of module ``xp``.
+    """Empirical costs of ``N`` rollouts.
 
     Parameters
     ----------
+    xp : module
+        ``numpy`` or ``cupy``; every array below except ``task_index`` lives in it.
     A, B, Q, R, L0, G : arrays, leading task axis
         Task matrices; ``L0 L0' = Sigma0`` and ``G G' = Psi`` (the noise factors of
         :func:`~metalqr.rollouts.engine.noise_factors`: ``x_0 = L0 z``, ``w_t = G z``).
-    task_index : int array (N,)
-        Task of each rollout.
+    task_index : NumPy int array (N,)
+        Task of each rollout (on the host: it fixes the block layout).
     K : array (N, k, d)
         Gain of each rollout.
     noise_index : int array (N,)
@@ -38,21 +53,38 @@ def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, leng
     costs : array (N,)
         ``(1/l) sum_{t=1}^{l} x_t'(Q + K'RK) x_t`` (Algorithm 1 of the ZO-MAML paper).
     """
-    d = A.shape[-1]
+    N, d = K.shape[0], K.shape[2]
+    out = xp.empty(N, dtype=xp.float64)
+    if N == 0:
+        return out
+    block_task, block_rows = task_blocks(np.asarray(task_index), LANES)
+    nblocks, L = block_rows.shape
+    rows = xp.asarray(np.maximum(block_rows, 0))
+    bt = xp.asarray(block_task)
+
+    def per_block(M):                   # transposed task matrix of each block
+        return xp.ascontiguousarray(xp.swapaxes(M, -1, -2)[bt])
+
+    At, Bt, Gt, L0t, Qb, Rb = (per_block(M) for M in (A, B, G, L0, Q, R))
+    Kb = K[rows]                                                        # (nblocks, L, k, d)
     S = block_stride(length, d)
-    Kt = xp.swapaxes(K, -1, -2)
-    AK = A[task_index] - B[task_index] @ K
-    Mc = Q[task_index] + Kt @ R[task_index] @ K
-    Gw = G[task_index]
-    base = noise_index.astype(xp.uint64) * np.uint64(S)
+    base = noise_index[rows].astype(xp.uint64) * np.uint64(S)           # (nblocks, L)
     cols = xp.arange(d, dtype=xp.uint64)
+    slab = max(1, NOISE_BYTES // (8 * nblocks * L * d))
 
-    def z(t):
-        return normals(xp, key, base[:, None] + np.uint64(t * d) + cols[None, :])[..., None]
+    def noise(t0, t1):                  # z for x_0 (t = 0) and w_{t-1} (t >= 1), t0 <= t < t1
+        c = xp.arange(t0, t1, dtype=xp.uint64)[:, None] * np.uint64(d) + cols[None, :]
+        return normals(xp, key, base[:, :, None, None] + c[None, None])  # (nblocks, L, t, d)
 
-    x = L0[task_index] @ z(0)
-    total = xp.zeros(K.shape[0], dtype=xp.float64)
-    for t in range(1, length + 1):
-        x = AK @ x + Gw @ z(t)
-        total += (xp.swapaxes(x, -1, -2) @ Mc @ x)[:, 0, 0]
-    return total / length
+    x = noise(0, 1)[:, :, 0] @ L0t
+    u = xp.einsum("blkd,bld->blk", Kb, x)
+    total = xp.zeros((nblocks, L))
+    for t0 in range(1, length + 1, slab):
+        Z = noise(t0, min(t0 + slab, length + 1))
+        for j in range(Z.shape[2]):
+            x = x @ At - u @ Bt + Z[:, :, j] @ Gt
+            u = xp.einsum("blkd,bld->blk", Kb, x)
+            total += xp.sum(x * (x @ Qb), axis=-1) + xp.sum(u * (u @ Rb), axis=-1)
+    valid = block_rows >= 0
+    out[xp.asarray(block_rows[valid])] = total[xp.asarray(valid)] / length
+    return out

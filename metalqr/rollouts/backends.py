@@ -76,15 +76,14 @@ def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
     from .array_kernel import simulate_costs_array
 
     dev = [cp.asarray(a) for a in (A, B, Q, R, L0, G)]
-    N, d = K.shape[0], A.shape[-1]
+    N, k, d = K.shape
     free, _ = cp.cuda.Device().mem_info
-    chunk = max(1024, int(free * 0.25 / (8 * (4 * d * d + 8 * d + 16))))
+    chunk = max(1024, int(free * 0.25 / (8 * (2 * k * d + 8 * (d + k) + 16))))
     out = np.empty(N)
     for s in range(0, N, chunk):
         sl = slice(s, s + chunk)
         out[sl] = cp.asnumpy(simulate_costs_array(
-            cp, *dev, cp.asarray(task_index[sl]), cp.asarray(K[sl]), cp.asarray(noise_index[sl]),
-            length, key))
+            cp, *dev, task_index[sl], cp.asarray(K[sl]), cp.asarray(noise_index[sl]), length, key))
     return out
 
 

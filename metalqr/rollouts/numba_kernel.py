@@ -34,6 +34,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .blocks import task_blocks
 from .engine import well_conditioned
 from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_LAYERS, ZIG_R,
                           ZIG_W, block_stride)
@@ -424,20 +425,6 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
     return Mu
 
 
-def _task_blocks(task_index: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rollouts grouped by task into blocks of ``lanes`` (the last block of a task padded
-    with ``-1``): ``(block_task, block_rows)``."""
-    order = np.argsort(task_index, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(task_index[order]) != 0])
-    rows, block_task = [], []
-    for group in np.split(order, starts[1:]):
-        padded = np.full(-(-len(group) // lanes) * lanes, -1, dtype=np.int64)
-        padded[:len(group)] = group
-        rows.append(padded.reshape(-1, lanes))
-        block_task += [task_index[group[0]]] * rows[-1].shape[0]
-    return np.asarray(block_task, dtype=np.int64), np.concatenate(rows)
-
-
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, lanes: int | None = None) -> np.ndarray:
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
@@ -453,7 +440,7 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
         A, B, Q, L0 = white
     off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
     qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
-    block_task, block_rows = _task_blocks(task_index, int(LANES if lanes is None else lanes))
+    block_task, block_rows = task_blocks(task_index, int(LANES if lanes is None else lanes))
     c = np.ascontiguousarray
     _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
             c(np.swapaxes(G, -1, -2)), white is not None, qdiag, block_task, block_rows, c(K),
