@@ -331,20 +331,25 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                 out[n] = total[r] / length
 
 
+@nb.njit(**_JIT)
+def _consecutive_normals(key, c0, out):
+    """``out[j] = z_{c0 + j}`` (fast pass, then the rare slow draws)."""
+    x0 = key + np.uint64(c0 + 1) * GAMMA
+    x = x0
+    for j in range(out.shape[0]):
+        out[j] = _fast_normal(x)
+        x += GAMMA
+    for j in range(out.shape[0]):
+        if out[j] == _PENDING:
+            out[j] = _repair(x0 + np.uint64(j) * GAMMA)
+
+
 @nb.njit(parallel=True, **_JIT)
 def _fill_normals_parallel(key, out):
     """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 8192."""
     n = out.shape[0]
-    nblocks = (n + 8191) // 8192
-    for b in nb.prange(nblocks):
-        s = b * 8192
-        x = key + np.uint64(s + 1) * GAMMA
-        for j in range(s, min(s + 8192, n)):
-            out[j] = _fast_normal(x)
-            x += GAMMA
-        for j in range(s, min(s + 8192, n)):
-            if out[j] == _PENDING:
-                out[j] = _repair(key + np.uint64(j + 1) * GAMMA)
+    for b in nb.prange((n + 8191) // 8192):
+        _consecutive_normals(key, b * 8192, out[b * 8192:min(b * 8192 + 8192, n)])
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -354,14 +359,7 @@ def _fill_sphere_parallel(key, radius, out):
     rows, n = out.shape
     for m in nb.prange(rows):
         row = out[m]
-        c0 = m * n
-        x = key + np.uint64(c0 + 1) * GAMMA
-        for j in range(n):
-            row[j] = _fast_normal(x)
-            x += GAMMA
-        for j in range(n):
-            if row[j] == _PENDING:
-                row[j] = _repair(key + np.uint64(c0 + j + 1) * GAMMA)
+        _consecutive_normals(key, m * n, row)
         ss = 0.0
         for j in range(n):
             ss += row[j] * row[j]
