@@ -6,7 +6,8 @@ The public API is re-exported here; see ``docs/`` for worked examples.
 from .exceptions import (BackendUnavailableError, MetalqrError, NotMAMLStabilizingError,
                          NotMetaLearnableError, RolloutOverflowError, TrainingDivergedError,
                          TrainingStalledError,
-                         UnstablePolicyError, ValidationError)
+                         UnstablePolicyError, ValidationError, ValidationTypeError,
+                         CheckpointError)
 from .lqr import (LQRTask, PolicyOptimizationResult, TaskSet, boeing747, cost, dlyap,
                   double_integrator, evaluate, gauss_newton_direction, gradient, hessian,
                   hessian_vp, inverted_pendulum, is_stabilizing, natural_gradient, optimal_gain,
@@ -22,7 +23,7 @@ from .rollouts import available_backends, expected_rollout_cost, simulate_costs
 __version__ = "0.1.0"
 
 __all__ = [
-    "MetalqrError", "ValidationError", "UnstablePolicyError", "NotMAMLStabilizingError",
+    "MetalqrError", "ValidationError", "ValidationTypeError", "CheckpointError", "UnstablePolicyError", "NotMAMLStabilizingError",
     "NotMetaLearnableError", "RolloutOverflowError", "BackendUnavailableError",
     "TrainingStalledError", "TrainingDivergedError",
     "LQRTask", "TaskSet", "dlyap", "spectral_radius", "is_stabilizing", "optimal_gain", "cost",

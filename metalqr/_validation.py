@@ -1,29 +1,65 @@
-"""Input checks shared by the public API (pure helpers, no numerics beyond checks)."""
+"""Input checks shared by the public API (pure helpers, no numerics beyond checks).
+
+Every public function of metalqr validates its arguments through these helpers, so that
+every malformed input raises a :class:`~metalqr.ValidationError` (a ``ValueError``) or a
+:class:`~metalqr.ValidationTypeError` (a ``TypeError``) whose message names the argument
+and says how to fix it. The helpers never coerce silently: complex, boolean, object and
+string arrays are rejected rather than truncated or reinterpreted.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import numbers
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .exceptions import ValidationError
+from .exceptions import ValidationError, ValidationTypeError
 
 #: Relative tolerance used for symmetry and semidefiniteness checks.
 SYM_RTOL = 1e-8
 
+#: Largest number of float64 entries a single public call may allocate before it must
+#: refuse with a clear error (2**31 entries = 16 GiB). Functions compare their own
+#: estimate against :func:`check_size`.
+MAX_ARRAY_ENTRIES = 2 ** 31
+
 
 def as_float_array(value: Any, name: str, ndim: int | None = None,
-                   shape: tuple[int | None, ...] | None = None) -> np.ndarray:
-    """Convert ``value`` to a finite float64 array and check its shape.
+                   shape: tuple[int | None, ...] | None = None, *,
+                   allow_empty: bool = True) -> np.ndarray:
+    """Convert ``value`` to a finite real float64 array and check its shape.
 
-    ``shape`` may contain ``None`` for free dimensions. Raises
-    :class:`ValidationError` naming ``name`` on any problem.
+    ``shape`` may contain ``None`` for free dimensions. Complex, boolean, object and
+    string input is rejected (never truncated). Raises :class:`ValidationError` naming
+    ``name`` on any problem.
     """
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{name} must be a real numeric array; got {type(value).__name__} "
-                              f"that cannot be converted to float64 ({exc}).") from None
+    if isinstance(value, (str, bytes)):
+        raise ValidationTypeError(f"{name} must be a real numeric array; got a string {value!r}.")
+    raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    kind = raw.dtype.kind
+    if kind == "c":
+        if raw.size and np.any(np.imag(raw) != 0):
+            raise ValidationTypeError(
+                f"{name} must be real; got a complex array with non-zero imaginary part. "
+                f"metalqr works in real arithmetic: pass the real part explicitly if intended.")
+        raise ValidationTypeError(f"{name} must have a real dtype; got {raw.dtype}. Pass "
+                                  f"{name}.real if the imaginary part is meant to be zero.")
+    if kind == "b":
+        raise ValidationTypeError(f"{name} must be a real numeric array; got a boolean array.")
+    if kind in "OUSV":
+        try:
+            arr = np.array(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValidationTypeError(
+                f"{name} must be a real numeric array; got {type(value).__name__} that cannot be "
+                f"converted to float64 ({exc}).") from None
+        if kind in "USV":
+            raise ValidationTypeError(f"{name} must be a real numeric array; got an array of "
+                                      f"strings/bytes (dtype {raw.dtype}).")
+    else:
+        arr = np.array(raw, dtype=np.float64)
     if ndim is not None and arr.ndim != ndim:
         raise ValidationError(f"{name} must be a {ndim}-D array; got {arr.ndim}-D array of shape "
                               f"{arr.shape}.")
@@ -31,6 +67,8 @@ def as_float_array(value: Any, name: str, ndim: int | None = None,
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
             raise ValidationError(f"{name} must have shape {want}; got {arr.shape}.")
+    if not allow_empty and arr.size == 0:
+        raise ValidationError(f"{name} must not be empty; got shape {arr.shape}.")
     if arr.size and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValidationError(f"{name} contains {bad} non-finite value(s) (NaN or inf); "
@@ -62,27 +100,151 @@ def check_psd(arr: np.ndarray, name: str, *, strict: bool) -> None:
                               f"{lo:.3g}.")
 
 
-def as_rng(rng: Any) -> np.random.Generator:
+def as_rng(rng: Any, name: str = "rng") -> np.random.Generator:
     """Return a :class:`numpy.random.Generator` from a Generator, a seed or ``None``."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
+    if isinstance(rng, bool):
+        raise ValidationTypeError(f"{name} must be a numpy.random.Generator, an int seed >= 0 or "
+                                  f"None; got a bool.")
+    if isinstance(rng, (int, np.integer)):
+        if rng < 0:
+            raise ValidationError(f"{name} must be a non-negative int seed; got {rng}.")
+        return np.random.default_rng(int(rng))
+    if rng is None or isinstance(rng, np.random.SeedSequence):
         return np.random.default_rng(rng)
-    raise ValidationError(f"rng must be a numpy.random.Generator, an int seed or None; got "
-                          f"{type(rng).__name__}.")
+    raise ValidationTypeError(f"{name} must be a numpy.random.Generator, an int seed >= 0 or "
+                              f"None; got {type(rng).__name__}.")
 
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False, integer: bool = False):
-    """Check a positive scalar parameter (step size, count, radius...)."""
+    """Check a positive scalar parameter (step size, count, radius...).
+
+    Returns the value as ``int`` (``integer=True``) or ``float``.
+    """
     if integer:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValidationError(f"{name} must be an integer; got {value!r}.")
-    else:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValidationError(f"{name} must be a real number; got {value!r}.") from None
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        return check_int(value, name, minimum=0 if allow_zero else 1)
+    value = check_real(value, name)
+    if value < 0 or (value == 0 and not allow_zero):
         cond = ">= 0" if allow_zero else "> 0"
         raise ValidationError(f"{name} must be finite and {cond}; got {value!r}.")
     return value
+
+
+def check_real(value: Any, name: str, *, minimum: float | None = None,
+               maximum: float | None = None, min_inclusive: bool = True,
+               max_inclusive: bool = True) -> float:
+    """Check a finite real scalar, optionally within ``[minimum, maximum]`` (open ends by
+    ``min_inclusive`` / ``max_inclusive``); return it as ``float``."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise ValidationTypeError(f"{name} must be a real number; got {value!r}.")
+    if isinstance(value, complex) or (isinstance(value, np.generic)
+                                      and np.iscomplexobj(value)):
+        raise ValidationTypeError(f"{name} must be a real number; got complex {value!r}.")
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0:
+            raise ValidationTypeError(f"{name} must be a real scalar; got an array of shape "
+                                      f"{value.shape}.")
+        value = value.item()
+        if isinstance(value, (bool, complex)):
+            raise ValidationTypeError(f"{name} must be a real number; got {value!r}.")
+    if not isinstance(value, numbers.Real):
+        raise ValidationTypeError(f"{name} must be a real number; got {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValidationError(f"{name} must be finite; got {value!r}.")
+    _check_range(value, name, minimum, maximum, min_inclusive, max_inclusive)
+    return value
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Check an integer scalar (bools rejected; integral floats such as ``5.0`` rejected
+    too, so that a typo like ``1e3`` for a count is seen); return it as ``int``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValidationTypeError(f"{name} must be an integer; got {value!r} "
+                                  f"({type(value).__name__}).")
+    value = int(value)
+    _check_range(value, name, minimum, maximum, True, True)
+    return value
+
+
+def check_probability(value: Any, name: str, *, allow_zero: bool = False,
+                      allow_one: bool = False) -> float:
+    """Check a probability / confidence level in (0, 1) (ends optional)."""
+    return check_real(value, name, minimum=0.0, maximum=1.0, min_inclusive=allow_zero,
+                      max_inclusive=allow_one)
+
+
+def _check_range(value, name, minimum, maximum, min_inclusive, max_inclusive) -> None:
+    lo_bad = minimum is not None and (value < minimum or (value == minimum and not min_inclusive))
+    hi_bad = maximum is not None and (value > maximum or (value == maximum and not max_inclusive))
+    if lo_bad or hi_bad:
+        lo = "" if minimum is None else ("[" if min_inclusive else "(") + f"{minimum:g}"
+        hi = "" if maximum is None else f"{maximum:g}" + ("]" if max_inclusive else ")")
+        if minimum is not None and maximum is not None:
+            want = f"in {lo}, {hi}"
+        elif minimum is not None:
+            want = (">= " if min_inclusive else "> ") + f"{minimum:g}"
+        else:
+            want = ("<= " if max_inclusive else "< ") + f"{maximum:g}"
+        raise ValidationError(f"{name} must be {want}; got {value!r}.")
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    """Check that ``value`` is one of ``choices`` (names of variants, backends, methods,
+    strategies...); the error lists the valid ones."""
+    choices = list(choices)
+    if isinstance(value, np.ndarray) or not any(
+            type(value) is type(c) and value == c for c in choices):
+        valid = ", ".join(repr(c) for c in choices)
+        hint = ""
+        if isinstance(value, str):
+            import difflib
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+            if close:
+                hint = f" Did you mean {close[0]!r}?"
+        raise ValidationError(f"{name} must be one of {valid}; got {value!r}.{hint}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Check a boolean flag (``True``/``False`` or a NumPy bool; not 0/1 or strings)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValidationTypeError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def check_callable(value: Any, name: str, *, allow_none: bool = False):
+    """Check that ``value`` is callable (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        raise ValidationTypeError(f"{name} must be callable; got {type(value).__name__}.")
+    return value
+
+
+def check_size(n_entries: float, name: str, *, what: str, alternative: str,
+               limit: float = MAX_ARRAY_ENTRIES) -> None:
+    """Refuse a request whose estimated size (float64 entries or elementary steps)
+    exceeds ``limit``, before allocating or looping.
+
+    The message states the request, the estimate and the alternative.
+    """
+    if n_entries > limit:
+        raise ValidationError(
+            f"{name}: this request needs about {n_entries:.3g} {what} "
+            f"(about {8 * n_entries / 2**30:.3g} GiB as float64), above metalqr's limit of "
+            f"{limit:.3g}. {alternative}")
+
+
+def check_same_length(arrays: Sequence[tuple[str, Any]], axis_name: str = "length") -> int:
+    """Check that the leading axes of named arrays agree; return the common length."""
+    lengths = [(name, len(a)) for name, a in arrays]
+    first = lengths[0][1]
+    for name, n in lengths[1:]:
+        if n != first:
+            desc = ", ".join(f"{nm}: {ln}" for nm, ln in lengths)
+            raise ValidationError(f"{name} has {axis_name} {n} but {lengths[0][0]} has {first}; "
+                                  f"they must agree ({desc}).")
+    return first

@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = [
     "MetalqrError",
     "ValidationError",
+    "ValidationTypeError",
+    "CheckpointError",
     "UnstablePolicyError",
     "NotMAMLStabilizingError",
     "NotMetaLearnableError",
@@ -27,6 +29,18 @@ class MetalqrError(Exception):
 class ValidationError(MetalqrError, ValueError):
     """An argument has the wrong shape, contains non-finite values or violates
     a mathematical requirement (symmetry, definiteness, ...)."""
+
+
+class ValidationTypeError(ValidationError, TypeError):
+    """An argument has the wrong type (a string where a number is expected, a complex or
+    boolean array where a real one is, a non-callable callback...). It is a
+    :class:`ValidationError`, hence a ``ValueError``, and also a ``TypeError``."""
+
+
+class CheckpointError(MetalqrError, ValueError):
+    """A checkpoint or result file is damaged, from another run or another format version,
+    or its folder is in use by another run. The message names the file and the way out
+    (start afresh, or use another output folder)."""
 
 
 class UnstablePolicyError(MetalqrError, ValueError):
