@@ -39,3 +39,22 @@ def rel(a, b) -> float:
     """Relative Frobenius error ||a - b|| / max(||b||, tiny)."""
     a, b = np.asarray(a), np.asarray(b)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def assert_named_error(fn, word: str, *args, exc=None, **kwargs):
+    """Call ``fn(*args, **kwargs)`` and assert it raises a metalqr error (``exc``, default
+    :class:`metalqr.MetalqrError`) that is a ``ValueError`` or ``TypeError`` and whose
+    message names ``word`` (the argument). Returns the exception."""
+    import re
+
+    import pytest
+
+    exc = metalqr.MetalqrError if exc is None else exc
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    err = info.value
+    assert isinstance(err, metalqr.MetalqrError), f"not a metalqr error: {err!r}"
+    assert isinstance(err, (ValueError, TypeError)), f"not a ValueError/TypeError: {err!r}"
+    assert re.search(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])", str(err)), (
+        f"message does not name {word!r}: {err}")
+    return err
