@@ -221,7 +221,11 @@ def test_ilqr_validation():
     with pytest.raises(metalqr.ValidationError, match="U0 must satisfy"):
         ilqr(**kw, u_min=1.0, constraint="reject")
     with pytest.raises(metalqr.ValidationError, match="not finite"):
-        ilqr(lambda x, u, t: x * np.inf, lambda x, u, t: np.sum(x), np.ones(1), np.zeros((3, 1)),
+        ilqr(lambda x, u, t: x * np.inf, lambda x, u, t: np.sum(x, axis=1), np.ones(1),
+             np.zeros((3, 1)), vectorized=True)
+    # a vectorized cost must return one value per point (a scalar sum used to be accepted)
+    with pytest.raises(metalqr.ValidationError, match=r"cost must return shape \(3,\)"):
+        ilqr(lambda x, u, t: x + u, lambda x, u, t: np.sum(x), np.ones(1), np.zeros((3, 1)),
              vectorized=True)
 
 
