@@ -186,7 +186,7 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
     T, M = U.shape
     if T < 1 or M < 1:
         raise ValidationError(f"U must have shape (T, M) with T, M >= 1; got {U.shape}.")
-    d.check(T, None, M, finite=True, name="d")
+    d.check(T, None, M, finite=True, name="d", against=f"U of shape {U.shape}")
     D = d.f_u.shape[1]
     mu = check_real(mu, "mu", minimum=0.0)
     value_model = check_choice(value_model, "value_model", VALUE_MODELS)

@@ -85,10 +85,12 @@ class Derivatives:
         return tuple(np.shape(self.f_u))
 
     def check(self, T: int | None = None, D: int | None = None, M: int | None = None, *,
-              finite: bool = False, name: str = "derivatives") -> "Derivatives":
+              finite: bool = False, name: str = "derivatives",
+              against: str = "the trajectory") -> "Derivatives":
         """Validate every field (real dtype, shapes consistent with ``f_u`` (T, D, M) and with
         the given ``T``, ``D``, ``M``; all finite if ``finite``); convert to C-contiguous
-        float64 in place. Returns ``self``.
+        float64 in place. ``name`` and ``against`` (what gave ``T``, ``D``, ``M``) appear in
+        the messages. Returns ``self``.
 
         Raises
         ------
@@ -100,8 +102,8 @@ class Derivatives:
         for want, got, what in ((T, T0, "T (horizon)"), (D, D0, "D (state size)"),
                                 (M, M0, "M (control size)")):
             if want is not None and want != got:
-                raise ValidationError(f"{name}.f_u has shape {f_u.shape} (T, D, M) but the "
-                                      f"trajectory has {what} = {want}; every derivative array "
+                raise ValidationError(f"{name}.f_u has shape {f_u.shape} (T, D, M) but "
+                                      f"{against} has {what} = {want}; every derivative array "
                                       f"must match the trajectory it was computed on.")
         if min(T0, D0, M0) < 1:
             raise ValidationError(f"{name}.f_u must have shape (T, D, M) with T, D, M >= 1; "

@@ -392,9 +392,43 @@ def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tup
 def finite_horizon_lqr(mats: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact solution of the LQ problem of :func:`linear_quadratic` by the Riccati recursion
     with affine terms: returns the optimal controls (T, M), feedback (T, M, D) and feed-forward
-    (T, M) gains (``u_t = K_t x_t + k_t``)."""
-    A, B, c, Q, R, q, x0 = (mats[n] for n in ("A", "B", "c", "Q", "R", "q", "x0"))
+    (T, M) gains (``u_t = K_t x_t + k_t``).
+
+    Parameters
+    ----------
+    mats : dict
+        ``A`` (T, D, D), ``B`` (T, D, M), ``c`` (T, D), ``Q`` (T+1, D, D) symmetric PSD,
+        ``R`` (T, M, M) symmetric positive definite, ``q`` (T, D), ``x0`` (D,).
+
+    Returns
+    -------
+    U (T, M), K (T, M, D), k (T, M)
+
+    Raises
+    ------
+    ValidationError
+        A missing key, a malformed or inconsistent matrix, or an ``R`` that is not positive
+        definite.
+    """
+    if not isinstance(mats, dict):
+        raise ValidationTypeError(f"mats must be a dict as returned by linear_quadratic; got "
+                                  f"{type(mats).__name__}.")
+    missing = [n for n in ("A", "B", "c", "Q", "R", "q", "x0") if n not in mats]
+    if missing:
+        raise ValidationError(f"mats is missing the key(s) {missing}; pass the dict returned by "
+                              f"linear_quadratic.")
+    B = real_array(mats["B"], "mats['B']", ndim=3)
     T, D, M = B.shape
+    if min(T, D, M) < 1:
+        raise ValidationError(f"mats['B'] must have shape (T, D, M) with T, D, M >= 1; got {B.shape}.")
+    A = real_array(mats["A"], "mats['A']", shape=(T, D, D))
+    c = real_array(mats["c"], "mats['c']", shape=(T, D))
+    Q = check_symmetric(real_array(mats["Q"], "mats['Q']", shape=(T + 1, D, D)), "mats['Q']")
+    R = check_symmetric(real_array(mats["R"], "mats['R']", shape=(T, M, M)), "mats['R']")
+    check_psd(Q, "mats['Q']", strict=False)
+    check_psd(R, "mats['R']", strict=True)
+    q = real_array(mats["q"], "mats['q']", shape=(T, D))
+    x0 = real_array(mats["x0"], "mats['x0']", shape=(D,))
     P, p = Q[T].copy(), np.zeros(D)
     Ks, ks = np.zeros((T, M, D)), np.zeros((T, M))
     for t in range(T - 1, -1, -1):
