@@ -5,12 +5,18 @@ Finite-difference steps (issue 13 A). A central difference with step ``h`` has r
 error about ``eps |f| / h``. The classic step ``h = eps^(1/3) max(1, |z_j|)`` is relative to
 the *input*; when the outputs are huge and the input is small (a control ``u = 0`` next to
 a state ``|x| = 1e17``) the perturbation is lost in rounding (``1.5 x + h == 1.5 x``) and the
-derivative comes out as 0. Every difference is therefore checked: an entry whose two
-evaluations differ by fewer than ``_KAPPA`` units of rounding of the output is
-*unresolved*; its coordinate is differenced again with a step scaled to the output
-(``eps^(1/3) max(1, |z_j|, |f|)``, and ``eps^(1/4) max(1, |z_j|, sqrt|c|)`` for Hessians),
-and the new value replaces the old one only if the two agree within the old one's rounding
-error (so a larger step never trades rounding for truncation error unnoticed).
+derivative comes out as 0. Every difference is therefore checked. An entry is *at risk*
+when its two evaluations differ by fewer than ``_KAPPA`` (1e4) units of rounding of the
+output while a derivative of size 1 could have been lost (the smallest resolvable derivative
+``_KAPPA eps |f| / h`` exceeds 1; this never happens for outputs below about ``1e6``, so
+ordinary problems are differenced exactly as before). The coordinates of at-risk entries
+are differenced again with steps growing by ``_GROWTH`` (1e3) per rung (for a Hessian, a
+coordinate's step grows while its own second derivative is at risk); a rung's value
+replaces the previous one only while the two agree within their rounding bounds (a larger
+step must not trade rounding for truncation error unnoticed), and the entry is settled when
+it is resolved to ``_KAPPA_ACCEPT`` (1e8) units of rounding (relative rounding error below
+1e-7), when any derivative above ``1e-8`` would be resolved (the entry is then ~0), or at
+the first inconsistent or non-finite rung.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ _EPS = np.finfo(float).eps
 #: An FD entry is resolved when its two evaluations differ by at least this many units of
 #: rounding of the output.
 _KAPPA = 1e4
+#: Resolution at which a refined entry is settled.
+_KAPPA_ACCEPT = 1e8
+#: Step growth per rung of the refinement, and the largest number of rungs.
+_GROWTH, _MAX_RUNGS = 1e3, 40
 #: Rounding error of one evaluation of a user callable, in units of ``eps |f|``.
 _SAFETY = 8.0
 #: Largest number of float64 point coordinates formed in one batch (memory per chunk).
@@ -180,7 +190,7 @@ def _rows_in_chunks(per_row: int, R: int):
 
 def _grad_once(f, Z, ts, h):
     """Central differences at rows ``Z`` (R, n) with steps ``h`` (R, n): estimate (R, n, p),
-    rounding bound (R, n, p) and resolution flag (R, n, p)."""
+    rounding bound, resolution in units of rounding, and smallest resolvable derivative."""
     R, n = Z.shape
     out = []
     for a, b in _rows_in_chunks(2 * n * n, R):
@@ -193,16 +203,15 @@ def _grad_once(f, Z, ts, h):
     V = np.concatenate(out)
     with np.errstate(all="ignore"):
         diff = V[:, 0] - V[:, 1]
-        size = np.abs(V[:, 0]) + np.abs(V[:, 1])
-        G = diff / (2 * h[:, :, None])
-        E = _SAFETY * _EPS * size / (2 * h[:, :, None])
-        resolved = np.abs(diff) >= _KAPPA * _EPS * size
-    return G, E, resolved, size
+        noise = _EPS * (np.abs(V[:, 0]) + np.abs(V[:, 1]))
+        den = 2 * h[:, :, None]
+        return diff / den, _SAFETY * noise / den, np.abs(diff) / noise, _KAPPA * noise / den
 
 
 def _hess_once(f, Z, ts, h):
     """Second differences ``(f(++) - f(+-) - f(-+) + f(--)) / (4 h_i h_j)`` of a scalar ``f``
-    at rows ``Z`` (R, n): estimate, rounding bound and resolution flag, each (R, n, n)."""
+    at rows ``Z`` (R, n): estimate, rounding bound, resolution and smallest resolvable
+    second derivative, each (R, n, n)."""
     R, n = Z.shape
     signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)
     out = []
@@ -216,54 +225,59 @@ def _hess_once(f, Z, ts, h):
     C = np.concatenate(out)
     with np.errstate(all="ignore"):
         num = C[:, 0] - C[:, 1] - C[:, 2] + C[:, 3]
-        size = np.abs(C).sum(axis=1)
+        noise = _EPS * np.abs(C).sum(axis=1)
         den = 4 * h[:, :, None] * h[:, None, :]
         H = num / den
-        E = _SAFETY * _EPS * size / den
-        resolved = np.abs(num) >= _KAPPA * _EPS * size
-    H = 0.5 * (H + np.swapaxes(H, 1, 2))
-    return H, E, resolved & np.swapaxes(resolved, 1, 2), size
+        H = 0.5 * (H + np.swapaxes(H, 1, 2))
+        return H, _SAFETY * noise / den, np.abs(num) / noise, _KAPPA * noise / den
 
 
-def _adapt(first, again, Z, ts, h0, order, fixed):
-    """Run ``first`` at steps ``h0``; difference again the coordinates of unresolved entries
-    with a step scaled to the output, and keep the new values where they are consistent."""
-    est, err, resolved, size = first(Z, ts, h0)
+def _adapt(once, Z, ts, h0, fixed, hessian=False):
+    """Run ``once`` at steps ``h0``; refine the at-risk entries on a ladder of growing steps
+    (module docstring). ``once`` returns (estimate, rounding bound, resolution, smallest
+    resolvable value), entries indexed (row, coordinate, ...)."""
+    est, err, ratio, smin = once(Z, ts, h0)
     if fixed:
         return est
-    bad = ~resolved & np.isfinite(size)
-    if order == 1:                                   # bad (R, n, p): per coordinate j
-        bad_coord = bad.any(axis=2)
-        scale = np.max(np.where(bad, 0.5 * size, 0.0), axis=2)
-    else:                                            # bad (R, n, n): per coordinate i or j
-        bad_coord = bad.any(axis=2)
-        scale = np.sqrt(np.max(np.where(bad, 0.25 * size, 0.0), axis=2))
-    h1 = np.where(bad_coord, np.maximum(h0, _base(None, order) * scale), h0)
-    redo = np.any(h1 > 10.0 * h0, axis=1)
-    if not np.any(redo):
+    with np.errstate(invalid="ignore"):
+        pending = (ratio < _KAPPA) & (smin > 1.0) & np.isfinite(smin)
+    if not np.any(pending):
         return est
-    h1 = np.where(h1 > 10.0 * h0, h1, h0)[redo]
-    est1, err1, _, _ = again(Z[redo], ts[redo], h1)
-    sub_est, sub_err, sub_bad = est[redo], err[redo], bad[redo]
-    with np.errstate(all="ignore"):
-        ok = sub_bad & np.isfinite(est1) & (np.abs(est1 - sub_est) <= sub_err + err1)
-    sub_est[ok] = est1[ok]
-    est[redo] = sub_est
+    rows = np.flatnonzero(pending.reshape(len(Z), -1).any(axis=1))
+    Zs, tss, h = Z[rows], ts[rows], h0[rows].copy()
+    e, er, pend = est[rows], err[rows], pending[rows]
+    for _ in range(_MAX_RUNGS):
+        if hessian:     # a coordinate moves while its own curvature is unresolved
+            moving = np.diagonal(pend, axis1=1, axis2=2)
+            pend = pend & (moving[:, :, None] | moving[:, None, :])
+        else:           # a coordinate moves while any output's derivative is unresolved
+            moving = pend.any(axis=2)
+        if not np.any(moving):
+            break
+        h = np.where(moving, h * _GROWTH, h)
+        G, E, rat, sm = once(Zs, tss, h)
+        with np.errstate(all="ignore"):
+            usable = np.isfinite(G) & (np.abs(G - e) <= er + E)
+        take = pend & usable
+        e[take], er[take] = G[take], E[take]
+        with np.errstate(invalid="ignore"):
+            settled = take & ((rat >= _KAPPA_ACCEPT) | (sm <= 1e-8))
+        pend = pend & ~settled & usable
+        if not np.any(pend):
+            break
+    est[rows] = e
     return est
 
 
 def _gradient(f, Z, ts, step):
-    n = Z.shape[1]
     h0 = _base(step, 1) * np.maximum(1.0, np.abs(Z))
-    run = lambda Zs, tss, h: _grad_once(f, Zs, tss, h)
-    return _adapt(run, run, Z, ts, h0, 1, step is not None)          # (R, n, p)
+    return _adapt(lambda Zs, tss, h: _grad_once(f, Zs, tss, h), Z, ts, h0, step is not None)
 
 
 def _hessian(f, Z, ts, step):
-    n = Z.shape[1]
     h0 = _base(step, 2) * np.maximum(1.0, np.abs(Z))
-    run = lambda Zs, tss, h: _hess_once(f, Zs, tss, h)
-    return _adapt(run, run, Z, ts, h0, 2, step is not None)          # (R, n, n)
+    return _adapt(lambda Zs, tss, h: _hess_once(f, Zs, tss, h), Z, ts, h0, step is not None,
+                  hessian=True)
 
 
 def _check_trajectory(X, U):
