@@ -386,3 +386,47 @@ def test_dense_value_model_size_guard_message_states_size_estimate_and_alternati
                                           derivatives=lambda X, U: None), "value_model")
     msg = str(err)
     assert "D = 100000" in msg and "GiB" in msg and "value_model='diagonal'" in msg
+
+
+# ---- property tests: random shapes never reach a kernel unchecked -------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+_dims = st.integers(min_value=1, max_value=4)
+
+
+@given(T=_dims, D=_dims, M=_dims, dT=st.integers(-2, 2), dD=st.integers(-1, 1),
+       dM=st.integers(-1, 1), diag=st.booleans(), model=st.sampled_from(["full", "diagonal"]),
+       bounded=st.booleans())
+def test_backward_pass_random_shapes_run_or_raise_named_error(T, D, M, dT, dD, dM, diag, model,
+                                                              bounded):
+    rng = np.random.default_rng(T * 100 + D * 10 + M)
+    Td, Dd, Md = max(T + dT, 1), max(D + dD, 1), max(M + dM, 1)
+    kw = good_derivatives(T=Td, D=Dd, M=Md)
+    kw["f_u"] = rng.standard_normal((Td, Dd, Md))
+    if not diag:
+        kw["f_x"] = rng.standard_normal((Td, Dd, Dd))
+    d = Derivatives(**kw)
+    U = rng.uniform(-0.5, 0.5, (T, M))       # feasible for the bounds below
+    lim = dict(u_min=-1.0, u_max=1.0) if bounded else dict(u_min=None, u_max=None)
+    if (Td, Md) != (T, M):
+        assert_named_error(lambda: backward_pass(d, U, mu=0.0, value_model=model, **lim), "U")
+        return
+    res = backward_pass(d, U, mu=0.0, value_model=model, **lim)
+    assert res.ok and res.K.shape == (T, M, Dd) and np.all(np.isfinite(res.K))
+    assert res.expected_change(1.0) <= 1e-12     # the local model never predicts an increase
+
+
+@given(logscale=st.floats(min_value=0.0, max_value=120.0), a=st.floats(0.5, 3.0),
+       b=st.floats(0.1, 10.0), r=st.floats(0.1, 10.0))
+def test_fd_derivatives_accurate_at_any_state_scale(logscale, a, b, r):
+    # f = a x + b u, c = x^2 + r u^2 at |x| = 10**logscale and u = 0: f_u = b, c_uu = 2 r.
+    x = 10.0 ** logscale
+    X = np.array([[x], [a * x]])
+    d = finite_difference_derivatives(lambda x, u, t: a * x + b * u,
+                                      lambda x, u, t: x[:, 0] ** 2 + r * u[:, 0] ** 2,
+                                      lambda x: x[:, 0] ** 2, X, np.zeros((1, 1)), vectorized=True)
+    assert d.f_u[0, 0, 0] == pytest.approx(b, rel=1e-6)
+    assert d.f_x[0, 0, 0] == pytest.approx(a, rel=1e-6)
+    assert d.c_uu[0, 0, 0] == pytest.approx(2 * r, rel=1e-5)
+    assert d.c_x[0, 0] == pytest.approx(2 * x, rel=1e-6)
+    assert abs(d.c_u[0, 0]) <= 1e-6 * max(1.0, x)

@@ -6,17 +6,19 @@ error about ``eps |f| / h``. The classic step ``h = eps^(1/3) max(1, |z_j|)`` is
 the *input*; when the outputs are huge and the input is small (a control ``u = 0`` next to
 a state ``|x| = 1e17``) the perturbation is lost in rounding (``1.5 x + h == 1.5 x``) and the
 derivative comes out as 0. Every difference is therefore checked. An entry is *at risk*
-when its two evaluations differ by fewer than ``_KAPPA`` (1e4) units of rounding of the
-output while a derivative of size 1 could have been lost (the smallest resolvable derivative
-``_KAPPA eps |f| / h`` exceeds 1; this never happens for outputs below about ``1e6``, so
-ordinary problems are differenced exactly as before). The coordinates of at-risk entries
+when its two evaluations differ by fewer than ``_KAPPA_ACCEPT`` (1e8) units of rounding of
+the output while a derivative of size 1 would be resolved to fewer than 4 digits (the
+"smallest resolvable derivative" ``_KAPPA eps |f| / h``, ``_KAPPA = 1e4``, exceeds 1; this
+never happens for outputs below about ``1e6 max(1, |z_j|)``, so ordinary problems are
+differenced exactly as before). The coordinates of at-risk entries
 are differenced again with steps growing by ``_GROWTH`` (1e3) per rung (for a Hessian, a
 coordinate's step grows while its own second derivative is at risk); a rung's value
 replaces the previous one only while the two agree within their rounding bounds (a larger
 step must not trade rounding for truncation error unnoticed), and the entry is settled when
 it is resolved to ``_KAPPA_ACCEPT`` (1e8) units of rounding (relative rounding error below
-1e-7), when any derivative above ``1e-8`` would be resolved (the entry is then ~0), or at
-the first inconsistent or non-finite rung.
+1e-7), when any derivative above ``1e-8`` would be resolved (the entry is then ~0), when a
+larger step no longer lowers the smallest resolvable derivative (the step has outgrown the
+output's own scale), or at the first inconsistent or non-finite rung.
 """
 
 from __future__ import annotations
@@ -240,12 +242,12 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
     if fixed:
         return est
     with np.errstate(invalid="ignore"):
-        pending = (ratio < _KAPPA) & (smin > 1.0) & np.isfinite(smin)
+        pending = (ratio < _KAPPA_ACCEPT) & (smin > 1.0) & np.isfinite(smin)
     if not np.any(pending):
         return est
     rows = np.flatnonzero(pending.reshape(len(Z), -1).any(axis=1))
     Zs, tss, h = Z[rows], ts[rows], h0[rows].copy()
-    e, er, pend = est[rows], err[rows], pending[rows]
+    e, er, pend, sm_prev = est[rows], err[rows], pending[rows], smin[rows]
     for _ in range(_MAX_RUNGS):
         if hessian:     # a coordinate moves while its own curvature is unresolved
             moving = np.diagonal(pend, axis1=1, axis2=2)
@@ -261,8 +263,11 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
         take = pend & usable
         e[take], er[take] = G[take], E[take]
         with np.errstate(invalid="ignore"):
-            settled = take & ((rat >= _KAPPA_ACCEPT) | (sm <= 1e-8))
+            # settled: resolved; or any derivative above 1e-8 would be seen (the entry is ~0);
+            # or a larger step no longer lowers the resolvable size (beyond the output's scale)
+            settled = take & ((rat >= _KAPPA_ACCEPT) | (sm <= 1e-8) | (sm >= sm_prev))
         pend = pend & ~settled & usable
+        sm_prev = sm
         if not np.any(pend):
             break
     est[rows] = e
