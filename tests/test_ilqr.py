@@ -362,3 +362,17 @@ def test_vectorized_terminal_cost_receives_batches():
     assert shapes[0] == (1, 2)                       # the cost of x_T: the batch X[-1:]
     assert all(len(s) == 2 and s[1] == 2 for s in shapes)
     assert max(s[0] for s in shapes) > 1             # finite differences: perturbed copies
+
+
+def test_non_finite_derivatives_reason_names_field_and_step():
+    prob, _ = problems.linear_quadratic(2, 1, 5, rng=0)
+
+    def bad(X, U):
+        d = prob.derivatives(X, U)
+        d.f_u = d.f_u.copy()
+        d.f_u[3, 0, 0] = np.nan
+        return d
+
+    res = ilqr(**{**prob.kwargs(), "derivatives": bad})
+    assert not res.converged and "f_u at step 3" in res.reason
+    assert res.cost == res.costs[0]

@@ -330,7 +330,8 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     for it in range(1, max_iterations + 1):
         d = linearize(X, U)
         if not d.all_finite():
-            reason = "non-finite derivatives at the current trajectory (stopped, last finite iterate kept)"
+            reason = ("non-finite derivatives at the current trajectory (" + _first_non_finite(d)
+                      + "; stopped, last finite iterate kept)")
             break
         while True:
             res = _backward_pass_checked(d, U, mu, value_model, back_lo, back_hi, k, reg_mode)
@@ -397,6 +398,16 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
             reason, converged = "relative improvement below tol", True
             break
     return result()
+
+
+def _first_non_finite(d: Derivatives) -> str:
+    """Which derivative is non-finite first, and where (``"f_u at step 3"``)."""
+    for name in ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "c_ux"):
+        a = getattr(d, name)
+        if a is not None and not np.all(np.isfinite(a)):
+            t = int(np.argmax(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)))
+            return f"{name} at step {t}"
+    return "cT_x" if not np.all(np.isfinite(d.cT_x)) else "cT_xx"
 
 
 def _rank_deficient(fu: np.ndarray) -> bool:
