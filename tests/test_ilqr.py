@@ -376,3 +376,19 @@ def test_non_finite_derivatives_reason_names_field_and_step():
     res = ilqr(**{**prob.kwargs(), "derivatives": bad})
     assert not res.converged and "f_u at step 3" in res.reason
     assert res.cost == res.costs[0]
+
+
+@pytest.mark.parametrize("T_U", [12, 8, 2_000_000])
+def test_horizon_mismatch_is_refused_before_the_compiled_kernel(T_U):
+    # Used to read past the end of the derivative arrays: wrong gains with ok=True for a
+    # slightly longer U, SIGSEGV at T = 2e6.
+    prob, _ = problems.linear_quadratic(3, 2, 10, rng=0)
+    U = np.zeros((10, 2))
+    d = prob.derivatives(_rollout(prob, U), U)
+    for compiled in (True, False):
+        with pytest.raises(metalqr.ValidationError, match="horizon"):
+            backward_pass(d, np.zeros((T_U, 2)), mu=0.0, value_model="full", u_min=None,
+                          u_max=None, compiled=compiled)
+    if T_U < 100:
+        with pytest.raises(metalqr.ValidationError, match="derivatives"):
+            ilqr(**{**prob.kwargs(), "U0": np.zeros((T_U, 2)), "derivatives": lambda X, U_: d})

@@ -75,6 +75,8 @@ def bounds_array(value: Any, name: str, M: int, default: float) -> np.ndarray:
 def callback_output(value: Any, name: str, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Check what a user callback returned: a real array of ``shape`` (entries may be
     non-finite; the solver treats those as a failed trial). ``what`` describes the call."""
+    if type(value) is np.ndarray and value.dtype == np.float64 and value.shape == shape:
+        return value                                   # the common case, checked cheaply
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
