@@ -391,4 +391,5 @@ def test_horizon_mismatch_is_refused_before_the_compiled_kernel(T_U):
                           u_max=None, compiled=compiled)
     if T_U < 100:
         with pytest.raises(metalqr.ValidationError, match="derivatives"):
-            ilqr(**{**prob.kwargs(), "U0": np.zeros((T_U, 2)), "derivatives": lambda X, U_: d})
+            ilqr(lambda x, u, t: x + 0.1 * np.sum(u), lambda x, u, t: float(x @ x + u @ u),
+                 prob.x0, np.zeros((T_U, 2)), derivatives=lambda X, U_: d)
