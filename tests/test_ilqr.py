@@ -393,3 +393,26 @@ def test_horizon_mismatch_is_refused_before_the_compiled_kernel(T_U):
         with pytest.raises(metalqr.ValidationError, match="derivatives"):
             ilqr(lambda x, u, t: x + 0.1 * np.sum(u), lambda x, u, t: float(x @ x + u @ u),
                  prob.x0, np.zeros((T_U, 2)), derivatives=lambda X, U_: d)
+
+
+def test_fd_refinement_stops_at_callables_that_raise_for_large_steps():
+    # A scalar callable that raises (OverflowError, as math.exp does) for |u| > 1e15: the
+    # refinement of c_u (exactly 0, it would climb past 1e15) must stop there and keep the
+    # best consistent value, not propagate the error; f_u and c_uu settle below 1e15.
+    def guard(u):
+        if abs(u[0]) > 1e15:
+            raise OverflowError("math range error")
+
+    def dyn(x, u, t):
+        guard(u)
+        return np.array([1.5 * x[0] + u[0]])
+
+    def cost(x, u, t):
+        guard(u)
+        return float(x @ x + u @ u)
+
+    X = np.array([[1e17], [1.5e17]])
+    d = finite_difference_derivatives(dyn, cost, lambda x: float(x @ x), X, np.zeros((1, 1)))
+    assert d.f_u[0, 0, 0] == pytest.approx(1.0, rel=1e-6)
+    assert d.c_uu[0, 0, 0] == pytest.approx(2.0, rel=1e-5)
+    assert d.c_u[0, 0] == 0.0

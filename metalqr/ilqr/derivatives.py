@@ -257,7 +257,10 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
         if not np.any(moving):
             break
         h = np.where(moving, h * _GROWTH, h)
-        G, E, rat, sm = once(Zs, tss, h)
+        try:
+            G, E, rat, sm = once(Zs, tss, h)
+        except (ArithmeticError, ValueError):   # e.g. math.exp overflowing at a large step
+            break
         with np.errstate(all="ignore"):
             usable = np.isfinite(G) & (np.abs(G - e) <= er + E)
         take = pend & usable
