@@ -55,7 +55,7 @@ FD_WORK_LIMIT = 2 ** 34
 @dataclass
 class Derivatives:
     """First derivatives of the dynamics and second-order expansion of the cost along a
-    trajectory ``X`` (T+1, D), ``U`` (T, M) (TOW paper Appendix E, Eq. (35)-(36)).
+    trajectory ``X`` (T+1, D), ``U`` (T, M) (TOW paper Appendix E, Eq. (64)-(65)).
 
     Attributes
     ----------
@@ -408,7 +408,7 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
                                   X: np.ndarray, U: np.ndarray, *, vectorized: bool = False,
                                   step: float | None = None) -> Derivatives:
     """Central finite differences of ``dynamics``, ``cost`` and ``terminal_cost`` along
-    ``(X, U)`` (the expansion of TOW paper Appendix E, Eq. (35)-(36)).
+    ``(X, U)`` (the expansion of TOW paper Appendix E, Eq. (64)-(65)).
 
     Jacobians use ``2 (D + M)`` evaluations per time step; the cost Hessian uses the
     central second-difference formula on ``z = (x, u)`` with ``4 (D + M)^2`` evaluations.
