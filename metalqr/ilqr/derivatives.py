@@ -5,12 +5,14 @@ Finite-difference steps (issue 13 A). A central difference with step ``h`` has r
 error about ``eps |f| / h``. The classic step ``h = eps^(1/3) max(1, |z_j|)`` is relative to
 the *input*; when the outputs are huge and the input is small (a control ``u = 0`` next to
 a state ``|x| = 1e17``) the perturbation is lost in rounding (``1.5 x + h == 1.5 x``) and the
-derivative comes out as 0. Every difference is therefore checked. An entry is *at risk*
-when its two evaluations differ by fewer than ``_KAPPA_ACCEPT`` (1e8) units of rounding of
-the output while a derivative of size 1 would be resolved to fewer than 4 digits (the
-"smallest resolvable derivative" ``_KAPPA eps |f| / h``, ``_KAPPA = 1e4``, exceeds 1; this
-never happens for outputs below about ``1e6 max(1, |z_j|)``, so ordinary problems are
-differenced exactly as before). The coordinates of at-risk entries
+derivative comes out as 0. Every difference is therefore checked. The "smallest
+resolvable derivative" of an entry is ``_KAPPA eps |f| / h`` (``_KAPPA = 1e4``: resolved to
+4 digits). Where it exceeds ``1e-3`` (outputs above about ``3e3 max(1, |z_j|)``), an entry
+is *at risk* if it is resolved to fewer than ``_KAPPA_ACCEPT`` (1e8) units of rounding and
+either its rounding bound exceeds ``1e-7`` of the largest derivative of the same coordinate,
+or it was not seen at all while a derivative of size 1 could have been lost. Smaller
+outputs are never refined, so ordinary problems are differenced exactly as before. The
+coordinates of at-risk entries
 are differenced again with steps growing by ``_GROWTH`` (1e3) per rung (for a Hessian, a
 coordinate's step grows while its own second derivative is at risk); a rung's value
 replaces the previous one only while the two agree within their rounding bounds (a larger
@@ -41,6 +43,9 @@ _EPS = np.finfo(float).eps
 _KAPPA = 1e4
 #: Resolution at which a refined entry is settled.
 _KAPPA_ACCEPT = 1e8
+#: Rounding bound, relative to the largest derivative of the same coordinate, above which
+#: a seen entry is refined.
+_REL = 1e-7
 #: Step growth per rung of the refinement, and the largest number of rungs.
 _GROWTH, _MAX_RUNGS = 1e3, 40
 #: Rounding error of one evaluation of a user callable, in units of ``eps |f|``.
@@ -242,7 +247,16 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
     if fixed:
         return est
     with np.errstate(invalid="ignore"):
-        pending = (ratio < _KAPPA_ACCEPT) & (smin > 1.0) & np.isfinite(smin)
+        if hessian:
+            dg = np.abs(np.diagonal(est, axis1=1, axis2=2))
+            scale = np.maximum(np.abs(est), np.sqrt(dg[:, :, None] * dg[:, None, :]))
+        else:
+            scale = np.max(np.abs(est), axis=2, keepdims=True)
+        # at risk, next to a large output (a derivative of 1e-3 resolved to fewer than 4
+        # digits): an entry seen but resolved to fewer than 7 digits relative to the largest
+        # of its coordinate, or an entry not seen where a derivative of 1 could have been lost
+        pending = (ratio < _KAPPA_ACCEPT) & np.isfinite(smin) & (
+            ((ratio > 0) & (err > _REL * scale) & (smin > 1e-3)) | (smin > 1.0))
     if not np.any(pending):
         return est
     rows = np.flatnonzero(pending.reshape(len(Z), -1).any(axis=1))
