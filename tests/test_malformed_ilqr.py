@@ -430,3 +430,29 @@ def test_fd_derivatives_accurate_at_any_state_scale(logscale, a, b, r):
     assert d.c_uu[0, 0, 0] == pytest.approx(2 * r, rel=1e-5)
     assert d.c_x[0, 0] == pytest.approx(2 * x, rel=1e-6)
     assert abs(d.c_u[0, 0]) <= 1e-6 * max(1.0, x)
+
+
+@given(T=_dims, D=_dims, M=_dims, Dout=_dims, vec=st.booleans(),
+       model=st.sampled_from(["full", "diagonal"]), x0=st.floats(-3, 3))
+def test_ilqr_random_shapes_run_or_raise_named_error(T, D, M, Dout, vec, model, x0):
+    def dyn(x, u, t):
+        x2, u2 = np.atleast_2d(x), np.atleast_2d(u)
+        out = np.tile(0.9 * x2[:, :1] + np.sum(u2, axis=1, keepdims=True), (1, Dout))
+        return out if vec else out[0]
+
+    def cost(x, u, t):
+        c = np.sum(np.atleast_2d(x) ** 2, axis=1) + np.sum(np.atleast_2d(u) ** 2, axis=1)
+        return c if vec else float(c[0])
+
+    def term(x):
+        c = np.sum(np.atleast_2d(x) ** 2, axis=1)
+        return c if vec else float(c[0])
+
+    run = lambda: ilqr(dyn, cost, np.full(D, x0), np.zeros((T, M)), terminal_cost=term,
+                       vectorized=vec, value_model=model, max_iterations=5)
+    if Dout != D:
+        assert_named_error(run, "dynamics")
+        return
+    res = run()
+    assert res.X.shape == (T + 1, D) and res.U.shape == (T, M)
+    assert np.all(np.diff(res.costs) < 0) and np.isfinite(res.cost)

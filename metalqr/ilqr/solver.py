@@ -310,7 +310,8 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     if not math.isfinite(J):
         bad = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
         where = (f"the roll-out leaves the floating-point range at step {int(bad[0])}"
-                 if bad.size else "a stage or terminal cost is not finite")
+                 if bad.size else f"a stage or terminal cost is not finite; the largest state "
+                                  f"entry is {float(np.max(np.abs(X))):.3g}")
         raise ValidationError(f"the cost of the initial trajectory (x0, U0) is not finite ({where}); "
                               f"start from controls U0 whose roll-out stays bounded, or shorten "
                               f"the horizon.")
