@@ -416,3 +416,18 @@ def test_fd_refinement_stops_at_callables_that_raise_for_large_steps():
     assert d.f_u[0, 0, 0] == pytest.approx(1.0, rel=1e-6)
     assert d.c_uu[0, 0, 0] == pytest.approx(2.0, rel=1e-5)
     assert d.c_u[0, 0] == 0.0
+
+
+def test_wrong_user_derivatives_reason_says_predicted_and_actual_change():
+    # derivatives= with the sign of f_u flipped: every step goes the wrong way.
+    prob, _ = problems.linear_quadratic(2, 1, 5, rng=0)
+
+    def wrong(X, U):
+        d = prob.derivatives(X, U)
+        d.f_u = -d.f_u
+        return d
+
+    res = ilqr(**{**prob.kwargs(), "derivatives": wrong}, max_iterations=200)
+    assert not res.converged and res.reason.startswith("no improving step")
+    assert "against a predicted" in res.reason and "derivatives= matches" in res.reason
+    assert res.cost == res.costs[0]

@@ -360,23 +360,38 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 reason = f"expected decrease below tol (gradient norm {gnorm:.3g})"
             break
         accepted = False
+        n_outside = n_nonfinite = 0
+        last = None
         for alpha in alphas:
             X_new, U_new = forward(X, U, K, k, alpha)
             if constraint == "reject" and not _inside(U_new, lo, hi):
+                n_outside += 1
                 continue
             J_new = total_cost(X_new, U_new)
             if not math.isfinite(J_new):
+                n_nonfinite += 1
                 continue   # non-finite costs are rejected, never propagated
             expected = res.expected_change(alpha)
+            last = (alpha, J_new - J, expected)
             if expected < 0 and J_new - J <= accept_ratio * expected:
                 accepted = True
                 break
         if not accepted:
             mu, delta = increase(mu, delta)
             if mu > _MU_MAX:
+                trials = []
+                if last is not None:
+                    trials.append(f"at step size {last[0]:.3g} the cost changed by {last[1]:.3g} "
+                                  f"against a predicted {last[2]:.3g}")
+                if n_nonfinite:
+                    trials.append(f"{n_nonfinite} trial(s) gave a non-finite cost")
+                if n_outside:
+                    trials.append(f"{n_outside} trial(s) left the control box "
+                                  f"(constraint='reject')")
                 reason = (f"no improving step (regularization limit reached): no line-search step "
                           f"achieved {accept_ratio:g} of the predicted decrease "
-                          f"{-expected_full:.3g} (gradient norm {gnorm:.3g})"
+                          f"{-expected_full:.3g} (gradient norm {gnorm:.3g}); "
+                          + "; ".join(trials)
                           + ("; finite-difference derivatives may be inaccurate here, supply "
                              "derivatives=" if derivatives is None else
                              "; check that derivatives= matches dynamics and cost"))
