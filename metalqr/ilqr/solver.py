@@ -85,8 +85,8 @@ def _diagnose(d: Derivatives, t: int, fd: bool, X: np.ndarray) -> str:
         parts.append(f"Q_uu = c_uu + f_u'V f_u is indefinite at step {t} even with the "
                      f"regularisation (the cost-to-go is not convex in u there)")
     text = "; ".join(parts)
-    if fd:
-        xmax = float(np.max(np.abs(X)))
+    xmax = float(np.max(np.abs(X)))
+    if fd and xmax > 1e6:
         text += (f"; derivatives are finite differences along a trajectory with |x| up to "
                  f"{xmax:.3g}: supply derivatives= if they are inaccurate there")
     return text
