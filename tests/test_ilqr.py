@@ -431,3 +431,18 @@ def test_wrong_user_derivatives_reason_says_predicted_and_actual_change():
     assert not res.converged and res.reason.startswith("no improving step")
     assert "against a predicted" in res.reason and "derivatives= matches" in res.reason
     assert res.cost == res.costs[0]
+
+
+def test_fd_results_do_not_depend_on_batch_chunking(monkeypatch):
+    # Evaluations are batched in chunks of at most 2**22 point coordinates (memory); a tiny
+    # chunk size (one row and one Hessian index at a time) must give identical derivatives.
+    prob, _ = problems.linear_quadratic(3, 2, 6, rng=7)
+    U = np.random.default_rng(3).standard_normal((6, 2))
+    X = _rollout(prob, U)
+    args = (prob.dynamics, prob.cost, prob.terminal_cost, X, U)
+    ref = finite_difference_derivatives(*args, vectorized=True)
+    import metalqr.ilqr.derivatives as fd_module
+    monkeypatch.setattr(fd_module, "_CHUNK", 50)
+    small = finite_difference_derivatives(*args, vectorized=True)
+    for name in ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "c_ux", "cT_x", "cT_xx"):
+        assert np.array_equal(getattr(small, name), getattr(ref, name)), name

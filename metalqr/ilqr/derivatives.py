@@ -221,14 +221,23 @@ def _hess_once(f, Z, ts, h):
     second derivative, each (R, n, n)."""
     R, n = Z.shape
     signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)
+    eye = np.eye(n)
+    # blocks of (rows, first index i) with at most _CHUNK point coordinates each
+    ib = max(1, min(n, _CHUNK // (4 * n * n)))
+    rc = max(1, _CHUNK // (4 * n * n * n)) if ib == n else 1
     out = []
-    for a, b in _rows_in_chunks(4 * n * n * n, R):
-        E_ = h[a:b, :, None] * np.eye(n)                               # row i = h_i e_i
-        pts = (Z[a:b, None, None, None, :] + signs[None, :, 0, None, None, None] * E_[:, None, :, None, :]
-               + signs[None, :, 1, None, None, None] * E_[:, None, None, :, :])   # (r, 4, n, n, n)
-        with np.errstate(all="ignore"):
-            C = f(pts.reshape(-1, n), np.repeat(ts[a:b], 4 * n * n))
-        out.append(C.reshape(b - a, 4, n, n))
+    for a, b in [(r, min(r + rc, R)) for r in range(0, R, rc)]:
+        Cr = np.empty((b - a, 4, n, n))
+        hE = h[a:b, :, None] * eye                                    # row i = h_i e_i
+        for i0 in range(0, n, ib):
+            i1 = min(i0 + ib, n)
+            pts = (Z[a:b, None, None, None, :]
+                   + signs[None, :, 0, None, None, None] * hE[:, None, i0:i1, None, :]
+                   + signs[None, :, 1, None, None, None] * hE[:, None, None, :, :])  # (r, 4, ib, n, n)
+            with np.errstate(all="ignore"):
+                C = f(pts.reshape(-1, n), np.repeat(ts[a:b], 4 * (i1 - i0) * n))
+            Cr[:, :, i0:i1] = C.reshape(b - a, 4, i1 - i0, n)
+        out.append(Cr)
     C = np.concatenate(out)
     with np.errstate(all="ignore"):
         num = C[:, 0] - C[:, 1] - C[:, 2] + C[:, 3]
