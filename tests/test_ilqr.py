@@ -446,3 +446,20 @@ def test_fd_results_do_not_depend_on_batch_chunking(monkeypatch):
     small = finite_difference_derivatives(*args, vectorized=True)
     for name in ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "c_ux", "cT_x", "cT_xx"):
         assert np.array_equal(getattr(small, name), getattr(ref, name)), name
+
+
+def test_box_qp_reports_its_optimality_residual_and_refuses_indefinite_free_blocks():
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 6):
+        G = rng.standard_normal((n, n))
+        H = G @ G.T + 0.1 * np.eye(n)
+        g = rng.standard_normal(n) * 3
+        res = box_qp(H, g, -0.5 * np.ones(n), 0.5 * np.ones(n))
+        grad = H @ res.x + g
+        assert res.ok and res.residual == pytest.approx(np.linalg.norm(grad[res.free]), abs=1e-15)
+        assert res.residual < 1e-9
+        # clamped components push outward (KKT sign conditions)
+        assert np.all(grad[~res.free & (res.x <= -0.5)] > 0) and np.all(grad[~res.free & (res.x >= 0.5)] < 0)
+    # indefinite H whose minimiser over the box is interior in a negative direction: not ok
+    res = box_qp(np.array([[1.0, 0.0], [0.0, -1.0]]), np.zeros(2), -np.ones(2), np.ones(2), x0=np.zeros(2))
+    assert not res.ok

@@ -124,6 +124,10 @@ def _solve_controls(Quu, Qu, Qux, mu, lower, upper, k_warm):
     res = _box_qp(Quu_reg, Qu, lo, hi, k_warm, 100, 1e-10)
     if not res.ok:
         return None
+    # the QP answer is checked, not trusted: first-order optimality on the free components
+    scale = max(1.0, float(np.linalg.norm(Qu)), float(np.linalg.norm(Quu_reg) * np.linalg.norm(res.x)))
+    if not res.residual <= 1e-8 * scale:
+        return None      # treated like a non-PD Q_uu: more regularisation, then retry
     K = np.zeros_like(Qux)
     if np.any(res.free):
         K[res.free] = -res.H_free_inv @ Qux[res.free]

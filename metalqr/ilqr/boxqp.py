@@ -27,12 +27,16 @@ class BoxQPResult:
         Inverse of the free block of ``H`` (for the feedback gain).
     ok : bool
         False when the free block of ``H`` is not positive definite.
+    residual : float
+        First-order optimality residual at ``x``: the norm of the gradient ``Hx + g`` over
+        the free components (0 at the exact solution; checked by the backward pass).
     """
 
     x: np.ndarray
     free: np.ndarray
     H_free_inv: np.ndarray
     ok: bool
+    residual: float = float("nan")
 
 
 def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -105,12 +109,12 @@ def _box_qp(H, g, lower, upper, x0, max_iterations, tol) -> BoxQPResult:
         clamped = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
         free = ~clamped
         if not np.any(free):
-            return BoxQPResult(x, free, np.zeros((0, 0)), True)
+            return BoxQPResult(x, free, np.zeros((0, 0)), True, 0.0)
         Hf = H[np.ix_(free, free)]
         try:
             L = np.linalg.cholesky(Hf)
         except np.linalg.LinAlgError:
-            return BoxQPResult(x, free, np.zeros((0, 0)), False)
+            return BoxQPResult(x, free, np.zeros((0, 0)), False, float(np.linalg.norm(grad[free])))
         inv = np.linalg.inv(L).T @ np.linalg.inv(L)
         if np.linalg.norm(grad[free]) < tol:
             break
@@ -136,9 +140,13 @@ def _box_qp(H, g, lower, upper, x0, max_iterations, tol) -> BoxQPResult:
             break
     grad = g + H @ x
     free = ~(((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0)))
+    residual = float(np.linalg.norm(grad[free])) if np.any(free) else 0.0
+    if not np.any(free):
+        return BoxQPResult(x, free, np.zeros((0, 0)), True, residual)
     Hf = H[np.ix_(free, free)]
     try:
-        inv = np.linalg.inv(Hf) if np.any(free) else np.zeros((0, 0))
+        L = np.linalg.cholesky(Hf)          # the free block must be positive definite
     except np.linalg.LinAlgError:
-        return BoxQPResult(x, free, np.zeros((0, 0)), False)
-    return BoxQPResult(x, free, inv, True)
+        return BoxQPResult(x, free, np.zeros((0, 0)), False, residual)
+    Linv = np.linalg.inv(L)
+    return BoxQPResult(x, free, Linv.T @ Linv, True, residual)
