@@ -456,3 +456,22 @@ def test_ilqr_random_shapes_run_or_raise_named_error(T, D, M, Dout, vec, model, 
     res = run()
     assert res.X.shape == (T + 1, D) and res.U.shape == (T, M)
     assert np.all(np.diff(res.costs) < 0) and np.isfinite(res.cost)
+
+
+@given(n=st.integers(1, 5), seed=st.integers(0, 10 ** 6), inf_lo=st.booleans(), inf_hi=st.booleans())
+def test_box_qp_matches_scipy_on_random_boxes(n, seed, inf_lo, inf_hi):
+    import scipy.optimize
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, n))
+    H = G @ G.T + 0.1 * np.eye(n)
+    g = rng.standard_normal(n) * 3
+    lo = np.full(n, -np.inf) if inf_lo else -np.abs(rng.standard_normal(n))
+    hi = np.full(n, np.inf) if inf_hi else np.abs(rng.standard_normal(n))
+    res = box_qp(H, g, lo, hi)
+    bounds = [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(lo, hi)]
+    ref = scipy.optimize.minimize(lambda z: 0.5 * z @ H @ z + g @ z, np.zeros(n),
+                                  jac=lambda z: H @ z + g, bounds=bounds, method="L-BFGS-B",
+                                  options={"ftol": 1e-15, "gtol": 1e-12})
+    assert res.ok and np.all(res.x >= lo) and np.all(res.x <= hi)
+    f = lambda z: 0.5 * z @ H @ z + g @ z
+    assert f(res.x) <= f(ref.x) + 1e-9 * max(1.0, abs(f(ref.x)))
