@@ -4,7 +4,7 @@ Two kinds of compiled dynamics reach it:
 
 * a :class:`CompiledStep` (the standard problems of :mod:`metalqr.ilqr.problems`): a
   module-level ``@njit(cache=True)`` step ``step(x, u, t, *params)`` together with a
-  module-level ``@njit(cache=True)`` forward kernel that inlines :func:`forward_loop` with that
+  module-level ``@njit(cache=True)`` forward kernel that inlines :func:`_forward_loop` with that
   step as a global. Its cache key is its argument types only, so a fresh process loads it
   from Numba's on-disk cache and compiles nothing; ``params`` (e.g. ``dt``) are run-time
   arguments, so any time step uses the same compiled code.
@@ -15,8 +15,8 @@ Two kinds of compiled dynamics reach it:
   written to disk for it.
 
 Numba invalidates a cached function only when its own source file changes: the cached
-kernels of :mod:`metalqr.ilqr.problems` inline :func:`forward_loop` from this file, so after
-editing :func:`forward_loop` clear ``metalqr/ilqr/__pycache__/*.nb*`` (the test
+kernels of :mod:`metalqr.ilqr.problems` inline :func:`_forward_loop` from this file, so after
+editing :func:`_forward_loop` clear ``metalqr/ilqr/__pycache__/*.nb*`` (the test
 ``test_standard_forward_kernel_matches_generic`` fails on a stale kernel).
 """
 
@@ -27,11 +27,11 @@ import numpy as np
 
 from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["forward_compiled", "forward_loop", "CompiledStep"]
+__all__ = ["forward_compiled", "CompiledStep"]
 
 
 @nb.njit(inline="always")
-def forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip):
+def _forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip):
     """``u_t = U_t + alpha k_t + K_t (x_t - X_t)`` (clipped to [lo, hi] if ``clip``) and
     ``x_{t+1} = step(x_t, u_t, t, *params)``; returns the new (X, U).
 
@@ -57,7 +57,7 @@ def forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip):
 @nb.njit
 def _forward_user(step, x0, X, U, K, k, alpha, lo, hi, clip):
     """Forward pass with a user's step ``(x, u, t)`` (not cached: see the module docstring)."""
-    return forward_loop(step, (), x0, X, U, K, k, alpha, lo, hi, clip)
+    return _forward_loop(step, (), x0, X, U, K, k, alpha, lo, hi, clip)
 
 
 def _is_numba(fn) -> bool:
@@ -74,15 +74,19 @@ class CompiledStep:
     step : Numba-jitted ``(x (D,), u (M,), t int, *params) -> (D,)``
     forward : Numba-jitted ``(x0, X, U, K, k, alpha, lo, hi, clip, *params) -> (X, U)``
         A module-level ``@njit(cache=True)`` function returning
-        ``forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip)`` with ``step``
+        ``_forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip)`` with ``step``
         named as a global (then Numba caches it across processes).
     params : tuple of float
         Run-time parameters passed after ``t`` (the standard problems pass ``(dt,)``).
+    dims : (int, int)
+        ``(D, M)``, the state and control sizes ``step`` indexes; every call and forward pass
+        is checked against them first (the compiled code does no bounds checks).
 
     Raises
     ------
     ValidationTypeError
-        ``step`` or ``forward`` not Numba-jitted, ``params`` not a tuple of real numbers.
+        ``step`` or ``forward`` not Numba-jitted, ``params`` not a tuple of real numbers,
+        ``dims`` not a pair of positive ints.
 
     Examples
     --------
@@ -92,9 +96,9 @@ class CompiledStep:
     (0.05,)
     """
 
-    __slots__ = ("step", "forward", "params")
+    __slots__ = ("step", "forward", "params", "dims")
 
-    def __init__(self, step, forward, params: tuple = ()) -> None:
+    def __init__(self, step, forward, params: tuple = (), dims: tuple = (1, 1)) -> None:
         for name, fn in (("step", step), ("forward", forward)):
             if not _is_numba(fn):
                 raise ValidationTypeError(f"CompiledStep {name} must be a Numba-jitted function "
@@ -105,15 +109,34 @@ class CompiledStep:
                 for p in params):
             raise ValidationTypeError(f"CompiledStep params must be a tuple of real numbers; got "
                                       f"{params!r}.")
+        if not (isinstance(dims, tuple) and len(dims) == 2 and all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and n >= 1
+                for n in dims)):
+            raise ValidationTypeError(f"CompiledStep dims must be a pair (D, M) of positive ints; "
+                                      f"got {dims!r}.")
         self.step, self.forward = step, forward
         self.params = tuple(float(p) for p in params)
+        self.dims = (int(dims[0]), int(dims[1]))
+
+    def check_shapes(self, D: int, M: int, what: str = "compiled_step") -> None:
+        """Refuse a state size ``D`` or control size ``M`` other than ``dims`` (named error)."""
+        if (D, M) != self.dims:
+            raise ValidationError(f"{what} is compiled for states of size {self.dims[0]} and "
+                                  f"controls of size {self.dims[1]}; got D={D}, M={M}. Pass the "
+                                  f"compiled_step of this problem, or none.")
 
     def __call__(self, x, u, t):
         """One step ``step(x, u, t, *params)`` (x (D,), u (M,) float64 arrays, t int)."""
-        return self.step(x, u, t, *self.params)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        u = np.ascontiguousarray(u, dtype=np.float64)
+        if x.ndim != 1 or u.ndim != 1:
+            raise ValidationError(f"compiled_step takes x (D,) and u (M,); got shapes {x.shape} "
+                                  f"and {u.shape}.")
+        self.check_shapes(x.shape[0], u.shape[0])
+        return self.step(x, u, int(t), *self.params)
 
     def __repr__(self) -> str:
-        return f"CompiledStep({self.step.py_func.__name__}, params={self.params})"
+        return f"CompiledStep({self.step.py_func.__name__}, params={self.params}, dims={self.dims})"
 
 
 def _check_forward_arrays(x0, X, U, K, k, lo, hi) -> None:
@@ -160,5 +183,6 @@ def forward_compiled(step, x0, X, U, K, k, alpha, lo, hi, clip):
                                   f"{type(step).__name__}.")
     _check_forward_arrays(x0, X, U, K, k, lo, hi)
     if isinstance(step, CompiledStep):
+        step.check_shapes(x0.shape[0], U.shape[1])
         return step.forward(x0, X, U, K, k, float(alpha), lo, hi, bool(clip), *step.params)
     return _forward_user(step, x0, X, U, K, k, float(alpha), lo, hi, bool(clip))

@@ -45,7 +45,7 @@ from .._validation import (as_rng, check_bool, check_callable, check_choice, che
 from ..exceptions import ValidationError, ValidationTypeError
 from ._checks import real_array
 from .derivatives import Derivatives, fd_dynamics_jacobians, quadratic_cost_derivatives
-from .forward_numba import CompiledStep, forward_loop
+from .forward_numba import CompiledStep, _forward_loop
 
 __all__ = ["Problem", "StandardProblem", "register_problem", "standard_problems",
            "standard_problem", "standard_problem_spec", "acrobot", "pendulum", "cartpole", "linear_quadratic",
@@ -178,7 +178,7 @@ class StandardProblem:
     batch : Numba-jitted ``(X (N, D), U (N, M), ts (N,) int64, dt) -> (N, D)``
         ``_batch_loop(step, (dt,), X, U, ts)``, module-level and cached.
     forward : Numba-jitted forward kernel
-        ``forward_loop(step, (dt,), ...)``, module-level and cached
+        ``_forward_loop(step, (dt,), ...)``, module-level and cached
         (:class:`~metalqr.ilqr.forward_numba.CompiledStep`).
     x0 : (D,) initial state; goal : (D,) target state
     M : int >= 1
@@ -389,14 +389,19 @@ def standard_problem(name: str, T: int | None = None, dt: float | None = None) -
     default = T == spec.T and dt == spec.dt
     return Problem(spec.name, dynamics, cost, terminal, np.array(spec.x0), np.zeros((T, spec.M)),
                    derivatives, reference=spec.reference if default else float("nan"),
-                   compiled_step=CompiledStep(spec.step, spec.forward, (dt,)), dt=dt,
+                   compiled_step=CompiledStep(spec.step, spec.forward, (dt,), (len(spec.x0), spec.M)),
+                   dt=dt,
                    solver_options=spec.solver_options)
 
 
 @nb.njit(inline="always")
 def _batch_loop(step, params, X, U, ts):
-    """``out[n] = step(X[n], U[n], ts[n], *params)``; inlined into each problem's cached
-    batch kernel (naming its step as a global keeps that kernel cacheable)."""
+    """``out[n] = step(X[n], U[n], ts[n], *params)`` for ``n < N``: the batched dynamics of a
+    standard problem, X (N, D), U (N, M), ts (N,) int64 -> (N, D).
+
+    Inlined (Numba IR) into each problem's cached batch kernel, which names its step as a
+    module-level global (that keeps the kernel cacheable across processes). No bounds checks:
+    :func:`standard_problem`'s dynamics passes contiguous float64 arrays of matching rows."""
     out = np.empty_like(X)
     for n in range(X.shape[0]):
         out[n] = step(X[n], U[n], ts[n], *params)
@@ -436,7 +441,7 @@ def _acrobot_batch(X, U, ts, dt):
 
 @nb.njit(cache=True)
 def _acrobot_forward(x0, X, U, K, k, alpha, lo, hi, clip, dt):
-    return forward_loop(_acrobot_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
+    return _forward_loop(_acrobot_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
 
 
 register_problem(StandardProblem(
@@ -444,8 +449,8 @@ register_problem(StandardProblem(
     x0=(0.0, 0.0, 0.0, 0.0), goal=(math.pi, 0.0, 0.0, 0.0), M=1,
     q=0.5 * 0.1, r=0.5 * 0.01, q_final=0.5 * 1000.0, stage_times_dt=False, T=50, dt=0.1,
     reference=51.0,
-    reference_source="trajax's test suite (test_ilqr_acrobot: objective below 51; 4959.476212 "
-                     "at U = 0)",
+    reference_source="trajax's test suite: objective below 51 (4959.476212 at U = 0); SciPy "
+                     "L-BFGS-B direct shooting reaches 44.513285",
     summary="the acrobot of trajax's test suite (Gym-style dynamics, explicit Euler, "
             "x0 = 0, goal [pi, 0, 0, 0], stage 0.5 * 0.1 |x - goal|^2 + 0.5 * 0.01 |u|^2, "
             "terminal 0.5 * 1000 |x_T - goal|^2)"))
@@ -497,15 +502,17 @@ def _pendulum_batch(X, U, ts, dt):
 
 @nb.njit(cache=True)
 def _pendulum_forward(x0, X, U, K, k, alpha, lo, hi, clip, dt):
-    return forward_loop(_pendulum_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
+    return _forward_loop(_pendulum_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
 
 
 register_problem(StandardProblem(
     "pendulum", _pendulum_step, _pendulum_batch, _pendulum_forward,
     x0=(0.0, 0.0), goal=(math.pi, 0.0), M=1,
     q=1.0, r=0.01, q_final=10.0, stage_times_dt=True, T=300, dt=0.01,
-    reference=float("nan"),
-    reference_source="TODO",
+    reference=11.637,
+    reference_source="SciPy L-BFGS-B direct shooting with an adjoint gradient from U = 0 "
+                     "reaches 11.636478; rounded up (python benchmarks/bench_ilqr.py "
+                     "--references)",
     summary="torque-driven pendulum swing-up (m = l = 1, g = 9.81, RK4), stage "
             "dt ((theta - pi)^2 + theta_dot^2 + 0.01 u^2), terminal "
             "10 ((theta - pi)^2 + theta_dot^2)"))
@@ -562,15 +569,17 @@ def _cartpole_batch(X, U, ts, dt):
 
 @nb.njit(cache=True)
 def _cartpole_forward(x0, X, U, K, k, alpha, lo, hi, clip, dt):
-    return forward_loop(_cartpole_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
+    return _forward_loop(_cartpole_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
 
 
 register_problem(StandardProblem(
     "cartpole", _cartpole_step, _cartpole_batch, _cartpole_forward,
     x0=(0.0, 0.2, 0.0, -0.1), goal=(0.0, math.pi, 0.0, 0.0), M=1,
     q=0.1, r=0.01, q_final=1000.0, stage_times_dt=False, T=50, dt=0.1,
-    reference=float("nan"),
-    reference_source="TODO",
+    reference=64.098,
+    reference_source="SciPy L-BFGS-B direct shooting with an adjoint gradient from U = 0 "
+                     "reaches 64.097755; rounded up (python benchmarks/bench_ilqr.py "
+                     "--references)",
     solver_options={"max_iterations": 1000, "tol": 1e-6},
     summary="cart-pole swing-up of trajax's benchmark (cart 10 kg, pole 1 kg, 0.5 m, "
             "explicit Euler, force 5 tanh(u)), stage 0.1 |x - x*|^2 + 0.01 u^2, terminal "

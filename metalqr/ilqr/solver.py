@@ -271,6 +271,8 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
             raise ValidationTypeError("compiled_step must be a Numba-jitted function "
                                       "(@numba.njit) of (x, u, t) -> x_next or a CompiledStep; "
                                       f"got {type(compiled_step).__name__}.")
+        if isinstance(compiled_step, CompiledStep):
+            compiled_step.check_shapes(D, M)
         try:
             probe = np.asarray(compiled_step(x0.copy(), U[0].copy(), 0), dtype=float)
         except Exception as exc:   # numba typing errors have many classes
