@@ -33,6 +33,7 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # this checkout
 from _common import print_table  # noqa: E402
 from metalqr.ilqr import ilqr, problems  # noqa: E402
 
