@@ -9,6 +9,7 @@ import numba as nb
 import numpy as np
 import pytest
 import scipy.optimize
+from hypothesis import given, strategies as st
 
 import metalqr
 from metalqr.ilqr import (backward_pass, box_qp, finite_difference_derivatives, ilqr,
@@ -149,6 +150,24 @@ def test_standard_problem_compiled_step_equals_python_step(name, dt):
     assert np.allclose(Uc, Up, rtol=1e-12, atol=1e-12)
     assert np.allclose(Xc, Xp, rtol=1e-10, atol=1e-10)
     assert Uc.min() == -0.8 and Uc.max() == 0.9            # the clip was active
+
+
+@given(name=st.sampled_from(STANDARD), dt=st.floats(0.001, 1.0), T=st.integers(1, 12),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_standard_problem_any_dt_compiled_equals_python(name, dt, T, seed):
+    """Property: for any dt in (0, 1] and horizon, the compiled forward pass of a standard
+    problem is the Python roll-out, bit for bit (one compiled step serves every dt)."""
+    prob = problems.standard_problem(name, T=T, dt=dt)
+    rng = np.random.default_rng(seed)
+    M, D = prob.U0.shape[1], prob.x0.size
+    U = rng.uniform(-1.0, 1.0, (T, M))
+    with np.errstate(all="ignore"):
+        Xp = _rollout(prob, U)
+        Xc, Uc = forward_compiled(prob.compiled_step, prob.x0, np.zeros((T + 1, D)), U,
+                                  np.zeros((T, M, D)), np.zeros((T, M)), 0.0, np.full(M, -np.inf),
+                                  np.full(M, np.inf), False)
+    assert np.array_equal(Uc, U)
+    assert np.array_equal(Xc, Xp, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", STANDARD)
