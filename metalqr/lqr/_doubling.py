@@ -64,17 +64,16 @@ def sda(A: np.ndarray, G: np.ndarray, H: np.ndarray, *, rtol: float = 1e-15,
                 X = np.linalg.solve(W, np.concatenate([Aj, Gj], axis=-1))
             except np.linalg.LinAlgError:
                 X = _solve_each(W, np.concatenate([Aj, Gj], axis=-1))
-            WA, WG = X[..., :d], X[..., d:]
             AjT = np.swapaxes(Aj, -1, -2)
-            inc = _sym(AjT @ (Hj @ WA))
-            Gj = _sym(Gj + Aj @ WG @ AjT)
+            inc = _sym(AjT @ (Hj @ X[..., :d]))          # A_j' H_j W_j^{-1} A_j
+            AX = Aj @ X                                   # [A_j W^-1 A_j | A_j W^-1 G_j]
+            Gj = _sym(Gj + AX[..., d:] @ AjT)
             Hj = Hj + inc
-            Aj = Aj @ WA
+            Aj = np.ascontiguousarray(AX[..., :d])
             size_inc = np.sqrt(np.einsum("nij,nij->n", inc, inc))
             size_H = np.sqrt(np.einsum("nij,nij->n", Hj, Hj))
-            finite = (np.isfinite(size_inc) & np.isfinite(size_H)
-                      & np.isfinite(np.einsum("nij,nij->n", Gj, Gj))
-                      & np.isfinite(np.einsum("nij,nij->n", Aj, Aj)))
+            # A non-finite A_j or G_j makes the next increment non-finite.
+            finite = np.isfinite(size_inc) & np.isfinite(size_H)
         done = finite & (size_inc <= rtol * size_H)
         leave = done | ~finite
         iterations[active] = it
