@@ -4,13 +4,16 @@
 of a :class:`TaskSet` at once:
 
 1. a batched structure-preserving doubling algorithm (SDA, :mod:`metalqr.lqr._doubling`)
-   gives a candidate ``P`` for all tasks together;
+   gives a candidate ``P`` for all tasks together; tasks whose ``P`` has a diagonal spanning
+   more than ``BALANCE_RATIO`` are rescaled (``x~ = T x``, ``T`` diagonal powers of two chosen
+   so that ``diag(T^-1 P T^-1)`` is nearly constant) and solved again, so that the result does
+   not depend on the user's state units (all later steps work in those coordinates);
 2. where its scaled Riccati residual is not at rounding level, Newton (Hewer policy
    iteration) steps ``K <- K(P)``, ``P <- P_K`` with metalqr's Lyapunov solver refine it;
-3. every task's answer is checked (:func:`check_dare_solutions`): finite, symmetric positive
+3. every task's answer is checked (:func:`check_dare_solution`): finite, symmetric positive
    semidefinite, scaled residual small, closed loop ``A - BK`` stable (``rho < 1``), and the
-   identity ``J(K) = Tr(P_K Psi) = Tr((Q + K'RK) Sigma_K) = Tr(P Psi)`` of Proposition 1 with
-   ``P_K`` and ``Sigma_K`` from metalqr's own Lyapunov solves;
+   identity ``J(K) = Tr((Q + K'RK) Sigma_K) = Tr(P Psi)`` of Proposition 1 with ``Sigma_K``
+   from metalqr's own Lyapunov solver;
 4. tasks that fail are solved again by :func:`scipy.linalg.solve_discrete_are` and checked
    the same way; a task that no solver answers correctly raises a :class:`ValidationError`
    naming the task and the reason (uncontrollable unstable mode, unobservable mode on the unit
@@ -20,17 +23,19 @@ of a :class:`TaskSet` at once:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 
+from .._validation import as_float_array
 from ..exceptions import ValidationError
 from ._doubling import sda
 from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair
 from .tasks import Batch, TaskLike, as_batch
 
-__all__ = ["optimal_gain", "solve_dare_checked", "check_dare_solutions", "DareSolution",
-           "riccati_residual", "RESIDUAL_TOL", "IDENTITY_TOL"]
+__all__ = ["optimal_gain", "solve_dare_checked", "check_dare_solution", "riccati_residual",
+           "DareSolution", "DareCheck", "RESIDUAL_TOL", "IDENTITY_TOL"]
 
 #: Largest accepted scaled Riccati residual ``||Res||_F / (||Q|| + ||A'PA|| + ||A'PB(R+B'PB)^-1 B'PA|| + ||P||)``.
 RESIDUAL_TOL = 1e-10
@@ -84,14 +89,44 @@ def _gain_and_residual(A, B, Q, R, P):
     return K, r
 
 
-def riccati_residual(A, B, Q, R, P) -> np.ndarray:
-    """Scaled DARE residual of candidate solutions ``P`` (batched, shape (n, d, d)).
+def _check_candidate(batch: Batch, P: Any, name: str = "P") -> np.ndarray:
+    """Validate a candidate solution: shape (d, d), or (n, d, d) for a TaskSet of n tasks."""
+    P = as_float_array(P, name)
+    n, d = batch.n, batch.d
+    if P.shape == (d, d):
+        return np.broadcast_to(P, (n, d, d))
+    if not batch.single and P.shape == (n, d, d):
+        return P
+    per_task = "" if batch.single else f" or ({n}, {d}, {d}) (one per task)"
+    raise ValidationError(f"{name} must have shape (d, d) = ({d}, {d}){per_task}; got {P.shape}.")
+
+
+def riccati_residual(task: TaskLike, P: Any):
+    """Scaled residual of a candidate DARE solution ``P`` of each task.
 
     ``||Q + A'PA - A'PB (R + B'PB)^{-1} B'PA - P||_F`` divided by
-    ``||Q||_F + ||A'PA||_F + ||A'PB (R + B'PB)^{-1} B'PA||_F + ||P||_F`` (a backward error:
-    about 1e-16 for a backward-stable solver); ``inf`` where anything is non-finite.
+    ``||Q||_F + ||A'PA||_F + ||A'PB (R + B'PB)^{-1} B'PA||_F + ||P||_F``: a backward error,
+    about 1e-16 for a backward-stable solver on a well-scaled task.
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    P : array_like, shape (d, d) or (n, d, d)
+        Candidate solution(s); one per task for a TaskSet of ``n`` tasks.
+
+    Returns
+    -------
+    float or ndarray of shape (n,)
+        ``inf`` where ``R + B'PB`` is singular.
+
+    Raises
+    ------
+    ValidationError
+        On a wrong shape or non-finite ``P``, or if ``task`` is not a task.
     """
-    return _gain_and_residual(A, B, Q, R, P)[1]
+    batch = as_batch(task)
+    r = _gain_and_residual(batch.A, batch.B, batch.Q, batch.R, _check_candidate(batch, P))[1]
+    return float(r[0]) if batch.single else r
 
 
 @dataclass(frozen=True)
@@ -127,7 +162,25 @@ class DareSolution:
 
 
 @dataclass(frozen=True)
-class _Checks:
+class DareCheck:
+    """Outcome of :func:`check_dare_solution` (one leading task axis).
+
+    Attributes
+    ----------
+    ok : ndarray of bool, shape (n,)
+        Whether each candidate passed every check.
+    residual : ndarray, shape (n,)
+        Scaled Riccati residual (see :func:`riccati_residual`).
+    identity_error : ndarray, shape (n,)
+        ``|Tr(P Psi) - J(K)| / J`` with ``J(K) = Tr((Q + K'RK) Sigma_K)`` (inf if unstable).
+    rho : ndarray, shape (n,)
+        Spectral radius of ``A - BK`` where the gain does not stabilise (>= 1), else 0.
+    why : list of str
+        Per task, the first check that failed ('' if none).
+    K : ndarray, shape (n, k, d)
+        ``K(P) = (R + B'PB)^{-1} B'PA``.
+    """
+
     ok: np.ndarray
     residual: np.ndarray
     identity_error: np.ndarray
@@ -150,8 +203,8 @@ def _closed_loop_covariance(AK: np.ndarray, Psi: np.ndarray):
     return stable, np.where(stable[:, None, None], Sigma, 0.0)
 
 
-def check_dare_solutions(A, B, Q, R, Psi, P) -> _Checks:
-    """Check candidate DARE solutions ``P`` of stacked tasks (shape (n, d, d)) independently.
+def check_dare_solution(task: TaskLike, P: Any) -> DareCheck:
+    """Check candidate DARE solutions ``P`` of each task independently of how they were found.
 
     A candidate passes when it is finite, symmetric positive semidefinite (smallest eigenvalue
     >= ``-PSD_TOL ||P||``), its scaled residual is at most ``RESIDUAL_TOL``, ``K = K(P)`` makes
@@ -160,16 +213,34 @@ def check_dare_solutions(A, B, Q, R, Psi, P) -> _Checks:
     ``J(K) = Tr((Q + K'RK) Sigma_K)`` (Proposition 1 of the ZO-MAML paper; ``Sigma_K`` from
     metalqr's Lyapunov solver) within ``IDENTITY_TOL + 100 d eps ||Sigma_K|| / ||Psi||``.
 
-    Returns an internal record with ``ok``, ``residual``, ``identity_error``, ``rho`` (arrays of
-    shape (n,); ``rho`` is 0 where unknown and >= 1 where unstable) and ``why`` (a reason per
-    task, empty when it passed).
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    P : array_like, shape (d, d) or (n, d, d)
+        Candidate solution(s), e.g. from another solver.
+
+    Returns
+    -------
+    DareCheck
+        With a leading task axis (length 1 for a single task).
+
+    Raises
+    ------
+    ValidationError
+        On a wrong shape or non-finite ``P``, or if ``task`` is not a task.
     """
+    batch = as_batch(task)
+    P = np.array(_check_candidate(batch, P))
+    return _check_arrays(batch.A, batch.B, batch.Q, batch.R, batch.Psi, P)
+
+
+def _check_arrays(A, B, Q, R, Psi, P) -> DareCheck:
     K, res = _gain_and_residual(A, B, Q, R, P)
     return _check(A, B, Q, R, Psi, P, K, res)
 
 
-def _check(A, B, Q, R, Psi, P, K, res) -> _Checks:
-    """:func:`check_dare_solutions` given ``K = K(P)`` and the scaled residual already."""
+def _check(A, B, Q, R, Psi, P, K, res) -> DareCheck:
+    """:func:`check_dare_solution` given ``K = K(P)`` and the scaled residual already."""
     n, d = P.shape[0], P.shape[-1]
     finite = np.isfinite(res)
     why = [""] * n
@@ -205,7 +276,7 @@ def _check(A, B, Q, R, Psi, P, K, res) -> _Checks:
         else:
             why[i] = (f"Tr(P Psi) and the Lyapunov cost J(K) differ by a relative {ident[i]:.3g} "
                       f"(> {id_tol[i]:.3g})")
-    return _Checks(ok, res, ident, rho, why, K)
+    return DareCheck(ok, res, ident, rho, why, K)
 
 
 def _newton_refine(A, B, Q, R, P, res):
@@ -359,11 +430,11 @@ def _solve(batch: Batch) -> DareSolution:
         P_s, why_scipy = _scipy_one(A[i], B[i], Q[i], R[i])
         if P_s is not None:
             P_s = (P_s / T[i][:, None] / T[i][None, :])[None]
-            c = check_dare_solutions(At[sl], Bt[sl], Qt[sl], R[sl], Psit[sl], P_s)
+            c = _check_arrays(At[sl], Bt[sl], Qt[sl], R[sl], Psit[sl], P_s)
             if not c.ok[0]:
                 P_r, _, improved = _newton_refine(At[sl], Bt[sl], Qt[sl], R[sl], P_s, c.residual)
                 if improved[0]:
-                    c2 = check_dare_solutions(At[sl], Bt[sl], Qt[sl], R[sl], Psit[sl], P_r)
+                    c2 = _check_arrays(At[sl], Bt[sl], Qt[sl], R[sl], Psit[sl], P_r)
                     if c2.ok[0]:
                         c, P_s = c2, P_r
             if c.ok[0]:
