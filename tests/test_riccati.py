@@ -271,6 +271,24 @@ def test_identity_cost_of_optimal_gain_equals_trace(rng):
     assert np.all(np.linalg.eigvalsh(P)[:, 0] > 0)
 
 
+@pytest.mark.skipif(not HAVE_LD, reason="long double is not extended precision here")
+def test_regression_newton_in_correction_form_keeps_accuracy():
+    """An ill-conditioned random task (||P|| ~ 7e5) from the benchmark: Newton in the direct
+    form P <- P_K lowered the residual 10x but raised the error of P from 2e-11 to 1e-8, the
+    identity check then refused it and SciPy's less accurate answer (1e-9) was returned.
+    In correction form (P <- P + X, X = A_K' X A_K + Res) the refined answer is kept."""
+    A = np.array([[0.134587, 0.535259], [0.418533, -0.854426]])
+    B = np.array([[0.987264], [0.349906]])
+    Q = np.array([[1.068092, -0.149965], [-0.149965, 0.889451]])
+    R = np.array([[1.54698]])
+    P_ref, K_ref = dare_reference(A, B, Q, R)
+    sol = solve_dare_checked(metalqr.LQRTask(A, B, Q, R))
+    K_s, P_s = _scipy_gain(A, B, Q, R)
+    assert sol.method[0] != "scipy"
+    assert _err(sol.P[0], P_ref) <= min(1e-10, 4 * _err(P_s, P_ref))
+    assert _err(sol.K[0], K_ref) <= max(4 * _err(K_s, K_ref), 1e-14)
+
+
 # --- hard and impossible tasks -------------------------------------------------------------
 
 def test_undetectable_unstable_mode_Q_zero():
@@ -306,6 +324,12 @@ def test_defective_unstable_block_not_stabilisable():
     B = np.array([[0.0], [0.0], [1.0]])
     with pytest.raises(metalqr.ValidationError, match="not stabilisable"):
         metalqr.optimal_gain(metalqr.LQRTask(A, B, np.eye(3), [[1.0]]))
+
+
+def test_uncontrollable_mode_on_unit_circle_not_stabilisable():
+    task = metalqr.LQRTask(np.diag([1.0, 0.5]), [[0.0], [1.0]], np.eye(2), [[1.0]])
+    with pytest.raises(metalqr.ValidationError, match=r"not stabilisable.*\|lambda\| = 1"):
+        metalqr.optimal_gain(task)
 
 
 def test_unobservable_mode_on_unit_circle_has_no_stabilising_solution():
