@@ -1,9 +1,10 @@
 """Batched structure-preserving doubling algorithm (SDA) for the DARE (internal kernel).
 
 For ``P = A'PA - A'PB (R + B'PB)^{-1} B'PA + Q`` set ``G = B R^{-1} B'`` and iterate
-(Chu, Fan, Lin and Wang, "Structure-preserving algorithms for periodic discrete-time
-algebraic Riccati equations", Int. J. Control 77 (2004); Chu, Fan, Lin, Linear Algebra
-Appl. 396 (2005), Algorithm SDA)::
+(B. D. O. Anderson, Int. J. Control 28 (1978); E. K.-W. Chu, H.-Y. Fan, W.-W. Lin and
+C.-S. Wang, "Structure-preserving algorithms for periodic discrete-time algebraic Riccati
+equations", Int. J. Control 77 (2004); review: F. Poloni, "Iterative and doubling algorithms
+for Riccati-type matrix equations", arXiv:2005.08903)::
 
     W_j     = I + G_j H_j
     A_{j+1} = A_j W_j^{-1} A_j
