@@ -43,13 +43,15 @@ RESIDUAL_TOL = 1e-10
 REFINE_TOL = 1e-14
 #: Newton (Hewer) refinement steps at most.
 MAX_NEWTON = 4
-#: Largest accepted relative gap between ``Tr(P Psi)`` and the Lyapunov costs of ``K``,
-#: plus ``100 d eps kappa`` where ``kappa`` estimates the Lyapunov operator's condition.
+#: Largest accepted relative gap between ``Tr(P Psi)`` and the Lyapunov cost of ``K``, plus
+#: ``100 d eps kappa`` (``kappa`` estimates the Lyapunov operator's condition) plus ten times
+#: the gap the residual explains (see :func:`check_dare_solution`).
 IDENTITY_TOL = 1e-9
 #: Diagonal spread of ``P`` above which the task is rebalanced and solved again.
 BALANCE_RATIO = 2.0 ** 8
 #: Rebalancing passes at most.
 MAX_BALANCE = 3
+EPS = float(np.finfo(float).eps)
 #: Relative tolerance on the smallest eigenvalue of ``P`` (positive semidefiniteness).
 PSD_TOL = 1e-10
 
@@ -67,13 +69,14 @@ def _fro(X: np.ndarray) -> np.ndarray:
 
 
 def _gain_and_residual(A, B, Q, R, P):
-    """``K(P)`` and the scaled Riccati residual of ``P`` (shape (n,), inf where non-finite)."""
-    K, _, r = _gain_residual_matrix(A, B, Q, R, P)
-    return K, r
+    """``K(P)``, the scaled Riccati residual of ``P`` (shape (n,), inf where non-finite) and
+    the scale it is relative to (``||Q|| + ||A'PA|| + ||A'PB K|| + ||P||``)."""
+    K, _, r, scale = _gain_residual_matrix(A, B, Q, R, P)
+    return K, r, scale
 
 
 def _gain_residual_matrix(A, B, Q, R, P):
-    """``K(P)``, the residual matrix ``Q + A'PA - A'PB K(P) - P`` and its scaled norm."""
+    """``K(P)``, the residual matrix ``Q + A'PA - A'PB K(P) - P``, its scaled norm, the scale."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         PA, PB = P @ A, P @ B
         BtPA = _T(PB) @ A
@@ -92,7 +95,7 @@ def _gain_residual_matrix(A, B, Q, R, P):
         scale = _fro(Q) + _fro(APA) + _fro(corr) + _fro(P)
         r = _fro(res) / np.where(scale > 0, scale, 1.0)
     r = np.where(np.isfinite(r) & np.all(np.isfinite(K), axis=(1, 2)), r, np.inf)
-    return K, res, r
+    return K, res, r, scale
 
 
 def _check_candidate(batch: Batch, P: Any, name: str = "P") -> np.ndarray:
@@ -217,7 +220,10 @@ def check_dare_solution(task: TaskLike, P: Any) -> DareCheck:
     ``A - BK`` stable (proved by metalqr's Lyapunov solver: eigenvalues for ``d <= 6``,
     vanishing powers of ``A - BK`` above), and ``Tr(P Psi)`` agrees with
     ``J(K) = Tr((Q + K'RK) Sigma_K)`` (Proposition 1 of the ZO-MAML paper; ``Sigma_K`` from
-    metalqr's Lyapunov solver) within ``IDENTITY_TOL + 100 d eps ||Sigma_K|| / ||Psi||``.
+    metalqr's Lyapunov solver) within ``IDENTITY_TOL + 100 d eps ||Sigma_K|| / ||Psi|| +
+    10 (||Res||_F + d eps s) ||Sigma_K||_F / J``: since ``Tr(P Psi) - J(K) = Tr(Res Sigma_K)``
+    exactly, a larger gap than the residual ``Res`` (scale ``s``) explains means that ``P``,
+    ``K`` or the Lyapunov solve is wrong.
 
     Parameters
     ----------
@@ -241,12 +247,12 @@ def check_dare_solution(task: TaskLike, P: Any) -> DareCheck:
 
 
 def _check_arrays(A, B, Q, R, Psi, P) -> DareCheck:
-    K, res = _gain_and_residual(A, B, Q, R, P)
-    return _check(A, B, Q, R, Psi, P, K, res)
+    K, res, scale = _gain_and_residual(A, B, Q, R, P)
+    return _check(A, B, Q, R, Psi, P, K, res, scale)
 
 
-def _check(A, B, Q, R, Psi, P, K, res) -> DareCheck:
-    """:func:`check_dare_solution` given ``K = K(P)`` and the scaled residual already."""
+def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
+    """:func:`check_dare_solution` given ``K = K(P)``, the scaled residual and its scale."""
     n, d = P.shape[0], P.shape[-1]
     finite = np.isfinite(res)
     why = [""] * n
@@ -264,9 +270,15 @@ def _check(A, B, Q, R, Psi, P, K, res) -> DareCheck:
         J_ric = np.einsum("nij,nji->n", Ps, Psi)
         J_S = np.einsum("nij,nji->n", W_T, Sigma)
         ident = np.abs(J_ric - J_S) / np.maximum(np.maximum(np.abs(J_ric), np.abs(J_S)), 1e-300)
+        # Tr(P Psi) - J(K) = Tr(Res Sigma_K) exactly (adjoint of the Lyapunov operator), so
+        # the residual (at least its rounding, d eps scale) explains a gap up to
+        # ||Res||_F ||Sigma_K||_F / J; the Lyapunov solve itself adds about d eps kappa.
         kappa = _fro(Sigma) / np.maximum(_fro(Psi), 1e-300)
+        explained = ((np.where(np.isfinite(res), res, 0.0) + d * EPS) * scale * _fro(Sigma)
+                     / np.maximum(np.abs(J_ric), 1e-300))
+        id_tol = (IDENTITY_TOL + 100.0 * d * EPS * np.where(np.isfinite(kappa), kappa, 0.0)
+                  + 10.0 * np.where(np.isfinite(explained), explained, 0.0))
     ident = np.where(stable & np.isfinite(ident), ident, np.inf)
-    id_tol = IDENTITY_TOL + 100.0 * d * np.finfo(float).eps * np.where(np.isfinite(kappa), kappa, 0.0)
     ok = finite & psd & stable & (res <= RESIDUAL_TOL) & (ident <= id_tol)
     for i in np.flatnonzero(~ok):
         if not finite[i]:
@@ -300,7 +312,7 @@ def _newton_refine(A, B, Q, R, P, res):
     improved = np.zeros(P.shape[0], dtype=bool)
     cur = P
     for _ in range(MAX_NEWTON):
-        K, Res, _ = _gain_residual_matrix(A, B, Q, R, cur)
+        K, Res, _, _ = _gain_residual_matrix(A, B, Q, R, cur)
         finite = np.all(np.isfinite(K), axis=(1, 2)) & np.all(np.isfinite(Res), axis=(1, 2))
         Ks = np.where(finite[:, None, None], K, 0.0)
         stable, X, _ = lyapunov_pair(A - B @ Ks, np.where(finite[:, None, None], _sym(Res), 0.0))
@@ -308,7 +320,7 @@ def _newton_refine(A, B, Q, R, P, res):
         if not np.any(ok):
             break
         nxt = _sym(cur + X)
-        _, r = _gain_and_residual(A, B, Q, R, nxt)
+        _, r, _ = _gain_and_residual(A, B, Q, R, nxt)
         r = np.where(ok, r, np.inf)
         better = r < best_res
         best_P[better], best_res[better] = nxt[better], r[better]
@@ -425,17 +437,17 @@ def _solve(batch: Batch) -> DareSolution:
     P = np.where(converged[:, None, None], P, np.nan)
     method = np.where(converged, "sda", "none").astype(object)
     # 2. Newton / Hewer refinement where the residual is not at rounding level.
-    K, res = _gain_and_residual(At, Bt, Qt, R, P)
+    K, res, scale = _gain_and_residual(At, Bt, Qt, R, P)
     refine = np.flatnonzero(converged & (res > REFINE_TOL))
     P_unrefined = P[refine]
     if refine.size:
         sub = (At[refine], Bt[refine], Qt[refine], R[refine])
         P_r, _, improved = _newton_refine(*sub, P[refine], res[refine])
         P[refine] = P_r
-        K[refine], res[refine] = _gain_and_residual(*sub, P_r)
+        K[refine], res[refine], scale[refine] = _gain_and_residual(*sub, P_r)
         method[refine[improved]] = "sda+newton"
     # 3. Independent checks of every task.
-    checks = _check(At, Bt, Qt, R, Psit, P, K, res)
+    checks = _check(At, Bt, Qt, R, Psit, P, K, res, scale)
     K = checks.K.copy()
     residual, ident = checks.residual.copy(), checks.identity_error.copy()
     # 4. SciPy for the tasks that failed, checked the same way; else a named error.
