@@ -413,6 +413,22 @@ def test_identity_check_uses_psi(rng):
     assert not c.ok[0] and c.identity_error[0] > 1e-8
 
 
+def test_identity_check_catches_a_faulty_lyapunov_solve(monkeypatch, rng):
+    """Tr(P Psi) - J(K) = Tr(Res Sigma_K): a gap the residual cannot explain (here a
+    Lyapunov solve 1e-7 off) is refused, and optimal_gain then names the task."""
+    ts = metalqr.TaskSet([random_task(rng, 3, 1) for _ in range(3)])
+    _, P = metalqr.optimal_gain(ts)
+    assert np.all(check_dare_solution(ts, P).ok)
+    real = riccati._closed_loop_covariance
+    monkeypatch.setattr(riccati, "_closed_loop_covariance",
+                        lambda AK, Psi: (lambda st, S: (st, S * (1 + 1e-7)))(*real(AK, Psi)))
+    c = check_dare_solution(ts, P)
+    assert not np.any(c.ok) and all("Lyapunov cost" in w for w in c.why)
+    assert np.allclose(c.identity_error, 1e-7, rtol=1e-3)
+    with pytest.raises(metalqr.ValidationError, match=r"task 0.*Lyapunov cost"):
+        metalqr.optimal_gain(ts)
+
+
 # --- property test ---------------------------------------------------------------------------
 
 @given(st.integers(1, 6), st.integers(1, 3), st.integers(0, 2**31 - 1), st.floats(0.1, 1.6))
