@@ -65,17 +65,23 @@ def control_dlqr_loop(tasks: metalqr.TaskSet):
     return np.stack(Ks), np.stack(Ps)
 
 
-def interleaved(fns: dict, repeat: int) -> dict:
-    """Best wall time of each function over ``repeat`` rounds, the functions alternating
-    within each round (after one warm-up call each), so that load changes hit all alike."""
-    for fn in fns.values():
+def interleaved(fns: dict, repeat: int, min_round: float = 0.1) -> dict:
+    """Best wall time per call of each function over ``repeat`` rounds, the functions
+    alternating within each round so that load changes hit all alike. After a warm-up call,
+    a function faster than ``min_round`` seconds is called several times in a row per round
+    (each call timed on its own), as ``timeit`` does for short statements."""
+    inner = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
         fn()
+        inner[name] = max(1, min(50, int(min_round / max(time.perf_counter() - t0, 1e-9))))
     best = {name: float("inf") for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            for _ in range(inner[name]):
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
