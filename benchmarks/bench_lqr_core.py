@@ -123,7 +123,8 @@ def bench_optimal_gain(quick: bool, repeat: int) -> None:
         rows.append(row)
     print_table(rows, f"optimal_gain vs loops of scipy.linalg.solve_discrete_are and control.dlqr "
                       f"(best of {repeat} interleaved rounds; OPENBLAS_NUM_THREADS="
-                      f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
+                      f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, METALQR_NUM_THREADS="
+                      f"{os.environ.get('METALQR_NUM_THREADS', 'unset')})")
 
 
 def bench_cost_gradient(quick: bool) -> None:
