@@ -58,34 +58,37 @@ def sda(A: np.ndarray, G: np.ndarray, H: np.ndarray, *, rtol: float = 1e-15,
     active = np.arange(n)
     Aj, Gj, Hj = A.copy(), _sym(G), _sym(H)
     eye = np.eye(d)
-    for it in range(1, max_iterations + 1):
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for it in range(1, max_iterations + 1):
             W = eye + Gj @ Hj
+            rhs = np.concatenate([Aj, Gj], axis=-1)
             try:
-                X = np.linalg.solve(W, np.concatenate([Aj, Gj], axis=-1))
+                X = np.linalg.solve(W, rhs)
             except np.linalg.LinAlgError:
-                X = _solve_each(W, np.concatenate([Aj, Gj], axis=-1))
-            AjT = np.swapaxes(Aj, -1, -2)
-            inc = _sym(AjT @ (Hj @ X[..., :d]))          # A_j' H_j W_j^{-1} A_j
+                X = _solve_each(W, rhs)
+            AjT = Aj.transpose(0, 2, 1)
+            inc = AjT @ (Hj @ X[..., :d])                 # A_j' H_j W_j^{-1} A_j
+            inc = 0.5 * (inc + inc.transpose(0, 2, 1))
             AX = Aj @ X                                   # [A_j W^-1 A_j | A_j W^-1 G_j]
-            Gj = _sym(Gj + AX[..., d:] @ AjT)
+            Gj = Gj + AX[..., d:] @ AjT
+            Gj = 0.5 * (Gj + Gj.transpose(0, 2, 1))
             Hj = Hj + inc
             Aj = np.ascontiguousarray(AX[..., :d])
             size_inc = np.sqrt(np.einsum("nij,nij->n", inc, inc))
             size_H = np.sqrt(np.einsum("nij,nij->n", Hj, Hj))
             # A non-finite A_j or G_j makes the next increment non-finite.
             finite = np.isfinite(size_inc) & np.isfinite(size_H)
-        done = finite & (size_inc <= rtol * size_H)
-        leave = done | ~finite
-        iterations[active] = it
-        if np.any(done):
-            out[active[done]] = Hj[done]
-            converged[active[done]] = True
-        if np.all(leave):
-            break
-        if np.any(leave):
-            keep = ~leave
-            active, Aj, Gj, Hj = active[keep], Aj[keep], Gj[keep], Hj[keep]
+            done = finite & (size_inc <= rtol * size_H)
+            leave = done | ~finite
+            iterations[active] = it
+            if done.any():
+                out[active[done]] = Hj[done]
+                converged[active[done]] = True
+            if leave.all():
+                break
+            if leave.any():
+                keep = ~leave
+                active, Aj, Gj, Hj = active[keep], Aj[keep], Gj[keep], Hj[keep]
     return out, converged, iterations
 
 
