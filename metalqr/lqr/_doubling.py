@@ -31,6 +31,8 @@ __all__ = ["sda", "MAX_ITERATIONS"]
 
 #: Doubling steps before a task is declared not converged (2**60 terms of the series).
 MAX_ITERATIONS = 60
+#: Relative increment below which a quadratically converging task may stop one step early.
+EARLY = 1e-8
 
 
 def _sym(X: np.ndarray) -> np.ndarray:
@@ -58,6 +60,7 @@ def sda(A: np.ndarray, G: np.ndarray, H: np.ndarray, *, rtol: float = 1e-15,
     active = np.arange(n)
     Aj, Gj, Hj = A.copy(), _sym(G), _sym(H)
     eye = np.eye(d)
+    prev = np.full(n, np.inf)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for it in range(1, max_iterations + 1):
             W = eye + Gj @ Hj
@@ -78,7 +81,11 @@ def sda(A: np.ndarray, G: np.ndarray, H: np.ndarray, *, rtol: float = 1e-15,
             size_H = np.sqrt(np.einsum("nij,nij->n", Hj, Hj))
             # A non-finite A_j or G_j makes the next increment non-finite.
             finite = np.isfinite(size_inc) & np.isfinite(size_H)
-            done = finite & (size_inc <= rtol * size_H)
+            ratio = size_inc / np.where(size_H > 0, size_H, 1.0)
+            # Quadratic convergence: once the increment is below sqrt(rtol) and at most the
+            # square of the previous one (times a margin), the next would be below rtol.
+            done = finite & ((ratio <= rtol) | ((ratio <= EARLY) & (ratio <= 1e2 * prev * prev)))
+            prev = ratio
             leave = done | ~finite
             iterations[active] = it
             if done.any():
@@ -89,6 +96,7 @@ def sda(A: np.ndarray, G: np.ndarray, H: np.ndarray, *, rtol: float = 1e-15,
             if leave.any():
                 keep = ~leave
                 active, Aj, Gj, Hj = active[keep], Aj[keep], Gj[keep], Hj[keep]
+                prev = prev[keep]
     return out, converged, iterations
 
 
