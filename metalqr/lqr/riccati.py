@@ -301,7 +301,7 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
     return DareCheck(ok, res, ident, rho, why, K)
 
 
-def _newton_refine(A, B, Q, R, P, res):
+def _newton_refine(A, B, Q, R, P, res, K=None, Res=None):
     """Newton / Hewer steps in correction form, keeping for each task the iterate with the
     smallest scaled residual.
 
@@ -311,12 +311,17 @@ def _newton_refine(A, B, Q, R, P, res):
     ``X`` (metalqr's Lyapunov solver) rather than for ``P_K`` itself keeps the Lyapunov
     solve's relative error on ``X``: on an ill-conditioned task the direct form ``P <- P_K``
     lowered the residual 10x but raised the error of ``P`` from 2e-11 to 1e-8.
+
+    ``K`` and ``Res`` of ``P`` may be passed if known. Returns the best ``P``, its scaled
+    residual, whether it improved, and its ``K`` and residual scale.
     """
     best_P, best_res = P.copy(), res.copy()
     improved = np.zeros(P.shape[0], dtype=bool)
     cur = P
-    for _ in range(MAX_NEWTON):
+    if K is None or Res is None:
         K, Res, _, _ = _gain_residual_matrix(A, B, Q, R, cur)
+    best_K, best_scale = np.full(K.shape, np.nan), np.full(P.shape[0], np.nan)
+    for _ in range(MAX_NEWTON):
         finite = np.all(np.isfinite(K), axis=(1, 2)) & np.all(np.isfinite(Res), axis=(1, 2))
         Ks = np.where(finite[:, None, None], K, 0.0)
         stable, X, _ = lyapunov_pair(A - B @ Ks, np.where(finite[:, None, None], _sym(Res), 0.0))
@@ -324,15 +329,18 @@ def _newton_refine(A, B, Q, R, P, res):
         if not np.any(ok):
             break
         nxt = _sym(cur + X)
-        _, r, _ = _gain_and_residual(A, B, Q, R, nxt)
+        K_n, Res_n, r, scale_n = _gain_residual_matrix(A, B, Q, R, nxt)
         r = np.where(ok, r, np.inf)
         better = r < best_res
         best_P[better], best_res[better] = nxt[better], r[better]
+        best_K[better], best_scale[better] = K_n[better], scale_n[better]
         improved |= better
         if np.all(best_res <= REFINE_TOL) or not np.any(better):
             break
         cur = np.where(better[:, None, None], nxt, cur)
-    return best_P, best_res, improved
+        K = np.where(better[:, None, None], K_n, K)
+        Res = np.where(better[:, None, None], Res_n, Res)
+    return best_P, best_res, improved, best_K, best_scale
 
 
 def _scipy_one(A, B, Q, R):
@@ -441,15 +449,17 @@ def _solve(batch: Batch) -> DareSolution:
     P = np.where(converged[:, None, None], P, np.nan)
     method = np.where(converged, "sda", "none").astype(object)
     # 2. Newton / Hewer refinement where the residual is not at rounding level.
-    K, res, scale = _gain_and_residual(At, Bt, Qt, R, P)
+    K, Res, res, scale = _gain_residual_matrix(At, Bt, Qt, R, P)
     refine = np.flatnonzero(converged & (res > REFINE_TOL))
     P_unrefined = P[refine]
     if refine.size:
         sub = (At[refine], Bt[refine], Qt[refine], R[refine])
-        P_r, _, improved = _newton_refine(*sub, P[refine], res[refine])
-        P[refine] = P_r
-        K[refine], res[refine], scale[refine] = _gain_and_residual(*sub, P_r)
-        method[refine[improved]] = "sda+newton"
+        P_r, r_r, improved, K_r, scale_r = _newton_refine(*sub, P[refine], res[refine],
+                                                          K[refine], Res[refine])
+        up = refine[improved]
+        P[up], K[up], res[up], scale[up] = (P_r[improved], K_r[improved], r_r[improved],
+                                            scale_r[improved])
+        method[up] = "sda+newton"
     # 3. Independent checks of every task.
     checks = _check(At, Bt, Qt, R, Psit, P, K, res, scale)
     K = checks.K.copy()
@@ -471,7 +481,8 @@ def _solve(batch: Batch) -> DareSolution:
             P_s = (P_s / T[i][:, None] / T[i][None, :])[None]
             c = _check_arrays(At[sl], Bt[sl], Qt[sl], R[sl], Psit[sl], P_s)
             if not c.ok[0]:
-                P_r, _, improved = _newton_refine(At[sl], Bt[sl], Qt[sl], R[sl], P_s, c.residual)
+                P_r, _, improved, _, _ = _newton_refine(At[sl], Bt[sl], Qt[sl], R[sl], P_s,
+                                                        c.residual)
                 if improved[0]:
                     c2 = _check_arrays(At[sl], Bt[sl], Qt[sl], R[sl], Psit[sl], P_r)
                     if c2.ok[0]:
