@@ -18,6 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._validation import (as_float_array, check_choice, check_int, check_positive, check_probability,
+                           check_real)
+from ..exceptions import ValidationError, ValidationTypeError
 from ..lqr.policy import check_gain, evaluate
 from ..lqr.riccati import optimal_gain
 from ..lqr.tasks import as_batch
@@ -30,6 +33,15 @@ __all__ = ["TaskConstants", "task_constants", "h_G", "h_c", "h_H", "h_Delta", "h
            "rollout_length_bound"]
 
 Variant = Literal["corrected", "paper"]
+
+#: Valid values of every ``variant=`` argument of :mod:`metalqr.theory`.
+VARIANTS = ("corrected", "paper")
+
+_SCALARS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_A", "norm_B", "norm_R", "norm_Q_min",
+            "norm_Q", "norm_AK", "norm_K", "norm_K_F", "RBPB", "BPA_F", "trace_Psi", "trace_R",
+            "norm_Sigma0", "trace_Sigma0", "norm_AK_F")
+#: Fields that the lemmas divide by: they must be > 0 (the others >= 0).
+_DIVISORS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_B", "norm_Q_min", "norm_Q", "trace_Psi")
 
 
 @dataclass(frozen=True)
@@ -62,15 +74,72 @@ class TaskConstants:
     d: int
     k: int
 
+    def __post_init__(self) -> None:
+        """Validate the fields (they are normally filled by :func:`task_constants` or
+        :func:`~metalqr.theory.sublevel_constants`; hand-built objects are checked too).
+
+        Raises
+        ------
+        ValidationError
+            If a field is non-finite, negative, or zero where the lemmas divide by it
+            (``mu``, ``sigma_Q``, ``sigma_R``, ``norm_B``, ...), or the per-task arrays
+            disagree in length.
+        """
+        d = check_int(self.d, "TaskConstants.d", minimum=1)
+        k = check_int(self.k, "TaskConstants.k", minimum=1)
+        arrays = {}
+        for name in ("J", "J_star", "Sigma_star"):
+            arr = as_float_array(getattr(self, name), f"TaskConstants.{name}", ndim=1, allow_empty=False)
+            if np.any(arr <= 0):
+                raise ValidationError(f"TaskConstants.{name} must be > 0 for every task; got "
+                                      f"{np.array2string(arr, precision=3)}.")
+            arrays[name] = arr
+        n = {len(a) for a in arrays.values()}
+        if len(n) != 1:
+            raise ValidationError("TaskConstants.J, J_star and Sigma_star must have one entry per task; "
+                                  f"got lengths {[len(a) for a in arrays.values()]}.")
+        for name in _SCALARS:
+            check_real(getattr(self, name), f"TaskConstants.{name}", minimum=0.0,
+                       min_inclusive=name not in _DIVISORS)
+        for name, arr in arrays.items():
+            object.__setattr__(self, name, arr)
+        object.__setattr__(self, "d", d)
+        object.__setattr__(self, "k", k)
+
 
 def task_constants(tasks: Any, K: Any) -> TaskConstants:
-    """Evaluate the building blocks at a gain ``K`` that stabilises every task."""
+    """Evaluate the building blocks of the lemmas' constants at a common gain ``K``
+    (Appendix A of the ZO-MAML paper).
+
+    Parameters
+    ----------
+    tasks : TaskSet or LQRTask
+        The task family; every ``Q_i`` and ``Psi_i`` must be positive definite.
+    K : array_like, shape (k, d)
+        One gain shared by all tasks, stabilising every task.
+
+    Returns
+    -------
+    TaskConstants
+
+    Raises
+    ------
+    ValidationError
+        If ``tasks`` is not a TaskSet/LQRTask, ``K`` has the wrong shape/dtype or is
+        non-finite, some ``Q_i`` or ``Psi_i`` is only semidefinite (the lemmas divide by
+        ``sigma_min(Q)`` through ``||Sigma_K|| <= J(K) / sigma_min(Q)`` and by
+        ``mu = sigma_min(Psi)``: with a singular one the constants are infinite), or every
+        ``B_i`` is zero (``h_Delta`` divides by ``||B||``).
+    UnstablePolicyError
+        If ``K`` does not stabilise some task.
+    """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    Kb = check_gain(batch, K)
-    ev = evaluate(ts, Kb)
+    Kb = _common_gain(ts, K, "K")
+    _check_definite(batch)
+    ev = evaluate(ts, Kb, what="task_constants")
     K_star, _ = optimal_gain(ts)
-    ev_star = evaluate(ts, K_star)
+    ev_star = evaluate(ts, K_star, what="task_constants")
     J = np.einsum("nij,nji->n", ev.P, batch.Psi)
     J_star = np.einsum("nij,nji->n", ev_star.P, batch.Psi)
     spec = lambda X: np.linalg.norm(X, 2, axis=(-2, -1))
@@ -92,6 +161,79 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
         Sigma_star=spec(ev_star.Sigma), d=ts.d, k=ts.k)
 
 
+def _common_gain(ts, K: Any, name: str) -> np.ndarray:
+    """Validate one gain of shape (k, d) shared by all tasks (per-task gains are refused:
+    the constants are stated for a single meta-policy ``K``)."""
+    arr = as_float_array(K, name)
+    if arr.ndim == 3:
+        raise ValidationError(f"{name} must be one gain of shape (k, d) = ({ts.k}, {ts.d}) shared by all "
+                              f"tasks; got per-task gains of shape {arr.shape}.")
+    return check_gain(as_batch(ts), arr, name)
+
+
+def _check_definite(batch) -> None:
+    """The lemmas divide by ``sigma_min(Q_i)``, ``sigma_min(Psi_i)`` and ``||B||``."""
+    for name in ("Q", "Psi"):
+        lo = np.linalg.eigvalsh(getattr(batch, name))[:, 0]
+        bad = np.flatnonzero(lo <= 0.0)
+        if bad.size:
+            i = int(bad[0])
+            role = ("||Sigma_K|| <= J(K) / sigma_min(Q)" if name == "Q"
+                    else "mu = min_i sigma_min(Psi_i), Sigma_K >= Psi")
+            raise ValidationError(
+                f"{name} of task {i} is singular (smallest eigenvalue {lo[i]:.3g}), but the ZO-MAML "
+                f"lemmas' constants need every {name}_i positive definite: they divide by it ({role}), "
+                f"so they would be infinite. Add a small multiple of the identity to {name}.")
+    if not np.any(batch.B):
+        raise ValidationError("B is zero in every task: the gain has no effect and the lemmas' radius "
+                              "h_Delta divides by ||B||; the constants are undefined for such a family.")
+
+
+def _tc(c: Any, name: str = "c") -> "TaskConstants":
+    if not isinstance(c, TaskConstants):
+        raise ValidationTypeError(f"{name} must be a TaskConstants (from metalqr.theory.task_constants or "
+                                  f"sublevel_constants); got {type(c).__name__}.")
+    return c
+
+
+def _variant(variant: Any) -> str:
+    return check_choice(variant, "variant", VARIANTS)
+
+
+def _eta(eta: Any) -> float:
+    return check_positive(eta, "eta", allow_zero=True)
+
+
+def _hH(h_H_value: Any) -> float:
+    return check_positive(h_H_value, "h_H_value", allow_zero=True)
+
+
+def _count(m: float, name: str, culprit: str) -> int:
+    """A sample count: at least 1, and an overflow reported (``int(inf)`` would raise
+    OverflowError)."""
+    if not math.isfinite(m):
+        raise ValidationError(f"{name}: the sample count overflows float64 ({m!r}); {culprit} is too small "
+                              f"(or the variance bound too large) for a representable count.")
+    return max(int(math.ceil(m)), 1)
+
+
+def _out(value: float, name: str, allow_zero: bool = False) -> float:
+    """Every constant is finite and > 0 for valid input (``h_G``, ``h_c`` may be exactly 0 at
+    a common optimum); an overflow or underflow is reported, not returned."""
+    if value == 0 and not allow_zero:
+        raise ValidationError(
+            f"{name} underflows to 0 on these tasks (the bound is astronomically small: badly conditioned "
+            f"weights or huge costs). Rescale the tasks or use a gain with a smaller cost.")
+    if not math.isfinite(value):
+        raise ValidationError(
+            f"{name} overflows float64 ({value!r}) on these tasks: the bound is astronomically large "
+            f"(badly conditioned weights, sigma_min(Q) or sigma_min(Psi) tiny, or J_max huge). Rescale "
+            f"the tasks or use a gain with a smaller cost.")
+    if value < 0:  # pragma: no cover - guarded by construction
+        raise ValidationError(f"{name} came out negative ({value!r}); please report this as a bug.")
+    return value
+
+
 def _h0(c: TaskConstants) -> float:
     """Bound on ``||E_K^i||_F``: by the lower gradient-domination bound (Lemma 3),
     ``Tr(E'E) <= ||R + B'PB|| (J_i(K) - J_i*) / mu <= ||R + B'PB||_max (J_max - J_min) / mu``."""
@@ -105,31 +247,58 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     because ``grad J = 2 E Sigma`` gives ``||grad J||_F <= 2 ||E||_F ||Sigma||`` and
     ``||Sigma_K|| <= J(K) / sigma_min(Q)``; the printed version drops the 2 of Eq. (2).
     """
+    c, variant = _tc(c), _variant(variant)
     base = c.J_max * _h0(c) / c.sigma_Q
-    return 2.0 * base if variant == "corrected" else base
+    return _out(2.0 * base if variant == "corrected" else base, "h_G", allow_zero=True)
 
 
 def h_c(c: TaskConstants) -> float:
     """Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from
     ``K = (R + B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for
     ``||K||_F``; the paper's ``||.||_max`` is ambiguous)."""
-    return (_h0(c) + c.BPA_F) / c.sigma_R
+    c = _tc(c)
+    return _out((_h0(c) + c.BPA_F) / c.sigma_R, "h_c", allow_zero=True)
 
 
 def h_H(c: TaskConstants, J_max_K0: float) -> float:
     """Lemma 1/8 as printed (after Bu et al. 2019, Lemma 7.9):
     ``(2||R|| + 2||B|| J_max/mu + 4 sqrt(2) xi ||B|| J_max/mu) J_max k / ||Q||_min`` with
-    ``xi = ((1 + ||B||^2) J_max(K0)/mu + ||R|| - 1) / ||Q||_min``."""
-    xi = ((1 + c.norm_B**2) * J_max_K0 / c.mu + c.norm_R - 1.0) / c.norm_Q_min
-    return ((2 * c.norm_R + 2 * c.norm_B * c.J_max / c.mu + 4 * math.sqrt(2) * xi * c.norm_B * c.J_max / c.mu)
-            * c.J_max * c.k / c.norm_Q_min)
+    ``xi = ((1 + ||B||^2) J_max(K0)/mu + ||R|| - 1) / ||Q||_min``.
+
+    The printed ``- 1`` makes ``xi`` (a bound on a norm) negative for small weights
+    (``||R|| < 1`` and ``J/mu`` small), which made ``h_H`` negative: ``xi`` is clipped at 0
+    (the property tests check the clipped bound, including such small-weight tasks).
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (or suprema from :func:`~metalqr.theory.sublevel_constants`).
+    J_max_K0 : float > 0
+        ``J_max`` at the initial gain ``K0`` (``c.J_max`` when ``K = K0``).
+
+    Returns
+    -------
+    float
+        A finite bound ``> 0`` on ``||Hess J_i(K)||_F`` (Hessian as a ``dk x dk`` matrix).
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants or ``J_max_K0`` is not a finite positive number.
+    """
+    c = _tc(c)
+    J_max_K0 = check_positive(J_max_K0, "J_max_K0")
+    xi = max(((1 + c.norm_B**2) * J_max_K0 / c.mu + c.norm_R - 1.0) / c.norm_Q_min, 0.0)
+    return _out((2 * c.norm_R + 2 * c.norm_B * c.J_max / c.mu + 4 * math.sqrt(2) * xi * c.norm_B * c.J_max / c.mu)
+                * c.J_max * c.k / c.norm_Q_min, "h_H")
 
 
 def h_Delta(c: TaskConstants) -> float:
     """Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al.
     2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
     numerator, which is not conservative for heterogeneous tasks; this uses the min."""
-    return c.sigma_Q * c.mu / (4.0 * c.norm_B * c.J_max * (c.norm_AK + 1.0))
+    c = _tc(c)
+    return _out(c.sigma_Q * c.mu / (4.0 * c.norm_B * c.J_max * (c.norm_AK + 1.0)), "h_Delta")
 
 
 def _nu(c: TaskConstants) -> float:
@@ -150,25 +319,28 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
     Lemma 16, ergodic form), ``|J' - J| <= (2 J_max/sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta) ||D||_F``;
     dividing by ``min_i J_i(K)`` gives the relative constant of the lemma's form.
     """
+    c, variant = _tc(c), _variant(variant)
     hD = h_Delta(c)
     if variant == "paper":
-        return (4 * c.trace_Psi * c.J_max * c.norm_R / (c.mu * c.sigma_Q)
-                * (c.norm_K + hD / 2 + c.norm_B * c.norm_K**2 * (c.norm_AK + 1) * _nu(c)))
-    return cost_lipschitz(c) / float(np.min(c.J))
+        return _out(4 * c.trace_Psi * c.J_max * c.norm_R / (c.mu * c.sigma_Q)
+                    * (c.norm_K + hD / 2 + c.norm_B * c.norm_K**2 * (c.norm_AK + 1) * _nu(c)), "h_cost")
+    return _out(cost_lipschitz(c) / float(np.min(c.J)), "h_cost")
 
 
 def cost_lipschitz(c: TaskConstants) -> float:
     """Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K``
     (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``."""
-    return (2 * c.J_max / c.sigma_Q) * (2 * _h0(c) + c.RBPB * h_Delta(c))
+    c = _tc(c)
+    return _out((2 * c.J_max / c.sigma_Q) * (2 * _h0(c) + c.RBPB * h_Delta(c)), "cost_lipschitz")
 
 
 def h_grad(c: TaskConstants) -> float:
     """Lemma 2/9 (as printed): ``||grad J_i(K') - grad J_i(K)||_F <= h_grad ||K' - K||_F``."""
+    c = _tc(c)
     r = c.J_max / c.sigma_Q
     first = 4 * r * (c.norm_R + c.norm_B * (c.norm_A + c.norm_B * (c.norm_K + h_Delta(c)))
                      * (h_cost(c, "paper") * c.J_max / c.trace_Psi) + c.norm_B**2 * c.J_max / c.mu)
-    return first + 8 * r**2 * (c.norm_B * (c.norm_AK + 1) / c.mu) * _h0(c)
+    return _out(first + 8 * r**2 * (c.norm_B * (c.norm_AK + 1) / c.mu) * _h0(c), "h_grad")
 
 
 def _ball_bounds(c: TaskConstants) -> dict:
@@ -203,8 +375,9 @@ def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     of :func:`_ball_bounds` bounds ``||dH[X]||_2`` for unit ``X``; ``sqrt(min(d,k))`` converts it to
     Frobenius and ``sqrt(dk)`` the operator norm to the Frobenius norm of the ``dk x dk`` matrix.
     """
+    c, variant = _tc(c), _variant(variant)
     if variant == "paper":
-        return _h_hess_paper(c)
+        return _out(_h_hess_paper(c), "h_hess")
     q = _ball_bounds(c)
     b, s, a, e, g, st, pt = q["b"], q["s"], q["a"], q["e"], q["g"], q["st"], q["pt"]
     dP = pt * 2 * e                                  # ||P'|| = ||T*(Y'E + E'Y)||
@@ -216,7 +389,7 @@ def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     dW = st * (2 * b * a * W + 2 * b * dS * a + 2 * b**2 * s)
     third = (2 * (b**2 * dP + b * dZ * a + b * Z * b) * s + 2 * (g + b * Z * a) * dS
              + 2 * dE * W + 2 * e * dW)
-    return math.sqrt(c.d * c.k) * math.sqrt(min(c.d, c.k)) * third
+    return _out(math.sqrt(c.d * c.k) * math.sqrt(min(c.d, c.k)) * third, "h_hess")
 
 
 def _h_hess_paper(c: TaskConstants) -> float:
@@ -225,7 +398,8 @@ def _h_hess_paper(c: TaskConstants) -> float:
     mu_t = r
     h3 = 6 * r**2 * c.norm_K**2 * c.norm_R * c.norm_B * (c.norm_AK + 1) + 6 * r * c.norm_K * c.norm_R
     h4 = 4 * r**2 * c.norm_B * (c.norm_AK + 1) / c.mu
-    h6 = math.sqrt(1 / c.sigma_Q) * (c.norm_R + (1 + c.norm_B**2) / c.mu * c.J_max) - 1
+    # The printed "- 1" makes h_6 negative for small weights; it bounds a norm, so clip at 0.
+    h6 = max(math.sqrt(1 / c.sigma_Q) * (c.norm_R + (1 + c.norm_B**2) / c.mu * c.J_max) - 1, 0.0)
     h8 = c.norm_R + c.norm_B**2 * c.J_max / c.mu + (c.norm_B * c.norm_A + c.norm_B**2 * c.norm_K) * h3
     h9 = 2 * (c.norm_R * c.norm_K + c.norm_B * c.norm_AK * c.J_max / c.mu)
     h7 = 4 * (nu * h8 + 8 * nu**2 * c.norm_B * (c.norm_AK + 1) * h9)
@@ -239,7 +413,12 @@ def _h_hess_paper(c: TaskConstants) -> float:
 def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
     ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``."""
-    return c.mu**2 * c.sigma_R / c.Sigma_star
+    c = _tc(c)
+    lam = c.mu**2 * c.sigma_R / c.Sigma_star
+    if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+        raise ValidationError("gradient_domination_lambda underflows or overflows float64 on these tasks "
+                              f"(lambda = {lam}); rescale the tasks.")
+    return lam
 
 
 def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = "corrected") -> float:
@@ -253,16 +432,19 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
     of ``k`` and the corrected ``h_G``/``h_hess``; constants must be suprema over the points
     involved (use :func:`metalqr.theory.sublevel_constants`).
     """
+    c, variant, eta, h_H_value = _tc(c), _variant(variant), _eta(eta), _hH(h_H_value)
     hh, hg = h_hess(c, variant), h_grad(c)
     if variant == "paper":
-        return eta * hh * (1 + eta * hg) * h_G(c, "paper") + (c.k + eta * h_H_value) * hh * (1 + eta * hh)
-    return eta * hh * (1 + eta * hg) * h_G(c) + (1 + eta * h_H_value) * hg * (1 + eta * hg)
+        return _out(eta * hh * (1 + eta * hg) * h_G(c, "paper") + (c.k + eta * h_H_value) * hh * (1 + eta * hh),
+                    "h_L_grad")
+    return _out(eta * hh * (1 + eta * hg) * h_G(c) + (1 + eta * h_H_value) * hg * (1 + eta * hg), "h_L_grad")
 
 
 def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
     """Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
     stands for ``||I||``; with the corrected ``h_G``)."""
-    return (c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c)
+    c, eta, h_H_value = _tc(c), _eta(eta), _hH(h_H_value)
+    return _out((c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c), "h_G_meta", allow_zero=True)
 
 
 def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") -> float:
@@ -271,18 +453,29 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
     Paper: ``h_cost (1 + eta h_grad)``, mixing the *relative* constant ``h_cost`` into an
     absolute bound. Corrected: ``cost_lipschitz (1 + eta h_grad)``, the chain rule through
     the adaptation ``K -> K - eta grad J_i(K)``, valid while the adapted gains stay in
-    the ``h_Delta`` ball (not property-tested yet)."""
+    the ``h_Delta`` ball. Property-tested with sub-level-set constants
+    (``tests/test_theory.py::test_lemma12_meta_objective_perturbation``)."""
+    c, variant, eta = _tc(c), _variant(variant), _eta(eta)
     if variant == "paper":
-        return h_cost(c, "paper") * (1 + eta * h_grad(c))
-    return cost_lipschitz(c) * (1 + eta * h_grad(c))
+        return _out(h_cost(c, "paper") * (1 + eta * h_grad(c)), "h_cost_meta")
+    return _out(cost_lipschitz(c) * (1 + eta * h_grad(c)), "h_cost_meta")
 
 
 def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float, d1: int, d2: int) -> int:
     """Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples
     ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``."""
+    epsilon = check_positive(epsilon, "epsilon")
+    delta = check_probability(delta, "delta")
+    sigma2 = check_positive(sigma2, "sigma2", allow_zero=True)
+    bound = check_positive(bound, "bound", allow_zero=True)
+    d1 = check_int(d1, "d1", minimum=1)
+    d2 = check_int(d2, "d2", minimum=1)
+    if sigma2 == 0 and bound == 0:
+        raise ValidationError("sigma2 and bound are both 0: the matrices are almost surely zero and no "
+                              "sample count is needed; pass the variance proxy and the norm bound.")
     dm = min(d1, d2)
-    return int(math.ceil(2 * dm / epsilon**2 * (sigma2 + bound * epsilon / (3 * math.sqrt(dm)))
-                         * math.log((d1 + d2) / delta)))
+    m = 2 * dm / epsilon**2 * (sigma2 + bound * epsilon / (3 * math.sqrt(dm))) * math.log((d1 + d2) / delta)
+    return _count(m, "bernstein_samples", "epsilon")
 
 
 def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_H_value: float) -> int:
@@ -290,12 +483,15 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
     ``= 8 min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with
     ``B_T = 2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the
     task-sampling error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``)."""
+    epsilon = check_positive(epsilon, "epsilon")
+    delta = check_probability(delta, "delta")
+    c, eta, h_H_value = _tc(c), _eta(eta), _hH(h_H_value)
     m = min(c.d, c.k)
     hG = h_G(c)
     BT = 2 * (1 + eta * h_H_value) * hG
     sT2 = 2 * (1 + eta * h_H_value) ** 2 * hG**2
-    return int(math.ceil(8 * m / epsilon**2 * (sT2 + BT * epsilon / (6 * math.sqrt(m)))
-                         * math.log(2 * (c.d + c.k) / delta)))
+    n = 8 * m / epsilon**2 * (sT2 + BT * epsilon / (6 * math.sqrt(m))) * math.log(2 * (c.d + c.k) / delta)
+    return _count(n, "h_sample_task", "epsilon")
 
 
 def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> float:
@@ -304,14 +500,18 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
     ``eta h_hess h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected
     :func:`h_L_grad`. The paper prints ``1 / (6 (...))``, dropping the ``eps`` that the
     proof's conclusion ``(i) <= eps/6`` needs."""
-    return epsilon / (6 * h_L_grad(c, eta, h_H_value))
+    epsilon = check_positive(epsilon, "epsilon")
+    return _out(epsilon / (6 * h_L_grad(c, eta, h_H_value)), "h_r2")
 
 
 def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> float:
     """Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2)
     / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error."""
-    return (32 * c.d**2 * c.k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
-            / (epsilon * radius * c.mu * c.sigma_Q**2))
+    c = _tc(c)
+    epsilon = check_positive(epsilon, "epsilon")
+    radius = check_positive(radius, "radius")
+    return _out(32 * c.d**2 * c.k**2 * c.J_max**2 * (c.norm_Q + c.norm_R * c.norm_K**2)
+                / (epsilon * radius * c.mu * c.sigma_Q**2), "rollout_length_meta")
 
 
 def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> float:
@@ -331,6 +531,9 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     ``||Psi|| <= J_max / sigma_Q`` (``Psi <= Sigma_K``). Solving the quadratic inequality in
     ``sqrt(||W||)`` gives ``l``.
     """
+    c = _tc(c)
+    epsilon = check_positive(epsilon, "epsilon")
+    delta = check_probability(delta, "delta")
     x = math.log(2.0 / delta)
     kappa = max(_nu(c), 1.0)
     normM = c.norm_Q + c.norm_R * c.norm_K**2
@@ -340,12 +543,15 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     b = 2.0 * math.sqrt(x * trW)
     # largest sqrt(||W||) with 2 x a^2 + b a <= eps, in the cancellation-free form
     a = 2.0 * epsilon / (b + math.sqrt(b * b + 8.0 * x * epsilon))
-    return Cw / a**2
+    return _out(Cw / a**2, "rollout_length_variance")
 
 
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
     """Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``)
     or cost (``"cost"``) is within ``epsilon`` of the ergodic one:
     ``d J_max^2 / (eps mu sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost."""
+    c = _tc(c)
+    epsilon = check_positive(epsilon, "epsilon")
+    which = check_choice(which, "which", ("cost", "covariance"))
     base = c.d * c.J_max**2 / (epsilon * c.mu * c.sigma_Q**2)
-    return base * (c.norm_Q + c.norm_R * c.norm_K**2) if which == "cost" else base
+    return _out(base * (c.norm_Q + c.norm_R * c.norm_K**2) if which == "cost" else base, "rollout_length_bound")
