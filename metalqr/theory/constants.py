@@ -260,37 +260,59 @@ def h_c(c: TaskConstants) -> float:
     return _out((_h0(c) + c.BPA_F) / c.sigma_R, "h_c", allow_zero=True)
 
 
-def h_H(c: TaskConstants, J_max_K0: float) -> float:
-    """Lemma 1/8 as printed (after Bu et al. 2019, Lemma 7.9):
-    ``(2||R|| + 2||B|| J_max/mu + 4 sqrt(2) xi ||B|| J_max/mu) J_max k / ||Q||_min`` with
-    ``xi = ((1 + ||B||^2) J_max(K0)/mu + ||R|| - 1) / ||Q||_min``.
+def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> float:
+    """Lemma 1/8: ``||Hess J_i(K)||_F <= h_H(K)`` (Hessian as a ``dk x dk`` matrix).
 
-    The printed ``- 1`` makes ``xi`` (a bound on a norm) negative for small weights
-    (``||R|| < 1`` and ``J/mu`` small), which made ``h_H`` negative: ``xi`` is clipped at 0
-    (the property tests check the clipped bound, including such small-weight tasks).
+    Paper (after Bu et al. 2019, Lemma 7.9):
+    ``(2||R|| + 2||B|| J_max/mu + 4 sqrt(2) xi ||B|| J_max/mu) J_max k / ||Q||_min`` with
+    ``xi = ((1 + ||B||^2) J_max(K0)/mu + ||R|| - 1) / ||Q||_min``. It is **not** a valid bound:
+    the ``- 1`` is not scale-invariant, so for small weights (``||R|| < 1``, ``J/mu`` small)
+    ``xi`` and then ``h_H`` became negative, and even with ``xi`` clipped at 0 (as done here
+    so that no negative number is returned) the Hessian exceeds it (e.g. ``A = 0.9, B = 1,
+    Q = R = 1e-3``: ``||Hess|| = 1.01 > 0.066``; kept in ``tests/test_theory.py``).
+
+    Corrected (derived here, the default), from the exact Hessian-vector product
+    ``H[X] = 2 (G X - B' P~_X A_K) Sigma + 2 E Sigma~_X`` (see :func:`h_hess` for the notation
+    and the bounds ``||T(M)|| <= ||M|| ||Sigma|| / mu``, ``||T*(M)|| <= ||M|| ||P|| / sigma_Q``):
+    for ``||X||_F = 1``, ``||H[X]||_2 <= 2 (g + b a Z) s + 2 e W`` with ``g = ||R + B'PB||``,
+    ``b = ||B||``, ``a = ||A - BK||``, ``s = J_max / sigma_Q >= ||Sigma||``, ``p = J_max / mu >= ||P||``,
+    ``e = h_0 >= ||E||_F`` (Lemma 3), ``Z = 2 e p / sigma_Q``, ``W = 2 b a s^2 / mu``; then
+    ``sqrt(min(d, k))`` gives the Frobenius norm of ``H[X]`` and ``sqrt(dk)`` the Frobenius
+    norm of the ``dk x dk`` matrix. It is increasing in every building block, so it gives the
+    supremum over a sub-level set when evaluated on :func:`~metalqr.theory.sublevel_constants`.
 
     Parameters
     ----------
     c : TaskConstants
         Building blocks at ``K`` (or suprema from :func:`~metalqr.theory.sublevel_constants`).
     J_max_K0 : float > 0
-        ``J_max`` at the initial gain ``K0`` (``c.J_max`` when ``K = K0``).
+        ``J_max`` at the initial gain ``K0`` (``c.J_max`` when ``K = K0``); used by the
+        printed form only (validated in both).
+    variant : {"corrected", "paper"}
 
     Returns
     -------
     float
-        A finite bound ``> 0`` on ``||Hess J_i(K)||_F`` (Hessian as a ``dk x dk`` matrix).
+        A finite constant ``> 0``.
 
     Raises
     ------
     ValidationError
-        If ``c`` is not a TaskConstants or ``J_max_K0`` is not a finite positive number.
+        If ``c`` is not a TaskConstants, ``J_max_K0`` is not a finite positive number, or
+        ``variant`` is not a valid name.
     """
-    c = _tc(c)
+    c, variant = _tc(c), _variant(variant)
     J_max_K0 = check_positive(J_max_K0, "J_max_K0")
-    xi = max(((1 + c.norm_B**2) * J_max_K0 / c.mu + c.norm_R - 1.0) / c.norm_Q_min, 0.0)
-    return _out((2 * c.norm_R + 2 * c.norm_B * c.J_max / c.mu + 4 * math.sqrt(2) * xi * c.norm_B * c.J_max / c.mu)
-                * c.J_max * c.k / c.norm_Q_min, "h_H")
+    if variant == "paper":
+        xi = max(((1 + c.norm_B**2) * J_max_K0 / c.mu + c.norm_R - 1.0) / c.norm_Q_min, 0.0)
+        return _out((2 * c.norm_R + 2 * c.norm_B * c.J_max / c.mu
+                     + 4 * math.sqrt(2) * xi * c.norm_B * c.J_max / c.mu) * c.J_max * c.k / c.norm_Q_min, "h_H")
+    g, b, a, e = c.RBPB, c.norm_B, c.norm_AK, _h0(c)
+    s, p = c.J_max / c.sigma_Q, c.J_max / c.mu
+    Z = 2 * e * p / c.sigma_Q
+    W = 2 * b * a * s * s / c.mu
+    op = 2 * (g + b * a * Z) * s + 2 * e * W
+    return _out(math.sqrt(c.d * c.k) * math.sqrt(min(c.d, c.k)) * op, "h_H")
 
 
 def h_Delta(c: TaskConstants) -> float:
