@@ -81,6 +81,7 @@ def test_directions_have_the_norm(X):
     assert X.shape == (2, 3) and np.linalg.norm(X) == pytest.approx(0.5)
 
 
+@settings(max_examples=15)          # three Riccati equations per example
 @given(mt.task_sets(n=3, d=2, k=1, heterogeneity=0.5, stability="stable"))
 def test_task_sets_valid(ts):
     assert len(ts) == 3 and (ts.d, ts.k) == (2, 1)

@@ -6,11 +6,11 @@ valid inputs: each drawn task passes :class:`~metalqr.LQRTask` validation and is
 (controllable if asked), each drawn gain stabilises with the promised margin.
 
 Shrinking. Every example is built from bounded floats and small integers whose simplest
-values give the simplest system: a perturbation matrix shrinks to 0, a dimension to 1, an
-eigenvalue spread to 1, a scale exponent to 0. The minimal task of :func:`lqr_tasks` is
+values give the simplest system: a perturbation matrix shrinks to 0, a dimension to 1, a weight
+eigenvalue to 1, a scale exponent to 0. The minimal task of :func:`lqr_tasks` is
 ``A = rho diag(1, ..., 1/2)`` (``rho`` at its lower end), ``B`` with a first column of ones,
-``Q = R = Psi = I``; the minimal gain of :func:`stabilizing_gains` is the reference gain
-(the optimal gain ``K*`` for one task). Counterexamples found by
+``Q = R = Psi = I``; the minimal gain of :func:`stabilizing_gains` is its reference gain
+(0 for an open-loop stable task, else the optimal gain ``K*``). Counterexamples found by
 :func:`metalqr.testing.check_bound` are therefore small and readable.
 """
 
@@ -86,14 +86,18 @@ def _stabilisable(A: np.ndarray, B: np.ndarray, controllable: bool) -> bool:
 
 
 def _spd(draw, n: int, condition_number: float) -> np.ndarray:
-    """Symmetric positive definite ``U diag(lam) U'`` with ``lam[0] = 1``, the others in
-    ``[1, condition_number]`` (shrink to 1) and ``U`` from the QR of ``I + M`` (shrinks to I)."""
+    """Symmetric positive definite ``U diag(lam) U'`` with ``lam`` in ``[1, condition_number]``
+    (shrink to 1) and ``U = I - 2 v v' / v'v`` a Householder
+    reflection (``v`` entries in ``[-1, 1]``; ``v = 0``, the shrinking target, gives ``U = I``).
+    ``2n - 1`` draws instead of ``n^2``."""
     lam = np.ones(n)
-    if n > 1 and condition_number > 1:
-        lam[1:] = draw(hnp.arrays(np.float64, n - 1,
-                                  elements=st.floats(1.0, condition_number, allow_nan=False)))
-    M = draw(hnp.arrays(np.float64, (n, n), elements=_UNIT))
-    U, _ = np.linalg.qr(np.eye(n) + M)
+    if condition_number > 1:
+        lam = draw(hnp.arrays(np.float64, n, elements=st.floats(1.0, condition_number, allow_nan=False)))
+    if n == 1:
+        return lam.reshape(1, 1)
+    v = draw(hnp.arrays(np.float64, n, elements=_UNIT))
+    vv = float(v @ v)
+    U = np.eye(n) - 2.0 * np.outer(v, v) / vv if vv > 1e-6 else np.eye(n)
     S = (U * lam) @ U.T
     return 0.5 * (S + S.T)
 
@@ -204,10 +208,12 @@ def _lqr_tasks(draw, d_st, k_st, lo, hi, controllable, condition_number, badly_s
 # ---------------------------------------------------------------------------- gains
 def _reference_gain(ts: TaskSet, limit: float):
     """The first candidate centre whose closed loops all have spectral radius <= ``limit``:
-    the optimal gain (mean of the optimal gains, then each, for a TaskSet), cheaper-control
-    optimal gains (R / 10^2, 10^4, 10^6: closed loops further inside the unit disc) and 0;
-    ``None`` if none qualifies. Candidates are computed lazily (most tasks stop at ``K*``)."""
+    0 (the simplest gain; no Riccati equation needed for open-loop stable tasks), the optimal
+    gain (mean of the optimal gains, then each, for a TaskSet), cheaper-control optimal gains
+    (R / 10^2, 10^4, 10^6: closed loops further inside the unit disc); ``None`` if none
+    qualifies. Candidates are computed lazily."""
     def candidates():
+        yield np.zeros((ts.k, ts.d))
         K_star, _ = optimal_gain(ts)
         yield K_star.mean(axis=0)
         yield from K_star[1:] if len(ts) > 1 else ()
@@ -219,7 +225,6 @@ def _reference_gain(ts: TaskSet, limit: float):
             except MetalqrError:
                 continue
             yield Kc.mean(axis=0)
-        yield np.zeros((ts.k, ts.d))
 
     try:
         for K in candidates():
@@ -246,15 +251,15 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
 
     ``K = K_ref + t U`` with ``U`` entries in ``[-scale s, scale s]`` (``s = max(1, max|K_ref|)``),
     ``t`` halved from 1 until the conditions hold. ``K_ref`` is ``K0`` if given, else the
-    first of the optimal gain (mean of the optimal gains for a TaskSet), cheaper-control
-    optimal gains and 0 that meets the conditions; an example is rejected if none does.
+    first of 0, the optimal gain (mean of the optimal gains for a TaskSet) and cheaper-control
+    optimal gains that meets the margin; an example is rejected if none does.
     ``U`` shrinks to 0, so the minimal gain is ``K_ref``.
 
     Parameters
     ----------
     task : LQRTask or TaskSet
     margin : float in [0, 1)
-        Required stability margin: ``rho(A_i - B_i K) <= 1 - margin``.
+        Required stability margin: ``rho(A_i - B_i K) <= 1 - margin`` (and ``< 1`` always).
     gamma : float >= 1, optional
         Sub-level ratio; with it every drawn ``K`` has ``J_i(K) <= gamma J_i(K0)``
         (``K0`` defaults to the reference gain).
@@ -277,7 +282,7 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
     if gamma is not None:
         gamma = check_real(gamma, "gamma", minimum=1.0)
     scale = check_positive(scale, "scale")
-    limit = 1.0 - margin
+    limit = 1.0 - margin if margin > 0 else np.nextafter(1.0, 0.0)   # always strictly stabilising
     if K0 is not None:
         from ..lqr.policy import check_gain
         from ..lqr.tasks import as_batch
@@ -365,12 +370,14 @@ def directions(k: int, d: int, *, norm: float = 1.0):
 # ---------------------------------------------------------------------------- families
 def task_sets(n: int | None = None, d: int | None = None, k: int | None = None,
               heterogeneity: float = 0.1, *, max_n: int = 3, max_d: int = 4, max_k: int = 2,
-              stability: str = "any", max_spectral_radius: float = 1.2, condition_number: float = 10.0):
+              stability: str = "any", max_spectral_radius: float = 1.2, condition_number: float = 10.0,
+              badly_scaled: bool = False, max_exponent: int = 3):
     """Strategy for :class:`~metalqr.TaskSet` families around a nominal task.
 
     The nominal task comes from :func:`lqr_tasks`; task ``i`` has ``A_i = A + h M_i``,
-    ``B_i = B + h N_i`` (entries of ``M_i``, ``N_i`` in ``[-1, 1]``) and weights
-    ``W_i = W + h S_i S_i'`` (``W`` in ``Q, R, Psi``; positive definite by construction),
+    ``B_i = B + h N_i`` (entries of ``M_i``, ``N_i`` in ``[-1, 1]``, times ``max(1, max|A|)``
+    resp. ``max(1, max|B|)``) and weights ``W_i = (1 + h u_i) W`` (``W`` in ``Q, R, Psi``,
+    ``u_i`` in ``[0, 1]``; positive definite by construction),
     with ``h = heterogeneity``. With ``stability="stable"`` each ``A_i`` is scaled back to
     spectral radius 0.95 if the perturbation pushed it out; every task is stabilisable
     (others are rejected). Perturbations shrink to 0 (identical tasks).
@@ -382,8 +389,9 @@ def task_sets(n: int | None = None, d: int | None = None, k: int | None = None,
     heterogeneity : float >= 0
         Size ``h`` of the per-task perturbations.
     max_n, max_d, max_k : int >= 1
-    stability, max_spectral_radius, condition_number
-        As in :func:`lqr_tasks` (for the nominal task).
+    stability, max_spectral_radius, condition_number, badly_scaled, max_exponent
+        As in :func:`lqr_tasks` (for the nominal task; the per-task perturbations are then
+        relative to its scale).
 
     Returns
     -------
@@ -397,7 +405,8 @@ def task_sets(n: int | None = None, d: int | None = None, k: int | None = None,
     n_st = _dim(n, "n", "max_n", max_n)
     h = check_positive(heterogeneity, "heterogeneity", allow_zero=True)
     nominal = lqr_tasks(d, k, max_d=max_d, max_k=max_k, stability=stability,
-                        max_spectral_radius=max_spectral_radius, condition_number=condition_number)
+                        max_spectral_radius=max_spectral_radius, condition_number=condition_number,
+                        badly_scaled=badly_scaled, max_exponent=max_exponent)
     stable = stability == "stable"
     return _task_sets(n_st, h, nominal, stable)
 
@@ -407,19 +416,20 @@ def _task_sets(draw, n_st, h, nominal, stable):
     t0 = draw(nominal)
     n = draw(n_st)
     d, k = t0.d, t0.k
+    sA = max(1.0, float(np.max(np.abs(t0.A))))       # perturbations relative to the nominal's scale
+    sB = max(1.0, float(np.max(np.abs(t0.B))))
     tasks = []
     for _ in range(n):
-        A = t0.A + h * draw(hnp.arrays(np.float64, (d, d), elements=_UNIT))
+        A = t0.A + h * sA * draw(hnp.arrays(np.float64, (d, d), elements=_UNIT))
         if stable:
             r = float(np.max(np.abs(np.linalg.eigvals(A))))
             if r > _STABLE_RADIUS:
                 A = A * (_STABLE_RADIUS / r)
-        B = t0.B + h * draw(hnp.arrays(np.float64, (d, k), elements=_UNIT))
+        B = t0.B + h * sB * draw(hnp.arrays(np.float64, (d, k), elements=_UNIT))
         W = {}
-        for name, m in (("Q", d), ("R", k), ("Psi", d)):
-            S = draw(hnp.arrays(np.float64, (m, m), elements=_UNIT))
-            M = getattr(t0, name) + h * (S @ S.T)
-            W[name] = 0.5 * (M + M.T)
+        for name in ("Q", "R", "Psi"):
+            u = draw(st.floats(0.0, 1.0, allow_nan=False))
+            W[name] = getattr(t0, name) * (1.0 + h * u)
         assume(_stabilisable(A, B, False))
         tasks.append(LQRTask(A, B, W["Q"], W["R"], Psi=W["Psi"], Sigma0=t0.Sigma0))
     return TaskSet(tasks)
@@ -469,7 +479,7 @@ def meta_learnable_families(n: int | None = None, d: int | None = None, k: int |
 @st.composite
 def _families(draw, sets, eta, margin, max_eta):
     ts = draw(sets)
-    limit = 1.0 - margin
+    limit = 1.0 - margin if margin > 0 else np.nextafter(1.0, 0.0)
     K = np.zeros((ts.k, ts.d))
     if np.max(spectral_radius(ts, K)) > limit:      # K = 0 is common_stabilizing_gain's first try
         try:

@@ -26,7 +26,7 @@ from ..lqr.riccati import optimal_gain
 from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset
 
-__all__ = ["TaskConstants", "task_constants", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
+__all__ = ["VARIANTS", "TaskConstants", "task_constants", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
            "cost_lipschitz", "h_hess", "h_L_grad", "h_sample_task", "h_r2", "rollout_length_meta",
            "rollout_length_variance",
            "gradient_domination_lambda", "h_G_meta", "h_cost_meta", "bernstein_samples",
