@@ -14,13 +14,14 @@ from .._validation import check_positive, check_probability, check_real
 from ..exceptions import ValidationError
 from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset, is_maml_stabilizing, maml_objective, optimal_costs
-from .constants import (TaskConstants, _check_definite, _common_gain, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
+from .constants import (TaskConstants, _check_definite, _guarded, _common_gain, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
                         h_hess, h_r2, h_sample_task, rollout_length_meta, rollout_length_variance,
                         task_constants)
 
 __all__ = ["sublevel_constants", "Certificate", "certify"]
 
 
+@_guarded
 def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants:
     """Bounds valid on the whole sub-level set ``S = {K : J_i(K) - J_i* <= gamma (J_i(K0) - J_i*)}``
     (Definition 2).
@@ -137,6 +138,7 @@ class Certificate:
         return "\n".join(lines)
 
 
+@_guarded
 def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, delta: float,
             gamma: float = 1.0, epsilon0: float | None = None, L_star: float | None = None) -> Certificate:
     """Evaluate the step-size conditions of Theorem 1, the estimation conditions of Lemmas 6

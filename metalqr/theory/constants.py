@@ -12,6 +12,7 @@ and stated in the docstring. ``tests/test_theory.py`` property-tests every inequ
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,6 +43,21 @@ _SCALARS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_A", "norm_B", "n
             "norm_Sigma0", "trace_Sigma0", "norm_AK_F")
 #: Fields that the lemmas divide by: they must be > 0 (the others >= 0).
 _DIVISORS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_B", "norm_Q_min", "norm_Q", "trace_Psi")
+
+
+def _guarded(fn):
+    """Report float over/underflow inside a constant (``x / eps**2`` with a tiny ``eps``...) as a
+    named :class:`~metalqr.ValidationError`, never a raw ZeroDivisionError/OverflowError."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ZeroDivisionError, OverflowError) as exc:
+            raise ValidationError(
+                f"{fn.__name__}: the result over- or underflows float64 ({exc}); an accuracy argument "
+                f"(epsilon, delta, radius) is too small or the tasks too badly conditioned for a "
+                f"representable bound.") from None
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,7 @@ class TaskConstants:
         object.__setattr__(self, "k", k)
 
 
+@_guarded
 def task_constants(tasks: Any, K: Any) -> TaskConstants:
     """Evaluate the building blocks of the lemmas' constants at a common gain ``K``
     (Appendix A of the ZO-MAML paper).
@@ -240,6 +257,7 @@ def _h0(c: TaskConstants) -> float:
     return math.sqrt(max(c.RBPB * (c.J_max - c.J_min), 0.0) / c.mu)
 
 
+@_guarded
 def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     """Lemma 1/8: ``||grad J_i(K)||_F <= h_G(K)``.
 
@@ -252,6 +270,7 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     return _out(2.0 * base if variant == "corrected" else base, "h_G", allow_zero=True)
 
 
+@_guarded
 def h_c(c: TaskConstants) -> float:
     """Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from
     ``K = (R + B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for
@@ -260,6 +279,7 @@ def h_c(c: TaskConstants) -> float:
     return _out((_h0(c) + c.BPA_F) / c.sigma_R, "h_c", allow_zero=True)
 
 
+@_guarded
 def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> float:
     """Lemma 1/8: ``||Hess J_i(K)||_F <= h_H(K)`` (Hessian as a ``dk x dk`` matrix).
 
@@ -315,6 +335,7 @@ def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> fl
     return _out(math.sqrt(c.d * c.k) * math.sqrt(min(c.d, c.k)) * op, "h_H")
 
 
+@_guarded
 def h_Delta(c: TaskConstants) -> float:
     """Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al.
     2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
@@ -327,6 +348,7 @@ def _nu(c: TaskConstants) -> float:
     return c.J_max / (c.sigma_Q * c.mu)
 
 
+@_guarded
 def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
     """Lemma 2/9: ``|J_i(K') - J_i(K)| <= h_cost J_i(K) ||K' - K||_F`` for ``||K' - K|| <= h_Delta``.
 
@@ -349,6 +371,7 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
     return _out(cost_lipschitz(c) / float(np.min(c.J)), "h_cost")
 
 
+@_guarded
 def cost_lipschitz(c: TaskConstants) -> float:
     """Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K``
     (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``."""
@@ -356,6 +379,7 @@ def cost_lipschitz(c: TaskConstants) -> float:
     return _out((2 * c.J_max / c.sigma_Q) * (2 * _h0(c) + c.RBPB * h_Delta(c)), "cost_lipschitz")
 
 
+@_guarded
 def h_grad(c: TaskConstants) -> float:
     """Lemma 2/9 (as printed): ``||grad J_i(K') - grad J_i(K)||_F <= h_grad ||K' - K||_F``."""
     c = _tc(c)
@@ -379,6 +403,7 @@ def _ball_bounds(c: TaskConstants) -> dict:
                 e=math.sqrt(max(g * (Jb - c.J_min), 0.0) / c.mu), st=s / c.mu, pt=p / c.sigma_Q)
 
 
+@_guarded
 def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     """Lemma 2/9: ``||Hess J_i(K') - Hess J_i(K)||_F <= h_hess ||K' - K||_F`` for
     ``||K' - K||_F <= h_Delta`` (Hessians as ``dk x dk`` matrices).
@@ -432,6 +457,7 @@ def _h_hess_paper(c: TaskConstants) -> float:
     return 2 * (h1 + 2 * h2)
 
 
+@_guarded
 def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
     ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``."""
@@ -443,6 +469,7 @@ def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     return lam
 
 
+@_guarded
 def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = "corrected") -> float:
     """Lemma 5/12: ``||grad L(K') - grad L(K)||_F <= h_{L,grad} ||K' - K||_F``.
 
@@ -462,6 +489,7 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
     return _out(eta * hh * (1 + eta * hg) * h_G(c) + (1 + eta * h_H_value) * hg * (1 + eta * hg), "h_L_grad")
 
 
+@_guarded
 def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
     """Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
     stands for ``||I||``; with the corrected ``h_G``)."""
@@ -469,6 +497,7 @@ def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
     return _out((c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c), "h_G_meta", allow_zero=True)
 
 
+@_guarded
 def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") -> float:
     """Lemma 5/12: ``|L(K') - L(K)| <= h_{L,cost} ||K' - K||_F``.
 
@@ -483,6 +512,7 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
     return _out(cost_lipschitz(c) * (1 + eta * h_grad(c)), "h_cost_meta")
 
 
+@_guarded
 def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float, d1: int, d2: int) -> int:
     """Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples
     ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``."""
@@ -500,6 +530,7 @@ def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float,
     return _count(m, "bernstein_samples", "epsilon")
 
 
+@_guarded
 def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_H_value: float) -> int:
     """Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)``
     ``= 8 min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with
@@ -516,6 +547,7 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
     return _count(n, "h_sample_task", "epsilon")
 
 
+@_guarded
 def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> float:
     """Lemma 7 (proof): smoothing radius ``r <= h_r^2(6/eps) = eps / (6 h_{L,grad})`` making the
     meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant
@@ -526,6 +558,7 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
     return _out(epsilon / (6 * h_L_grad(c, eta, h_H_value)), "h_r2")
 
 
+@_guarded
 def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> float:
     """Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2)
     / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error."""
@@ -536,6 +569,7 @@ def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> floa
                 / (epsilon * radius * c.mu * c.sigma_Q**2), "rollout_length_meta")
 
 
+@_guarded
 def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> float:
     """Roll-out length ``l`` after which one roll-out's empirical cost is within ``epsilon``
     of its expectation with probability ``>= 1 - delta`` (the role of ``h_{l,var}`` in
@@ -568,6 +602,7 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     return _out(Cw / a**2, "rollout_length_variance")
 
 
+@_guarded
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
     """Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``)
     or cost (``"cost"``) is within ``epsilon`` of the ergodic one:
