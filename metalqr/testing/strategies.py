@@ -124,7 +124,7 @@ def lqr_tasks(d: int | None = None, k: int | None = None, *, max_d: int = 4, max
     of ones and ``N`` entries in ``[-1, 1]``; ``Q, R, Psi = U diag(lam) U'`` with condition
     number at most ``condition_number``; ``Sigma0 = I``. Tasks that are not stabilisable
     (PBH test with a relative margin of 1e-6) are rejected, so each drawn task has an optimal
-    gain.
+    gain; so is ``B = 0`` (the gain would have no effect).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def _lqr_tasks(draw, d_st, k_st, lo, hi, controllable, condition_number, badly_s
         Q = Q / np.outer(t, t)
         Psi = Psi * np.outer(t, t)
         Sigma0 = Sigma0 * np.outer(t, t)
-    assume(_stabilisable(A, B, controllable))
+    assume(np.any(B) and _stabilisable(A, B, controllable))
     return LQRTask(A, B, 0.5 * (Q + Q.T), 0.5 * (R + R.T), Psi=0.5 * (Psi + Psi.T),
                    Sigma0=0.5 * (Sigma0 + Sigma0.T))
 
@@ -430,7 +430,7 @@ def _task_sets(draw, n_st, h, nominal, stable):
         for name in ("Q", "R", "Psi"):
             u = draw(st.floats(0.0, 1.0, allow_nan=False))
             W[name] = getattr(t0, name) * (1.0 + h * u)
-        assume(_stabilisable(A, B, False))
+        assume(np.any(B) and _stabilisable(A, B, False))
         tasks.append(LQRTask(A, B, W["Q"], W["R"], Psi=W["Psi"], Sigma0=t0.Sigma0))
     return TaskSet(tasks)
 

@@ -42,7 +42,7 @@ _SCALARS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_A", "norm_B", "n
             "norm_Q", "norm_AK", "norm_K", "norm_K_F", "RBPB", "BPA_F", "trace_Psi", "trace_R",
             "norm_Sigma0", "trace_Sigma0", "norm_AK_F")
 #: Fields that the lemmas divide by: they must be > 0 (the others >= 0).
-_DIVISORS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_B", "norm_Q_min", "norm_Q", "trace_Psi")
+_DIVISORS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_Q_min", "norm_Q", "trace_Psi")
 
 
 def _guarded(fn):
@@ -145,8 +145,7 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
         If ``tasks`` is not a TaskSet/LQRTask, ``K`` has the wrong shape/dtype or is
         non-finite, some ``Q_i`` or ``Psi_i`` is only semidefinite (the lemmas divide by
         ``sigma_min(Q)`` through ``||Sigma_K|| <= J(K) / sigma_min(Q)`` and by
-        ``mu = sigma_min(Psi)``: with a singular one the constants are infinite), or every
-        ``B_i`` is zero (``h_Delta`` divides by ``||B||``).
+        ``mu = sigma_min(Psi)``: with a singular one the constants are infinite).
     UnstablePolicyError
         If ``K`` does not stabilise some task.
     """
@@ -201,9 +200,6 @@ def _check_definite(batch) -> None:
                 f"{name} of task {i} is singular (smallest eigenvalue {lo[i]:.3g}), but the ZO-MAML "
                 f"lemmas' constants need every {name}_i positive definite: they divide by it ({role}), "
                 f"so they would be infinite. Add a small multiple of the identity to {name}.")
-    if not np.any(batch.B):
-        raise ValidationError("B is zero in every task: the gain has no effect and the lemmas' radius "
-                              "h_Delta divides by ||B||; the constants are undefined for such a family.")
 
 
 def _tc(c: Any, name: str = "c") -> "TaskConstants":
@@ -341,6 +337,11 @@ def h_Delta(c: TaskConstants) -> float:
     2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
     numerator, which is not conservative for heterogeneous tasks; this uses the min."""
     c = _tc(c)
+    if c.norm_B == 0:
+        raise ValidationError("h_Delta is undefined: B is zero in every task, so the radius "
+                              "sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1)) divides by ||B|| = 0 (any "
+                              "perturbation of K keeps the closed loop; the constants built on h_Delta "
+                              "do not apply).")
     return _out(c.sigma_Q * c.mu / (4.0 * c.norm_B * c.J_max * (c.norm_AK + 1.0)), "h_Delta")
 
 
