@@ -66,14 +66,13 @@ for name, fn in (("task_constants", th.task_constants),
     case(name, "K", lambda fn=fn: fn(TS, [[10.0, 10.0]]), metalqr.UnstablePolicyError)
     case(name, "Q", lambda fn=fn: fn(SINGULAR_Q, np.zeros((1, 1))))
     case(name, "Psi", lambda fn=fn: fn(SINGULAR_PSI, np.zeros((1, 1))))
-    case(name, "B", lambda fn=fn: fn(ZERO_B, np.zeros((1, 1))))
 case("sublevel_constants", "gamma", lambda: th.sublevel_constants(TS, K0, 0.0))
 case("sublevel_constants", "gamma", lambda: th.sublevel_constants(TS, K0, -1.0))
 case("sublevel_constants", "gamma", lambda: th.sublevel_constants(TS, K0, NAN))
 case("sublevel_constants", "gamma", lambda: th.sublevel_constants(TS, K0, "1"), TE)
 
 # --- TaskConstants: hand-built objects are checked
-for field, value in (("mu", 0.0), ("sigma_Q", -1.0), ("J_max", NAN), ("norm_B", INF), ("sigma_R", "1"),
+for field, value in (("mu", 0.0), ("sigma_Q", -1.0), ("J_max", NAN), ("norm_B", INF), ("norm_B", -1.0), ("sigma_R", "1"),
                      ("J", np.array([1.0, -1.0])), ("J_star", np.array([1.0])), ("d", 0), ("k", 1.5),
                      ("Sigma_star", np.array([[1.0, 1.0]]))):
     exc = TE if isinstance(value, str) or field == "k" else VE
@@ -83,6 +82,9 @@ for field, value in (("mu", 0.0), ("sigma_Q", -1.0), ("J_max", NAN), ("norm_B", 
 c_variants("h_G", th.h_G)
 c_only("h_c", th.h_c)
 c_only("h_Delta", th.h_Delta)
+case("h_Delta", "B", lambda: th.h_Delta(th.task_constants(ZERO_B, np.zeros((1, 1)))))
+case("h_grad", "B", lambda: th.h_grad(th.task_constants(ZERO_B, np.zeros((1, 1)))))
+case("certify", "B", lambda: th.certify(ZERO_B, np.zeros((1, 1)), **GOOD))
 c_only("cost_lipschitz", th.cost_lipschitz)
 c_only("h_grad", th.h_grad)
 c_only("gradient_domination_lambda", th.gradient_domination_lambda)

@@ -260,6 +260,24 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     Paper: ``J_max h_0 / sigma_Q`` with ``h_0`` from :func:`_h0`. Corrected: twice that,
     because ``grad J = 2 E Sigma`` gives ``||grad J||_F <= 2 ||E||_F ||Sigma||`` and
     ``||Sigma_K|| <= J(K) / sigma_min(Q)``; the printed version drops the 2 of Eq. (2).
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    variant : {"corrected", "paper"}
+        Derived valid bound (default) or the formula as printed.
+
+    Returns
+    -------
+    float
+        Bound ``>= 0`` (0 exactly at a common optimum).
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
     """
     c, variant = _tc(c), _variant(variant)
     base = c.J_max * _h0(c) / c.sigma_Q
@@ -270,7 +288,24 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
 def h_c(c: TaskConstants) -> float:
     """Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from
     ``K = (R + B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for
-    ``||K||_F``; the paper's ``||.||_max`` is ambiguous)."""
+    ``||K||_F``; the paper's ``||.||_max`` is ambiguous).
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+
+    Returns
+    -------
+    float
+        Bound ``>= 0`` on ``||K||_F``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or the value over/underflows float64.
+    """
     c = _tc(c)
     return _out((_h0(c) + c.BPA_F) / c.sigma_R, "h_c", allow_zero=True)
 
@@ -335,7 +370,24 @@ def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> fl
 def h_Delta(c: TaskConstants) -> float:
     """Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al.
     2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
-    numerator, which is not conservative for heterogeneous tasks; this uses the min."""
+    numerator, which is not conservative for heterogeneous tasks; this uses the min.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+
+    Returns
+    -------
+    float
+        Radius ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, if every ``B_i`` is zero, or the value over/underflows float64.
+    """
     c = _tc(c)
     if c.norm_B == 0:
         raise ValidationError("h_Delta is undefined: B is zero in every task, so the radius "
@@ -363,6 +415,24 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
     ``||Sigma_K'|| <= 2 J_max / sigma_Q`` inside the ``h_Delta`` ball (Fazel et al. 2018,
     Lemma 16, ergodic form), ``|J' - J| <= (2 J_max/sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta) ||D||_F``;
     dividing by ``min_i J_i(K)`` gives the relative constant of the lemma's form.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    variant : {"corrected", "paper"}
+        Derived valid bound (default) or the formula as printed.
+
+    Returns
+    -------
+    float
+        Relative constant ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
     """
     c, variant = _tc(c), _variant(variant)
     hD = h_Delta(c)
@@ -375,14 +445,48 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
 @_guarded
 def cost_lipschitz(c: TaskConstants) -> float:
     """Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K``
-    (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``."""
+    (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+
+    Returns
+    -------
+    float
+        Absolute constant ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or the value over/underflows float64.
+    """
     c = _tc(c)
     return _out((2 * c.J_max / c.sigma_Q) * (2 * _h0(c) + c.RBPB * h_Delta(c)), "cost_lipschitz")
 
 
 @_guarded
 def h_grad(c: TaskConstants) -> float:
-    """Lemma 2/9 (as printed): ``||grad J_i(K') - grad J_i(K)||_F <= h_grad ||K' - K||_F``."""
+    """Lemma 2/9 (as printed): ``||grad J_i(K') - grad J_i(K)||_F <= h_grad ||K' - K||_F``.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+
+    Returns
+    -------
+    float
+        Constant ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or the value over/underflows float64.
+    """
     c = _tc(c)
     r = c.J_max / c.sigma_Q
     first = 4 * r * (c.norm_R + c.norm_B * (c.norm_A + c.norm_B * (c.norm_K + h_Delta(c)))
@@ -422,6 +526,24 @@ def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     every factor along a unit direction ``Y`` (``dA_K = -B Y``) and bounding with the ball suprema
     of :func:`_ball_bounds` bounds ``||dH[X]||_2`` for unit ``X``; ``sqrt(min(d,k))`` converts it to
     Frobenius and ``sqrt(dk)`` the operator norm to the Frobenius norm of the ``dk x dk`` matrix.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    variant : {"corrected", "paper"}
+        Derived valid bound (default) or the formula as printed.
+
+    Returns
+    -------
+    float
+        Constant ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
     """
     c, variant = _tc(c), _variant(variant)
     if variant == "paper":
@@ -461,7 +583,24 @@ def _h_hess_paper(c: TaskConstants) -> float:
 @_guarded
 def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
-    ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``."""
+    ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``lambda_i > 0`` per task.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, or the value over/underflows float64.
+    """
     c = _tc(c)
     lam = c.mu**2 * c.sigma_R / c.Sigma_star
     if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
@@ -481,6 +620,28 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
     follows the proof, with ``1 + eta h_H`` (the operator norm of ``I - eta Hess J``) instead
     of ``k`` and the corrected ``h_G``/``h_hess``; constants must be suprema over the points
     involved (use :func:`metalqr.theory.sublevel_constants`).
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    eta : float >= 0
+        Adaptation step size.
+    h_H_value : float >= 0
+        ``h_H`` (from :func:`h_H`, over the points involved).
+    variant : {"corrected", "paper"}
+        Derived valid bound (default) or the formula as printed.
+
+    Returns
+    -------
+    float
+        Constant ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``eta`` or ``h_H_value`` is negative or non-finite, or ``variant`` is not a valid name, or the value over/underflows float64.
     """
     c, variant, eta, h_H_value = _tc(c), _variant(variant), _eta(eta), _hH(h_H_value)
     hh, hg = h_hess(c, variant), h_grad(c)
@@ -493,7 +654,28 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
 @_guarded
 def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
     """Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
-    stands for ``||I||``; with the corrected ``h_G``)."""
+    stands for ``||I||``; with the corrected ``h_G``).
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    eta : float >= 0
+        Adaptation step size.
+    h_H_value : float >= 0
+        ``h_H`` (from :func:`h_H`, over the points involved).
+
+    Returns
+    -------
+    float
+        Bound ``>= 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``eta`` or ``h_H_value`` is negative or non-finite, or the value over/underflows float64.
+    """
     c, eta, h_H_value = _tc(c), _eta(eta), _hH(h_H_value)
     return _out((c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c), "h_G_meta", allow_zero=True)
 
@@ -506,7 +688,28 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
     absolute bound. Corrected: ``cost_lipschitz (1 + eta h_grad)``, the chain rule through
     the adaptation ``K -> K - eta grad J_i(K)``, valid while the adapted gains stay in
     the ``h_Delta`` ball. Property-tested with sub-level-set constants
-    (``tests/test_theory.py::test_lemma12_meta_objective_perturbation``)."""
+    (``tests/test_theory.py::test_lemma12_meta_objective_perturbation``).
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    eta : float >= 0
+        Adaptation step size.
+    variant : {"corrected", "paper"}
+        Derived valid bound (default) or the formula as printed.
+
+    Returns
+    -------
+    float
+        Constant ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``eta`` is negative or non-finite, or ``variant`` is not a valid name, or the value over/underflows float64.
+    """
     c, variant, eta = _tc(c), _variant(variant), _eta(eta)
     if variant == "paper":
         return _out(h_cost(c, "paper") * (1 + eta * h_grad(c)), "h_cost_meta")
@@ -516,7 +719,31 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
 @_guarded
 def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float, d1: int, d2: int) -> int:
     """Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples
-    ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``."""
+    ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``.
+
+    Parameters
+    ----------
+    epsilon : float > 0
+        Accuracy of the sample mean (spectral norm).
+    delta : float in (0, 1)
+        Failure probability.
+    sigma2 : float >= 0
+        Variance proxy.
+    bound : float >= 0
+        Almost-sure norm bound (``sigma2`` and ``bound`` not both 0).
+    d1, d2 : int >= 1
+        Matrix dimensions.
+
+    Returns
+    -------
+    int
+        Sample count ``>= 1``.
+
+    Raises
+    ------
+    ValidationError
+        If an argument is out of range (``delta = 5`` used to give -91) or the count overflows.
+    """
     epsilon = check_positive(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
     sigma2 = check_positive(sigma2, "sigma2", allow_zero=True)
@@ -536,7 +763,32 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
     """Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)``
     ``= 8 min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with
     ``B_T = 2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the
-    task-sampling error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``)."""
+    task-sampling error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``).
+
+    Parameters
+    ----------
+    epsilon : float > 0
+        Accuracy.
+    delta : float in (0, 1)
+        Failure probability.
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    eta : float >= 0
+        Adaptation step size.
+    h_H_value : float >= 0
+        ``h_H`` (from :func:`h_H`, over the points involved).
+
+    Returns
+    -------
+    int
+        Task batch size ``>= 1``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``epsilon <= 0``, ``delta`` outside (0, 1), or ``eta``/``h_H_value`` negative, or the value over/underflows float64.
+    """
     epsilon = check_positive(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
     c, eta, h_H_value = _tc(c), _eta(eta), _hH(h_H_value)
@@ -554,7 +806,30 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
     meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant
     ``eta h_hess h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected
     :func:`h_L_grad`. The paper prints ``1 / (6 (...))``, dropping the ``eps`` that the
-    proof's conclusion ``(i) <= eps/6`` needs."""
+    proof's conclusion ``(i) <= eps/6`` needs.
+
+    Parameters
+    ----------
+    epsilon : float > 0
+        Accuracy.
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    eta : float >= 0
+        Adaptation step size.
+    h_H_value : float >= 0
+        ``h_H`` (from :func:`h_H`, over the points involved).
+
+    Returns
+    -------
+    float
+        Radius ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``eta``/``h_H_value`` negative, or the value over/underflows float64.
+    """
     epsilon = check_positive(epsilon, "epsilon")
     return _out(epsilon / (6 * h_L_grad(c, eta, h_H_value)), "h_r2")
 
@@ -562,7 +837,28 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
 @_guarded
 def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> float:
     """Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2)
-    / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error."""
+    / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    epsilon : float > 0
+        Accuracy.
+    radius : float > 0
+        Smoothing radius ``r``.
+
+    Returns
+    -------
+    float
+        Roll-out length ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``radius <= 0``, or the value over/underflows float64.
+    """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
     radius = check_positive(radius, "radius")
@@ -587,6 +883,26 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     hence ``S_1 <= 2 kappa^{3/2}``, and ``Tr W <= J_max + ||M|| Tr(Sigma0) kappa^2``. Here
     ``||Psi|| <= J_max / sigma_Q`` (``Psi <= Sigma_K``). Solving the quadratic inequality in
     ``sqrt(||W||)`` gives ``l``.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    epsilon : float > 0
+        Accuracy.
+    delta : float in (0, 1)
+        Failure probability.
+
+    Returns
+    -------
+    float
+        Roll-out length ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``delta`` outside (0, 1), or the value over/underflows float64.
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
@@ -607,7 +923,28 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
     """Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``)
     or cost (``"cost"``) is within ``epsilon`` of the ergodic one:
-    ``d J_max^2 / (eps mu sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost."""
+    ``d J_max^2 / (eps mu sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost.
+
+    Parameters
+    ----------
+    c : TaskConstants
+        Building blocks at ``K`` (:func:`task_constants`) or suprema over a sub-level set
+        (:func:`~metalqr.theory.sublevel_constants`).
+    epsilon : float > 0
+        Accuracy.
+    which : {"cost", "covariance"}
+        Which finite-horizon quantity.
+
+    Returns
+    -------
+    float
+        Roll-out length ``> 0``.
+
+    Raises
+    ------
+    ValidationError
+        If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``which`` is not a valid name, or the value over/underflows float64.
+    """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
     which = check_choice(which, "which", ("cost", "covariance"))
