@@ -139,13 +139,19 @@ def test_assert_bound_holds_for_the_corrected_h_G():
 
 
 def test_check_bound_ignore_and_seed():
-    def q(task, K):
-        if task.d > 1:
+    def q(X):
+        if X[0, 0] > 0:
             raise metalqr.UnstablePolicyError("skip me")
         return 0.0
-    rep = mt.check_bound(lambda t, K: 1.0, q, mt.tasks_and_gains(max_d=2), max_examples=20,
+    rep = mt.check_bound(lambda X: 1.0, q, mt.directions(1, 2), max_examples=20,
                          ignore=(metalqr.UnstablePolicyError,), seed=3)
-    assert rep.holds and rep.n_rejected > 0
+    assert rep.holds and rep.n_rejected > 0 and rep.n_examples > 0
+
+    def always_unstable(X):
+        raise metalqr.UnstablePolicyError("never")
+    with pytest.raises(metalqr.ValidationError, match="no valid example.*ignore"):
+        mt.check_bound(lambda X: 1.0, always_unstable, mt.directions(1, 2), max_examples=5,
+                       ignore=(metalqr.UnstablePolicyError,))
 
 
 def test_gradient_and_hvp_helpers_accept_true_and_reject_wrong_formulas():

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, settings, target
+from hypothesis.errors import Unsatisfiable
 from hypothesis.strategies import SearchStrategy
 
 from .._validation import as_float_array, as_rng, check_callable, check_int, check_positive, check_real
@@ -192,7 +193,8 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     Raises
     ------
     ValidationError
-        If an argument is malformed (names it).
+        If an argument is malformed (names it), or no valid example could be drawn (every
+        draw rejected by the strategy or skipped through ``ignore``).
     Exception
         Any other exception raised by ``bound`` or ``quantity`` (after shrinking).
 
@@ -250,6 +252,11 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
         failed = False
     except _Violation:
         failed = True
+    except Unsatisfiable:
+        raise ValidationError(
+            f"check_bound ({name}): no valid example: the strategy rejected every draw or bound/quantity "
+            f"raised one of ignore={ignore!r} on all of them ({state['rejected']} skipped). Widen the "
+            f"strategy or narrow ignore.") from None
     if not failed:
         return BoundReport(True, state["worst"], state["worst_ex"], None, math.nan, math.nan,
                            state["n"], state["rejected"], name, conf)
