@@ -53,17 +53,17 @@ def c_only(name, fn):
 
 
 # --- task_constants / sublevel_constants: tasks, K, gamma and the positive-definite weights
-for name, fn in (("task_constants", th.task_constants),
-                 ("sublevel_constants", lambda t, K, **kw: th.sublevel_constants(t, K, **kw))):
+for name, fn, kname in (("task_constants", th.task_constants, "K"),
+                        ("sublevel_constants", lambda t, K, **kw: th.sublevel_constants(t, K, **kw), "K0")):
     case(name, "tasks", lambda fn=fn: fn([[0.5]], K0))
     case(name, "tasks", lambda fn=fn: fn(None, K0))
-    case(name, "K", lambda fn=fn: fn(TS, np.zeros((2, 1))))           # transposed
-    case(name, "K", lambda fn=fn: fn(TS, 1j * np.ones((1, 2))), TE)  # complex
-    case(name, "K", lambda fn=fn: fn(TS, [[NAN, 0.0]]))
-    case(name, "K", lambda fn=fn: fn(TS, "gain"), TE)
-    case(name, "K", lambda fn=fn: fn(TS, np.zeros((2, 1, 2))))      # per-task gains refused
-    case(name, "K", lambda fn=fn: fn(TS, np.array([[True, False]])), TE)
-    case(name, "K", lambda fn=fn: fn(TS, [[10.0, 10.0]]), metalqr.UnstablePolicyError)
+    case(name, kname, lambda fn=fn: fn(TS, np.zeros((2, 1))))           # transposed
+    case(name, kname, lambda fn=fn: fn(TS, 1j * np.ones((1, 2))), TE)  # complex
+    case(name, kname, lambda fn=fn: fn(TS, [[NAN, 0.0]]))
+    case(name, kname, lambda fn=fn: fn(TS, "gain"), TE)
+    case(name, kname, lambda fn=fn: fn(TS, np.zeros((2, 1, 2))))      # per-task gains refused
+    case(name, kname, lambda fn=fn: fn(TS, np.array([[True, False]])), TE)
+    case(name, kname, lambda fn=fn: fn(TS, [[10.0, 10.0]]), metalqr.UnstablePolicyError)
     case(name, "Q", lambda fn=fn: fn(SINGULAR_Q, np.zeros((1, 1))))
     case(name, "Psi", lambda fn=fn: fn(SINGULAR_PSI, np.zeros((1, 1))))
 case("sublevel_constants", "gamma", lambda: th.sublevel_constants(TS, K0, 0.0))

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_positive, check_probability, check_real
-from ..exceptions import ValidationError
+from ..exceptions import UnstablePolicyError, ValidationError
+from ..lqr import spectral_radius
 from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset, is_maml_stabilizing, maml_objective, optimal_costs
 from .constants import (TaskConstants, _check_definite, _guarded, _common_gain, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
@@ -58,6 +59,14 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
     """
     ts = as_taskset(tasks)
     gamma = check_positive(gamma, "gamma")
+    K0 = np.array(_common_gain(ts, K0, "K0")[0])
+    rho = spectral_radius(ts, K0)
+    if np.any(rho >= 1.0):
+        i = int(np.argmax(rho))
+        raise UnstablePolicyError(f"sublevel_constants needs a K0 that stabilises every task, but K0 does not "
+                                  f"stabilise task {i} (spectral radius of A - B K0 is {rho[i]:.6g} >= 1); "
+                                  f"start from metalqr.common_stabilizing_gain(tasks).",
+                                  task_index=i, spectral_radius=float(rho[i]))
     c0 = task_constants(ts, K0)
     Jbar = float(np.max(c0.J_star + gamma * (c0.J - c0.J_star)))
     norm_B_F = float(np.max(np.linalg.norm(ts.B, axis=(-2, -1))))
