@@ -153,13 +153,21 @@ def test_lemma10_gradient_domination_lambda(params):
     assert np.all(gap <= g2 / th.gradient_domination_lambda(c) + 1e-9 * c.J_star)
 
 
-@given(families, st.floats(1e-5, 1e-2))
-def test_lemma11_meta_gradient_bound(params, eta):
-    ts, K, _, _ = _family(params)
-    assume(metalqr.is_maml_stabilizing(ts, K, eta))
-    c = th.task_constants(ts, K)
-    g = np.linalg.norm(metalqr.maml_gradient(ts, K, eta))
-    assert g <= th.h_G_meta(c, eta, th.h_H(c, c.J_max)) * (1 + 1e-9) + 1e-9 * c.J_max
+def test_lemma11_meta_gradient_bound():
+    """Lemma 4/11, ||grad L(K)||_F <= h_{G,L}, on meta-learnable families (a common
+    MAML-stabilising gain for the drawn eta), with metalqr.testing's bound checker."""
+    def bound(fam):
+        c = th.task_constants(fam.tasks, fam.K)
+        return th.h_G_meta(c, fam.eta, th.h_H(c, c.J_max)) * (1 + 1e-9) + 1e-9 * c.J_max
+
+    def meta_gradient_norm(fam):
+        return np.linalg.norm(metalqr.maml_gradient(fam.tasks, fam.K, fam.eta))
+
+    report = mt.assert_bound_holds(bound, meta_gradient_norm,
+                                   mt.meta_learnable_families(heterogeneity=0.3, max_eta=1e-2, max_n=3,
+                                                              max_d=4, max_k=2),
+                                   max_examples=40, name="Lemma 11 h_G,L")
+    assert report.n_examples >= 40
 
 
 @settings(max_examples=20)   # each example solves several Riccati equations
