@@ -164,7 +164,7 @@ case("certify", "tasks", lambda: th.certify("tasks", np.zeros((1, 1)), **GOOD))
 # --- Certificate: hand-built reports are checked
 for field, value in (("eta", -1.0), ("eta_max", NAN), ("alpha", "x"), ("psi0", -0.5),
                      ("iterations_min", NAN), ("iterations_min", -1.0), ("constants", [1, 2])):
-    exc = TE if isinstance(value, str) else VE
+    exc = TE if isinstance(value, (str, list)) else VE
     case("Certificate", field, lambda f=field, v=value: dataclasses.replace(CERT, **{f: v}), exc)
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_positive, check_probability, check_real
-from ..exceptions import UnstablePolicyError, ValidationError
+from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from ..lqr import spectral_radius
 from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset, is_maml_stabilizing, maml_objective, optimal_costs
-from .constants import (TaskConstants, _check_definite, _guarded, _common_gain, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
-                        h_hess, h_r2, h_sample_task, rollout_length_meta, rollout_length_variance,
+from .constants import (TaskConstants, _check_definite, _common_gain, _guarded, gradient_domination_lambda, h_c,
+                        h_cost, h_Delta, h_G, h_grad, h_H, h_hess, h_r2, h_sample_task, rollout_length_meta, rollout_length_variance,
                         task_constants)
 
 __all__ = ["sublevel_constants", "Certificate", "certify"]
@@ -118,7 +118,7 @@ class Certificate:
                 and not math.isnan(N) and N >= 0):
             raise ValidationError(f"Certificate.iterations_min must be a number >= 0 (inf allowed); got {N!r}.")
         if not isinstance(self.constants, dict):
-            raise ValidationError(f"Certificate.constants must be a dict; got {type(self.constants).__name__}.")
+            raise ValidationTypeError(f"Certificate.constants must be a dict; got {type(self.constants).__name__}.")
 
     @property
     def conditions(self) -> dict[str, bool]:
