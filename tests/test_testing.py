@@ -179,6 +179,8 @@ def test_gradient_and_hvp_helpers_accept_true_and_reject_wrong_formulas():
     (lambda: mt.stabilizing_gains(metalqr.double_integrator(), gamma=0.5), "gamma"),
     (lambda: mt.stabilizing_gains(metalqr.double_integrator(), K0=np.zeros((1, 2))), "K0"),
     (lambda: mt.stabilizing_gains(metalqr.double_integrator(), scale=-1.0), "scale"),
+    (lambda: mt.stabilizing_gains(metalqr.double_integrator(), K0=np.zeros((2, 1))), "K0"),
+    (lambda: mt.stabilizing_gains(metalqr.double_integrator(), K0=[[1j, 0.0]]), "K0"),
     (lambda: mt.directions(0, 2), "k"), (lambda: mt.directions(1, 2, norm=float("nan")), "norm"),
     (lambda: mt.task_sets(n=0), "n"), (lambda: mt.task_sets(heterogeneity=-1.0), "heterogeneity"),
     (lambda: mt.meta_learnable_families(eta=0.0), "eta"),

@@ -23,7 +23,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .._validation import check_choice, check_int, check_positive, check_real
+from .._validation import as_float_array, check_choice, check_int, check_positive, check_real
 from ..exceptions import MetalqrError, ValidationError
 from ..lqr import LQRTask, TaskSet, cost, optimal_gain, spectral_radius
 from ..meta import adapted_gains, common_stabilizing_gain, is_maml_stabilizing
@@ -284,9 +284,9 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
     scale = check_positive(scale, "scale")
     limit = 1.0 - margin if margin > 0 else np.nextafter(1.0, 0.0)   # always strictly stabilising
     if K0 is not None:
-        from ..lqr.policy import check_gain
-        from ..lqr.tasks import as_batch
-        K0 = np.array(check_gain(as_batch(ts), K0, "K0")[0])
+        K0 = as_float_array(K0, "K0")
+        if K0.shape != (ts.k, ts.d):
+            raise ValidationError(f"K0 must be one gain of shape (k, d) = ({ts.k}, {ts.d}); got {K0.shape}.")
         if np.max(spectral_radius(ts, K0)) > limit:
             raise ValidationError(f"K0 must stabilise every task with margin {margin:g} (spectral radius "
                                   f"<= {limit:g}); its largest is {np.max(spectral_radius(ts, K0)):.4g}.")
