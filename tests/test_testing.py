@@ -154,6 +154,16 @@ def test_check_bound_ignore_and_seed():
                        ignore=(metalqr.UnstablePolicyError,))
 
 
+def test_check_bound_compares_per_task_values_elementwise():
+    """Task 0 is far below its bound, task 1 above it: the maxima (quantity 0.6 <= bound 1.0)
+    would pass, the elementwise comparison finds task 1's violation (0.6 > 0.5)."""
+    rep = mt.check_bound(lambda X: np.array([1.0, 0.5]), lambda X: np.array([0.1, 0.6]), mt.directions(1, 1),
+                         max_examples=5)
+    assert not rep.holds and rep.counterexample_ratio == pytest.approx(1.2)
+    assert mt.check_bound(lambda X: np.array([1.0, 0.5]), lambda X: np.array([0.9, 0.4]), mt.directions(1, 1),
+                          max_examples=5).worst_ratio == pytest.approx(0.9)
+
+
 def test_gradient_and_hvp_helpers_accept_true_and_reject_wrong_formulas():
     task = metalqr.LQRTask([[0.9, 0.2], [0.0, 0.7]], [[0.0], [1.0]], np.eye(2), [[1.0]])
     K = np.array([[0.1, 0.3]])

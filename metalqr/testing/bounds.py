@@ -145,14 +145,25 @@ class _Violation(AssertionError):
     pass
 
 
-def _call(fn: Callable, example: Any) -> float:
+def _call(fn: Callable, example: Any, what: str) -> np.ndarray:
     out = fn(*example) if isinstance(example, tuple) and not hasattr(example, "_fields") else fn(example)
-    arr = np.asarray(out, dtype=float)
-    if arr.ndim != 0:
-        if arr.size == 0:
-            raise ValidationError("bound/quantity returned an empty array; return a float.")
-        arr = np.max(arr)
-    return float(arr)
+    try:
+        arr = np.asarray(out, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValidationTypeError(f"{what} must return a real number or array; got {type(out).__name__}.") from None
+    if arr.size == 0:
+        raise ValidationError(f"{what} returned an empty array; return a float (or one value per task).")
+    return arr
+
+
+def _pair(b: np.ndarray, q: np.ndarray, atol: float) -> tuple[float, float]:
+    """The (bound, quantity) pair with the largest ratio: elementwise when both return one value
+    per task (same size), else the maxima."""
+    if b.size == q.size and b.size > 1:
+        ratios = [_ratio(float(qi), float(bi), atol) for qi, bi in zip(q, b)]
+        i = int(np.nanargmax(ratios)) if not all(math.isnan(r) for r in ratios) else 0
+        return float(b[i]), float(q[i])
+    return float(np.max(b)), float(np.max(q))
 
 
 def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *, max_examples: int = 200,
@@ -161,8 +172,9 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     """Search ``strategy`` for examples where ``quantity(example) > bound(example)``.
 
     Each example is passed to ``bound`` and ``quantity`` (unpacked when it is a plain tuple,
-    such as the ``(task, K)`` pairs of :func:`~metalqr.testing.tasks_and_gains`; array
-    results are reduced by their maximum, so a per-task bound can return one value per task).
+    such as the ``(task, K)`` pairs of :func:`~metalqr.testing.tasks_and_gains`). Both may
+    return one value per task: arrays of the same size are compared elementwise (the worst
+    task counts), otherwise each side is reduced by its maximum.
     Hypothesis targets the ratio ``quantity / bound`` (``hypothesis.target``) to push it up,
     and shrinks a violating example to a minimal one.
 
@@ -222,12 +234,13 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
 
     def body(example):
         try:
-            b = _call(bound, example)
-            q = _call(quantity, example)
+            b_arr = _call(bound, example, "bound")
+            q_arr = _call(quantity, example, "quantity")
         except ignore:
             state["rejected"] += 1
             assume(False)
         state["n"] += 1
+        b, q = _pair(b_arr, q_arr, atol)
         r = _ratio(q, b, atol)
         if math.isnan(r):
             state["fail"] = (example, b, q)
