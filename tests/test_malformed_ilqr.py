@@ -383,6 +383,13 @@ for bad, exc in ((0.0, VE), (1.5, VE), (np.nan, VE), ("0.1", TE)):
     case("standard_problem", "dt", lambda bad=bad: problems.standard_problem("pendulum", dt=bad), exc)
 for bad in (None, "acrobot", problems.acrobot(), {"name": "x"}):
     case("register_problem", "spec", lambda bad=bad: problems.register_problem(bad), TE)
+_adyn = problems.acrobot().dynamics
+case("standard dynamics", "x", lambda: _adyn(np.zeros((3, 2)), np.zeros((3, 1)), np.arange(3)))
+case("standard dynamics", "u", lambda: _adyn(np.zeros((3, 4)), np.zeros((2, 1)), np.arange(3)))
+case("standard dynamics", "x", lambda: _adyn(np.zeros(4), np.zeros(1), 0))
+case("standard dynamics", "u", lambda: _adyn(np.zeros((3, 4)), np.zeros((3, 2)), np.arange(3)))
+case("standard dynamics", "t", lambda: _adyn(np.zeros((3, 4)), np.zeros((3, 1)), np.arange(2)))
+case("standard dynamics", "t", lambda: _adyn(np.zeros((3, 4)), np.zeros((3, 1)), "now"))
 case("register_problem", "already registered",
      lambda: problems.register_problem(problems.standard_problem_spec("acrobot")))
 _acro = problems.standard_problem_spec("acrobot")

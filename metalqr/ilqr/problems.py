@@ -324,7 +324,11 @@ def _horizon_step(T, dt):
 
 def _times(t, N: int) -> np.ndarray:
     ts = np.empty(N, dtype=np.int64)
-    ts[:] = t
+    try:
+        ts[:] = t
+    except (ValueError, TypeError):
+        raise ValidationError(f"t must be an int or N = {N} ints (one per row of x); got "
+                              f"{t!r}.") from None
     return ts
 
 
@@ -369,9 +373,16 @@ def standard_problem(name: str, T: int | None = None, dt: float | None = None) -
     s = dt if spec.stage_times_dt else 1.0
     q, r, q_final = spec.q, spec.r, spec.q_final
 
+    D, M = len(spec.x0), spec.M
+
     def dynamics(x, u, t):
         x = np.ascontiguousarray(x, dtype=float)
-        return batch(x, np.ascontiguousarray(u, dtype=float), _times(t, x.shape[0]), dt)
+        u = np.ascontiguousarray(u, dtype=float)
+        if x.ndim != 2 or x.shape[1] != D or u.shape != (x.shape[0], M):
+            # the compiled kernel does no bounds checks: refuse before it runs
+            raise ValidationError(f"{spec.name} dynamics takes batches x (N, {D}) and u (N, {M}); "
+                                  f"got x {x.shape} and u {u.shape}.")
+        return batch(x, u, _times(t, x.shape[0]), dt)
 
     def cost(x, u, t):
         e = x - goal
