@@ -372,7 +372,6 @@ def standard_problem(name: str, T: int | None = None, dt: float | None = None) -
     batch, goal = spec.batch, np.array(spec.goal)
     s = dt if spec.stage_times_dt else 1.0
     q, r, q_final = spec.q, spec.r, spec.q_final
-
     D, M = len(spec.x0), spec.M
 
     def dynamics(x, u, t):
@@ -398,10 +397,9 @@ def standard_problem(name: str, T: int | None = None, dt: float | None = None) -
             X, U, goal, s * q, s * r, q_final))
 
     default = T == spec.T and dt == spec.dt
-    return Problem(spec.name, dynamics, cost, terminal, np.array(spec.x0), np.zeros((T, spec.M)),
+    return Problem(spec.name, dynamics, cost, terminal, np.array(spec.x0), np.zeros((T, M)),
                    derivatives, reference=spec.reference if default else float("nan"),
-                   compiled_step=CompiledStep(spec.step, spec.forward, (dt,), (len(spec.x0), spec.M)),
-                   dt=dt,
+                   compiled_step=CompiledStep(spec.step, spec.forward, (dt,), (D, M)), dt=dt,
                    solver_options=spec.solver_options)
 
 
