@@ -17,7 +17,7 @@ from ..lqr.policy import check_gain, costs_indexed
 from ..lqr.tasks import Batch, as_batch
 from ..rollouts.backends import perturbed_gains, sphere_points
 from ..rollouts.counter_rng import draw_key
-from ..rollouts.engine import _factors, run_rollouts
+from ..rollouts.engine import DIVERGENCE_FACTOR, factors_of, run_rollouts
 from .objective import as_taskset
 
 __all__ = ["zo_gradient", "zo_maml_gradient", "sphere_perturbations"]
@@ -42,7 +42,7 @@ class _Evaluator:
         if oracle not in ("rollout", "exact"):
             raise ValidationError(f"oracle must be 'rollout' or 'exact'; got {oracle!r}.")
         self.batch, self.oracle, self.length, self.backend, self.rng = batch, oracle, length, backend, rng
-        self.factors = _factors(batch) if oracle == "rollout" else None
+        self.factors = factors_of(batch) if oracle == "rollout" else None
 
     def __call__(self, task_index: np.ndarray, K: np.ndarray, noise_index: np.ndarray,
                  what: str) -> np.ndarray:
@@ -60,8 +60,9 @@ class _Evaluator:
                              noise_index.reshape(-1), self.factors)
             if not np.all(np.isfinite(J)):
                 raise RolloutOverflowError(
-                    f"{what}: {int(np.sum(~np.isfinite(J)))} of {J.size} roll-outs overflowed; the "
-                    f"perturbed gains are far from stabilising. Reduce the smoothing radius, eta "
+                    f"{what}: {int(np.sum(~np.isfinite(J)))} of {J.size} roll-outs overflowed or "
+                    f"diverged (a stage cost beyond {DIVERGENCE_FACTOR:g} times its reference "
+                    f"scale); the perturbed gains are far from stabilising. Reduce the smoothing radius, eta "
                     f"or the roll-out length.")
         return J.reshape(task_index.shape)
 

@@ -16,6 +16,7 @@ same key gives the same costs on every backend (to rounding).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -36,24 +37,30 @@ CHUNK = 8192
 @dataclass(frozen=True)
 class Backend:
     """A rollout backend: ``simulate(A, B, Q, R, L0, G, task_index, K, noise_index,
-    length, key) -> costs`` on NumPy inputs, NumPy output."""
+    length, key, ref, factor) -> costs`` on NumPy inputs, NumPy output (``inf`` for a
+    roll-out whose stage cost grows beyond ``factor`` times its reference, see
+    :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`)."""
 
     name: str
     simulate: Callable[..., np.ndarray]
 
 
-def _numpy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
+def _numpy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
+                    factor=math.inf):
     from .array_kernel import simulate_costs_array
 
     N, d = K.shape[0], A.shape[-1]
+    ref = np.zeros(N) if ref is None else ref
 
-    def chunks(ti, Kc, ni):
-        outs = [simulate_costs_array(np, A, B, Q, R, L0, G, ti[s:s + CHUNK], Kc[s:s + CHUNK],
-                                     ni[s:s + CHUNK], length, key)
-                for s in range(0, ti.shape[0], CHUNK)]
+    def chunks(ti, Kc, ni, rc):
+        with np.errstate(over="ignore", invalid="ignore"):
+            outs = [simulate_costs_array(np, A, B, Q, R, L0, G, ti[s:s + CHUNK], Kc[s:s + CHUNK],
+                                         ni[s:s + CHUNK], length, key, rc[s:s + CHUNK], factor)
+                    for s in range(0, ti.shape[0], CHUNK)]
         return (np.concatenate(outs) if outs else np.empty(0),)
 
-    return map_chunks(chunks, [task_index, K, noise_index], N, work=N * length * d * d * 20)[0]
+    return map_chunks(chunks, [task_index, K, noise_index, ref], N,
+                      work=N * length * d * d * 20)[0]
 
 
 def _numba_simulate(*args):
@@ -70,7 +77,8 @@ def cupy_available() -> bool:
         return False
 
 
-def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
+def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
+                   factor=math.inf):
     import cupy as cp
 
     from .array_kernel import simulate_costs_array
@@ -80,10 +88,12 @@ def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
     free, _ = cp.cuda.Device().mem_info
     chunk = max(1024, int(free * 0.25 / (8 * (2 * k * d + 8 * (d + k) + 16))))
     out = np.empty(N)
+    ref = np.zeros(N) if ref is None else ref
     for s in range(0, N, chunk):
         sl = slice(s, s + chunk)
         out[sl] = cp.asnumpy(simulate_costs_array(
-            cp, *dev, task_index[sl], cp.asarray(K[sl]), cp.asarray(noise_index[sl]), length, key))
+            cp, *dev, task_index[sl], cp.asarray(K[sl]), cp.asarray(noise_index[sl]), length, key,
+            ref[sl], factor))
     return out
 
 

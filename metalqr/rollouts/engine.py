@@ -14,66 +14,161 @@ from ..lqr.tasks import Batch, TaskLike, as_batch
 from .backends import get_backend
 from .counter_rng import draw_key
 
-__all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors"]
+__all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors",
+           "factors_of", "run_rollouts", "factor_error", "DIVERGENCE_FACTOR"]
+
+
+def _equilibrate(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``S = D C D`` with ``D = diag(sqrt(S_ii))`` (zero where ``S_ii <= 0``) and ``C`` the
+    correlation-type matrix (unit diagonal where ``S_ii > 0``, zero rows/columns elsewhere)."""
+    dg = np.diagonal(S, axis1=-2, axis2=-1)
+    sc = np.sqrt(np.where(dg > 0.0, dg, 0.0))
+    inv = np.divide(1.0, sc, out=np.zeros_like(sc), where=sc > 0.0)
+    return sc, S * inv[..., :, None] * inv[..., None, :]
 
 
 def lower_factor(S: np.ndarray) -> np.ndarray:
     """Lower-triangular ``L`` with ``L L' = S`` for symmetric PSD ``S`` (batched).
 
-    Exact also for singular ``S``: from ``F = V sqrt(max(lam, 0))`` (``F F' = S``), the QR
-    factorisation ``F' = Q_ R_`` gives ``L = R_'``.
+    Accurate for any PSD ``S``, including singular and badly scaled ones: the eigenvalue
+    decomposition is taken of the diagonally equilibrated ``C = D^-1 S D^-1``
+    (``D = diag(sqrt(S_ii))``, entries of ``C`` in ``[-1, 1]``), ``F = D V sqrt(max(lam, 0))``
+    satisfies ``F F' = S`` with an error of each entry ``(i, j)`` of order
+    ``eps sqrt(S_ii S_jj)``, and the QR factorisation ``F' = Q_ R_`` (column-wise backward
+    stable) gives ``L = R_'``. For positive definite ``S`` this is the Cholesky factor.
+    An eigenvalue decomposition of ``S`` itself loses every direction below
+    ``eps ||S||`` (issue 13, part D).
     """
-    lam, V = np.linalg.eigh(S)
-    F = V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+    sc, C = _equilibrate(S)
+    lam, V = np.linalg.eigh(C)
+    F = sc[..., :, None] * (V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :])
     R_ = np.linalg.qr(np.swapaxes(F, -1, -2), mode="r")
     L = np.swapaxes(R_, -1, -2)
     sign = np.where(np.diagonal(L, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
     return L * sign[..., None, :]
 
 
-#: ``L_Psi`` with ``cond > 1 / WELL_CONDITIONED`` (e.g. singular ``Psi``) is not diagonalised.
+def factor_error(G: np.ndarray, S: np.ndarray) -> float:
+    """Largest entrywise relative error of a square root: ``max_ij |(G G' - S)_ij| /
+    sqrt(S_ii S_jj)`` (``0/0`` counts as ``0``; an error where ``S_ii S_jj = 0`` is measured
+    against ``max_i S_ii``)."""
+    E = np.abs(G @ np.swapaxes(G, -1, -2) - S)
+    dg = np.clip(np.diagonal(S, axis1=-2, axis2=-1), 0.0, None)
+    scale = np.sqrt(dg[..., :, None] * dg[..., None, :])
+    floor = np.max(dg, axis=-1, initial=0.0)[..., None, None] * 1e-300 + 1e-300
+    return float(np.max(E / np.maximum(scale, floor), initial=0.0))
+
+
+#: A noise factor whose diagonally equilibrated version has a condition number above
+#: ``1 / WELL_CONDITIONED`` (e.g. singular ``Psi``) is not diagonalised (no noise coordinates).
 WELL_CONDITIONED = 1e-6
+#: Largest entrywise relative error (see :func:`factor_error`) accepted for the rotated
+#: factor ``G = L U``; beyond it the plain factor ``L`` is used.
+FACTOR_RTOL = 1e-10
+
+
+def equilibrated_factor(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``G = diag(h) G_C`` with ``h_i`` the Euclidean norm of row ``i`` of ``G`` (so
+    ``h_i^2 = Psi_ii``) and ``G_C`` rows of unit norm (zero rows stay zero)."""
+    h = np.sqrt(np.einsum("...ij,...ij->...i", G, G))
+    inv = np.divide(1.0, h, out=np.zeros_like(h), where=h > 0.0)
+    return h, G * inv[..., :, None]
 
 
 def well_conditioned(G: np.ndarray) -> bool:
-    """Whether every factor in the batch ``G`` inverts accurately (condition number below
-    ``1 / WELL_CONDITIONED``)."""
+    """Whether every factor in the batch ``G`` inverts accurately: the condition number of
+    its diagonally equilibrated version (:func:`equilibrated_factor`) is below
+    ``1 / WELL_CONDITIONED``. A diagonal scaling of the state does not change the answer."""
+    h, GC = equilibrated_factor(G)
+    if np.any(h <= 0.0):
+        return False
     with np.errstate(divide="ignore", invalid="ignore"):
-        return bool(np.all(np.linalg.cond(G) * WELL_CONDITIONED < 1.0))
+        return bool(np.all(np.linalg.cond(GC) * WELL_CONDITIONED < 1.0))
 
 
 def noise_factors(Sigma0: np.ndarray, Psi: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Square roots ``(L0, G)`` with ``L0 L0' = Sigma0`` and ``G G' = Psi`` that map the
     counter-based normals to ``x_0 = L0 z`` and ``w_t = G z`` on every backend (batched).
 
-    ``L0`` is lower triangular. ``G = L_Psi U``, with ``U`` the eigenvectors of
-    ``L_Psi' Q L_Psi``, so that in the noise coordinates ``y = G^{-1} x`` the stage cost
-    ``x'Qx = y'(G'QG)y`` is a weighted sum of squares (the Numba kernel uses this). Where
-    ``L_Psi`` is ill-conditioned (e.g. singular ``Psi``), ``G = L_Psi``.
+    Both are accurate entry by entry (``|(G G' - Psi)_ij| <~ eps sqrt(Psi_ii Psi_jj)``) for
+    any PSD matrix, singular or badly scaled (see :func:`lower_factor`). ``L0`` is lower
+    triangular. ``G = L_Psi U``, with ``U`` the eigenvectors of ``L_Psi' Q L_Psi`` (formed
+    from the equilibrated factor), so that in the noise coordinates ``y = G^{-1} x`` the
+    stage cost ``x'Qx = y'(G'QG)y`` is a weighted sum of squares (the Numba kernel uses
+    this). Where ``L_Psi`` is ill-conditioned after equilibration (e.g. singular ``Psi``) or
+    the rotated factor would lose accuracy (entrywise error above :data:`FACTOR_RTOL`),
+    ``G = L_Psi``.
     """
     L = lower_factor(Psi)
     G = L.copy()
     for i in range(L.shape[0]):
         if well_conditioned(L[i]):
-            _, U = np.linalg.eigh(L[i].T @ Q[i] @ L[i])
-            G[i] = L[i] @ U
+            h, LC = equilibrated_factor(L[i])
+            W = LC.T @ (h[:, None] * Q[i] * h[None, :]) @ LC
+            _, U = np.linalg.eigh(0.5 * (W + W.T))
+            rotated = L[i] @ U
+            if factor_error(rotated, Psi[i]) <= FACTOR_RTOL:
+                G[i] = rotated
     return lower_factor(Sigma0), G
 
 
-def _factors(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+def factors_of(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`noise_factors` of the tasks of ``batch`` (computed once per estimator call)."""
     return noise_factors(batch.Sigma0, batch.Psi, batch.Q)
+
+
+#: A roll-out whose stage cost ``c_t`` exceeds ``DIVERGENCE_FACTOR`` times the reference
+#: ``tr((Q + K'RK)(Psi + Sigma0)) + max(c_1 .. c_m)`` (``m = min(l, d + 1)`` first steps) is
+#: diverging: its cost is reported as ``inf`` (and the estimators raise
+#: :class:`~metalqr.RolloutOverflowError`).
+DIVERGENCE_FACTOR = 1e10
+
+
+def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
+                         chunk: int = 65536) -> np.ndarray:
+    """Deterministic part of the divergence bound of each roll-out: ``tr((Q + K'RK) V)``
+    with ``V = Psi + Sigma0`` (the scale of a stage cost driven by one draw of the noise or
+    the initial state), or ``||Q + K'RK||_F ||V||_F`` where that trace is zero.
+
+    Shape ``(N,)``; computed task by task in chunks (memory about ``2 chunk k d``).
+    """
+    N = K.shape[0]
+    ref = np.zeros(N)
+    if N == 0:
+        return ref
+    V = batch.Psi + batch.Sigma0
+    order = np.argsort(task_index, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(task_index[order]) != 0])
+    for group in np.split(order, starts[1:]):
+        j = int(task_index[group[0]])
+        Vj, Qj, Rj = V[j], batch.Q[j], batch.R[j]
+        qv = float(np.sum(Qj * Vj))
+        nv = float(np.linalg.norm(Vj))
+        for s in range(0, group.size, chunk):
+            r = group[s:s + chunk]
+            Kc = K[r]
+            RK = Rj @ Kc
+            tr = qv + np.einsum("nij,nij->n", RK, Kc @ Vj)
+            if np.any(tr <= 0.0):
+                M_norm = np.linalg.norm(Qj + np.swapaxes(Kc, -1, -2) @ RK, axis=(-2, -1))
+                tr = np.where(tr > 0.0, tr, M_norm * nv)
+            ref[r] = tr
+    return ref
 
 
 def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: int, key: int,
                  backend: str | None, noise_index: np.ndarray | None = None,
                  factors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Internal engine call on validated arrays; non-finite costs come back as ``inf``."""
-    L0, G = _factors(batch) if factors is None else factors
+    """Internal engine call on validated arrays; costs of roll-outs that overflowed or
+    diverged (see :data:`DIVERGENCE_FACTOR`) come back as ``inf``."""
+    L0, G = factors_of(batch) if factors is None else factors
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
+    sim = get_backend(backend).simulate
+    ref = divergence_reference(batch, task_index, K)
     with np.errstate(over="ignore", invalid="ignore"):
-        costs = get_backend(backend).simulate(batch.A, batch.B, batch.Q, batch.R, L0, G,
-                                              task_index, K, noise_index, length, key)
+        costs = sim(batch.A, batch.B, batch.Q, batch.R, L0, G, task_index, K, noise_index,
+                    length, key, ref, DIVERGENCE_FACTOR)
     return np.where(np.isfinite(costs), costs, math.inf)
 
 
@@ -107,7 +202,9 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
     Returns
     -------
     costs : ndarray, shape (N,)
-        ``inf`` where a trajectory overflowed.
+        ``inf`` where a trajectory overflowed or diverged: a stage cost ``c_t`` beyond
+        :data:`DIVERGENCE_FACTOR` (1e10) times ``tr((Q + K'RK)(Psi + Sigma0)) + max(c_1 ..
+        c_m)`` (``m = min(l, d + 1)``), detected from the roll-out itself on every backend.
     """
     batch = as_batch(tasks, "tasks")
     length = check_positive(length, "length", integer=True)
