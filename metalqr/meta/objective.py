@@ -162,24 +162,89 @@ def cost_gap_ratio(tasks: Any, K: Any, J_star: Any = None) -> float:
     return (total - float(np.sum(J_star))) / float(np.sum(J_star))
 
 
+#: Relative tolerance of the PBH rank test (scaled by ``max(||A||_2, ||B||_2, 1)``).
+PBH_RTOL = 1e-10
+
+
+def unstabilisable_mode(A: np.ndarray, B: np.ndarray):
+    """Popov-Belevitch-Hautus test per eigenspace: an eigenvalue ``lambda`` of ``A`` with
+    ``|lambda| >= 1`` and ``rank [A - lambda I, B] < d``, or ``None`` if there is none.
+
+    Eigenvalues are grouped into clusters of numerically coincident values (a repeated or
+    defective eigenvalue is computed as a cloud of radius up to ``(eps ||A||)^(1/m)``; two
+    eigenvalues belong together when they differ by less than ten times their error
+    estimates ``eps ||A|| cond(lambda)``), and each cluster is tested once at its mean, with
+    ranks from the singular values of ``[A - lambda I, B]`` and a tolerance scaled by
+    ``||[A, B]||`` and the cluster's spread. Testing one eigenvector per eigenvalue (the old
+    test) misses a repeated eigenvalue whose eigenspace ``B`` reaches only in part, e.g.
+    ``A = 2 I``, ``B = [1, 1]'`` (issue 13, part B).
+
+    Returns
+    -------
+    (lam, rank, w) or None
+        The eigenvalue (complex), the numerical rank of ``[A - lam I, B]`` and a unit left
+        null vector ``w`` (``w'(A - lam I) ~ 0``, ``w'B ~ 0``).
+    """
+    import scipy.linalg
+
+    d = A.shape[0]
+    eps = np.finfo(float).eps
+    normA = float(np.linalg.norm(A, 2))
+    scale = max(normA, float(np.linalg.norm(B, 2)), 1.0)
+    lam, VL, VR = scipy.linalg.eig(A, left=True, right=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = 1.0 / np.abs(np.einsum("ij,ij->j", VL.conj(), VR))
+    cond = np.where(np.isfinite(cond), cond, 1.0 / eps)
+    err = eps * max(normA, 1e-300) * cond                          # eigenvalue error estimates
+    # Clusters: connected components of |lam_i - lam_j| <= 10 (err_i + err_j) + tiny.
+    label = np.arange(d)
+    for a in range(d):
+        for b in range(a + 1, d):
+            if abs(lam[a] - lam[b]) <= 10.0 * (err[a] + err[b]) + PBH_RTOL * scale:
+                la, lb = label[a], label[b]
+                label[label == lb] = la
+    for c in np.unique(label):
+        members = np.flatnonzero(label == c)
+        mu = complex(np.mean(lam[members]))
+        if abs(mu) < 1.0 and np.max(np.abs(lam[members])) < 1.0:
+            continue
+        spread = float(np.max(np.abs(lam[members] - mu)))
+        M = np.hstack([A - mu * np.eye(d), B.astype(complex)])
+        U, sv, _ = np.linalg.svd(M)
+        tol = PBH_RTOL * scale + 10.0 * spread + 10.0 * float(np.max(err[members]))
+        rank = int(np.sum(sv > tol))
+        if rank < d:
+            w = U[:, d - 1].conj()
+            w = w / w[np.argmax(np.abs(w))] * (np.abs(w).max() / np.linalg.norm(w))
+            if abs(mu.imag) <= tol:
+                mu, w = complex(mu.real), w.real.astype(complex)
+                w = w / np.linalg.norm(w)
+            return mu, rank, w
+    return None
+
+
 def check_meta_learnable(tasks: Any) -> None:
     """Raise :class:`NotMetaLearnableError` when the tasks provably share no stabilising gain.
 
-    Detected cases: a task that no gain stabilises (an unstable mode that ``B`` cannot
-    reach), and for scalar systems (d = k = 1) disjoint stabilising intervals
+    Detected cases: a task that no gain stabilises (an eigenvalue ``|lambda| >= 1`` with
+    ``rank [A - lambda I, B] < d``: the PBH test per eigenspace, repeated and defective
+    eigenvalues included, see :func:`unstabilisable_mode`), and for scalar systems (d = k = 1) disjoint stabilising intervals
     ``{K : |a_i - b_i K| < 1}`` (the example of Section 3.2 of the ZO-MAML paper). Passing
     this check does not prove that a common stabilising gain exists.
     """
     ts = as_taskset(tasks)
     for i, t in enumerate(ts):
-        lam, V = np.linalg.eig(t.A.T)
-        for j in np.flatnonzero(np.abs(lam) >= 1.0):
-            # PBH test: left eigenvector w with w'B = 0 for an unstable eigenvalue.
-            w = V[:, j]
-            if np.linalg.norm(w.conj() @ t.B) <= 1e-10 * max(1.0, np.linalg.norm(t.B)):
-                raise NotMetaLearnableError(
-                    f"task {i} is not stabilisable: its mode with eigenvalue {lam[j]:.4g} cannot be "
-                    f"reached by B, so no gain stabilises it and the task set cannot be meta-learned.")
+        mode = unstabilisable_mode(t.A, t.B)
+        if mode is not None:
+            lam, rank, w = mode
+            lam_s = f"{lam.real:.4g}" if lam.imag == 0 else f"{lam:.4g}"
+            w_s = np.array2string(w.real if np.all(w.imag == 0) else w, precision=4)
+            raise NotMetaLearnableError(
+                f"task {i} is not stabilisable: for its eigenvalue {lam_s} (|lambda| = "
+                f"{abs(lam):.4g} >= 1) rank [A - lambda I, B] = {rank} < d = {t.d} (PBH test); "
+                f"w = {w_s} satisfies w'A = lambda w' and w'B = 0, so no gain moves this mode "
+                f"and the task set cannot be meta-learned. Remove the task or give it an input "
+                f"that reaches this mode.")
     if ts.d == 1 and ts.k == 1:
         lo, hi = -math.inf, math.inf
         for t in ts:
