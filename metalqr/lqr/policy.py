@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array
-from ..exceptions import UnstablePolicyError, ValidationError
+from .._validation import as_float_array, check_size
+from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from .lyapunov import dlyap_unchecked, lyapunov_pair, spectral_radius_of
 from .tasks import Batch, TaskLike, as_batch
 
@@ -95,6 +95,9 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
     """
+    if not isinstance(what, str):
+        raise ValidationTypeError(f"what must be a str (the caller's name used in error "
+                                  f"messages); got {type(what).__name__}.")
     batch = as_batch(task)
     Kb = check_gain(batch, K)
     return _evaluate(batch, Kb, what)
@@ -213,12 +216,26 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
     (``(n, k*d, k*d)`` for a TaskSet), built from all ``k*d`` basis directions in one
     batched solve."""
     batch = as_batch(task)
-    ev = _evaluate(batch, check_gain(batch, K), "hessian")
+    Kb = check_gain(batch, K)
     kd = batch.k * batch.d
+    check_size(hessian_entries(batch.n, batch.k, batch.d), "hessian",
+               what="float64 entries of work arrays",
+               alternative=f"The full Hessian of a ({batch.k}, {batch.d}) gain has "
+                           f"({kd})^2 entries per task; use hessian_vp(task, K, X) for "
+                           f"Hessian-vector products instead (e.g. inside conjugate gradients).")
+    ev = _evaluate(batch, Kb, "hessian")
     basis = np.eye(kd).reshape(kd, batch.k, batch.d)
     H = _hvp(batch, ev, np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
     H = H.reshape(batch.n, kd, kd)  # row j = H[e_j]; symmetric, so also column j
     return batch.out(0.5 * (H + _T(H)))
+
+
+def hessian_entries(n: int, k: int, d: int) -> float:
+    """Estimated float64 entries of the work arrays of :func:`hessian`: ``k d`` directions
+    per task, each with a handful of ``d x d`` matrices and (for ``d`` above the Kronecker
+    kernel's limit) up to about 20 stored squarings, plus the ``(k d)^2`` result."""
+    kd = float(k) * d
+    return n * kd * (kd + 24.0 * d * d + 4.0 * kd)
 
 
 def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:

@@ -13,9 +13,9 @@ from typing import Any, Iterable, Iterator, Sequence, Union, overload
 import numpy as np
 
 from .._validation import as_float_array, check_psd, check_symmetric
-from ..exceptions import ValidationError
+from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["LQRTask", "TaskSet", "TaskLike"]
+__all__ = ["LQRTask", "TaskSet", "TaskLike", "TaskIndexError"]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -146,12 +146,15 @@ class TaskSet:
     __slots__ = ("_tasks", "A", "B", "Q", "R", "Psi", "Sigma0")
 
     def __init__(self, tasks: Iterable[LQRTask]) -> None:
+        if isinstance(tasks, (LQRTask, str, bytes, np.ndarray)) or not hasattr(tasks, "__iter__"):
+            raise ValidationTypeError(f"tasks must be an iterable of LQRTask (e.g. a list); got "
+                                      f"{type(tasks).__name__}.")
         tasks = tuple(tasks)
         if not tasks:
             raise ValidationError("tasks must contain at least one LQRTask; got an empty sequence.")
         for i, t in enumerate(tasks):
             if not isinstance(t, LQRTask):
-                raise ValidationError(f"tasks[{i}] must be an LQRTask; got {type(t).__name__}.")
+                raise ValidationTypeError(f"tasks[{i}] must be an LQRTask; got {type(t).__name__}.")
         d, k = tasks[0].d, tasks[0].k
         for i, t in enumerate(tasks):
             if (t.d, t.k) != (d, k):
@@ -183,20 +186,58 @@ class TaskSet:
     def __getitem__(self, index: Union[slice, Sequence[int], np.ndarray]) -> "TaskSet": ...
 
     def __getitem__(self, index):
+        """An int gives an :class:`LQRTask`; a slice, a 1-D integer array (negative entries
+        count from the end) or a boolean mask of length ``len(self)`` gives a TaskSet.
+
+        Raises
+        ------
+        TaskIndexError
+            (a :class:`~metalqr.ValidationError` and an ``IndexError``) for an index out of
+            range, a mask of another length, an empty selection, or an index of another
+            type (floats, strings, 2-D arrays).
+        """
+        n = len(self._tasks)
+        if isinstance(index, (bool, np.bool_)):
+            raise TaskIndexError(f"index must be an int, a slice, an integer array or a boolean "
+                                 f"mask of length {n}; got the bool {index!r}.")
         if isinstance(index, (int, np.integer)):
-            n = len(self._tasks)
             if not -n <= index < n:
-                raise IndexError(f"task index {index} out of range for a TaskSet of {n} tasks.")
+                raise TaskIndexError(f"index {index} is out of range for a TaskSet of {n} tasks "
+                                     f"(valid: -{n} .. {n - 1}).")
             return self._tasks[index]
         if isinstance(index, slice):
-            return TaskSet(self._tasks[index])
+            chosen = self._tasks[index]
+            if not chosen:
+                raise TaskIndexError(f"index {index} selects no task of this TaskSet of {n} "
+                                     f"tasks; a TaskSet must not be empty.")
+            return TaskSet(chosen)
+        if isinstance(index, (str, bytes, float, complex)) or index is None:
+            raise TaskIndexError(f"index must be an int, a slice, an integer array or a boolean "
+                                 f"mask of length {n}; got {index!r}.")
         idx = np.asarray(index)
         if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise TaskIndexError(f"a boolean mask index must have shape ({n},) (one entry "
+                                     f"per task); got shape {idx.shape}.")
             idx = np.flatnonzero(idx)
+        elif idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise TaskIndexError(f"index must be an int, a slice, a 1-D integer array or a "
+                                 f"boolean mask of length {n}; got {idx.dtype} array of shape "
+                                 f"{idx.shape}.")
+        if idx.size == 0:
+            raise TaskIndexError("index selects no task; a TaskSet must not be empty.")
+        if idx.min() < -n or idx.max() >= n:
+            raise TaskIndexError(f"index entries must lie in -{n} .. {n - 1} for a TaskSet of "
+                                 f"{n} tasks; got range [{idx.min()}, {idx.max()}].")
         return TaskSet([self._tasks[int(i)] for i in idx])
 
     def __repr__(self) -> str:
         return f"TaskSet(n_tasks={len(self)}, d={self.d}, k={self.k})"
+
+
+class TaskIndexError(ValidationError, IndexError):
+    """A malformed or out-of-range index into a :class:`TaskSet` (a
+    :class:`~metalqr.ValidationError` that is also an ``IndexError``)."""
 
 
 TaskLike = Union[LQRTask, TaskSet]
@@ -238,5 +279,5 @@ def as_batch(task: Any, name: str = "task") -> Batch:
                      task.Sigma0[None], True)
     if isinstance(task, TaskSet):
         return Batch(task.A, task.B, task.Q, task.R, task.Psi, task.Sigma0, False)
-    raise ValidationError(f"{name} must be an LQRTask or a TaskSet; got {type(task).__name__}. "
-                          f"Build one with metalqr.LQRTask(A, B, Q, R).")
+    raise ValidationTypeError(f"{name} must be an LQRTask or a TaskSet; got "
+                              f"{type(task).__name__}. Build one with metalqr.LQRTask(A, B, Q, R).")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_positive
 from ..exceptions import (NotMAMLStabilizingError, NotMetaLearnableError, UnstablePolicyError,
-                          ValidationError)
+                          ValidationError, ValidationTypeError)
 from ..lqr.lyapunov import spectral_radius_of
 from ..lqr.policy import _evaluate, _hvp, check_gain, closed_loop, cost
 from ..lqr.riccati import optimal_gain
@@ -32,14 +32,27 @@ def as_taskset(tasks: Any) -> TaskSet:
         return tasks
     if isinstance(tasks, LQRTask):
         return TaskSet([tasks])
-    raise ValidationError(f"tasks must be a TaskSet (or an LQRTask); got {type(tasks).__name__}.")
+    raise ValidationTypeError(f"tasks must be a TaskSet (or an LQRTask); got "
+                              f"{type(tasks).__name__}. Build one with metalqr.TaskSet([...]).")
+
+
+def meta_gain(batch, K: Any, name: str = "K") -> np.ndarray:
+    """Validate the one meta-gain ``K`` of shape ``(k, d)`` shared by every task (a stack of
+    per-task gains is rejected: it is not a meta-gain); returns it broadcast to
+    ``(n, k, d)``."""
+    Kb = check_gain(batch, K, name)
+    if np.ndim(K) != 2:
+        raise ValidationError(f"{name} must be one meta-gain of shape (k, d) = ({batch.k}, "
+                              f"{batch.d}) shared by all tasks; got shape {np.shape(K)} (a "
+                              f"stack of per-task gains is not a meta-gain).")
+    return Kb
 
 
 def _weights(weights: Any, n: int) -> np.ndarray:
     if weights is None:
         return np.full(n, 1.0 / n)
     w = as_float_array(weights, "weights", shape=(n,))
-    if np.any(w < 0) or w.sum() <= 0:
+    if np.any(w < 0) or w.sum() <= 0 or not np.isfinite(w.sum()):
         raise ValidationError("weights must be non-negative with a positive sum; got "
                               f"{np.array2string(w, precision=3)}.")
     return w / w.sum()
@@ -59,9 +72,10 @@ def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    Kb = check_gain(batch, K)
+    Kb = meta_gain(batch, K)
+    eta = _eta(eta)
     ev = _evaluate_maml(batch, Kb, "adapted_gains")
-    return Kb - _eta(eta) * ev.gradient
+    return Kb - eta * ev.gradient
 
 
 def _evaluate_maml(batch, Kb, what, eta=None):
@@ -87,10 +101,11 @@ def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
     for every task."""
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    Kb = check_gain(batch, K)
+    Kb = meta_gain(batch, K)
+    eta = _eta(eta)
     if np.any(spectral_radius_of(closed_loop(batch, Kb)) >= 1.0):
         return False
-    K_ad = Kb - _eta(eta) * _evaluate(batch, Kb, "is_maml_stabilizing").gradient
+    K_ad = Kb - eta * _evaluate(batch, Kb, "is_maml_stabilizing").gradient
     return bool(np.all(spectral_radius_of(closed_loop(batch, K_ad)) < 1.0))
 
 
@@ -101,6 +116,8 @@ def maml_objective(tasks: Any, K: Any, eta: float, weights: Any = None) -> float
     """
     ts = as_taskset(tasks)
     w = _weights(weights, len(ts))
+    meta_gain(as_batch(ts), K)
+    _eta(eta)
     if not is_maml_stabilizing(ts, K, eta):
         return math.inf
     J = cost(ts, adapted_gains(ts, K, eta))
@@ -137,7 +154,7 @@ def _adapted_step(tasks, K, eta, weights, what):
     batch = as_batch(ts)
     eta = _eta(eta)
     w = _weights(weights, len(ts))
-    Kb = check_gain(batch, K)
+    Kb = meta_gain(batch, K)
     ev = _evaluate_maml(batch, Kb, what)
     G_ad = _evaluate_maml(batch, Kb - eta * ev.gradient, what, eta).gradient
     return batch, w, eta, ev, G_ad
@@ -153,11 +170,34 @@ def optimal_costs(tasks: Any) -> np.ndarray:
 def cost_gap_ratio(tasks: Any, K: Any, J_star: Any = None) -> float:
     """Figure 1 metric: ``(sum_i J_i(K) - sum_i J_i(K_i*)) / sum_i J_i(K_i*)``.
 
-    ``J_star`` (from :func:`optimal_costs`) may be passed to avoid re-solving the DAREs.
-    Returns ``inf`` if ``K`` does not stabilise some task.
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d), or (n, k, d) (one gain per task, e.g. adapted gains)
+    J_star : array_like, shape (n,), optional
+        The optimal costs ``J_i(K_i*)`` (from :func:`optimal_costs`), to avoid re-solving
+        the DAREs: finite, >= 0, with a positive sum.
+
+    Returns
+    -------
+    float
+        ``inf`` if ``K`` does not stabilise some task.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed ``J_star`` (wrong length, negative entries, zero sum) or gain.
     """
     ts = as_taskset(tasks)
-    J_star = optimal_costs(ts) if J_star is None else as_float_array(J_star, "J_star", shape=(len(ts),))
+    if J_star is None:
+        J_star = optimal_costs(ts)
+    else:
+        J_star = as_float_array(J_star, "J_star", shape=(len(ts),))
+        if np.any(J_star < 0) or float(np.sum(J_star)) <= 0.0:
+            raise ValidationError(f"J_star must hold the optimal costs J_i(K_i*) >= 0 of the "
+                                  f"{len(ts)} tasks with a positive sum (use "
+                                  f"metalqr.optimal_costs(tasks)); got "
+                                  f"{np.array2string(J_star, precision=4, threshold=8)}.")
     total = float(np.sum(cost(ts, K)))
     return (total - float(np.sum(J_star))) / float(np.sum(J_star))
 

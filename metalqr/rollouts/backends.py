@@ -24,9 +24,11 @@ from typing import Callable
 import numpy as np
 
 from .._parallel import map_chunks
-from ..exceptions import BackendUnavailableError, ValidationError
+from .._validation import check_choice
+from ..exceptions import BackendUnavailableError
 
-__all__ = ["Backend", "get_backend", "available_backends", "DEFAULT_BACKEND", "cupy_available"]
+__all__ = ["Backend", "get_backend", "available_backends", "DEFAULT_BACKEND", "cupy_available",
+           "KNOWN_BACKENDS", "check_backend"]
 
 #: Backend used when none is named (override with ``METALQR_BACKEND``).
 DEFAULT_BACKEND = os.environ.get("METALQR_BACKEND", "numba")
@@ -100,10 +102,26 @@ def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, r
 _BACKENDS = {"numpy": _numpy_simulate, "numba": _numba_simulate, "cupy": _cupy_simulate}
 
 
+#: Every backend name metalqr knows (whether or not it can run here: see
+#: :func:`available_backends`).
+KNOWN_BACKENDS = ("numpy", "numba", "cupy")
+
+
+def check_backend(backend, name: str = "backend") -> str:
+    """Validate a backend name against :data:`KNOWN_BACKENDS` (``None`` gives
+    :data:`DEFAULT_BACKEND`, itself checked, as it may come from ``METALQR_BACKEND``);
+    return the resolved name. An unknown name raises a
+    :class:`~metalqr.ValidationError` listing the valid ones."""
+    if backend is None:
+        return check_choice(DEFAULT_BACKEND, "the METALQR_BACKEND environment variable (the "
+                            "default backend)", KNOWN_BACKENDS)
+    return check_choice(backend, name, KNOWN_BACKENDS)
+
+
 def standard_normals(key: int, n: int, backend: str | None = None) -> np.ndarray:
     """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``: the same numbers
     on every backend (compiled and parallel with ``"numba"``)."""
-    name = DEFAULT_BACKEND if backend is None else backend
+    name = check_backend(backend)
     if name == "numba":
         from .numba_kernel import normals_numba
         return normals_numba(key, n)
@@ -120,7 +138,7 @@ def sphere_points(key: int, rows: int, n: int, radius: float,
     ``z_{mn} .. z_{mn + n - 1}`` of the counter-based generator with key ``key``, normalised.
     The same points on every backend (to rounding); generated and normalised in one compiled
     pass with ``"numba"``."""
-    name = DEFAULT_BACKEND if backend is None else backend
+    name = check_backend(backend)
     if name == "numba":
         from .numba_kernel import sphere_numba
         return sphere_numba(key, rows, n, radius)
@@ -135,7 +153,7 @@ def perturbed_gains(C: np.ndarray, V: np.ndarray, two_point: bool,
     and perturbations ``V`` of shape ``(P, Q, n)``: an array ``(P, Q, S, n)``, ``S = 2`` with
     ``two_point``. One parallel pass with ``"numba"`` (the inner gains of Algorithm 2 are
     about 80 MB at the benchmark's size)."""
-    name = DEFAULT_BACKEND if backend is None else backend
+    name = check_backend(backend)
     if name == "numba":
         from .numba_kernel import perturbed_numba
         return perturbed_numba(C, V, two_point)
@@ -161,9 +179,7 @@ def get_backend(name: str | None = None) -> Backend:
     BackendUnavailableError
         For ``"cupy"`` when CuPy or a CUDA device is missing.
     """
-    name = DEFAULT_BACKEND if name is None else name
-    if name not in _BACKENDS:
-        raise ValidationError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}.")
+    name = check_backend(name)
     if name == "cupy" and not cupy_available():
         raise BackendUnavailableError("backend 'cupy' needs CuPy and a CUDA GPU: install with "
                                       "pip install 'metalqr[gpu]' on a machine with a GPU, or use "

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, as_rng, check_positive
-from ..exceptions import ValidationError
+from .._validation import as_float_array, as_rng, check_int, check_positive, check_size
+from ..exceptions import ValidationError, ValidationTypeError
 from ..lqr.tasks import Batch, TaskLike, as_batch
-from .backends import get_backend
-from .counter_rng import draw_key
+from .backends import check_backend, get_backend
+from .counter_rng import block_stride, draw_key
 
 __all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors",
            "factors_of", "run_rollouts", "factor_error", "DIVERGENCE_FACTOR"]
@@ -207,61 +207,176 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
         c_m)`` (``m = min(l, d + 1)``), detected from the roll-out itself on every backend.
     """
     batch = as_batch(tasks, "tasks")
-    length = check_positive(length, "length", integer=True)
+    length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)
     K = as_float_array(K, "K")
     k, d = batch.k, batch.d
+    if n_rollouts is not None:
+        n_rollouts = check_positive(n_rollouts, "n_rollouts", integer=True)
     if task_index is None:
         if K.ndim == 3:
             N = K.shape[0]
+            if n_rollouts is not None and n_rollouts != N:
+                raise ValidationError(f"n_rollouts = {n_rollouts} disagrees with the {N} gains "
+                                      f"of K (shape {K.shape}); pass one or the other.")
         else:
-            N = batch.n if n_rollouts is None else check_positive(n_rollouts, "n_rollouts", integer=True)
+            N = batch.n if n_rollouts is None else n_rollouts
+        _check_rollout_size(N, length, k, d)
         task_index = np.arange(N) % batch.n
-    task_index = np.asarray(task_index)
-    if task_index.ndim != 1 or not np.issubdtype(task_index.dtype, np.integer):
-        raise ValidationError(f"task_index must be a 1-D integer array; got {task_index.dtype} "
-                              f"array of shape {task_index.shape}.")
+    else:
+        task_index = _index_array(task_index, "task_index")
+        if n_rollouts is not None and n_rollouts != task_index.shape[0]:
+            raise ValidationError(f"n_rollouts = {n_rollouts} disagrees with the "
+                                  f"{task_index.shape[0]} entries of task_index; pass one or "
+                                  f"the other.")
     if task_index.size and (task_index.min() < 0 or task_index.max() >= batch.n):
         raise ValidationError(f"task_index entries must lie in [0, {batch.n}); got range "
                               f"[{task_index.min()}, {task_index.max()}].")
     N = task_index.shape[0]
+    _check_rollout_size(N, length, k, d)
     if K.shape == (k, d):
         K = np.broadcast_to(K, (N, k, d))
     elif K.shape != (N, k, d):
         raise ValidationError(f"K must have shape (k, d) = ({k}, {d}) or (N, k, d) = ({N}, {k}, {d}); "
                               f"got {K.shape}.")
+    stride = block_stride(length, d)
     if noise_index is None:
         noise_index = np.arange(N)
     else:
-        noise_index = np.asarray(noise_index)
-        if noise_index.shape != (N,) or not np.issubdtype(noise_index.dtype, np.integer) or (
-                N and noise_index.min() < 0):
+        noise_index = _index_array(noise_index, "noise_index")
+        if noise_index.shape != (N,) or (N and noise_index.min() < 0):
             raise ValidationError(f"noise_index must be N = {N} non-negative integers; got "
-                                  f"{noise_index.dtype} array of shape {noise_index.shape}.")
+                                  f"{noise_index.dtype} array of shape {noise_index.shape}"
+                                  + (f" with minimum {noise_index.min()}" if noise_index.size
+                                     else "") + ".")
+    if N and (float(np.max(noise_index)) + 1.0) * stride >= 2.0 ** 63:
+        raise ValidationError(f"noise_index entries must be below 2**63 / ((length + 1) d) = "
+                              f"{2.0 ** 63 / stride:.3g} (the noise counters would wrap around); "
+                              f"got {int(np.max(noise_index))}.")
+    backend = check_backend(backend)
     key = draw_key(as_rng(rng))
     return run_rollouts(batch, task_index, np.ascontiguousarray(K, dtype=np.float64), length, key,
                         backend, noise_index)
 
 
+#: Largest roll-out length accepted (counters and the float length stay exact).
+MAX_LENGTH = 2 ** 40
+#: Largest ``roll-outs x length x d (d + k)`` one :func:`simulate_costs` call may simulate
+#: (about an hour of compiled roll-outs on one core).
+ROLLOUT_WORK_LIMIT = 1e13
+
+
+def _index_array(value: Any, name: str) -> np.ndarray:
+    """A 1-D integer array (bool, float, complex and object arrays rejected)."""
+    if isinstance(value, (str, bytes)):
+        raise ValidationTypeError(f"{name} must be a 1-D array of integers; got a string.")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise ValidationTypeError(f"{name} must be a 1-D array of integers; got {arr.dtype} "
+                                  f"array of shape {arr.shape}.")
+    if arr.ndim != 1:
+        raise ValidationError(f"{name} must be a 1-D integer array; got {arr.dtype} "
+                              f"array of shape {arr.shape}.")
+    return arr.astype(np.int64)
+
+
+def _check_rollout_size(N: int, length: int, k: int, d: int) -> None:
+    """Refuse a roll-out request whose memory or work exceeds metalqr's limits."""
+    check_size(float(N) * (k * d + 4), "simulate_costs", what="float64 entries (gains and "
+               "indices of the roll-outs)", alternative="Request fewer roll-outs (n_rollouts "
+               "or the length of task_index) and average several calls.")
+    check_size(float(N) * length * d * (d + k), "simulate_costs", what="roll-out steps x "
+               "d (d + k) multiply-adds", limit=ROLLOUT_WORK_LIMIT,
+               alternative="Use fewer roll-outs or a shorter length; the exact expectation of "
+                           "the cost is expected_rollout_cost.")
+
+
 def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     """Exact expectation of :func:`simulate_costs`:
     ``(1/l) sum_{t=1}^{l} Tr((Q + K'RK) Sigma_t)`` with ``Sigma_0 = Sigma0`` and
-    ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon cost of Lemma 14).
+    ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon cost of Lemma 14 of the
+    ZO-MAML paper).
 
-    Defined for any ``K`` (also non-stabilising ones). Returns a float, or shape (n,) for a
-    TaskSet.
+    Parameters
+    ----------
+    tasks : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks
+    length : int
+        ``l`` in ``[1, 2**40]``. Up to :data:`RECURSION_MAX_LENGTH` steps the recursion
+        above is run; beyond, the same sum by doubling in ``O(log l)`` matrix products:
+        ``l Tr(Psi S_l) - Tr(Psi T_l) + Tr(Sigma0 (S_{l+1} - M))`` with
+        ``S_n = sum_{j<n} X_j``, ``T_n = sum_{j<n} j X_j``, ``X_j = A_K'^j M A_K^j``.
+
+    Returns
+    -------
+    float, or ndarray of shape (n,) for a TaskSet
+        Defined for any ``K`` (also non-stabilising ones); ``inf`` where it overflows.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task, gain or length.
     """
     from ..lqr.policy import check_gain, closed_loop
 
     batch = as_batch(tasks, "tasks")
-    length = check_positive(length, "length", integer=True)
+    length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)
     Kb = check_gain(batch, K)
     AK = closed_loop(batch, Kb)
     M = batch.Q + np.swapaxes(Kb, -1, -2) @ batch.R @ Kb
-    S = np.array(batch.Sigma0)
-    total = np.zeros(batch.n)
     with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(length):
-            S = AK @ S @ np.swapaxes(AK, -1, -2) + batch.Psi
-            total += np.einsum("nij,nji->n", M, S)
-    total = np.where(np.isfinite(total), total / length, math.inf)
+        if length <= RECURSION_MAX_LENGTH:
+            S = np.array(batch.Sigma0)
+            total = np.zeros(batch.n)
+            for _ in range(length):
+                S = AK @ S @ np.swapaxes(AK, -1, -2) + batch.Psi
+                total += np.einsum("nij,nji->n", M, S)
+        else:
+            S_l, T_l = _power_sums(AK, M, length)
+            S_l1 = S_l + _T(_mat_power(AK, length)) @ M @ _mat_power(AK, length)
+            total = (length * np.einsum("nij,nji->n", batch.Psi, S_l)
+                     - np.einsum("nij,nji->n", batch.Psi, T_l)
+                     + np.einsum("nij,nji->n", batch.Sigma0, S_l1 - M))
+        total = np.where(np.isfinite(total), total / length, math.inf)
     return float(total[0]) if batch.single else total
+
+
+#: Longest horizon for which :func:`expected_rollout_cost` runs the plain recursion.
+RECURSION_MAX_LENGTH = 4096
+
+
+def _T(X: np.ndarray) -> np.ndarray:
+    return np.swapaxes(X, -1, -2)
+
+
+def _mat_power(A: np.ndarray, n: int) -> np.ndarray:
+    """``A^n`` by repeated squaring (batched)."""
+    out = np.broadcast_to(np.eye(A.shape[-1]), A.shape).copy()
+    P = A
+    while n:
+        if n & 1:
+            out = out @ P
+        n >>= 1
+        if n:
+            P = P @ P
+    return out
+
+
+def _power_sums(A: np.ndarray, M: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``S_n = sum_{j<n} A'^j M A^j`` and ``T_n = sum_{j<n} j A'^j M A^j`` by doubling: a block
+    of ``q`` terms ``(S, T, A^q)`` followed by another of ``q'`` terms combines into
+    ``(S + P'S'P, T + P'(T' + q S')P, P'..)`` with ``P = A^q``."""
+    S_r = np.zeros_like(M)
+    T_r = np.zeros_like(M)
+    P_r = np.broadcast_to(np.eye(A.shape[-1]), A.shape).copy()
+    p_r = 0
+    S_b, T_b, P_b, q = M.copy(), np.zeros_like(M), A.copy(), 1
+    while n:
+        if n & 1:
+            S_r, T_r = (S_r + _T(P_r) @ S_b @ P_r,
+                        T_r + _T(P_r) @ (T_b + p_r * S_b) @ P_r)
+            P_r, p_r = P_b @ P_r, p_r + q
+        n >>= 1
+        if n:
+            S_b, T_b = S_b + _T(P_b) @ S_b @ P_b, T_b + _T(P_b) @ (T_b + q * S_b) @ P_b
+            P_b, q = P_b @ P_b, 2 * q
+    return S_r, T_r
