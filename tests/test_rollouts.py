@@ -357,3 +357,24 @@ def test_stable_transients_are_not_mistaken_for_divergence():
             c = metalqr.simulate_costs(task, K, length=length, n_rollouts=3000, rng=1,
                                        backend=backend)
             assert np.all(np.isfinite(c)) and _zscore(c, exact) < 4.5
+
+
+def test_expected_rollout_cost_long_horizons_by_doubling(monkeypatch):
+    """Issue 12: expected_rollout_cost(..., 10**9) ran for minutes. Beyond
+    RECURSION_MAX_LENGTH the same sum is computed by doubling: it agrees with the recursion
+    (forced for short lengths), tends to J(K) like 1/l, and is inf for an unstable loop."""
+    from metalqr.rollouts import engine
+
+    task = metalqr.LQRTask([[0.9, 0.3], [0.0, 0.7]], [[0.0], [1.0]], np.eye(2), [[1.0]],
+                           Psi=np.diag([1.0, 0.5]), Sigma0=np.array([[2.0, 0.3], [0.3, 1.0]]))
+    K = np.array([[0.1, 0.2]])
+    rec = [metalqr.expected_rollout_cost(task, K, n) for n in (1, 2, 3, 7, 64, 1000)]
+    monkeypatch.setattr(engine, "RECURSION_MAX_LENGTH", 0)
+    dbl = [metalqr.expected_rollout_cost(task, K, n) for n in (1, 2, 3, 7, 64, 1000)]
+    np.testing.assert_allclose(dbl, rec, rtol=1e-13)
+    J = metalqr.cost(task, K)
+    far = metalqr.expected_rollout_cost(task, K, 10 ** 9)
+    assert abs(far - J) < 1e-7 * J
+    near = metalqr.expected_rollout_cost(task, K, 10 ** 4)
+    assert abs(near - J) > 10 * abs(far - J)
+    assert metalqr.expected_rollout_cost(task, [[0.0, -2.0]], 10 ** 9) == math.inf

@@ -83,6 +83,8 @@ def policy_optimization(task: TaskLike, K0: Any, method: Method = "gd", step_siz
     tol = check_real(tol, "tol", minimum=0.0)
     batch = as_batch(task)
     K = np.array(check_gain(batch, K0, name="K0"))
+    _raise_unstable(spectral_radius_of(closed_loop(batch, K)), batch, "policy_optimization",
+                    gain="K0")
     costs, norms = [], []
     converged = False
     it = 0

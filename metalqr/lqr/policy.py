@@ -73,14 +73,15 @@ class PolicyEvaluation:
         return 2.0 * self.E @ self.Sigma
 
 
-def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePolicyError) -> None:
+def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePolicyError,
+                    gain: str = "K") -> None:
     bad = np.flatnonzero(rho >= 1.0)
     if bad.size:
         i = int(bad[0])
         where = "the task" if batch.single else f"task {i}"
         more = "" if bad.size == 1 else f" ({bad.size} tasks in all: {bad[:10].tolist()})"
-        raise error(f"{what} needs a stabilising gain, but K does not stabilise {where}: "
-                    f"spectral radius of A - B K is {rho[i]:.6g} >= 1{more}. Start from a "
+        raise error(f"{what} needs a stabilising gain, but {gain} does not stabilise {where}: "
+                    f"spectral radius of A - B {gain} is {rho[i]:.6g} >= 1{more}. Start from a "
                     f"stabilising gain (e.g. metalqr.optimal_gain) or reduce the step size.",
                     task_index=None if batch.single else i, spectral_radius=float(rho[i]))
 
