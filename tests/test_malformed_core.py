@@ -346,3 +346,51 @@ def test_taskset_masks_and_index_errors_are_index_errors_too():
         TS[np.array([True, False, True])]
     assert len(TS[np.array([True, False])]) == 1 and len(TS[[-1]]) == 1
     assert [t for t in TS] == [T, T2]
+
+
+# --- property tests: random shapes and values never escape as raw exceptions --------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                    st.integers(-3, 3).map(float))
+_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)
+
+
+@given(hnp.arrays(np.float64, _shapes, elements=_values),
+       hnp.arrays(np.float64, _shapes, elements=_values),
+       hnp.arrays(np.float64, _shapes, elements=_values))
+def test_lqrtask_fuzz_builds_or_raises_validation_error(A, B, Q):
+    """LQRTask with random shapes and values (NaN, inf, indefinite, empty) either builds a
+    task or raises a ValidationError; never a raw NumPy/Python exception."""
+    try:
+        task = metalqr.LQRTask(A, B, Q, np.eye(B.shape[-1]) if B.ndim == 2 and B.shape[-1] else [[1.0]])
+    except metalqr.ValidationError:
+        return
+    assert task.A.shape == (task.d, task.d) and np.all(np.isfinite(task.A))
+
+
+@given(hnp.arrays(np.float64, _shapes, elements=_values),
+       st.sampled_from(["cost", "gradient", "spectral_radius", "natural_gradient"]))
+def test_gain_fuzz_gives_a_number_inf_or_a_metalqr_error(K_, fn):
+    """Random gains: a finite result (cost may be inf), or a metalqr ValueError."""
+    try:
+        out = getattr(metalqr, fn)(TS, K_)
+    except (metalqr.ValidationError, metalqr.UnstablePolicyError):
+        return
+    out = np.asarray(out)
+    assert not np.any(np.isnan(out))
+    assert fn == "cost" or np.all(np.isfinite(out))
+
+
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5),
+                 st.text(max_size=3), st.none()),
+       st.lists(st.integers(-2, 4), min_size=0, max_size=4))
+def test_sphere_perturbations_fuzz(radius, shape):
+    try:
+        U = metalqr.sphere_perturbations(0, tuple(shape), radius, backend="numpy")
+    except metalqr.ValidationError:
+        return
+    norms = np.linalg.norm(U.reshape(-1, shape[-2] * shape[-1]), axis=1)
+    np.testing.assert_allclose(norms, radius, rtol=1e-12)

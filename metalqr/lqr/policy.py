@@ -91,8 +91,18 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
 
     Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single task).
 
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+    what : str
+        Name of the caller, used in error messages.
+
     Raises
     ------
+    ValidationError
+        On a malformed task, gain or ``what``.
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
     """
@@ -116,14 +126,38 @@ def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
 
 
 def spectral_radius(task: TaskLike, K: Any):
-    """Spectral radius ``rho(A - B K)`` (float, or array of shape (n,) for a TaskSet)."""
+    """Spectral radius ``rho(A - B K)`` (float, or array of shape (n,) for a TaskSet).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain.
+    """
     batch = as_batch(task)
     rho = spectral_radius_of(closed_loop(batch, check_gain(batch, K)))
     return float(rho[0]) if batch.single else rho
 
 
 def is_stabilizing(task: TaskLike, K: Any):
-    """Whether ``rho(A - B K) < 1`` (bool, or bool array of shape (n,) for a TaskSet)."""
+    """Whether ``rho(A - B K) < 1`` (bool, or bool array of shape (n,) for a TaskSet).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain.
+    """
     rho = spectral_radius(task, K)
     return bool(rho < 1.0) if np.ndim(rho) == 0 else rho < 1.0
 
@@ -133,6 +167,17 @@ def cost(task: TaskLike, K: Any):
 
     Returns ``math.inf`` (never NaN) for a task that ``K`` does not stabilise. For a
     TaskSet the result is an array of shape (n,).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain.
 
     Examples
     --------
@@ -163,8 +208,16 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
 
     Returns shape (k, d), or (n, k, d) for a TaskSet.
 
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
     Raises
     ------
+    ValidationError
+        On a malformed task or gain.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
     """
@@ -201,8 +254,19 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
     the true, symmetric Hessian-vector product; both facts are checked in the tests.
 
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+    X : array_like, same shapes as ``K``
+        The direction (one per task for a stacked ``K``-shaped array); real and finite
+        (a complex direction is rejected, not truncated).
+
     Raises
     ------
+    ValidationError
+        On a malformed task, gain or direction.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
     """
@@ -215,7 +279,23 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
     """The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order
     (``(n, k*d, k*d)`` for a TaskSet), built from all ``k*d`` basis directions in one
-    batched solve."""
+    batched solve (Proposition 1 of the ZO-MAML paper, differentiated twice).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain, or when the work arrays would exceed metalqr's size
+        limit (about ``n k d (k d + 24 d^2)`` entries; e.g. ``d = 200, k = 100``): use
+        :func:`hessian_vp`.
+    UnstablePolicyError
+        If ``K`` does not stabilise some task.
+    """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
     kd = batch.k * batch.d
@@ -244,6 +324,17 @@ def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
 
     Computed as ``2 E_K`` directly, which equals the formula whenever ``Sigma_K`` is
     invertible and stays defined when ``Psi`` is singular.
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError, UnstablePolicyError
+        As :func:`gradient`.
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "natural_gradient")
@@ -254,6 +345,17 @@ def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
     """Gauss-Newton direction ``(R + B'P_K B)^{-1} grad J(K) Sigma_K^{-1} = 2 (R + B'P_K B)^{-1} E_K``.
 
     A step of size 1/2 along it is exactly one step of policy iteration.
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError, UnstablePolicyError
+        As :func:`gradient`.
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "gauss_newton_direction")

@@ -63,7 +63,16 @@ def _eta(eta: Any) -> float:
 
 
 def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
-    """One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d).
+    """One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d) (Eq. (6) of
+    the ZO-MAML paper with the exact gradient).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
 
     Raises
     ------
@@ -98,7 +107,25 @@ def _evaluate_maml(batch, Kb, what, eta=None):
 
 def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
     """Definition 1: ``rho(A_i - B_i K) < 1`` and ``rho(A_i - B_i (K - eta grad J_i(K))) < 1``
-    for every task."""
+    for every task.
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValidationError
+        On malformed arguments.
+    """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
     Kb = meta_gain(batch, K)
@@ -113,6 +140,21 @@ def maml_objective(tasks: Any, K: Any, eta: float, weights: Any = None) -> float
     """Eq. (4): ``L(K) = sum_i w_i J_i(K - eta grad J_i(K))`` (uniform weights by default).
 
     Returns ``math.inf`` when ``K`` is not MAML-stabilising (like :func:`metalqr.cost`).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+    weights : array_like, shape (n,), optional
+        Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
+
+    Raises
+    ------
+    ValidationError
+        On malformed arguments.
     """
     ts = as_taskset(tasks)
     w = _weights(weights, len(ts))
@@ -131,8 +173,20 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     ``(I - eta H)`` applied to ``grad J_i(K_i')`` is exact. With ``eta = 0`` it is the mean
     gradient.
 
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+    weights : array_like, shape (n,), optional
+        Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
+
     Raises
     ------
+    ValidationError
+        On malformed arguments.
     NotMAMLStabilizingError
         If ``K`` or an adapted gain ``K_i'`` does not stabilise its task.
     """
@@ -142,7 +196,25 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
 
 
 def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.ndarray:
-    """First-order MAML: ``sum_i w_i grad J_i(K_i')`` (the Hessian term dropped)."""
+    """First-order MAML: ``sum_i w_i grad J_i(K_i')`` (the Hessian term dropped).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+    weights : array_like, shape (n,), optional
+        Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
+
+    Raises
+    ------
+    ValidationError
+        On malformed arguments.
+    NotMAMLStabilizingError
+        If ``K`` or an adapted gain does not stabilise its task.
+    """
     _, w, _, _, G_ad = _adapted_step(tasks, K, eta, weights, "first_order_maml_gradient")
     return np.einsum("n,nij->ij", w, G_ad)
 
