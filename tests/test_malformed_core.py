@@ -77,6 +77,10 @@ case("LQRTask", L, "Psi", A_OK, B_OK, Q_OK, R_OK, Psi=[[1, 2], [0, 1]])
 case("LQRTask", L, "Sigma0", A_OK, B_OK, Q_OK, R_OK, Sigma0=[[NAN, 0], [0, 1]])
 case("LQRTask", L, "Sigma0", A_OK, B_OK, Q_OK, R_OK, Sigma0=np.diag([1.0, -1.0]))
 case("LQRTask", L, "Sigma0", A_OK, B_OK, Q_OK, R_OK, Sigma0=1j * np.eye(2))
+case("LQRTask", L, "Psi", A_OK, B_OK, Q_OK, R_OK, Psi=np.diag([1e12, -1.0]))       # badly scaled
+case("LQRTask", L, "Psi", A_OK, B_OK, Q_OK, R_OK, Psi=[[1.0, 1e-4], [1e-4, 1e-10]])
+case("LQRTask", L, "Q", A_OK, B_OK, [[1e10, 0.0], [0.0, -1e-3]], R_OK)
+case("LQRTask", L, "Sigma0", A_OK, B_OK, Q_OK, R_OK, Sigma0=[[1.0, 1e-9], [1e-9, 0.0]])
 case("LQRTask.from_statespace", L.from_statespace, "sys", "not a system", Q_OK, R_OK)
 case("LQRTask.from_statespace", L.from_statespace, "sys", np.eye(2), Q_OK, R_OK)
 

@@ -24,6 +24,37 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _check_psd_equilibrated(M: np.ndarray, name: str) -> None:
+    """Semidefiniteness relative to each entry's own scale: ``M_ii >= 0`` and the diagonally
+    equilibrated ``D^-1 M D^-1`` (``D = diag(sqrt(M_ii))``) PSD to ``1e-8``. The plain
+    eigenvalue test only sees ``-1e-8 ||M||``, so a badly scaled indefinite matrix such as
+    ``diag(1e12, -1)`` passed it (and its noise factor silently lost the negative part)."""
+    dg = np.diag(M)
+    top = float(np.max(np.abs(dg), initial=0.0))
+    off = np.abs(M - np.diag(dg))
+    tol = np.maximum(1e-8 * off.max(axis=1, initial=0.0), 1e-14 * top)
+    if np.any(dg < -tol):
+        i = int(np.argmin(dg + tol))
+        raise ValidationError(f"{name} must be positive semidefinite; its diagonal entry "
+                              f"{name}[{i}, {i}] = {dg[i]:.3g} is negative.")
+    sc = np.sqrt(np.clip(dg, 0.0, None))
+    inv = np.divide(1.0, sc, out=np.zeros_like(sc), where=sc > 1e-154)
+    zero_rows = sc <= 1e-154
+    if np.any(zero_rows):
+        worst = float(off[zero_rows].max(initial=0.0))
+        if worst > 1e-14 * top:
+            raise ValidationError(f"{name} must be positive semidefinite; a row with zero "
+                                  f"diagonal has off-diagonal entries up to {worst:.3g} (they "
+                                  f"must be zero: a variable with zero variance is "
+                                  f"uncorrelated with every other).")
+    C = M * inv[:, None] * inv[None, :]
+    lo = float(np.min(np.linalg.eigvalsh(C)))
+    if lo < -1e-8:
+        raise ValidationError(f"{name} must be positive semidefinite; after scaling to unit "
+                              f"diagonal its smallest eigenvalue is {lo:.3g} (entries relative "
+                              f"to sqrt({name}_ii {name}_jj) violate semidefiniteness).")
+
+
 class LQRTask:
     """One LQR task ``(A, B, Q, R, Psi, Sigma0)``; immutable and validated.
 
@@ -80,6 +111,8 @@ class LQRTask:
         check_psd(R, "R", strict=True)
         check_psd(Psi, "Psi", strict=False)
         check_psd(Sigma0, "Sigma0", strict=False)
+        for name, M in (("Q", Q), ("Psi", Psi), ("Sigma0", Sigma0)):
+            _check_psd_equilibrated(M, name)
         self._A, self._B, self._Q, self._R = map(_readonly, (A, B, Q, R))
         self._Psi, self._Sigma0 = _readonly(Psi), _readonly(Sigma0)
 
