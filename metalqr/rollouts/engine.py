@@ -118,7 +118,7 @@ def factors_of(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: A roll-out whose stage cost ``c_t`` exceeds ``DIVERGENCE_FACTOR`` times the reference
-#: ``tr((Q + K'RK)(Psi + Sigma0)) + max(c_1 .. c_m)`` (``m = min(l, d + 1)`` first steps) is
+#: ``tr(Q V) + lambda_max(R) tr(K V K') + max(c_1 .. c_m)`` (``V = Psi + Sigma0``) (``m = min(l, d + 1)`` first steps) is
 #: diverging: its cost is reported as ``inf`` (and the estimators raise
 #: :class:`~metalqr.RolloutOverflowError`).
 DIVERGENCE_FACTOR = 1e10
@@ -126,33 +126,40 @@ DIVERGENCE_FACTOR = 1e10
 
 def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
                          chunk: int = 65536) -> np.ndarray:
-    """Deterministic part of the divergence bound of each roll-out: ``tr((Q + K'RK) V)``
-    with ``V = Psi + Sigma0`` (the scale of a stage cost driven by one draw of the noise or
-    the initial state), or ``||Q + K'RK||_F ||V||_F`` where that trace is zero.
+    """Deterministic part of the divergence bound of each roll-out: the upper bound
+    ``tr(Q V) + lambda_max(R) tr(K V K') >= tr((Q + K'RK) V)`` with ``V = Psi + Sigma0`` (the
+    scale of a stage cost driven by one draw of the noise or the initial state; invariant
+    under a change of state coordinates), or ``||Q + K'RK||_F ||V||_F`` where it is zero.
 
-    Shape ``(N,)``; computed task by task in chunks (memory about ``2 chunk k d``).
+    Shape ``(N,)``; one GEMM per task and chunk (contiguous rows are not copied).
     """
     N = K.shape[0]
     ref = np.zeros(N)
     if N == 0:
         return ref
+    k, d = K.shape[1], K.shape[2]
     V = batch.Psi + batch.Sigma0
+    lam_R = np.linalg.eigvalsh(batch.R)[:, -1]
     order = np.argsort(task_index, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(task_index[order]) != 0])
     for group in np.split(order, starts[1:]):
         j = int(task_index[group[0]])
-        Vj, Qj, Rj = V[j], batch.Q[j], batch.R[j]
-        qv = float(np.sum(Qj * Vj))
-        nv = float(np.linalg.norm(Vj))
+        Vj = V[j]
+        qv = float(np.sum(batch.Q[j] * Vj))
+        contiguous = group[-1] - group[0] + 1 == group.size
         for s in range(0, group.size, chunk):
             r = group[s:s + chunk]
-            Kc = K[r]
-            RK = Rj @ Kc
-            tr = qv + np.einsum("nij,nij->n", RK, Kc @ Vj)
+            Kc = K[r[0]:r[-1] + 1] if contiguous else K[r]
+            KV = (np.ascontiguousarray(Kc).reshape(-1, d) @ Vj).reshape(Kc.shape)
+            tr = qv + lam_R[j] * np.einsum("nij,nij->n", KV, Kc)
             if np.any(tr <= 0.0):
-                M_norm = np.linalg.norm(Qj + np.swapaxes(Kc, -1, -2) @ RK, axis=(-2, -1))
-                tr = np.where(tr > 0.0, tr, M_norm * nv)
-            ref[r] = tr
+                M = batch.Q[j] + np.swapaxes(Kc, -1, -2) @ batch.R[j] @ Kc
+                tr = np.where(tr > 0.0, tr, np.linalg.norm(M, axis=(-2, -1))
+                              * float(np.linalg.norm(Vj)))
+            if contiguous:
+                ref[r[0]:r[-1] + 1] = tr
+            else:
+                ref[r] = tr
     return ref
 
 
@@ -203,8 +210,9 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
     -------
     costs : ndarray, shape (N,)
         ``inf`` where a trajectory overflowed or diverged: a stage cost ``c_t`` beyond
-        :data:`DIVERGENCE_FACTOR` (1e10) times ``tr((Q + K'RK)(Psi + Sigma0)) + max(c_1 ..
-        c_m)`` (``m = min(l, d + 1)``), detected from the roll-out itself on every backend.
+        :data:`DIVERGENCE_FACTOR` (1e10) times ``tr(Q V) + lambda_max(R) tr(K V K') +
+        max(c_1 .. c_m)`` (``V = Psi + Sigma0``, ``m = min(l, d + 1)``), detected from the
+        roll-out itself on every backend.
     """
     batch = as_batch(tasks, "tasks")
     length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)

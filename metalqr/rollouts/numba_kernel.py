@@ -303,7 +303,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         cst = np.zeros(L)
         early = np.zeros(L)
         thr = np.zeros(L)
-        flag = np.zeros(L, dtype=np.bool_)
+        flag = np.zeros(L, dtype=np.int64)
         for r in range(L):
             if rows[r] >= 0:
                 thr[r] = ref[rows[r]]
@@ -334,14 +334,17 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                             for r in range(L):
                                 thr[r] = factor * (thr[r] + early[r])
                     else:
+                        nflag = 0
                         for r in range(L):
-                            if cst[r] > thr[r]:
-                                flag[r] = True
-                            if flag[r]:
-                                for i in range(d):
-                                    Y[i, r] = 0.0
-                                for a in range(k):
-                                    U[a, r] = 0.0
+                            flag[r] |= cst[r] > thr[r]
+                            nflag += flag[r]
+                        if nflag:               # reset diverging roll-outs (no overflow)
+                            for r in range(L):
+                                if flag[r]:
+                                    for i in range(d):
+                                        Y[i, r] = 0.0
+                                    for a in range(k):
+                                        U[a, r] = 0.0
             if t == length:
                 break
             _lane_normals(x0, (t + 1) * d, Z)
@@ -357,7 +360,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
             n = block_rows[b, r]
             if n >= 0:
                 out[n] = total[r] / length
-                diverged[n] = flag[r]
+                diverged[n] = flag[r] != 0
 
 
 @nb.njit(**_JIT)
