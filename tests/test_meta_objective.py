@@ -142,6 +142,9 @@ def test_repeated_eigenvalue_with_partial_input_is_not_stabilisable():
     assert np.linalg.norm(w @ bad.B) < 1e-12
     with pytest.raises(metalqr.NotMetaLearnableError, match="task 0"):
         metalqr.common_stabilizing_gain(ts)
+    with pytest.raises(metalqr.NotMetaLearnableError, match="task 0"):
+        metalqr.meta_policy_optimization(ts, np.zeros((1, 2)), alpha=1e-3, eta=1e-5,
+                                         n_iterations=1, gradient="exact", progress=False)
     with pytest.raises(metalqr.NotMetaLearnableError, match="task 1"):
         metalqr.check_meta_learnable(metalqr.TaskSet([good, bad]))
     # Two independent inputs reach the whole eigenspace: stabilisable.

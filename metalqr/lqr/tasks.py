@@ -76,7 +76,10 @@ class LQRTask:
     Raises
     ------
     ValidationError
-        On wrong shapes, non-finite entries, asymmetric or indefinite weights.
+        On wrong shapes, non-finite, complex, boolean or string entries, asymmetric or
+        indefinite weights. Semidefiniteness of ``Q``, ``Psi`` and ``Sigma0`` is checked
+        both on the matrix and relative to each entry's scale ``sqrt(M_ii M_jj)``, so a
+        badly scaled indefinite matrix is refused too.
 
     Examples
     --------
