@@ -378,3 +378,28 @@ def test_expected_rollout_cost_long_horizons_by_doubling(monkeypatch):
     near = metalqr.expected_rollout_cost(task, K, 10 ** 4)
     assert abs(near - J) > 10 * abs(far - J)
     assert metalqr.expected_rollout_cost(task, [[0.0, -2.0]], 10 ** 9) == math.inf
+
+
+def test_divergence_flags_agree_across_backends_on_a_mixed_batch():
+    """Diverging and stable roll-outs in one call: every backend flags the same roll-outs,
+    and the stable ones keep identical costs (to rounding) with and without the test."""
+    bad, K_bad = _diverging_task()
+    good = metalqr.LQRTask([[0.5, 0.1], [0.0, 0.4]], [[0.0], [1.0]], np.eye(2), [[1.0]])
+    ts = metalqr.TaskSet([bad, good])
+    ti = np.arange(40) % 2
+    K = np.where(ti[:, None, None] == 0, K_bad, np.array([[0.0, 0.1]]))
+    got = {be: metalqr.simulate_costs(ts, K, task_index=ti, length=60, rng=4, backend=be)
+           for be in ("numpy", "numba")}
+    L0, G = noise_factors(ts.Sigma0, ts.Psi, ts.Q)
+    from metalqr.lqr.tasks import as_batch
+    from metalqr.rollouts.engine import DIVERGENCE_FACTOR, divergence_reference
+    ref = divergence_reference(as_batch(ts), ti, K)
+    args = (ts.A, ts.B, ts.Q, ts.R, L0, G, ti, np.ascontiguousarray(K), np.arange(40), 60)
+    from metalqr.rollouts.counter_rng import draw_key
+    key = draw_key(np.random.default_rng(4))
+    got["cupy path"] = array_kernel.simulate_costs_array(_ProxyXP(), *args, key, ref,
+                                                         DIVERGENCE_FACTOR)
+    plain = array_kernel.simulate_costs_array(np, *args, key)          # no divergence test
+    for name, c in got.items():
+        assert np.all(np.isinf(c) == (ti == 0)), name
+        np.testing.assert_allclose(c[ti == 1], plain[ti == 1], rtol=1e-10, err_msg=name)
