@@ -398,3 +398,30 @@ def test_sphere_perturbations_fuzz(radius, shape):
         return
     norms = np.linalg.norm(U.reshape(-1, shape[-2] * shape[-1]), axis=1)
     np.testing.assert_allclose(norms, radius, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e200, 1e160])
+def test_huge_finite_gains_never_give_raw_errors_or_nan(scale):
+    """A - B K overflows for a huge finite K: documented results (inf cost, not stabilising,
+    UnstablePolicyError / NotMAMLStabilizingError), never a raw LinAlgError or NaN."""
+    import warnings
+
+    T4 = metalqr.LQRTask([[0.8, 0.2], [0.0, 0.6]], [[2.0], [0.5]], np.eye(2), [[1.0]])
+    Kh = np.array([[scale, scale]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert metalqr.spectral_radius(T4, Kh) >= 1.0
+        assert not metalqr.is_stabilizing(T4, Kh)
+        assert metalqr.cost(T4, Kh) == float("inf")
+        assert metalqr.expected_rollout_cost(T4, Kh, 5) == float("inf")
+        assert metalqr.maml_objective(metalqr.TaskSet([T4, T4]), Kh, 0.01) == float("inf")
+        assert not metalqr.is_maml_stabilizing(metalqr.TaskSet([T4, T4]), Kh, 0.01)
+        for fn in (metalqr.gradient, metalqr.hessian, metalqr.natural_gradient,
+                   metalqr.gauss_newton_direction):
+            with pytest.raises(metalqr.UnstablePolicyError):
+                fn(T4, Kh)
+        with pytest.raises(metalqr.NotMAMLStabilizingError):
+            metalqr.maml_gradient(metalqr.TaskSet([T4, T4]), Kh, 0.01)
+        for backend in ("numpy", "numba"):
+            c = metalqr.simulate_costs(T4, Kh, length=5, n_rollouts=3, backend=backend)
+            assert np.all(c == float("inf"))

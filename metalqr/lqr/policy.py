@@ -45,8 +45,10 @@ def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
 
 
 def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
-    """``A - B K`` for every task, shape (n, d, d)."""
-    return batch.A - batch.B @ K
+    """``A - B K`` for every task, shape (n, d, d) (``inf`` entries where a huge finite ``K``
+    overflows; they count as unstable)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return batch.A - batch.B @ K
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
 
 def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
     AK = closed_loop(batch, Kb)
-    stable, P, Sigma = lyapunov_pair(AK, batch.Q + _T(Kb) @ batch.R @ Kb, batch.Psi)
+    with np.errstate(over="ignore", invalid="ignore"):
+        M = batch.Q + _T(Kb) @ batch.R @ Kb
+    stable, P, Sigma = lyapunov_pair(AK, M, batch.Psi)
     if not np.all(stable):
         rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
         _raise_unstable(rho, batch, what)
@@ -197,7 +201,9 @@ def cost(task: TaskLike, K: Any):
 def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
     """``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
     unstable or the value overflows (never NaN)."""
-    stable, P, _ = lyapunov_pair(A - B @ K, Q + _T(K) @ R @ K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        AK, M = A - B @ K, Q + _T(K) @ R @ K
+    stable, P, _ = lyapunov_pair(AK, M)
     with np.errstate(over="ignore", invalid="ignore"):
         J = np.einsum("nij,nji->n", P, Psi)
     return np.where(stable & np.isfinite(J), J, math.inf)

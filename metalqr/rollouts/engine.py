@@ -172,8 +172,8 @@ def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: in
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
     sim = get_backend(backend).simulate
-    ref = divergence_reference(batch, task_index, K)
     with np.errstate(over="ignore", invalid="ignore"):
+        ref = divergence_reference(batch, task_index, K)
         costs = sim(batch.A, batch.B, batch.Q, batch.R, L0, G, task_index, K, noise_index,
                     length, key, ref, DIVERGENCE_FACTOR)
     return np.where(np.isfinite(costs), costs, math.inf)
@@ -330,8 +330,8 @@ def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)
     Kb = check_gain(batch, K)
     AK = closed_loop(batch, Kb)
-    M = batch.Q + np.swapaxes(Kb, -1, -2) @ batch.R @ Kb
     with np.errstate(over="ignore", invalid="ignore"):
+        M = batch.Q + np.swapaxes(Kb, -1, -2) @ batch.R @ Kb
         if length <= RECURSION_MAX_LENGTH:
             S = np.array(batch.Sigma0)
             total = np.zeros(batch.n)
