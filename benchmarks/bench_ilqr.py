@@ -105,8 +105,9 @@ def references() -> None:
                                       options=dict(maxiter=20000, maxfun=40000, ftol=1e-15,
                                                    gtol=1e-9))
         res = ilqr(**prob.kwargs(), **prob.solver_options)
-        rows.append({"problem": name, "scipy_cost": ref.fun, "scipy_s": time.perf_counter() - t0,
-                     "ilqr_cost": res.cost, "registered_reference": prob.reference,
+        rows.append({"problem": name, "scipy_cost": f"{ref.fun:.6f}",
+                     "scipy_s": time.perf_counter() - t0, "ilqr_cost": f"{res.cost:.6f}",
+                     "registered_reference": f"{prob.reference:g}",
                      "both_reach_it": bool(ref.fun <= prob.reference and res.cost <= prob.reference)})
     print_table(rows, "Reference costs: SciPy L-BFGS-B direct shooting vs iLQR")
 
