@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import pathlib
+import pkgutil
 import re
 import sys
 
@@ -57,6 +58,12 @@ autodoc_default_options = {"members": False}
 autodoc_typehints = "none"               # the numpydoc Parameters sections carry the types
 autodoc_member_order = "bysource"
 add_module_names = False
+
+# Every cross-reference (:func:`...`, :class:`...`) in a docstring or page must resolve: a
+# broken one would otherwise render as plain text without a word.  Other projects' objects
+# are not linked (no intersphinx: the build needs no network).
+nitpicky = True
+nitpick_ignore_regex = [(r"py:.*", r"(numpy|np|scipy|hypothesis|matplotlib|numba)(\..*)?")]
 
 # -- numpydoc --------------------------------------------------------------------------------
 numpydoc_show_class_members = False      # attributes are documented in the class docstring
@@ -197,5 +204,49 @@ def check_api_coverage(app, env, docnames=None):  # noqa: ARG001 - Sphinx event 
                         modname, type="metalqr", subtype="api")
 
 
+# -- constants: their ``#:`` doc comment, not the docstring of their type ---------------------
+
+def _attribute_doc(package: str, attr: str) -> list[str] | None:
+    """The ``#:`` comment above ``attr = ...`` in ``package`` or one of its modules that
+    defines the same object; None if there is none."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    pkg = importlib.import_module(package)
+    target = getattr(pkg, attr)
+    names = [package] + [m.name for m in pkgutil.walk_packages(getattr(pkg, "__path__", []),
+                                                                package + ".")]
+    for modname in names:
+        try:
+            module = importlib.import_module(modname)
+            docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except Exception:       # noqa: BLE001 - a module without source: look elsewhere
+            continue
+        if getattr(module, attr, None) is target and ("", attr) in docs:
+            return list(docs[("", attr)])
+    return None
+
+
+def document_constants(app, what, name, obj, options, lines):  # noqa: ARG001 - event signature
+    """Give an exported constant (``STRATEGIES``, ...) the ``#:`` comment of its definition
+    instead of the docstring of its type (``tuple``), and warn where there is none."""
+    if what != "data":
+        return
+    own = " ".join(" ".join(lines).split())
+    inherited = " ".join((inspect.getdoc(type(obj)) or "").split())
+    if own and own != inherited:
+        return
+    from sphinx.util import logging
+
+    package, attr = name.rsplit(".", 1)
+    doc = _attribute_doc(package, attr)
+    if doc is None:
+        logging.getLogger("metalqr.api").warning(
+            "%s has no '#:' doc comment above its definition", name, type="metalqr",
+            subtype="constant")
+        doc = []
+    lines[:] = doc
+
+
 def setup(app):
     app.connect("env-before-read-docs", check_api_coverage)
+    app.connect("autodoc-process-docstring", document_constants, priority=400)
