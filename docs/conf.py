@@ -137,6 +137,9 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "min_reported_time": 1,
     "reset_modules": ("matplotlib",),
+    # "Examples using ..." on each API page (the minigallery of the autosummary templates).
+    "doc_module": ("metalqr",),
+    "backreferences_dir": "api/generated/backreferences",
 }
 
 # -- API completeness ------------------------------------------------------------------------

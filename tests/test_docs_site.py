@@ -138,3 +138,14 @@ def test_gallery_examples_ran_and_drew_a_figure(site, script):
     assert (out / "auto_examples" / f"{script.stem}.html").is_file()
     assert (out / "_images" / f"sphx_glr_{script.stem}_001.png").is_file(), (
         f"{script.name} drew no figure")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, example", [
+    ("metalqr.meta_policy_optimization", "plot_figure1_curve"),
+    ("metalqr.ilqr.ilqr", "plot_ilqr_pendulum"),
+    ("metalqr.tow.run_sinusoid_experiment", "plot_tow_weights"),
+])
+def test_api_pages_link_the_gallery_examples_that_use_them(site, name, example):
+    html = (site[0] / "api" / "generated" / f"{name}.html").read_text()
+    assert "Examples using" in html and f"{example}.html" in html
