@@ -11,7 +11,7 @@ import metalqr
 from metalqr.rollouts import backends as backends_mod
 from metalqr.rollouts.counter_rng import (GAMMA, ZIG_KI, ZIG_LAYERS, ZIG_R, ZIG_V, _mix, normals,
                                           ziggurat_tables)
-from metalqr.rollouts import array_kernel, numba_kernel
+from metalqr.rollouts import array_kernel, numba_kernel, numpy_backend
 from metalqr.rollouts.engine import noise_factors
 from metalqr.rollouts.numba_kernel import normals_numba
 from helpers import random_task, stabilizing_gain
@@ -144,7 +144,7 @@ def test_results_do_not_depend_on_chunking_or_threads(rng, monkeypatch):
     tasks, Ks = _family(rng, 3, 2)
     ti = np.arange(1000) % 3
     ref = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=20, rng=1, backend="numpy")
-    monkeypatch.setattr(backends_mod, "CHUNK", 37)
+    monkeypatch.setattr(numpy_backend, "CHUNK", 37)
     monkeypatch.setenv("METALQR_NUM_THREADS", "1")
     again = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=20, rng=1, backend="numpy")
     assert np.array_equal(ref, again)
