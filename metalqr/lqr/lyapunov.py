@@ -21,7 +21,7 @@ from .._parallel import map_chunks
 from .._validation import as_float_array
 from ..exceptions import UnstablePolicyError, ValidationError
 
-__all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair"]
+__all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair", "lyapunov_pair_one"]
 
 #: Largest state dimension handled by the Kronecker kernel.
 KRON_MAX_D = 6
@@ -48,7 +48,7 @@ def _sym(X: np.ndarray) -> np.ndarray:
 def _dlyap_kron(A: np.ndarray, W: np.ndarray) -> np.ndarray:
     d = A.shape[-1]
     # Row-major vec: vec(A X A') = (A kron A) vec(X).
-    AA = np.einsum("...ij,...kl->...ikjl", A, A).reshape(A.shape[:-2] + (d * d, d * d))
+    AA = (A[..., :, None, :, None] * A[..., None, :, None, :]).reshape(A.shape[:-2] + (d * d, d * d))
     lhs = np.eye(d * d) - AA
     x = np.linalg.solve(lhs, W.reshape(W.shape[:-2] + (d * d, 1)))
     return x.reshape(W.shape)
@@ -132,24 +132,101 @@ def lyapunov_pair(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
 def _lyapunov_pair_serial(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
     n, d = A.shape[0], A.shape[-1]
     if d <= KRON_MAX_D:
-        stable = spectral_radius_of(A) < 1.0
-        As = np.where(stable[:, None, None], A, 0.0)
-        if W is None:
-            X_T = _dlyap_kron(np.swapaxes(As, -1, -2), W_T)
-            X = None
-        else:
-            both = _dlyap_kron(np.concatenate([np.swapaxes(As, -1, -2), As]),
-                               np.concatenate([np.broadcast_to(W_T, A.shape), np.broadcast_to(W, A.shape)]))
-            X_T, X = both[:n], both[n:]
-    else:
-        powers, stable = _doubling_powers(A)
-        As = np.where(stable[:, None, None], A, 0.0)
-        X_T = _refined(powers, As, np.broadcast_to(W_T, A.shape), transpose=True)
-        X = None if W is None else _refined(powers, As, np.broadcast_to(W, A.shape), transpose=False)
+        return _lyapunov_pair_kron(A, W_T, W)
+    powers, stable = _doubling_powers(A)
+    As = np.where(stable[:, None, None], A, 0.0)
+    X_T = _refined(powers, As, np.broadcast_to(W_T, A.shape), transpose=True)
+    X = None if W is None else _refined(powers, As, np.broadcast_to(W, A.shape), transpose=False)
     X_T = np.where(stable[:, None, None], _symmetrise_if(X_T, W_T), 0.0)
     if X is not None:
         X = np.where(stable[:, None, None], _symmetrise_if(X, W), 0.0)
     return stable, X_T, X
+
+
+def _sym_if_unguarded(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """:func:`_symmetrise_if` for a caller that already holds ``np.errstate``."""
+    absW = np.abs(W)
+    asym = np.abs(W - np.swapaxes(W, -1, -2)).max(initial=0.0)
+    return _sym(X) if asym <= 1e-12 * max(absW.max(initial=0.0), 1e-300) else X
+
+
+def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
+    """The Kronecker kernel of :func:`lyapunov_pair` (``d <= KRON_MAX_D``) with its per-call
+    overhead cut for small batches (issue 15, small-task latency): one ``errstate`` for the
+    whole call, the spectral radius straight from ``eigvals`` when every entry is finite,
+    no masking when every member is stable, and both equations in one batched solve.
+    Same results as before (stability decided by ``rho(A) < 1``, members with
+    ``rho >= 1`` zeroed and flagged)."""
+    n, d = A.shape[0], A.shape[-1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if d == 1:
+            rho = np.abs(A[:, 0, 0])
+        elif np.isfinite(A).all():
+            rho = np.abs(np.linalg.eigvals(A)).max(axis=-1)
+        else:
+            rho = spectral_radius_of(A)
+        stable = rho < 1.0
+        all_stable = bool(stable.all())
+        As = A if all_stable else np.where(stable[:, None, None], A, 0.0)
+        AsT = np.swapaxes(As, -1, -2)
+        if W is None:
+            X_T, X = _dlyap_kron(AsT, W_T), None
+        else:
+            both = _dlyap_kron(np.concatenate([AsT, As]),
+                               np.concatenate([np.broadcast_to(W_T, A.shape),
+                                               np.broadcast_to(W, A.shape)]))
+            X_T, X = both[:n], both[n:]
+        X_T = _sym_if_unguarded(X_T, W_T)
+        if X is not None:
+            X = _sym_if_unguarded(X, W)
+        if not all_stable:
+            X_T = np.where(stable[:, None, None], X_T, 0.0)
+            X = None if X is None else np.where(stable[:, None, None], X, 0.0)
+    return stable, X_T, X
+
+
+_EYES: dict[int, np.ndarray] = {}
+
+
+def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
+    """:func:`lyapunov_pair` for ONE closed loop ``A`` of shape (d, d) with
+    ``d <= KRON_MAX_D`` (internal fast path of the single-task cost and gradient, issue 15).
+
+    Same maths and the same decisions as the batched Kronecker kernel: stable iff
+    ``rho(A) < 1`` (``eigvals``); ``X_T`` from ``(I - A (x) A)' vec(X_T) = vec(W_T)`` and
+    ``X`` from ``(I - A (x) A) vec(X) = vec(W)`` (one Kronecker matrix, its transpose being
+    the Kronecker matrix of ``A'``); ``X_T`` symmetrised when ``W_T`` is symmetric to
+    ``1e-12`` relative, ``X`` always (``W`` must be exactly symmetric: a validated ``Psi``).
+    Non-finite ``A`` or larger ``d`` go to the batched kernel. The caller holds
+    ``np.errstate(over="ignore", invalid="ignore")``.
+
+    Returns
+    -------
+    stable : bool
+    X_T, X : ndarray, shape (d, d)
+        Zeros when not stable; ``X`` is ``None`` when ``W`` is ``None``.
+    """
+    d = A.shape[0]
+    if d > KRON_MAX_D or not np.isfinite(A).all():
+        stable, X_T, X = _lyapunov_pair_kron(A[None], W_T[None], None if W is None else W[None])
+        return bool(stable[0]), X_T[0], None if X is None else X[0]
+    rho = abs(A[0, 0]) if d == 1 else np.abs(np.linalg.eigvals(A)).max()
+    if not rho < 1.0:
+        Z = np.zeros((d, d))
+        return False, Z, None if W is None else Z.copy()
+    dd = d * d
+    eye = _EYES.get(dd)
+    if eye is None:
+        eye = _EYES.setdefault(dd, np.eye(dd))
+    L = eye - (A[:, None, :, None] * A[None, :, None, :]).reshape(dd, dd)
+    X_T = np.linalg.solve(L.T, W_T.reshape(dd)).reshape(d, d)
+    WT_T = W_T.T
+    if np.abs(W_T - WT_T).max() <= 1e-12 * max(np.abs(W_T).max(), 1e-300):
+        X_T = 0.5 * (X_T + X_T.T)
+    if W is None:
+        return True, X_T, None
+    X = np.linalg.solve(L, W.reshape(dd)).reshape(d, d)
+    return True, X_T, 0.5 * (X + X.T)
 
 
 def dlyap_unchecked(A: np.ndarray, W: np.ndarray) -> np.ndarray:
