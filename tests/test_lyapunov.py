@@ -76,3 +76,65 @@ def test_unstable_raises_with_spectral_radius(rng, rho):
 def test_bad_input(A, W, word):
     with pytest.raises(metalqr.ValidationError, match=word):
         metalqr.dlyap(A, W)
+
+
+# --- issue 15: cheaper stability test for d = 2 and the kernel choice -------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from metalqr.lqr import lyapunov as _ly  # noqa: E402
+
+
+@given(st.integers(0, 10_000), st.sampled_from([0.3, 0.9, 1 - 1e-6, 1 + 1e-6, 1.5]))
+def test_schur_cohn_2x2_agrees_with_eigenvalues(seed, target):
+    """rho(A) < 1 by the Schur-Cohn test equals the eigenvalue test away from the boundary
+    (|rho - 1| > 1e-9), for matrices scaled to rho = target."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((64, 2, 2))
+    A *= (target / np.max(np.abs(np.linalg.eigvals(A)), axis=-1))[:, None, None]
+    rho = np.max(np.abs(np.linalg.eigvals(A)), axis=-1)
+    clear = np.abs(rho - 1.0) > 1e-9
+    np.testing.assert_array_equal(_ly._schur_stable_2x2(A)[clear], (rho < 1.0)[clear])
+
+
+def test_schur_cohn_2x2_boundary_cases():
+    c, s = np.cos(0.3), np.sin(0.3)
+    cases = {"diag(1, .5)": ([[1.0, 0.0], [0.0, 0.5]], False),
+             "diag(-1, .5)": ([[-1.0, 0.0], [0.0, 0.5]], False),
+             "rotation": ([[c, -s], [s, c]], False),
+             "shrunk rotation": ([[0.999 * c, -0.999 * s], [0.999 * s, 0.999 * c]], True),
+             "jordan 0.999": ([[0.999, 1e3], [0.0, 0.999]], True),
+             "jordan 1": ([[1.0, 1e-3], [0.0, 1.0]], False),
+             "nan": ([[np.nan, 0.0], [0.0, 0.5]], False),
+             "inf": ([[np.inf, 0.0], [0.0, 0.5]], False)}
+    for name, (A, want) in cases.items():
+        assert bool(_ly._schur_stable_2x2(np.array([A]))[0]) is want, name
+        if np.all(np.isfinite(A)):
+            stable, P, _ = _ly.lyapunov_pair_one(np.array(A), np.eye(2))
+            assert stable is want, name
+
+
+@pytest.mark.parametrize("d", [3, 4, 6])
+def test_batched_small_d_kernel_choice_does_not_change_results(rng, d, monkeypatch):
+    """Batches with n d^4 >= KRON_BATCH_WORK take the doubling kernel: the same P and Sigma
+    as the Kronecker kernel (to 1e-12) and as SciPy, and the same stability flags."""
+    n = 160
+    A = rng.standard_normal((n, d, d))
+    A *= (rng.uniform(0.2, 0.99, n) / np.max(np.abs(np.linalg.eigvals(A)), axis=-1))[:, None, None]
+    A[0] *= 1.2 / np.max(np.abs(np.linalg.eigvals(A[0])))             # rho(A0) = 1.2
+    W = np.stack([random_spd(rng, d) for _ in range(n)])
+    calls = []
+    kron = _ly._lyapunov_pair_kron
+    monkeypatch.setattr(_ly, "_lyapunov_pair_kron", lambda *a: calls.append(1) or kron(*a))
+    s1, XT1, X1 = _ly.lyapunov_pair(A, W, W)
+    assert not calls                                      # the doubling kernel ran
+    monkeypatch.setattr(_ly, "KRON_BATCH_WORK", float("inf"))
+    s2, XT2, X2 = _ly.lyapunov_pair(A, W, W)
+    assert calls
+    np.testing.assert_array_equal(s1, s2)
+    assert not s1[0] and s1[1:].all()
+    np.testing.assert_allclose(XT1, XT2, rtol=1e-11, atol=1e-12 * np.abs(XT2).max())
+    np.testing.assert_allclose(X1, X2, rtol=1e-11, atol=1e-12 * np.abs(X2).max())
+    i = 5
+    np.testing.assert_allclose(XT1[i], scipy.linalg.solve_discrete_lyapunov(A[i].T, W[i]),
+                               rtol=1e-10)

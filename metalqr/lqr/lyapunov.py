@@ -25,6 +25,11 @@ __all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair", "lyapunov_pair_one"]
 
 #: Largest state dimension handled by the Kronecker kernel.
 KRON_MAX_D = 6
+#: Batches with ``3 <= d <= KRON_MAX_D`` and ``n d^4`` at least this go to the doubling
+#: kernel: ``n`` Kronecker solves of order ``d^2`` cost ``O(n d^6)`` and lose to about ten
+#: batched squarings beyond it (1000 tasks: 9.9 -> 2.6 ms at d = 4, 27 -> 4.1 ms at d = 6 on
+#: the 2-core benchmark machine; same results to 3e-14, see ``benchmarks/bench_lqr_core.py``).
+KRON_BATCH_WORK = 10_000
 #: Maximum number of doubling steps (2**64 terms of the series).
 MAX_DOUBLINGS = 64
 
@@ -131,7 +136,7 @@ def lyapunov_pair(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
 
 def _lyapunov_pair_serial(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
     n, d = A.shape[0], A.shape[-1]
-    if d <= KRON_MAX_D:
+    if d <= KRON_MAX_D and (d <= 2 or n * d ** 4 < KRON_BATCH_WORK):
         return _lyapunov_pair_kron(A, W_T, W)
     powers, stable = _doubling_powers(A)
     As = np.where(stable[:, None, None], A, 0.0)
@@ -150,22 +155,36 @@ def _sym_if_unguarded(X: np.ndarray, W: np.ndarray) -> np.ndarray:
     return _sym(X) if asym <= 1e-12 * max(absW.max(initial=0.0), 1e-300) else X
 
 
+def _schur_stable_2x2(A: np.ndarray) -> np.ndarray:
+    """``rho(A) < 1`` for real 2 x 2 matrices by the Schur-Cohn (Jury) test on the
+    characteristic polynomial ``z^2 - t z + det``: ``|det| < 1`` and ``|t| < 1 + det``
+    (``p(1) > 0``, ``p(-1) > 0``). Exact at the boundary where eigenvalues are (e.g.
+    ``diag(1, 0.5)`` is unstable) and free of the ``sqrt(eps)`` error of the closed-form
+    eigenvalues at a double root; ``False`` for non-finite entries. A tenth of the cost of
+    ``eigvals`` on a batch."""
+    a, b, c, e = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
+    t, det = a + e, a * e - b * c
+    return (np.abs(det) < 1.0) & (np.abs(t) < 1.0 + det)
+
+
 def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
     """The Kronecker kernel of :func:`lyapunov_pair` (``d <= KRON_MAX_D``) with its per-call
     overhead cut for small batches (issue 15, small-task latency): one ``errstate`` for the
-    whole call, the spectral radius straight from ``eigvals`` when every entry is finite,
+    whole call, stability from ``eigvals`` when every entry is finite (the Schur-Cohn test
+    :func:`_schur_stable_2x2` for ``d = 2``),
     no masking when every member is stable, and both equations in one batched solve.
     Same results as before (stability decided by ``rho(A) < 1``, members with
     ``rho >= 1`` zeroed and flagged)."""
     n, d = A.shape[0], A.shape[-1]
     with np.errstate(over="ignore", invalid="ignore"):
         if d == 1:
-            rho = np.abs(A[:, 0, 0])
+            stable = np.abs(A[:, 0, 0]) < 1.0
+        elif d == 2:
+            stable = _schur_stable_2x2(A)
         elif np.isfinite(A).all():
-            rho = np.abs(np.linalg.eigvals(A)).max(axis=-1)
+            stable = np.abs(np.linalg.eigvals(A)).max(axis=-1) < 1.0
         else:
-            rho = spectral_radius_of(A)
-        stable = rho < 1.0
+            stable = spectral_radius_of(A) < 1.0
         all_stable = bool(stable.all())
         As = A if all_stable else np.where(stable[:, None, None], A, 0.0)
         AsT = np.swapaxes(As, -1, -2)
@@ -193,7 +212,7 @@ def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = Non
     ``d <= KRON_MAX_D`` (internal fast path of the single-task cost and gradient, issue 15).
 
     Same maths and the same decisions as the batched Kronecker kernel: stable iff
-    ``rho(A) < 1`` (``eigvals``); ``X_T`` from ``(I - A (x) A)' vec(X_T) = vec(W_T)`` and
+    ``rho(A) < 1`` (``eigvals``; the Schur-Cohn test for ``d = 2``); ``X_T`` from ``(I - A (x) A)' vec(X_T) = vec(W_T)`` and
     ``X`` from ``(I - A (x) A) vec(X) = vec(W)`` (one Kronecker matrix, its transpose being
     the Kronecker matrix of ``A'``); ``X_T`` symmetrised when ``W_T`` is symmetric to
     ``1e-12`` relative, ``X`` always (``W`` must be exactly symmetric: a validated ``Psi``).
@@ -210,8 +229,14 @@ def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = Non
     if d > KRON_MAX_D or not np.isfinite(A).all():
         stable, X_T, X = _lyapunov_pair_kron(A[None], W_T[None], None if W is None else W[None])
         return bool(stable[0]), X_T[0], None if X is None else X[0]
-    rho = abs(A[0, 0]) if d == 1 else np.abs(np.linalg.eigvals(A)).max()
-    if not rho < 1.0:
+    if d == 1:
+        stable = abs(A[0, 0]) < 1.0
+    elif d == 2:
+        t, det = A[0, 0] + A[1, 1], A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
+        stable = abs(det) < 1.0 and abs(t) < 1.0 + det
+    else:
+        stable = np.abs(np.linalg.eigvals(A)).max() < 1.0
+    if not stable:
         Z = np.zeros((d, d))
         return False, Z, None if W is None else Z.copy()
     dd = d * d
