@@ -222,8 +222,63 @@ def test_backend_interface_is_enforced():
 
     with pytest.raises(TypeError):
         Incomplete()                         # normals, sphere_points, perturbed_gains missing
-    with pytest.raises(TypeError, match="Backend"):
-        backends_mod.register_backend(object())
+
+
+# --- malformed inputs of the registry's public functions (table-driven) ------------------
+
+class _Nameless(NumpyBackend):
+    name = ""
+
+
+class _BadName(NumpyBackend):
+    name = "has space"
+
+
+class _NoDescription(NumpyBackend):
+    name = "nodesc"
+    description = ""
+
+
+class _IntName(NumpyBackend):
+    name = 3
+
+
+MALFORMED = [
+    ("get_backend", backends_mod.get_backend, "backend", ("fortran",)),
+    ("get_backend", backends_mod.get_backend, "backend", ("NUMPY",)),
+    ("get_backend", backends_mod.get_backend, "backend", (3,)),
+    ("get_backend", backends_mod.get_backend, "backend", (["numpy"],)),
+    ("get_backend", backends_mod.get_backend, "backend", ("",)),
+    ("check_backend", backends_mod.check_backend, "backend", ("numbaa",)),
+    ("check_backend", backends_mod.check_backend, "backend", (b"numpy",)),
+    ("check_backend", backends_mod.check_backend, "backend", (1.5,)),
+    ("check_backend", backends_mod.check_backend, "engine", ("x",), {"name": "engine"}),
+    ("register_backend", backends_mod.register_backend, "backend", (object(),)),
+    ("register_backend", backends_mod.register_backend, "backend", (NumpyBackend,)),
+    ("register_backend", backends_mod.register_backend, "backend", ("numpy",)),
+    ("register_backend", backends_mod.register_backend, "backend.name", (_Nameless(),)),
+    ("register_backend", backends_mod.register_backend, "backend.name", (_BadName(),)),
+    ("register_backend", backends_mod.register_backend, "backend.name", (_IntName(),)),
+    ("register_backend", backends_mod.register_backend, "backend.description",
+     (_NoDescription(),)),
+    ("simulate_costs", metalqr.simulate_costs, "backend", (metalqr.boeing747(), np.zeros((2, 4))),
+     {"length": 5, "backend": "gpu"}),
+    ("simulate_costs", metalqr.simulate_costs, "backend", (metalqr.boeing747(), np.zeros((2, 4))),
+     {"length": 5, "backend": 0}),
+    ("simulate_costs", metalqr.simulate_costs, "backend", (metalqr.boeing747(), np.zeros((2, 4))),
+     {"length": 5, "backend": "Numba"}),
+    ("simulate_costs", metalqr.simulate_costs, "backend", (metalqr.boeing747(), np.zeros((2, 4))),
+     {"length": 5, "backend": ("numpy",)}),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=lambda c: f"{c[0]}-{c[2]}-{c[3][-1]!r:.20}")
+def test_malformed_backend_arguments_raise_named_errors(case, monkeypatch):
+    from helpers import assert_named_error
+
+    monkeypatch.setattr(backends_mod, "_REGISTRY", dict(backends_mod._registry()))
+    _, fn, word, args, *kw = case
+    assert_named_error(fn, word, *args, **(kw[0] if kw else {}))
 
 
 def _rollouts_import_graph():

@@ -34,7 +34,7 @@ import os
 import numpy as np
 
 from .._validation import check_choice
-from ..exceptions import BackendUnavailableError
+from ..exceptions import BackendUnavailableError, ValidationError, ValidationTypeError
 
 __all__ = ["Backend", "register_backend", "known_backends", "available_backends",
            "get_backend", "check_backend", "backend_help", "DEFAULT_BACKEND", "cupy_available",
@@ -125,14 +125,39 @@ def register_backend(backend: Backend) -> Backend:
     """Add ``backend`` to the registry under ``backend.name`` (called by each backend module
     when imported; a second registration under the same name replaces the first).
 
+    Parameters
+    ----------
+    backend : Backend
+        An instance of a :class:`Backend` subclass whose ``name`` is a non-empty identifier
+        (letters, digits, ``_``) and whose ``description`` is a non-empty string.
+
+    Returns
+    -------
+    Backend
+        ``backend`` itself.
+
     Raises
     ------
-    TypeError
-        If ``backend`` is not a :class:`Backend` instance with a non-empty name.
+    ValidationTypeError
+        If ``backend`` is not a :class:`Backend` instance (e.g. the class rather than an
+        instance).
+    ValidationError
+        If its name is not a non-empty identifier or its description is empty.
     """
-    if not isinstance(backend, Backend) or not isinstance(backend.name, str) or not backend.name:
-        raise TypeError(f"register_backend needs a Backend instance with a name; got {backend!r}.")
-    _REGISTRY[backend.name] = backend
+    if not isinstance(backend, Backend):
+        hint = (" (a class: pass an instance, e.g. MyBackend())"
+                if isinstance(backend, type) else "")
+        raise ValidationTypeError(f"backend must be an instance of "
+                                  f"metalqr.rollouts.Backend; got {type(backend).__name__}"
+                                  f"{hint}.")
+    name = backend.name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValidationError(f"backend.name must be a non-empty identifier (letters, digits, "
+                              f"_); got {name!r}.")
+    if not isinstance(backend.description, str) or not backend.description:
+        raise ValidationError(f"backend.description must be a non-empty string (it is shown in "
+                              f"the CLI help); got {backend.description!r} for {name!r}.")
+    _REGISTRY[name] = backend
     return backend
 
 
