@@ -52,10 +52,13 @@ def _sym(X: np.ndarray) -> np.ndarray:
 
 def _dlyap_kron(A: np.ndarray, W: np.ndarray) -> np.ndarray:
     d = A.shape[-1]
-    # Row-major vec: vec(A X A') = (A kron A) vec(X).
-    AA = (A[..., :, None, :, None] * A[..., None, :, None, :]).reshape(A.shape[:-2] + (d * d, d * d))
-    lhs = np.eye(d * d) - AA
-    x = np.linalg.solve(lhs, W.reshape(W.shape[:-2] + (d * d, 1)))
+    dd = d * d
+    # Row-major vec: vec(A X A') = (A kron A) vec(X). lhs = I - A kron A, built in place
+    # (1 - a on the diagonal equals -a + 1 exactly).
+    lhs = (A[..., :, None, :, None] * A[..., None, :, None, :]).reshape(A.shape[:-2] + (dd, dd))
+    np.negative(lhs, out=lhs)
+    lhs.reshape(lhs.shape[:-2] + (dd * dd,))[..., ::dd + 1] += 1.0
+    x = np.linalg.solve(lhs, W.reshape(W.shape[:-2] + (dd, 1)))
     return x.reshape(W.shape)
 
 

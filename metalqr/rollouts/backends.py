@@ -10,16 +10,9 @@ file plus one name on that line; every list of names (validation, error messages
 :func:`known_backends`, :func:`available_backends`, the CLI's choices through
 :func:`backend_help`) is read from the registry.
 
-=========  ===========================================================================
-name       implementation
-=========  ===========================================================================
-numpy      :mod:`~metalqr.rollouts.numpy_backend`: the array kernel with NumPy,
-           chunked over rollouts and threaded
-numba      :mod:`~metalqr.rollouts.numba_backend`: compiled, parallel over rollouts
-           (the CPU default)
-cupy       :mod:`~metalqr.rollouts.cupy_backend`: the array kernel with CuPy on a CUDA
-           GPU (``pip install metalqr[gpu]``)
-=========  ===========================================================================
+The registered backends and their descriptions are listed by :func:`backend_help` (no
+hand-kept list here): ``"numpy"`` (the reference), ``"numba"`` (the CPU default) and
+``"cupy"`` (CUDA GPUs) ship with metalqr.
 
 All use the counter-based noise of :mod:`metalqr.rollouts.counter_rng`, so the same key gives
 the same costs on every backend (to rounding) and the same normals bit for bit.
