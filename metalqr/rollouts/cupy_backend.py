@@ -46,7 +46,13 @@ class CupyBackend(Backend):
         return self._xp
 
     def available(self):
-        return self._xp is not None or cupy_available()
+        if self._xp is not None:
+            return True
+        if self._available is None:            # CuPy and the device count: fixed per process
+            self._available = cupy_available()
+        return self._available
+
+    _available: bool | None = None
 
     def _host(self, a) -> np.ndarray:
         to_host = getattr(self.xp, "asnumpy", None)

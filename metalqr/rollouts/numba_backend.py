@@ -21,7 +21,11 @@ class NumbaBackend(Backend):
     install_hint = "Install Numba (pip install numba) or use backend='numpy'."
 
     def available(self):
-        return importlib.util.find_spec("numba") is not None
+        if self._available is None:            # installed or not: fixed for the process
+            self._available = importlib.util.find_spec("numba") is not None
+        return self._available
+
+    _available: bool | None = None
 
     def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
                  factor=math.inf):
