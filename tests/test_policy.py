@@ -287,6 +287,10 @@ def test_single_task_fast_path_keeps_every_check():
         metalqr.gradient(task, unstable)
     assert err.value.spectral_radius == pytest.approx(rho)
     assert metalqr.cost(task, unstable) == math.inf
+    one = metalqr.TaskSet([task])                           # a TaskSet of one: arrays (1,)
+    np.testing.assert_array_equal(metalqr.cost(one, unstable), [math.inf])
+    J1 = metalqr.cost(one, np.array([[0.1, 0.2]]))
+    assert J1.shape == (1,) and J1[0] == metalqr.cost(task, [[0.1, 0.2]])
     edge = metalqr.LQRTask([[1.0, 0.0], [0.0, 0.5]], [[0.0], [1.0]], np.eye(2), [[1.0]])
     assert metalqr.cost(edge, np.zeros((1, 2))) == math.inf          # rho exactly 1
     import warnings
