@@ -170,6 +170,24 @@ def _schur_stable_2x2(A: np.ndarray) -> np.ndarray:
     return (np.abs(det) < 1.0) & (np.abs(t) < 1.0 + det)
 
 
+#: Batches of ``d = 2`` with at least this many members (and ``W`` given) use the compiled
+#: kernel :func:`metalqr.lqr._lyap_numba.pair_2x2` when Numba is installed.
+NUMBA_MIN_BATCH = 64
+_NUMBA_PAIR = []
+
+
+def _numba_pair():
+    """The compiled ``d = 2`` kernel, or ``None`` without Numba (looked up once)."""
+    if not _NUMBA_PAIR:
+        import importlib.util
+        if importlib.util.find_spec("numba") is None:
+            _NUMBA_PAIR.append(None)
+        else:
+            from ._lyap_numba import pair_2x2
+            _NUMBA_PAIR.append(pair_2x2)
+    return _NUMBA_PAIR[0]
+
+
 def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
     """The Kronecker kernel of :func:`lyapunov_pair` (``d <= KRON_MAX_D``) with its per-call
     overhead cut for small batches (issue 15, small-task latency): one ``errstate`` for the
@@ -179,6 +197,10 @@ def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = N
     Same results as before (stability decided by ``rho(A) < 1``, members with
     ``rho >= 1`` zeroed and flagged)."""
     n, d = A.shape[0], A.shape[-1]
+    if d == 2 and W is not None and n >= NUMBA_MIN_BATCH and np.isfinite(A).all():
+        kernel = _numba_pair()
+        if kernel is not None:
+            return _pair_2x2_compiled(kernel, A, W_T, W)
     with np.errstate(over="ignore", invalid="ignore"):
         if d == 1:
             stable = np.abs(A[:, 0, 0]) < 1.0
@@ -208,6 +230,21 @@ def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = N
 
 
 _EYES: dict[int, np.ndarray] = {}
+
+
+def _pair_2x2_compiled(kernel, A, W_T, W):
+    """:func:`_lyapunov_pair_kron` for a batch of 2 x 2 members by the compiled kernel (same
+    stability test, same symmetrisation rule)."""
+    n = A.shape[0]
+    W_T = np.ascontiguousarray(np.broadcast_to(W_T, A.shape))
+    W = np.ascontiguousarray(np.broadcast_to(W, A.shape))
+    X_T, X = np.empty_like(W_T), np.empty_like(W)
+    stable = np.empty(n, dtype=np.bool_)
+    with np.errstate(over="ignore", invalid="ignore"):
+        kernel(np.ascontiguousarray(A), W_T, W, X_T, X, stable)
+        X_T = _sym_if_unguarded(X_T, W_T)
+        X = _sym_if_unguarded(X, W)
+    return stable, X_T, X
 
 
 def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
