@@ -546,8 +546,8 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     guard = check_choice(guard, "guard", GUARDS)
     outer_update = check_choice(outer_update, "outer_update", OUTER_UPDATES)
     zo = _check_estimator_options(estimator_options, gradient, len(ts))
-    seed_tag = _seed_tag(rng)
-    rng = as_rng(rng)
+    rng_in, rng = rng, as_rng(rng)
+    seed_tag = _seed_tag(rng_in)
     if gradient == "zo":
         T = len(ts) if zo["task_batch"] is None else zo["task_batch"]
         S = 2 if zo["two_point"] else 1
