@@ -388,31 +388,30 @@ class _RolloutGuard:
         self.ts, self.length, self.backend, self.rng = ts, length, backend, rng
         n = len(ts)
         self.task_index = np.repeat(np.arange(n), GUARD_ROLLOUTS)
-        self.ref = None
-
-    def _stats(self, K: np.ndarray, seeds) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.ts)
-        out = []
-        for length, seed in zip((self.length, 2 * self.length), seeds):
-            with np.errstate(over="ignore", invalid="ignore"):
-                J = simulate_costs(self.ts, K, length=length, rng=np.random.default_rng(seed),
-                                   task_index=self.task_index, backend=self.backend)
-            out.append(J.reshape(n, GUARD_ROLLOUTS).mean(axis=1))
-        J1, J2 = out
-        with np.errstate(over="ignore", invalid="ignore"):
-            growth = np.where(np.isfinite(J1) & np.isfinite(J2), J2 / J1, math.inf)
-        return J1, growth
 
     def start(self, K: np.ndarray) -> None:
-        """Reference statistics at the current gain (fresh common random numbers)."""
+        """Fix the current gain and fresh common random numbers for this iteration."""
+        self.K = K
         self.seeds = [int(s) for s in self.rng.integers(0, 2**63, size=2)]
-        self.ref = self._stats(K, self.seeds)
 
     def accepts(self, K_new: np.ndarray) -> bool:
-        J1, growth = self._stats(K_new, self.seeds)
-        J1_ref, growth_ref = self.ref
-        if not (np.all(np.isfinite(J1)) and np.all(np.isfinite(growth))):
+        n, N = len(self.ts), self.task_index.size
+        gains = np.concatenate([np.broadcast_to(self.K, (N,) + self.K.shape),
+                                np.broadcast_to(K_new, (N,) + K_new.shape)])
+        task_index = np.concatenate([self.task_index, self.task_index])
+        noise_index = np.concatenate([np.arange(N), np.arange(N)])      # common random numbers
+        means = []
+        for length, seed in zip((self.length, 2 * self.length), self.seeds):
+            with np.errstate(over="ignore", invalid="ignore"):
+                J = simulate_costs(self.ts, gains, length=length, rng=np.random.default_rng(seed),
+                                   task_index=task_index, noise_index=noise_index,
+                                   backend=self.backend)
+            means.append(J.reshape(2, n, GUARD_ROLLOUTS).mean(axis=2))
+        (J1_ref, J1), (J2_ref, J2) = means
+        if not (np.all(np.isfinite(J1)) and np.all(np.isfinite(J2))):
             return False
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            growth, growth_ref = J2 / J1, J2_ref / J1_ref
         if np.any(J1 > GUARD_BLOWUP * J1_ref):
             return False
         return bool(np.all(growth <= GUARD_GROWTH * np.maximum(1.0, growth_ref)))
