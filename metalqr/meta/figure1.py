@@ -173,7 +173,7 @@ def _curve(res) -> tuple[np.ndarray, np.ndarray]:
     return h["iteration"], h["cost_gap_ratio"]
 
 
-def _plot(path: str, runs: list, quick: bool) -> None:
+def _plot(path: str, runs: list, mode: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -195,9 +195,9 @@ def _plot(path: str, runs: list, quick: bool) -> None:
                      fontsize=9)
         ax.legend(fontsize=8)
     axes[0].set_ylabel(r"$(\sum_i J_i(K) - \sum_i J_i(K_i^*)) / \sum_i J_i(K_i^*)$")
-    est = "; ".join(f"({s.d},{s.k}) {s.estimator}" for s, *_ in runs)
-    fig.suptitle(f"Figure 1 ({'quick' if quick else 'full'} run): average cost-gap ratio, "
-                 f"ZO-MAML. Estimators: {est}", fontsize=10)
+    est = "; ".join(f"({s.d},{s.k}) {s.estimator}, {s.outer_update} update" for s, *_ in runs)
+    fig.suptitle(f"Figure 1 ({mode}): average cost-gap ratio, ZO-MAML. Estimators: {est}",
+                 fontsize=10)
     fig.tight_layout()
     tmp = path + ".part.png"
     fig.savefig(tmp, dpi=120)
@@ -359,7 +359,9 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
                                 f"at iteration {res.best_iteration}, floor {floor:.4g})")
         atomic_write_text(os.path.join(output_dir, "fig1.csv"), _csv_text(curve_rows))
         atomic_write_text(os.path.join(output_dir, "summary.csv"), _csv_text(summary))
-        _plot(os.path.join(output_dir, "fig1.png"), runs, quick and settings is None)
+        mode = ("custom settings" if settings is not None else
+                "quick run" if quick else "full run, the paper's settings")
+        _plot(os.path.join(output_dir, "fig1.png"), runs, mode)
     if verbose:
         from ..cli import _print_table
         print(f"\nFigure 1 {'(quick) ' if quick else ''}summary; curves in {output_dir}/fig1.csv, "
