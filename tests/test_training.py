@@ -442,3 +442,13 @@ def test_adam_run_resumes_bitwise(tmp_path):
     with pytest.raises(Killed):
         _run(ckpt, 9, outer_update="adam_clipped", callback=kill)
     assert np.array_equal(_run(ckpt, 9, outer_update="adam_clipped").K, full.K)
+
+
+def test_noise_free_tasks_are_refused_clearly():
+    # Psi = 0: J(K) = Tr(P_K Psi) = 0 for every gain, the cost-gap ratio is undefined
+    base = metalqr.sample_tasks(2, 2, 1, rng=0)
+    ts = metalqr.TaskSet([metalqr.LQRTask(t.A, t.B, t.Q, t.R, Psi=np.zeros((2, 2)))
+                          for t in base])
+    with pytest.raises(metalqr.ValidationError, match="Psi"):
+        metalqr.meta_policy_optimization(ts, np.zeros((1, 2)), alpha=1e-3, eta=1e-5,
+                                         n_iterations=2, gradient="exact", progress=False)

@@ -410,8 +410,10 @@ class _RolloutGuard:
         (J1_ref, J1), (J2_ref, J2) = means
         if not (np.all(np.isfinite(J1)) and np.all(np.isfinite(J2))):
             return False
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            growth, growth_ref = J2 / J1, J2_ref / J1_ref
+        def ratio(a, b):   # a / b with 0 / 0 = 1 (zero-cost tasks: Psi = 0 and x_0 = 0)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.where(a > 0, math.inf, 1.0))
+        growth, growth_ref = ratio(J2, J1), ratio(J2_ref, J1_ref)
         if np.any(J1 > GUARD_BLOWUP * J1_ref):
             return False
         return bool(np.all(growth <= GUARD_GROWTH * np.maximum(1.0, growth_ref)))
@@ -578,6 +580,11 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
                 "max_consecutive_rejections": max_consecutive_rejections, "seed": seed_tag}
     fingerprint = _fingerprint(ts, K_start, settings)
     J_star = optimal_costs(ts)
+    if not float(np.sum(J_star)) > 0.0:
+        raise ValidationError(
+            "tasks: the optimal costs J_i(K_i*) sum to 0 (Psi = 0 for every task), so "
+            "J(K) = Tr(P_K Psi) is 0 for every gain and there is nothing to learn. Give the "
+            "tasks a process-noise covariance Psi (e.g. the identity).")
     initial = {"meta_objective": maml_objective(ts, K_start, eta, weights),
                "cost_gap_ratio": cost_gap_ratio(ts, K_start, J_star)}
     if path is not None and os.path.exists(path):
