@@ -41,6 +41,8 @@ def _mpo_cases():
     # tasks / K0
     add("tasks", tasks=None); add("tasks", tasks="tasks"); add("tasks", tasks=[NOM, NOM])
     add("tasks", tasks=np.eye(2))
+    add("tasks", tasks=metalqr.TaskSet([metalqr.LQRTask(t.A, t.B, t.Q, t.R, Psi=np.zeros((2, 2)))
+                                        for t in TS]))          # Psi = 0: nothing to learn
     add("K0", K0=np.zeros((2, 2))); add("K0", K0=np.zeros((2, 1, 2))); add("K0", K0=[[np.nan, 0.0]])
     add("K0", K0=[[1j, 0.0]]); add("K0", K0="zero"); add("K0", K0=np.zeros((1, 2), dtype=bool))
     add("K0", K0=np.zeros((1, 3))); add("K0", K0=[[np.inf, 0.0]])
