@@ -320,6 +320,21 @@ def test_embedding_errors_are_counted(tmp_path):
     assert "38.8" in const.table() and "constant" not in const.table()
 
 
+def test_embedding_of_protonet_matches_its_one_shot_accuracy(tmp_path):
+    make_runs(tmp_path, n_classes=5)
+    runs = om.load_one_shot_runs(str(tmp_path))
+    tasks = om.one_shot_run_tasks(runs, size=4)
+    src = type("S", (), {"n_in": 16, "n_out": 5, "loss": "ce"})()
+    learner = make_learner("protonet", src, hidden=6, embedding=3)
+    x = learner.init(4)
+    res = om.evaluate_one_shot_runs(runs, om.embedding_of(learner, x), size=4)
+    assert np.allclose(1.0 - res.per_run, learner.evaluate(x, tasks))       # nearest neighbour = prototype
+    assert_named_error(om.embedding_of, "learner", make_learner("fomaml", src, hidden=4), x)
+    assert_named_error(om.embedding_of, "x", learner, x[:-1])
+    assert_named_error(om.embedding_of, "x", learner, np.full_like(x, np.nan))
+    assert_named_error(om.embedding_of(learner, x), "X", np.ones((2, 15)))
+
+
 def test_malformed_labels_file(tmp_path):
     make_runs(tmp_path, n_runs=1)
     path = os.path.join(tmp_path, "run01", "class_labels.txt")

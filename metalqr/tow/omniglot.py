@@ -43,7 +43,7 @@ from .tasks import Task
 
 __all__ = ["OmniglotTasks", "area_resize", "load_omniglot", "OneShotRun", "OneShotResult",
            "load_one_shot_runs", "evaluate_one_shot_runs", "one_shot_run_tasks", "modified_hausdorff",
-           "PUBLISHED_ONE_SHOT_ERRORS", "OMNIGLOT_URL"]
+           "embedding_of", "PUBLISHED_ONE_SHOT_ERRORS", "OMNIGLOT_URL"]
 
 #: Where the full Omniglot set comes from.
 OMNIGLOT_URL = "https://github.com/brendenlake/omniglot (folder python/: images_background.zip, " \
@@ -793,3 +793,33 @@ def evaluate_one_shot_runs(runs: Any, embed: Callable | None = None, *, distance
     lengths = {len(p) for p in preds}
     pred_arr = np.array(preds) if len(lengths) == 1 else np.array(preds, dtype=object)
     return OneShotResult(label, np.array(per_run, dtype=float), pred_arr, tuple(r.name for r in runs))
+
+
+def embedding_of(learner: Any, x: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The embedding ``X -> learner.net.predict(x, X)`` of a trained :class:`~metalqr.tow.ProtoNet`
+    with parameters ``x``, for :func:`evaluate_one_shot_runs` (nearest neighbour in the
+    embedding = nearest prototype in a one-shot task).
+
+    Parameters
+    ----------
+    learner : ProtoNet
+    x : array_like, shape (D,)
+        Its parameters (``D = learner.net.size``).
+
+    Returns
+    -------
+    callable
+        ``X (n, n_in) -> (n, embedding)``.
+
+    Raises
+    ------
+    ValidationError
+        Not a ProtoNet (for MAML, score :func:`one_shot_run_tasks` with ``learner.evaluate``),
+        or ``x`` of the wrong size or non-finite.
+    """
+    from .learner import ProtoNet
+    if not isinstance(learner, ProtoNet):
+        raise ValidationTypeError(f"learner must be a ProtoNet to give an embedding; got {type(learner).__name__}. "
+                                  "For MAML use learner.evaluate(x, one_shot_run_tasks(path)).")
+    x = as_float_array(x, "x", shape=(learner.net.size,))
+    return lambda X: learner.net.predict(x, as_float_array(X, "X", ndim=2, shape=(None, learner.net.n_in)))
