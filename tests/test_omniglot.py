@@ -338,7 +338,8 @@ def test_embedding_of_protonet_matches_its_one_shot_accuracy(tmp_path):
 def test_malformed_labels_file(tmp_path):
     make_runs(tmp_path, n_runs=1)
     path = os.path.join(tmp_path, "run01", "class_labels.txt")
-    good = open(path).read()
+    with open(path) as fh:
+        good = fh.read()
     for bad, word in [("run01/test/item01.png\n", "line 1"),
                       (good.replace("run01/training/class", "run02/training/class", 1), "run01/training"),
                       (good.replace("item01.png run01/training/class", "item01.png run01/training/klass", 1),
@@ -382,7 +383,8 @@ def test_shared_runs_labels_and_hausdorff_reader():
     assert len(runs) == 20
     assert all(sorted(r.labels) == list(range(20)) for r in runs)      # one test item per class
     r = runs[0]
-    lines = om.zipfile.ZipFile(os.path.join(SHARED, "all_runs.zip")).read("run01/class_labels.txt").decode().split()
+    with zipfile.ZipFile(os.path.join(SHARED, "all_runs.zip")) as zf:
+        lines = zf.read("run01/class_labels.txt").decode().split()
     assert int(lines[1][-6:-4]) - 1 == r.labels[0]
     # the Omniglot demo's LoadImgAsPoints + ModHausdorffDistance, by brute force, on run01
     pts = [np.argwhere(im > 0.5) - np.argwhere(im > 0.5).mean(0) for im in (*r.train, *r.test)]

@@ -164,15 +164,21 @@ def _layout_key(parts: Sequence[str]) -> tuple[str, str, str] | None:
 
 
 def _zip_members(zpath: str) -> list[tuple[tuple[str, str, str], str, Callable[[], bytes]]]:
-    zf = zipfile.ZipFile(zpath)
     out = []
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        key = _layout_key(info.filename.split("/"))
-        if key is not None:
-            out.append((key, f"{zpath}:{info.filename}", lambda zf=zf, n=info.filename: zf.read(n)))
+    with zipfile.ZipFile(zpath) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            key = _layout_key(info.filename.split("/"))
+            if key is not None:
+                data = zf.read(info.filename)
+                out.append((key, f"{zpath}:{info.filename}", lambda data=data: data))
     return out
+
+
+def _read_file(p: str) -> bytes:
+    with open(p, "rb") as fh:
+        return fh.read()
 
 
 def _folder_members(root: str) -> list[tuple[tuple[str, str, str], str, Callable[[], bytes]]]:
@@ -188,7 +194,7 @@ def _folder_members(root: str) -> list[tuple[tuple[str, str, str], str, Callable
                 continue
             key = _layout_key(parts + [f])
             if key is not None:
-                out.append((key, full, lambda p=full: open(p, "rb").read()))
+                out.append((key, full, lambda p=full: _read_file(p)))
     if not out:                        # a folder that holds the official zips
         for z in zips:
             out += _zip_members(z)
@@ -519,10 +525,11 @@ def _run_members(root: str) -> dict:
             found[key] = (where, read)
 
     def from_zip(z):
-        zf = zipfile.ZipFile(z)
-        for info in zf.infolist():
-            if not info.is_dir():
-                add(info.filename.split("/"), f"{z}:{info.filename}", lambda zf=zf, n=info.filename: zf.read(n))
+        with zipfile.ZipFile(z) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    data = zf.read(info.filename)
+                    add(info.filename.split("/"), f"{z}:{info.filename}", lambda data=data: data)
 
     if os.path.isfile(root):
         from_zip(root)
@@ -537,7 +544,7 @@ def _run_members(root: str) -> dict:
             if not parts and f == "all_runs.zip":
                 zips.append(full)
             elif f.lower().endswith((".png", ".txt")):
-                add(parts + [f], full, lambda p=full: open(p, "rb").read())
+                add(parts + [f], full, lambda p=full: _read_file(p))
     if not found:
         for z in zips:
             from_zip(z)
