@@ -490,3 +490,95 @@ def test_malformed_eval_embed_shapes(tmp_path):
                   lambda X: X + 1j):
         err = assert_named_error(om.evaluate_one_shot_runs, "embed(X)", runs, embed, size=4)
         assert "embed(X)" in str(err)
+
+
+# ----------------------------------------------------------------------------- the small ConvNet
+
+from metalqr.tow import MAML, ProtoNet  # noqa: E402
+from metalqr.tow import convnet as cv  # noqa: E402
+from metalqr.tow.mlp import softmax  # noqa: E402
+
+
+def conv_reference(net, x, img):
+    """Second derivation of the forward pass: scipy's correlate2d per channel pair, pooling by reshape."""
+    from scipy.signal import correlate2d
+    P = net.unpack(x)
+    A = img.reshape(net.side, net.side)[None]
+    c = net.channels
+    for b in range(net.blocks):
+        W, bias = P[2 * b].reshape(c, -1, 3, 3), P[2 * b + 1]
+        Z = np.stack([sum(correlate2d(A[ci], W[co, ci], mode="same") for ci in range(A.shape[0])) + bias[co]
+                      for co in range(c)])
+        Rl = np.maximum(Z, 0)
+        h = Rl.shape[1] // 2
+        A = Rl[:, :2 * h, :2 * h].reshape(c, h, 2, h, 2).max(axis=(2, 4))
+    return P[-2] @ A.transpose(1, 2, 0).ravel() + P[-1]
+
+
+def fd_jacobian(net, x, s, eps=1e-6):
+    J = np.zeros(net.predict(x, s).shape + (x.size,))
+    for k in range(x.size):
+        xp, xm = x.copy(), x.copy()
+        xp[k] += eps
+        xm[k] -= eps
+        J[..., k] = (net.predict(xp, s) - net.predict(xm, s)) / (2 * eps)
+    return J
+
+
+@pytest.fixture
+def small_conv():
+    net = cv.ConvNet(n_in=49, channels=3, blocks=2, n_out=4, loss="ce")     # 7 -> 3 -> 1 (odd sides crop)
+    rng = np.random.default_rng(0)
+    x = net.init(1) + 0.05 * rng.standard_normal(net.size)
+    return net, x, rng.random((5, 49)), rng
+
+
+def test_convnet_forward_matches_scipy(small_conv):
+    net, x, s, _ = small_conv
+    out = net.predict(x, s)
+    assert out.shape == (5, 4)
+    assert max(np.max(np.abs(conv_reference(net, x, s[i]) - out[i])) for i in range(5)) < 1e-12
+
+
+def test_convnet_vjp_gn_and_loss_gradient_against_finite_differences(small_conv, monkeypatch):
+    net, x, s, rng = small_conv
+    J = fd_jacobian(net, x, s)                                         # (n, C, D)
+    dout = rng.standard_normal((2, 3, 5, 4))                           # leading batch dims
+    g = net.vjp(x, s, dout)
+    assert g.shape == (2, 3, net.size)
+    assert np.allclose(g, np.einsum("abnc,ncd->abd", dout, J), atol=1e-7)
+    monkeypatch.setattr(cv, "_CHUNK", 10)                               # chunked back-propagation agrees
+    assert np.allclose(net.vjp(x, s, dout), g, rtol=1e-12, atol=1e-14)
+    y = np.array([0, 1, 2, 3, 1])
+    p = softmax(net.predict(x, s))
+    H = (np.einsum("nc,cd->ncd", p, np.eye(4)) - p[:, :, None] * p[:, None, :]) / 5
+    assert np.allclose(net.gauss_newton_diagonal(x, s), np.einsum("nck,ncd,ndk->k", J, H, J), atol=1e-8)
+    val, grad = net.loss_and_grad(x, s, y)
+    fd = np.array([(net.loss_and_grad(x + e, s, y)[0] - net.loss_and_grad(x - e, s, y)[0]) / 2e-6
+                   for e in np.eye(net.size) * 1e-6])
+    assert np.allclose(grad, fd, atol=1e-7) and np.isclose(val, -np.mean(np.log(p[np.arange(5), y])))
+    mse = cv.ConvNet(n_in=49, channels=3, blocks=2, n_out=4)
+    assert np.allclose(mse.gauss_newton_diagonal(x, s), 2 / 5 * np.einsum("nck,nck->k", J, J), atol=1e-8)
+
+
+def test_protonet_and_fomaml_on_convnet(small_conv):
+    net, x, s, rng = small_conv
+    emb = ProtoNet(cv.ConvNet(n_in=49, channels=3, blocks=2, n_out=4))
+    task = metalqr.tow.Task(s[:3], np.array([0, 1, 2]), rng.random((4, 49)), np.array([0, 1, 2, 1]))
+    loss, g = emb.task_loss_and_grad(x, task)
+    fd = np.array([(emb.task_loss_and_grad(x + e, task)[0] - emb.task_loss_and_grad(x - e, task)[0]) / 2e-6
+                   for e in np.eye(x.size) * 1e-6])
+    assert np.allclose(g, fd, atol=1e-7)
+    assert emb.curvature(x, [task]).shape == (x.size, 1)
+    fo = MAML(net, 0.1, 1, first_order=True)
+    task4 = metalqr.tow.Task(s[:4], np.arange(4), s[1:], np.array([1, 2, 3, 0]))
+    assert fo.batch(x, [task4], curvature=True)[1].shape == (x.size, 1)
+    assert_named_error(MAML(net, 0.1, 1, first_order=False).task_loss_and_grad, "fomaml", x, task4)
+
+
+@pytest.mark.parametrize("kwargs,word", [
+    (dict(n_in=35), "n_in"), (dict(n_in=784.0), "n_in"), (dict(channels=0), "channels"),
+    (dict(blocks=5), "blocks"), (dict(blocks=0), "blocks"), (dict(n_out=0), "n_out"), (dict(loss="l1"), "loss"),
+])
+def test_malformed_convnet(kwargs, word):
+    assert_named_error(cv.ConvNet, word, **kwargs)

@@ -1,4 +1,4 @@
-"""A small convolutional network in NumPy (im2col) with the interface of :class:`~metalqr.tow.MLP`.
+"""A small convolutional network in NumPy (convolution as 9 shifted matrix products) with the interface of :class:`~metalqr.tow.MLP`.
 
 ``blocks`` blocks of [3 x 3 convolution with zero padding 1, bias, ReLU, 2 x 2 max-pooling
 (floor)] followed by a linear layer to ``n_out``: the "Conv-4" embedding of Prototypical
@@ -114,17 +114,21 @@ class ConvNet:
         for b in range(self.blocks):
             W, bias = P[2 * b], P[2 * b + 1]
             n, H, Wd, C = A.shape
+            c = W.shape[0]
+            Wk = W.reshape(c, C, 3, 3)
             Ap = np.pad(A, ((0, 0), (1, 1), (1, 1), (0, 0)))
-            cols = np.lib.stride_tricks.sliding_window_view(Ap, (3, 3), axis=(1, 2))   # (n, H, W, C, 3, 3)
-            cols = cols.reshape(n * H * Wd, C * 9)
-            Z = (cols @ W.T + bias).reshape(n, H, Wd, -1)
+            Z = np.broadcast_to(bias, (n, H, Wd, c)).copy()
+            for i in range(3):                   # convolution as 9 shifted matrix products
+                for j in range(3):
+                    Z += Ap[:, i:i + H, j:j + Wd] @ Wk[:, :, i, j].T
             Rl = np.maximum(Z, 0.0)
             H2, W2 = H // 2, Wd // 2
-            win = Rl[:, :2 * H2, :2 * W2].reshape(n, H2, 2, W2, 2, -1).transpose(0, 1, 3, 5, 2, 4)
-            win = win.reshape(n, H2, W2, -1, 4)
-            arg = np.argmax(win, axis=-1)
-            A = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]          # (n, H2, W2, c)
-            cache.append((cols, Z, arg, (n, H, Wd, C)))
+            win = Rl[:, :2 * H2, :2 * W2].reshape(n, H2, 2, W2, 2, c).transpose(0, 1, 3, 5, 2, 4)
+            win = win.reshape(n, H2, W2, c, 4)
+            arg = np.argmax(win, axis=-1)[..., None]
+            A = np.take_along_axis(win, arg, axis=-1)[..., 0]                   # (n, H2, W2, c)
+            mask = np.arange(4) == arg                                          # the maximum of each window
+            cache.append((Ap, Z, mask, (n, H, Wd, C)))
         feat = A.reshape(len(s), -1)
         out = feat @ P[-2].T + P[-1]
         return cache, feat, out
@@ -154,27 +158,30 @@ class ConvNet:
         final = self.side >> self.blocks
         dA = (dout.reshape(R * n, -1) @ P[-2]).reshape(R, n, final, final, self.channels)
         for b in reversed(range(self.blocks)):
-            cols, Z, arg, (_, H, Wd, Cin) = cache[b]
+            Ap, Z, mask, (_, H, Wd, Cin) = cache[b]
             W = P[2 * b]
             c = W.shape[0]
+            Wk = W.reshape(c, Cin, 3, 3)
             H2, W2 = H // 2, Wd // 2
-            dwin = np.zeros((R, n, H2, W2, c, 4))
-            np.put_along_axis(dwin, np.broadcast_to(arg[None, ..., None], (R, n, H2, W2, c, 1)),
-                              dA[..., None], axis=-1)
-            dR = np.zeros((R, n, H, Wd, c))
-            dR[:, :, :2 * H2, :2 * W2] = dwin.reshape(R, n, H2, W2, c, 2, 2).transpose(0, 1, 2, 5, 3, 6, 4) \
+            dwin = dA[..., None] * mask                                         # (R, n, H2, W2, c, 4)
+            dZ = np.zeros((R, n, H, Wd, c))
+            dZ[:, :, :2 * H2, :2 * W2] = dwin.reshape(R, n, H2, W2, c, 2, 2).transpose(0, 1, 2, 5, 3, 6, 4) \
                 .reshape(R, n, 2 * H2, 2 * W2, c)
-            dZ = dR * (Z > 0)
-            dZ2 = dZ.reshape(R, n * H * Wd, c)
-            grads[2 * b] = np.matmul(dZ2.transpose(0, 2, 1), cols).reshape(R, -1)
-            grads[2 * b + 1] = dZ2.sum(1)
+            dZ *= Z > 0
+            dZr = dZ.reshape(R, n * H * Wd, c)
+            gW = np.empty((R, c, Cin, 3, 3))
+            for i in range(3):
+                for j in range(3):
+                    sl = Ap[:, i:i + H, j:j + Wd].reshape(n * H * Wd, Cin)
+                    gW[:, :, :, i, j] = np.matmul(dZr.transpose(0, 2, 1), sl)
+            grads[2 * b] = gW.reshape(R, -1)
+            grads[2 * b + 1] = dZr.sum(1)
             if b == 0:
                 break
-            dcols = (dZ2.reshape(-1, c) @ W).reshape(R, n, H, Wd, Cin, 3, 3)
             dAp = np.zeros((R, n, H + 2, Wd + 2, Cin))
             for i in range(3):
                 for j in range(3):
-                    dAp[:, :, i:i + H, j:j + Wd] += dcols[..., i, j]
+                    dAp[:, :, i:i + H, j:j + Wd] += dZ @ Wk[:, :, i, j]
             dA = dAp[:, :, 1:-1, 1:-1]
         return np.concatenate(grads, axis=-1)
 
