@@ -80,6 +80,7 @@ def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = 
     confidence : float in (0, 1)
     """
     metrics = [check_choice(m, "metrics", METRICS) for m in metrics]
+    confidence = check_probability(confidence, "confidence")
     groups, varying = _groups(_records(store, study))
     rows = []
     for _, recs in groups:
@@ -112,6 +113,7 @@ def curves(store: ResultStore | str | os.PathLike, study: Study | None = None, *
         that stopped early contribute up to their last iteration).
     """
     column = check_choice(column, "column", CURVE_COLUMNS)
+    confidence = check_probability(confidence, "confidence")
     groups, varying = _groups(_records(store, study))
     out = []
     for _, recs in groups:

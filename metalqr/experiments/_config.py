@@ -53,7 +53,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 ALIASES = {"M": "n_perturbations", "M_prime": "inner_perturbations", "r": "radius",
            "l": "rollout_length", "iterations": "n_iterations"}
 _ZO = ("one_point", "two_point")
-_NOT_APPLICABLE = ("d", "k", "n_perturbations", "inner_perturbations", "radius", "rollout_length")
+_NOT_APPLICABLE = ("d", "k", "n_perturbations", "inner_perturbations", "radius", "rollout_length",
+                   "backend", "heterogeneity")
 
 
 def _check_key(key: Any, where: str) -> str:
@@ -229,21 +230,28 @@ class Study:
         seeds : int or list of int
             ``N`` gives seeds ``0..N-1``. Ignored if ``grid`` has a ``seed`` key.
         """
-        base = dict(base or {})
-        grid = dict(grid or {})
-        for where, mapping in (("base", base), ("grid", grid)):
+        def resolve(mapping: Any, where: str) -> dict[str, Any]:
+            # aliases resolved here, so that a run's n_iterations overrides base's iterations
             if not isinstance(mapping, Mapping):
                 raise ValidationTypeError(f"{where} must be a mapping; got {type(mapping).__name__}.")
-            for key in mapping:
-                _check_key(key, f"[{where}]")
+            out: dict[str, Any] = {}
+            for key, value in mapping.items():
+                k = _check_key(key, where)
+                if k in out:
+                    raise ValidationError(f"{where}: key {k!r} given twice (directly and as an "
+                                          f"alias).")
+                out[k] = value
+            return out
+
+        base = resolve(base or {}, "base")
+        grid = resolve(grid or {}, "grid")
+        if runs is not None and (isinstance(runs, (str, bytes, Mapping))
+                                 or not isinstance(runs, Iterable)):
+            raise ValidationTypeError(f"runs must be a list of mappings; got {type(runs).__name__}.")
         variants = [{}] if runs is None else list(runs)
         if not variants:
             raise ValidationError("runs is an empty list; omit it or give at least one variant.")
-        for i, v in enumerate(variants):
-            if not isinstance(v, Mapping):
-                raise ValidationTypeError(f"runs[{i}] must be a mapping; got {type(v).__name__}.")
-            for key in v:
-                _check_key(key, f"[[runs]] #{i}")
+        variants = [resolve(v, f"runs[{i}]") for i, v in enumerate(variants)]
         seed_list = None if ("seed" in grid or "seed" in base) else _seeds(seeds)
         keys = list(grid)
         values = [_as_list(grid[k], f"grid[{k!r}]") for k in keys]
