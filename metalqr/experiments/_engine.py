@@ -220,7 +220,7 @@ def _run_dask(todo, report, finish, log, *, scheduler, workers, client, retries)
         if client is None:
             if scheduler is not None:
                 try:
-                    own_client = Client(scheduler, timeout="30s")
+                    own_client = Client(scheduler)  # timeout: distributed.comm.timeouts.connect
                 except (OSError, TimeoutError) as exc:
                     raise ValidationError(f"scheduler {scheduler!r} cannot be reached ({exc}); "
                                           f"check the address (tcp://host:port) and that the "
