@@ -30,14 +30,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 from metalqr.experiments import Study, execute_run, run_study
 spec = json.loads(sys.argv[1])
 study = Study.grid(**spec["study"])
 execute_run({**study.runs[0], "n_iterations": 1})          # warm-up (Numba cache, imports)
-t0 = time.perf_counter()
+cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
+t0, c0 = time.perf_counter(), cpu()
 rep = run_study(study, spec["store"], engine="serial", progress=False)
-print(json.dumps({"wall": time.perf_counter() - t0, "ran": len(rep.ran)}))
+print(json.dumps({"wall": time.perf_counter() - t0, "cpu": cpu() - c0, "ran": len(rep.ran)}))
 """
 
 
@@ -50,7 +51,14 @@ def study_spec(iterations: int, seeds: int) -> dict:
             "name": "bench-sweep"}
 
 
-def serial(spec: dict, store: str, one_thread: bool) -> float:
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process, all threads."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def serial(spec: dict, store: str, one_thread: bool) -> tuple[float, float]:
     from metalqr.experiments import thread_limits
     env = dict(os.environ, PYTHONPATH=ROOT)
     for name in thread_limits(1):
@@ -59,7 +67,8 @@ def serial(spec: dict, store: str, one_thread: bool) -> float:
         env.update(thread_limits(1))
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps({"study": spec, "store": store})],
                          env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["wall"]
+    res = json.loads(out.strip().splitlines()[-1])
+    return res["wall"], res["cpu"]
 
 
 def main() -> None:
@@ -80,16 +89,18 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f} at start")
     tmp = tempfile.mkdtemp(prefix="bench_sweep_")
     stores = {m: os.path.join(tmp, m) for m in ("dask", "serial-1t", "serial-default")}
-    walls = {}
+    walls, cpus = {}, {}
 
     t0 = time.perf_counter()
     cluster = local_cluster(args.workers)
     client = Client(cluster)
     startup = time.perf_counter() - t0
     client.run(execute_run, {**study.runs[0], "n_iterations": 1})       # warm-up each worker
+    c0 = sum(client.run(cpu_seconds).values())
     t0 = time.perf_counter()
     rep = run_study(study, stores["dask"], client=client, progress=False)
     walls["dask"] = time.perf_counter() - t0
+    cpus["dask"] = sum(client.run(cpu_seconds).values()) - c0
     assert rep.complete and len(rep.ran) == len(study)
     # per-run engine overhead with near-empty runs (1 iteration, M = M' = 2)
     tiny = Study.grid(base={"n_iterations": 1, "M": 2, "M_prime": 2, "d": 1, "k": 1},
@@ -103,9 +114,9 @@ def main() -> None:
     print(f"LocalCluster start ({args.workers} workers): {startup:.2f} s; load average "
           f"{os.getloadavg()[0]:.2f}")
 
-    walls["serial-1t"] = serial(spec, stores["serial-1t"], one_thread=True)
+    walls["serial-1t"], cpus["serial-1t"] = serial(spec, stores["serial-1t"], one_thread=True)
     print(f"load average {os.getloadavg()[0]:.2f}")
-    walls["serial-default"] = serial(spec, stores["serial-default"], one_thread=False)
+    walls["serial-default"], cpus["serial-default"] = serial(spec, stores["serial-default"], one_thread=False)
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
     records = {m: {r["run_id"]: comparable(r) for r in ResultStore(s).records(study.ids)}
@@ -115,9 +126,11 @@ def main() -> None:
     overhead_main = (walls["dask"] - work / args.workers) / len(study)
     overhead_tiny = (tiny_wall - tiny_work / args.workers) / len(tiny)
     print()
-    print(f"{'mode':>16} {'wall s':>8} {'s/run':>7}")
+    print(f"{'mode':>16} {'wall s':>8} {'s/run':>7} {'CPU s':>8} {'cores used':>10}")
     for m, w in walls.items():
-        print(f"{m:>16} {w:8.2f} {w / len(study):7.3f}")
+        print(f"{m:>16} {w:8.2f} {w / len(study):7.3f} {cpus[m]:8.2f} {cpus[m] / w:10.2f}")
+    print("(cores used = CPU time / wall time: on a loaded machine the workers get less than "
+          "one core each and the speed-up is bounded by it)")
     print(f"speed-up dask vs serial-1t:      {walls['serial-1t'] / walls['dask']:.2f}x (target >= 1.7x)")
     print(f"speed-up dask vs serial-default: {walls['serial-default'] / walls['dask']:.2f}x "
           f"(target >= 1.0x)")

@@ -355,6 +355,8 @@ MALFORMED = [
     (Study, "runs", ([],), {}),
     (Study, "runs[0]", ([3],), {}),
     (Study, "name", ([{}],), {"name": ""}),
+    (Study, "name", ([{}],), {"name": "../escape"}),
+    (Study, "name", ([{}],), {"name": 3}),
     (Study, "seed", ([{"seed": -1}],), {}),
     (Study.grid, "base", (), {"base": [1]}),
     (Study.grid, "grid", (), {"grid": {"alpha": []}}),
@@ -368,6 +370,9 @@ MALFORMED = [
     (normalize_run, "two_point", ({"two_point": True},), {}),
     (normalize_run, "heterogeneity", ({"heterogeneity": "big"},), {}),
     (load_study, "study", ("/nonexistent/study.toml",), {}),
+    (load_study, "study", (os.path.dirname(__file__),), {}),
+    (load_study, "study", (3,), {}),
+    (load_study, "study", (None,), {}),
     (run_study, "study", ([{}], "s"), {}),
     (run_study, "engine", (_study(), "s"), {"engine": "threads"}),
     (run_study, "workers", (_study(), "s"), {"workers": 0}),
@@ -376,6 +381,9 @@ MALFORMED = [
     (run_study, "callback", (_study(), "s"), {"callback": 3}),
     (run_study, "scheduler", (_study(), "s"), {"scheduler": 8786}),
     (ResultStore, "store", (3,), {}),
+    (ResultStore, "store", (None,), {}),
+    (ResultStore, "store", (__file__,), {}),
+    (ResultStore(os.devnull + "-no").load, "does not exist", ("0" * 16,), {}),
     (mean_ci, "confidence", ([1.0, 2.0], 1.5), {}),
     (mean_ci, "confidence", ([1.0, 2.0], 0.0), {}),
     (summary_table, "metrics", ("s",), {"metrics": ["final_ratio"]}),
@@ -391,3 +399,36 @@ MALFORMED = [
 def test_malformed_inputs_are_named(fn, word, args, kwargs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_named_error(fn, word, *args, **kwargs)
+
+
+def test_cli_wiring_as_proposed_for_metalqr_cli(tmp_path, capsys, monkeypatch):
+    """The wiring proposed for metalqr/cli.py: ``add_sweep_parser(sub)``, and
+    ``add_fig1_arguments(p)`` on the existing ``reproduce`` parser (whose --no-progress is kept)
+    with ``fig1_seeds_command(args)`` when ``--seeds`` is given."""
+    import argparse
+    from metalqr.experiments import add_fig1_arguments, add_sweep_parser, fig1_seeds_command
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser(prog="metalqr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("reproduce")
+    p.add_argument("figure", choices=["fig1"])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--output", default="results/fig1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--backend", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    add_fig1_arguments(p)
+    add_sweep_parser(sub)
+    args = parser.parse_args(["reproduce", "fig1", "--quick", "--seeds", "1", "--iterations", "1",
+                              "--backend", "numpy", "--serial", "--no-progress"])
+    assert fig1_seeds_command(args) == 0
+    out = capsys.readouterr().out
+    assert "3 runs (3 run now" in out and "d=20, k=10" in out
+    assert (tmp_path / "results" / "fig1" / "curves.png").exists()
+    assert len(os.listdir(tmp_path / "results" / "fig1-seeds" / "runs")) == 3
+    args = parser.parse_args(["reproduce", "fig1", "--seeds", "0", "--serial"])
+    assert fig1_seeds_command(args) == 2 and "--seeds" in capsys.readouterr().err
+    args = parser.parse_args(["sweep", "missing.toml", "--serial"])
+    assert args.func(args) == 2 and "missing.toml" in capsys.readouterr().err

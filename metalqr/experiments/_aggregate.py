@@ -12,7 +12,7 @@ import numpy as np
 
 from .._validation import check_choice, check_probability
 from ..exceptions import ValidationTypeError
-from ._config import Study, setting_key
+from ._config import RUN_DEFAULTS, Study, setting_key
 from ._store import ResultStore
 
 __all__ = ["mean_ci", "summary_table", "curves", "write_report", "METRICS", "CURVE_COLUMNS"]
@@ -54,7 +54,7 @@ def _groups(records: list[dict]) -> tuple[list[tuple[str, list[dict]]], list[str
     for r in records:
         groups.setdefault(setting_key(r["config"]), []).append(r)
     configs = [g[0]["config"] for g in groups.values()]
-    varying = [k for k in (configs[0] if configs else {}) if k != "seed"
+    varying = [k for k in RUN_DEFAULTS if k != "seed" and configs
                and len({json.dumps(c[k]) for c in configs}) > 1]
     for g in groups.values():
         g.sort(key=lambda r: r["config"]["seed"])

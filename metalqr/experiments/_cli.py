@@ -49,15 +49,20 @@ def _print_rows(rows: list[dict], keys: Sequence[str]) -> None:
 
 
 def _engine_arguments(p: argparse.ArgumentParser, default_store: str) -> None:
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="address of an existing Dask scheduler (default: an embedded LocalCluster)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="worker processes of the embedded LocalCluster (default: one per core)")
-    p.add_argument("--store", default=default_store, metavar="DIR",
-                   help=f"result store folder (default {default_store}); finished runs are skipped")
-    p.add_argument("--serial", action="store_true", help="run in this process, without Dask")
-    p.add_argument("--retries", type=int, default=2, help="retries of a run that raised")
-    p.add_argument("--no-progress", action="store_true", help="no line per finished run")
+    def add(*names, **kwargs):
+        try:
+            p.add_argument(*names, **kwargs)
+        except argparse.ArgumentError:   # the parser has it already (e.g. --no-progress)
+            pass
+    add("--scheduler", default=None, metavar="ADDRESS",
+        help="address of an existing Dask scheduler (default: an embedded LocalCluster)")
+    add("--workers", type=int, default=None, metavar="N",
+        help="worker processes of the embedded LocalCluster (default: one per core)")
+    add("--store", default=default_store, metavar="DIR",
+        help=f"result store folder (default {default_store}); finished runs are skipped")
+    add("--serial", action="store_true", help="run in this process, without Dask")
+    add("--retries", type=int, default=2, help="retries of a run that raised")
+    add("--no-progress", action="store_true", help="no line per finished run")
 
 
 def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> int:
@@ -115,8 +120,16 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_fig1_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``metalqr reproduce fig1 --seeds N`` (multi-seed Figure 1 through the
-    experiments engine); the handler is :func:`fig1_seeds_command`."""
+    """Add ``--seeds N`` and the engine options (``--scheduler``, ``--workers``, ``--store``,
+    ``--serial``, ``--retries``; options the parser already has are kept) to the parser of
+    ``metalqr reproduce fig1``. When ``args.seeds`` is not None, hand ``args`` to
+    :func:`fig1_seeds_command` (multi-seed Figure 1 through the experiments engine)."""
+    try:
+        p.add_argument("--seeds", type=int, default=None, metavar="N",
+                       help="run seeds 0..N-1 of every setting through the experiments engine "
+                            "(Dask) and plot mean +- 95%% CI")
+    except argparse.ArgumentError:
+        pass
     _engine_arguments(p, "results/fig1-seeds")
 
 
@@ -124,7 +137,9 @@ def fig1_seeds_command(args: argparse.Namespace) -> int:
     """Run Figure 1 over ``args.seeds`` seeds (needs ``seeds``, ``quick``, ``iterations``,
     ``backend``, ``output`` plus the :func:`add_fig1_arguments` ones)."""
     def go(a):
-        study = figure1_study(a.seeds, quick=a.quick, iterations=a.iterations, backend=a.backend)
+        from .._validation import check_int
+        study = figure1_study(check_int(a.seeds, "--seeds", minimum=1), quick=a.quick,
+                              iterations=a.iterations, backend=a.backend)
         return _execute(study, a, a.output)
     return _guard(go, args)
 
@@ -134,11 +149,13 @@ def fig1_main(argv: Sequence[str] | None = None) -> int:
     [--output DIR] [--store DIR] [--scheduler ADDRESS] [--workers N] [--serial]``: Figure 1 as
     mean +- 95% CI over seeds 0..N-1; returns the exit status."""
     p = argparse.ArgumentParser(prog="metalqr reproduce fig1")
-    p.add_argument("--seeds", type=int, required=True, help="seeds per setting (0..N-1)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--backend", default=None)
     p.add_argument("--output", default="results/fig1-seeds/report",
                    help="folder of summary.csv and curves.csv/.png")
     add_fig1_arguments(p)
-    return fig1_seeds_command(p.parse_args(sys.argv[1:] if argv is None else argv))
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.seeds is None:
+        p.error("--seeds N is required")
+    return fig1_seeds_command(args)

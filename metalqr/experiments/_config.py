@@ -186,8 +186,12 @@ class Study:
     """
 
     def __init__(self, runs: Iterable[Mapping[str, Any]], name: str = "study") -> None:
-        if not isinstance(name, str) or not name:
-            raise ValidationTypeError(f"name must be a non-empty string; got {name!r}.")
+        if not isinstance(name, str):
+            raise ValidationTypeError(f"name must be a string; got {type(name).__name__}.")
+        import re
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValidationError(f"name must be a non-empty file-name-safe string (letters, "
+                                  f"digits, '.', '_', '-'); got {name!r}.")
         if isinstance(runs, (str, bytes, Mapping)) or not isinstance(runs, Iterable):
             raise ValidationTypeError(f"runs must be a list of run settings (mappings); got "
                                       f"{type(runs).__name__}.")
@@ -302,6 +306,9 @@ def load_study(path: str | os.PathLike) -> Study:
         except ModuleNotFoundError:
             raise ValidationError("reading a study file on Python 3.10 needs tomli: pip install "
                                   "'metalqr[distributed]' (or tomli).") from None
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValidationTypeError(f"study file path must be a str or path; got "
+                                  f"{type(path).__name__}.")
     path = os.fspath(path)
     try:
         with open(path, "rb") as fh:
