@@ -30,9 +30,11 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
     (undefined), never NaN."""
     from scipy import stats
     confidence = check_probability(confidence, "confidence")
-    x = np.asarray(list(values), dtype=float)
+    from .._validation import as_float_array
+    x = as_float_array(list(values), "values", ndim=1)
     if x.size == 0:
-        raise ValueError("mean_ci needs at least one value")
+        from ..exceptions import ValidationError
+        raise ValidationError("values is empty; mean_ci needs at least one value.")
     m = float(x.mean())
     if x.size < 2:
         return m, None, None
