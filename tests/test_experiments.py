@@ -393,7 +393,23 @@ MALFORMED = [
     (summary_table, "study", ("s", "tiny"), {}),
     (curves, "column", ("s",), {"column": "ratio"}),
     (curves, "confidence", ("s",), {"confidence": True}),
+    (summary_table, "confidence", ("s",), {"confidence": 95}),
+    (summary_table, "store", (3,), {}),
+    (curves, "column", ("s",), {"column": 3}),
+    (curves, "store", (None,), {}),
     (write_report, "store", ("s-empty",), {}),
+    (write_report, "store", (3.0,), {}),
+    (write_report, "column", ("s",), {"column": "grad"}),
+    (write_report, "confidence", ("s",), {"confidence": -0.1}),
+    (ResultStore, "store", (b"x",), {}),
+    (execute_run, "alpha", ({"alpha": 0.0},), {}),
+    (execute_run, "family", ({"family": "cartpole"},), {}),
+    (execute_run, "run", ([("alpha", 1.0)],), {}),
+    (execute_run, "n_tasks", ({"n_tasks": 2.0},), {}),
+    (figure1_study, "seeds", (0,), {}),
+    (figure1_study, "seeds", ("3",), {}),
+    (figure1_study, "n_iterations", (2,), {"iterations": -1}),
+    (figure1_study, "backend", (2,), {"backend": "cuda"}),
 ]
 
 

@@ -179,6 +179,8 @@ def write_report(store: ResultStore | str | os.PathLike, study: Study | None = N
     iteration, mean, ci_low, ci_high, n) and ``curves.png`` (:func:`curves`) to
     ``output_dir`` (default ``<store>/report/<study name>``). Returns the paths."""
     store = store if isinstance(store, ResultStore) else ResultStore(store)
+    column = check_choice(column, "column", CURVE_COLUMNS)
+    confidence = check_probability(confidence, "confidence")
     if output_dir is None:
         output_dir = os.path.join(store.root, "report", study.name if study else "all")
     output_dir = os.fspath(output_dir)
