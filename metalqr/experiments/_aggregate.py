@@ -63,8 +63,13 @@ def _groups(records: list[dict]) -> tuple[list[tuple[str, list[dict]]], list[str
     return list(groups.items()), varying
 
 
+_SHORT = {"n_perturbations": "M", "inner_perturbations": "M'", "radius": "r",
+          "rollout_length": "l", "n_iterations": "iterations"}
+
+
 def _label(config: Mapping[str, Any], varying: list[str], default: str) -> str:
-    return ", ".join(f"{k}={config[k]}" for k in varying) or default
+    """``d=1, k=1, alpha=0.001, M=100`` (the keys that vary, paper symbols where short)."""
+    return ", ".join(f"{_SHORT.get(k, k)}={config[k]}" for k in varying) or default
 
 
 def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = None, *,
@@ -154,20 +159,21 @@ def plot_curves(path: str, data: list[dict], *, column: str = "cost_gap_ratio",
     canvas; the global backend is left alone)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(8, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for c in data:
         line, = ax.plot(c["iteration"], c["mean"], label=f"{c['label']} (n={int(c['n'][0])})")
-        ax.fill_between(c["iteration"], c["ci_low"], c["ci_high"], color=line.get_color(), alpha=0.25)
+        ax.fill_between(c["iteration"], c["ci_low"], c["ci_high"], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("iteration")
     ax.set_ylabel(column.replace("_", " ") + " (mean, 95% CI band)")
     if logy:
         ax.set_yscale("log")
     if title:
         ax.set_title(title)
-    if data:
-        ax.legend(fontsize="small")
+    if data:   # below the axes: labels of many varying keys are long
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.15),
+                  ncol=1 if len(data) < 6 else 2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
