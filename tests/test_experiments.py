@@ -451,3 +451,23 @@ def test_cli_wiring_as_proposed_for_metalqr_cli(tmp_path, capsys, monkeypatch):
     assert fig1_seeds_command(args) == 2 and "--seeds" in capsys.readouterr().err
     args = parser.parse_args(["sweep", "missing.toml", "--serial"])
     assert args.func(args) == 2 and "missing.toml" in capsys.readouterr().err
+
+
+def test_without_dask_installed_the_study_runs_serially_with_the_same_numbers(tmp_path,
+                                                                             serial_reference):
+    """A fresh interpreter in which ``import distributed`` fails (as without the extra)."""
+    import subprocess
+    import sys
+    study, ref = serial_reference
+    code = ("import sys, json; sys.modules['distributed'] = None\n"
+            "from metalqr.experiments import Study, run_study, dask_available\n"
+            "assert not dask_available()\n"
+            "study = Study(json.loads(sys.argv[1]), name='tiny')\n"
+            "rep = run_study(study, sys.argv[2], progress=False)\n"
+            "print(rep.engine, len(rep.ran))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(study.runs), str(tmp_path)],
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=root)).stdout
+    assert out.split() == ["serial", str(len(study))]
+    assert stored(tmp_path, study) == ref
