@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 from typing import Any, Iterable, Mapping
 
-from .._validation import (check_bool, check_choice, check_int, check_positive, check_real)
+from .._validation import check_choice, check_int, check_positive
 from ..exceptions import ValidationError, ValidationTypeError
 
 __all__ = ["RUN_DEFAULTS", "FAMILIES", "ESTIMATORS", "BACKENDS", "normalize_run", "run_id",
