@@ -13,13 +13,14 @@ import numpy as np
 from .._validation import check_choice, check_probability
 from ..exceptions import ValidationTypeError
 from ._config import RUN_DEFAULTS, Study, setting_key
+from ._runner import curve
 from ._store import ResultStore
 
 __all__ = ["mean_ci", "summary_table", "curves", "write_report", "METRICS", "CURVE_COLUMNS"]
 
 #: Final metrics of a run (keys of a record's ``summary``) aggregated by :func:`summary_table`.
 METRICS = ("final_cost_gap_ratio", "min_cost_gap_ratio", "final_meta_objective",
-           "initial_cost_gap_ratio", "iterations", "rejected")
+           "best_meta_objective", "initial_cost_gap_ratio", "iterations", "rejected")
 #: History columns that :func:`curves` can aggregate (iteration 0 is the initial gain).
 CURVE_COLUMNS = ("cost_gap_ratio", "meta_objective")
 
@@ -96,6 +97,7 @@ def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = 
         row: dict[str, Any] = {"setting": _label(cfg, varying, study.name if study else "all")}
         row.update({k: cfg[k] for k in varying})
         row.update(n_seeds=len(recs), n_stalled=sum(r["status"] == "stalled" for r in recs),
+                   n_diverged=sum(r["status"] == "diverged" for r in recs),
                    n_failed=len(recs) - len(ok))
         for m in metrics:
             if ok:
@@ -124,7 +126,7 @@ def curves(store: ResultStore | str | os.PathLike, study: Study | None = None, *
     groups, varying = _groups(_records(store, study))
     out = []
     for _, recs in groups:
-        series = [np.array([r["initial"][column]] + [h[column] for h in r["history"]], dtype=float)
+        series = [np.array(curve(r["initial"], r["history"], column), dtype=float)
                   for r in recs if r["status"] != "failed"]
         if not series:
             continue

@@ -31,7 +31,9 @@ def figure1_study(seeds: int = 10, *, quick: bool = False, iterations: int | Non
                "n_iterations": s.n_iterations, "n_tasks": s.n_tasks, "K0": "zero",
                "estimator": "two_point" if s.two_point else "one_point",
                "n_perturbations": s.n_perturbations, "inner_perturbations": s.inner_perturbations,
-               "radius": s.radius, "rollout_length": s.rollout_length}
+               "radius": s.radius, "rollout_length": s.rollout_length,
+               "guard": getattr(s, "guard", "rollouts"),
+               "outer_update": getattr(s, "outer_update", "plain")}
         if backend is not None:
             run["backend"] = backend
         runs.append(run)
@@ -71,7 +73,7 @@ def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> 
                        progress=not args.no_progress)
     paths = write_report(args.store, study, report_dir)
     rows = summary_table(args.store, study, metrics=("final_cost_gap_ratio",))
-    keys = ["setting", "n_seeds", "n_stalled", "n_failed", "final_cost_gap_ratio_mean",
+    keys = ["setting", "n_seeds", "n_stalled", "n_diverged", "n_failed", "final_cost_gap_ratio_mean",
             "final_cost_gap_ratio_ci_low", "final_cost_gap_ratio_ci_high"]
     print(f"study {study.name!r}: {len(study)} runs ({len(report.ran)} run now, "
           f"{len(report.skipped)} already stored) on {report.engine} in {report.seconds:.1f} s")

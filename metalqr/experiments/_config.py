@@ -42,8 +42,10 @@ RUN_DEFAULTS: dict[str, Any] = {
     "n_perturbations": 100,          # M
     "inner_perturbations": 100,      # M'
     "radius": 0.05,                  # r
-    "rollout_length": 50,            # l
+    "rollout_length": "auto",        # l ("auto": from the closed-loop mixing time, >= 50)
     "backend": None,
+    "guard": "rollouts",             # step-safety guard of Algorithm 3 (metalqr GUARDS)
+    "outer_update": "plain",         # outer update rule (metalqr OUTER_UPDATES)
     "max_backtracks": 20,            # guard: step halvings before an update is rejected
     "max_consecutive_rejections": 25,  # guard: rejected updates in a row before "stalled"
     "tol": 0.0,
@@ -118,8 +120,16 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     out["inner_perturbations"] = (check_positive(c["inner_perturbations"], "inner_perturbations",
                                                  integer=True) if zo else None)
     out["radius"] = check_positive(c["radius"], "radius") if zo else None
-    out["rollout_length"] = check_positive(c["rollout_length"], "rollout_length", integer=True) if zo else None
+    if not zo:
+        out["rollout_length"] = None
+    elif isinstance(c["rollout_length"], str):
+        out["rollout_length"] = check_choice(c["rollout_length"], "rollout_length", ("auto",))
+    else:
+        out["rollout_length"] = check_positive(c["rollout_length"], "rollout_length", integer=True)
     out["backend"] = check_choice(c["backend"], "backend", BACKENDS) if zo else None
+    from ..meta.training import GUARDS, OUTER_UPDATES
+    out["guard"] = check_choice(c["guard"], "guard", GUARDS)
+    out["outer_update"] = check_choice(c["outer_update"], "outer_update", OUTER_UPDATES)
     out["max_backtracks"] = check_int(c["max_backtracks"], "max_backtracks", minimum=0)
     out["max_consecutive_rejections"] = check_positive(c["max_consecutive_rejections"],
                                                        "max_consecutive_rejections", integer=True)
