@@ -13,7 +13,7 @@ does one untimed warm-up run (Numba loads its cached kernels). Also reports the 
 overhead of the engine: study wall time minus the runs' own time (divided by the workers),
 per run, and the time to start the LocalCluster.
 
-    python benchmarks/bench_sweep.py [--iterations 30] [--seeds 8] [--workers 2] [--repeat 1]
+    python benchmarks/bench_sweep.py [--iterations 60] [--seeds 8] [--workers 2] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def serial(spec: dict, store: str, one_thread: bool) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1, help="alternate the modes this many times; "
