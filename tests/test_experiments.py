@@ -215,6 +215,7 @@ def test_damaged_run_files_are_reported_moved_aside_and_redone(tmp_path, serial_
     assert stored(tmp_path, study) == ref
 
 
+@pytest.mark.filterwarnings("ignore::metalqr.exceptions.MetalqrWarning")  # capture is process-wide
 def test_two_studies_on_one_store_concurrently(tmp_path, serial_reference):
     study, ref = serial_reference
     other = tiny_study(seeds=4, name="other", alpha=[1e-3, 1e-5])          # shares 4 runs
