@@ -197,6 +197,8 @@ def missing_from_api(api_dir: pathlib.Path = DOCS / "api") -> dict[str, list[str
             module = importlib.import_module(modname)
         except ImportError:
             continue
+        if not pathlib.Path(module.__file__).resolve().is_relative_to(ROOT):
+            continue     # found elsewhere (an editable install of another checkout)
         missing = sorted(n for n in getattr(module, "__all__", ())
                          if not inspect.ismodule(getattr(module, n, None))   # own section
                          and n not in documented.get(modname, set())
@@ -277,6 +279,22 @@ def resolve_short_names(app, env, node, contnode):
     kinds = set(domain.objtypes_for_role(node.get("reftype", "obj")) or ())
     matches = {name: obj for name, obj in domain.objects.items()
                if name.endswith("." + target) and not obj.aliased and obj.objtype in kinds}
+    if not matches and "." in target:
+        # A full path to where an object is defined (``metalqr.rollouts.backends.register_backend``)
+        # resolves to the page of the same object under its public name.
+        try:
+            wanted = pkgutil.resolve_name(target)
+        except (ImportError, AttributeError, ValueError):
+            wanted = None
+        if wanted is not None and not isinstance(wanted, (int, float, str, tuple)):
+            tail = target.rsplit(".", 1)[1]
+            for name, obj in domain.objects.items():
+                if name.endswith("." + tail) and obj.objtype in kinds and not obj.aliased:
+                    try:
+                        if pkgutil.resolve_name(name) is wanted:
+                            matches[name] = obj
+                    except (ImportError, AttributeError, ValueError):
+                        continue
     # One object re-exported under several paths counts once (same page and anchor).
     places = {(obj.docname, obj.node_id) for obj in matches.values()}
     if len(places) != 1:
