@@ -62,7 +62,10 @@ add_module_names = False
 # broken one would otherwise render as plain text without a word.  Other projects' objects
 # are not linked (no intersphinx: the build needs no network).
 nitpicky = True
-nitpick_ignore_regex = [(r"py:.*", r"(numpy|np|scipy|hypothesis|matplotlib|numba|control)(\..*)?")]
+_EXTERNAL = sorted(set(sys.stdlib_module_names) | {
+    "numpy", "np", "scipy", "hypothesis", "matplotlib", "numba", "control", "dask", "distributed",
+    "cupy", "tqdm", "sklearn"})
+nitpick_ignore_regex = [(r"py:.*", r"(%s)(\..*)?" % "|".join(_EXTERNAL))]
 
 # -- numpydoc --------------------------------------------------------------------------------
 numpydoc_show_class_members = False      # attributes are documented in the class docstring
