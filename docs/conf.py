@@ -5,8 +5,8 @@ Build (warnings are errors, as in CI)::
     pip install -e ".[docs]"
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-Skip running the gallery examples (their last stored output is not reused; the pages show
-the code only) with ``-D plot_gallery=0``.
+``-D plot_gallery=0`` skips running the gallery examples (their pages then show the code
+without figures).  ``tests/test_docs_site.py`` runs the same build on a copy of docs/.
 """
 
 from __future__ import annotations
@@ -95,7 +95,6 @@ numpydoc_validation_checks = {
 # (``:undoc-members:``, so that every public method appears and references to it resolve) but
 # not validated yet: dozens of public methods and properties have no docstring (issue 16).
 numpydoc_validation_exclude = {r"\.__\w+__$", r"\.[A-Z]\w*\.\w+$"}
-
 
 
 def _patch_numpydoc_lambda_properties() -> None:
