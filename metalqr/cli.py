@@ -1,4 +1,8 @@
-"""The ``metalqr`` console script.
+"""metalqr: LQR meta-policy optimisation (zeroth-order MAML) and task weighting with iLQR.
+
+Designs LQR controllers, meta-learns a policy initialisation over a family of LQR tasks
+with the zeroth-order MAML algorithms of Pan, Li & Zhu and reproduces the figures of the
+two papers metalqr implements (docs/references.md).
 
 Sub-commands
 ------------
@@ -6,27 +10,171 @@ Sub-commands
     Designs LQR controllers for the standard systems and prints a comparison table.
 ``metalqr reproduce fig1 [--quick]``
     Reproduces Figure 1 of the ZO-MAML paper (see :mod:`metalqr.meta.figure1`).
+``metalqr tow``
+    Task weighting with trajectory optimisation (TOW) against its baselines.
+
+A user error (bad option value, damaged checkpoint, output folder in use...) prints one
+line ``metalqr: error: <message>`` on stderr and exits with status 2; ``--debug`` shows the
+full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import textwrap
 import time
-from typing import Sequence
+import traceback
+from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["main", "demo_table"]
+from . import __version__
+from ._checkpoint import FolderLock
+from ._report import print_table as _print_table
+from ._validation import check_choice, check_int, check_real
+from .exceptions import MetalqrError, ValidationError
+
+__all__ = ["main", "demo_table", "build_parser"]
+
+#: Exit status of a user error (bad option, damaged checkpoint, folder in use), as argparse.
+EXIT_USAGE = 2
+#: Exit status of a run that finished but did not do what it was asked (a stalled setting).
+EXIT_FAILED = 1
+
+_PROG_DESCRIPTION = """\
+metalqr: LQR meta-policy optimisation (zeroth-order MAML, Pan, Li & Zhu) and task
+weighting in meta-learning with trajectory optimisation (TOW, Nguyen, Do & Carneiro).
+References: docs/references.md."""
+
+_PROG_EPILOG = """\
+examples:
+  metalqr reproduce fig1 --quick      quick reproduction of Figure 1 of the ZO-MAML paper
+  metalqr demo                        LQR controller design on the standard systems
+  metalqr tow --quick                 TOW task weighting on few-shot sinusoid regression
+  metalqr <command> --help            options of one command
+
+A user error prints one line 'metalqr: error: ...' and exits with status 2; add --debug
+to see the full traceback."""
 
 
+# --------------------------------------------------------------------------- parsing helpers
+class UsageError(Exception):
+    """A command-line error found by argparse (unknown option, bad value...)."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default, unless its help already states it ("default:")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default:" in text or "%(default)" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors raise :class:`UsageError` (so :func:`main` prints them
+    on one line) and whose help shows defaults; sub-parsers inherit both."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        text = kwargs.get("description")
+        if text and "\n" not in text:      # one-paragraph descriptions: wrap them here
+            kwargs["description"] = textwrap.fill(text, 88)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        hint = f"see 'metalqr {sub} --help'" if sub else "see 'metalqr --help'"
+        raise UsageError(f"{message} ({hint})")
+
+
+class _SubParser(_Parser):
+    """A sub-command's parser: also accepts ``--debug`` after the sub-command (the decision
+    is taken from argv by :func:`main`, so the value is not stored here)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on an error, show the full Python traceback instead of one line")
+
+
+def _option_type(what: str, parse: Callable[[str], object],
+                 check: Callable[[object], object]) -> Callable[[str], object]:
+    """An argparse ``type=`` function: ``parse`` the text, then validate it with a
+    :mod:`metalqr._validation` check; failures become one-line argparse errors."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}") from None
+        try:
+            return check(value)
+        except ValidationError as err:
+            raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+
+    convert.__name__ = what
+    return convert
+
+
+#: Counts (iterations, tasks, samples): integers >= 1.
+count = _option_type("an integer >= 1", int, lambda v: check_int(v, "value", minimum=1))
+#: Seeds: integers >= 0.
+seed_value = _option_type("an integer >= 0", int, lambda v: check_int(v, "value", minimum=0))
+#: Step sizes, radii, concentrations: finite reals > 0.
+positive = _option_type("a number > 0", float,
+                        lambda v: check_real(v, "value", minimum=0.0, min_inclusive=False))
+
+
+def _backend_name(text: str) -> str:
+    """A roll-out backend name known to metalqr (and runnable here)."""
+    from .rollouts import get_backend
+    try:
+        return get_backend(text).name
+    except MetalqrError as err:   # unknown name (lists the valid ones) or unavailable here
+        raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+
+
+def _output_folder(text: str) -> str:
+    """An output folder: may exist (as a folder) or not yet."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output folder must be a non-empty path")
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder; "
+                                         f"choose another output folder")
+    return text
+
+
+# --------------------------------------------------------------------------- demo
 def demo_table(n_iterations: int = 200) -> list[dict]:
     """Controller design on the standard systems: DARE vs python-control vs the three
-    policy-optimisation methods started from a stabilising, suboptimal gain."""
+    policy-optimisation methods started from a stabilising, suboptimal gain.
+
+    Parameters
+    ----------
+    n_iterations : int, default 200
+        Policy-optimisation steps of each method (>= 1).
+
+    Returns
+    -------
+    list of dict
+        One row per standard system: sizes, open/closed-loop spectral radii, ``J*``, the
+        largest difference between the DARE gain and ``control.dlqr``'s, ``J(K0)`` and the
+        relative gap ``(J - J*) / J*`` reached by each method.
+
+    Raises
+    ------
+    ValidationError
+        If ``n_iterations`` is not an integer >= 1.
+    """
     import control
 
     from . import lqr
 
+    n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
     rows = []
     for name, task in lqr.standard_systems().items():
         K_star, P_star = lqr.optimal_gain(task)
@@ -54,17 +202,6 @@ def demo_table(n_iterations: int = 200) -> list[dict]:
     return rows
 
 
-def _print_table(rows: list[dict], out=None) -> None:
-    out = sys.stdout if out is None else out
-    cols = list(rows[0])
-    fmt = {c: (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)) for c in cols}
-    cells = [[fmt[c](r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)), file=out)
-    for row in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)), file=out)
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     rows = demo_table(args.iterations)
@@ -75,11 +212,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- reproduce
+#: Words in a Figure 1 summary's ``stop`` column that mean the setting did not finish as
+#: asked (the library reports them; the command line turns them into a non-zero exit).
+_FAILED_STOPS = ("stall", "diverg", "worse", "unstable", "fail")
+
+
+def _failed_settings(summary: Sequence[dict]) -> list[str]:
+    """Reasons, one per setting of a Figure 1 summary that stalled or failed.
+
+    Hook for :func:`metalqr.meta.reproduce_figure1`: a row counts as failed when its
+    ``stop`` value (the training's ``stop_reason``) names a stall/divergence, or when the
+    row carries an explicit ``failed``/``stalled`` flag or a ``reason``.
+    """
+    reasons = []
+    for row in summary:
+        stop = str(row.get("stop", row.get("stop_reason", "")))
+        flagged = bool(row.get("failed", False)) or bool(row.get("stalled", False))
+        if flagged or any(word in stop.lower() for word in _FAILED_STOPS):
+            detail = row.get("reason") or f"stop reason {stop!r}"
+            where = row.get("iterations")
+            ratio = row.get("final_ratio")
+            extra = "".join([f" after {where} iterations" if where is not None else "",
+                             f" at cost-gap ratio {ratio:.3g}" if isinstance(ratio, float) else ""])
+            reasons.append(f"{row.get('setting', '?')}: {detail}{extra}")
+    return reasons
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .meta.figure1 import reproduce_figure1
-    reproduce_figure1(quick=args.quick, output_dir=args.output, seed=args.seed,
-                      iterations=args.iterations, backend=args.backend,
-                      progress=not args.no_progress, resume=args.resume)
+    with FolderLock(args.output):
+        summary = reproduce_figure1(quick=args.quick, output_dir=args.output, seed=args.seed,
+                                    iterations=args.iterations, backend=args.backend,
+                                    progress=not args.no_progress, resume=args.resume)
+    failed = _failed_settings(summary or [])
+    if failed:
+        print(f"metalqr: Figure 1 not reproduced: {'; '.join(failed)} "
+              f"(results so far are in {args.output})", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -145,20 +315,46 @@ def _cmd_tow(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metalqr", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="design controllers for standard systems and print a table")
-    p.add_argument("--iterations", type=int, default=200, help="policy-optimisation steps")
+    """The ``metalqr`` argument parser (sub-commands ``demo``, ``reproduce``, ``tow``)."""
+    parser = _Parser(prog="metalqr", description=_PROG_DESCRIPTION, epilog=_PROG_EPILOG)
+    parser.add_argument("--version", action="version", version=f"metalqr {__version__}",
+                        help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full Python traceback instead of one line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>",
+                                title="commands", parser_class=_SubParser)
+    p = sub.add_parser("demo", help="design controllers for standard systems and print a table",
+                       description="LQR controller design on the standard systems: the DARE "
+                       "gain, python-control's dlqr and three policy-optimisation methods "
+                       "(gradient, natural gradient, Gauss-Newton) from a suboptimal "
+                       "stabilising gain.")
+    p.add_argument("--iterations", type=count, default=200, metavar="N",
+                   help="policy-optimisation steps of each method (integer >= 1)")
     p.set_defaults(func=_cmd_demo)
-    p = sub.add_parser("reproduce", help="reproduce a figure of the papers")
-    p.add_argument("figure", choices=["fig1"], help="which figure")
-    p.add_argument("--quick", action="store_true", help="short run (< 2 minutes on 2 cores)")
-    p.add_argument("--output", default="results/fig1", help="output folder (CSV, PNG, checkpoints)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help="override the number of iterations")
-    p.add_argument("--backend", default=None, help="rollout backend: numpy, numba or cupy")
+    p = sub.add_parser("reproduce", help="reproduce Figure 1 of the ZO-MAML paper",
+                       description="Reproduce Figure 1 of the ZO-MAML paper (Pan, Li & Zhu; "
+                       "docs/references.md): the cost-gap ratio along Algorithm 3 with "
+                       "zeroth-order meta-gradients on three random 5-task families. Writes "
+                       "fig1.csv, summary.csv and fig1.png into --output. Exits with status 1 "
+                       "if a setting stalls, naming it and the reason.")
+    p.add_argument("figure", choices=["fig1"], help="which figure (only fig1)")
+    p.add_argument("--quick", action="store_true",
+                   help="short run: 300 iterations for d=1 and d=2, 60 for (d, k) = (20, 10) "
+                        "with M = M' = 20 and the two-point estimator")
+    p.add_argument("--output", type=_output_folder, default=os.path.join("results", "fig1"),
+                   metavar="DIR",
+                   help="output folder (CSV, PNG, checkpoints); one run at a time per folder")
+    p.add_argument("--seed", type=seed_value, default=0, metavar="S",
+                   help="seed of the task families and of the estimators (integer >= 0)")
+    p.add_argument("--iterations", type=count, default=None, metavar="N",
+                   help="override every setting's number of iterations (integer >= 1; "
+                        "default: 1200, or the --quick settings' 300 / 60)")
+    p.add_argument("--backend", type=_backend_name, default=None, metavar="NAME",
+                   help="roll-out backend: numpy, numba or cupy (cupy needs a CUDA GPU; "
+                        "default: $METALQR_BACKEND, else numba)")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
-    p.add_argument("--resume", action="store_true", help="resume from checkpoints in --output")
+    p.add_argument("--resume", action="store_true",
+                   help="resume from the checkpoints in --output (same seed and settings)")
     p.set_defaults(func=_cmd_reproduce)
     p = sub.add_parser("tow", help="TOW task weighting vs the uniform/exploration/exploitation baselines")
     p.add_argument("--source", choices=sorted(TOW_DEFAULTS), default="sinusoid")
@@ -187,10 +383,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wants_debug(argv: Sequence[str]) -> bool:
+    words = list(argv)
+    if "--" in words:
+        words = words[:words.index("--")]
+    return "--debug" in words or os.environ.get("METALQR_DEBUG", "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``metalqr`` console script."""
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    """Entry point of the ``metalqr`` console script.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for a user error (printed as one line
+        ``metalqr: error: <message>`` on stderr; ``--debug`` or ``METALQR_DEBUG=1`` re-raise
+        it with its traceback), 1 when a run finished without doing what it was asked (a
+        stalled Figure 1 setting), 130 when interrupted. ``--help`` and ``--version`` exit
+        through ``SystemExit(0)`` as usual.
+    """
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug = _wants_debug(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except UsageError as err:
+        if debug:
+            traceback.print_exc()
+        print(f"metalqr: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except MetalqrError as err:
+        if debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"metalqr: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("metalqr: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,278 @@
+"""The ``metalqr`` console script: one-line user errors with exit status 2, ``--debug``
+tracebacks, ``--version``, help texts with defaults, option validation, the output-folder
+lock and the non-zero exit of a stalled Figure 1 setting."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import metalqr
+from metalqr import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _env():
+    """Environment for a subprocess that must import the metalqr under test (the source
+    tree, or the installed copy when CI runs the suite against it)."""
+    env = dict(os.environ)
+    env.pop("METALQR_DEBUG", None)
+    pkg_parent = str(pathlib.Path(metalqr.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([pkg_parent, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "metalqr", *args], capture_output=True,
+                          text=True, cwd=cwd, env=_env(), timeout=300)
+
+
+def _one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    assert lines[0].startswith("metalqr: error: "), lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- user errors
+USER_ERRORS = [   # (argv, a word the one-line message must contain)
+    (["demo", "--iterations", "0"], "--iterations"),
+    (["demo", "--iterations", "-3"], "--iterations"),
+    (["demo", "--iterations", "1e3"], "--iterations"),
+    (["demo", "--iterations", "ten"], "--iterations"),
+    (["demo", "--iterations", "2.5"], "--iterations"),
+    (["demo", "--frobnicate"], "--frobnicate"),
+    (["reproduce", "fig2"], "figure"),
+    (["reproduce"], "figure"),
+    (["reproduce", "fig1", "--iterations", "0"], "--iterations"),
+    (["reproduce", "fig1", "--iterations", "nan"], "--iterations"),
+    (["reproduce", "fig1", "--seed", "-1"], "--seed"),
+    (["reproduce", "fig1", "--seed", "0.5"], "--seed"),
+    (["reproduce", "fig1", "--backend", "cuda"], "--backend"),
+    (["reproduce", "fig1", "--backend", ""], "--backend"),
+    (["reproduce", "fig1", "--output", ""], "--output"),
+    (["frobnicate"], "frobnicate"),
+    ([], "command"),
+]
+
+
+@pytest.mark.parametrize("argv,word", USER_ERRORS, ids=[" ".join(a) or "<none>" for a, _ in USER_ERRORS])
+def test_user_error_is_one_line_with_status_2(argv, word, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    line = _one_line_error(captured.err)
+    assert word in line
+    assert captured.out == ""
+
+
+def test_backend_error_lists_the_valid_names(capsys):
+    assert cli.main(["reproduce", "fig1", "--backend", "numbaa"]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "numba" in line and "numpy" in line
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("not a folder")
+    assert cli.main(["reproduce", "fig1", "--output", str(target)]) == 2
+    assert "not a folder" in _one_line_error(capsys.readouterr().err)
+
+
+def test_unavailable_cupy_backend_is_a_user_error(capsys):
+    if "cupy" in metalqr.available_backends():
+        pytest.skip("CuPy and a GPU are available here")
+    assert cli.main(["reproduce", "fig1", "--backend", "cupy"]) == 2
+    assert "cupy" in _one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("exc", [metalqr.ValidationError("alpha must be > 0; got -1."),
+                                 metalqr.ValidationTypeError("K must be real; got complex."),
+                                 metalqr.CheckpointError("checkpoint 'x.json' is damaged;\n"
+                                                         "delete it to start afresh."),
+                                 metalqr.BackendUnavailableError("backend 'cupy' needs CuPy.")],
+                         ids=lambda e: type(e).__name__)
+def test_library_errors_are_one_line_and_debug_reraises(exc, monkeypatch, tmp_path, capsys):
+    def boom(**kwargs):
+        raise exc
+
+    import metalqr.meta.figure1 as figure1
+    monkeypatch.setattr(figure1, "reproduce_figure1", boom)
+    argv = ["reproduce", "fig1", "--output", str(tmp_path / "out"), "--no-progress"]
+    assert cli.main(argv) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert " ".join(str(exc).split()) in line      # newlines folded into the one line
+    with pytest.raises(type(exc)):
+        cli.main(["--debug"] + argv)
+    with pytest.raises(type(exc)):                   # --debug after the sub-command too
+        cli.main(argv + ["--debug"])
+    # the lock of the output folder is released after the error
+    assert not (tmp_path / "out" / ".metalqr.lock").exists()
+
+
+def test_bugs_are_not_hidden(monkeypatch, tmp_path):
+    """Only user errors become one line; an internal bug keeps its traceback."""
+    def boom(**kwargs):
+        raise ZeroDivisionError("internal")
+
+    import metalqr.meta.figure1 as figure1
+    monkeypatch.setattr(figure1, "reproduce_figure1", boom)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["reproduce", "fig1", "--output", str(tmp_path)])
+
+
+def test_console_user_error_subprocess_one_line_and_debug_traceback(tmp_path):
+    res = _run("demo", "--iterations", "0")
+    assert res.returncode == 2
+    assert "--iterations" in _one_line_error(res.stderr)
+    res = _run("--debug", "demo", "--iterations", "0")
+    assert res.returncode == 2
+    assert "Traceback (most recent call last)" in res.stderr
+
+
+def test_folder_in_use_by_another_run_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "fig1"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".metalqr.lock").write_text(str(other.pid))
+        assert cli.main(["reproduce", "fig1", "--output", str(out), "--iterations", "1",
+                         "--no-progress"]) == 2
+        line = _one_line_error(capsys.readouterr().err)
+        assert "in use" in line and str(other.pid) in line
+        assert not (out / "fig1.csv").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, capsys):
+    rows = [{"setting": "d=1, k=1", "iterations": 300, "final_ratio": 0.01, "stop": "n_iterations"},
+            {"setting": "d=20, k=10", "iterations": 50, "final_ratio": 7.56, "stop": "stalled"}]
+    import metalqr.meta.figure1 as figure1
+    monkeypatch.setattr(figure1, "reproduce_figure1", lambda **kw: rows)
+    assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "d=20, k=10" in err and "stalled" in err and "d=1, k=1" not in err
+    monkeypatch.setattr(figure1, "reproduce_figure1", lambda **kw: rows[:1])
+    assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 0
+
+
+def test_reproduce_fig1_runs_and_releases_its_lock(tmp_path):
+    res = _run("reproduce", "fig1", "--quick", "--iterations", "2", "--no-progress",
+               "--output", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    for name in ("fig1.csv", "summary.csv", "fig1.png"):
+        assert (tmp_path / "out" / name).exists()
+    assert not (tmp_path / "out" / ".metalqr.lock").exists()
+
+
+# --------------------------------------------------------------------------- version and help
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"metalqr {metalqr.__version__}"
+
+
+def test_version_matches_the_package_metadata():
+    import re
+    text = (ROOT / "pyproject.toml").read_text()
+    static = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
+    assert static, "pyproject.toml must state the version"
+    assert static.group(1) == metalqr.__version__
+
+
+def test_main_help_describes_the_program(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "console script" not in out
+    for word in ("meta-policy", "LQR", "reproduce", "demo", "tow", "--version", "--debug",
+                 "status 2"):
+        assert word in out, word
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+SUBCOMMANDS = [pytest.param(n, marks=pytest.mark.xfail(
+    reason="the tow sub-parser's help texts are being written on the tow branch", strict=False))
+    if n == "tow" else n for n in sorted(_subparsers(cli.build_parser()))]
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_option_has_help_and_shows_its_default(name, capsys):
+    sub = _subparsers(cli.build_parser())[name]
+    assert sub.description, f"metalqr {name} has no description"
+    for action in sub._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        label = "/".join(action.option_strings) or action.dest
+        assert action.help and action.help.strip(), f"metalqr {name} {label}: no help text"
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for action in sub._actions:
+        if not action.option_strings or action.default is argparse.SUPPRESS:
+            continue
+        if isinstance(action, argparse._HelpAction):
+            continue
+        text = " ".join(action.help.split())
+        assert "default:" in text or "(default: " in out.split(action.option_strings[-1], 1)[1], (
+            f"metalqr {name} {action.option_strings[-1]}: help does not show the default")
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_numeric_options_are_validated_by_type_functions(name):
+    sub = _subparsers(cli.build_parser())[name]
+    if True:
+        for action in sub._actions:
+            if action.type in (int, float):
+                pytest.fail(f"metalqr {name} {'/'.join(action.option_strings)} uses a bare "
+                            f"{action.type.__name__}: validate it with a metalqr._validation check")
+
+
+@pytest.mark.parametrize("text,ok", [("1", True), ("200", True), ("0", False), ("-1", False),
+                                     ("1.0", False), ("x", False), ("", False)])
+def test_count_type(text, ok):
+    if ok:
+        assert cli.count(text) == int(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.count(text)
+
+
+@pytest.mark.parametrize("text,ok", [("1e-3", True), ("2", True), ("0", False), ("-1e-3", False),
+                                     ("nan", False), ("inf", False), ("abc", False)])
+def test_positive_type(text, ok):
+    if ok:
+        assert cli.positive(text) == float(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.positive(text)
+
+
+def test_print_table_lives_in_the_shared_report_module():
+    import io
+
+    from metalqr._report import print_table
+    assert cli._print_table is print_table
+    buf = io.StringIO()
+    print_table([{"a": 1.234567, "bb": "x"}, {"a": 2.0, "bb": "yy"}], out=buf)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3 and lines[1].split() == ["1.235", "x"]
+    buf = io.StringIO()
+    print_table([], out=buf)
+    assert buf.getvalue() == ""
