@@ -164,6 +164,7 @@ def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, c
     assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 0
 
 
+@pytest.mark.slow
 def test_reproduce_fig1_runs_and_releases_its_lock(tmp_path):
     res = _run("reproduce", "fig1", "--quick", "--iterations", "2", "--no-progress",
                "--output", str(tmp_path / "out"))
@@ -237,10 +238,9 @@ def test_every_option_has_help_and_shows_its_default(name, capsys):
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_numeric_options_are_validated_by_type_functions(name):
     sub = _subparsers(cli.build_parser())[name]
-    if True:
-        for action in sub._actions:
-            if action.type in (int, float):
-                pytest.fail(f"metalqr {name} {'/'.join(action.option_strings)} uses a bare "
+    for action in sub._actions:
+        if action.type in (int, float):
+            pytest.fail(f"metalqr {name} {'/'.join(action.option_strings)} uses a bare "
                             f"{action.type.__name__}: validate it with a metalqr._validation check")
 
 

@@ -1,13 +1,21 @@
-"""The README's two set-up commands, .ci/run and the console script stay consistent."""
+"""What users install: the README's two set-up commands, .ci/run, the installed copy under
+test, the console script, the version, the licence and the references stay consistent."""
 
+import importlib.metadata
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 import metalqr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = pathlib.Path(metalqr.__file__).resolve().parent
+INSTALLED_RUN = os.environ.get("METALQR_TEST_INSTALLED", "") not in ("", "0")
 
 
 def _readme_commands():
@@ -17,12 +25,100 @@ def _readme_commands():
     return [ln.strip() for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
 
 
+def _ci_text():
+    return (ROOT / ".ci" / "run").read_text()
+
+
+def _env_for_package():
+    """Environment for a subprocess that imports the metalqr under test (source tree or
+    installed copy), from any working directory."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE.parent), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
     cmds = _readme_commands()
     assert len(cmds) == 2
-    assert "[test]" in cmds[1] and "pytest" in cmds[1]
-    assert "metalqr reproduce fig1 --quick" in cmds[0]
-    assert cmds[1] in (ROOT / ".ci" / "run").read_text()
+    assert cmds[0].startswith("pip install . ") and "metalqr reproduce fig1 --quick" in cmds[0]
+    assert '".[test]"' in cmds[1] and "pytest" in cmds[1]
+    assert cmds[1] in _ci_text()
+
+
+def test_readme_test_command_runs_pytest_outside_the_source_root():
+    """`python -m pytest` puts the current directory first on sys.path: run from the
+    repository root it would test the source tree, not what `pip install` installed."""
+    cmd = _readme_commands()[1]
+    before_pytest = cmd.split("python -m pytest")[0]
+    assert re.search(r"\bcd\s+tests\b", before_pytest), cmd
+
+
+def test_ci_installs_and_runs_everything_against_the_installed_copy():
+    ci = _ci_text()
+    lines = [ln.strip() for ln in ci.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert any(re.fullmatch(r"export METALQR_TEST_INSTALLED=1", ln) for ln in lines)
+    assert ci.index("METALQR_TEST_INSTALLED=1") < ci.index(_readme_commands()[1])
+    pytest_lines = [ln for ln in lines if "pytest" in ln]
+    assert pytest_lines and all(" -m " not in ln.split("pytest", 1)[1] for ln in pytest_lines), (
+        "CI must run the whole suite, slow tests included")
+    assert "python3 -m venv" in ci
+
+
+def test_install_instructions_work_from_a_clone():
+    """metalqr is not on a package index: every install line installs the clone (`.`)."""
+    # (docs/tow.md and the messages of metalqr.tow / metalqr.rollouts belong to other areas)
+    for page in [ROOT / "README.md", ROOT / "docs" / "python_control.md", ROOT / "docs" / "references.md"]:
+        for line in page.read_text().splitlines():
+            assert not re.search(r"pip install\s+['\"]?metalqr\b", line), f"{page.name}: {line}"
+
+
+@pytest.mark.skipif(not INSTALLED_RUN, reason="only when .ci/run tests the installed copy "
+                    "(METALQR_TEST_INSTALLED=1)")
+def test_suite_imports_the_installed_copy_not_the_source_tree():
+    assert ROOT not in PACKAGE.parents, (
+        f"metalqr was imported from the source tree ({PACKAGE}), not from the installed copy")
+    assert importlib.metadata.version("metalqr") == metalqr.__version__
+    source = {p.relative_to(ROOT / "metalqr").as_posix() for p in (ROOT / "metalqr").rglob("*.py")}
+    installed = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
+    assert source <= installed, f"not installed: {sorted(source - installed)}"
+
+
+@pytest.mark.skipif(not INSTALLED_RUN, reason="only when .ci/run tests the installed copy")
+def test_installed_console_script():
+    exe = shutil.which("metalqr")
+    assert exe, "the `metalqr` console script is not on PATH after pip install"
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == f"metalqr {metalqr.__version__}"
+
+
+def test_version_is_stated_once_and_agrees():
+    text = (ROOT / "pyproject.toml").read_text()
+    found = re.findall(r'^version\s*=\s*"([^"]+)"', text, re.M)
+    assert found == [metalqr.__version__]
+
+
+def test_licence_file_matches_the_metadata():
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "metalqr developers" in licence
+    assert re.search(r'^license\s*=\s*"MIT"', (ROOT / "pyproject.toml").read_text(), re.M)
+
+
+def test_references_cite_both_papers_and_docs_do_not_point_outside_the_clone():
+    refs = (ROOT / "docs" / "references.md").read_text()
+    for needle in ("arXiv:2503.00385", "arXiv:2301.01400", "Pan", "Nguyen",
+                   "Model-Agnostic Meta-Policy Optimization via Zeroth-Order Estimation",
+                   "Task Weighting in Meta-learning with Trajectory Optimisation"):
+        assert needle in refs, needle
+    for name in ("README.md", "docs/references.md", "docs/python_control.md"):
+        text = (ROOT / name).read_text()
+        assert "shared/papers" not in text and not re.search(r"\d{3}_[0-9a-f]{16}\.txt", text), name
+
+
+def test_fast_subset_is_documented_and_the_slow_marker_is_used():
+    assert 'python -m pytest -m "not slow"' in (ROOT / "README.md").read_text()
+    assert re.search(r"^\s*slow:", (ROOT / "setup.cfg").read_text(), re.M)
+    used = [p.name for p in (ROOT / "tests").glob("test_*.py") if "mark.slow" in p.read_text()]
+    assert used, "no test is marked slow"
 
 
 def test_public_api_exports_exist():
@@ -30,7 +126,9 @@ def test_public_api_exports_exist():
         assert hasattr(metalqr, name), name
 
 
-def test_console_demo_runs():
+@pytest.mark.slow
+def test_console_demo_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "metalqr", "demo", "--iterations", "20"],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+                         capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env=_env_for_package(), timeout=300).stdout
     assert "boeing747" in out and "gap_gauss_newton" in out
