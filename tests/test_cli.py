@@ -276,3 +276,23 @@ def test_print_table_lives_in_the_shared_report_module():
     buf = io.StringIO()
     print_table([], out=buf)
     assert buf.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- first run
+def test_cold_kernel_cache_is_announced_before_compiling(monkeypatch, capsys):
+    from metalqr import _numba_cache
+    monkeypatch.setattr(_numba_cache, "is_cold", lambda path: True)
+    seconds = cli._compile_kernels("numba", delay=600)
+    err = capsys.readouterr().err.splitlines()
+    assert seconds is not None and seconds >= 0
+    assert len(err) == 2 and "compiling" in err[0] and "compiled in" in err[1]
+
+
+def test_warm_kernel_cache_is_silent_and_other_backends_skip(monkeypatch, capsys):
+    from metalqr import _numba_cache
+    cli._compile_kernels("numba", delay=600)          # make sure the kernels are compiled
+    capsys.readouterr()
+    monkeypatch.setattr(_numba_cache, "is_cold", lambda path: False)
+    assert cli._compile_kernels("numba", delay=600) is None
+    assert cli._compile_kernels("numpy") is None
+    assert capsys.readouterr().err == ""

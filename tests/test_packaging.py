@@ -132,3 +132,46 @@ def test_console_demo_runs(tmp_path):
                          capture_output=True, text=True, check=True, cwd=tmp_path,
                          env=_env_for_package(), timeout=300).stdout
     assert "boeing747" in out and "gap_gauss_newton" in out
+
+
+# --------------------------------------------------------------------------- kernel cache
+def test_kernel_cache_folder_is_per_user_and_per_version(monkeypatch, tmp_path):
+    from metalqr import _numba_cache
+    monkeypatch.delenv("METALQR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _numba_cache.cache_root("9.9") == str(tmp_path / "xdg" / "metalqr" / "9.9" / "numba")
+    monkeypatch.setenv("METALQR_CACHE_DIR", str(tmp_path / "mine"))
+    assert _numba_cache.cache_root("9.9") == str(tmp_path / "mine" / "9.9" / "numba")
+
+
+def test_metalqr_kernels_use_the_per_user_cache_and_user_functions_do_not(tmp_path):
+    """Only metalqr's own kernels move to the per-user folder; a user's cached function
+    keeps Numba's location; NUMBA_CACHE_DIR, when the user sets it, wins for both."""
+    user_mod = tmp_path / "user_mod.py"
+    user_mod.write_text("import numba\n@numba.njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    probe = (
+        "import sys, metalqr\n"
+        "from metalqr import _numba_cache\n"
+        "from metalqr.rollouts import numba_kernel\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import user_mod\n"
+        "print(_numba_cache.installed_root())\n"
+        "print(numba_kernel.simulate_costs_numba.__module__)\n"
+        "print([d._cache.cache_path for d in vars(numba_kernel).values()"
+        " if hasattr(d, '_cache') and hasattr(d._cache, 'cache_path')][0])\n"
+        "print(user_mod.f._cache.cache_path)\n")
+    env = _env_for_package()
+    env["METALQR_CACHE_DIR"] = str(tmp_path / "cache")
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop("NUMBA_CACHE_LOCATOR_CLASSES", None)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300, check=True).stdout.splitlines()
+    root = str(tmp_path / "cache" / metalqr.__version__ / "numba")
+    assert out[0] == root
+    assert out[2].startswith(root + os.sep), out
+    assert not out[3].startswith(str(tmp_path / "cache")), out   # the user's function: untouched
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba_dir")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300, check=True).stdout.splitlines()
+    assert out[0] == "None"
+    assert out[2].startswith(str(tmp_path / "numba_dir")) and out[3].startswith(str(tmp_path / "numba_dir"))
