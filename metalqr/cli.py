@@ -219,18 +219,20 @@ _FAILED_STOPS = ("stall", "diverg", "worse", "unstable", "fail")
 
 
 def _failed_settings(summary: Sequence[dict]) -> list[str]:
-    """Reasons, one per setting of a Figure 1 summary that stalled or failed.
+    """Reasons, one per setting of a Figure 1 run that stalled or failed.
 
-    Hook for :func:`metalqr.meta.reproduce_figure1`: a row counts as failed when its
-    ``stop`` value (the training's ``stop_reason``) names a stall/divergence, or when the
-    row carries an explicit ``failed``/``stalled`` flag or a ``reason``.
+    The library's verdict is used when it gives one (``summary.ok`` / ``summary.failures``
+    of :func:`metalqr.meta.reproduce_figure1`); otherwise a row counts as failed when its
+    ``stop``/``status`` value names a stall or divergence, or it carries a ``failed`` flag.
     """
+    failures = getattr(summary, "failures", None)
+    if failures is not None:
+        return [] if getattr(summary, "ok", not failures) else [str(f) for f in failures]
     reasons = []
     for row in summary:
-        stop = str(row.get("stop", row.get("stop_reason", "")))
-        flagged = bool(row.get("failed", False)) or bool(row.get("stalled", False))
-        if flagged or any(word in stop.lower() for word in _FAILED_STOPS):
-            detail = row.get("reason") or f"stop reason {stop!r}"
+        stop = " ".join(str(row.get(key, "")) for key in ("stop", "status", "stop_reason"))
+        if bool(row.get("failed", False)) or any(word in stop.lower() for word in _FAILED_STOPS):
+            detail = row.get("reason") or f"stop reason {stop.split()[0]!r}"
             where = row.get("iterations")
             ratio = row.get("final_ratio")
             extra = "".join([f" after {where} iterations" if where is not None else "",

@@ -164,6 +164,25 @@ def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, c
     assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 0
 
 
+def test_library_verdict_on_failures_is_used(monkeypatch, tmp_path, capsys):
+    class Verdict(list):            # the shape of metalqr.meta.figure1's summary
+        def __init__(self, rows, failures):
+            super().__init__(rows)
+            self.failures = failures
+
+        @property
+        def ok(self):
+            return not self.failures
+
+    import metalqr.meta.figure1 as figure1
+    reason = "d=20, k=10: stalled after 50 iterations (cost-gap ratio 0.842 -> 7.56)"
+    monkeypatch.setattr(figure1, "reproduce_figure1", lambda **kw: Verdict([{"stop": "x"}], [reason]))
+    assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 1
+    assert reason in capsys.readouterr().err
+    monkeypatch.setattr(figure1, "reproduce_figure1", lambda **kw: Verdict([{"stop": "stalled"}], []))
+    assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 0
+
+
 @pytest.mark.slow
 def test_reproduce_fig1_runs_and_releases_its_lock(tmp_path):
     res = _run("reproduce", "fig1", "--quick", "--iterations", "2", "--no-progress",
