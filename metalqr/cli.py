@@ -34,7 +34,7 @@ from . import __version__
 from ._checkpoint import FolderLock
 from ._report import print_table as _print_table
 from ._validation import check_choice, check_int, check_real
-from .exceptions import MetalqrError, ValidationError
+from .exceptions import MetalqrError, ValidationError, ValidationTypeError
 
 __all__ = ["main", "demo_table", "build_parser"]
 
@@ -439,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _iterable(value) -> list:
+    try:
+        return list(value)
+    except TypeError:
+        return [None]          # not iterable: reported as a wrong argv
+
+
 def _wants_debug(argv: Sequence[str]) -> bool:
     words = list(argv)
     if "--" in words:
@@ -459,11 +466,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         The exit status: 0 on success, 2 for a user error (printed as one line
         ``metalqr: error: <message>`` on stderr; ``--debug`` or ``METALQR_DEBUG=1`` re-raise
-        it with its traceback), 1 when a run finished without doing what it was asked (a
+        it with its traceback; a file-system error about a path, such as an output folder
+        that cannot be created, counts as a user error), 1 when a run finished without doing what it was asked (a
         stalled Figure 1 setting), 130 when interrupted. ``--help`` and ``--version`` exit
         through ``SystemExit(0)`` as usual.
     """
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv is None:
+        argv = sys.argv[1:]
+    elif isinstance(argv, (str, bytes)) or not all(isinstance(a, str) for a in _iterable(argv)):
+        raise ValidationTypeError(f"argv must be a list of strings such as ['demo', '--iterations', "
+                                  f"'20']; got {argv!r}.")
+    argv = list(argv)
     debug = _wants_debug(argv)
     try:
         args = build_parser().parse_args(argv)
@@ -478,6 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"metalqr: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        if debug or err.filename is None:     # not about a path the user gave: a bug
+            raise
+        where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        print(f"metalqr: error: cannot use {where!r}: {err.strerror or err} "
+              f"(--debug shows the traceback)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         if debug:

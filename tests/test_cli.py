@@ -85,6 +85,16 @@ def test_output_that_is_a_file_is_refused(tmp_path, capsys):
     assert "not a folder" in _one_line_error(capsys.readouterr().err)
 
 
+def test_output_folder_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    argv = ["reproduce", "fig1", "--output", str(blocker / "out"), "--no-progress"]
+    assert cli.main(argv) == 2
+    assert str(blocker) in _one_line_error(capsys.readouterr().err)
+    with pytest.raises(OSError):
+        cli.main(argv + ["--debug"])
+
+
 def test_unavailable_cupy_backend_is_a_user_error(capsys):
     if "cupy" in metalqr.available_backends():
         pytest.skip("CuPy and a GPU are available here")
@@ -315,3 +325,26 @@ def test_warm_kernel_cache_is_silent_and_other_backends_skip(monkeypatch, capsys
     assert cli._compile_kernels("numba", delay=600) is None
     assert cli._compile_kernels("numpy") is None
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- malformed calls
+from helpers import assert_named_error  # noqa: E402
+
+MALFORMED = [   # (function, argument word, args, kwargs)
+    (cli.demo_table, "n_iterations", (0,), {}),
+    (cli.demo_table, "n_iterations", (-5,), {}),
+    (cli.demo_table, "n_iterations", (2.5,), {}),
+    (cli.demo_table, "n_iterations", ("20",), {}),
+    (cli.demo_table, "n_iterations", (True,), {}),
+    (cli.demo_table, "n_iterations", (None,), {}),
+    (cli.main, "argv", ("demo --iterations 20",), {}),
+    (cli.main, "argv", (5,), {}),
+    (cli.main, "argv", ([b"demo"],), {}),
+    (cli.main, "argv", (["demo", 20],), {}),
+]
+
+
+@pytest.mark.parametrize("fn,word,args,kwargs", MALFORMED,
+                         ids=[f"{f.__name__}-{i}" for i, (f, *_) in enumerate(MALFORMED)])
+def test_malformed_calls_raise_named_errors(fn, word, args, kwargs):
+    assert_named_error(fn, word, *args, **kwargs)
