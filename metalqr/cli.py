@@ -121,11 +121,11 @@ def _option_type(what: str, parse: Callable[[str], object],
 
 
 #: Counts (iterations, tasks, samples): integers >= 1.
-count = _option_type("an integer >= 1", int, lambda v: check_int(v, "value", minimum=1))
+count_option = _option_type("an integer >= 1", int, lambda v: check_int(v, "value", minimum=1))
 #: Seeds: integers >= 0.
-seed_value = _option_type("an integer >= 0", int, lambda v: check_int(v, "value", minimum=0))
+seed_option = _option_type("an integer >= 0", int, lambda v: check_int(v, "value", minimum=0))
 #: Step sizes, radii, concentrations: finite reals > 0.
-positive = _option_type("a number > 0", float,
+positive_option = _option_type("a number > 0", float,
                         lambda v: check_real(v, "value", minimum=0.0, min_inclusive=False))
 
 
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "gain, python-control's dlqr and three policy-optimisation methods "
                        "(gradient, natural gradient, Gauss-Newton) from a suboptimal "
                        "stabilising gain.")
-    p.add_argument("--iterations", type=count, default=200, metavar="N",
+    p.add_argument("--iterations", type=count_option, default=200, metavar="N",
                    help="policy-optimisation steps of each method (integer >= 1)")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("reproduce", help="reproduce Figure 1 of the ZO-MAML paper",
@@ -400,9 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=_output_folder, default=os.path.join("results", "fig1"),
                    metavar="DIR",
                    help="output folder (CSV, PNG, checkpoints); one run at a time per folder")
-    p.add_argument("--seed", type=seed_value, default=0, metavar="S",
+    p.add_argument("--seed", type=seed_option, default=0, metavar="S",
                    help="seed of the task families and of the estimators (integer >= 0)")
-    p.add_argument("--iterations", type=count, default=None, metavar="N",
+    p.add_argument("--iterations", type=count_option, default=None, metavar="N",
                    help="override every setting's number of iterations (integer >= 1; "
                         "default: 1200, or the --quick settings' 300 / 60)")
     p.add_argument("--backend", type=_backend_name, default=None, metavar="NAME",

@@ -277,20 +277,20 @@ def test_numeric_options_are_validated_by_type_functions(name):
                                      ("1.0", False), ("x", False), ("", False)])
 def test_count_type(text, ok):
     if ok:
-        assert cli.count(text) == int(text)
+        assert cli.count_option(text) == int(text)
     else:
         with pytest.raises(argparse.ArgumentTypeError):
-            cli.count(text)
+            cli.count_option(text)
 
 
 @pytest.mark.parametrize("text,ok", [("1e-3", True), ("2", True), ("0", False), ("-1e-3", False),
                                      ("nan", False), ("inf", False), ("abc", False)])
 def test_positive_type(text, ok):
     if ok:
-        assert cli.positive(text) == float(text)
+        assert cli.positive_option(text) == float(text)
     else:
         with pytest.raises(argparse.ArgumentTypeError):
-            cli.positive(text)
+            cli.positive_option(text)
 
 
 def test_print_table_lives_in_the_shared_report_module():
