@@ -41,6 +41,12 @@ def _one_line_error(err: str) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Tests that replace the Figure 1 run skip the kernel warm-up (and its notice)."""
+    monkeypatch.setattr(cli, "_compile_kernels", lambda *args, **kwargs: None)
+
+
 # --------------------------------------------------------------------------- user errors
 USER_ERRORS = [   # (argv, a word the one-line message must contain)
     (["demo", "--iterations", "0"], "--iterations"),
@@ -108,7 +114,8 @@ def test_unavailable_cupy_backend_is_a_user_error(capsys):
                                                          "delete it to start afresh."),
                                  metalqr.BackendUnavailableError("backend 'cupy' needs CuPy.")],
                          ids=lambda e: type(e).__name__)
-def test_library_errors_are_one_line_and_debug_reraises(exc, monkeypatch, tmp_path, capsys):
+def test_library_errors_are_one_line_and_debug_reraises(exc, monkeypatch, tmp_path, capsys,
+                                                        no_compile):
     def boom(**kwargs):
         raise exc
 
@@ -126,7 +133,7 @@ def test_library_errors_are_one_line_and_debug_reraises(exc, monkeypatch, tmp_pa
     assert not (tmp_path / "out" / ".metalqr.lock").exists()
 
 
-def test_bugs_are_not_hidden(monkeypatch, tmp_path):
+def test_bugs_are_not_hidden(monkeypatch, tmp_path, no_compile):
     """Only user errors become one line; an internal bug keeps its traceback."""
     def boom(**kwargs):
         raise ZeroDivisionError("internal")
@@ -162,7 +169,7 @@ def test_folder_in_use_by_another_run_is_a_one_line_error(tmp_path, capsys):
         other.wait()
 
 
-def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, capsys):
+def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, capsys, no_compile):
     rows = [{"setting": "d=1, k=1", "iterations": 300, "final_ratio": 0.01, "stop": "n_iterations"},
             {"setting": "d=20, k=10", "iterations": 50, "final_ratio": 7.56, "stop": "stalled"}]
     import metalqr.meta.figure1 as figure1
@@ -174,7 +181,7 @@ def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, c
     assert cli.main(["reproduce", "fig1", "--output", str(tmp_path)]) == 0
 
 
-def test_library_verdict_on_failures_is_used(monkeypatch, tmp_path, capsys):
+def test_library_verdict_on_failures_is_used(monkeypatch, tmp_path, capsys, no_compile):
     class Verdict(list):            # the shape of metalqr.meta.figure1's summary
         def __init__(self, rows, failures):
             super().__init__(rows)
