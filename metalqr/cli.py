@@ -98,7 +98,8 @@ class _SubParser(_Parser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                          help="on an error, show the full Python traceback instead of one line")
+                          help="on an error, show the full Python traceback instead of one line "
+                               "(default: off)")
 
 
 def _option_type(what: str, parse: Callable[[str], object],
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"metalqr {__version__}",
                         help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
-                        help="on an error, show the full Python traceback instead of one line")
+                        help="on an error, show the full Python traceback instead of one line "
+                             "(also METALQR_DEBUG=1; default: off)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>",
                                 title="commands", parser_class=_SubParser)
     p = sub.add_parser("demo", help="design controllers for standard systems and print a table",
