@@ -33,7 +33,7 @@ import numpy as np
 from . import __version__
 from ._checkpoint import FolderLock
 from ._report import print_table as _print_table
-from ._validation import check_choice, check_int, check_real
+from ._validation import check_int, check_real
 from .exceptions import MetalqrError, ValidationError, ValidationTypeError
 
 __all__ = ["main", "demo_table", "build_parser"]
@@ -127,7 +127,7 @@ count_option = _option_type("an integer >= 1", int, lambda v: check_int(v, "valu
 seed_option = _option_type("an integer >= 0", int, lambda v: check_int(v, "value", minimum=0))
 #: Step sizes, radii, concentrations: finite reals > 0.
 positive_option = _option_type("a number > 0", float,
-                        lambda v: check_real(v, "value", minimum=0.0, min_inclusive=False))
+                                 lambda v: check_real(v, "value", minimum=0.0, min_inclusive=False))
 
 
 def _backend_name(text: str) -> str:
