@@ -175,3 +175,40 @@ def test_metalqr_kernels_use_the_per_user_cache_and_user_functions_do_not(tmp_pa
                          cwd=tmp_path, timeout=300, check=True).stdout.splitlines()
     assert out[0] == "None"
     assert out[2].startswith(str(tmp_path / "numba_dir")) and out[3].startswith(str(tmp_path / "numba_dir"))
+
+
+@pytest.mark.slow
+def test_compiled_kernels_survive_a_reinstall_of_the_same_sources(tmp_path):
+    """A reinstall rewrites every file (new modification times, __pycache__ gone): the
+    kernels compiled before it are loaded from the per-user cache, not recompiled; a
+    changed source is recompiled."""
+    probe_src = "import numba\n@numba.njit(cache=True)\ndef plus_one(x):\n    return x + 1\n"
+    site = tmp_path / "site"
+
+    def install(src=probe_src):
+        if site.exists():
+            shutil.rmtree(site)
+        shutil.copytree(PACKAGE, site / "metalqr", ignore=shutil.ignore_patterns("__pycache__"))
+        (site / "metalqr" / "_cache_probe.py").write_text(src)
+
+    env = dict(os.environ, PYTHONPATH=str(site), METALQR_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop("NUMBA_CACHE_LOCATOR_CLASSES", None)
+    run = ("import metalqr, metalqr._cache_probe as p\n"
+           "assert p.plus_one(1) == 2\n"
+           "s = p.plus_one.stats\n"
+           "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()), s.cache_path)\n")
+
+    def hits_misses():
+        out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=300, check=True).stdout.split()
+        assert out[2].startswith(str(tmp_path / "cache" / metalqr.__version__))
+        return int(out[0]), int(out[1])
+
+    install()
+    assert hits_misses() == (0, 1)          # first run: compiled
+    assert hits_misses() == (1, 0)          # second run: loaded
+    install()                               # reinstall of the same sources
+    assert hits_misses() == (1, 0)
+    install(probe_src.replace("x + 1", "1 + x"))   # changed source: recompiled
+    assert hits_misses() == (0, 1)
