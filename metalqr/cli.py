@@ -448,6 +448,17 @@ def _iterable(value) -> list:
         return [None]          # not iterable: reported as a wrong argv
 
 
+def _uniform_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Drop per-instance ``error`` overrides of sub-parsers, so that every sub-command
+    reports a usage error the same way (one line ``metalqr: error: ...``, status 2)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if isinstance(sub, _Parser):
+                    vars(sub).pop("error", None)
+    return parser
+
+
 def _wants_debug(argv: Sequence[str]) -> bool:
     words = list(argv)
     if "--" in words:
@@ -481,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv)
     debug = _wants_debug(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = _uniform_errors(build_parser()).parse_args(argv)
         return int(args.func(args))
     except UsageError as err:
         if debug:
