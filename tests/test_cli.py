@@ -18,6 +18,18 @@ from metalqr import cli
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+#: The tow sub-command's options are validated and documented on the tow branch; until that
+#: branch is merged its cases are expected to fail (and its bad values must not be run).
+_TOW_READY = bool(_subparsers(cli.build_parser())["tow"].description)
+
+
 def _env():
     """Environment for a subprocess that must import the metalqr under test (the source
     tree, or the installed copy when CI runs the suite against it)."""
@@ -64,6 +76,14 @@ USER_ERRORS = [   # (argv, a word the one-line message must contain)
     (["reproduce", "fig1", "--backend", "cuda"], "--backend"),
     (["reproduce", "fig1", "--backend", ""], "--backend"),
     (["reproduce", "fig1", "--output", ""], "--output"),
+    *([(["tow", "--iterations", "0"], "--iterations"),
+       (["tow", "--M", "0"], "--M"),
+       (["tow", "--T", "-1"], "--T"),
+       (["tow", "--alpha", "-1e-3"], "--alpha"),
+       (["tow", "--alpha", "nan"], "--alpha"),
+       (["tow", "--n-ilqr", "0"], "--n-ilqr"),
+       (["tow", "--seed", "x"], "--seed"),
+       (["tow", "--source", "mnist"], "--source")] if _TOW_READY else []),
     (["frobnicate"], "frobnicate"),
     ([], "command"),
 ]
@@ -237,16 +257,9 @@ def test_main_help_describes_the_program(capsys):
         assert word in out, word
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
 SUBCOMMANDS = [pytest.param(n, marks=pytest.mark.xfail(
-    reason="the tow sub-parser's help texts are being written on the tow branch", strict=False))
-    if n == "tow" else n for n in sorted(_subparsers(cli.build_parser()))]
+    reason="the tow sub-parser's help texts are being written on the tow branch", strict=True))
+    if n == "tow" and not _TOW_READY else n for n in sorted(_subparsers(cli.build_parser()))]
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
