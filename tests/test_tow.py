@@ -412,10 +412,10 @@ def test_killed_tow_run_resumes_to_the_same_result(tmp_path):
     ck = str(tmp_path / "ck")
     with pytest.raises(Killed):
         run_experiment(src, Dying(NET, gamma=0.01), ("uniform", "tow"), checkpoint=ck, checkpoint_every=1, **kw)
-    assert (tmp_path / "ck" / "tow.npz").exists()          # killed while training "tow"
+    assert (tmp_path / "ck" / "tow.ckpt").exists()         # killed while training "tow"
     out = run_experiment(src, learner, ("uniform", "tow"), checkpoint=ck, checkpoint_every=1, **kw)
     for a, b in zip(ref, out):
         assert np.array_equal(a.metric, b.metric) and a.curve == b.curve
         assert np.array_equal(a.weights, b.weights)
-    with pytest.raises(metalqr.ValidationError, match="different run"):
+    with pytest.raises(metalqr.CheckpointError, match="different run"):
         run_experiment(src, learner, ("tow",), checkpoint=ck, **{**kw, "alpha": 2e-2})

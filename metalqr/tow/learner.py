@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import ValidationError
-from .mlp import MLP, output_loss, softmax
+from .._validation import as_rng, check_bool, check_choice, check_int, check_real
+from ..exceptions import ValidationError, ValidationTypeError
+from ._checks import check_params, check_tasks
+from .mlp import MLP, _output_loss as output_loss, _softmax as softmax
 from .tasks import Task
 
 __all__ = ["MAML", "FOMAML", "ProtoNet"]
@@ -31,15 +33,56 @@ def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(out, axis=-1) == y))
 
 
+def _check_net(net) -> MLP:
+    if not isinstance(net, MLP):
+        raise ValidationTypeError(f"net must be a metalqr.tow.MLP; got {type(net).__name__}.")
+    return net
+
+
 class _Learner:
-    """The interface shared by the learners; subclasses define ``task_loss_and_grad``,
-    ``curvature`` and ``evaluate``."""
+    """The interface shared by the learners; subclasses define ``_task_loss_and_grad``,
+    ``_curvature``, ``_evaluate`` and ``_check_task``."""
+
+    def _x(self, x) -> np.ndarray:
+        return check_params(x, "x", self.net.size)
+
+    def _tasks(self, tasks, name: str = "tasks") -> list:
+        tasks = check_tasks(tasks, name)
+        for i, t in enumerate(tasks):
+            self._check_task(t, f"{name}[{i}]")
+        return tasks
+
+    def _check_task(self, task: Task, name: str) -> None:
+        if task.s.shape[1] != self.net.n_in:
+            raise ValidationError(f"{name} has inputs of width {task.s.shape[1]} but the network takes "
+                                  f"n_in = {self.net.n_in}; build the learner for this task source.")
+
+    def init(self, rng) -> np.ndarray:
+        """Initial meta-parameters (see :meth:`MLP.init`); ``rng`` a Generator or an int seed."""
+        return self.net.init(as_rng(rng))
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)."""
-        pairs = [self.task_loss_and_grad(x, task) for task in tasks]
+        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)
+        of the tasks at meta-parameters ``x`` (D,)."""
+        x, tasks = self._x(x), self._tasks(tasks)
+        curvature = check_bool(curvature, "curvature")
+        pairs = [self._task_loss_and_grad(x, task) for task in tasks]
         G = np.stack([g for _, g in pairs], axis=1)
-        return np.array([loss for loss, _ in pairs]), G, (self.curvature(x, tasks) if curvature else None)
+        return np.array([loss for loss, _ in pairs]), G, (self._curvature(x, tasks) if curvature else None)
+
+    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+        """Validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
+        x = self._x(x)
+        self._check_task(check_tasks([task], "task")[0], "task")
+        return self._task_loss_and_grad(x, task)
+
+    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Per-task Gauss-Newton diagonals (D, M) at ``x`` (D,), TOW's curvature (Appendix H)."""
+        return self._curvature(self._x(x), self._tasks(tasks))
+
+    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Per-task test metric (M,) after adaptation: MSE (regression) or accuracy."""
+        return self._evaluate(self._x(x), self._tasks(tasks))
 
 
 @dataclass(frozen=True)
@@ -56,39 +99,65 @@ class MAML(_Learner):
     inner_steps: int = 1
     first_order: bool = True
 
+    def __post_init__(self) -> None:
+        _check_net(self.net)
+        object.__setattr__(self, "gamma", check_real(self.gamma, "gamma", minimum=0.0))
+        object.__setattr__(self, "inner_steps", check_int(self.inner_steps, "inner_steps", minimum=1))
+        object.__setattr__(self, "first_order", check_bool(self.first_order, "first_order"))
+
     @property
     def metric_name(self) -> str:
         return "mse" if self.net.loss == "mse" else "accuracy"
 
-    def init(self, rng) -> np.ndarray:
-        return self.net.init(rng)
+    def _check_task(self, task: Task, name: str) -> None:
+        super()._check_task(task, name)
+        if self.net.loss == "mse":
+            if task.y.ndim != 2 or task.y.shape[1] != self.net.n_out:
+                raise ValidationError(f"{name} must have real targets of width n_out = {self.net.n_out} for a "
+                                      f"regression MAML; got y of shape {task.y.shape}.")
+        else:
+            if task.y.ndim != 1:
+                raise ValidationError(f"{name} must have integer class labels for a classification MAML; got "
+                                      f"y of shape {task.y.shape}.")
+            top = max(int(task.y.max()), int(task.yq.max()))
+            if top >= self.net.n_out:
+                raise ValidationError(f"{name} has label {top} but the network has n_out = {self.net.n_out} "
+                                      f"classes.")
 
     def adapt(self, x: np.ndarray, task: Task, trajectory: bool = False):
+        """Inner loop Eq. (4): ``inner_steps`` gradient steps of size ``gamma`` on the support
+        set from ``x`` (D,); the adapted parameters, or the list of iterates with ``trajectory``."""
+        x = self._x(x)
+        self._check_task(check_tasks([task], "task")[0], "task")
+        return self._adapt(x, task, check_bool(trajectory, "trajectory"))
+
+    def _adapt(self, x, task, trajectory=False):
         phis = [x]
         for _ in range(self.inner_steps):
-            phis.append(phis[-1] - self.gamma * self.net.loss_and_grad(phis[-1], task.s, task.y)[1])
+            phis.append(phis[-1] - self.gamma * self.net._loss_and_grad(phis[-1], task.s, task.y)[1])
         return phis if trajectory else phis[-1]
 
-    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+    def _task_loss_and_grad(self, x: np.ndarray, task: Task):
         """Validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
-        phis = self.adapt(x, task, trajectory=True)
-        loss, g = self.net.loss_and_grad(phis[-1], task.sq, task.yq)
+        phis = self._adapt(x, task, trajectory=True)
+        loss, g = self.net._loss_and_grad(phis[-1], task.sq, task.yq)
         if not self.first_order:
             for phi in reversed(phis[:-1]):
-                g = g - self.gamma * self.net.hvp(phi, task.s, task.y, g)
+                g = g - self.gamma * self.net._hvp(phi, task.s, task.y, g)
         return loss, g
 
-    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals of the query loss at the adapted parameters (D, M)."""
-        return np.stack([self.net.gauss_newton_diagonal(self.adapt(x, t), t.sq) for t in tasks], axis=1)
+        return np.stack([self.net._gauss_newton_diagonal(self._adapt(x, t), t.sq) for t in tasks], axis=1)
 
-    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Query MSE (regression) or accuracy (classification) after adaptation, per task."""
-        return np.array([_metric(self.net.loss, self.net.predict(self.adapt(x, t), t.sq), t.yq) for t in tasks])
+        return np.array([_metric(self.net.loss, self.net._forward(self._adapt(x, t), t.sq)[2], t.yq)
+                         for t in tasks])
 
 
 def FOMAML(net: MLP, gamma: float = 0.01, inner_steps: int = 1) -> MAML:
-    """First-order MAML (kept for backward compatibility): ``MAML(..., first_order=True)``."""
+    """First-order MAML: ``MAML(net, gamma, inner_steps, first_order=True)`` (same checks)."""
     return MAML(net, gamma, inner_steps, first_order=True)
 
 
@@ -110,12 +179,24 @@ class ProtoNet(_Learner):
 
     metric_name = "accuracy"
 
-    def init(self, rng) -> np.ndarray:
-        return self.net.init(rng)
+    def __post_init__(self) -> None:
+        _check_net(self.net)
+        check_choice(self.curvature_method, "curvature_method", ("exact", "mc"))
+        object.__setattr__(self, "mc_samples", check_int(self.mc_samples, "mc_samples", minimum=1))
+
+    def _check_task(self, task: Task, name: str) -> None:
+        super()._check_task(task, name)
+        if task.y.ndim != 1:
+            raise ValidationError(f"{name} must be a classification task (integer labels) for ProtoNet; "
+                                  f"got regression targets of shape {task.y.shape}.")
+        n_way = int(max(task.y.max(), task.yq.max())) + 1
+        if np.any(np.bincount(task.y, minlength=n_way) == 0):
+            raise ValidationError(f"{name}: ProtoNet needs at least one support example of every class "
+                                  f"0..{n_way - 1}.")
 
     def _logits(self, x, task):
         n_way = int(max(task.y.max(), task.yq.max())) + 1
-        es, eq = self.net.predict(x, task.s), self.net.predict(x, task.sq)
+        es, eq = self.net._forward(x, task.s)[2], self.net._forward(x, task.sq)[2]
         onehot = np.eye(n_way)[task.y]                              # (n_s, N)
         counts = onehot.sum(0)
         if np.any(counts == 0):
@@ -132,18 +213,16 @@ class ProtoNet(_Learner):
         d_protos = 2.0 * np.einsum("...qk,qke->...ke", dlogits, diff)
         d_es = np.einsum("sk,...ke->...se", A, d_protos)
         s_all = np.concatenate([task.s, task.sq])
-        return self.net.vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
+        return self.net._vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
 
-    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+    def _task_loss_and_grad(self, x: np.ndarray, task: Task):
         logits, diff, A = self._logits(x, task)
         loss, dlogits, _ = output_loss(logits, task.yq, "ce")
         return loss, self._logit_vjp(x, task, dlogits, diff, A)
 
-    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
         exact logit Jacobian ``J`` (one back-propagated row per query and class)."""
-        if self.curvature_method not in ("exact", "mc"):
-            raise ValidationError(f"curvature_method must be 'exact' or 'mc'; got {self.curvature_method!r}.")
         gn = []
         for task in tasks:
             logits, diff, A = self._logits(x, task)
@@ -168,5 +247,5 @@ class ProtoNet(_Learner):
             gn.append(np.sum(J * (H @ J), axis=(0, 1)))
         return np.stack(gn, axis=1)
 
-    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         return np.array([_metric("ce", self._logits(x, t)[0], t.yq) for t in tasks])
