@@ -1,6 +1,8 @@
 """TOW building blocks: MLP derivatives, first-order MAML, the Eq. (12) baselines and the
 iLQR-based weights of Algorithm 1."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -539,3 +541,169 @@ def test_dirichlet_limits_and_invariance():
 def test_dirichlet_rejects_bad_losses_instead_of_returning_uniform(bad):
     from helpers import assert_named_error
     assert_named_error(dirichlet_weights, "losses", bad, 1.2, "exploration")
+
+
+# --- command line: validation, resume, digits hint (issue 12, 14) ---------------------------
+
+@pytest.mark.parametrize("argv,word", [
+    (["--iterations", "0"], "--iterations"), (["--M", "0"], "--M"), (["--T", "0"], "--T"),
+    (["--alpha", "0"], "--alpha"), (["--alpha", "-1e-3"], "--alpha"), (["--alpha", "nan"], "--alpha"),
+    (["--alpha", "abc"], "--alpha"), (["--n-ilqr", "0"], "--n-ilqr"), (["--kappa", "1"], "--kappa"),
+    (["--beta-u", "0"], "--beta-u"), (["--gamma", "-0.1"], "--gamma"), (["--n-test", "1"], "--n-test"),
+    (["--seed", "-1"], "--seed"), (["--max-shot", "0"], "--max-shot"), (["--M", "2.5"], "--M"),
+    (["--hidden", "0"], "--hidden"), (["--strategies", "random"], "--strategies")])
+def test_tow_command_rejects_bad_options_with_one_line(argv, word, capsys):
+    from metalqr.cli import build_parser
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["tow", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and word in err
+
+
+def test_tow_command_help_shows_every_default(capsys):
+    from metalqr.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tow", "--help"])
+    raw = capsys.readouterr().out
+    text = " ".join(raw.split())
+    for opt in ("--max-shot", "--n-ilqr", "--kappa", "--alpha", "--iterations", "--output", "--resume"):
+        assert opt in text
+    assert "(default: 5, as in docs/tow.md)" in text
+    # every option's help text (between one option line and the next) states its default
+    helps = re.split(r"\n  (?=-)", raw.split("options:", 1)[1])[1:]
+    assert len(helps) >= 20
+    for h in helps:
+        if not h.startswith("-h"):
+            assert "default" in h, h
+
+
+def _tow_args(*argv):
+    from metalqr.cli import build_parser
+    return build_parser().parse_args(["tow", *argv])
+
+
+def test_tow_command_resume_with_another_seed_is_a_clear_checkpoint_error(tmp_path):
+    out = str(tmp_path / "o")
+    base = ["--source", "sinusoid", "--iterations", "2", "--T", "2", "--M", "2", "--n-test", "5", "--n-val", "5",
+            "--hidden", "4", "--strategies", "uniform", "--no-progress", "--output", out]
+    args = _tow_args(*base)
+    assert args.func(args) == 0
+    args = _tow_args(*base, "--resume", "--seed", "1")
+    with pytest.raises(metalqr.CheckpointError, match="different run") as info:
+        args.func(args)
+    assert "uniform.ckpt" in str(info.value) and "afresh" in str(info.value)
+
+
+def test_tow_command_anyshot_max_shot_and_source_mismatches(tmp_path, monkeypatch):
+    from metalqr.cli import _tow_source
+    assert _tow_source(_tow_args("--source", "anyshot")).max_shot == 5
+    assert _tow_source(_tow_args("--source", "anyshot", "--max-shot", "3")).max_shot == 3
+    with pytest.raises(metalqr.ValidationError, match="--max-shot"):
+        _tow_source(_tow_args("--source", "classification", "--max-shot", "3"))
+    with pytest.raises(metalqr.ValidationError, match="--images"):
+        _tow_source(_tow_args("--source", "images"))
+    with pytest.raises(metalqr.ValidationError, match="--images"):
+        _tow_source(_tow_args("--source", "sinusoid", "--images", str(tmp_path)))
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(metalqr.BackendUnavailableError) as info:
+        _tow_source(_tow_args("--source", "digits"))
+    msg = str(info.value)
+    assert 'pip install ".[digits]"' in msg and "\n" not in msg
+    args = _tow_args("--source", "sinusoid", "--learner", "protonet", "--output", str(tmp_path / "p"))
+    with pytest.raises(metalqr.ValidationError, match="--learner protonet"):
+        args.func(args)
+
+
+# --- checkpoints and concurrent runs (issue 12) ---------------------------------------------
+
+def _ck_run(ck, **over):
+    from metalqr.tow import run_experiment
+    kw = dict(n_iterations=3, T=2, M=2, optimizer="adam", alpha=1e-2, n_test=5, n_val=5, eval_every=1, seed=2,
+              checkpoint=ck, checkpoint_every=1)
+    kw.update(over)
+    return run_experiment(SinusoidTasks(), MAML(MLP(hidden=4), gamma=0.01), ("uniform",), **kw)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "flipped", "bumped", "short_history"])
+def test_damaged_tow_checkpoint_is_one_checkpoint_error(tmp_path, damage):
+    """Truncated, empty, garbage or edited checkpoints give one CheckpointError naming the
+    file; a re-checksummed edit (window counter bumped, history truncated) is caught by the
+    consistency checks."""
+    from metalqr import _checkpoint
+    ck = str(tmp_path / "ck")
+    _ck_run(ck, n_iterations=2)
+    path = tmp_path / "ck" / "uniform.ckpt"
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(len(data)))
+    elif damage == "flipped":
+        path.write_bytes(data[:-10] + bytes([data[-10] ^ 1]) + data[-9:])
+    else:
+        from metalqr.tow.experiment import CHECKPOINT_KIND
+        fp = re.search(rb'"fingerprint": "([0-9a-f]+)"', data)
+        arrays, meta = _checkpoint.load(str(path), CHECKPOINT_KIND, fp.group(1).decode())
+        if damage == "bumped":
+            meta["k"] += 1
+        else:
+            for key in ("weights", "groups", "window_seconds", "curve"):
+                arrays[key] = arrays[key][:-1]
+        _checkpoint.save(str(path), CHECKPOINT_KIND, meta.pop("fingerprint"), arrays,
+                         {k: v for k, v in meta.items() if k not in ("kind", "format_version")})
+    with pytest.raises(metalqr.CheckpointError) as info:
+        _ck_run(ck, n_iterations=3)
+    assert str(path) in str(info.value)
+
+
+def test_resume_with_fewer_windows_than_the_checkpoint_is_refused(tmp_path):
+    ck = str(tmp_path / "ck")
+    _ck_run(ck, n_iterations=3)
+    with pytest.raises(metalqr.CheckpointError, match="beyond n_iterations"):
+        _ck_run(ck, n_iterations=2)
+
+
+def test_two_runs_into_one_folder_never_corrupt_each_other(tmp_path):
+    """A second process holding the checkpoint folder makes run_experiment stop with a clear
+    CheckpointError naming the folder; two processes racing on one folder each either finish
+    or stop with that error, and the checkpoints left behind load."""
+    import os
+    import subprocess
+    import sys
+    ck = str(tmp_path / "ck")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from metalqr._checkpoint import FolderLock; "
+                               f"FolderLock({ck!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(metalqr.CheckpointError, match="in use by another metalqr run") as info:
+            _ck_run(ck)
+        assert ck in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    code = ("import sys, numpy as np; import metalqr; from metalqr.tow import *\n"
+            "try:\n"
+            f"    run_experiment(SinusoidTasks(), MAML(MLP(hidden=4)), ('uniform', 'exploration'), n_iterations=6, T=2,"
+            f" M=2, n_test=5, n_val=5, checkpoint={ck!r}, checkpoint_every=1)\n"
+            "    print('finished')\n"
+            "except metalqr.CheckpointError as e:\n"
+            "    print('refused', e)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.startswith("finished") or ("refused" in out and "in use" in out)
+    assert any(out.startswith("finished") for out, _ in outs)
+    from metalqr.tow import run_experiment   # the checkpoints left behind resume (all windows done)
+    res = run_experiment(SinusoidTasks(), MAML(MLP(hidden=4)), ("uniform", "exploration"), n_iterations=6, T=2,
+                         M=2, n_test=5, n_val=5, checkpoint=ck, checkpoint_every=1)
+    assert res[0].weights.shape == (6, 2, 2) and res[1].window_seconds.shape == (6,)
