@@ -76,9 +76,10 @@ def check_tasks(tasks: Any, name: str, *, allow_empty: bool = False) -> list:
 def check_batches(batches: Any, name: str = "batches") -> list:
     """A non-empty sequence of ``T`` mini-batches, each a list of ``M >= 1`` tasks (same M)."""
     if not isinstance(batches, (list, tuple)) or not batches:
-        raise ValidationError(f"{name} must be a non-empty list of mini-batches (lists of Task); "
-                              f"got {type(batches).__name__} of length "
-                              f"{len(batches) if hasattr(batches, '__len__') else '?'}.")
+        got = (f"an empty {type(batches).__name__}" if isinstance(batches, (list, tuple))
+               else f"a {type(batches).__name__}")
+        raise ValidationError(f"{name} must be a non-empty list of mini-batches, each a list of Task "
+                              f"(e.g. [source.sample(rng, M) for _ in range(T)]); got {got}.")
     out = [check_tasks(b, f"{name}[{t}]") for t, b in enumerate(batches)]
     M = len(out[0])
     for t, b in enumerate(out):

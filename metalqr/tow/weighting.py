@@ -11,7 +11,7 @@ import numpy as np
 import scipy.optimize
 
 from .._validation import as_float_array, check_choice, check_int, check_real
-from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError, ValidationTypeError
+from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ilqr
 from ._checks import check_batches, check_learner, check_optimizer, param_size
 from .optimizers import SGD
@@ -119,6 +119,13 @@ class TOWResult:
     U: np.ndarray
     X: np.ndarray
     ilqr: object
+
+    def __post_init__(self) -> None:
+        self.U = as_float_array(self.U, "U", ndim=2, allow_empty=False)
+        self.X = as_float_array(self.X, "X", ndim=2, allow_empty=False)
+        if self.X.shape[0] != self.U.shape[0] + 1:
+            raise ValidationError(f"X must have T+1 = {self.U.shape[0] + 1} rows (one more than U); got "
+                                  f"{self.X.shape[0]}.")
 
 
 @dataclass
