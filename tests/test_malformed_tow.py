@@ -392,3 +392,48 @@ def test_every_public_name_has_at_least_four_cases():
     for name in classes_and_functions:
         assert by_name.get(name, 0) >= 4, (name, by_name.get(name, 0))
     assert len(CASES) >= 200
+
+
+# --- property tests: random shapes and values either work or raise a named ValidationError ----
+
+from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_arrays = hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+                     elements=st.floats(allow_nan=True, allow_infinity=True, width=64))
+
+
+@given(_arrays, _arrays, _arrays, _arrays)
+def test_task_constructor_fuzz(s, y, sq, yq):
+    try:
+        task = Task(s, y, sq, yq)
+    except metalqr.ValidationError as err:
+        assert any(w in str(err) for w in ("s", "y", "sq", "yq"))
+        return
+    assert task.s.ndim == 2 and np.all(np.isfinite(task.s)) and task.y.shape[0] == task.s.shape[0]
+
+
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 3), st.sampled_from(["mse", "ce"]),
+       st.integers(1, 4), st.integers(0, 2**16))
+def test_learner_on_random_shapes_is_finite_or_refused(n_in, hidden, n_out, loss, n, seed):
+    """Random widths and task shapes: MAML's batch either returns finite losses/gradients of
+    the documented shapes or raises a ValidationError (never a raw NumPy error)."""
+    rng = np.random.default_rng(seed)
+    try:
+        net = MLP(n_in, hidden, n_out, loss)
+    except metalqr.ValidationError as err:
+        assert "n_out" in str(err)
+        return
+    width = n_in + int(rng.integers(0, 2))                  # sometimes a mismatched width
+    labels = lambda k: rng.integers(0, n_out + int(rng.integers(0, 2)), k)
+    y = rng.standard_normal((n, n_out)) if loss == "mse" else labels(n)
+    yq = rng.standard_normal((n, n_out)) if loss == "mse" else labels(n)
+    task = Task(rng.standard_normal((n, width)), y, rng.standard_normal((n, width)), yq)
+    learner = MAML(net, gamma=0.1, first_order=bool(seed % 2))
+    try:
+        losses, G, GN = learner.batch(net.init(seed), [task], curvature=True)
+    except metalqr.ValidationError as err:
+        assert "tasks" in str(err)
+        return
+    assert losses.shape == (1,) and G.shape == (net.size, 1) and GN.shape == (net.size, 1)
+    assert np.all(np.isfinite(losses)) and np.all(np.isfinite(G)) and np.all(GN >= 0)

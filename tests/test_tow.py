@@ -707,3 +707,24 @@ def test_two_runs_into_one_folder_never_corrupt_each_other(tmp_path):
     res = run_experiment(SinusoidTasks(), MAML(MLP(hidden=4)), ("uniform", "exploration"), n_iterations=6, T=2,
                          M=2, n_test=5, n_val=5, checkpoint=ck, checkpoint_every=1)
     assert res[0].weights.shape == (6, 2, 2) and res[1].window_seconds.shape == (6,)
+
+
+def test_tow_command_into_a_folder_in_use_stops_with_a_clear_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+    out = str(tmp_path / "busy")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from metalqr._checkpoint import FolderLock; "
+                               f"FolderLock({out!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = _tow_args("--iterations", "1", "--T", "1", "--M", "2", "--n-test", "2", "--n-val", "2", "--hidden",
+                         "4", "--strategies", "uniform", "--no-progress", "--output", out)
+        with pytest.raises(metalqr.CheckpointError, match="in use by another metalqr run"):
+            args.func(args)
+        assert not os.path.exists(os.path.join(out, "tow_sinusoid.json"))
+    finally:
+        holder.kill()
+        holder.wait()
