@@ -222,6 +222,10 @@ CASES = [
     case("pn-batch-missing-class", PN.batch, "tasks", PX,
          [Task(np.ones((2, 4)), np.array([1, 1]), np.ones((2, 4)), np.array([0, 1]))]),
     case("pn-curv-x", PN.curvature, "x", PX[:4], CTASKS),
+    case("pn-curv-huge", PN.curvature, "curvature_method", PX,
+         HierarchicalClassificationTasks(n_way=50, k_query=100, n_chars=200, dim=4).sample(0, 1)),
+    case("pn-curv-huge-mc", ProtoNet(PNET, "mc", 10**4).curvature, "mc_samples", PX,
+         HierarchicalClassificationTasks(n_way=50, k_query=100, n_chars=200, dim=4).sample(0, 1)),
     case("pn-eval-tasks", PN.evaluate, "tasks", PX, [1, 2]),
     # SGD / Adam / make_optimizer
     case("sgd-alpha-0", SGD, "alpha", 0.0),
@@ -306,6 +310,8 @@ CASES = [
     case("tw-nilqr-float", tow_weights, "n_ilqr", FO, X, BATCHES, alpha=0.1, n_ilqr=2.0),
     case("tw-value-model", tow_weights, "value_model", FO, X, BATCHES, alpha=0.1, value_model="dense"),
     case("tw-constraint", tow_weights, "constraint", FO, X, BATCHES, alpha=0.1, constraint="clip"),
+    case("tw-full-huge", tow_weights, "value_model", MAML(MLP(hidden=300)), MLP(hidden=300).init(0), BATCHES,
+         alpha=0.1, value_model="full"),
     case("tw-tol", tow_weights, "tol", FO, X, BATCHES, alpha=0.1, tol=-1.0),
     # run_experiment
     case("re-source", run_experiment, "source", None, FO, **EXP),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import as_rng, check_bool, check_choice, check_int, check_real
+from .._validation import as_rng, check_bool, check_choice, check_int, check_real, check_size
 from ..exceptions import ValidationError, ValidationTypeError
 from ._checks import check_params, check_tasks
 from .mlp import MLP, _output_loss as output_loss, _softmax as softmax
@@ -31,6 +31,11 @@ def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
     if loss == "mse":
         return float(np.mean(np.sum((out - y) ** 2, axis=-1)))
     return float(np.mean(np.argmax(out, axis=-1) == y))
+
+
+def _n_examples(task) -> int:
+    """Support plus query examples of a task."""
+    return task.s.shape[0] + task.sq.shape[0]
 
 
 def _check_net(net) -> MLP:
@@ -231,6 +236,9 @@ class ProtoNet(_Learner):
                 p = softmax(logits)
                 rng = np.random.default_rng([zlib.crc32(x.tobytes()), zlib.crc32(task.sq.tobytes())])
                 S = self.mc_samples
+                check_size(float(S * nq) * (nq * N + self.net.size + _n_examples(task) * self.net.hidden),
+                           "ProtoNet.curvature", what="float64 entries (Monte-Carlo Gauss-Newton rows)",
+                           alternative="Use fewer mc_samples, or fewer query examples per task.")
                 rows = np.zeros((S * nq, nq, N))
                 for j in range(S):
                     y = (rng.random((nq, 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, N - 1)
@@ -239,6 +247,10 @@ class ProtoNet(_Learner):
                 R = self._logit_vjp(x, task, rows, diff, A)
                 gn.append(np.sum(R * R, axis=0) / (nq * S))
                 continue
+            check_size(float(nq * N) * (nq * N + self.net.size + _n_examples(task) * self.net.hidden),
+                       "ProtoNet.curvature", what="float64 entries (exact Gauss-Newton rows)",
+                       alternative="Use ProtoNet(net, curvature_method='mc') (DiagGGN-MC), or fewer query "
+                                   "examples or classes per task.")
             rows = np.zeros((nq * N, nq, N))
             rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
             J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.optimize
 
-from .._validation import as_float_array, check_choice, check_int, check_real
+from .._validation import as_float_array, check_choice, check_int, check_real, check_size
 from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ilqr
 from ._checks import check_batches, check_learner, check_optimizer, param_size
@@ -304,6 +304,10 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     value_model = check_choice(value_model, "value_model", ("diagonal", "full"))
     constraint = check_choice(constraint, "constraint", ("boxqp", "reject"))
     tol = check_real(tol, "tol", minimum=0.0)
+    if value_model == "full":               # dense S x S value matrices and gains over the window
+        check_size(float(S) * S * (len(batches) + 3) + float(len(batches)) * M * S, "tow_weights",
+                   what="float64 entries (full value model)",
+                   alternative="Use value_model='diagonal' (the TOW paper's choice, O(S M^2) per step).")
     problem = TOWProblem(learner, batches, optimizer, D, tau0, beta_u, mu)
     res = ilqr(problem.dynamics, problem.cost, z, np.full((len(batches), M), mu), terminal_cost=lambda zT: 0.0,
                derivatives=problem.derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
