@@ -223,11 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stream (TOW paper, Section 5, at CPU scale) and write a table, curves "
                                    "with 95% bands, weight plots and a JSON with every setting.")
 
-    def one_line_error(message, _p=p):   # a user error is one line and exit status 2
-        sys.stderr.write(f"metalqr tow: error: {message} (see metalqr tow --help)\n")
-        sys.exit(2)
-
-    p.error = one_line_error
+    if type(p).error is argparse.ArgumentParser.error:   # unless the parser class already does it:
+        def one_line_error(message):                      # a user error is one line, exit status 2
+            sys.stderr.write(f"metalqr tow: error: {message} (see metalqr tow --help)\n")
+            sys.exit(2)
+        p.error = one_line_error
     per_source = lambda key: ", ".join(f"{k} {v[key]:g}" if isinstance(v[key], float) else f"{k} {v[key]}"
                                        for k, v in TOW_DEFAULTS.items())
     p.add_argument("--source", choices=sorted(TOW_DEFAULTS), default="sinusoid",

@@ -552,11 +552,14 @@ def test_dirichlet_rejects_bad_losses_instead_of_returning_uniform(bad):
     (["--beta-u", "0"], "--beta-u"), (["--gamma", "-0.1"], "--gamma"), (["--n-test", "1"], "--n-test"),
     (["--seed", "-1"], "--seed"), (["--max-shot", "0"], "--max-shot"), (["--M", "2.5"], "--M"),
     (["--hidden", "0"], "--hidden"), (["--strategies", "random"], "--strategies")])
-def test_tow_command_rejects_bad_options_with_one_line(argv, word, capsys):
-    from metalqr.cli import build_parser
-    with pytest.raises(SystemExit) as info:
-        build_parser().parse_args(["tow", *argv])
-    assert info.value.code == 2
+def test_tow_command_rejects_bad_options_with_one_line(argv, word, capsys, tmp_path):
+    from metalqr.cli import main
+    try:
+        code = main(["tow", *argv, "--output", str(tmp_path / "never")])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert not (tmp_path / "never").exists()
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and word in err
 
