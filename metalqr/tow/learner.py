@@ -97,7 +97,21 @@ class MAML(_Learner):
     ``first_order=True`` (FOMAML) uses the query gradient at ``phi_i``; otherwise the exact
     meta-gradient ``prod_j (I - gamma Hess l(S^s; phi_j)) grad l(S^q; phi_K)`` through all
     ``inner_steps`` (back-to-front Hessian-vector products). The curvature returned for TOW
-    is the Gauss-Newton diagonal of the query loss at ``phi_i`` (first-order in ``gamma``)."""
+    is the Gauss-Newton diagonal of the query loss at ``phi_i`` (first-order in ``gamma``).
+
+    Parameters
+    ----------
+    net : MLP
+    gamma : float, >= 0
+        Inner step size.
+    inner_steps : int, >= 1
+    first_order : bool
+
+    Methods take meta-parameters ``x`` (D,) with ``D = net.size`` and tasks whose inputs have
+    ``net.n_in`` columns and whose outputs fit ``net.loss`` (real targets of width
+    ``net.n_out`` for ``"mse"``, labels below ``net.n_out`` for ``"ce"``); anything else
+    raises :class:`~metalqr.ValidationError` naming the argument.
+    """
 
     net: MLP
     gamma: float = 0.01
@@ -176,7 +190,18 @@ class ProtoNet(_Learner):
     uses the exact logit Jacobian (``curvature_method="exact"``: one back-propagated row per
     query and class) or its Monte-Carlo estimate (``"mc"``, DiagGGN-MC of Dangel et al. 2020:
     ``mc_samples`` rows per query, ``J'(p - e_y)`` with ``y ~ p``; unbiased, N times cheaper,
-    seeded by the parameters and the task so that it is reproducible)."""
+    seeded by the parameters and the task so that it is reproducible).
+
+    Parameters
+    ----------
+    net : MLP
+        The embedding network (``net.n_out`` = embedding width).
+    curvature_method : {"exact", "mc"}
+    mc_samples : int, >= 1
+        Samples per query for ``"mc"``.
+
+    Tasks must be classification tasks with at least one support example of every class.
+    """
 
     net: MLP
     curvature_method: str = "exact"

@@ -110,7 +110,22 @@ class SinusoidTasks:
     Training amplitudes are skewed: with probability ``1 - rare_fraction`` from
     ``U[0.1, split]`` and otherwise from ``U[split, 5]``; test amplitudes cover
     ``U[0.1, 5]`` uniformly, so a learner that neglects the rare large-amplitude tasks is
-    penalised at test time (the TR-MAML setting)."""
+    penalised at test time (the TR-MAML setting).
+
+    Parameters
+    ----------
+    k_shot, k_query : int, >= 1
+        Support and query examples per task.
+    split : float in [0.1, 5]
+        Amplitude that separates common from rare training tasks.
+    rare_fraction : float in [0, 1]
+        Probability of a rare (large-amplitude) training task.
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range or of the wrong type.
+    """
 
     k_shot: int = 5
     k_query: int = 10
@@ -171,6 +186,30 @@ class HierarchicalClassificationTasks:
     rest for testing. Training alphabets are imbalanced: alphabet ``a`` is drawn with
     probability proportional to ``imbalance**a`` (a few alphabets dominate); test tasks draw
     alphabets uniformly.
+
+    Parameters
+    ----------
+    n_way : int, >= 2
+        Classes per task; at most the classes per alphabet of the smaller split.
+    k_shot, k_query : int, >= 1
+        Support and query examples per class.
+    n_alphabets : int, >= 1; n_chars : int, >= 2
+        Alphabets and classes per alphabet.
+    dim, latent : int, >= 1
+        Example and latent dimensions.
+    within, noise_level : float, >= 0
+        Within-class spread (latent) and observation noise.
+    imbalance : float, > 0
+        Ratio of successive training-alphabet probabilities.
+    train_fraction : float in (0, 1)
+        Fraction of each alphabet's classes used for training.
+    seed : int, >= 0
+        Seed of the synthetic world (maps, offsets, codes).
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range, or ``n_way`` larger than a split.
     """
 
     n_way: int = 5
@@ -284,7 +323,14 @@ def _split_task_from_fresh(classes: list, shots: list[int], group) -> Task:
 class AnyShotTasks(HierarchicalClassificationTasks):
     """Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its
     own number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
-    evidence they carry as well as in their alphabet."""
+    evidence they carry as well as in their alphabet.
+
+    Parameters
+    ----------
+    max_shot : int, >= 1
+        Largest number of support examples of a class (``k_shot`` is not used); the other
+        parameters as :class:`HierarchicalClassificationTasks`. ``metalqr tow`` uses 5.
+    """
 
     max_shot: int = 10
 
@@ -303,7 +349,21 @@ class AnyShotTasks(HierarchicalClassificationTasks):
 class DigitsTasks:
     """N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra:
     ``pip install ".[digits]"`` from a clone): training tasks use the digits in ``train_classes``,
-    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default)."""
+    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default).
+
+    Parameters
+    ----------
+    n_way : int, >= 2
+    k_shot, k_query : int, >= 1
+    train_classes : tuple of distinct ints in 0..9
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range, or ``n_way`` larger than a split.
+    BackendUnavailableError
+        At sampling, when scikit-learn is not installed (the message says how to install it).
+    """
 
     n_way: int = 3
     k_shot: int = 1
@@ -379,7 +439,24 @@ class ImageFolderTasks:
     """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot /
     mini-ImageNet layout). Images are read with matplotlib, converted to grayscale and
     resized (nearest neighbour) to ``size x size``; training tasks use ``train_split``,
-    test tasks ``test_split``. Every class needs at least one image."""
+    test tasks ``test_split``. Every class needs at least one image.
+
+    Parameters
+    ----------
+    root : str
+        Dataset folder.
+    n_way : int, >= 2
+    k_shot, k_query : int, >= 1
+    size : int in [1, 1024]
+        Side of the resized square images.
+    train_split, test_split : str
+        Sub-folders of ``root``.
+
+    Raises
+    ------
+    ValidationError
+        A malformed argument; at sampling, a missing folder, an empty class or too few classes.
+    """
 
     root: str
     n_way: int = 5
