@@ -10,7 +10,7 @@ import pytest
 import metalqr
 from helpers import assert_named_error
 from metalqr import tow
-from metalqr.tow import (MAML, MLP, SGD, Adam, AnyShotTasks, DigitsTasks, FOMAML, HierarchicalClassificationTasks,
+from metalqr.tow import (MAML, MLP, SGD, Adam, AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks,
                          ImageFolderTasks, ProtoNet, SinusoidTasks, StrategyResult, Task, TOWProblem, TOWResult,
                          dirichlet_weights, make_learner, make_optimizer, plot_curves, plot_weights, run_experiment,
                          run_sinusoid_experiment, save_results, tow_weights)
@@ -183,7 +183,7 @@ CASES = [
     case("oloss-y-shape", output_loss, "y", np.ones((2, 2)), np.ones((3, 2)), "mse"),
     case("oloss-ce-range", output_loss, "y", np.ones((2, 2)), np.array([0, 2]), "ce"),
     case("oloss-ce-float", output_loss, "y", np.ones((2, 2)), np.array([0.0, 1.0]), "ce"),
-    # MAML / FOMAML
+    # MAML
     case("maml-net-str", MAML, "net", "mlp"),
     case("maml-net-none", MAML, "net", None),
     case("maml-gamma-neg", MAML, "gamma", NET, gamma=-0.1),
@@ -208,10 +208,8 @@ CASES = [
          [Task(np.ones((2, 4)), np.ones((2, 3)), np.ones((2, 4)), np.ones((2, 3)))]),
     case("maml-ce-label-range", MAML(MLP(4, 4, 2, "ce")).batch, "tasks", MLP(4, 4, 2, "ce").init(0), CTASKS),
     case("maml-init-rng", FO.init, "rng", "abc"),
-    case("fomaml-net", FOMAML, "net", 3),
-    case("fomaml-gamma", FOMAML, "gamma", NET, -1.0),
-    case("fomaml-gamma-str", FOMAML, "gamma", NET, "0.1"),
-    case("fomaml-inner", FOMAML, "inner_steps", NET, 0.01, 0),
+    case("maml-pos-gamma", MAML, "gamma", NET, "0.1"),
+    case("maml-pos-inner", MAML, "inner_steps", NET, 0.01, 0),
     # ProtoNet
     case("pn-net", ProtoNet, "net", "net"),
     case("pn-method", ProtoNet, "curvature_method", PNET, "hutchinson"),
@@ -389,7 +387,7 @@ def test_every_public_name_has_at_least_four_cases():
         key = f"{type(owner).__name__}.{fn.__name__}" if owner is not None else fn.__name__
         by_name[key] = by_name.get(key, 0) + 1
     classes_and_functions = {"dirichlet_weights", "Task", "SinusoidTasks", "HierarchicalClassificationTasks",
-                             "AnyShotTasks", "DigitsTasks", "ImageFolderTasks", "MLP", "MAML", "FOMAML",
+                             "AnyShotTasks", "DigitsTasks", "ImageFolderTasks", "MLP", "MAML",
                              "ProtoNet", "SGD", "Adam", "make_optimizer", "make_learner", "TOWProblem",
                              "TOWResult", "tow_weights", "run_experiment", "run_sinusoid_experiment",
                              "StrategyResult", "save_results", "plot_curves", "plot_weights", "softmax",

@@ -8,7 +8,7 @@ import pytest
 import scipy.optimize
 
 import metalqr
-from metalqr.tow import FOMAML, MLP, SinusoidTasks, dirichlet_weights, tow_weights
+from metalqr.tow import MAML, MLP, SinusoidTasks, dirichlet_weights, tow_weights
 
 NET = MLP(hidden=8)
 
@@ -43,7 +43,7 @@ def test_gauss_newton_diagonal_matches_explicit_jacobian():
 def test_fomaml_batch_shapes_and_zero_step_gradient():
     rng = np.random.default_rng(2)
     tasks = SinusoidTasks().sample(rng, 3)
-    learner = FOMAML(NET, gamma=0.0)
+    learner = MAML(NET, gamma=0.0, first_order=True)
     x = NET.init(rng)
     losses, G, GN = learner.batch(x, tasks, curvature=True)
     assert losses.shape == (3,) and G.shape == (NET.size, 3) and GN.shape == (NET.size, 3)
@@ -83,7 +83,7 @@ def test_dirichlet_baselines_match_kkt_solution(mode):
 def _window(seed, T=3, M=4):
     rng = np.random.default_rng(seed)
     src = SinusoidTasks()
-    return FOMAML(NET, gamma=0.01), NET.init(rng), [src.sample(rng, M) for _ in range(T)]
+    return MAML(NET, gamma=0.01, first_order=True), NET.init(rng), [src.sample(rng, M) for _ in range(T)]
 
 
 def test_tow_large_beta_returns_prior_mean():
@@ -124,11 +124,11 @@ def test_experiment_runner_is_deterministic_and_shares_the_stream():
     b = run_sinusoid_experiment(**kw)
     assert [r.name for r in a] == ["uniform", "exploration", "exploitation", "tow"]
     for ra, rb in zip(a, b):
-        assert np.array_equal(ra.test_mse, rb.test_mse) and len(ra.curve) == 2
-        assert ra.test_mse.shape == (20,) and np.isfinite(ra.ci95)
+        assert np.array_equal(ra.metric, rb.metric) and len(ra.curve) == 2
+        assert ra.metric.shape == (20,) and np.isfinite(ra.ci95)
     # a huge beta_u pins TOW to uniform weights: identical training trajectory
     u, t = run_sinusoid_experiment(strategies=("uniform", "tow"), beta_u=1e9, **kw)
-    assert np.allclose(u.test_mse, t.test_mse, rtol=1e-5)
+    assert np.allclose(u.metric, t.metric, rtol=1e-5)
     with pytest.raises(metalqr.ValidationError, match="strategies"):
         run_sinusoid_experiment(strategies=("random",), **kw)
 
@@ -143,7 +143,7 @@ def test_divergence_is_a_clear_error_not_nan():
 
 # --- losses, second-order MAML, ProtoNets ------------------------------------------------
 
-from metalqr.tow import (MAML, SGD, Adam, AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks,  # noqa: E402
+from metalqr.tow import (SGD, Adam, AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks,  # noqa: E402
                          ImageFolderTasks, ProtoNet)
 from metalqr.tow.mlp import output_loss  # noqa: E402
 

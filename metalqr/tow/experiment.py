@@ -93,10 +93,6 @@ class StrategyResult:
             raise ValidationTypeError(f"settings must be a dict; got {type(self.settings).__name__}.")
 
     @property
-    def test_mse(self) -> np.ndarray:          # backward-compatible name for regression
-        return self.metric
-
-    @property
     def mean(self) -> float:
         return float(self.metric.mean())
 

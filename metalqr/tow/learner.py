@@ -23,7 +23,7 @@ from ._checks import check_params, check_tasks
 from .mlp import MLP, _output_loss as output_loss, _softmax as softmax
 from .tasks import Task
 
-__all__ = ["MAML", "FOMAML", "ProtoNet"]
+__all__ = ["MAML", "ProtoNet"]
 
 
 def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
@@ -173,11 +173,6 @@ class MAML(_Learner):
         """Query MSE (regression) or accuracy (classification) after adaptation, per task."""
         return np.array([_metric(self.net.loss, self.net._forward(self._adapt(x, t), t.sq)[2], t.yq)
                          for t in tasks])
-
-
-def FOMAML(net: MLP, gamma: float = 0.01, inner_steps: int = 1) -> MAML:
-    """First-order MAML: ``MAML(net, gamma, inner_steps, first_order=True)`` (same checks)."""
-    return MAML(net, gamma, inner_steps, first_order=True)
 
 
 @dataclass(frozen=True)
