@@ -238,8 +238,9 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     With ``checkpoint`` (a folder, locked against a second run for the duration), each
     strategy's state (optimiser state, curve, weights, window times) is saved every
     ``checkpoint_every`` windows and at the end through :mod:`metalqr._checkpoint`
-    (versioned, checksummed, atomic; its fingerprint covers the seed, every setting, the
-    source, the learner and the initial parameters). A rerun with the same settings resumes
+    (versioned, checksummed, atomic; its fingerprint covers the seed, every training setting,
+    the source, the learner and the initial parameters, but not ``n_iterations``, ``n_test``
+    and the other strategies, which do not change a strategy's state after ``k`` windows). A rerun with the same settings resumes
     from it and gives the same result as an uninterrupted run; a larger ``n_iterations``
     extends a finished run.
 
