@@ -328,11 +328,12 @@ class AnyShotTasks(HierarchicalClassificationTasks):
     Parameters
     ----------
     max_shot : int, >= 1
-        Largest number of support examples of a class (``k_shot`` is not used); the other
-        parameters as :class:`HierarchicalClassificationTasks`. ``metalqr tow`` uses 5.
+        Largest number of support examples of a class (default 5, as in ``metalqr tow`` and
+        the results of docs/tow.md; ``k_shot`` is not used). The other parameters as
+        :class:`HierarchicalClassificationTasks`.
     """
 
-    max_shot: int = 10
+    max_shot: int = 5
 
     def __post_init__(self) -> None:
         super().__post_init__()
