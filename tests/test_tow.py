@@ -124,7 +124,8 @@ def test_experiment_runner_is_deterministic_and_shares_the_stream():
     b = run_sinusoid_experiment(**kw)
     assert [r.name for r in a] == ["uniform", "exploration", "exploitation", "tow"]
     for ra, rb in zip(a, b):
-        assert np.array_equal(ra.metric, rb.metric) and len(ra.curve) == 2
+        assert np.array_equal(ra.metric, rb.metric) and [w for w, *_ in ra.curve] == [0, 1, 2]
+        assert ra.curve[0] == a[0].curve[0]          # window 0: the common initial parameters
         assert ra.metric.shape == (20,) and np.isfinite(ra.ci95)
     # a huge beta_u pins TOW to uniform weights: identical training trajectory
     u, t = run_sinusoid_experiment(strategies=("uniform", "tow"), beta_u=1e9, **kw)

@@ -63,8 +63,9 @@ class StrategyResult:
         Wall time of the training updates (weights and meta-updates) summed over windows, s.
     metric_name : {"mse", "accuracy"}
     curve : list of (window, mean, ci95)
-        Validation metric over the ``n_val`` validation tasks every ``eval_every`` windows:
-        its mean and the half-width of its normal 95% confidence interval.
+        Validation metric over the ``n_val`` validation tasks at window 0 (the initial
+        parameters) and every ``eval_every`` windows: its mean and the half-width of its
+        normal 95% confidence interval.
     weights, groups : (windows, T, M) ndarray or None
         Weights used, and the tasks' groups (amplitude or alphabet).
     window_seconds : (windows,) ndarray or None
@@ -177,7 +178,7 @@ def _load_state(path: str, fingerprint: str, *, z_size: int, T: int, M: int, eva
     if k > n_iterations:
         raise CheckpointError(f"checkpoint {path!r} is at window {k}, beyond n_iterations={n_iterations}; "
                               f"ask for at least {k} windows, or delete it to start afresh.")
-    n_curve = k // eval_every if eval_every else 0
+    n_curve = k // eval_every + 1 if eval_every else 0          # window 0 included
     checks = [(z.shape == (z_size,), f"state of shape {z.shape}, expected ({z_size},)"),
               (weights.shape == (k, T, M), f"weights of shape {weights.shape} for {k} windows"),
               (groups.shape == (k, T, M), f"groups of shape {groups.shape} for {k} windows"),
@@ -188,7 +189,7 @@ def _load_state(path: str, fingerprint: str, *, z_size: int, T: int, M: int, eva
             raise fail(why)
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(weights)) and np.all(secs >= 0)):
         raise fail("non-finite state or weights")
-    if n_curve and not np.array_equal(curve[:, 0], eval_every * np.arange(1, n_curve + 1)):
+    if n_curve and not np.array_equal(curve[:, 0], eval_every * np.arange(n_curve)):
         raise fail("curve windows do not match eval_every")
     return (k, z.copy(), [(int(a), float(b), float(c)) for a, b, c in curve], list(weights),
             [list(g) for g in groups], list(secs))
@@ -350,8 +351,12 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
            n_iterations, T, M, seed, eval_every, checkpoint_every, beta_u, kappa, n_ilqr, value_model,
            alpha, progress):
     state = {}
+    curve0 = []
+    if eval_every:                      # window 0: the common initial parameters
+        v = learner.evaluate(x0, val_tasks)
+        curve0 = [(0, float(v.mean()), _ci95(v))]
     for name in strategies:
-        st = dict(z=opt.initial_state(x0), curve=[], weights=[], groups=[], secs=[], start=0)
+        st = dict(z=opt.initial_state(x0), curve=list(curve0), weights=[], groups=[], secs=[], start=0)
         if checkpoint is not None:
             st["path"] = os.path.join(checkpoint, f"{name}.ckpt")
             st["fingerprint"] = _fingerprint(settings, name, x0)
