@@ -315,6 +315,8 @@ CASES = [
     case("re-source", run_experiment, "source", None, FO, **EXP),
     case("re-source-nin", run_experiment, "learner", CLS, FO, **EXP),
     case("re-learner", run_experiment, "learner", SIN, "fomaml", **EXP),
+    case("re-learner-loss", run_experiment, "learner", CLS, MAML(MLP(4, 4, 1, "mse")), **EXP),
+    case("re-learner-protonet", run_experiment, "learner", SinusoidTasks(), ProtoNet(MLP(1, 4, 3, "mse")), **EXP),
     case("re-strategies-str", run_experiment, "strategies", SIN, FO, "tow", **EXP),
     case("re-strategies-empty", run_experiment, "strategies", SIN, FO, [], **EXP),
     case("re-strategies-unknown", run_experiment, "strategies", SIN, FO, ["random"], **EXP),

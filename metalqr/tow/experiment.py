@@ -314,6 +314,13 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     if getattr(learner.net, "n_in", None) != source.n_in:
         raise ValidationError(f"learner takes inputs of width {learner.net.n_in} but source gives "
                               f"{source.n_in}; build it with make_learner(kind, source).")
+    if isinstance(learner, MAML) and (learner.net.loss != source.loss or learner.net.n_out != source.n_out):
+        raise ValidationError(f"learner's network (loss {learner.net.loss!r}, n_out {learner.net.n_out}) does not "
+                              f"fit source (loss {source.loss!r}, n_out {source.n_out}); build it with "
+                              f"make_learner(kind, source).")
+    if isinstance(learner, ProtoNet) and source.loss != "ce":
+        raise ValidationError("learner is a ProtoNet, which needs a classification source (loss 'ce'); "
+                              f"source has loss {source.loss!r}.")
     check_size(float(len(strategies)) * n_iterations * T * M * 2, "run_experiment", what="stored weights",
                alternative="Use fewer windows (n_iterations) or smaller T, M.")
     settings = dict(source=repr(source), learner=repr(learner),
