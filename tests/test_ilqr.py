@@ -2,6 +2,7 @@
 problems with reference figures, box constraints, regularisation and robustness."""
 
 import math
+import re
 import tracemalloc
 
 import numpy as np
@@ -221,11 +222,16 @@ def test_ilqr_validation():
     with pytest.raises(metalqr.ValidationError, match="U0 must satisfy"):
         ilqr(**kw, u_min=1.0, constraint="reject")
     with pytest.raises(metalqr.ValidationError, match="not finite"):
-        ilqr(lambda x, u, t: x * np.inf, lambda x, u, t: np.sum(x), np.ones(1), np.zeros((3, 1)),
+        ilqr(lambda x, u, t: x * np.inf, lambda x, u, t: np.sum(x, axis=1), np.ones(1),
+             np.zeros((3, 1)), vectorized=True)
+    # a vectorized cost must return one value per point (a scalar sum used to be accepted)
+    with pytest.raises(metalqr.ValidationError, match=r"cost must return shape \(3,\)"):
+        ilqr(lambda x, u, t: x + u, lambda x, u, t: np.sum(x), np.ones(1), np.zeros((3, 1)),
              vectorized=True)
 
 
-@pytest.mark.parametrize("reg_type, mu", [("state", 0.0), ("state", 0.3), ("control", 0.3)])
+@pytest.mark.parametrize("reg_type, mu", [("state", 0.0), ("state", 0.3), ("control", 0.3),
+                                         ("state+control", 0.3)])
 def test_compiled_backward_matches_python(reg_type, mu):
     prob, _ = problems.linear_quadratic(5, 2, 8, rng=9)
     U = np.random.default_rng(1).standard_normal((8, 2))
@@ -254,3 +260,206 @@ def test_compiled_forward_pass_matches_python(make):
     # box limits are honoured by the compiled forward pass too
     c = ilqr(**prob.kwargs(compiled=True), u_min=-1.0, u_max=1.0, max_iterations=20)
     assert np.all(np.abs(c.U) <= 1.0 + 1e-12) and np.all(np.diff(c.costs) < 0)
+
+
+# ---- issue 13 A: degenerate Q_uu ------------------------------------------------------------
+
+def _scalar_riccati_cost(a, b, q, r, qT, T, x0):
+    """x0' P_0 x0 of the finite-horizon scalar LQ problem, by the backward Riccati recursion."""
+    P = qT
+    for _ in range(T):
+        P = q + a * a * P - (a * P * b) ** 2 / (r + b * b * P)
+    return P * x0 * x0
+
+
+@pytest.mark.parametrize("T", [100, 200, 400])
+def test_unstable_lq_from_exploding_rollout_reaches_riccati_cost_with_default_fd(T):
+    # x' = 1.5 x + u from U0 = 0: the roll-out reaches |x| ~ 1.5^T (1e17 at T = 100, 1e70 at
+    # T = 400); input-relative FD steps lost f_u and c_uu in rounding and the solver stopped at
+    # the initial cost ~3e35 ("regularization limit").
+    res = ilqr(lambda x, u, t: 1.5 * x + u, lambda x, u, t: x[:, 0] ** 2 + u[:, 0] ** 2,
+               np.ones(1), np.zeros((T, 1)), terminal_cost=lambda x: x[:, 0] ** 2, vectorized=True)
+    J_star = _scalar_riccati_cost(1.5, 1.0, 1.0, 1.0, 1.0, T, 1.0)
+    assert round(J_star, 4) == 2.6302
+    assert res.converged, res.reason
+    assert res.cost == pytest.approx(J_star, rel=1e-9)
+    assert res.costs[0] > 1e30 and np.all(np.diff(res.costs) < 0)
+
+
+def test_fd_steps_resolve_controls_next_to_huge_states():
+    # The kind behind the fault: a coordinate whose step is lost next to a large output.
+    # Vector output with one masked and one visible component, scalar and batched callables.
+    x = np.array([[1e17, 1.0], [3e20, -2.0]])
+    X = np.vstack([x, [[0.0, 0.0]]])
+    U = np.zeros((2, 1))
+
+    def dyn(x, u, t):
+        return np.stack([1.5 * x[..., 0] + u[..., 0], x[..., 1] + 2.0 * u[..., 0]], axis=-1)
+
+    def cost(x, u, t):
+        return x[..., 0] ** 2 + 3.0 * u[..., 0] ** 2 + x[..., 0] * u[..., 0]
+
+    for vec in (True, False):
+        term = (lambda z: np.sum(z * z, axis=-1)) if vec else (lambda z: float(z @ z))
+        d = finite_difference_derivatives(dyn, cost, term, X, U, vectorized=vec)
+        assert np.allclose(d.f_u[:, :, 0], [[1.0, 2.0], [1.0, 2.0]], rtol=1e-6), d.f_u
+        assert np.allclose(d.f_x, [[[1.5, 0], [0, 1]]] * 2, rtol=1e-6)
+        assert np.allclose(d.c_uu[:, 0, 0], 6.0, rtol=1e-6), d.c_uu
+        assert np.allclose(d.c_ux[:, 0, 0], 1.0, rtol=1e-5), d.c_ux
+        assert np.allclose(d.c_u[:, 0], x[:, 0], rtol=1e-6)        # c_u = 6 u + x = x
+
+
+def _two_actuators(**kw):
+    return ilqr(lambda x, u, t: x + 0.5 * (u[:, :1] + u[:, 1:]), lambda x, u, t: (x[:, 0] - 1.0) ** 2,
+                np.zeros(1), np.zeros((5, 2)), terminal_cost=lambda x: 10.0 * (x[:, 0] - 1.0) ** 2,
+                vectorized=True, **kw)
+
+
+@pytest.mark.parametrize("kw", [{}, {"value_model": "diagonal"}, {"u_min": -50.0, "u_max": 50.0},
+                                {"regularization_type": "control"}])
+def test_rank_deficient_fu_escalates_regularisation_and_reaches_optimum(kw):
+    # x' = x + (u1 + u2)/2, no control cost: Q_uu = f_u'V f_u has rank 1; state regularisation
+    # mu f_u'f_u cannot repair it (the solver used to stop at cost 15). Right answer J* = 1:
+    # (x0 - 1)^2 = 1 is unavoidable and x_1 = 1 is reachable in one step.
+    res = _two_actuators(**kw)
+    assert res.converged, res.reason
+    assert res.cost == pytest.approx(1.0, abs=1e-8)
+    if not kw.get("regularization_type"):
+        assert res.regularization_type == "state+control"
+
+
+def test_reason_names_the_cause_when_no_regularisation_helps():
+    # f_u = 0 at every step and a cost strongly concave in u: nothing can make Q_uu PD.
+    res = ilqr(lambda x, u, t: x + 0.0 * u, lambda x, u, t: x[:, 0] ** 2 - 1e11 * u[:, 0] ** 2,
+               np.ones(1), np.zeros((4, 1)), terminal_cost=lambda x: x[:, 0] ** 2, vectorized=True)
+    assert not res.converged
+    assert re.search(r"f_u is ~0 at step \d", res.reason), res.reason
+    assert re.search(r"c_uu not positive definite at step \d", res.reason), res.reason
+    assert res.cost == res.costs[0]
+
+
+@pytest.mark.parametrize("value_model", ["full", "diagonal"])
+def test_start_at_stationary_point_is_reported(value_model):
+    prob, mats = problems.linear_quadratic(3, 2, 6, rng=4)
+    U_star, _, _ = problems.finite_horizon_lqr(mats)
+    res = ilqr(**{**prob.kwargs(), "U0": U_star}, value_model=value_model)
+    assert res.converged and res.n_iterations == 1 and len(res.costs) == 1
+    assert res.reason.startswith("initial trajectory is stationary (gradient norm")
+    assert res.gradient_norm < 1e-8
+    moved = ilqr(**prob.kwargs(), value_model=value_model)
+    assert not moved.reason.startswith("initial trajectory is stationary")
+
+
+def test_vectorized_terminal_cost_receives_batches():
+    shapes = []
+
+    def term(x):
+        shapes.append(np.shape(x))
+        return np.sum(x * x, axis=1)
+
+    ilqr(lambda x, u, t: x + u, lambda x, u, t: np.sum(u * u, axis=1), np.ones(2), np.zeros((3, 2)),
+         terminal_cost=term, vectorized=True, max_iterations=2)
+    assert shapes[0] == (1, 2)                       # the cost of x_T: the batch X[-1:]
+    assert all(len(s) == 2 and s[1] == 2 for s in shapes)
+    assert max(s[0] for s in shapes) > 1             # finite differences: perturbed copies
+
+
+def test_non_finite_derivatives_reason_names_field_and_step():
+    prob, _ = problems.linear_quadratic(2, 1, 5, rng=0)
+
+    def bad(X, U):
+        d = prob.derivatives(X, U)
+        d.f_u = d.f_u.copy()
+        d.f_u[3, 0, 0] = np.nan
+        return d
+
+    res = ilqr(**{**prob.kwargs(), "derivatives": bad})
+    assert not res.converged and "f_u at step 3" in res.reason
+    assert res.cost == res.costs[0]
+
+
+@pytest.mark.parametrize("T_U", [12, 8, 2_000_000])
+def test_horizon_mismatch_is_refused_before_the_compiled_kernel(T_U):
+    # Used to read past the end of the derivative arrays: wrong gains with ok=True for a
+    # slightly longer U, SIGSEGV at T = 2e6.
+    prob, _ = problems.linear_quadratic(3, 2, 10, rng=0)
+    U = np.zeros((10, 2))
+    d = prob.derivatives(_rollout(prob, U), U)
+    for compiled in (True, False):
+        with pytest.raises(metalqr.ValidationError, match="horizon"):
+            backward_pass(d, np.zeros((T_U, 2)), mu=0.0, value_model="full", u_min=None,
+                          u_max=None, compiled=compiled)
+    if T_U < 100:
+        with pytest.raises(metalqr.ValidationError, match="derivatives"):
+            ilqr(lambda x, u, t: x + 0.1 * np.sum(u), lambda x, u, t: float(x @ x + u @ u),
+                 prob.x0, np.zeros((T_U, 2)), derivatives=lambda X, U_: d)
+
+
+def test_fd_refinement_stops_at_callables_that_raise_for_large_steps():
+    # A scalar callable that raises (OverflowError, as math.exp does) for |u| > 1e15: the
+    # refinement of c_u (exactly 0, it would climb past 1e15) must stop there and keep the
+    # best consistent value, not propagate the error; f_u and c_uu settle below 1e15.
+    def guard(u):
+        if abs(u[0]) > 1e15:
+            raise OverflowError("math range error")
+
+    def dyn(x, u, t):
+        guard(u)
+        return np.array([1.5 * x[0] + u[0]])
+
+    def cost(x, u, t):
+        guard(u)
+        return float(x @ x + u @ u)
+
+    X = np.array([[1e17], [1.5e17]])
+    d = finite_difference_derivatives(dyn, cost, lambda x: float(x @ x), X, np.zeros((1, 1)))
+    assert d.f_u[0, 0, 0] == pytest.approx(1.0, rel=1e-6)
+    assert d.c_uu[0, 0, 0] == pytest.approx(2.0, rel=1e-5)
+    assert d.c_u[0, 0] == 0.0
+
+
+def test_wrong_user_derivatives_reason_says_predicted_and_actual_change():
+    # derivatives= with the sign of f_u flipped: every step goes the wrong way.
+    prob, _ = problems.linear_quadratic(2, 1, 5, rng=0)
+
+    def wrong(X, U):
+        d = prob.derivatives(X, U)
+        d.f_u = -d.f_u
+        return d
+
+    res = ilqr(**{**prob.kwargs(), "derivatives": wrong}, max_iterations=200)
+    assert not res.converged and res.reason.startswith("no improving step")
+    assert "against a predicted" in res.reason and "derivatives= matches" in res.reason
+    assert res.cost == res.costs[0]
+
+
+def test_fd_results_do_not_depend_on_batch_chunking(monkeypatch):
+    # Evaluations are batched in chunks of at most 2**22 point coordinates (memory); a tiny
+    # chunk size (one row and one Hessian index at a time) must give identical derivatives.
+    prob, _ = problems.linear_quadratic(3, 2, 6, rng=7)
+    U = np.random.default_rng(3).standard_normal((6, 2))
+    X = _rollout(prob, U)
+    args = (prob.dynamics, prob.cost, prob.terminal_cost, X, U)
+    ref = finite_difference_derivatives(*args, vectorized=True)
+    import metalqr.ilqr.derivatives as fd_module
+    monkeypatch.setattr(fd_module, "_CHUNK", 50)
+    small = finite_difference_derivatives(*args, vectorized=True)
+    for name in ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "c_ux", "cT_x", "cT_xx"):
+        assert np.array_equal(getattr(small, name), getattr(ref, name)), name
+
+
+def test_box_qp_reports_its_optimality_residual_and_refuses_indefinite_free_blocks():
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 6):
+        G = rng.standard_normal((n, n))
+        H = G @ G.T + 0.1 * np.eye(n)
+        g = rng.standard_normal(n) * 3
+        res = box_qp(H, g, -0.5 * np.ones(n), 0.5 * np.ones(n))
+        grad = H @ res.x + g
+        assert res.ok and res.residual == pytest.approx(np.linalg.norm(grad[res.free]), abs=1e-15)
+        assert res.residual < 1e-9
+        # clamped components push outward (KKT sign conditions)
+        assert np.all(grad[~res.free & (res.x <= -0.5)] > 0) and np.all(grad[~res.free & (res.x >= 0.5)] < 0)
+    # indefinite H whose minimiser over the box is interior in a negative direction: not ok
+    res = box_qp(np.array([[1.0, 0.0], [0.0, -1.0]]), np.zeros(2), -np.ones(2), np.ones(2), x0=np.zeros(2))
+    assert not res.ok

@@ -31,6 +31,10 @@ import math
 import numba as nb
 import numpy as np
 
+from .._validation import (as_rng, check_bool, check_callable, check_int, check_psd, check_real,
+                           check_size, check_symmetric)
+from ..exceptions import ValidationError, ValidationTypeError
+from ._checks import real_array
 from .derivatives import Derivatives, fd_dynamics_jacobians, quadratic_cost_derivatives
 
 __all__ = ["Problem", "acrobot", "pendulum", "cartpole", "linear_quadratic", "diagonal_quadratic",
@@ -39,7 +43,26 @@ __all__ = ["Problem", "acrobot", "pendulum", "cartpole", "linear_quadratic", "di
 
 @dataclass
 class Problem:
-    """A trajectory-optimisation problem in the form :func:`metalqr.ilqr.ilqr` takes."""
+    """A trajectory-optimisation problem in the form :func:`metalqr.ilqr.ilqr` takes.
+
+    Attributes
+    ----------
+    name : str
+    dynamics, cost : callables ``(x, u, t)``; terminal_cost : callable ``(x)``
+        Batch-first when ``vectorized`` (see :func:`metalqr.ilqr.ilqr`).
+    x0 : (D,) array; U0 : (T, M) array
+        Initial state and nominal controls (finite, real).
+    derivatives : callable ``(X, U) -> Derivatives`` or None
+    vectorized : bool
+    reference : float
+        A cost that a good solver reaches (NaN if none).
+    compiled_step : Numba-jitted ``(x, u, t) -> x_next`` or None
+
+    Raises
+    ------
+    ValidationError
+        A malformed field (checked at construction).
+    """
 
     name: str
     dynamics: Callable
@@ -52,9 +75,45 @@ class Problem:
     reference: float = float("nan")   # a cost that a good solver reaches (see module doc)
     compiled_step: Optional[Callable] = None   # Numba one-step dynamics, if available
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ValidationTypeError(f"name must be a str; got {type(self.name).__name__}.")
+        check_callable(self.dynamics, "dynamics")
+        check_callable(self.cost, "cost")
+        check_callable(self.terminal_cost, "terminal_cost")
+        check_callable(self.derivatives, "derivatives", allow_none=True)
+        self.x0 = real_array(self.x0, "x0", ndim=1, allow_empty=False)
+        self.U0 = real_array(self.U0, "U0", ndim=2)
+        if min(self.U0.shape) < 1:
+            raise ValidationError(f"U0 must have shape (T, M) with T, M >= 1; got {self.U0.shape}.")
+        self.vectorized = check_bool(self.vectorized, "vectorized")
+        if isinstance(self.reference, (bool, np.bool_, str, bytes, complex)) or not isinstance(
+                self.reference, (int, float, np.integer, np.floating)):
+            raise ValidationTypeError(f"reference must be a real number (NaN for none); got "
+                                      f"{self.reference!r}.")
+        self.reference = float(self.reference)
+        if self.compiled_step is not None and not hasattr(self.compiled_step, "py_func"):
+            raise ValidationTypeError("compiled_step must be a Numba-jitted function or None; got "
+                                      f"{type(self.compiled_step).__name__}.")
+
     def kwargs(self, compiled: bool = True) -> dict:
-        """Keyword arguments for :func:`ilqr` (besides solver options); ``compiled=False``
-        leaves out the compiled one-step dynamics (pure-Python forward passes)."""
+        """Keyword arguments for :func:`ilqr` (besides solver options).
+
+        Parameters
+        ----------
+        compiled : bool
+            ``False`` leaves out the compiled one-step dynamics (pure-Python forward passes).
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        ValidationError
+            ``compiled`` not a bool.
+        """
+        compiled = check_bool(compiled, "compiled")
         return dict(dynamics=self.dynamics, cost=self.cost, x0=self.x0, U0=self.U0,
                     terminal_cost=self.terminal_cost, derivatives=self.derivatives,
                     vectorized=self.vectorized,
@@ -101,7 +160,12 @@ def _acrobot_single(x, u, t):
 
 
 def acrobot() -> Problem:
-    """The trajax acrobot (see module docstring); reference optimum below 51."""
+    """The trajax acrobot (see module docstring); reference optimum below 51.
+
+    Returns
+    -------
+    Problem
+    """
     dt, T = 0.1, 50
     goal = np.array([np.pi, 0.0, 0.0, 0.0])
 
@@ -140,8 +204,31 @@ def _pendulum_single_001(x, u, t):
     return _pendulum_rk4(x.reshape(1, -1), u.reshape(1, -1), 0.01)[0]
 
 
+def _horizon_step(T, dt):
+    return (check_int(T, "T", minimum=1, maximum=10 ** 7),
+            check_real(dt, "dt", minimum=0.0, maximum=1.0, min_inclusive=False))
+
+
 def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
-    """Pendulum swing-up with RK4 (see module docstring)."""
+    """Pendulum swing-up with RK4 (see module docstring).
+
+    Parameters
+    ----------
+    T : int in [1, 1e7]
+        Horizon.
+    dt : float in (0, 1]
+        Time step (s).
+
+    Returns
+    -------
+    Problem
+
+    Raises
+    ------
+    ValidationError
+        ``T`` or ``dt`` out of range or of the wrong type.
+    """
+    T, dt = _horizon_step(T, dt)
     goal = np.array([np.pi, 0.0])
 
     def dynamics(x, u, t):
@@ -187,7 +274,25 @@ def _cartpole_single_01(x, u, t):
 
 
 def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
-    """Cart-pole swing-up (see module docstring)."""
+    """Cart-pole swing-up (see module docstring).
+
+    Parameters
+    ----------
+    T : int in [1, 1e7]
+        Horizon.
+    dt : float in (0, 1]
+        Time step (s).
+
+    Returns
+    -------
+    Problem
+
+    Raises
+    ------
+    ValidationError
+        ``T`` or ``dt`` out of range or of the wrong type.
+    """
+    T, dt = _horizon_step(T, dt)
     goal = np.array([0.0, np.pi, 0.0, 0.0])
 
     def dynamics(x, u, t):
@@ -210,11 +315,38 @@ def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tup
     """Random time-varying LQ problem ``x' = A_t x + B_t u + c_t``, cost
     ``0.5 x'Q_t x + 0.5 u'R_t u + q_t'x``, terminal ``0.5 x'Q_T x``; returns the problem
     (analytic derivatives) and its matrices. ``diagonal=True`` makes everything diagonal
-    (requires ``D == M``), i.e. D decoupled scalar problems."""
-    rng = np.random.default_rng(rng)
+    (requires ``D == M``), i.e. D decoupled scalar problems.
+
+    Parameters
+    ----------
+    D, M, T : int >= 1
+        State size, control size, horizon.
+    rng : numpy Generator, int seed >= 0 or None
+    diagonal : bool
+
+    Returns
+    -------
+    (Problem, dict)
+        The dict holds ``A`` (T, D, D), ``B`` (T, D, M), ``c`` (T, D), ``Q`` (T+1, D, D),
+        ``R`` (T, M, M), ``q`` (T, D), ``x0`` (D,), ``ts`` (T,).
+
+    Raises
+    ------
+    ValidationError
+        Malformed sizes, ``diagonal=True`` with ``D != M``, or matrices beyond the memory
+        limit.
+    """
+    D = check_int(D, "D", minimum=1)
+    M = check_int(M, "M", minimum=1)
+    T = check_int(T, "T", minimum=1)
+    rng = as_rng(rng)
+    diagonal = check_bool(diagonal, "diagonal")
+    check_size(float(T + 1) * (2 * D * D + D * M + M * M), "linear_quadratic",
+               what="float64 entries", alternative="Use a smaller D, M or T.")
     if diagonal:
         if D != M:
-            raise ValueError("diagonal LQ problems need D == M")
+            raise ValidationError(f"diagonal=True (decoupled LQ problems) needs D == M; got "
+                                  f"D={D}, M={M}.")
         A = np.stack([np.diag(rng.uniform(0.5, 1.2, D)) for _ in range(T)])
         B = np.stack([np.diag(rng.uniform(0.5, 1.5, D)) for _ in range(T)])
         Q = np.stack([np.diag(rng.uniform(0.5, 2.0, D)) for _ in range(T + 1)])
@@ -260,9 +392,43 @@ def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tup
 def finite_horizon_lqr(mats: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact solution of the LQ problem of :func:`linear_quadratic` by the Riccati recursion
     with affine terms: returns the optimal controls (T, M), feedback (T, M, D) and feed-forward
-    (T, M) gains (``u_t = K_t x_t + k_t``)."""
-    A, B, c, Q, R, q, x0 = (mats[n] for n in ("A", "B", "c", "Q", "R", "q", "x0"))
+    (T, M) gains (``u_t = K_t x_t + k_t``).
+
+    Parameters
+    ----------
+    mats : dict
+        ``A`` (T, D, D), ``B`` (T, D, M), ``c`` (T, D), ``Q`` (T+1, D, D) symmetric PSD,
+        ``R`` (T, M, M) symmetric positive definite, ``q`` (T, D), ``x0`` (D,).
+
+    Returns
+    -------
+    U (T, M), K (T, M, D), k (T, M)
+
+    Raises
+    ------
+    ValidationError
+        A missing key, a malformed or inconsistent matrix, or an ``R`` that is not positive
+        definite.
+    """
+    if not isinstance(mats, dict):
+        raise ValidationTypeError(f"mats must be a dict as returned by linear_quadratic; got "
+                                  f"{type(mats).__name__}.")
+    missing = [n for n in ("A", "B", "c", "Q", "R", "q", "x0") if n not in mats]
+    if missing:
+        raise ValidationError(f"mats is missing the key(s) {missing}; pass the dict returned by "
+                              f"linear_quadratic.")
+    B = real_array(mats["B"], "mats['B']", ndim=3)
     T, D, M = B.shape
+    if min(T, D, M) < 1:
+        raise ValidationError(f"mats['B'] must have shape (T, D, M) with T, D, M >= 1; got {B.shape}.")
+    A = real_array(mats["A"], "mats['A']", shape=(T, D, D))
+    c = real_array(mats["c"], "mats['c']", shape=(T, D))
+    Q = check_symmetric(real_array(mats["Q"], "mats['Q']", shape=(T + 1, D, D)), "mats['Q']")
+    R = check_symmetric(real_array(mats["R"], "mats['R']", shape=(T, M, M)), "mats['R']")
+    check_psd(Q, "mats['Q']", strict=False)
+    check_psd(R, "mats['R']", strict=True)
+    q = real_array(mats["q"], "mats['q']", shape=(T, D))
+    x0 = real_array(mats["x0"], "mats['x0']", shape=(D,))
     P, p = Q[T].copy(), np.zeros(D)
     Ks, ks = np.zeros((T, M, D)), np.zeros((T, M))
     for t in range(T - 1, -1, -1):
@@ -289,8 +455,35 @@ def diagonal_quadratic(D: int, M: int, T: int, rng=0, lr: float = 0.5, beta: flo
     step; cost ``sum_j l_j(x_t) + beta/2 |u_t - 1/M|^2`` and terminal ``sum_j l_j(x_T)``.
     ``f_x = 1 - lr sum_j u_j a_j`` and ``c_xx = sum_j a_j`` are diagonal, so the diagonal
     value model never forms a D x D matrix.
+
+    Parameters
+    ----------
+    D, M, T : int >= 1
+        State size, number of tasks (controls), horizon.
+    rng : numpy Generator, int seed >= 0 or None
+    lr : float > 0
+        Step size of the inner gradient step.
+    beta : float >= 0
+        Weight of the control cost.
+
+    Returns
+    -------
+    Problem
+
+    Raises
+    ------
+    ValidationError
+        Malformed arguments, or more than metalqr's limit of float64 entries
+        (``~ 4 M D`` plus ``O(T D M)`` per iteration).
     """
-    rng = np.random.default_rng(rng)
+    D = check_int(D, "D", minimum=1)
+    M = check_int(M, "M", minimum=1)
+    T = check_int(T, "T", minimum=1)
+    rng = as_rng(rng)
+    lr = check_real(lr, "lr", minimum=0.0, min_inclusive=False)
+    beta = check_real(beta, "beta", minimum=0.0)
+    check_size(4.0 * M * D + 4.0 * T * D * M, "diagonal_quadratic", what="float64 entries",
+               alternative="Use a smaller D, M or T.")
     a = rng.uniform(0.2, 1.0, (M, D)) / M
     c = rng.standard_normal((M, D))
     ac = a * c

@@ -10,16 +10,23 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from .._validation import as_float_array, check_positive
-from ..exceptions import ValidationError
-from .backward import backward_pass
-from .derivatives import Derivatives, finite_difference_derivatives
+from .._validation import (check_bool, check_callable, check_choice, check_int, check_real,
+                           check_size)
+from ..exceptions import ValidationError, ValidationTypeError
+from ._checks import bounds_array, callback_output, optional_real, real_array, step_sizes
+from .backward import VALUE_MODELS, _backward_pass_checked
+from .derivatives import FD_WORK_LIMIT, Derivatives, _fd_derivatives
 
 __all__ = ["ilqr", "ILQRResult"]
 
 #: Default step sizes of the line search (Tassa et al. 2012).
 DEFAULT_LINE_SEARCH = tuple(10.0 ** np.linspace(0.0, -3.0, 11))
 _MU_MIN, _MU_MAX, _DELTA0 = 1e-6, 1e10, 2.0
+#: State regularisation that has not made ``Q_uu`` positive definite by this ``mu`` is
+#: escalated to state + control regularisation.
+_MU_ESCALATE = 1e6
+CONSTRAINTS = ("boxqp", "reject")
+REGULARIZATION_TYPES = ("state", "control")
 
 
 @dataclass
@@ -32,8 +39,16 @@ class ILQRResult:
     K : (T, M, D) feedback and k : (T, M) feed-forward gains of the last backward pass.
     cost : float, total cost of (X, U).
     costs : list of float, the total cost before the first iteration and after each accepted one.
-    converged : bool; reason : str, why it stopped.
+    converged : bool; reason : str, why it stopped (for a failure: the cause, e.g.
+        ``"f_u is ~0 at step t"`` or ``"c_uu not positive definite at step t"``).
     n_iterations : int; regularization : float, the final mu.
+    regularization_type : str
+        The regularisation in use at the end: the requested one, or ``"state+control"``
+        after an escalation (state regularisation cannot repair a rank-deficient ``f_u``).
+    gradient_norm : float
+        ``(sum_t |Q_u,t|^2)^(1/2)`` of the last backward pass (the gradient with respect to
+        the feed-forward controls under the feedback policy; components pushing out of an
+        active bound dropped), ``nan`` if none was completed.
     """
 
     X: np.ndarray
@@ -46,16 +61,35 @@ class ILQRResult:
     reason: str = ""
     n_iterations: int = 0
     regularization: float = 0.0
+    regularization_type: str = "state"
+    gradient_norm: float = float("nan")
 
 
-def _bounds(value: Any, name: str, M: int, default: float) -> np.ndarray:
-    """Bounds as an (M,) array; ``default`` (+-inf) where none is given."""
-    if value is None:
-        return np.full(M, default)
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (M,)).copy()
-    if np.any(np.isnan(arr)):
-        raise ValidationError(f"{name} must not contain NaN.")
-    return arr
+def _diagnose(d: Derivatives, t: int, fd: bool, X: np.ndarray) -> str:
+    """Why ``Q_uu`` at step ``t`` could not be made positive definite: the cause in terms of
+    the derivatives, not only the symptom."""
+    T = d.f_u.shape[0]
+    fu_scale = lambda s: float(np.max(np.abs(d.f_u[s]))) <= 1e-12 * max(
+        1.0, float(np.max(np.abs(d.f_x[s]))))
+    cuu_min = lambda s: float(np.min(np.linalg.eigvalsh(0.5 * (d.c_uu[s] + d.c_uu[s].T))))
+    parts = []
+    n_fu = sum(fu_scale(s) for s in range(T))
+    n_cuu = sum(cuu_min(s) <= 0 for s in range(T))
+    if fu_scale(t):
+        parts.append(f"f_u is ~0 at step {t} (max |f_u| = {np.max(np.abs(d.f_u[t])):.3g}: the "
+                     f"controls do not move the state there; {n_fu} of {T} steps alike)")
+    if cuu_min(t) <= 0:
+        parts.append(f"c_uu not positive definite at step {t} (smallest eigenvalue "
+                     f"{cuu_min(t):.3g}; {n_cuu} of {T} steps alike)")
+    if not parts:
+        parts.append(f"Q_uu = c_uu + f_u'V f_u is indefinite at step {t} even with the "
+                     f"regularisation (the cost-to-go is not convex in u there)")
+    text = "; ".join(parts)
+    xmax = float(np.max(np.abs(X)))
+    if fd and xmax > 1e6:
+        text += (f"; derivatives are finite differences along a trajectory with |x| up to "
+                 f"{xmax:.3g}: supply derivatives= if they are inaccurate there")
+    return text
 
 
 def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
@@ -69,98 +103,181 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
          callback: Callable[[int, np.ndarray, np.ndarray, float], Any] | None = None,
          fd_step: float | None = None, compiled_step: Any = None) -> ILQRResult:
     """Iterative LQR for ``min_U sum_t cost(x_t, u_t, t) + terminal_cost(x_T)``,
-    ``x_{t+1} = dynamics(x_t, u_t, t)``, ``x_0 = x0``.
+    ``x_{t+1} = dynamics(x_t, u_t, t)``, ``x_0 = x0`` (TOW paper Section 2.1, Algorithms 1-2,
+    Appendix E, corrected; Tassa, Erez & Todorov 2012).
 
     Parameters
     ----------
     dynamics, cost : callables ``(x, u, t)``
-        Plain Python callables on one step; with ``vectorized=True`` they take batches
-        ``x`` (N, D), ``u`` (N, M), ``t`` (N,) and return (N, D) / (N,).
-    x0 : (D,); U0 : (T, M)
-        Initial state and nominal controls (clipped into the bounds in ``"boxqp"`` mode).
-    terminal_cost : callable ``(x)``, optional
-        Cost of ``x_T`` (default 0).
+        With ``vectorized=False`` they act on one step: ``x`` (D,), ``u`` (M,), ``t`` int,
+        returning (D,) / a real scalar. With ``vectorized=True`` they take batches ``x``
+        (N, D), ``u`` (N, M), ``t`` (N,) int and return (N, D) / (N,). Returned shapes and
+        dtypes are checked (a wrong one raises; NaN/inf in a trial step rejects that step).
+    x0 : (D,) real array
+        Initial state (complex input is refused, never truncated).
+    U0 : (T, M) real array
+        Nominal controls, ``T, M >= 1`` (clipped into the bounds in ``"boxqp"`` mode).
+    terminal_cost : callable, optional
+        Cost of ``x_T`` (default 0). With ``vectorized=False`` it receives ``x_T`` (D,) and
+        returns a scalar. **With** ``vectorized=True`` **it receives a batch** ``x`` of shape
+        ``(N, D)`` and must return ``(N,)``: ``N = 1`` (the array ``X[-1:]``) for the cost of
+        the trajectory, and larger batches of perturbed copies of ``x_T`` for the finite
+        differences.
     derivatives : callable ``(X, U) -> Derivatives``, optional
-        Analytic derivatives along the trajectory; default central finite differences.
-        ``f_x``, ``c_xx`` and ``cT_xx`` may be diagonals (vectors), the TOW case.
-    max_iterations : int
-    tol : float
+        Analytic derivatives along the trajectory; default: finite differences with checked,
+        output-scaled steps (:func:`finite_difference_derivatives`). ``f_x``, ``c_xx`` and
+        ``cT_xx`` may be diagonals (vectors), the TOW case. Every returned shape is checked
+        against ``(T, D, M)`` before any compiled code runs.
+    vectorized : bool
+    max_iterations : int >= 0
+    tol : float >= 0
         Stop when the relative cost decrease of an accepted step, or the relative expected
         decrease, falls below ``tol``.
     value_model : {"full", "diagonal"}
-        Dense ``V_t`` or its diagonal only (TOW Section 3.1; ``O(D M^2)`` per step).
+        Dense ``V_t`` or its diagonal only (TOW Section 3.1; ``O(D M^2)`` per step). The
+        dense model is refused before any allocation when it would exceed metalqr's memory
+        limit (``D`` above about 18000).
     u_min, u_max : scalar or (M,), optional
-        Box limits on the controls.
+        Box limits on the controls (``-inf``/``inf`` allowed, NaN not, ``u_min <= u_max``).
     constraint : {"boxqp", "reject"}
         ``"boxqp"``: limits enforced in the backward pass by a box QP (Tassa et al. 2014)
         and by clipping in the forward pass. ``"reject"``: the TOW paper's rule
         (Algorithm 1, line 17): unconstrained gains, and a line-search step is rejected
         while any control leaves the box.
-    regularization : float
+    regularization : float >= 0
         Initial Levenberg-Marquardt ``mu``; it is raised when ``Q_uu`` is not positive
         definite or no step is accepted, and lowered after success (Tassa et al. 2012).
     regularization_type : {"state", "control"}
         ``"state"`` adds ``mu I`` to ``V_{t+1}`` inside ``Q_uu`` and ``Q_ux`` (the default,
-        invariant to control scaling); ``"control"`` adds ``mu I`` to ``Q_uu``.
-    line_search : sequence of float, optional
+        invariant to control scaling); ``"control"`` adds ``mu I`` to ``Q_uu``. State
+        regularisation cannot repair a singular ``Q_uu`` whose ``f_u`` is rank-deficient
+        (two actuators on one state, no control cost): it is then escalated to
+        ``"state+control"`` (both), which repairs any singular ``Q_uu``; the result's
+        ``regularization_type`` says so.
+    line_search : sequence of float in (0, 1], optional
         Step sizes tried in order (default ``10**linspace(0, -3, 11)``).
-    accept_ratio : float
+    accept_ratio : float in (0, 1)
         Accept a step when ``actual change <= accept_ratio * expected change``.
     callback : callable ``(iteration, X, U, cost)``, optional
-        Called after each accepted iteration; a truthy value stops.
+        Called after each accepted iteration; returns None or a bool, True stops.
+    fd_step : float in (0, 0.1], optional
+        Fixed relative finite-difference step (default: adaptive, see
+        :mod:`metalqr.ilqr.derivatives`).
     compiled_step : Numba-jitted function ``(x, u, t) -> x_next``, optional
         The same one-step dynamics as ``dynamics``, compiled. When given, roll-outs and the
         forward passes of the line search run in one compiled loop
-        (:mod:`metalqr.ilqr.forward_numba`); results are unchanged.
+        (:mod:`metalqr.ilqr.forward_numba`); results are unchanged. It is checked against
+        ``dynamics`` at ``(x0, U0[0], 0)``.
 
     Returns
     -------
     ILQRResult
+        ``reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
+        ...)"`` when ``U0`` is already optimal; for a failure, the cause at the failing
+        step (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        Any malformed argument (named in the message), a callback returning a wrong shape or
+        a non-real dtype, inconsistent derivative shapes, a non-finite initial cost, or a
+        dense value model / finite-difference workload beyond metalqr's limits (with the
+        alternative: ``value_model="diagonal"``, ``derivatives=``).
     """
-    x0 = as_float_array(x0, "x0", ndim=1)
-    U = as_float_array(U0, "U0", ndim=2).copy()
+    # ---- arguments ---------------------------------------------------------------------
+    dynamics = check_callable(dynamics, "dynamics")
+    cost = check_callable(cost, "cost")
+    terminal_cost = check_callable(terminal_cost, "terminal_cost", allow_none=True)
+    derivatives = check_callable(derivatives, "derivatives", allow_none=True)
+    callback = check_callable(callback, "callback", allow_none=True)
+    x0 = real_array(x0, "x0", ndim=1, allow_empty=False)
+    U = real_array(U0, "U0", ndim=2).copy()
     T, M = U.shape
     D = x0.shape[0]
     if T == 0 or M == 0:
         raise ValidationError(f"U0 must have shape (T, M) with T, M >= 1; got {U.shape}.")
-    if value_model not in ("full", "diagonal"):
-        raise ValidationError(f"value_model must be 'full' or 'diagonal'; got {value_model!r}.")
-    if regularization_type not in ("state", "control"):
-        raise ValidationError(f"regularization_type must be 'state' or 'control'; got {regularization_type!r}.")
-    if constraint not in ("boxqp", "reject"):
-        raise ValidationError(f"constraint must be 'boxqp' or 'reject'; got {constraint!r}.")
-    max_iterations = check_positive(max_iterations, "max_iterations", allow_zero=True, integer=True)
-    lo, hi = _bounds(u_min, "u_min", M, -np.inf), _bounds(u_max, "u_max", M, np.inf)
+    vectorized = check_bool(vectorized, "vectorized")
+    max_iterations = check_int(max_iterations, "max_iterations", minimum=0)
+    tol = check_real(tol, "tol", minimum=0.0)
+    value_model = check_choice(value_model, "value_model", VALUE_MODELS)
+    constraint = check_choice(constraint, "constraint", CONSTRAINTS)
+    regularization = check_real(regularization, "regularization", minimum=0.0, maximum=_MU_MAX)
+    regularization_type = check_choice(regularization_type, "regularization_type",
+                                       REGULARIZATION_TYPES)
+    alphas = DEFAULT_LINE_SEARCH if line_search is None else step_sizes(line_search, "line_search")
+    accept_ratio = check_real(accept_ratio, "accept_ratio", minimum=0.0, maximum=1.0,
+                              min_inclusive=False, max_inclusive=False)
+    fd_step = optional_real(fd_step, "fd_step", minimum=0.0, maximum=0.1, min_inclusive=False)
+    lo, hi = bounds_array(u_min, "u_min", M, -np.inf), bounds_array(u_max, "u_max", M, np.inf)
     if np.any(lo > hi):
-        raise ValidationError("u_min must not exceed u_max.")
+        raise ValidationError(f"u_min must not exceed u_max; got u_min={lo.tolist()}, "
+                              f"u_max={hi.tolist()}.")
+    # ---- work and memory, before anything is allocated ----------------------------------
+    check_size(3.0 * T * M * D, "ilqr", what="float64 entries for the gains K (T, M, D)",
+               alternative="Shorten the horizon T or reduce the state size D.")
+    if value_model == "full":
+        dense = 6.0 * D * D + (T * D * D if derivatives is None else 0.0)
+        check_size(dense, f"value_model='full' with D = {D}",
+                   what="float64 entries for dense D x D matrices",
+                   alternative="Use value_model='diagonal' (O(D M) memory per step, TOW "
+                               "Section 3.1), with derivatives= giving diagonal f_x and c_xx.")
+    if derivatives is None:
+        n = D + M
+        check_size(T * 4.0 * n ** 3, f"finite differences with D + M = {n}",
+                   what="point coordinates", limit=FD_WORK_LIMIT,
+                   alternative="Supply analytic derivatives with derivatives=... (a "
+                               "Derivatives object; f_x and c_xx may be diagonal).")
     bounded = bool(np.any(np.isfinite(lo)) or np.any(np.isfinite(hi)))
     clip = constraint == "boxqp" and bounded
-    alphas = DEFAULT_LINE_SEARCH if line_search is None else tuple(float(a) for a in line_search)
     if terminal_cost is None:
-        terminal_cost = (lambda x: np.zeros(x.shape[0])) if vectorized else (lambda x: 0.0)
+        terminal_cost = (lambda x: np.zeros(np.shape(x)[0])) if vectorized else (lambda x: 0.0)
 
     if clip:
         U = np.clip(U, lo, hi)
     elif constraint == "reject" and not _inside(U, lo, hi):
-        raise ValidationError("with constraint='reject' the nominal controls U0 must satisfy the bounds.")
+        raise ValidationError("with constraint='reject' the nominal controls U0 must satisfy the "
+                              "bounds u_min <= U0 <= u_max.")
 
     t_single = [np.array([t]) for t in range(T)]   # allocated once, not per step
 
     def step(x, u, t):
         if vectorized:
-            return np.asarray(dynamics(x[None], u[None], t_single[t]))[0]
-        return np.asarray(dynamics(x, u, t), dtype=float)
+            out = dynamics(x[None], u[None], t_single[t])
+            return callback_output(out, "dynamics", (1, D), "for a batch of 1 point "
+                                   "(vectorized=True)")[0]
+        return callback_output(dynamics(x, u, t), "dynamics", (D,), "for one point")
 
     def total_cost(X, U):
         with np.errstate(all="ignore"):
             if vectorized:
-                c = float(np.sum(cost(X[:-1], U, np.arange(T)))) + float(np.asarray(terminal_cost(X[-1:]))[0])
+                stage = callback_output(cost(X[:-1], U, np.arange(T)), "cost", (T,),
+                                        f"for a batch of {T} points (vectorized=True)")
+                final = callback_output(terminal_cost(X[-1:]), "terminal_cost", (1,),
+                                        "for the batch X[-1:] of shape (1, D) (vectorized=True)")
+                c = float(np.sum(stage)) + float(final[0])
             else:
-                c = sum(float(cost(X[t], U[t], t)) for t in range(T)) + float(terminal_cost(X[-1]))
+                c = sum(float(callback_output(cost(X[t], U[t], t), "cost", (), "for one point"))
+                        for t in range(T))
+                c += float(callback_output(terminal_cost(X[-1]), "terminal_cost", (),
+                                           "for x_T of shape (D,)"))
         return c if math.isfinite(c) else math.inf
 
     if compiled_step is not None:
         from .forward_numba import forward_compiled
+        if not hasattr(compiled_step, "py_func"):
+            raise ValidationTypeError("compiled_step must be a Numba-jitted function "
+                                      "(@numba.njit) of (x, u, t) -> x_next; got "
+                                      f"{type(compiled_step).__name__}.")
+        try:
+            probe = np.asarray(compiled_step(x0.copy(), U[0].copy(), 0), dtype=float)
+        except Exception as exc:   # numba typing errors have many classes
+            raise ValidationError(f"compiled_step failed on (x0, U0[0], 0): {exc}") from None
+        with np.errstate(all="ignore"):
+            ref = step(x0, U[0], 0)
+        if probe.shape != (D,) or not np.allclose(probe, ref, rtol=1e-9, atol=1e-12,
+                                                  equal_nan=True):
+            raise ValidationError(f"compiled_step must compute the same step as dynamics; at "
+                                  f"(x0, U0[0], t=0) it returns {probe!r}, dynamics {ref!r}.")
 
     def forward(X, U, K, k, alpha):
         """Closed-loop pass u_t = U_t + alpha k_t + K_t (x_t - X_t) (clipped in box-QP mode)."""
@@ -177,59 +294,107 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 X_new[t + 1] = step(X_new[t], U_new[t], t)
         return X_new, U_new
 
+    def linearize(X, U):
+        if derivatives is None:
+            return _fd_derivatives(dynamics, cost, terminal_cost, X, U, vectorized, fd_step)
+        d = derivatives(X, U)
+        if not isinstance(d, Derivatives):
+            raise ValidationTypeError(f"derivatives must return a metalqr.ilqr.Derivatives; got "
+                                      f"{type(d).__name__}.")
+        return d.check(T, D, M, name="derivatives(X, U)")
+
     K = np.zeros((T, M, D))
     k = np.zeros((T, M))
     X, U = forward(np.zeros((T + 1, D)), U, K, k, 0.0)   # zero gains: open-loop roll-out
     J = total_cost(X, U)
     if not math.isfinite(J):
-        raise ValidationError("the cost of the initial trajectory (x0, U0) is not finite; start from "
-                              "controls whose roll-out stays bounded.")
+        bad = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
+        where = (f"the roll-out leaves the floating-point range at step {int(bad[0])}"
+                 if bad.size else f"a stage or terminal cost is not finite; the largest state "
+                                  f"entry is {float(np.max(np.abs(X))):.3g}")
+        raise ValidationError(f"the cost of the initial trajectory (x0, U0) is not finite ({where}); "
+                              f"start from controls U0 whose roll-out stays bounded, or shorten "
+                              f"the horizon.")
     costs = [J]
     mu, delta = float(regularization), 1.0
-    reason, converged, it = "max_iterations", False, 0
+    reg_mode = regularization_type
+    reason, converged, it, gnorm = "max_iterations", False, 0, float("nan")
+    back_lo, back_hi = (lo, hi) if clip else (None, None)
 
     def increase(mu, delta):
         delta = max(_DELTA0, delta * _DELTA0)
         return max(_MU_MIN, mu * delta), delta
 
+    def result():
+        return ILQRResult(X, U, K, k, J, costs, converged, reason, it, mu, reg_mode, gnorm)
+
     for it in range(1, max_iterations + 1):
-        d = (derivatives(X, U) if derivatives is not None else
-             finite_difference_derivatives(dynamics, cost, terminal_cost, X, U, vectorized=vectorized,
-                                           step=fd_step))
-        if not _all_finite(d):
-            reason = "non-finite derivatives at the current trajectory (stopped, last finite iterate kept)"
+        d = linearize(X, U)
+        if not d.all_finite():
+            reason = ("non-finite derivatives at the current trajectory (" + _first_non_finite(d)
+                      + "; stopped, last finite iterate kept)")
             break
-        back_lo, back_hi = (lo, hi) if clip else (None, None)
         while True:
-            res = backward_pass(d, U, mu=mu, value_model=value_model, u_min=back_lo, u_max=back_hi,
-                                k_warm=k, reg_type=regularization_type)
+            res = _backward_pass_checked(d, U, mu, value_model, back_lo, back_hi, k, reg_mode)
             if res.ok:
                 break
+            if reg_mode == "state" and (mu >= _MU_ESCALATE or _rank_deficient(d.f_u[res.failed_at])):
+                reg_mode = "state+control"        # repairs any singular Q_uu (issue 13 A)
+                mu = max(mu, _MU_MIN)
+                continue
             mu, delta = increase(mu, delta)
             if mu > _MU_MAX:
-                reason = "regularization limit: Q_uu not positive definite"
-                return ILQRResult(X, U, K, k, J, costs, False, reason, it, mu)
-        K, k = res.K, res.k
+                reason = (f"regularization limit (mu > {_MU_MAX:g}, {reg_mode} regularisation): "
+                          f"Q_uu not positive definite at step {res.failed_at}; cause: "
+                          + _diagnose(d, res.failed_at, derivatives is None, X))
+                return result()
+        K, k, gnorm = res.K, res.k, res.gradient_norm
         expected_full = res.expected_change(1.0)
         if expected_full > -tol * max(1.0, abs(J)):
-            reason, converged = "expected decrease below tol", True
+            converged = True
+            if it == 1:
+                reason = (f"initial trajectory is stationary (gradient norm {gnorm:.3g}, expected "
+                          f"decrease {-expected_full:.3g}): U0 is already a local optimum, "
+                          f"nothing was changed")
+            else:
+                reason = f"expected decrease below tol (gradient norm {gnorm:.3g})"
             break
         accepted = False
+        n_outside = n_nonfinite = 0
+        last = None
         for alpha in alphas:
             X_new, U_new = forward(X, U, K, k, alpha)
             if constraint == "reject" and not _inside(U_new, lo, hi):
+                n_outside += 1
                 continue
             J_new = total_cost(X_new, U_new)
             if not math.isfinite(J_new):
+                n_nonfinite += 1
                 continue   # non-finite costs are rejected, never propagated
             expected = res.expected_change(alpha)
+            last = (alpha, J_new - J, expected)
             if expected < 0 and J_new - J <= accept_ratio * expected:
                 accepted = True
                 break
         if not accepted:
             mu, delta = increase(mu, delta)
             if mu > _MU_MAX:
-                reason = "no improving step (regularization limit reached)"
+                trials = []
+                if last is not None:
+                    trials.append(f"at step size {last[0]:.3g} the cost changed by {last[1]:.3g} "
+                                  f"against a predicted {last[2]:.3g}")
+                if n_nonfinite:
+                    trials.append(f"{n_nonfinite} trial(s) gave a non-finite cost")
+                if n_outside:
+                    trials.append(f"{n_outside} trial(s) left the control box "
+                                  f"(constraint='reject')")
+                reason = (f"no improving step (regularization limit reached): no line-search step "
+                          f"achieved {accept_ratio:g} of the predicted decrease "
+                          f"{-expected_full:.3g} (gradient norm {gnorm:.3g}); "
+                          + "; ".join(trials)
+                          + ("; finite-difference derivatives may be inaccurate here, supply "
+                             "derivatives=" if derivatives is None else
+                             "; check that derivatives= matches dynamics and cost"))
                 break
             continue
         improvement = J - J_new
@@ -237,19 +402,37 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         costs.append(J)
         delta = min(1.0 / _DELTA0, delta / _DELTA0)
         mu = mu * delta if mu * delta > _MU_MIN else 0.0
-        if callback is not None and callback(it, X, U, J):
-            reason = "callback"
-            break
+        if callback is not None:
+            stop = callback(it, X, U, J)
+            if stop is not None and not isinstance(stop, (bool, np.bool_)):
+                raise ValidationTypeError(f"callback must return None or a bool (True stops); "
+                                          f"got {type(stop).__name__}.")
+            if stop:
+                reason = "callback"
+                break
         if improvement < tol * max(1.0, abs(J)):
             reason, converged = "relative improvement below tol", True
             break
-    return ILQRResult(X, U, K, k, J, costs, converged, reason, it, mu)
+    return result()
 
 
-def _all_finite(d: Derivatives) -> bool:
-    return all(np.all(np.isfinite(getattr(d, name))) for name in
-               ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "cT_x", "cT_xx")) and (
-        d.c_ux is None or bool(np.all(np.isfinite(d.c_ux))))
+def _first_non_finite(d: Derivatives) -> str:
+    """Which derivative is non-finite first, and where (``"f_u at step 3"``)."""
+    for name in ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "c_ux"):
+        a = getattr(d, name)
+        if a is not None and not np.all(np.isfinite(a)):
+            t = int(np.argmax(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)))
+            return f"{name} at step {t}"
+    return "cT_x" if not np.all(np.isfinite(d.cT_x)) else "cT_xx"
+
+
+def _rank_deficient(fu: np.ndarray) -> bool:
+    """Whether ``f_u`` (D, M) has numerical rank below ``M`` (state regularisation
+    ``mu f_u'f_u`` cannot then make ``Q_uu`` positive definite)."""
+    if fu.shape[0] < fu.shape[1]:
+        return True
+    sv = np.linalg.svd(fu, compute_uv=False)
+    return bool(sv[-1] <= 1e-10 * max(sv[0], 1e-300))
 
 
 def _inside(U: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
