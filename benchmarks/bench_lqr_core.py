@@ -1,6 +1,7 @@
-"""Batched exact cost + gradient vs a Python loop over SciPy's Lyapunov solver.
+"""Batched exact cost + gradient vs a Python loop over SciPy's Lyapunov solver, and batched
+optimal gains (``optimal_gain``) vs loops over SciPy's DARE and python-control's ``dlqr``.
 
-Run:  python benchmarks/bench_lqr_core.py [--quick]
+Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare}] [--repeat N]
 
 For each size the baseline loops over tasks and calls
 ``scipy.linalg.solve_discrete_lyapunov`` twice per task (P_K and Sigma_K), then forms
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 import scipy.linalg
@@ -41,13 +43,94 @@ def metalqr_batched(tasks: metalqr.TaskSet, K: np.ndarray):
     return metalqr.cost(tasks, K), metalqr.gradient(tasks, K)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller task counts")
-    args = parser.parse_args()
+def scipy_dare_loop(tasks: metalqr.TaskSet):
+    """Optimal gains by a Python loop over ``scipy.linalg.solve_discrete_are``."""
+    Ks, Ps = [], []
+    for t in tasks:
+        P = scipy.linalg.solve_discrete_are(t.A, t.B, t.Q, t.R)
+        Ks.append(np.linalg.solve(t.R + t.B.T @ P @ t.B, t.B.T @ P @ t.A))
+        Ps.append(P)
+    return np.stack(Ks), np.stack(Ps)
+
+
+def control_dlqr_loop(tasks: metalqr.TaskSet):
+    """Optimal gains by a Python loop over ``control.dlqr``."""
+    import control
+
+    Ks, Ps = [], []
+    for t in tasks:
+        K, P, _ = control.dlqr(t.A, t.B, t.Q, t.R)
+        Ks.append(K)
+        Ps.append(P)
+    return np.stack(Ks), np.stack(Ps)
+
+
+def interleaved(fns: dict, repeat: int, min_round: float = 0.1) -> dict:
+    """Best wall time per call of each function over ``repeat`` rounds, the functions
+    alternating within each round so that load changes hit all alike. After a warm-up call,
+    a function faster than ``min_round`` seconds is called several times in a row per round
+    (each call timed on its own), as ``timeit`` does for short statements."""
+    inner = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        fn()
+        inner[name] = max(1, min(50, int(min_round / max(time.perf_counter() - t0, 1e-9))))
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            for _ in range(inner[name]):
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def bench_optimal_gain(quick: bool, repeat: int) -> None:
+    """``optimal_gain`` (batched structured doubling, checked) vs loops of SciPy's DARE and
+    python-control's dlqr on random tasks (spectral radius of A uniform in [0.3, 1.2], so
+    about a third are open-loop unstable). Also prints the accuracy: the largest scaled
+    Riccati residual of each solver and the largest relative gain difference to dlqr."""
+    try:
+        import control  # noqa: F401
+        have_control = True
+    except ImportError:
+        have_control = False
+        print("python-control is not installed: its column is skipped.")
+    from metalqr.lqr.riccati import riccati_residual
+
+    rng = np.random.default_rng(1)
+    sizes = [(1000, 2, 1), (1000, 4, 2), (100, 20, 10), (10, 200, 100)]
+    if quick:
+        sizes = [(100, 2, 1), (100, 4, 2), (20, 20, 10), (2, 200, 100)]
+    rows = []
+    for n, d, k in sizes:
+        tasks = metalqr.TaskSet([random_task(rng, d, k) for _ in range(n)])
+        fns = {"metalqr": lambda: metalqr.optimal_gain(tasks), "scipy": lambda: scipy_dare_loop(tasks)}
+        if have_control:
+            fns["control"] = lambda: control_dlqr_loop(tasks)
+        t = interleaved(fns, repeat)
+        K, P = metalqr.optimal_gain(tasks)
+        K_s, P_s = scipy_dare_loop(tasks)
+        row = {"tasks": n, "d": d, "k": k, "metalqr_s": t["metalqr"], "scipy_loop_s": t["scipy"],
+               "x_scipy": t["scipy"] / t["metalqr"]}
+        if have_control:
+            K_c, _ = control_dlqr_loop(tasks)
+            row.update({"control_loop_s": t["control"], "x_control": t["control"] / t["metalqr"],
+                        "max_relK_vs_dlqr": float(np.max(np.linalg.norm(K - K_c, axis=(1, 2))
+                                                         / np.linalg.norm(K_c, axis=(1, 2))))})
+        row.update({"max_res_metalqr": float(np.max(riccati_residual(tasks, P))),
+                    "max_res_scipy": float(np.max(riccati_residual(tasks, P_s)))})
+        rows.append(row)
+    print_table(rows, f"optimal_gain vs loops of scipy.linalg.solve_discrete_are and control.dlqr "
+                      f"(best of {repeat} interleaved rounds; OPENBLAS_NUM_THREADS="
+                      f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, METALQR_NUM_THREADS="
+                      f"{os.environ.get('METALQR_NUM_THREADS', 'unset')})")
+
+
+def bench_cost_gradient(quick: bool) -> None:
     rng = np.random.default_rng(0)
     sizes = [(1000, 2, 1), (1000, 20, 10), (100, 50, 25)]
-    if args.quick:
+    if quick:
         sizes = [(n // 10, d, k) for n, d, k in sizes]
     rows = []
     for n, d, k in sizes:
@@ -63,6 +146,20 @@ def main() -> None:
         rows.append({"tasks": n, "d": d, "k": k, "scipy_loop_s": t_scipy, "metalqr_s": t_ours,
                      "speedup": t_scipy / t_ours, "max_rel_diff": float(diff)})
     print_table(rows, "Batched cost + gradient vs a loop of scipy.linalg.solve_discrete_lyapunov")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller task counts")
+    parser.add_argument("--only", choices=["cost", "dare"], default=None,
+                        help="run only the cost+gradient rows or only the optimal_gain rows")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="interleaved rounds of the optimal_gain rows (default 3)")
+    args = parser.parse_args()
+    if args.only in (None, "cost"):
+        bench_cost_gradient(args.quick)
+    if args.only in (None, "dare"):
+        bench_optimal_gain(args.quick, max(1, args.repeat))
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ docs/theory.md for which printed constants fail and what replaces them)."""
 
 from .certify import Certificate, certify, sublevel_constants
 
-from .constants import (TaskConstants, bernstein_samples, cost_lipschitz, gradient_domination_lambda, h_c, h_cost,
+from .constants import (VARIANTS, TaskConstants, bernstein_samples, cost_lipschitz, gradient_domination_lambda, h_c, h_cost,
                         h_cost_meta, h_Delta, h_G, h_G_meta, h_grad, h_H, h_hess, h_L_grad, h_r2,
                         h_sample_task, rollout_length_bound, rollout_length_meta, rollout_length_variance,
                         task_constants)
 
-__all__ = ["certify", "Certificate", "sublevel_constants", "TaskConstants", "task_constants", "cost_lipschitz", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
+__all__ = ["VARIANTS", "certify", "Certificate", "sublevel_constants", "TaskConstants", "task_constants", "cost_lipschitz", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
            "gradient_domination_lambda", "h_G_meta", "h_cost_meta", "bernstein_samples",
            "rollout_length_bound", "h_hess", "h_L_grad", "h_sample_task", "h_r2",
            "rollout_length_meta", "rollout_length_variance"]

@@ -10,16 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_positive
-from ..exceptions import ValidationError
+from .._validation import check_positive, check_probability, check_real
+from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
+from ..lqr import spectral_radius
+from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset, is_maml_stabilizing, maml_objective, optimal_costs
-from .constants import (TaskConstants, gradient_domination_lambda, h_c, h_cost, h_Delta, h_G, h_grad, h_H,
-                        h_hess, h_r2, h_sample_task, rollout_length_meta, rollout_length_variance,
+from .constants import (TaskConstants, _check_definite, _common_gain, _guarded, gradient_domination_lambda, h_c,
+                        h_cost, h_Delta, h_G, h_grad, h_H, h_hess, h_r2, h_sample_task, rollout_length_meta, rollout_length_variance,
                         task_constants)
 
 __all__ = ["sublevel_constants", "Certificate", "certify"]
 
 
+@_guarded
 def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants:
     """Bounds valid on the whole sub-level set ``S = {K : J_i(K) - J_i* <= gamma (J_i(K0) - J_i*)}``
     (Definition 2).
@@ -31,8 +34,39 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
     ``||A - BK|| <= ||A|| + ||B|| h_c``. Every polynomial of :mod:`constants` is increasing
     in these quantities (``h_Delta`` decreasing), so evaluating it on the returned object
     gives its supremum (infimum for ``h_Delta``) over ``S``.
+
+    Parameters
+    ----------
+    tasks : TaskSet or LQRTask
+        Task family with positive definite ``Q_i`` and ``Psi_i``.
+    K0 : array_like, shape (k, d)
+        Gain stabilising every task (defines the sub-level set).
+    gamma : float > 0
+        Sub-level ratio; ``gamma >= 1`` makes ``S`` contain ``K0``.
+
+    Returns
+    -------
+    TaskConstants
+        Suprema over ``S`` (``J`` holds a lower bound ``J_i*`` of the costs on ``S``).
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task set or gain, a non-positive or non-finite ``gamma``, or
+        semidefinite ``Q_i`` / ``Psi_i`` (see :func:`task_constants`).
+    UnstablePolicyError
+        If ``K0`` does not stabilise some task.
     """
     ts = as_taskset(tasks)
+    gamma = check_positive(gamma, "gamma")
+    K0 = np.array(_common_gain(ts, K0, "K0")[0])
+    rho = spectral_radius(ts, K0)
+    if np.any(rho >= 1.0):
+        i = int(np.argmax(rho))
+        raise UnstablePolicyError(f"sublevel_constants needs a K0 that stabilises every task, but K0 does not "
+                                  f"stabilise task {i} (spectral radius of A - B K0 is {rho[i]:.6g} >= 1); "
+                                  f"start from metalqr.common_stabilizing_gain(tasks).",
+                                  task_index=i, spectral_radius=float(rho[i]))
     c0 = task_constants(ts, K0)
     Jbar = float(np.max(c0.J_star + gamma * (c0.J - c0.J_star)))
     norm_B_F = float(np.max(np.linalg.norm(ts.B, axis=(-2, -1))))
@@ -58,12 +92,33 @@ class Certificate:
     radius_max: float
     n_perturbations_min: float
     rollout_length_min: float
-    task_batch_min: float = math.nan
-    meta_radius_max: float = math.nan
-    meta_rollout_length_min: float = math.nan
-    iterations_min: float = math.nan
-    psi0: float = math.nan
+    task_batch_min: float
+    meta_radius_max: float
+    meta_rollout_length_min: float
+    iterations_min: float
+    psi0: float
     constants: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Validate the fields (filled by :func:`certify`; hand-built ones are checked too):
+        real numbers, never NaN, ``>= 0`` (``iterations_min`` may be ``inf``: Theorem 2 does
+        not apply when ``eta h_H >= 1``).
+
+        Raises
+        ------
+        ValidationError
+            On a non-real, NaN, negative (or, except ``iterations_min``, infinite) field.
+        """
+        for name in ("eta", "alpha", "epsilon", "delta", "eta_max", "alpha_max", "radius_max",
+                     "n_perturbations_min", "rollout_length_min", "task_batch_min", "meta_radius_max",
+                     "meta_rollout_length_min", "psi0"):
+            setattr(self, name, check_real(getattr(self, name), f"Certificate.{name}", minimum=0.0))
+        N = self.iterations_min
+        if not (isinstance(N, (int, float, np.floating, np.integer)) and not isinstance(N, bool)
+                and not math.isnan(N) and N >= 0):
+            raise ValidationError(f"Certificate.iterations_min must be a number >= 0 (inf allowed); got {N!r}.")
+        if not isinstance(self.constants, dict):
+            raise ValidationTypeError(f"Certificate.constants must be a dict; got {type(self.constants).__name__}.")
 
     @property
     def conditions(self) -> dict[str, bool]:
@@ -92,6 +147,7 @@ class Certificate:
         return "\n".join(lines)
 
 
+@_guarded
 def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, delta: float,
             gamma: float = 1.0, epsilon0: float | None = None, L_star: float | None = None) -> Certificate:
     """Evaluate the step-size conditions of Theorem 1, the estimation conditions of Lemmas 6
@@ -121,16 +177,53 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     Here ``hg = h_grad``, ``hH = h_H``, ``hG`` the corrected ``h_G``, ``hcost`` the relative
     cost constant (derived form, see :func:`metalqr.theory.h_cost`).
 
+    Parameters
+    ----------
+    tasks : TaskSet or LQRTask
+        Task family; every ``Q_i`` and ``Psi_i`` must be positive definite (the constants
+        divide by ``sigma_min(Q)`` and ``sigma_min(Psi)``; with ``Q = 0`` they are infinite,
+        so no certificate exists and a :class:`~metalqr.ValidationError` names ``Q``).
+    K0 : array_like, shape (k, d)
+        Initial meta-policy, MAML-stabilising for ``eta`` (Definition 1).
+    eta : float > 0
+        Inner (adaptation) step size.
+    alpha : float > 0
+        Outer (meta) step size.
+    epsilon : float > 0
+        Gradient-estimation accuracy (Lemmas 6-7).
+    delta : float in (0, 1)
+        Failure probability (Lemma 6 holds w.p. ``1 - 2 delta``).
+    gamma : float >= 1
+        Sub-level ratio of the set over which suprema are taken (must contain ``K0``).
+    epsilon0 : float > 0, optional
+        Target accuracy of Theorem 2 (default ``epsilon``).
+    L_star : float, optional
+        ``L(K*)`` if known; at most ``L(K0)``.
+
+    Returns
+    -------
+    Certificate
+
     Raises
     ------
     ValidationError
-        If ``K0`` is not MAML-stabilising for ``eta``.
+        On malformed or out-of-range arguments (each named), semidefinite ``Q_i``/``Psi_i``,
+        an ``L_star`` above ``L(K0)``, or if ``K0`` is not MAML-stabilising for ``eta``.
     """
     ts = as_taskset(tasks)
-    for name, v in (("eta", eta), ("alpha", alpha), ("epsilon", epsilon), ("delta", delta)):
-        check_positive(v, name)
+    eta = check_positive(eta, "eta")
+    alpha = check_positive(alpha, "alpha")
+    epsilon = check_positive(epsilon, "epsilon")
+    delta = check_probability(delta, "delta")
+    gamma = check_real(gamma, "gamma", minimum=1.0)
+    eps0 = epsilon if epsilon0 is None else check_positive(epsilon0, "epsilon0")
+    if L_star is not None:
+        L_star = check_real(L_star, "L_star")
+    K0 = _common_gain(ts, K0, "K0")[0]
+    _check_definite(as_batch(ts))
     if not is_maml_stabilizing(ts, K0, eta):
-        raise ValidationError("K0 must be MAML-stabilising for eta to be certified.")
+        raise ValidationError(f"K0 must be MAML-stabilising for eta = {eta:g} to be certified "
+                              f"(Definition 1); reduce eta or start from a stabilising gain.")
     c = sublevel_constants(ts, K0, gamma)
     hg, hH, hG = h_grad(c), h_H(c, c.J_max), h_G(c)
     k, d = c.k, c.d
@@ -150,17 +243,26 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     ell_var = rollout_length_variance(c, epsilon * r / (4 * d * k), delta / M)
     ell = max(ell_grad, ell_var)
     r_meta = h_r2(epsilon, c, eta, hH)
+    L0 = maml_objective(ts, K0, eta)
+    given = L_star is not None
     if L_star is None:
         L_star = float(np.mean(optimal_costs(ts)))
-    psi0 = maml_objective(ts, K0, eta) - L_star
+    psi0 = L0 - L_star
     if psi0 < 0:
-        raise ValidationError(f"L_star = {L_star:.6g} exceeds L(K0): pass the meta-objective at a "
-                              "MAML optimum (or omit it to use the lower bound mean_i J_i*).")
+        if given and psi0 < -1e-12 * max(abs(L0), 1.0):
+            raise ValidationError(f"L_star = {L_star:.6g} exceeds L(K0) = {L0:.6g}: pass the meta-objective at "
+                                  "a MAML optimum (or omit it to use the lower bound mean_i J_i*).")
+        psi0 = 0.0           # K0 optimal up to rounding
     lam = float(np.min(gradient_domination_lambda(c)))
     contraction = 1.0 - eta**2 * hH**2
-    eps0 = epsilon if epsilon0 is None else check_positive(epsilon0, "epsilon0")
-    N = (8.0 / (alpha * lam * contraction) * max(math.log(2 * psi0 / eps0), 0.0)
-         if contraction > 0 else math.inf)
+    if contraction <= 0:
+        N = math.inf
+    elif psi0 <= eps0 / 2:
+        N = 0.0
+    else:
+        N = 8.0 / (alpha * lam * contraction) * math.log(2 * psi0 / eps0)
+        if not math.isfinite(N):
+            N = math.inf
     return Certificate(
         eta=eta, alpha=alpha, epsilon=epsilon, delta=delta, eta_max=eta_max, alpha_max=alpha_max,
         radius_max=r, n_perturbations_min=M, rollout_length_min=ell,
