@@ -13,7 +13,7 @@ from metalqr.ilqr import (Derivatives, backward_pass, box_qp, finite_difference_
                           ilqr, problems)
 from metalqr.ilqr.backward_numba import backward_dense
 from metalqr.ilqr.derivatives import fd_dynamics_jacobians, quadratic_cost_derivatives
-from metalqr.ilqr.forward_numba import forward_compiled
+from metalqr.ilqr.forward_numba import CompiledStep, forward_compiled
 
 from helpers import assert_named_error
 
@@ -149,6 +149,8 @@ case("backward_dense", "mu_state", lambda: backward_dense(
     np.ones((T, M, M)), np.ones((T, M, D)), np.ones(D), np.ones((D, D)), -1.0, 0.0))
 _fw = dict(x0=X0, X=np.zeros((T + 1, D)), U=U0, K=np.zeros((T, M, D)), k=np.zeros((T, M)),
            alpha=1.0, lo=np.full(M, -np.inf), hi=np.full(M, np.inf), clip=False)
+_fw4 = dict(x0=np.zeros(4), X=np.zeros((T + 1, 4)), U=U0, K=np.zeros((T, M, 4)), k=np.zeros((T, M)),
+            alpha=1.0, lo=np.full(M, -np.inf), hi=np.full(M, np.inf), clip=False)
 case("forward_compiled", "K", lambda: forward_compiled(_good_step, **{**_fw, "K": np.zeros((2, M, D))}))
 case("forward_compiled", "X", lambda: forward_compiled(_good_step, **{**_fw, "X": np.zeros((T, D))}))
 case("forward_compiled", "lo", lambda: forward_compiled(_good_step, **{**_fw, "lo": np.zeros(M + 3)}))
@@ -320,7 +322,7 @@ case("box_qp", "tol", lambda: _qp(tol=0.0))
 case("box_qp", "tol", lambda: _qp(tol=-1.0))
 
 # ---- problems ----------------------------------------------------------------------------------
-for make in (problems.pendulum, problems.cartpole):
+for make in (problems.acrobot, problems.pendulum, problems.cartpole):
     nm = make.__name__
     for bad, exc in ((0, VE), (2.5, TE), (True, TE), (-3, VE), (10 ** 9, VE)):
         case(nm, "T", lambda make=make, bad=bad: make(T=bad), exc)
@@ -366,6 +368,82 @@ case("Problem", "compiled_step", lambda: _pb(compiled_step=lambda x, u, t: x), T
 case("Problem", "derivatives", lambda: _pb(derivatives=1), TE)
 for bad in ("yes", 1, None, 0.0):
     case("Problem.kwargs", "compiled", lambda bad=bad: _pb().kwargs(compiled=bad), TE)
+for bad, exc in ((0.0, VE), (-0.1, VE), ("0.1", TE), (np.inf, VE), (True, TE)):
+    case("Problem", "dt", lambda bad=bad: _pb(dt=bad), exc)
+for bad in ([("max_iterations", 5)], {1: 2}, "tol=1e-6", None):
+    case("Problem", "solver_options", lambda bad=bad: _pb(solver_options=bad), TE)
+
+# ---- the registry of standard problems (issue 16) ---------------------------------------------
+for bad, exc in (("acrobat", VE), ("", VE), (None, VE), (3, VE), ("Acrobot", VE)):
+    case("standard_problem", "name", lambda bad=bad: problems.standard_problem(bad), exc)
+    case("standard_problem_spec", "name", lambda bad=bad: problems.standard_problem_spec(bad), exc)
+for bad, exc in ((0, VE), (2.5, TE), (-1, VE), ("50", TE)):
+    case("standard_problem", "T", lambda bad=bad: problems.standard_problem("acrobot", T=bad), exc)
+for bad, exc in ((0.0, VE), (1.5, VE), (np.nan, VE), ("0.1", TE)):
+    case("standard_problem", "dt", lambda bad=bad: problems.standard_problem("pendulum", dt=bad), exc)
+for bad in (None, "acrobot", problems.acrobot(), {"name": "x"}):
+    case("register_problem", "spec", lambda bad=bad: problems.register_problem(bad), TE)
+_adyn = problems.acrobot().dynamics
+case("standard dynamics", "x", lambda: _adyn(np.zeros((3, 2)), np.zeros((3, 1)), np.arange(3)))
+case("standard dynamics", "u", lambda: _adyn(np.zeros((3, 4)), np.zeros((2, 1)), np.arange(3)))
+case("standard dynamics", "x", lambda: _adyn(np.zeros(4), np.zeros(1), 0))
+case("standard dynamics", "u", lambda: _adyn(np.zeros((3, 4)), np.zeros((3, 2)), np.arange(3)))
+case("standard dynamics", "t", lambda: _adyn(np.zeros((3, 4)), np.zeros((3, 1)), np.arange(2)))
+case("standard dynamics", "t", lambda: _adyn(np.zeros((3, 4)), np.zeros((3, 1)), "now"))
+case("register_problem", "already registered",
+     lambda: problems.register_problem(problems.standard_problem_spec("acrobot")))
+_acro = problems.standard_problem_spec("acrobot")
+_sp = lambda **kw: problems.StandardProblem(**{**_acro.__dict__, **kw})
+for bad in ("my problem", 5, "", "1st"):
+    case("StandardProblem", "name", lambda bad=bad: _sp(name=bad), TE)
+for field in ("step", "batch", "forward"):
+    for bad in (None, lambda x, u, t, dt: x, _acro.step.py_func, "step"):
+        case("StandardProblem", field, lambda field=field, bad=bad: _sp(**{field: bad}), TE)
+case("StandardProblem", "x0", lambda: _sp(x0=()))
+case("StandardProblem", "x0", lambda: _sp(x0=(np.nan, 0.0, 0.0, 0.0)))
+case("StandardProblem", "x0", lambda: _sp(x0=(1j, 0.0, 0.0, 0.0)), TE)
+case("StandardProblem", "x0", lambda: _sp(x0="abcd"), TE)
+case("StandardProblem", "goal", lambda: _sp(goal=(0.0, 0.0)))
+case("StandardProblem", "goal", lambda: _sp(goal=(np.inf, 0.0, 0.0, 0.0)))
+case("StandardProblem", "goal", lambda: _sp(goal=None), TE)
+case("StandardProblem", "goal", lambda: _sp(goal=((0.0,) * 4,)))
+for bad, exc in ((0, VE), (1.5, TE), ("1", TE), (-2, VE)):
+    case("StandardProblem", "M", lambda bad=bad: _sp(M=bad), exc)
+for field in ("q", "r", "q_final"):
+    for bad, exc in ((-1.0, VE), (np.nan, VE), (np.inf, VE), ("1", TE)):
+        case("StandardProblem", field, lambda field=field, bad=bad: _sp(**{field: bad}), exc)
+for bad in ("yes", 1, None, 0.0):
+    case("StandardProblem", "stage_times_dt", lambda bad=bad: _sp(stage_times_dt=bad), TE)
+for bad, exc in ((0, VE), (0.5, TE), (10 ** 8, VE), (None, TE)):
+    case("StandardProblem", "T", lambda bad=bad: _sp(T=bad), exc)
+for bad, exc in ((0.0, VE), (2.0, VE), (np.nan, VE), (None, TE)):
+    case("StandardProblem", "dt", lambda bad=bad: _sp(dt=bad), exc)
+for bad in ("51", None, 1j, True):
+    case("StandardProblem", "reference", lambda bad=bad: _sp(reference=bad), TE)
+for bad in (None, 5, b"x", ["trajax"]):
+    case("StandardProblem", "reference_source", lambda bad=bad: _sp(reference_source=bad), TE)
+for bad in (None, [1], {2: 3}, "tol"):
+    case("StandardProblem", "solver_options", lambda bad=bad: _sp(solver_options=bad), TE)
+for bad in (None, 3, ["s"], b"s"):
+    case("StandardProblem", "summary", lambda bad=bad: _sp(summary=bad), TE)
+_cs = lambda **kw: CompiledStep(**{**dict(step=_acro.step, forward=_acro.forward, params=(0.1,),
+                                          dims=(4, 1)), **kw})
+for field in ("step", "forward"):
+    for bad in (None, lambda x, u, t: x, _acro.step.py_func, 1.0):
+        case("CompiledStep", field, lambda field=field, bad=bad: _cs(**{field: bad}), TE)
+for bad in ([0.1], (0.1, "a"), (True,), 0.1, ((0.1,),)):
+    case("CompiledStep", "params", lambda bad=bad: _cs(params=bad), TE)
+for bad in ((4,), (0, 1), (4.0, 1), None, (True, 1)):
+    case("CompiledStep", "dims", lambda bad=bad: _cs(dims=bad), TE)
+_acs = problems.acrobot().compiled_step
+case("CompiledStep", "compiled_step", lambda: _acs(np.zeros(2), np.zeros(1), 0))
+case("CompiledStep", "compiled_step", lambda: _acs(np.zeros(4), np.zeros(2), 0))
+case("CompiledStep", "compiled_step", lambda: _acs(np.zeros((1, 4)), np.zeros(1), 0))
+case("CompiledStep", "compiled_step", lambda: _acs(np.zeros(5), np.zeros(1), 0))
+case("forward_compiled", "compiled_step", lambda: forward_compiled(_acs, **_fw))
+case("forward_compiled", "K", lambda: forward_compiled(problems.acrobot().compiled_step,
+                                                       **{**_fw4, "K": np.zeros((2, 1, 4))}))
+case("ilqr", "compiled_step", lambda: run_ilqr(compiled_step=problems.acrobot().compiled_step))
 
 
 @pytest.mark.parametrize("fn, word, exc", CASES)

@@ -117,3 +117,93 @@ def test_paper_scalar_pair_is_not_meta_learnable():
                           metalqr.LQRTask([[1.0]], [[1.5]], [[1.0]], [[1.0]])])
     K = metalqr.common_stabilizing_gain(ok)
     assert np.all(metalqr.is_stabilizing(ok, K))
+
+
+# --- issue 13, part B: the PBH test per eigenspace ----------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from metalqr.meta.objective import unstabilisable_mode  # noqa: E402
+
+
+def test_repeated_eigenvalue_with_partial_input_is_not_stabilisable():
+    """Issue 13 B 3: A = 2I, B = [1, 1]', Q = I, R = 1 with a stable second task. rank
+    [A - 2I, B] = 1 < 2 and w = [1, -1]/sqrt(2) has w'B = 0: NotMetaLearnableError naming
+    task 0 (the old per-eigenvector test said nothing)."""
+    bad = metalqr.LQRTask(2.0 * np.eye(2), [[1.0], [1.0]], np.eye(2), [[1.0]])
+    good = metalqr.LQRTask(0.5 * np.eye(2), [[1.0], [0.0]], np.eye(2), [[1.0]])
+    ts = metalqr.TaskSet([bad, good])
+    err = pytest.raises(metalqr.NotMetaLearnableError, metalqr.check_meta_learnable, ts).value
+    msg = str(err)
+    assert "task 0" in msg and "rank [A - lambda I, B] = 1 < d = 2" in msg and "eigenvalue 2" in msg
+    lam, rank, w = unstabilisable_mode(bad.A, bad.B)
+    assert lam == pytest.approx(2.0) and rank == 1
+    assert abs(abs(w[0]) - 2**-0.5) < 1e-12 and w[0] == pytest.approx(-w[1])
+    assert np.linalg.norm(w @ bad.B) < 1e-12
+    with pytest.raises(metalqr.NotMetaLearnableError, match="task 0"):
+        metalqr.common_stabilizing_gain(ts)
+    with pytest.raises(metalqr.NotMetaLearnableError, match="task 0"):
+        metalqr.meta_policy_optimization(ts, np.zeros((1, 2)), alpha=1e-3, eta=1e-5,
+                                         n_iterations=1, gradient="exact", progress=False)
+    with pytest.raises(metalqr.NotMetaLearnableError, match="task 1"):
+        metalqr.check_meta_learnable(metalqr.TaskSet([good, bad]))
+    # Two independent inputs reach the whole eigenspace: stabilisable.
+    full = metalqr.LQRTask(2.0 * np.eye(2), np.eye(2), np.eye(2), np.eye(2))
+    metalqr.check_meta_learnable(full)
+    assert metalqr.is_stabilizing(full, metalqr.optimal_gain(full)[0])
+
+
+def _similar(rng, M):
+    T = rng.standard_normal(M.shape) + 2 * np.eye(M.shape[0])
+    return T, np.linalg.inv(T)
+
+
+def test_defective_and_complex_unstable_modes(rng):
+    """A 3x3 Jordan block at 1.5 hidden by a similarity transform (computed eigenvalues spread
+    ~1e-5): B at the chain's end reaches it (stabilisable; the DARE agrees), B at its start
+    does not; a rotating unstable pair (|lambda| = 1.2) unreachable by B; a repeated
+    eigenvalue 2 of multiplicity 3 with a rank-2 B."""
+    J = np.array([[1.5, 1.0, 0.0], [0.0, 1.5, 1.0], [0.0, 0.0, 1.5]])
+    T, Ti = _similar(rng, J)
+    A = T @ J @ Ti
+    assert np.ptp(np.abs(np.linalg.eigvals(A))) > 1e-8           # numerically split
+    reach = T @ np.array([[0.0], [0.0], [1.0]])
+    assert unstabilisable_mode(A, reach) is None
+    assert np.all(np.isfinite(metalqr.optimal_gain(metalqr.LQRTask(A, reach, np.eye(3), [[1.0]]))[0]))
+    miss = T @ np.array([[1.0], [0.0], [0.0]])
+    lam, rank, w = unstabilisable_mode(A, miss)
+    assert lam == pytest.approx(1.5, abs=1e-4) and rank == 2
+    c, s = 1.2 * np.cos(0.7), 1.2 * np.sin(0.7)
+    A2 = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 0.5]])
+    lam, rank, w = unstabilisable_mode(A2, np.array([[0.0], [0.0], [1.0]]))
+    assert abs(lam) == pytest.approx(1.2) and abs(lam.imag) > 0.5 and rank == 2
+    assert unstabilisable_mode(A2, np.array([[1.0], [0.0], [0.0]])) is None
+    lam, rank, _ = unstabilisable_mode(2.0 * np.eye(3), rng.standard_normal((3, 2)))
+    assert lam == pytest.approx(2.0) and rank == 2
+
+
+@given(st.integers(0, 10_000), st.integers(2, 5), st.integers(1, 3), st.booleans())
+def test_pbh_agrees_with_the_riccati_equation(seed, d, k, hide):
+    """Random systems with a repeated unstable eigenvalue: when a mode is hidden from B (B in
+    an invariant complement) the test finds it; otherwise the DARE has a stabilising
+    solution and the test passes."""
+    rng = np.random.default_rng(seed)
+    k = min(k, d - 1) if hide else k
+    # d - m copies of the unstable eigenvalue 1.7; hidden: B reaches only the other m modes.
+    m = int(rng.integers(1, d)) if hide else int(rng.integers(max(0, d - k), d))
+    D = np.concatenate([np.full(d - m, 1.7), rng.uniform(-1.5, 1.5, m)])
+    T, Ti = _similar(rng, np.eye(d))
+    A = T @ np.diag(D) @ Ti
+    Bz = np.zeros((d, k))
+    Bz[d - m:] = rng.standard_normal((m, k))
+    if not hide:                                        # B reaches the whole eigenspace
+        Bz = rng.standard_normal((d, k))
+        Bz[: d - m, : d - m] += 3.0 * np.eye(d - m)
+    B = T @ Bz
+    found = unstabilisable_mode(A, B)
+    if hide:
+        assert found is not None and abs(found[0]) >= 1.0 - 1e-6
+    else:
+        assert found is None
+        K = metalqr.optimal_gain(metalqr.LQRTask(A, B, np.eye(d), np.eye(k)))[0]
+        assert np.max(np.abs(np.linalg.eigvals(A - B @ K))) < 1.0

@@ -221,3 +221,185 @@ def test_cupy_matches_numpy(rng):
     a = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=30, rng=2, backend="numpy")
     b = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=30, rng=2, backend="cupy")
     assert np.allclose(a, b, rtol=1e-9)
+
+
+# --- issue 13, part D: badly scaled / singular covariances and diverging roll-outs ---------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from metalqr.rollouts.engine import factor_error, lower_factor  # noqa: E402
+from helpers import random_spd  # noqa: E402
+
+
+class _ProxyXP:
+    """NumPy under another name: the array kernel then takes its CuPy code path (no host
+    synchronisation), which the CPU test runs exercise this way."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def _scaled(task, s):
+    """Issue 13 part D: the task in the coordinates x' = S x, S = diag(s, 1/s, s, 1/s, ...)."""
+    S = np.diag([s if i % 2 == 0 else 1.0 / s for i in range(task.d)])
+    Si = np.diag(1.0 / np.diag(S))
+    return metalqr.LQRTask(S @ task.A @ Si, S @ task.B, Si @ task.Q @ Si, task.R,
+                           Psi=S @ task.Psi @ S, Sigma0=S @ task.Sigma0 @ S), Si
+
+
+def _low_rank_psd(rng, d, r):
+    F = rng.standard_normal((d, r))
+    return F @ F.T
+
+
+@given(st.integers(0, 10_000), st.integers(1, 6), st.sampled_from([1e-6, 1e-3, 1.0, 1e3, 1e6]),
+       st.booleans())
+def test_noise_factor_is_entrywise_accurate_for_any_psd(seed, d, s, singular):
+    """G G' = Psi and L0 L0' = Sigma0 to ~eps relative to sqrt(S_ii S_jj), for badly scaled and
+    singular covariances (the old eigh factor of S itself had error 0.57 at s = 1e4 and 2e8 at
+    s = 1e6 on such inputs)."""
+    rng = np.random.default_rng(seed)
+    P = _low_rank_psd(rng, d, max(1, d - 2)) if singular else random_spd(rng, d)
+    S = np.diag([s if i % 2 == 0 else 1.0 / s for i in range(d)])
+    Ps = S @ P @ S
+    Ps = 0.5 * (Ps + Ps.T)
+    assert factor_error(lower_factor(Ps[None]), Ps[None]) < 1e-12
+    L0, G = noise_factors(Ps[None], Ps[None], np.eye(d)[None])
+    assert factor_error(G, Ps[None]) < 1e-12 and factor_error(L0, Ps[None]) < 1e-12
+    assert np.allclose(np.triu(L0[0], 1), 0.0)
+
+
+def _zscore(c, exact):
+    return abs(c.mean() - exact) / (c.std() / math.sqrt(c.size))
+
+
+@pytest.mark.parametrize("case", ["full", "singular_psi", "singular_sigma0", "zero_sigma0"])
+def test_scaled_coordinates_do_not_bias_rollouts(case):
+    """Issue 13 part D 5: the mean simulated cost matches expected_rollout_cost (z-test, 4.5
+    sigma) in coordinates scaled by S = diag(s, 1/s, s, 1/s), s from 1e-6 to 1e6, also for
+    singular Psi / Sigma0, on the NumPy kernel, the Numba kernel and the array kernel's CuPy
+    path (NumPy as the array module). Before the fix: z-scores of 90-700 at s = 1e4, 1e-6."""
+    rng = np.random.default_rng(7)
+    base = random_task(rng, 4, 2, rho=0.8)
+    Psi, Sigma0 = base.Psi, random_spd(rng, 4)
+    if case == "singular_psi":
+        Psi = _low_rank_psd(rng, 4, 2)
+    elif case == "singular_sigma0":
+        Sigma0 = _low_rank_psd(rng, 4, 1)
+    elif case == "zero_sigma0":
+        Sigma0 = np.zeros((4, 4))
+    base = metalqr.LQRTask(base.A, base.B, base.Q, base.R, Psi=Psi, Sigma0=Sigma0)
+    K = stabilizing_gain(rng, base, 0.05)
+    means = []
+    for s in (1e-6, 1e-3, 1.0, 1e3, 1e6):
+        task, Si = _scaled(base, s)
+        Ks = K @ Si
+        exact = metalqr.expected_rollout_cost(task, Ks, 30)
+        assert exact == pytest.approx(metalqr.expected_rollout_cost(base, K, 30), rel=1e-9)
+        for backend in ("numpy", "numba"):
+            c = metalqr.simulate_costs(task, Ks, length=30, n_rollouts=8000, rng=3,
+                                       backend=backend)
+            assert _zscore(c, exact) < 4.5, (s, backend)
+            means.append(c.mean())
+        L0, G = noise_factors(task.Sigma0[None], task.Psi[None], task.Q[None])
+        N = 2000
+        c = array_kernel.simulate_costs_array(
+            _ProxyXP(), task.A[None], task.B[None], task.Q[None], task.R[None], L0, G,
+            np.zeros(N, dtype=np.int64), np.ascontiguousarray(np.broadcast_to(Ks, (N, 2, 4))),
+            np.arange(N), 30, 11, np.ones(N), 1e10)
+        assert _zscore(c, exact) < 4.5, (s, "array kernel, cupy path")
+    # Same key, same noise: the scaled simulations agree with each other to rounding.
+    assert np.ptp(means) < 1e-6 * np.mean(means)
+
+
+def _diverging_task():
+    """A closed loop with spectral radius 1.5 (issue 13 part D 6)."""
+    task = metalqr.LQRTask([[1.0, 0.2], [0.0, 1.2]], [[0.0], [1.0]], np.eye(2), [[1.0]])
+    K = np.array([[0.0, -0.3]])
+    assert metalqr.spectral_radius(task, K) == pytest.approx(1.5)
+    return task, K
+
+
+def test_diverging_rollouts_are_detected_in_every_backend():
+    """A roll-out whose stage cost grows 1e10 times beyond its reference scale is reported as
+    inf by every backend long before a float overflows (length 50: the costs are ~1e17, all
+    finite), and the estimators raise RolloutOverflowError instead of returning a finite
+    -1e19 gradient."""
+    task, K = _diverging_task()
+    assert math.isfinite(metalqr.expected_rollout_cost(task, K, 50))
+    for backend in ("numpy", "numba"):
+        c = metalqr.simulate_costs(task, K, length=50, n_rollouts=64, rng=0, backend=backend)
+        assert np.all(c == math.inf), backend
+        with pytest.raises(metalqr.RolloutOverflowError, match="diverg"):
+            metalqr.zo_gradient(task, K, rng=0, backend=backend)
+        with pytest.raises(metalqr.RolloutOverflowError):
+            metalqr.zo_maml_gradient(metalqr.TaskSet([task, task]), K, eta=1e-3,
+                                     n_perturbations=4, rng=0, backend=backend)
+    L0, G = noise_factors(task.Sigma0[None], task.Psi[None], task.Q[None])
+    for xp in (np, _ProxyXP()):
+        c = array_kernel.simulate_costs_array(
+            xp, task.A[None], task.B[None], task.Q[None], task.R[None], L0, G,
+            np.zeros(16, dtype=np.int64), np.repeat(K[None], 16, axis=0), np.arange(16), 50, 5,
+            np.full(16, 2.0), 1e10)
+        assert np.all(c == math.inf)
+    with pytest.raises(metalqr.UnstablePolicyError):
+        metalqr.zo_gradient(task, K, rng=0, oracle="exact")
+
+
+def test_stable_transients_are_not_mistaken_for_divergence():
+    """A stable but strongly non-normal closed loop (transient gain 1e4 per step) and a slow
+    one (rho = 0.999, 3000 steps) keep their unbiased means on both kernels."""
+    fast = metalqr.LQRTask([[0.5, 1e4], [0.0, 0.5]], [[0.0], [1.0]], np.eye(2), [[1.0]])
+    slow = metalqr.LQRTask([[0.999]], [[1.0]], [[1.0]], [[1.0]])
+    for task, K, length in ((fast, np.zeros((1, 2)), 40), (slow, np.zeros((1, 1)), 3000)):
+        exact = metalqr.expected_rollout_cost(task, K, length)
+        for backend in ("numpy", "numba"):
+            c = metalqr.simulate_costs(task, K, length=length, n_rollouts=3000, rng=1,
+                                       backend=backend)
+            assert np.all(np.isfinite(c)) and _zscore(c, exact) < 4.5
+
+
+def test_expected_rollout_cost_long_horizons_by_doubling(monkeypatch):
+    """Issue 12: expected_rollout_cost(..., 10**9) ran for minutes. Beyond
+    RECURSION_MAX_LENGTH the same sum is computed by doubling: it agrees with the recursion
+    (forced for short lengths), tends to J(K) like 1/l, and is inf for an unstable loop."""
+    from metalqr.rollouts import engine
+
+    task = metalqr.LQRTask([[0.9, 0.3], [0.0, 0.7]], [[0.0], [1.0]], np.eye(2), [[1.0]],
+                           Psi=np.diag([1.0, 0.5]), Sigma0=np.array([[2.0, 0.3], [0.3, 1.0]]))
+    K = np.array([[0.1, 0.2]])
+    rec = [metalqr.expected_rollout_cost(task, K, n) for n in (1, 2, 3, 7, 64, 1000)]
+    monkeypatch.setattr(engine, "RECURSION_MAX_LENGTH", 0)
+    dbl = [metalqr.expected_rollout_cost(task, K, n) for n in (1, 2, 3, 7, 64, 1000)]
+    np.testing.assert_allclose(dbl, rec, rtol=1e-13)
+    J = metalqr.cost(task, K)
+    far = metalqr.expected_rollout_cost(task, K, 10 ** 9)
+    assert abs(far - J) < 1e-7 * J
+    near = metalqr.expected_rollout_cost(task, K, 10 ** 4)
+    assert abs(near - J) > 10 * abs(far - J)
+    assert metalqr.expected_rollout_cost(task, [[0.0, -2.0]], 10 ** 9) == math.inf
+
+
+def test_divergence_flags_agree_across_backends_on_a_mixed_batch():
+    """Diverging and stable roll-outs in one call: every backend flags the same roll-outs,
+    and the stable ones keep identical costs (to rounding) with and without the test."""
+    bad, K_bad = _diverging_task()
+    good = metalqr.LQRTask([[0.5, 0.1], [0.0, 0.4]], [[0.0], [1.0]], np.eye(2), [[1.0]])
+    ts = metalqr.TaskSet([bad, good])
+    ti = np.arange(40) % 2
+    K = np.where(ti[:, None, None] == 0, K_bad, np.array([[0.0, 0.1]]))
+    got = {be: metalqr.simulate_costs(ts, K, task_index=ti, length=60, rng=4, backend=be)
+           for be in ("numpy", "numba")}
+    L0, G = noise_factors(ts.Sigma0, ts.Psi, ts.Q)
+    from metalqr.lqr.tasks import as_batch
+    from metalqr.rollouts.engine import DIVERGENCE_FACTOR, divergence_reference
+    ref = divergence_reference(as_batch(ts), ti, K)
+    args = (ts.A, ts.B, ts.Q, ts.R, L0, G, ti, np.ascontiguousarray(K), np.arange(40), 60)
+    from metalqr.rollouts.counter_rng import draw_key
+    key = draw_key(np.random.default_rng(4))
+    got["cupy path"] = array_kernel.simulate_costs_array(_ProxyXP(), *args, key, ref,
+                                                         DIVERGENCE_FACTOR)
+    plain = array_kernel.simulate_costs_array(np, *args, key)          # no divergence test
+    for name, c in got.items():
+        assert np.all(np.isinf(c) == (ti == 0)), name
+        np.testing.assert_allclose(c[ti == 1], plain[ti == 1], rtol=1e-10, err_msg=name)

@@ -5,7 +5,9 @@ from . import problems
 from .backward import BackwardResult, backward_pass
 from .boxqp import BoxQPResult, box_qp
 from .derivatives import Derivatives, finite_difference_derivatives
+from .forward_numba import CompiledStep
 from .solver import DEFAULT_LINE_SEARCH, ILQRResult, ilqr
 
 __all__ = ["ilqr", "ILQRResult", "Derivatives", "finite_difference_derivatives", "backward_pass",
-           "BackwardResult", "box_qp", "BoxQPResult", "DEFAULT_LINE_SEARCH", "problems"]
+           "BackwardResult", "box_qp", "BoxQPResult", "DEFAULT_LINE_SEARCH", "CompiledStep",
+           "problems"]

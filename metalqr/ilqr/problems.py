@@ -1,44 +1,69 @@
-"""Standard trajectory-optimisation problems for tests and benchmarks.
+"""Standard trajectory-optimisation problems for tests and benchmarks, and a registry of them.
 
-Each function returns a :class:`Problem` with vectorised dynamics/cost callables (batch
-first) and, where given, analytic derivatives. Reference values:
+Each standard problem is stated once, as a :class:`StandardProblem` registered with
+:func:`register_problem`: its compiled one-step dynamics, its quadratic cost weights, its
+defaults (``T``, ``dt``, ``x0``) and the reference cost a good solver reaches. Everything
+else is derived from that one statement by :func:`standard_problem`: the vectorised Python
+dynamics and cost callables, the analytic cost derivatives (with central-difference dynamics
+Jacobians), and the compiled forward pass (:class:`~metalqr.ilqr.forward_numba.CompiledStep`),
+all for the requested ``dt``. The compiled code is cached on disk by Numba and is not
+recompiled in a fresh process (see docs/ilqr.md, "Start-up").
 
-* ``acrobot()``: the acrobot of trajax's test suite (Gym-style dynamics, explicit Euler,
-  ``dt = 0.1``, ``T = 50``, ``x0 = 0``, goal ``[pi, 0, 0, 0]``, stage
-  ``0.5 * 0.1 |x - goal|^2 + 0.5 * 0.01 |u|^2``, terminal ``0.5 * 1000 |x_T - goal|^2``):
-  objective 4959.476212 at ``U = 0``; a good solver reaches below 51.
-* ``pendulum()``: torque-driven pendulum swing-up (``m = l = 1``, ``g = 9.81``, RK4,
-  ``dt = 0.01``, ``T = 300``), stage ``(theta - pi)^2 + theta_dot^2 + 0.01 u^2`` (times dt),
-  terminal ``10 ((theta - pi)^2 + theta_dot^2)``.
-* ``cartpole()``: cart-pole swing-up of trajax's benchmark (cart 10 kg, pole 1 kg,
-  0.5 m, ``dt = 0.1``, ``T = 50``, force ``5 tanh(u)``), stage ``0.1 |x - x*|^2 + 0.01 u^2``,
-  terminal ``1000 |x_T - x*|^2`` with ``x* = [0, pi, 0, 0]`` (no angle wrapping: the
-  benchmark's modulo wrap is discontinuous).
+Adding a standard problem is a change to this file only: write its step as a module-level
+``@nb.njit(cache=True)`` function ``step(x, u, t, dt) -> x_next`` (one point), the two
+three-line cached kernels that name it (batch and forward pass, as for the acrobot below), and
+one :func:`register_problem` call. The contract tests (``tests/test_ilqr.py``,
+``test_standard_problem_*``) then check it against everything: compiled step == Python step
+at several ``dt``, halving ``dt`` converges, analytic derivatives == finite differences, and
+:func:`metalqr.ilqr.ilqr` reaches its reference.
+
+The cost of every standard problem is ``s (q |x - goal|^2 + r |u|^2)`` per stage with
+``s = dt`` if ``stage_times_dt`` else 1, and ``q_final |x_T - goal|^2`` at the end.
+
+Other problems:
+
 * ``linear_quadratic(...)``: random time-varying LQ problem, with the exact finite-horizon
   Riccati solution for comparison.
 * ``diagonal_quadratic(D, M, T)``: a TOW-like problem with D-dimensional state, diagonal
   ``f_x`` and ``c_xx``: ``x_{t+1} = x_t - lr * sum_j u_j a_j * (x_t - c_j)`` (one gradient
   step on ``M`` weighted quadratic losses), cost ``sum_j loss_j(x) + beta/2 |u - mu|^2``.
+
+The registered standard problems (generated from the registry):
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
-
 import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import numba as nb
 import numpy as np
 
-from .._validation import (as_rng, check_bool, check_callable, check_int, check_psd, check_real,
-                           check_size, check_symmetric)
+from .._validation import (as_rng, check_bool, check_callable, check_choice, check_int,
+                           check_psd, check_real, check_size, check_symmetric)
 from ..exceptions import ValidationError, ValidationTypeError
 from ._checks import real_array
 from .derivatives import Derivatives, fd_dynamics_jacobians, quadratic_cost_derivatives
+from .forward_numba import CompiledStep, _forward_loop
 
-__all__ = ["Problem", "acrobot", "pendulum", "cartpole", "linear_quadratic", "diagonal_quadratic",
-           "finite_horizon_lqr"]
+__all__ = ["Problem", "StandardProblem", "register_problem", "standard_problems",
+           "standard_problem", "standard_problem_spec", "acrobot", "pendulum", "cartpole", "linear_quadratic",
+           "diagonal_quadratic", "finite_horizon_lqr"]
+
+
+def _check_reference(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_, str, bytes, complex)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise ValidationTypeError(f"{name} must be a real number (NaN for none); got {value!r}.")
+    return float(value)
+
+
+def _check_options(value: Any, name: str) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValidationTypeError(f"{name} must be a dict of ilqr keyword arguments (str keys); "
+                                  f"got {value!r}.")
+    return dict(value)
 
 
 @dataclass
@@ -55,8 +80,17 @@ class Problem:
     derivatives : callable ``(X, U) -> Derivatives`` or None
     vectorized : bool
     reference : float
-        A cost that a good solver reaches (NaN if none).
-    compiled_step : Numba-jitted ``(x, u, t) -> x_next`` or None
+        A total cost that :func:`metalqr.ilqr.ilqr` with ``solver_options`` reaches from
+        ``U0`` (at most this value); NaN if none is known (e.g. a standard problem at a
+        non-default ``T`` or ``dt``).
+    compiled_step : :class:`~metalqr.ilqr.forward_numba.CompiledStep`, Numba-jitted
+        ``(x, u, t) -> x_next``, or None
+        The same one-step dynamics as ``dynamics``, compiled (used for the forward passes).
+    dt : float
+        Time step (s) of the dynamics; NaN where the problem has none.
+    solver_options : dict
+        :func:`metalqr.ilqr.ilqr` options under which ``reference`` is reached (e.g.
+        ``max_iterations``); ``{}`` for the defaults.
 
     Raises
     ------
@@ -72,8 +106,10 @@ class Problem:
     U0: np.ndarray
     derivatives: Optional[Callable] = None
     vectorized: bool = True
-    reference: float = float("nan")   # a cost that a good solver reaches (see module doc)
-    compiled_step: Optional[Callable] = None   # Numba one-step dynamics, if available
+    reference: float = float("nan")
+    compiled_step: Optional[Any] = None
+    dt: float = float("nan")
+    solver_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -87,14 +123,17 @@ class Problem:
         if min(self.U0.shape) < 1:
             raise ValidationError(f"U0 must have shape (T, M) with T, M >= 1; got {self.U0.shape}.")
         self.vectorized = check_bool(self.vectorized, "vectorized")
-        if isinstance(self.reference, (bool, np.bool_, str, bytes, complex)) or not isinstance(
-                self.reference, (int, float, np.integer, np.floating)):
-            raise ValidationTypeError(f"reference must be a real number (NaN for none); got "
-                                      f"{self.reference!r}.")
-        self.reference = float(self.reference)
-        if self.compiled_step is not None and not hasattr(self.compiled_step, "py_func"):
-            raise ValidationTypeError("compiled_step must be a Numba-jitted function or None; got "
+        self.reference = _check_reference(self.reference, "reference")
+        if self.compiled_step is not None and not (
+                isinstance(self.compiled_step, CompiledStep) or hasattr(self.compiled_step, "py_func")):
+            raise ValidationTypeError("compiled_step must be a Numba-jitted function, a "
+                                      "CompiledStep or None; got "
                                       f"{type(self.compiled_step).__name__}.")
+        dt = _check_reference(self.dt, "dt")
+        if not math.isnan(dt):
+            dt = check_real(dt, "dt", minimum=0.0, min_inclusive=False)
+        self.dt = dt
+        self.solver_options = _check_options(self.solver_options, "solver_options")
 
     def kwargs(self, compiled: bool = True) -> dict:
         """Keyword arguments for :func:`ilqr` (besides solver options).
@@ -120,88 +159,162 @@ class Problem:
                     compiled_step=self.compiled_step if compiled else None)
 
 
-def _fd_dynamics_analytic_cost(dynamics, goal, q, r, q_final):
-    """Derivatives: central differences of the dynamics (vectorised), exact quadratic cost."""
-    def derivatives(X, U):
-        f_x, f_u = fd_dynamics_jacobians(dynamics, X, U, vectorized=True)
-        return Derivatives(f_x=f_x, f_u=f_u, **quadratic_cost_derivatives(X, U, goal, q, r, q_final))
-    return derivatives
+# ---- the registry of standard problems ----------------------------------------------------
+
+def _is_numba(fn) -> bool:
+    return hasattr(fn, "py_func")
 
 
-@nb.njit(cache=True)
-def _acrobot_step(x, u, dt):
-    """Explicit Euler step of the Gym-style acrobot, batched over rows (compiled: the
-    forward pass calls it one step at a time)."""
-    m1, m2, l1, lc1, lc2, I1, I2 = 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0
-    g = 9.8
-    out = np.empty_like(x)
-    for n in range(x.shape[0]):
-        th1, th2, dth1, dth2 = x[n, 0], x[n, 1], x[n, 2], x[n, 3]
-        a = u[n, 0]
-        d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * math.cos(th2)) + I1 + I2
-        d2 = m2 * (lc2**2 + l1 * lc2 * math.cos(th2)) + I2
-        phi2 = m2 * lc2 * g * math.cos(th1 + th2 - math.pi / 2)
-        phi1 = (-m2 * l1 * lc2 * dth2**2 * math.sin(th2)
-                - 2 * m2 * l1 * lc2 * dth2 * dth1 * math.sin(th2)
-                + (m1 * lc1 + m2 * l1) * g * math.cos(th1 - math.pi / 2) + phi2)
-        ddth2 = ((a + d2 / d1 * phi1 - m2 * l1 * lc2 * dth1**2 * math.sin(th2) - phi2)
-                 / (m2 * lc2**2 + I2 - d2**2 / d1))
-        ddth1 = -(d2 * ddth2 + phi1) / d1
-        out[n, 0] = th1 + dt * dth1
-        out[n, 1] = th2 + dt * dth2
-        out[n, 2] = dth1 + dt * ddth1
-        out[n, 3] = dth2 + dt * ddth2
-    return out
+@dataclass(frozen=True)
+class StandardProblem:
+    """The one statement of a standard problem (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        Registry key (a Python identifier).
+    step : Numba-jitted ``(x (D,), u (M,), t int, dt float) -> (D,)``
+        One step of the dynamics, a module-level ``@nb.njit(cache=True)`` function.
+    batch : Numba-jitted ``(X (N, D), U (N, M), ts (N,) int64, dt) -> (N, D)``
+        ``_batch_loop(step, (dt,), X, U, ts)``, module-level and cached.
+    forward : Numba-jitted forward kernel
+        ``_forward_loop(step, (dt,), ...)``, module-level and cached
+        (:class:`~metalqr.ilqr.forward_numba.CompiledStep`).
+    x0 : (D,) initial state; goal : (D,) target state
+    M : int >= 1
+        Number of controls (``U0`` is zero).
+    q, r, q_final : float >= 0
+        Cost weights: stage ``s (q |x - goal|^2 + r |u|^2)``, terminal ``q_final |x_T - goal|^2``.
+    stage_times_dt : bool
+        ``s = dt`` (a running cost integrated over time) or ``s = 1``.
+    T : int >= 1; dt : float in (0, 1]
+        Default horizon and time step (s).
+    reference : float
+        Total cost :func:`metalqr.ilqr.ilqr` reaches at the defaults with ``solver_options``.
+    reference_source : str
+        Where ``reference`` comes from (an independent solver or a published figure).
+    solver_options : dict
+    summary : str
+        One line for the module docstring.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed field, named.
+    """
+
+    name: str
+    step: Any
+    batch: Any
+    forward: Any
+    x0: tuple
+    goal: tuple
+    M: int
+    q: float
+    r: float
+    q_final: float
+    stage_times_dt: bool
+    T: int
+    dt: float
+    reference: float
+    reference_source: str
+    solver_options: dict = field(default_factory=dict)
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValidationTypeError(f"name must be a str that is a Python identifier; got "
+                                      f"{self.name!r}.")
+        for n in ("step", "batch", "forward"):
+            if not _is_numba(getattr(self, n)):
+                raise ValidationTypeError(f"{n} must be a module-level Numba-jitted function "
+                                          f"(@nb.njit(cache=True)); got "
+                                          f"{type(getattr(self, n)).__name__}.")
+        x0 = real_array(self.x0, "x0", ndim=1, allow_empty=False)
+        goal = real_array(self.goal, "goal", shape=x0.shape)
+        object.__setattr__(self, "x0", tuple(x0.tolist()))
+        object.__setattr__(self, "goal", tuple(goal.tolist()))
+        object.__setattr__(self, "M", check_int(self.M, "M", minimum=1))
+        for n in ("q", "r", "q_final"):
+            object.__setattr__(self, n, check_real(getattr(self, n), n, minimum=0.0))
+        object.__setattr__(self, "stage_times_dt", check_bool(self.stage_times_dt, "stage_times_dt"))
+        T, dt = _horizon_step(self.T, self.dt)
+        object.__setattr__(self, "T", T)
+        object.__setattr__(self, "dt", dt)
+        object.__setattr__(self, "reference", _check_reference(self.reference, "reference"))
+        for n in ("reference_source", "summary"):
+            if not isinstance(getattr(self, n), str):
+                raise ValidationTypeError(f"{n} must be a str; got {getattr(self, n)!r}.")
+        object.__setattr__(self, "solver_options", _check_options(self.solver_options,
+                                                                  "solver_options"))
 
 
-@nb.njit(cache=True)
-def _acrobot_single(x, u, t):
-    return _acrobot_step(x.reshape(1, -1), u.reshape(1, -1), 0.1)[0]
+_REGISTRY: dict[str, StandardProblem] = {}
 
 
-def acrobot() -> Problem:
-    """The trajax acrobot (see module docstring); reference optimum below 51.
+def register_problem(spec: StandardProblem) -> StandardProblem:
+    """Add a standard problem to the registry (its name becomes valid in
+    :func:`standard_problem`, and the contract tests cover it).
+
+    Parameters
+    ----------
+    spec : StandardProblem
 
     Returns
     -------
-    Problem
+    StandardProblem
+        ``spec``.
+
+    Raises
+    ------
+    ValidationTypeError
+        ``spec`` not a :class:`StandardProblem`.
+    ValidationError
+        A problem of that name is already registered.
     """
-    dt, T = 0.1, 50
-    goal = np.array([np.pi, 0.0, 0.0, 0.0])
-
-    def dynamics(x, u, t):
-        return _acrobot_step(np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(u, dtype=float), dt)
-
-    def cost(x, u, t):
-        e = x - goal
-        return 0.5 * 0.1 * np.sum(e * e, axis=1) + 0.5 * 0.01 * np.sum(u * u, axis=1)
-
-    def terminal(x):
-        e = x - goal
-        return 0.5 * 1000.0 * np.sum(e * e, axis=1)
-
-    return Problem("acrobot", dynamics, cost, terminal, np.zeros(4), np.zeros((T, 1)),
-                   _fd_dynamics_analytic_cost(dynamics, goal, 0.05, 0.005, 500.0), reference=51.0,
-                   compiled_step=_acrobot_single)
+    if not isinstance(spec, StandardProblem):
+        raise ValidationTypeError(f"spec must be a StandardProblem; got {type(spec).__name__}.")
+    if spec.name in _REGISTRY:
+        raise ValidationError(f"spec: a standard problem named {spec.name!r} is already "
+                              f"registered; choose another name.")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
-@nb.njit(cache=True)
-def _pendulum_rk4(x, u, dt):
-    out = np.empty_like(x)
-    for n in range(x.shape[0]):
-        th, om, a = x[n, 0], x[n, 1], u[n, 0]
-        k1t, k1o = om, a - 9.81 * math.sin(th)
-        k2t, k2o = om + 0.5 * dt * k1o, a - 9.81 * math.sin(th + 0.5 * dt * k1t)
-        k3t, k3o = om + 0.5 * dt * k2o, a - 9.81 * math.sin(th + 0.5 * dt * k2t)
-        k4t, k4o = om + dt * k3o, a - 9.81 * math.sin(th + dt * k3t)
-        out[n, 0] = th + dt / 6.0 * (k1t + 2 * k2t + 2 * k3t + k4t)
-        out[n, 1] = om + dt / 6.0 * (k1o + 2 * k2o + 2 * k3o + k4o)
-    return out
+def standard_problems() -> tuple[str, ...]:
+    """Names of the registered standard problems, in registration order.
+
+    Returns
+    -------
+    tuple of str
+
+    Examples
+    --------
+    >>> from metalqr.ilqr import problems
+    >>> problems.standard_problems()[:3]
+    ('acrobot', 'pendulum', 'cartpole')
+    """
+    return tuple(_REGISTRY)
 
 
-@nb.njit(cache=True)
-def _pendulum_single_001(x, u, t):
-    return _pendulum_rk4(x.reshape(1, -1), u.reshape(1, -1), 0.01)[0]
+def standard_problem_spec(name: str) -> StandardProblem:
+    """The registered :class:`StandardProblem` called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`standard_problems`.
+
+    Returns
+    -------
+    StandardProblem
+
+    Raises
+    ------
+    ValidationError
+        ``name`` not registered (the message lists the valid names).
+    """
+    return _REGISTRY[check_choice(name, "name", list(_REGISTRY))]
 
 
 def _horizon_step(T, dt):
@@ -209,72 +322,213 @@ def _horizon_step(T, dt):
             check_real(dt, "dt", minimum=0.0, maximum=1.0, min_inclusive=False))
 
 
-def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
-    """Pendulum swing-up with RK4 (see module docstring).
+def _times(t, N: int) -> np.ndarray:
+    ts = np.empty(N, dtype=np.int64)
+    try:
+        ts[:] = t
+    except (ValueError, TypeError):
+        raise ValidationError(f"t must be an int or N = {N} ints (one per row of x); got "
+                              f"{t!r}.") from None
+    return ts
+
+
+def standard_problem(name: str, T: int | None = None, dt: float | None = None) -> Problem:
+    """Build the registered standard problem ``name`` for horizon ``T`` and time step ``dt``.
+
+    The Python dynamics and the compiled forward pass both run the problem's one compiled
+    step with this ``dt`` (the compiled code takes ``dt`` at run time, so no ``dt`` needs a
+    compilation of its own); the stage cost is scaled by ``dt`` where the problem says so.
 
     Parameters
     ----------
-    T : int in [1, 1e7]
-        Horizon.
-    dt : float in (0, 1]
-        Time step (s).
+    name : str
+        One of :func:`standard_problems`.
+    T : int in [1, 1e7], optional
+        Horizon (default: the problem's).
+    dt : float in (0, 1], optional
+        Time step in seconds (default: the problem's).
 
     Returns
     -------
     Problem
+        With ``reference`` the registered reference at the default ``T`` and ``dt`` and NaN
+        otherwise, ``dt`` and ``solver_options`` filled in.
 
     Raises
     ------
     ValidationError
-        ``T`` or ``dt`` out of range or of the wrong type.
+        Unknown ``name``, or ``T`` / ``dt`` out of range or of the wrong type.
+
+    Examples
+    --------
+    >>> from metalqr.ilqr import ilqr, problems
+    >>> p = problems.standard_problem("pendulum", T=100, dt=0.03)
+    >>> res = ilqr(**p.kwargs(), max_iterations=5)
+    >>> res.cost < res.costs[0]
+    True
     """
-    T, dt = _horizon_step(T, dt)
-    goal = np.array([np.pi, 0.0])
+    spec = standard_problem_spec(name)
+    T, dt = _horizon_step(spec.T if T is None else T, spec.dt if dt is None else dt)
+    batch, goal = spec.batch, np.array(spec.goal)
+    s = dt if spec.stage_times_dt else 1.0
+    q, r, q_final = spec.q, spec.r, spec.q_final
+    D, M = len(spec.x0), spec.M
 
     def dynamics(x, u, t):
-        return _pendulum_rk4(np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(u, dtype=float), dt)
+        x = np.ascontiguousarray(x, dtype=float)
+        u = np.ascontiguousarray(u, dtype=float)
+        if x.ndim != 2 or x.shape[1] != D or u.shape != (x.shape[0], M):
+            # the compiled kernel does no bounds checks: refuse before it runs
+            raise ValidationError(f"{spec.name} dynamics takes batches x (N, {D}) and u (N, {M}); "
+                                  f"got x {x.shape} and u {u.shape}.")
+        return batch(x, u, _times(t, x.shape[0]), dt)
 
     def cost(x, u, t):
         e = x - goal
-        return dt * (np.sum(e * e, axis=1) + 0.01 * np.sum(u * u, axis=1))
+        return s * (q * np.sum(e * e, axis=1) + r * np.sum(u * u, axis=1))
 
     def terminal(x):
         e = x - goal
-        return 10.0 * np.sum(e * e, axis=1)
+        return q_final * np.sum(e * e, axis=1)
 
-    return Problem("pendulum", dynamics, cost, terminal, np.zeros(2), np.zeros((T, 1)),
-                   _fd_dynamics_analytic_cost(dynamics, goal, dt, 0.01 * dt, 10.0),
-                   compiled_step=_pendulum_single_001 if dt == 0.01 else None)
+    def derivatives(X, U):
+        f_x, f_u = fd_dynamics_jacobians(dynamics, X, U, vectorized=True)
+        return Derivatives(f_x=f_x, f_u=f_u, **quadratic_cost_derivatives(
+            X, U, goal, s * q, s * r, q_final))
 
+    default = T == spec.T and dt == spec.dt
+    return Problem(spec.name, dynamics, cost, terminal, np.array(spec.x0), np.zeros((T, M)),
+                   derivatives, reference=spec.reference if default else float("nan"),
+                   compiled_step=CompiledStep(spec.step, spec.forward, (dt,), (D, M)), dt=dt,
+                   solver_options=spec.solver_options)
+
+
+@nb.njit(inline="always")
+def _batch_loop(step, params, X, U, ts):
+    """``out[n] = step(X[n], U[n], ts[n], *params)`` for ``n < N``: the batched dynamics of a
+    standard problem, X (N, D), U (N, M), ts (N,) int64 -> (N, D).
+
+    Inlined (Numba IR) into each problem's cached batch kernel, which names its step as a
+    module-level global (that keeps the kernel cacheable across processes). No bounds checks:
+    :func:`standard_problem`'s dynamics passes contiguous float64 arrays of matching rows."""
+    out = np.empty_like(X)
+    for n in range(X.shape[0]):
+        out[n] = step(X[n], U[n], ts[n], *params)
+    return out
+
+
+# ---- acrobot --------------------------------------------------------------------------------
 
 @nb.njit(cache=True)
-def _cartpole_step(x, u, dt):
-    """Euler step; M(q) qdd = [F + mp l thd^2 sin th, -mp g l sin th],
-    M = [[mc + mp, mp l cos th], [mp l cos th, mp l^2]], F = 5 tanh(u)."""
-    mc, mp, l, g = 10.0, 1.0, 0.5, 9.81
+def _acrobot_step(x, u, t, dt):
+    """Explicit Euler step of the Gym-style acrobot (trajax's test suite)."""
+    m1, m2, l1, lc1, lc2, I1, I2 = 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0
+    g = 9.8
     out = np.empty_like(x)
-    for n in range(x.shape[0]):
-        th, dx, dth = x[n, 1], x[n, 2], x[n, 3]
-        force = 5.0 * math.tanh(u[n, 0])
-        s, c = math.sin(th), math.cos(th)
-        m11, m12, m22 = mc + mp, mp * l * c, mp * l * l
-        r1 = force + mp * l * dth * dth * s
-        r2 = -mp * g * l * s
-        det = m11 * m22 - m12 * m12
-        out[n, 0] = x[n, 0] + dt * dx
-        out[n, 1] = th + dt * dth
-        out[n, 2] = dx + dt * (m22 * r1 - m12 * r2) / det
-        out[n, 3] = dth + dt * (-m12 * r1 + m11 * r2) / det
+    th1, th2, dth1, dth2 = x[0], x[1], x[2], x[3]
+    a = u[0]
+    d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * math.cos(th2)) + I1 + I2
+    d2 = m2 * (lc2**2 + l1 * lc2 * math.cos(th2)) + I2
+    phi2 = m2 * lc2 * g * math.cos(th1 + th2 - math.pi / 2)
+    phi1 = (-m2 * l1 * lc2 * dth2**2 * math.sin(th2)
+            - 2 * m2 * l1 * lc2 * dth2 * dth1 * math.sin(th2)
+            + (m1 * lc1 + m2 * l1) * g * math.cos(th1 - math.pi / 2) + phi2)
+    ddth2 = ((a + d2 / d1 * phi1 - m2 * l1 * lc2 * dth1**2 * math.sin(th2) - phi2)
+             / (m2 * lc2**2 + I2 - d2**2 / d1))
+    ddth1 = -(d2 * ddth2 + phi1) / d1
+    out[0] = th1 + dt * dth1
+    out[1] = th2 + dt * dth2
+    out[2] = dth1 + dt * ddth1
+    out[3] = dth2 + dt * ddth2
     return out
 
 
 @nb.njit(cache=True)
-def _cartpole_single_01(x, u, t):
-    return _cartpole_step(x.reshape(1, -1), u.reshape(1, -1), 0.1)[0]
+def _acrobot_batch(X, U, ts, dt):
+    return _batch_loop(_acrobot_step, (dt,), X, U, ts)
 
 
-def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
-    """Cart-pole swing-up (see module docstring).
+@nb.njit(cache=True)
+def _acrobot_forward(x0, X, U, K, k, alpha, lo, hi, clip, dt):
+    return _forward_loop(_acrobot_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
+
+
+register_problem(StandardProblem(
+    "acrobot", _acrobot_step, _acrobot_batch, _acrobot_forward,
+    x0=(0.0, 0.0, 0.0, 0.0), goal=(math.pi, 0.0, 0.0, 0.0), M=1,
+    q=0.5 * 0.1, r=0.5 * 0.01, q_final=0.5 * 1000.0, stage_times_dt=False, T=50, dt=0.1,
+    reference=51.0,
+    reference_source="trajax's test suite: objective below 51 (4959.476212 at U = 0); SciPy "
+                     "L-BFGS-B direct shooting reaches 45.34 from U = 0",
+    summary="the acrobot of trajax's test suite (Gym-style dynamics, explicit Euler, "
+            "x0 = 0, goal [pi, 0, 0, 0], stage 0.5 * 0.1 |x - goal|^2 + 0.5 * 0.01 |u|^2, "
+            "terminal 0.5 * 1000 |x_T - goal|^2)"))
+
+
+def acrobot(T: int = 50, dt: float = 0.1) -> Problem:
+    """The trajax acrobot (``standard_problem("acrobot", T, dt)``; see the module docstring).
+
+    Parameters
+    ----------
+    T : int in [1, 1e7]
+        Horizon.
+    dt : float in (0, 1]
+        Time step (s) of the explicit Euler integration.
+
+    Returns
+    -------
+    Problem
+        ``reference`` 51 at the defaults (trajax's test suite), NaN otherwise.
+
+    Raises
+    ------
+    ValidationError
+        ``T`` or ``dt`` out of range or of the wrong type.
+    """
+    return standard_problem("acrobot", T, dt)
+
+
+# ---- pendulum -------------------------------------------------------------------------------
+
+@nb.njit(cache=True)
+def _pendulum_step(x, u, t, dt):
+    """RK4 step of the torque-driven pendulum ``theta'' = u - 9.81 sin(theta)``."""
+    out = np.empty_like(x)
+    th, om, a = x[0], x[1], u[0]
+    k1t, k1o = om, a - 9.81 * math.sin(th)
+    k2t, k2o = om + 0.5 * dt * k1o, a - 9.81 * math.sin(th + 0.5 * dt * k1t)
+    k3t, k3o = om + 0.5 * dt * k2o, a - 9.81 * math.sin(th + 0.5 * dt * k2t)
+    k4t, k4o = om + dt * k3o, a - 9.81 * math.sin(th + dt * k3t)
+    out[0] = th + dt / 6.0 * (k1t + 2 * k2t + 2 * k3t + k4t)
+    out[1] = om + dt / 6.0 * (k1o + 2 * k2o + 2 * k3o + k4o)
+    return out
+
+
+@nb.njit(cache=True)
+def _pendulum_batch(X, U, ts, dt):
+    return _batch_loop(_pendulum_step, (dt,), X, U, ts)
+
+
+@nb.njit(cache=True)
+def _pendulum_forward(x0, X, U, K, k, alpha, lo, hi, clip, dt):
+    return _forward_loop(_pendulum_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
+
+
+register_problem(StandardProblem(
+    "pendulum", _pendulum_step, _pendulum_batch, _pendulum_forward,
+    x0=(0.0, 0.0), goal=(math.pi, 0.0), M=1,
+    q=1.0, r=0.01, q_final=10.0, stage_times_dt=True, T=300, dt=0.01,
+    reference=11.637,
+    reference_source="SciPy L-BFGS-B direct shooting with an adjoint gradient from U = 0 "
+                     "reaches 11.636478; rounded up (python benchmarks/bench_ilqr.py "
+                     "--references)",
+    summary="torque-driven pendulum swing-up (m = l = 1, g = 9.81, RK4), stage "
+            "dt ((theta - pi)^2 + theta_dot^2 + 0.01 u^2), terminal "
+            "10 ((theta - pi)^2 + theta_dot^2)"))
+
+
+def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
+    """Pendulum swing-up with RK4 (``standard_problem("pendulum", T, dt)``).
 
     Parameters
     ----------
@@ -292,24 +546,79 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
     ValidationError
         ``T`` or ``dt`` out of range or of the wrong type.
     """
-    T, dt = _horizon_step(T, dt)
-    goal = np.array([0.0, np.pi, 0.0, 0.0])
+    return standard_problem("pendulum", T, dt)
 
-    def dynamics(x, u, t):
-        return _cartpole_step(np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(u, dtype=float), dt)
 
-    def cost(x, u, t):
-        e = x - goal
-        return 0.1 * np.sum(e * e, axis=1) + 0.01 * np.sum(u * u, axis=1)
+# ---- cart-pole ------------------------------------------------------------------------------
 
-    def terminal(x):
-        e = x - goal
-        return 1000.0 * np.sum(e * e, axis=1)
+@nb.njit(cache=True)
+def _cartpole_step(x, u, t, dt):
+    """Euler step; M(q) qdd = [F + mp l thd^2 sin th, -mp g l sin th],
+    M = [[mc + mp, mp l cos th], [mp l cos th, mp l^2]], F = 5 tanh(u)."""
+    mc, mp, l, g = 10.0, 1.0, 0.5, 9.81
+    out = np.empty_like(x)
+    th, dx, dth = x[1], x[2], x[3]
+    force = 5.0 * math.tanh(u[0])
+    s, c = math.sin(th), math.cos(th)
+    m11, m12, m22 = mc + mp, mp * l * c, mp * l * l
+    r1 = force + mp * l * dth * dth * s
+    r2 = -mp * g * l * s
+    det = m11 * m22 - m12 * m12
+    out[0] = x[0] + dt * dx
+    out[1] = th + dt * dth
+    out[2] = dx + dt * (m22 * r1 - m12 * r2) / det
+    out[3] = dth + dt * (-m12 * r1 + m11 * r2) / det
+    return out
 
-    return Problem("cartpole", dynamics, cost, terminal, np.array([0.0, 0.2, 0.0, -0.1]), np.zeros((T, 1)),
-                   _fd_dynamics_analytic_cost(dynamics, goal, 0.1, 0.01, 1000.0),
-                   compiled_step=_cartpole_single_01 if dt == 0.1 else None)
 
+@nb.njit(cache=True)
+def _cartpole_batch(X, U, ts, dt):
+    return _batch_loop(_cartpole_step, (dt,), X, U, ts)
+
+
+@nb.njit(cache=True)
+def _cartpole_forward(x0, X, U, K, k, alpha, lo, hi, clip, dt):
+    return _forward_loop(_cartpole_step, (dt,), x0, X, U, K, k, alpha, lo, hi, clip)
+
+
+register_problem(StandardProblem(
+    "cartpole", _cartpole_step, _cartpole_batch, _cartpole_forward,
+    x0=(0.0, 0.2, 0.0, -0.1), goal=(0.0, math.pi, 0.0, 0.0), M=1,
+    q=0.1, r=0.01, q_final=1000.0, stage_times_dt=False, T=50, dt=0.1,
+    reference=64.098,
+    reference_source="SciPy L-BFGS-B direct shooting with an adjoint gradient from U = 0 "
+                     "reaches 64.097755; rounded up (python benchmarks/bench_ilqr.py "
+                     "--references)",
+    solver_options={"max_iterations": 1000, "tol": 1e-6},
+    summary="cart-pole swing-up of trajax's benchmark (cart 10 kg, pole 1 kg, 0.5 m, "
+            "explicit Euler, force 5 tanh(u)), stage 0.1 |x - x*|^2 + 0.01 u^2, terminal "
+            "1000 |x_T - x*|^2 with x* = [0, pi, 0, 0] (no angle wrapping: the benchmark's "
+            "modulo wrap is discontinuous)"))
+
+
+def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
+    """Cart-pole swing-up (``standard_problem("cartpole", T, dt)``; see the module docstring).
+
+    Parameters
+    ----------
+    T : int in [1, 1e7]
+        Horizon.
+    dt : float in (0, 1]
+        Time step (s).
+
+    Returns
+    -------
+    Problem
+
+    Raises
+    ------
+    ValidationError
+        ``T`` or ``dt`` out of range or of the wrong type.
+    """
+    return standard_problem("cartpole", T, dt)
+
+
+# ---- other problems -------------------------------------------------------------------------
 
 def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tuple[Problem, dict]:
     """Random time-varying LQ problem ``x' = A_t x + B_t u + c_t``, cost
@@ -514,3 +823,15 @@ def diagonal_quadratic(D: int, M: int, T: int, rng=0, lr: float = 0.5, beta: flo
 
     return Problem("diagonal_quadratic", dynamics, cost, terminal, np.zeros(D),
                    np.full((T, M), mu), derivatives)
+
+
+def _registry_doc() -> str:
+    lines = []
+    for spec in _REGISTRY.values():
+        opts = f", solver options {spec.solver_options}" if spec.solver_options else ""
+        lines.append(f"\n* ``{spec.name}(T={spec.T}, dt={spec.dt:g})``: {spec.summary}. "
+                     f"Reference: total cost <= {spec.reference:g}{opts} ({spec.reference_source}).")
+    return "".join(lines) + "\n"
+
+
+__doc__ = (__doc__ or "") + _registry_doc()

@@ -163,11 +163,14 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     fd_step : float in (0, 0.1], optional
         Fixed relative finite-difference step (default: adaptive, see
         :mod:`metalqr.ilqr.derivatives`).
-    compiled_step : Numba-jitted function ``(x, u, t) -> x_next``, optional
+    compiled_step : Numba-jitted function ``(x, u, t) -> x_next`` or CompiledStep, optional
         The same one-step dynamics as ``dynamics``, compiled. When given, roll-outs and the
         forward passes of the line search run in one compiled loop
         (:mod:`metalqr.ilqr.forward_numba`); results are unchanged. It is checked against
-        ``dynamics`` at ``(x0, U0[0], 0)``.
+        ``dynamics`` at ``(x0, U0[0], 0)``. A plain Numba function costs a compilation of
+        the forward kernel once per process (about 1-2 s); a
+        :class:`~metalqr.ilqr.forward_numba.CompiledStep` (the standard problems) brings a
+        kernel that Numba caches on disk.
 
     Returns
     -------
@@ -263,11 +266,13 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         return c if math.isfinite(c) else math.inf
 
     if compiled_step is not None:
-        from .forward_numba import forward_compiled
-        if not hasattr(compiled_step, "py_func"):
+        from .forward_numba import CompiledStep, forward_compiled
+        if not (isinstance(compiled_step, CompiledStep) or hasattr(compiled_step, "py_func")):
             raise ValidationTypeError("compiled_step must be a Numba-jitted function "
-                                      "(@numba.njit) of (x, u, t) -> x_next; got "
-                                      f"{type(compiled_step).__name__}.")
+                                      "(@numba.njit) of (x, u, t) -> x_next or a CompiledStep; "
+                                      f"got {type(compiled_step).__name__}.")
+        if isinstance(compiled_step, CompiledStep):
+            compiled_step.check_shapes(D, M)
         try:
             probe = np.asarray(compiled_step(x0.copy(), U[0].copy(), 0), dtype=float)
         except Exception as exc:   # numba typing errors have many classes

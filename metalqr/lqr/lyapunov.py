@@ -30,7 +30,12 @@ MAX_DOUBLINGS = 64
 
 
 def spectral_radius_of(A: np.ndarray) -> np.ndarray:
-    """Spectral radius of each matrix in the trailing two axes of ``A``."""
+    """Spectral radius of each matrix in the trailing two axes of ``A``; ``inf`` for a
+    matrix with non-finite entries (e.g. ``A - B K`` overflowed for a huge finite ``K``)."""
+    finite = np.all(np.isfinite(A), axis=(-2, -1))
+    if not np.all(finite):
+        safe = np.where(finite[..., None, None], A, 0.0)
+        return np.where(finite, spectral_radius_of(safe), np.inf)
     if A.shape[-1] == 1:
         return np.abs(A[..., 0, 0])
     return np.max(np.abs(np.linalg.eigvals(A)), axis=-1)
@@ -100,7 +105,8 @@ def _refined(powers: list[np.ndarray], A: np.ndarray, W: np.ndarray, transpose: 
 
 
 def _symmetrise_if(X: np.ndarray, W: np.ndarray) -> np.ndarray:
-    asym = np.max(np.abs(W - np.swapaxes(W, -1, -2)), initial=0.0)
+    with np.errstate(invalid="ignore"):
+        asym = np.max(np.abs(W - np.swapaxes(W, -1, -2)), initial=0.0)
     return _sym(X) if asym <= 1e-12 * max(np.max(np.abs(W), initial=0.0), 1e-300) else X
 
 

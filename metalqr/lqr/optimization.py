@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import check_positive
-from ..exceptions import ValidationError
+from .._validation import check_choice, check_positive, check_real
 from .policy import _evaluate, _raise_unstable, check_gain, closed_loop
 from .lyapunov import spectral_radius_of
 from .tasks import TaskLike, as_batch
@@ -62,25 +61,30 @@ def policy_optimization(task: TaskLike, K0: Any, method: Method = "gd", step_siz
     task : LQRTask or TaskSet
         For a TaskSet every task is optimised independently, batched.
     K0 : array_like, shape (k, d) or (n, k, d)
-        Stabilising initial gain(s).
+        Stabilising initial gain(s): one shared gain, or one per task of a TaskSet.
+    method : {"gd", "natural", "gauss_newton"}
     step_size : float
-        Step size (Fazel et al. give safe values; ``1/2`` for Gauss-Newton).
+        Step size, finite and > 0 (Fazel et al. give safe values; ``1/2`` for Gauss-Newton).
     n_iterations : int
-        Maximum number of steps.
+        Maximum number of steps (>= 0).
     tol : float
-        Stop when every task's gradient Frobenius norm is below ``tol``.
+        Stop when every task's gradient Frobenius norm is below ``tol`` (finite, >= 0).
 
     Raises
     ------
+    ValidationError
+        On an unknown method, a malformed gain or out-of-range numbers.
     UnstablePolicyError
         If ``K0`` or an iterate does not stabilise a task (reduce ``step_size``).
     """
-    if method not in ("gd", "natural", "gauss_newton"):
-        raise ValidationError(f"method must be 'gd', 'natural' or 'gauss_newton'; got {method!r}.")
+    method = check_choice(method, "method", ("gd", "natural", "gauss_newton"))
     step = check_positive(step_size, "step_size")
     n_iter = check_positive(n_iterations, "n_iterations", allow_zero=True, integer=True)
+    tol = check_real(tol, "tol", minimum=0.0)
     batch = as_batch(task)
     K = np.array(check_gain(batch, K0, name="K0"))
+    _raise_unstable(spectral_radius_of(closed_loop(batch, K)), batch, "policy_optimization",
+                    gain="K0")
     costs, norms = [], []
     converged = False
     it = 0

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array
-from ..exceptions import UnstablePolicyError, ValidationError
+from .._validation import as_float_array, check_size
+from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from .lyapunov import dlyap_unchecked, lyapunov_pair, spectral_radius_of
 from .tasks import Batch, TaskLike, as_batch
 
@@ -45,8 +45,10 @@ def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
 
 
 def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
-    """``A - B K`` for every task, shape (n, d, d)."""
-    return batch.A - batch.B @ K
+    """``A - B K`` for every task, shape (n, d, d) (``inf`` entries where a huge finite ``K``
+    overflows; they count as unstable)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return batch.A - batch.B @ K
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,15 @@ class PolicyEvaluation:
         return 2.0 * self.E @ self.Sigma
 
 
-def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePolicyError) -> None:
+def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePolicyError,
+                    gain: str = "K") -> None:
     bad = np.flatnonzero(rho >= 1.0)
     if bad.size:
         i = int(bad[0])
         where = "the task" if batch.single else f"task {i}"
         more = "" if bad.size == 1 else f" ({bad.size} tasks in all: {bad[:10].tolist()})"
-        raise error(f"{what} needs a stabilising gain, but K does not stabilise {where}: "
-                    f"spectral radius of A - B K is {rho[i]:.6g} >= 1{more}. Start from a "
+        raise error(f"{what} needs a stabilising gain, but {gain} does not stabilise {where}: "
+                    f"spectral radius of A - B {gain} is {rho[i]:.6g} >= 1{more}. Start from a "
                     f"stabilising gain (e.g. metalqr.optimal_gain) or reduce the step size.",
                     task_index=None if batch.single else i, spectral_radius=float(rho[i]))
 
@@ -90,11 +93,24 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
 
     Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single task).
 
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+    what : str
+        Name of the caller, used in error messages.
+
     Raises
     ------
+    ValidationError
+        On a malformed task, gain or ``what``.
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
     """
+    if not isinstance(what, str):
+        raise ValidationTypeError(f"what must be a str (the caller's name used in error "
+                                  f"messages); got {type(what).__name__}.")
     batch = as_batch(task)
     Kb = check_gain(batch, K)
     return _evaluate(batch, Kb, what)
@@ -102,7 +118,9 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
 
 def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
     AK = closed_loop(batch, Kb)
-    stable, P, Sigma = lyapunov_pair(AK, batch.Q + _T(Kb) @ batch.R @ Kb, batch.Psi)
+    with np.errstate(over="ignore", invalid="ignore"):
+        M = batch.Q + _T(Kb) @ batch.R @ Kb
+    stable, P, Sigma = lyapunov_pair(AK, M, batch.Psi)
     if not np.all(stable):
         rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
         _raise_unstable(rho, batch, what)
@@ -112,14 +130,38 @@ def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
 
 
 def spectral_radius(task: TaskLike, K: Any):
-    """Spectral radius ``rho(A - B K)`` (float, or array of shape (n,) for a TaskSet)."""
+    """Spectral radius ``rho(A - B K)`` (float, or array of shape (n,) for a TaskSet).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain.
+    """
     batch = as_batch(task)
     rho = spectral_radius_of(closed_loop(batch, check_gain(batch, K)))
     return float(rho[0]) if batch.single else rho
 
 
 def is_stabilizing(task: TaskLike, K: Any):
-    """Whether ``rho(A - B K) < 1`` (bool, or bool array of shape (n,) for a TaskSet)."""
+    """Whether ``rho(A - B K) < 1`` (bool, or bool array of shape (n,) for a TaskSet).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain.
+    """
     rho = spectral_radius(task, K)
     return bool(rho < 1.0) if np.ndim(rho) == 0 else rho < 1.0
 
@@ -129,6 +171,17 @@ def cost(task: TaskLike, K: Any):
 
     Returns ``math.inf`` (never NaN) for a task that ``K`` does not stabilise. For a
     TaskSet the result is an array of shape (n,).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain.
 
     Examples
     --------
@@ -148,7 +201,9 @@ def cost(task: TaskLike, K: Any):
 def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
     """``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
     unstable or the value overflows (never NaN)."""
-    stable, P, _ = lyapunov_pair(A - B @ K, Q + _T(K) @ R @ K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        AK, M = A - B @ K, Q + _T(K) @ R @ K
+    stable, P, _ = lyapunov_pair(AK, M)
     with np.errstate(over="ignore", invalid="ignore"):
         J = np.einsum("nij,nji->n", P, Psi)
     return np.where(stable & np.isfinite(J), J, math.inf)
@@ -159,8 +214,16 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
 
     Returns shape (k, d), or (n, k, d) for a TaskSet.
 
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
     Raises
     ------
+    ValidationError
+        On a malformed task or gain.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
     """
@@ -197,8 +260,19 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
     the true, symmetric Hessian-vector product; both facts are checked in the tests.
 
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+    X : array_like, same shapes as ``K``
+        The direction (one per task for a stacked ``K``-shaped array); real and finite
+        (a complex direction is rejected, not truncated).
+
     Raises
     ------
+    ValidationError
+        On a malformed task, gain or direction.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
     """
@@ -211,14 +285,44 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
     """The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order
     (``(n, k*d, k*d)`` for a TaskSet), built from all ``k*d`` basis directions in one
-    batched solve."""
+    batched solve (Proposition 1 of the ZO-MAML paper, differentiated twice).
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task or gain, or when the work arrays would exceed metalqr's size
+        limit (about ``n k d (k d + 24 d^2)`` entries; e.g. ``d = 200, k = 100``): use
+        :func:`hessian_vp`.
+    UnstablePolicyError
+        If ``K`` does not stabilise some task.
+    """
     batch = as_batch(task)
-    ev = _evaluate(batch, check_gain(batch, K), "hessian")
+    Kb = check_gain(batch, K)
     kd = batch.k * batch.d
+    check_size(hessian_entries(batch.n, batch.k, batch.d), "hessian",
+               what="float64 entries of work arrays",
+               alternative=f"The full Hessian of a ({batch.k}, {batch.d}) gain has "
+                           f"({kd})^2 entries per task; use hessian_vp(task, K, X) for "
+                           f"Hessian-vector products instead (e.g. inside conjugate gradients).")
+    ev = _evaluate(batch, Kb, "hessian")
     basis = np.eye(kd).reshape(kd, batch.k, batch.d)
     H = _hvp(batch, ev, np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
     H = H.reshape(batch.n, kd, kd)  # row j = H[e_j]; symmetric, so also column j
     return batch.out(0.5 * (H + _T(H)))
+
+
+def hessian_entries(n: int, k: int, d: int) -> float:
+    """Estimated float64 entries of the work arrays of :func:`hessian`: ``k d`` directions
+    per task, each with a handful of ``d x d`` matrices and (for ``d`` above the Kronecker
+    kernel's limit) up to about 20 stored squarings, plus the ``(k d)^2`` result."""
+    kd = float(k) * d
+    return n * kd * (kd + 24.0 * d * d + 4.0 * kd)
 
 
 def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
@@ -226,6 +330,17 @@ def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
 
     Computed as ``2 E_K`` directly, which equals the formula whenever ``Sigma_K`` is
     invertible and stays defined when ``Psi`` is singular.
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError, UnstablePolicyError
+        As :func:`gradient`.
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "natural_gradient")
@@ -236,6 +351,17 @@ def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
     """Gauss-Newton direction ``(R + B'P_K B)^{-1} grad J(K) Sigma_K^{-1} = 2 (R + B'P_K B)^{-1} E_K``.
 
     A step of size 1/2 along it is exactly one step of policy iteration.
+
+    Parameters
+    ----------
+    task : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Raises
+    ------
+    ValidationError, UnstablePolicyError
+        As :func:`gradient`.
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "gauss_newton_direction")

@@ -13,15 +13,46 @@ from typing import Any, Iterable, Iterator, Sequence, Union, overload
 import numpy as np
 
 from .._validation import as_float_array, check_psd, check_symmetric
-from ..exceptions import ValidationError
+from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["LQRTask", "TaskSet", "TaskLike"]
+__all__ = ["LQRTask", "TaskSet", "TaskLike", "TaskIndexError"]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
+
+
+def _check_psd_equilibrated(M: np.ndarray, name: str) -> None:
+    """Semidefiniteness relative to each entry's own scale: ``M_ii >= 0`` and the diagonally
+    equilibrated ``D^-1 M D^-1`` (``D = diag(sqrt(M_ii))``) PSD to ``1e-8``. The plain
+    eigenvalue test only sees ``-1e-8 ||M||``, so a badly scaled indefinite matrix such as
+    ``diag(1e12, -1)`` passed it (and its noise factor silently lost the negative part)."""
+    dg = np.diag(M)
+    top = float(np.max(np.abs(dg), initial=0.0))
+    off = np.abs(M - np.diag(dg))
+    tol = np.maximum(1e-8 * off.max(axis=1, initial=0.0), 1e-14 * top)
+    if np.any(dg < -tol):
+        i = int(np.argmin(dg + tol))
+        raise ValidationError(f"{name} must be positive semidefinite; its diagonal entry "
+                              f"{name}[{i}, {i}] = {dg[i]:.3g} is negative.")
+    sc = np.sqrt(np.clip(dg, 0.0, None))
+    inv = np.divide(1.0, sc, out=np.zeros_like(sc), where=sc > 1e-154)
+    zero_rows = sc <= 1e-154
+    if np.any(zero_rows):
+        worst = float(off[zero_rows].max(initial=0.0))
+        if worst > 1e-14 * top:
+            raise ValidationError(f"{name} must be positive semidefinite; a row with zero "
+                                  f"diagonal has off-diagonal entries up to {worst:.3g} (they "
+                                  f"must be zero: a variable with zero variance is "
+                                  f"uncorrelated with every other).")
+    C = M * inv[:, None] * inv[None, :]
+    lo = float(np.min(np.linalg.eigvalsh(C)))
+    if lo < -1e-8:
+        raise ValidationError(f"{name} must be positive semidefinite; after scaling to unit "
+                              f"diagonal its smallest eigenvalue is {lo:.3g} (entries relative "
+                              f"to sqrt({name}_ii {name}_jj) violate semidefiniteness).")
 
 
 class LQRTask:
@@ -45,7 +76,10 @@ class LQRTask:
     Raises
     ------
     ValidationError
-        On wrong shapes, non-finite entries, asymmetric or indefinite weights.
+        On wrong shapes, non-finite, complex, boolean or string entries, asymmetric or
+        indefinite weights. Semidefiniteness of ``Q``, ``Psi`` and ``Sigma0`` is checked
+        both on the matrix and relative to each entry's scale ``sqrt(M_ii M_jj)``, so a
+        badly scaled indefinite matrix is refused too.
 
     Examples
     --------
@@ -80,6 +114,8 @@ class LQRTask:
         check_psd(R, "R", strict=True)
         check_psd(Psi, "Psi", strict=False)
         check_psd(Sigma0, "Sigma0", strict=False)
+        for name, M in (("Q", Q), ("Psi", Psi), ("Sigma0", Sigma0)):
+            _check_psd_equilibrated(M, name)
         self._A, self._B, self._Q, self._R = map(_readonly, (A, B, Q, R))
         self._Psi, self._Sigma0 = _readonly(Psi), _readonly(Sigma0)
 
@@ -146,12 +182,15 @@ class TaskSet:
     __slots__ = ("_tasks", "A", "B", "Q", "R", "Psi", "Sigma0")
 
     def __init__(self, tasks: Iterable[LQRTask]) -> None:
+        if isinstance(tasks, (LQRTask, str, bytes, np.ndarray)) or not hasattr(tasks, "__iter__"):
+            raise ValidationTypeError(f"tasks must be an iterable of LQRTask (e.g. a list); got "
+                                      f"{type(tasks).__name__}.")
         tasks = tuple(tasks)
         if not tasks:
             raise ValidationError("tasks must contain at least one LQRTask; got an empty sequence.")
         for i, t in enumerate(tasks):
             if not isinstance(t, LQRTask):
-                raise ValidationError(f"tasks[{i}] must be an LQRTask; got {type(t).__name__}.")
+                raise ValidationTypeError(f"tasks[{i}] must be an LQRTask; got {type(t).__name__}.")
         d, k = tasks[0].d, tasks[0].k
         for i, t in enumerate(tasks):
             if (t.d, t.k) != (d, k):
@@ -183,20 +222,58 @@ class TaskSet:
     def __getitem__(self, index: Union[slice, Sequence[int], np.ndarray]) -> "TaskSet": ...
 
     def __getitem__(self, index):
+        """An int gives an :class:`LQRTask`; a slice, a 1-D integer array (negative entries
+        count from the end) or a boolean mask of length ``len(self)`` gives a TaskSet.
+
+        Raises
+        ------
+        TaskIndexError
+            (a :class:`~metalqr.ValidationError` and an ``IndexError``) for an index out of
+            range, a mask of another length, an empty selection, or an index of another
+            type (floats, strings, 2-D arrays).
+        """
+        n = len(self._tasks)
+        if isinstance(index, (bool, np.bool_)):
+            raise TaskIndexError(f"index must be an int, a slice, an integer array or a boolean "
+                                 f"mask of length {n}; got the bool {index!r}.")
         if isinstance(index, (int, np.integer)):
-            n = len(self._tasks)
             if not -n <= index < n:
-                raise IndexError(f"task index {index} out of range for a TaskSet of {n} tasks.")
+                raise TaskIndexError(f"index {index} is out of range for a TaskSet of {n} tasks "
+                                     f"(valid: -{n} .. {n - 1}).")
             return self._tasks[index]
         if isinstance(index, slice):
-            return TaskSet(self._tasks[index])
+            chosen = self._tasks[index]
+            if not chosen:
+                raise TaskIndexError(f"index {index} selects no task of this TaskSet of {n} "
+                                     f"tasks; a TaskSet must not be empty.")
+            return TaskSet(chosen)
+        if isinstance(index, (str, bytes, float, complex)) or index is None:
+            raise TaskIndexError(f"index must be an int, a slice, an integer array or a boolean "
+                                 f"mask of length {n}; got {index!r}.")
         idx = np.asarray(index)
         if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise TaskIndexError(f"a boolean mask index must have shape ({n},) (one entry "
+                                     f"per task); got shape {idx.shape}.")
             idx = np.flatnonzero(idx)
+        elif idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise TaskIndexError(f"index must be an int, a slice, a 1-D integer array or a "
+                                 f"boolean mask of length {n}; got {idx.dtype} array of shape "
+                                 f"{idx.shape}.")
+        if idx.size == 0:
+            raise TaskIndexError("index selects no task; a TaskSet must not be empty.")
+        if idx.min() < -n or idx.max() >= n:
+            raise TaskIndexError(f"index entries must lie in -{n} .. {n - 1} for a TaskSet of "
+                                 f"{n} tasks; got range [{idx.min()}, {idx.max()}].")
         return TaskSet([self._tasks[int(i)] for i in idx])
 
     def __repr__(self) -> str:
         return f"TaskSet(n_tasks={len(self)}, d={self.d}, k={self.k})"
+
+
+class TaskIndexError(ValidationError, IndexError):
+    """A malformed or out-of-range index into a :class:`TaskSet` (a
+    :class:`~metalqr.ValidationError` that is also an ``IndexError``)."""
 
 
 TaskLike = Union[LQRTask, TaskSet]
@@ -238,5 +315,5 @@ def as_batch(task: Any, name: str = "task") -> Batch:
                      task.Sigma0[None], True)
     if isinstance(task, TaskSet):
         return Batch(task.A, task.B, task.Q, task.R, task.Psi, task.Sigma0, False)
-    raise ValidationError(f"{name} must be an LQRTask or a TaskSet; got {type(task).__name__}. "
-                          f"Build one with metalqr.LQRTask(A, B, Q, R).")
+    raise ValidationTypeError(f"{name} must be an LQRTask or a TaskSet; got "
+                              f"{type(task).__name__}. Build one with metalqr.LQRTask(A, B, Q, R).")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_positive
 from ..exceptions import (NotMAMLStabilizingError, NotMetaLearnableError, UnstablePolicyError,
-                          ValidationError)
+                          ValidationError, ValidationTypeError)
 from ..lqr.lyapunov import spectral_radius_of
 from ..lqr.policy import _evaluate, _hvp, check_gain, closed_loop, cost
 from ..lqr.riccati import optimal_gain
@@ -32,14 +32,27 @@ def as_taskset(tasks: Any) -> TaskSet:
         return tasks
     if isinstance(tasks, LQRTask):
         return TaskSet([tasks])
-    raise ValidationError(f"tasks must be a TaskSet (or an LQRTask); got {type(tasks).__name__}.")
+    raise ValidationTypeError(f"tasks must be a TaskSet (or an LQRTask); got "
+                              f"{type(tasks).__name__}. Build one with metalqr.TaskSet([...]).")
+
+
+def meta_gain(batch, K: Any, name: str = "K") -> np.ndarray:
+    """Validate the one meta-gain ``K`` of shape ``(k, d)`` shared by every task (a stack of
+    per-task gains is rejected: it is not a meta-gain); returns it broadcast to
+    ``(n, k, d)``."""
+    Kb = check_gain(batch, K, name)
+    if np.ndim(K) != 2:
+        raise ValidationError(f"{name} must be one meta-gain of shape (k, d) = ({batch.k}, "
+                              f"{batch.d}) shared by all tasks; got shape {np.shape(K)} (a "
+                              f"stack of per-task gains is not a meta-gain).")
+    return Kb
 
 
 def _weights(weights: Any, n: int) -> np.ndarray:
     if weights is None:
         return np.full(n, 1.0 / n)
     w = as_float_array(weights, "weights", shape=(n,))
-    if np.any(w < 0) or w.sum() <= 0:
+    if np.any(w < 0) or w.sum() <= 0 or not np.isfinite(w.sum()):
         raise ValidationError("weights must be non-negative with a positive sum; got "
                               f"{np.array2string(w, precision=3)}.")
     return w / w.sum()
@@ -50,7 +63,16 @@ def _eta(eta: Any) -> float:
 
 
 def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
-    """One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d).
+    """One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d) (Eq. (6) of
+    the ZO-MAML paper with the exact gradient).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
 
     Raises
     ------
@@ -59,9 +81,10 @@ def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    Kb = check_gain(batch, K)
+    Kb = meta_gain(batch, K)
+    eta = _eta(eta)
     ev = _evaluate_maml(batch, Kb, "adapted_gains")
-    return Kb - _eta(eta) * ev.gradient
+    return Kb - eta * ev.gradient
 
 
 def _evaluate_maml(batch, Kb, what, eta=None):
@@ -84,13 +107,32 @@ def _evaluate_maml(batch, Kb, what, eta=None):
 
 def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
     """Definition 1: ``rho(A_i - B_i K) < 1`` and ``rho(A_i - B_i (K - eta grad J_i(K))) < 1``
-    for every task."""
+    for every task.
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ValidationError
+        On malformed arguments.
+    """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    Kb = check_gain(batch, K)
+    Kb = meta_gain(batch, K)
+    eta = _eta(eta)
     if np.any(spectral_radius_of(closed_loop(batch, Kb)) >= 1.0):
         return False
-    K_ad = Kb - _eta(eta) * _evaluate(batch, Kb, "is_maml_stabilizing").gradient
+    K_ad = Kb - eta * _evaluate(batch, Kb, "is_maml_stabilizing").gradient
     return bool(np.all(spectral_radius_of(closed_loop(batch, K_ad)) < 1.0))
 
 
@@ -98,9 +140,26 @@ def maml_objective(tasks: Any, K: Any, eta: float, weights: Any = None) -> float
     """Eq. (4): ``L(K) = sum_i w_i J_i(K - eta grad J_i(K))`` (uniform weights by default).
 
     Returns ``math.inf`` when ``K`` is not MAML-stabilising (like :func:`metalqr.cost`).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+    weights : array_like, shape (n,), optional
+        Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
+
+    Raises
+    ------
+    ValidationError
+        On malformed arguments.
     """
     ts = as_taskset(tasks)
     w = _weights(weights, len(ts))
+    meta_gain(as_batch(ts), K)
+    _eta(eta)
     if not is_maml_stabilizing(ts, K, eta):
         return math.inf
     J = cost(ts, adapted_gains(ts, K, eta))
@@ -114,8 +173,20 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     ``(I - eta H)`` applied to ``grad J_i(K_i')`` is exact. With ``eta = 0`` it is the mean
     gradient.
 
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+    weights : array_like, shape (n,), optional
+        Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
+
     Raises
     ------
+    ValidationError
+        On malformed arguments.
     NotMAMLStabilizingError
         If ``K`` or an adapted gain ``K_i'`` does not stabilise its task.
     """
@@ -125,7 +196,25 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
 
 
 def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.ndarray:
-    """First-order MAML: ``sum_i w_i grad J_i(K_i')`` (the Hessian term dropped)."""
+    """First-order MAML: ``sum_i w_i grad J_i(K_i')`` (the Hessian term dropped).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d)
+        The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
+    eta : float
+        Adaptation rate, finite and >= 0.
+    weights : array_like, shape (n,), optional
+        Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
+
+    Raises
+    ------
+    ValidationError
+        On malformed arguments.
+    NotMAMLStabilizingError
+        If ``K`` or an adapted gain does not stabilise its task.
+    """
     _, w, _, _, G_ad = _adapted_step(tasks, K, eta, weights, "first_order_maml_gradient")
     return np.einsum("n,nij->ij", w, G_ad)
 
@@ -137,7 +226,7 @@ def _adapted_step(tasks, K, eta, weights, what):
     batch = as_batch(ts)
     eta = _eta(eta)
     w = _weights(weights, len(ts))
-    Kb = check_gain(batch, K)
+    Kb = meta_gain(batch, K)
     ev = _evaluate_maml(batch, Kb, what)
     G_ad = _evaluate_maml(batch, Kb - eta * ev.gradient, what, eta).gradient
     return batch, w, eta, ev, G_ad
@@ -153,33 +242,121 @@ def optimal_costs(tasks: Any) -> np.ndarray:
 def cost_gap_ratio(tasks: Any, K: Any, J_star: Any = None) -> float:
     """Figure 1 metric: ``(sum_i J_i(K) - sum_i J_i(K_i*)) / sum_i J_i(K_i*)``.
 
-    ``J_star`` (from :func:`optimal_costs`) may be passed to avoid re-solving the DAREs.
-    Returns ``inf`` if ``K`` does not stabilise some task.
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+    K : array_like, shape (k, d), or (n, k, d) (one gain per task, e.g. adapted gains)
+    J_star : array_like, shape (n,), optional
+        The optimal costs ``J_i(K_i*)`` (from :func:`optimal_costs`), to avoid re-solving
+        the DAREs: finite, >= 0, with a positive sum.
+
+    Returns
+    -------
+    float
+        ``inf`` if ``K`` does not stabilise some task.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed ``J_star`` (wrong length, negative entries, zero sum) or gain.
     """
     ts = as_taskset(tasks)
-    J_star = optimal_costs(ts) if J_star is None else as_float_array(J_star, "J_star", shape=(len(ts),))
+    if J_star is None:
+        J_star = optimal_costs(ts)
+    else:
+        J_star = as_float_array(J_star, "J_star", shape=(len(ts),))
+        if np.any(J_star < 0) or float(np.sum(J_star)) <= 0.0:
+            raise ValidationError(f"J_star must hold the optimal costs J_i(K_i*) >= 0 of the "
+                                  f"{len(ts)} tasks with a positive sum (use "
+                                  f"metalqr.optimal_costs(tasks)); got "
+                                  f"{np.array2string(J_star, precision=4, threshold=8)}.")
     total = float(np.sum(cost(ts, K)))
     return (total - float(np.sum(J_star))) / float(np.sum(J_star))
+
+
+#: Relative tolerance of the PBH rank test (scaled by ``max(||A||_2, ||B||_2, 1)``).
+PBH_RTOL = 1e-10
+
+
+def unstabilisable_mode(A: np.ndarray, B: np.ndarray):
+    """Popov-Belevitch-Hautus test per eigenspace: an eigenvalue ``lambda`` of ``A`` with
+    ``|lambda| >= 1`` and ``rank [A - lambda I, B] < d``, or ``None`` if there is none.
+
+    Eigenvalues are grouped into clusters of numerically coincident values (a repeated or
+    defective eigenvalue is computed as a cloud of radius up to ``(eps ||A||)^(1/m)``; two
+    eigenvalues belong together when they differ by less than ten times their error
+    estimates ``eps ||A|| cond(lambda)``), and each cluster is tested once at its mean, with
+    ranks from the singular values of ``[A - lambda I, B]`` and a tolerance scaled by
+    ``||[A, B]||`` and the cluster's spread. Testing one eigenvector per eigenvalue (the old
+    test) misses a repeated eigenvalue whose eigenspace ``B`` reaches only in part, e.g.
+    ``A = 2 I``, ``B = [1, 1]'`` (issue 13, part B).
+
+    Returns
+    -------
+    (lam, rank, w) or None
+        The eigenvalue (complex), the numerical rank of ``[A - lam I, B]`` and a unit left
+        null vector ``w`` (``w'(A - lam I) ~ 0``, ``w'B ~ 0``).
+    """
+    import scipy.linalg
+
+    d = A.shape[0]
+    eps = np.finfo(float).eps
+    normA = float(np.linalg.norm(A, 2))
+    scale = max(normA, float(np.linalg.norm(B, 2)), 1.0)
+    lam, VL, VR = scipy.linalg.eig(A, left=True, right=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = 1.0 / np.abs(np.einsum("ij,ij->j", VL.conj(), VR))
+    cond = np.where(np.isfinite(cond), cond, 1.0 / eps)
+    err = eps * max(normA, 1e-300) * cond                          # eigenvalue error estimates
+    # Clusters: connected components of |lam_i - lam_j| <= 10 (err_i + err_j) + tiny.
+    label = np.arange(d)
+    for a in range(d):
+        for b in range(a + 1, d):
+            if abs(lam[a] - lam[b]) <= 10.0 * (err[a] + err[b]) + PBH_RTOL * scale:
+                la, lb = label[a], label[b]
+                label[label == lb] = la
+    for c in np.unique(label):
+        members = np.flatnonzero(label == c)
+        mu = complex(np.mean(lam[members]))
+        if abs(mu) < 1.0 and np.max(np.abs(lam[members])) < 1.0:
+            continue
+        spread = float(np.max(np.abs(lam[members] - mu)))
+        M = np.hstack([A - mu * np.eye(d), B.astype(complex)])
+        U, sv, _ = np.linalg.svd(M)
+        tol = PBH_RTOL * scale + 10.0 * spread + 10.0 * float(np.max(err[members]))
+        rank = int(np.sum(sv > tol))
+        if rank < d:
+            w = U[:, d - 1].conj()
+            w = w / w[np.argmax(np.abs(w))] * (np.abs(w).max() / np.linalg.norm(w))
+            if abs(mu.imag) <= tol:
+                mu, w = complex(mu.real), w.real.astype(complex)
+                w = w / np.linalg.norm(w)
+            return mu, rank, w
+    return None
 
 
 def check_meta_learnable(tasks: Any) -> None:
     """Raise :class:`NotMetaLearnableError` when the tasks provably share no stabilising gain.
 
-    Detected cases: a task that no gain stabilises (an unstable mode that ``B`` cannot
-    reach), and for scalar systems (d = k = 1) disjoint stabilising intervals
+    Detected cases: a task that no gain stabilises (an eigenvalue ``|lambda| >= 1`` with
+    ``rank [A - lambda I, B] < d``: the PBH test per eigenspace, repeated and defective
+    eigenvalues included, see :func:`unstabilisable_mode`), and for scalar systems (d = k = 1) disjoint stabilising intervals
     ``{K : |a_i - b_i K| < 1}`` (the example of Section 3.2 of the ZO-MAML paper). Passing
     this check does not prove that a common stabilising gain exists.
     """
     ts = as_taskset(tasks)
     for i, t in enumerate(ts):
-        lam, V = np.linalg.eig(t.A.T)
-        for j in np.flatnonzero(np.abs(lam) >= 1.0):
-            # PBH test: left eigenvector w with w'B = 0 for an unstable eigenvalue.
-            w = V[:, j]
-            if np.linalg.norm(w.conj() @ t.B) <= 1e-10 * max(1.0, np.linalg.norm(t.B)):
-                raise NotMetaLearnableError(
-                    f"task {i} is not stabilisable: its mode with eigenvalue {lam[j]:.4g} cannot be "
-                    f"reached by B, so no gain stabilises it and the task set cannot be meta-learned.")
+        mode = unstabilisable_mode(t.A, t.B)
+        if mode is not None:
+            lam, rank, w = mode
+            lam_s = f"{lam.real:.4g}" if lam.imag == 0 else f"{lam:.4g}"
+            w_s = np.array2string(w.real if np.all(w.imag == 0) else w, precision=4)
+            raise NotMetaLearnableError(
+                f"task {i} is not stabilisable: for its eigenvalue {lam_s} (|lambda| = "
+                f"{abs(lam):.4g} >= 1) rank [A - lambda I, B] = {rank} < d = {t.d} (PBH test); "
+                f"w = {w_s} satisfies w'A = lambda w' and w'B = 0, so no gain moves this mode "
+                f"and the task set cannot be meta-learned. Remove the task or give it an input "
+                f"that reaches this mode.")
     if ts.d == 1 and ts.k == 1:
         lo, hi = -math.inf, math.inf
         for t in ts:

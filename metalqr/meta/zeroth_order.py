@@ -11,27 +11,69 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import as_rng, check_positive
-from ..exceptions import RolloutOverflowError, UnstablePolicyError, ValidationError
+from .._validation import (as_rng, check_bool, check_choice, check_int, check_positive,
+                           check_size)
+from ..exceptions import (RolloutOverflowError, UnstablePolicyError, ValidationError,
+                          ValidationTypeError)
 from ..lqr.policy import check_gain, costs_indexed
 from ..lqr.tasks import Batch, as_batch
-from ..rollouts.backends import perturbed_gains, sphere_points
+from ..rollouts.backends import check_backend, get_backend, perturbed_gains, sphere_points
 from ..rollouts.counter_rng import draw_key
-from ..rollouts.engine import _factors, run_rollouts
-from .objective import as_taskset
+from ..rollouts.engine import DIVERGENCE_FACTOR, factors_of, run_rollouts
+from .objective import as_taskset, meta_gain
 
 __all__ = ["zo_gradient", "zo_maml_gradient", "sphere_perturbations"]
 
 Oracle = Literal["rollout", "exact"]
 
 
-def sphere_perturbations(rng: np.random.Generator, shape: tuple[int, ...], radius: float,
+def _check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
+    """A tuple of at least two positive ints ending in ``(k, d)``."""
+    if isinstance(shape, (str, bytes, np.ndarray)) or not isinstance(shape, (tuple, list)):
+        raise ValidationTypeError(f"{name} must be a tuple of ints ending in (k, d), e.g. "
+                                  f"(M, k, d); got {shape!r}.")
+    if len(shape) < 2:
+        raise ValidationError(f"{name} must have at least two entries (k, d); got {shape!r}.")
+    return tuple(check_int(n, f"{name}[{i}]", minimum=1) for i, n in enumerate(shape))
+
+
+def sphere_perturbations(rng: Any, shape: tuple[int, ...], radius: float,
                          backend: str | None = None) -> np.ndarray:
-    """I.i.d. matrices uniform on the Frobenius sphere of radius ``radius``; ``shape`` ends in
-    ``(k, d)``. Normalised Gaussians from the counter-based generator (key drawn from
-    ``rng``), so every backend draws the same perturbations."""
-    rows, n = int(np.prod(shape[:-2])), shape[-2] * shape[-1]
-    return sphere_points(draw_key(as_rng(rng)), rows, n, radius, backend).reshape(shape)
+    """I.i.d. matrices uniform on the Frobenius sphere of radius ``radius``.
+
+    Normalised Gaussians from the counter-based generator (key drawn from ``rng``), so every
+    backend draws the same perturbations (the ``U_m`` of Algorithms 1 and 2 of the ZO-MAML
+    paper).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator, int seed >= 0 or None
+    shape : tuple of int
+        ``(..., k, d)``: any number (>= 0) of leading axes, then the matrix shape; every
+        entry >= 1.
+    radius : float
+        Frobenius norm of each matrix, finite and > 0.
+    backend : {"numba", "numpy", "cupy"}, optional
+
+    Returns
+    -------
+    ndarray of the given shape
+
+    Raises
+    ------
+    ValidationError
+        On a malformed shape, a radius that is not finite and positive, an unknown backend,
+        or a request above metalqr's size limit.
+    """
+    shape = _check_shape(shape)
+    radius = check_positive(radius, "radius")
+    backend = check_backend(backend)
+    rng = as_rng(rng)
+    total = float(np.prod([float(n) for n in shape]))
+    check_size(total, "sphere_perturbations", what="float64 entries",
+               alternative="Request fewer perturbations (the leading axes of shape).")
+    rows, n = int(np.prod(shape[:-2], dtype=np.int64)), shape[-2] * shape[-1]
+    return sphere_points(draw_key(rng), rows, n, radius, backend).reshape(shape)
 
 
 class _Evaluator:
@@ -39,10 +81,8 @@ class _Evaluator:
 
     def __init__(self, batch: Batch, oracle: str, length: int | None, backend: str | None,
                  rng: np.random.Generator) -> None:
-        if oracle not in ("rollout", "exact"):
-            raise ValidationError(f"oracle must be 'rollout' or 'exact'; got {oracle!r}.")
         self.batch, self.oracle, self.length, self.backend, self.rng = batch, oracle, length, backend, rng
-        self.factors = _factors(batch) if oracle == "rollout" else None
+        self.factors = factors_of(batch) if oracle == "rollout" else None
 
     def __call__(self, task_index: np.ndarray, K: np.ndarray, noise_index: np.ndarray,
                  what: str) -> np.ndarray:
@@ -60,8 +100,9 @@ class _Evaluator:
                              noise_index.reshape(-1), self.factors)
             if not np.all(np.isfinite(J)):
                 raise RolloutOverflowError(
-                    f"{what}: {int(np.sum(~np.isfinite(J)))} of {J.size} roll-outs overflowed; the "
-                    f"perturbed gains are far from stabilising. Reduce the smoothing radius, eta "
+                    f"{what}: {int(np.sum(~np.isfinite(J)))} of {J.size} roll-outs overflowed or "
+                    f"diverged (a stage cost beyond {DIVERGENCE_FACTOR:g} times its reference "
+                    f"scale); the perturbed gains are far from stabilising. Reduce the smoothing radius, eta "
                     f"or the roll-out length.")
         return J.reshape(task_index.shape)
 
@@ -78,11 +119,35 @@ def _combine(J: np.ndarray, U: np.ndarray, two_point: bool, dk: int, radius: flo
     return scale * np.einsum("...m,...mij->...ij", coeff, U) / U.shape[-3]
 
 
-def _check_common(n_perturbations, rollout_length, radius, oracle):
+def _check_common(n_perturbations, rollout_length, radius, oracle, backend, two_point):
+    """Validate the options shared by the estimators; returns ``(M, r, l, backend, two_point,
+    oracle)``."""
+    oracle = check_choice(oracle, "oracle", ("rollout", "exact"))
     M = check_positive(n_perturbations, "n_perturbations", integer=True)
     r = check_positive(radius, "radius")
-    length = None if oracle == "exact" else check_positive(rollout_length, "rollout_length", integer=True)
-    return M, r, length
+    length = None if oracle == "exact" else check_positive(rollout_length, "rollout_length",
+                                                           integer=True)
+    backend = check_backend(backend)
+    if oracle == "rollout":
+        get_backend(backend)                          # raises if it cannot run here
+    return M, r, length, backend, check_bool(two_point, "two_point"), oracle
+
+
+def _check_work(what: str, n_gains: float, kd: int, length: int | None) -> None:
+    """Refuse an estimator call whose perturbed gains or roll-out work exceed the limits."""
+    check_size(n_gains * kd, what, what="float64 entries of perturbed gains",
+               alternative="Use fewer perturbations (n_perturbations, inner_perturbations) "
+                           "or a task_batch.")
+    if length is not None:
+        check_size(n_gains * length * kd, what, what="roll-out steps x gain entries",
+                   limit=ROLLOUT_WORK_LIMIT,
+                   alternative="Use fewer perturbations, a shorter rollout_length or a "
+                               "task_batch.")
+
+
+#: Largest ``roll-outs x length x k d`` an estimator call may simulate (about an hour of
+#: compiled roll-outs on one core).
+ROLLOUT_WORK_LIMIT = 1e13
 
 
 def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length: int = 50,
@@ -98,9 +163,9 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
     ----------
     task : LQRTask or TaskSet
         For a TaskSet, one independent estimate per task (shape (n, k, d)).
-    K : array_like, shape (k, d)
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
     n_perturbations : int
-        ``M``.
+        ``M`` (>= 1).
     rollout_length : int
         ``l`` (ignored with ``oracle="exact"``).
     radius : float
@@ -115,16 +180,21 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
 
     Raises
     ------
+    ValidationError
+        On malformed arguments (counts >= 1, radius finite and > 0, known backend and
+        oracle names, ``two_point`` a bool), or a request above metalqr's size limits.
     RolloutOverflowError
-        If a roll-out overflowed (perturbed gain far from stabilising).
+        If a roll-out overflowed or diverged (perturbed gain far from stabilising).
     UnstablePolicyError
         With ``oracle="exact"``, if a perturbed gain is not stabilising.
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
-    M, r, length = _check_common(n_perturbations, rollout_length, radius, oracle)
+    M, r, length, backend, two_point, oracle = _check_common(
+        n_perturbations, rollout_length, radius, oracle, backend, two_point)
     rng = as_rng(rng)
     n, k, d = batch.n, batch.k, batch.d
+    _check_work("zo_gradient", float(n) * M * (2 if two_point else 1), k * d, length)
     sg = _signs(two_point)
     U = sphere_perturbations(rng, (n, M, k, d), r, backend)
     gains = perturbed_gains(Kb.reshape(n, -1), U.reshape(n, M, -1), two_point,
@@ -150,10 +220,11 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
 
     Parameters
     ----------
-    tasks : TaskSet
+    tasks : TaskSet (or LQRTask)
     K : array_like, shape (k, d)
+        The meta-gain (no per-task axis).
     eta : float
-        Adaptation rate.
+        Adaptation rate (finite, >= 0).
     n_perturbations, inner_perturbations : int
         Outer ``M`` and inner ``M'`` (default ``M``; the paper uses ``M' = M``).
     rollout_length, radius, rng, backend, two_point, oracle
@@ -164,22 +235,32 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
     Returns
     -------
     ndarray, shape (k, d)
+
+    Raises
+    ------
+    ValidationError, RolloutOverflowError, UnstablePolicyError
+        As :func:`zo_gradient`; also ``task_batch`` larger than the number of tasks.
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
-    Kb = check_gain(batch, K)[0]
+    Kb = meta_gain(batch, K)[0]
     eta = check_positive(eta, "eta", allow_zero=True)
-    M, r, length = _check_common(n_perturbations, rollout_length, radius, oracle)
+    M, r, length, backend, two_point, oracle = _check_common(
+        n_perturbations, rollout_length, radius, oracle, backend, two_point)
     Mi = M if inner_perturbations is None else check_positive(inner_perturbations,
                                                               "inner_perturbations", integer=True)
     rng = as_rng(rng)
     n, k, d = batch.n, batch.k, batch.d
-    if task_batch is None:
-        chosen = np.arange(n)
-    else:
+    if task_batch is not None:
         b = check_positive(task_batch, "task_batch", integer=True)
         if b > n:
             raise ValidationError(f"task_batch must be at most the number of tasks ({n}); got {b}.")
+    S_ = 2 if two_point else 1
+    _check_work("zo_maml_gradient", float(n if task_batch is None else task_batch) * M * S_
+                * (Mi * S_ + 1), k * d, length)
+    if task_batch is None:
+        chosen = np.arange(n)
+    else:
         chosen = np.sort(rng.choice(n, size=b, replace=False))
     T = chosen.size
     sg = _signs(two_point)

@@ -13,6 +13,8 @@ counter-based generator, at most :data:`NOISE_BYTES` at a time.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .blocks import task_blocks
@@ -27,7 +29,7 @@ NOISE_BYTES = 1 << 26
 
 
 def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
-                         key: int):
+                         key: int, ref=None, factor: float = math.inf):
     """Empirical costs of ``N`` rollouts.
 
     Parameters
@@ -47,11 +49,19 @@ def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, leng
         Number of transitions ``l``.
     key : int
         Key of the counter-based generator.
+    ref : NumPy array (N,), optional
+        Reference scale of each roll-out's stage cost
+        (:func:`~metalqr.rollouts.engine.divergence_reference`).
+    factor : float
+        Divergence factor: a roll-out whose stage cost ``c_t`` at a step ``t > m``
+        (``m = min(l, d + 1)``) exceeds ``factor (ref + max(c_1 .. c_m))`` is diverging; its
+        state is reset to zero (so it cannot overflow) and its cost is ``inf``.
 
     Returns
     -------
     costs : array (N,)
-        ``(1/l) sum_{t=1}^{l} x_t'(Q + K'RK) x_t`` (Algorithm 1 of the ZO-MAML paper).
+        ``(1/l) sum_{t=1}^{l} x_t'(Q + K'RK) x_t`` (Algorithm 1 of the ZO-MAML paper);
+        ``inf`` for a diverging roll-out.
     """
     N, d = K.shape[0], K.shape[2]
     out = xp.empty(N, dtype=xp.float64)
@@ -76,15 +86,38 @@ def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, leng
         c = xp.arange(t0, t1, dtype=xp.uint64)[:, None] * np.uint64(d) + cols[None, :]
         return normals(xp, key, base[:, :, None, None] + c[None, None])  # (nblocks, L, t, d)
 
+    ref_host = np.zeros(N) if ref is None else np.asarray(ref, dtype=np.float64)
+    refb = xp.asarray(np.where(block_rows >= 0, ref_host[np.maximum(block_rows, 0)], 0.0))
+    m = min(length, d + 1)
+    watch = math.isfinite(factor)
+    on_host = xp is np
     x = noise(0, 1)[:, :, 0] @ L0t
     u = xp.einsum("blkd,bld->blk", Kb, x)
     total = xp.zeros((nblocks, L))
+    early = xp.zeros((nblocks, L))
+    diverged = xp.zeros((nblocks, L), dtype=bool)
+    t, any_diverged = 0, False
     for t0 in range(1, length + 1, slab):
         Z = noise(t0, min(t0 + slab, length + 1))
         for j in range(Z.shape[2]):
+            t += 1
             x = x @ At - u @ Bt + Z[:, :, j] @ Gt
             u = xp.einsum("blkd,bld->blk", Kb, x)
-            total += xp.sum(x * (x @ Qb), axis=-1) + xp.sum(u * (u @ Rb), axis=-1)
+            c = xp.sum(x * (x @ Qb), axis=-1) + xp.sum(u * (u @ Rb), axis=-1)
+            total += c
+            if not watch:
+                continue
+            if t <= m:
+                early = xp.maximum(early, c)
+                continue
+            bad = c > factor * (refb + early)
+            if on_host and not (any_diverged or bad.any()):
+                continue
+            any_diverged = True
+            diverged |= bad                # reset diverging roll-outs: they cannot overflow
+            x = xp.where(diverged[..., None], 0.0, x)
+            u = xp.where(diverged[..., None], 0.0, u)
+    total = xp.where(diverged, xp.inf, total)
     valid = block_rows >= 0
     out[xp.asarray(block_rows[valid])] = total[xp.asarray(valid)] / length
     return out

@@ -16,6 +16,7 @@ same key gives the same costs on every backend (to rounding).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -23,9 +24,11 @@ from typing import Callable
 import numpy as np
 
 from .._parallel import map_chunks
-from ..exceptions import BackendUnavailableError, ValidationError
+from .._validation import check_choice
+from ..exceptions import BackendUnavailableError
 
-__all__ = ["Backend", "get_backend", "available_backends", "DEFAULT_BACKEND", "cupy_available"]
+__all__ = ["Backend", "get_backend", "available_backends", "DEFAULT_BACKEND", "cupy_available",
+           "KNOWN_BACKENDS", "check_backend"]
 
 #: Backend used when none is named (override with ``METALQR_BACKEND``).
 DEFAULT_BACKEND = os.environ.get("METALQR_BACKEND", "numba")
@@ -36,24 +39,30 @@ CHUNK = 8192
 @dataclass(frozen=True)
 class Backend:
     """A rollout backend: ``simulate(A, B, Q, R, L0, G, task_index, K, noise_index,
-    length, key) -> costs`` on NumPy inputs, NumPy output."""
+    length, key, ref, factor) -> costs`` on NumPy inputs, NumPy output (``inf`` for a
+    roll-out whose stage cost grows beyond ``factor`` times its reference, see
+    :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`)."""
 
     name: str
     simulate: Callable[..., np.ndarray]
 
 
-def _numpy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
+def _numpy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
+                    factor=math.inf):
     from .array_kernel import simulate_costs_array
 
     N, d = K.shape[0], A.shape[-1]
+    ref = np.zeros(N) if ref is None else ref
 
-    def chunks(ti, Kc, ni):
-        outs = [simulate_costs_array(np, A, B, Q, R, L0, G, ti[s:s + CHUNK], Kc[s:s + CHUNK],
-                                     ni[s:s + CHUNK], length, key)
-                for s in range(0, ti.shape[0], CHUNK)]
+    def chunks(ti, Kc, ni, rc):
+        with np.errstate(over="ignore", invalid="ignore"):
+            outs = [simulate_costs_array(np, A, B, Q, R, L0, G, ti[s:s + CHUNK], Kc[s:s + CHUNK],
+                                         ni[s:s + CHUNK], length, key, rc[s:s + CHUNK], factor)
+                    for s in range(0, ti.shape[0], CHUNK)]
         return (np.concatenate(outs) if outs else np.empty(0),)
 
-    return map_chunks(chunks, [task_index, K, noise_index], N, work=N * length * d * d * 20)[0]
+    return map_chunks(chunks, [task_index, K, noise_index, ref], N,
+                      work=N * length * d * d * 20)[0]
 
 
 def _numba_simulate(*args):
@@ -70,7 +79,8 @@ def cupy_available() -> bool:
         return False
 
 
-def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
+def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
+                   factor=math.inf):
     import cupy as cp
 
     from .array_kernel import simulate_costs_array
@@ -80,20 +90,38 @@ def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key):
     free, _ = cp.cuda.Device().mem_info
     chunk = max(1024, int(free * 0.25 / (8 * (2 * k * d + 8 * (d + k) + 16))))
     out = np.empty(N)
+    ref = np.zeros(N) if ref is None else ref
     for s in range(0, N, chunk):
         sl = slice(s, s + chunk)
         out[sl] = cp.asnumpy(simulate_costs_array(
-            cp, *dev, task_index[sl], cp.asarray(K[sl]), cp.asarray(noise_index[sl]), length, key))
+            cp, *dev, task_index[sl], cp.asarray(K[sl]), cp.asarray(noise_index[sl]), length, key,
+            ref[sl], factor))
     return out
 
 
 _BACKENDS = {"numpy": _numpy_simulate, "numba": _numba_simulate, "cupy": _cupy_simulate}
 
 
+#: Every backend name metalqr knows (whether or not it can run here: see
+#: :func:`available_backends`).
+KNOWN_BACKENDS = ("numpy", "numba", "cupy")
+
+
+def check_backend(backend, name: str = "backend") -> str:
+    """Validate a backend name against :data:`KNOWN_BACKENDS` (``None`` gives
+    :data:`DEFAULT_BACKEND`, itself checked, as it may come from ``METALQR_BACKEND``);
+    return the resolved name. An unknown name raises a
+    :class:`~metalqr.ValidationError` listing the valid ones."""
+    if backend is None:
+        return check_choice(DEFAULT_BACKEND, "the METALQR_BACKEND environment variable (the "
+                            "default backend)", KNOWN_BACKENDS)
+    return check_choice(backend, name, KNOWN_BACKENDS)
+
+
 def standard_normals(key: int, n: int, backend: str | None = None) -> np.ndarray:
     """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``: the same numbers
     on every backend (compiled and parallel with ``"numba"``)."""
-    name = DEFAULT_BACKEND if backend is None else backend
+    name = check_backend(backend)
     if name == "numba":
         from .numba_kernel import normals_numba
         return normals_numba(key, n)
@@ -110,7 +138,7 @@ def sphere_points(key: int, rows: int, n: int, radius: float,
     ``z_{mn} .. z_{mn + n - 1}`` of the counter-based generator with key ``key``, normalised.
     The same points on every backend (to rounding); generated and normalised in one compiled
     pass with ``"numba"``."""
-    name = DEFAULT_BACKEND if backend is None else backend
+    name = check_backend(backend)
     if name == "numba":
         from .numba_kernel import sphere_numba
         return sphere_numba(key, rows, n, radius)
@@ -125,7 +153,7 @@ def perturbed_gains(C: np.ndarray, V: np.ndarray, two_point: bool,
     and perturbations ``V`` of shape ``(P, Q, n)``: an array ``(P, Q, S, n)``, ``S = 2`` with
     ``two_point``. One parallel pass with ``"numba"`` (the inner gains of Algorithm 2 are
     about 80 MB at the benchmark's size)."""
-    name = DEFAULT_BACKEND if backend is None else backend
+    name = check_backend(backend)
     if name == "numba":
         from .numba_kernel import perturbed_numba
         return perturbed_numba(C, V, two_point)
@@ -151,9 +179,7 @@ def get_backend(name: str | None = None) -> Backend:
     BackendUnavailableError
         For ``"cupy"`` when CuPy or a CUDA device is missing.
     """
-    name = DEFAULT_BACKEND if name is None else name
-    if name not in _BACKENDS:
-        raise ValidationError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}.")
+    name = check_backend(name)
     if name == "cupy" and not cupy_available():
         raise BackendUnavailableError("backend 'cupy' needs CuPy and a CUDA GPU: install with "
                                       "pip install 'metalqr[gpu]' on a machine with a GPU, or use "

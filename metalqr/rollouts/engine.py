@@ -8,72 +8,174 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, as_rng, check_positive
-from ..exceptions import ValidationError
+from .._validation import as_float_array, as_rng, check_int, check_positive, check_size
+from ..exceptions import ValidationError, ValidationTypeError
 from ..lqr.tasks import Batch, TaskLike, as_batch
-from .backends import get_backend
-from .counter_rng import draw_key
+from .backends import check_backend, get_backend
+from .counter_rng import block_stride, draw_key
 
-__all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors"]
+__all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors",
+           "factors_of", "run_rollouts", "factor_error", "DIVERGENCE_FACTOR"]
+
+
+def _equilibrate(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``S = D C D`` with ``D = diag(sqrt(S_ii))`` (zero where ``S_ii <= 0``) and ``C`` the
+    correlation-type matrix (unit diagonal where ``S_ii > 0``, zero rows/columns elsewhere)."""
+    dg = np.diagonal(S, axis1=-2, axis2=-1)
+    sc = np.sqrt(np.where(dg > 0.0, dg, 0.0))
+    inv = np.divide(1.0, sc, out=np.zeros_like(sc), where=sc > 0.0)
+    return sc, S * inv[..., :, None] * inv[..., None, :]
 
 
 def lower_factor(S: np.ndarray) -> np.ndarray:
     """Lower-triangular ``L`` with ``L L' = S`` for symmetric PSD ``S`` (batched).
 
-    Exact also for singular ``S``: from ``F = V sqrt(max(lam, 0))`` (``F F' = S``), the QR
-    factorisation ``F' = Q_ R_`` gives ``L = R_'``.
+    Accurate for any PSD ``S``, including singular and badly scaled ones: the eigenvalue
+    decomposition is taken of the diagonally equilibrated ``C = D^-1 S D^-1``
+    (``D = diag(sqrt(S_ii))``, entries of ``C`` in ``[-1, 1]``), ``F = D V sqrt(max(lam, 0))``
+    satisfies ``F F' = S`` with an error of each entry ``(i, j)`` of order
+    ``eps sqrt(S_ii S_jj)``, and the QR factorisation ``F' = Q_ R_`` (column-wise backward
+    stable) gives ``L = R_'``. For positive definite ``S`` this is the Cholesky factor.
+    An eigenvalue decomposition of ``S`` itself loses every direction below
+    ``eps ||S||`` (issue 13, part D).
     """
-    lam, V = np.linalg.eigh(S)
-    F = V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
+    sc, C = _equilibrate(S)
+    lam, V = np.linalg.eigh(C)
+    F = sc[..., :, None] * (V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :])
     R_ = np.linalg.qr(np.swapaxes(F, -1, -2), mode="r")
     L = np.swapaxes(R_, -1, -2)
     sign = np.where(np.diagonal(L, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
     return L * sign[..., None, :]
 
 
-#: ``L_Psi`` with ``cond > 1 / WELL_CONDITIONED`` (e.g. singular ``Psi``) is not diagonalised.
+def factor_error(G: np.ndarray, S: np.ndarray) -> float:
+    """Largest entrywise relative error of a square root: ``max_ij |(G G' - S)_ij| /
+    sqrt(S_ii S_jj)`` (``0/0`` counts as ``0``; an error where ``S_ii S_jj = 0`` is measured
+    against ``max_i S_ii``)."""
+    E = np.abs(G @ np.swapaxes(G, -1, -2) - S)
+    dg = np.clip(np.diagonal(S, axis1=-2, axis2=-1), 0.0, None)
+    scale = np.sqrt(dg[..., :, None] * dg[..., None, :])
+    floor = np.max(dg, axis=-1, initial=0.0)[..., None, None] * 1e-300 + 1e-300
+    return float(np.max(E / np.maximum(scale, floor), initial=0.0))
+
+
+#: A noise factor whose diagonally equilibrated version has a condition number above
+#: ``1 / WELL_CONDITIONED`` (e.g. singular ``Psi``) is not diagonalised (no noise coordinates).
 WELL_CONDITIONED = 1e-6
+#: Largest entrywise relative error (see :func:`factor_error`) accepted for the rotated
+#: factor ``G = L U``; beyond it the plain factor ``L`` is used.
+FACTOR_RTOL = 1e-10
+
+
+def equilibrated_factor(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``G = diag(h) G_C`` with ``h_i`` the Euclidean norm of row ``i`` of ``G`` (so
+    ``h_i^2 = Psi_ii``) and ``G_C`` rows of unit norm (zero rows stay zero)."""
+    h = np.sqrt(np.einsum("...ij,...ij->...i", G, G))
+    inv = np.divide(1.0, h, out=np.zeros_like(h), where=h > 0.0)
+    return h, G * inv[..., :, None]
 
 
 def well_conditioned(G: np.ndarray) -> bool:
-    """Whether every factor in the batch ``G`` inverts accurately (condition number below
-    ``1 / WELL_CONDITIONED``)."""
+    """Whether every factor in the batch ``G`` inverts accurately: the condition number of
+    its diagonally equilibrated version (:func:`equilibrated_factor`) is below
+    ``1 / WELL_CONDITIONED``. A diagonal scaling of the state does not change the answer."""
+    h, GC = equilibrated_factor(G)
+    if np.any(h <= 0.0):
+        return False
     with np.errstate(divide="ignore", invalid="ignore"):
-        return bool(np.all(np.linalg.cond(G) * WELL_CONDITIONED < 1.0))
+        return bool(np.all(np.linalg.cond(GC) * WELL_CONDITIONED < 1.0))
 
 
 def noise_factors(Sigma0: np.ndarray, Psi: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Square roots ``(L0, G)`` with ``L0 L0' = Sigma0`` and ``G G' = Psi`` that map the
     counter-based normals to ``x_0 = L0 z`` and ``w_t = G z`` on every backend (batched).
 
-    ``L0`` is lower triangular. ``G = L_Psi U``, with ``U`` the eigenvectors of
-    ``L_Psi' Q L_Psi``, so that in the noise coordinates ``y = G^{-1} x`` the stage cost
-    ``x'Qx = y'(G'QG)y`` is a weighted sum of squares (the Numba kernel uses this). Where
-    ``L_Psi`` is ill-conditioned (e.g. singular ``Psi``), ``G = L_Psi``.
+    Both are accurate entry by entry (``|(G G' - Psi)_ij| <~ eps sqrt(Psi_ii Psi_jj)``) for
+    any PSD matrix, singular or badly scaled (see :func:`lower_factor`). ``L0`` is lower
+    triangular. ``G = L_Psi U``, with ``U`` the eigenvectors of ``L_Psi' Q L_Psi`` (formed
+    from the equilibrated factor), so that in the noise coordinates ``y = G^{-1} x`` the
+    stage cost ``x'Qx = y'(G'QG)y`` is a weighted sum of squares (the Numba kernel uses
+    this). Where ``L_Psi`` is ill-conditioned after equilibration (e.g. singular ``Psi``) or
+    the rotated factor would lose accuracy (entrywise error above :data:`FACTOR_RTOL`),
+    ``G = L_Psi``.
     """
     L = lower_factor(Psi)
     G = L.copy()
     for i in range(L.shape[0]):
         if well_conditioned(L[i]):
-            _, U = np.linalg.eigh(L[i].T @ Q[i] @ L[i])
-            G[i] = L[i] @ U
+            h, LC = equilibrated_factor(L[i])
+            W = LC.T @ (h[:, None] * Q[i] * h[None, :]) @ LC
+            _, U = np.linalg.eigh(0.5 * (W + W.T))
+            rotated = L[i] @ U
+            if factor_error(rotated, Psi[i]) <= FACTOR_RTOL:
+                G[i] = rotated
     return lower_factor(Sigma0), G
 
 
-def _factors(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+def factors_of(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`noise_factors` of the tasks of ``batch`` (computed once per estimator call)."""
     return noise_factors(batch.Sigma0, batch.Psi, batch.Q)
+
+
+#: A roll-out whose stage cost ``c_t`` exceeds ``DIVERGENCE_FACTOR`` times the reference
+#: ``tr(Q V) + lambda_max(R) tr(K V K') + max(c_1 .. c_m)`` (``V = Psi + Sigma0``) (``m = min(l, d + 1)`` first steps) is
+#: diverging: its cost is reported as ``inf`` (and the estimators raise
+#: :class:`~metalqr.RolloutOverflowError`).
+DIVERGENCE_FACTOR = 1e10
+
+
+def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
+                         chunk: int = 65536) -> np.ndarray:
+    """Deterministic part of the divergence bound of each roll-out: the upper bound
+    ``tr(Q V) + lambda_max(R) tr(K V K') >= tr((Q + K'RK) V)`` with ``V = Psi + Sigma0`` (the
+    scale of a stage cost driven by one draw of the noise or the initial state; invariant
+    under a change of state coordinates), or ``||Q + K'RK||_F ||V||_F`` where it is zero.
+
+    Shape ``(N,)``; one GEMM per task and chunk (contiguous rows are not copied).
+    """
+    N = K.shape[0]
+    ref = np.zeros(N)
+    if N == 0:
+        return ref
+    k, d = K.shape[1], K.shape[2]
+    V = batch.Psi + batch.Sigma0
+    lam_R = np.linalg.eigvalsh(batch.R)[:, -1]
+    order = np.argsort(task_index, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(task_index[order]) != 0])
+    for group in np.split(order, starts[1:]):
+        j = int(task_index[group[0]])
+        Vj = V[j]
+        qv = float(np.sum(batch.Q[j] * Vj))
+        contiguous = group[-1] - group[0] + 1 == group.size
+        for s in range(0, group.size, chunk):
+            r = group[s:s + chunk]
+            Kc = K[r[0]:r[-1] + 1] if contiguous else K[r]
+            KV = (np.ascontiguousarray(Kc).reshape(-1, d) @ Vj).reshape(Kc.shape)
+            tr = qv + lam_R[j] * np.einsum("nij,nij->n", KV, Kc)
+            if np.any(tr <= 0.0):
+                M = batch.Q[j] + np.swapaxes(Kc, -1, -2) @ batch.R[j] @ Kc
+                tr = np.where(tr > 0.0, tr, np.linalg.norm(M, axis=(-2, -1))
+                              * float(np.linalg.norm(Vj)))
+            if contiguous:
+                ref[r[0]:r[-1] + 1] = tr
+            else:
+                ref[r] = tr
+    return ref
 
 
 def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: int, key: int,
                  backend: str | None, noise_index: np.ndarray | None = None,
                  factors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Internal engine call on validated arrays; non-finite costs come back as ``inf``."""
-    L0, G = _factors(batch) if factors is None else factors
+    """Internal engine call on validated arrays; costs of roll-outs that overflowed or
+    diverged (see :data:`DIVERGENCE_FACTOR`) come back as ``inf``."""
+    L0, G = factors_of(batch) if factors is None else factors
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
+    sim = get_backend(backend).simulate
     with np.errstate(over="ignore", invalid="ignore"):
-        costs = get_backend(backend).simulate(batch.A, batch.B, batch.Q, batch.R, L0, G,
-                                              task_index, K, noise_index, length, key)
+        ref = divergence_reference(batch, task_index, K)
+        costs = sim(batch.A, batch.B, batch.Q, batch.R, L0, G, task_index, K, noise_index,
+                    length, key, ref, DIVERGENCE_FACTOR)
     return np.where(np.isfinite(costs), costs, math.inf)
 
 
@@ -107,64 +209,182 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
     Returns
     -------
     costs : ndarray, shape (N,)
-        ``inf`` where a trajectory overflowed.
+        ``inf`` where a trajectory overflowed or diverged: a stage cost ``c_t`` beyond
+        :data:`DIVERGENCE_FACTOR` (1e10) times ``tr(Q V) + lambda_max(R) tr(K V K') +
+        max(c_1 .. c_m)`` (``V = Psi + Sigma0``, ``m = min(l, d + 1)``), detected from the
+        roll-out itself on every backend.
     """
     batch = as_batch(tasks, "tasks")
-    length = check_positive(length, "length", integer=True)
+    length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)
     K = as_float_array(K, "K")
     k, d = batch.k, batch.d
+    if n_rollouts is not None:
+        n_rollouts = check_positive(n_rollouts, "n_rollouts", integer=True)
     if task_index is None:
         if K.ndim == 3:
             N = K.shape[0]
+            if n_rollouts is not None and n_rollouts != N:
+                raise ValidationError(f"n_rollouts = {n_rollouts} disagrees with the {N} gains "
+                                      f"of K (shape {K.shape}); pass one or the other.")
         else:
-            N = batch.n if n_rollouts is None else check_positive(n_rollouts, "n_rollouts", integer=True)
+            N = batch.n if n_rollouts is None else n_rollouts
+        _check_rollout_size(N, length, k, d)
         task_index = np.arange(N) % batch.n
-    task_index = np.asarray(task_index)
-    if task_index.ndim != 1 or not np.issubdtype(task_index.dtype, np.integer):
-        raise ValidationError(f"task_index must be a 1-D integer array; got {task_index.dtype} "
-                              f"array of shape {task_index.shape}.")
+    else:
+        task_index = _index_array(task_index, "task_index")
+        if n_rollouts is not None and n_rollouts != task_index.shape[0]:
+            raise ValidationError(f"n_rollouts = {n_rollouts} disagrees with the "
+                                  f"{task_index.shape[0]} entries of task_index; pass one or "
+                                  f"the other.")
     if task_index.size and (task_index.min() < 0 or task_index.max() >= batch.n):
         raise ValidationError(f"task_index entries must lie in [0, {batch.n}); got range "
                               f"[{task_index.min()}, {task_index.max()}].")
     N = task_index.shape[0]
+    _check_rollout_size(N, length, k, d)
     if K.shape == (k, d):
         K = np.broadcast_to(K, (N, k, d))
     elif K.shape != (N, k, d):
         raise ValidationError(f"K must have shape (k, d) = ({k}, {d}) or (N, k, d) = ({N}, {k}, {d}); "
                               f"got {K.shape}.")
+    stride = block_stride(length, d)
     if noise_index is None:
         noise_index = np.arange(N)
     else:
-        noise_index = np.asarray(noise_index)
-        if noise_index.shape != (N,) or not np.issubdtype(noise_index.dtype, np.integer) or (
-                N and noise_index.min() < 0):
+        noise_index = _index_array(noise_index, "noise_index")
+        if noise_index.shape != (N,) or (N and noise_index.min() < 0):
             raise ValidationError(f"noise_index must be N = {N} non-negative integers; got "
-                                  f"{noise_index.dtype} array of shape {noise_index.shape}.")
+                                  f"{noise_index.dtype} array of shape {noise_index.shape}"
+                                  + (f" with minimum {noise_index.min()}" if noise_index.size
+                                     else "") + ".")
+    if N and (float(np.max(noise_index)) + 1.0) * stride >= 2.0 ** 63:
+        raise ValidationError(f"noise_index entries must be below 2**63 / ((length + 1) d) = "
+                              f"{2.0 ** 63 / stride:.3g} (the noise counters would wrap around); "
+                              f"got {int(np.max(noise_index))}.")
+    backend = check_backend(backend)
     key = draw_key(as_rng(rng))
     return run_rollouts(batch, task_index, np.ascontiguousarray(K, dtype=np.float64), length, key,
                         backend, noise_index)
 
 
+#: Largest roll-out length accepted (counters and the float length stay exact).
+MAX_LENGTH = 2 ** 40
+#: Largest ``roll-outs x length x d (d + k)`` one :func:`simulate_costs` call may simulate
+#: (about an hour of compiled roll-outs on one core).
+ROLLOUT_WORK_LIMIT = 1e13
+
+
+def _index_array(value: Any, name: str) -> np.ndarray:
+    """A 1-D integer array (bool, float, complex and object arrays rejected)."""
+    if isinstance(value, (str, bytes)):
+        raise ValidationTypeError(f"{name} must be a 1-D array of integers; got a string.")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise ValidationTypeError(f"{name} must be a 1-D array of integers; got {arr.dtype} "
+                                  f"array of shape {arr.shape}.")
+    if arr.ndim != 1:
+        raise ValidationError(f"{name} must be a 1-D integer array; got {arr.dtype} "
+                              f"array of shape {arr.shape}.")
+    return arr.astype(np.int64)
+
+
+def _check_rollout_size(N: int, length: int, k: int, d: int) -> None:
+    """Refuse a roll-out request whose memory or work exceeds metalqr's limits."""
+    check_size(float(N) * (k * d + 4), "simulate_costs", what="float64 entries (gains and "
+               "indices of the roll-outs)", alternative="Request fewer roll-outs (n_rollouts "
+               "or the length of task_index) and average several calls.")
+    check_size(float(N) * length * d * (d + k), "simulate_costs", what="roll-out steps x "
+               "d (d + k) multiply-adds", limit=ROLLOUT_WORK_LIMIT,
+               alternative="Use fewer roll-outs or a shorter length; the exact expectation of "
+                           "the cost is expected_rollout_cost.")
+
+
 def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     """Exact expectation of :func:`simulate_costs`:
     ``(1/l) sum_{t=1}^{l} Tr((Q + K'RK) Sigma_t)`` with ``Sigma_0 = Sigma0`` and
-    ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon cost of Lemma 14).
+    ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon cost of Lemma 14 of the
+    ZO-MAML paper).
 
-    Defined for any ``K`` (also non-stabilising ones). Returns a float, or shape (n,) for a
-    TaskSet.
+    Parameters
+    ----------
+    tasks : LQRTask or TaskSet
+    K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks
+    length : int
+        ``l`` in ``[1, 2**40]``. Up to :data:`RECURSION_MAX_LENGTH` steps the recursion
+        above is run; beyond, the same sum by doubling in ``O(log l)`` matrix products:
+        ``l Tr(Psi S_l) - Tr(Psi T_l) + Tr(Sigma0 (S_{l+1} - M))`` with
+        ``S_n = sum_{j<n} X_j``, ``T_n = sum_{j<n} j X_j``, ``X_j = A_K'^j M A_K^j``.
+
+    Returns
+    -------
+    float, or ndarray of shape (n,) for a TaskSet
+        Defined for any ``K`` (also non-stabilising ones); ``inf`` where it overflows.
+
+    Raises
+    ------
+    ValidationError
+        On a malformed task, gain or length.
     """
     from ..lqr.policy import check_gain, closed_loop
 
     batch = as_batch(tasks, "tasks")
-    length = check_positive(length, "length", integer=True)
+    length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)
     Kb = check_gain(batch, K)
     AK = closed_loop(batch, Kb)
-    M = batch.Q + np.swapaxes(Kb, -1, -2) @ batch.R @ Kb
-    S = np.array(batch.Sigma0)
-    total = np.zeros(batch.n)
     with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(length):
-            S = AK @ S @ np.swapaxes(AK, -1, -2) + batch.Psi
-            total += np.einsum("nij,nji->n", M, S)
-    total = np.where(np.isfinite(total), total / length, math.inf)
+        M = batch.Q + np.swapaxes(Kb, -1, -2) @ batch.R @ Kb
+        if length <= RECURSION_MAX_LENGTH:
+            S = np.array(batch.Sigma0)
+            total = np.zeros(batch.n)
+            for _ in range(length):
+                S = AK @ S @ np.swapaxes(AK, -1, -2) + batch.Psi
+                total += np.einsum("nij,nji->n", M, S)
+        else:
+            S_l, T_l = _power_sums(AK, M, length)
+            S_l1 = S_l + _T(_mat_power(AK, length)) @ M @ _mat_power(AK, length)
+            total = (length * np.einsum("nij,nji->n", batch.Psi, S_l)
+                     - np.einsum("nij,nji->n", batch.Psi, T_l)
+                     + np.einsum("nij,nji->n", batch.Sigma0, S_l1 - M))
+        total = np.where(np.isfinite(total), total / length, math.inf)
     return float(total[0]) if batch.single else total
+
+
+#: Longest horizon for which :func:`expected_rollout_cost` runs the plain recursion.
+RECURSION_MAX_LENGTH = 4096
+
+
+def _T(X: np.ndarray) -> np.ndarray:
+    return np.swapaxes(X, -1, -2)
+
+
+def _mat_power(A: np.ndarray, n: int) -> np.ndarray:
+    """``A^n`` by repeated squaring (batched)."""
+    out = np.broadcast_to(np.eye(A.shape[-1]), A.shape).copy()
+    P = A
+    while n:
+        if n & 1:
+            out = out @ P
+        n >>= 1
+        if n:
+            P = P @ P
+    return out
+
+
+def _power_sums(A: np.ndarray, M: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``S_n = sum_{j<n} A'^j M A^j`` and ``T_n = sum_{j<n} j A'^j M A^j`` by doubling: a block
+    of ``q`` terms ``(S, T, A^q)`` followed by another of ``q'`` terms combines into
+    ``(S + P'S'P, T + P'(T' + q S')P, P'..)`` with ``P = A^q``."""
+    S_r = np.zeros_like(M)
+    T_r = np.zeros_like(M)
+    P_r = np.broadcast_to(np.eye(A.shape[-1]), A.shape).copy()
+    p_r = 0
+    S_b, T_b, P_b, q = M.copy(), np.zeros_like(M), A.copy(), 1
+    while n:
+        if n & 1:
+            S_r, T_r = (S_r + _T(P_r) @ S_b @ P_r,
+                        T_r + _T(P_r) @ (T_b + p_r * S_b) @ P_r)
+            P_r, p_r = P_b @ P_r, p_r + q
+        n >>= 1
+        if n:
+            S_b, T_b = S_b + _T(P_b) @ S_b @ P_b, T_b + _T(P_b) @ (T_b + q * S_b) @ P_b
+            P_b, q = P_b @ P_b, 2 * q
+    return S_r, T_r

@@ -35,7 +35,7 @@ import numba as nb
 import numpy as np
 
 from .blocks import task_blocks
-from .engine import well_conditioned
+from .engine import equilibrated_factor, well_conditioned
 from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_LAYERS, ZIG_R,
                           ZIG_W, block_stride)
 
@@ -266,11 +266,13 @@ def _add_squares(M, X, total):
 
 @nb.njit(parallel=True, **_JIT)
 def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K, noise_index,
-            length, key, S, out):
+            length, key, S, ref, factor, m, watch, out, diverged):
     """Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K G``) or of
     ``x <- A x - B u + G z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]``
     (``-1``: padding) of task ``block_task[b]``. With ``qdiag`` the state cost matrix is
-    diagonal and only the diagonal of ``Qu`` is used."""
+    diagonal and only the diagonal of ``Qu`` is used. With ``watch``, a roll-out whose stage
+    cost at a step ``t > m`` exceeds ``factor (ref + max(c_1 .. c_m))`` is flagged in
+    ``diverged`` and its state reset to zero (so that it cannot overflow)."""
     nblocks, L = block_rows.shape
     k, d = K.shape[1], K.shape[2]
     key = np.uint64(key)
@@ -298,6 +300,13 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         s = np.empty(L)
         s2 = np.empty(L)
         total = np.zeros(L)
+        cst = np.zeros(L)
+        early = np.zeros(L)
+        thr = np.zeros(L)
+        flag = np.zeros(L, dtype=np.int64)
+        for r in range(L):
+            if rows[r] >= 0:
+                thr[r] = ref[rows[r]]
         _lane_normals(x0, 0, Z)
         _add_matvec(L0[ti], Z, Y)
         for t in range(length + 1):
@@ -309,11 +318,33 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
             if a < k:
                 _add_rows_lanewise(Kt[a], Y, U[a])
             if t > 0:                   # stage cost of x_t, t = 1 .. l
+                cst[:] = 0.0
                 if qdiag:
-                    _add_squares(Qu[ti], Y, total)
+                    _add_squares(Qu[ti], Y, cst)
                 else:
-                    _add_quadratic(Qu[ti], Y, s, s2, total)
-                _add_quadratic(Ru[ti], U, s, s2, total)
+                    _add_quadratic(Qu[ti], Y, s, s2, cst)
+                _add_quadratic(Ru[ti], U, s, s2, cst)
+                for r in range(L):
+                    total[r] += cst[r]
+                if watch:
+                    if t <= m:
+                        for r in range(L):
+                            early[r] = max(early[r], cst[r])
+                        if t == m:
+                            for r in range(L):
+                                thr[r] = factor * (thr[r] + early[r])
+                    else:
+                        nflag = 0
+                        for r in range(L):
+                            flag[r] |= cst[r] > thr[r]
+                            nflag += flag[r]
+                        if nflag:               # reset diverging roll-outs (no overflow)
+                            for r in range(L):
+                                if flag[r]:
+                                    for i in range(d):
+                                        Y[i, r] = 0.0
+                                    for a in range(k):
+                                        U[a, r] = 0.0
             if t == length:
                 break
             _lane_normals(x0, (t + 1) * d, Z)
@@ -329,6 +360,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
             n = block_rows[b, r]
             if n >= 0:
                 out[n] = total[r] / length
+                diverged[n] = flag[r] != 0
 
 
 @nb.njit(**_JIT)
@@ -406,13 +438,34 @@ def normals_numba(key: int, n: int) -> np.ndarray:
     return out
 
 
+#: Largest ``tr(G^-1 Sigma0 G^-T) / d`` for which the noise coordinates are used: an initial
+#: state far larger than the noise (in the noise's own metric) would make the rounding
+#: errors of ``y`` large relative to the directions of ``x`` that the noise excites.
+WHITE_SIGMA0_MAX = 1e6
+
+
 def _whiten(A, B, Q, L0, G):
     """Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None``
-    when some ``G`` is too ill-conditioned (e.g. singular ``Psi``) for that to be accurate."""
+    when that would not be accurate: some ``G`` is ill-conditioned after diagonal
+    equilibration (e.g. singular ``Psi``), or ``Sigma0`` is far larger than ``Psi`` in the
+    noise's metric (:data:`WHITE_SIGMA0_MAX`).
+
+    ``G = diag(h) G_C`` (:func:`~metalqr.rollouts.engine.equilibrated_factor`) and every
+    product is formed as ``G_C^{-1} (diag(h)^{-1} M diag(h)) G_C``, so a diagonal scaling of
+    the state (``x' = S x``) leaves the whitened inputs unchanged up to rounding."""
     if not well_conditioned(G):
         return None
-    Ginv = np.linalg.inv(G)
-    return Ginv @ A @ G, Ginv @ B, np.swapaxes(G, -1, -2) @ Q @ G, Ginv @ L0
+    h, GC = equilibrated_factor(G)
+    hinv = 1.0 / h
+    GCinv = np.linalg.inv(GC)
+    L0w = GCinv @ (L0 * hinv[..., :, None])
+    d = G.shape[-1]
+    if np.any(np.einsum("nij,nij->n", L0w, L0w) > WHITE_SIGMA0_MAX * d):
+        return None
+    Aw = GCinv @ (hinv[..., :, None] * A * h[..., None, :]) @ GC
+    Bw = GCinv @ (B * hinv[..., :, None])
+    Qw = np.swapaxes(GC, -1, -2) @ (h[..., :, None] * Q * h[..., None, :]) @ GC
+    return Aw, Bw, Qw, L0w
 
 
 def _upper_doubled(M: np.ndarray) -> np.ndarray:
@@ -424,14 +477,20 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
 
 
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
-                         key: int, lanes: int | None = None) -> np.ndarray:
+                         key: int, ref=None, factor: float = math.inf,
+                         lanes: int | None = None) -> np.ndarray:
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
-    (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`).
+    (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`;
+    ``ref`` and ``factor``: the divergence test, ``inf`` for a diverging roll-out).
     ``lanes`` rollouts of a task (default :data:`LANES`) are simulated together; the result
     does not depend on it (to rounding)."""
-    out = np.empty(K.shape[0])
-    if K.shape[0] == 0:
+    N = K.shape[0]
+    out = np.empty(N)
+    if N == 0:
         return out
+    ref = np.zeros(N) if ref is None else np.ascontiguousarray(ref, dtype=np.float64)
+    watch = bool(math.isfinite(factor))
+    diverged = np.zeros(N, dtype=np.bool_)
     task_index = np.asarray(task_index, dtype=np.int64)
     white = _whiten(A, B, Q, L0, G)
     if white is not None:
@@ -443,5 +502,7 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
             c(np.swapaxes(G, -1, -2)), white is not None, qdiag, block_task, block_rows, c(K),
             noise_index.astype(np.int64), int(length), np.uint64(key),
-            block_stride(length, A.shape[-1]), out)
+            block_stride(length, A.shape[-1]), ref, float(factor) if watch else 0.0,
+            min(int(length), A.shape[-1] + 1), watch, out, diverged)
+    out[diverged] = math.inf
     return out
