@@ -19,6 +19,9 @@ __all__ = [
     "BackendUnavailableError",
     "TrainingStalledError",
     "TrainingDivergedError",
+    "MetalqrWarning",
+    "RolloutLengthWarning",
+    "TrainingWorsenedWarning",
 ]
 
 
@@ -97,4 +100,30 @@ class TrainingStalledError(MetalqrError, RuntimeError):
 
 
 class TrainingDivergedError(MetalqrError, ArithmeticError):
-    """Meta-training produced non-finite parameters or losses (step size too large)."""
+    """Meta-training produced non-finite parameters or losses (step size too large), or,
+    with ``guard="none"``, an update left the stabilising set.
+
+    Attributes
+    ----------
+    result : MetaTrainingResult or None
+        The run up to the divergence (its best iterate included).
+    """
+
+    def __init__(self, message: str, result=None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class MetalqrWarning(UserWarning):
+    """Base class of the warnings metalqr emits (a result that is valid but suspect)."""
+
+
+class RolloutLengthWarning(MetalqrWarning):
+    """The roll-out length is short compared with the closed loop's mixing time: the
+    expected ``l``-step cost is biased and its gradient may point away from the true one.
+    The message names a length that keeps the bias within tolerance."""
+
+
+class TrainingWorsenedWarning(MetalqrWarning):
+    """A training run ended with a worse objective than it started with; the result's
+    ``K_best`` holds the best iterate seen."""

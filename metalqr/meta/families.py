@@ -3,31 +3,84 @@ families around a user's own system."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import numpy as np
 
-from .._validation import as_rng, check_positive
-from ..exceptions import ValidationError
+from .._validation import (as_float_array, as_rng, check_bool, check_int, check_positive,
+                           check_real, check_size)
+from ..exceptions import NotMetaLearnableError, ValidationError, ValidationTypeError
 from ..lqr.lyapunov import spectral_radius_of
-from ..lqr.tasks import LQRTask, TaskSet
+from ..lqr.policy import closed_loop
+from ..lqr.riccati import optimal_gain
+from ..lqr.tasks import LQRTask, TaskSet, as_batch
 
-__all__ = ["sample_tasks", "perturb_tasks", "repair_stable", "repair_spd"]
+__all__ = ["sample_tasks", "perturb_tasks", "repair_stable", "repair_spd",
+           "default_heterogeneity"]
+
+#: Most tasks one call may build (tasks are built one by one in Python, ~0.1 ms each).
+MAX_TASKS = 100_000
+#: Default relative perturbation of :func:`perturb_tasks`: each perturbed matrix ``X`` gets
+#: i.i.d. noise of standard deviation ``RELATIVE_SCALE * margin * rms(X)``, where ``margin``
+#: is ``1 - rho(A - B K*)`` of the nominal system's optimal closed loop.
+RELATIVE_SCALE = 0.1
+_NAMES = ("A", "B", "Q", "R", "Psi")
 
 
-def repair_stable(A: np.ndarray, max_spectral_radius: float) -> np.ndarray:
-    """Scale ``A`` so that ``rho(A) <= max_spectral_radius`` (unchanged if already so)."""
+def repair_stable(A: Any, max_spectral_radius: float) -> np.ndarray:
+    """Scale ``A`` so that ``rho(A) <= max_spectral_radius`` (unchanged if already so).
+
+    Parameters
+    ----------
+    A : array_like (d, d)
+    max_spectral_radius : float in (0, 1]
+
+    Returns
+    -------
+    ndarray (d, d)
+    """
+    A = as_float_array(A, "A", ndim=2, allow_empty=False)
+    if A.shape[0] != A.shape[1]:
+        raise ValidationError(f"A must be square; got shape {A.shape}.")
+    r = check_real(max_spectral_radius, "max_spectral_radius", minimum=0.0, maximum=1.0,
+                   min_inclusive=False)
     rho = float(spectral_radius_of(A))
-    return A * (max_spectral_radius / rho) if rho > max_spectral_radius else A
+    return A * (r / rho) if rho > r else A
 
 
-def repair_spd(M: np.ndarray, min_eigenvalue: float) -> np.ndarray:
+def repair_spd(M: Any, min_eigenvalue: float) -> np.ndarray:
     """Symmetric part of ``M`` with its eigenvalues clipped below at ``min_eigenvalue``
-    (the nearest matrix, in Frobenius norm, with that property)."""
+    (the nearest matrix, in Frobenius norm, with that property).
+
+    Parameters
+    ----------
+    M : array_like (m, m)
+    min_eigenvalue : float > 0
+
+    Returns
+    -------
+    ndarray (m, m), symmetric positive definite
+    """
+    M = as_float_array(M, "M", ndim=2, allow_empty=False)
+    if M.shape[0] != M.shape[1]:
+        raise ValidationError(f"M must be square; got shape {M.shape}.")
+    eps = check_positive(min_eigenvalue, "min_eigenvalue")
     S = 0.5 * (M + M.T)
     lam, V = np.linalg.eigh(S)
-    out = (V * np.maximum(lam, min_eigenvalue)) @ V.T
+    out = (V * np.maximum(lam, eps)) @ V.T
     return 0.5 * (out + out.T)
+
+
+def _check_n_tasks(n_tasks: Any, what: str) -> int:
+    n = check_int(n_tasks, "n_tasks", minimum=1)
+    if n > MAX_TASKS:
+        raise ValidationError(
+            f"n_tasks = {n} is above metalqr's limit of {MAX_TASKS} tasks per call: {what} builds "
+            f"and checks tasks one by one (about 0.1 ms each, so about {n * 1e-4 / 60:.3g} minutes "
+            f"here). Draw the family in chunks of at most {MAX_TASKS} tasks with independent "
+            f"seeds, or use fewer tasks.")
+    return n
 
 
 def sample_tasks(n_tasks: int, d: int, k: int, *, heterogeneity: float = 0.25, rng: Any = None,
@@ -44,17 +97,19 @@ def sample_tasks(n_tasks: int, d: int, k: int, *, heterogeneity: float = 0.25, r
        and the family is meta-learnable; the paper only asks for ``rho < 1``. The default
        0.7 leaves enough margin that perturbations of Frobenius norm 2r = 0.1 around
        ``K = 0`` never destabilise a task, while at 0.9 up to 7% do and the one-point
-       estimator of Algorithm 2 then blows up, see ``docs/meta_learning.md``); ``Q``, ``R``, ``Psi`` are replaced by their
-       symmetric part with eigenvalues clipped below at ``min_eigenvalue`` (symmetric
-       positive definite). ``B`` is not changed; ``Sigma0 = I``.
+       estimator of Algorithm 2 then blows up, see ``docs/meta_learning.md``); ``Q``, ``R``,
+       ``Psi`` are replaced by their symmetric part with eigenvalues clipped below at
+       ``min_eigenvalue`` (symmetric positive definite). ``B`` is not changed; ``Sigma0 = I``.
 
     Parameters
     ----------
-    n_tasks, d, k : int
-        Number of tasks, state and input dimensions.
-    heterogeneity : float
+    n_tasks : int in [1, 100000]
+        Number of tasks.
+    d, k : int >= 1
+        State and input dimensions.
+    heterogeneity : float >= 0
         Variance of each task's entries around the nominal ones.
-    rng : Generator or seed
+    rng : Generator, int seed >= 0 or None
     max_spectral_radius : float in (0, 1)
     min_eigenvalue : float > 0
     return_nominal : bool
@@ -63,23 +118,31 @@ def sample_tasks(n_tasks: int, d: int, k: int, *, heterogeneity: float = 0.25, r
     Returns
     -------
     TaskSet, or (TaskSet, LQRTask) with ``return_nominal=True``.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed argument, or a request above the size limits (``n_tasks`` > 100000, or
+        more than 2**31 matrix entries).
     """
-    n_tasks = check_positive(n_tasks, "n_tasks", integer=True)
-    d = check_positive(d, "d", integer=True)
-    k = check_positive(k, "k", integer=True)
+    n_tasks = _check_n_tasks(n_tasks, "sample_tasks")
+    d = check_int(d, "d", minimum=1)
+    k = check_int(k, "k", minimum=1)
+    check_size(float(n_tasks + 1) * (4.0 * d * d + d * k + k * k), "sample_tasks",
+               what="float64 matrix entries", alternative="Use smaller d, k or fewer tasks.")
     h = check_positive(heterogeneity, "heterogeneity", allow_zero=True)
-    if not 0 < max_spectral_radius < 1:
-        raise ValidationError(f"max_spectral_radius must lie in (0, 1); got {max_spectral_radius}.")
+    r = check_real(max_spectral_radius, "max_spectral_radius", minimum=0.0, maximum=1.0,
+                   min_inclusive=False, max_inclusive=False)
     eps = check_positive(min_eigenvalue, "min_eigenvalue")
+    return_nominal = check_bool(return_nominal, "return_nominal")
     rng = as_rng(rng)
     nominal = {"A": rng.uniform(size=(d, d)), "B": rng.uniform(size=(d, k)),
                "Q": rng.uniform(size=(d, d)), "R": rng.uniform(size=(k, k)),
                "Psi": rng.uniform(size=(d, d))}
 
     def make(mats: dict) -> LQRTask:
-        return LQRTask(repair_stable(mats["A"], max_spectral_radius), mats["B"],
-                       repair_spd(mats["Q"], eps), repair_spd(mats["R"], eps),
-                       Psi=repair_spd(mats["Psi"], eps))
+        return LQRTask(repair_stable(mats["A"], r), mats["B"], repair_spd(mats["Q"], eps),
+                       repair_spd(mats["R"], eps), Psi=repair_spd(mats["Psi"], eps))
 
     nominal_task = make(nominal)
     # Tasks are centred on the raw nominal draws, then repaired the same way.
@@ -89,35 +152,163 @@ def sample_tasks(n_tasks: int, d: int, k: int, *, heterogeneity: float = 0.25, r
     return (tasks, nominal_task) if return_nominal else tasks
 
 
-def perturb_tasks(nominal: LQRTask, n_tasks: int, *, heterogeneity: float = 1e-3, rng: Any = None,
-                  perturb: Iterable[str] = ("A", "B"), min_eigenvalue: float = 1e-3,
-                  max_spectral_radius: float | None = None) -> TaskSet:
+def _nominal_margin(nominal: LQRTask) -> float:
+    K_star, _ = optimal_gain(nominal)
+    rho = float(spectral_radius_of(closed_loop(as_batch(nominal), K_star[None]))[0])
+    return max(0.0, 1.0 - rho)
+
+
+def default_heterogeneity(nominal: LQRTask, perturb: Iterable[str] = ("A", "B")) -> dict:
+    """Per-matrix standard deviations that :func:`perturb_tasks` uses by default.
+
+    ``sd_X = RELATIVE_SCALE * margin * rms(X)`` for each perturbed matrix ``X``, with
+    ``rms(X) = ||X||_F / sqrt(size of X)`` and ``margin = 1 - rho(A - B K*)`` of the
+    nominal optimal closed loop: the family's spread is relative to the system's own scale
+    and to how far its closed loop is from instability.
+
+    Returns
+    -------
+    dict
+        ``{name: standard deviation}`` for the names in ``perturb``.
+    """
+    if not isinstance(nominal, LQRTask):
+        raise ValidationTypeError(f"nominal must be an LQRTask; got {type(nominal).__name__}.")
+    names = _check_perturb(perturb)
+    margin = _nominal_margin(nominal)
+    out = {}
+    for name in names:
+        X = np.asarray(getattr(nominal, name))
+        out[name] = RELATIVE_SCALE * margin * float(np.linalg.norm(X)) / math.sqrt(X.size)
+    return out
+
+
+def _check_perturb(perturb: Any) -> tuple[str, ...]:
+    if isinstance(perturb, str):
+        hint = f" Pass ({perturb!r},)." if perturb in _NAMES else ""
+        raise ValidationTypeError(f"perturb must be a tuple of matrix names such as ('A', 'B'), "
+                                  f"not a string {perturb!r}.{hint}")
+    try:
+        names = tuple(perturb)
+    except TypeError:
+        raise ValidationTypeError(f"perturb must be a tuple of matrix names (any of "
+                                  f"{', '.join(_NAMES)}); got {type(perturb).__name__}.") from None
+    bad = [n for n in names if not isinstance(n, str) or n not in _NAMES]
+    if bad:
+        raise ValidationError(f"perturb may name only {', '.join(_NAMES)}; got {bad}.")
+    if not names:
+        raise ValidationError("perturb must name at least one matrix (e.g. ('A', 'B')); an empty "
+                              "perturb makes every task equal to the nominal one.")
+    if len(set(names)) != len(names):
+        raise ValidationError(f"perturb names a matrix twice: {list(names)}.")
+    return names
+
+
+def _has_common_gain(tasks: TaskSet) -> bool:
+    from .objective import common_stabilizing_gain
+    try:
+        common_stabilizing_gain(tasks)
+        return True
+    except (NotMetaLearnableError, ValidationError):
+        return False
+
+
+def perturb_tasks(nominal: LQRTask, n_tasks: int, *, heterogeneity: float | None = None,
+                  rng: Any = None, perturb: Iterable[str] = ("A", "B"),
+                  min_eigenvalue: float = 1e-3, max_spectral_radius: float | None = None,
+                  require_common_gain: bool = True) -> TaskSet:
     """A family of tasks around a user's own system (e.g. :func:`metalqr.boeing747`).
 
-    Each task adds i.i.d. ``N(0, heterogeneity)`` noise to the entries of the matrices named
-    in ``perturb`` (any of ``"A", "B", "Q", "R", "Psi"``). Perturbed weights are repaired to
+    Each task adds i.i.d. Gaussian noise to the entries of the matrices named in
+    ``perturb`` (any of ``"A", "B", "Q", "R", "Psi"``). Perturbed weights are repaired to
     symmetric positive definite as in :func:`sample_tasks`; ``A`` is rescaled only if
     ``max_spectral_radius`` is given (open-loop unstable families are allowed: they need a
     common stabilising gain, see :func:`metalqr.common_stabilizing_gain`).
+
+    Parameters
+    ----------
+    nominal : LQRTask
+    n_tasks : int in [1, 100000]
+    heterogeneity : float >= 0 or None
+        Variance of the noise added to every perturbed entry (absolute). ``None``
+        (default): relative to the system's scale, see :func:`default_heterogeneity`
+        (standard deviation ``0.1 * (1 - rho(A - B K*)) * rms(X)`` for each matrix ``X``).
+    rng : Generator, int seed >= 0 or None
+    perturb : tuple of str
+        Names of the matrices to perturb (default ``("A", "B")``).
+    min_eigenvalue : float > 0
+        Floor of the eigenvalues of perturbed ``Q``, ``R``, ``Psi``.
+    max_spectral_radius : float in (0, 1), optional
+        Rescale each perturbed ``A`` to at most this spectral radius.
+    require_common_gain : bool
+        Refuse a family without a common stabilising gain (default True).
+
+    Returns
+    -------
+    TaskSet
+
+    Raises
+    ------
+    NotMetaLearnableError
+        If ``require_common_gain`` and :func:`metalqr.common_stabilizing_gain` finds no
+        gain that stabilises every task; the message suggests a heterogeneity that works
+        for these draws (found by bisection on the noise scale).
+    ValidationError, ValidationTypeError
+        A malformed argument.
     """
     if not isinstance(nominal, LQRTask):
-        raise ValidationError(f"nominal must be an LQRTask; got {type(nominal).__name__}.")
-    n_tasks = check_positive(n_tasks, "n_tasks", integer=True)
-    sd = np.sqrt(check_positive(heterogeneity, "heterogeneity", allow_zero=True))
-    perturb = tuple(perturb)
-    unknown = set(perturb) - {"A", "B", "Q", "R", "Psi"}
-    if unknown:
-        raise ValidationError(f"perturb may name only A, B, Q, R, Psi; got {sorted(unknown)}.")
+        raise ValidationTypeError(f"nominal must be an LQRTask; got {type(nominal).__name__}. "
+                                  f"Build one with metalqr.LQRTask(A, B, Q, R) or "
+                                  f"LQRTask.from_statespace(sys, Q, R).")
+    n_tasks = _check_n_tasks(n_tasks, "perturb_tasks")
+    names = _check_perturb(perturb)
+    eps = check_positive(min_eigenvalue, "min_eigenvalue")
+    if max_spectral_radius is not None:
+        max_spectral_radius = check_real(max_spectral_radius, "max_spectral_radius", minimum=0.0,
+                                         maximum=1.0, min_inclusive=False, max_inclusive=False)
+    require_common_gain = check_bool(require_common_gain, "require_common_gain")
+    if heterogeneity is None:
+        sd = default_heterogeneity(nominal, names)
+    else:
+        s = math.sqrt(check_positive(heterogeneity, "heterogeneity", allow_zero=True))
+        sd = {name: s for name in names}
+    d, k = nominal.d, nominal.k
+    check_size(float(n_tasks) * (4.0 * d * d + d * k + k * k), "perturb_tasks",
+               what="float64 matrix entries", alternative="Use fewer tasks.")
     rng = as_rng(rng)
-    tasks = []
-    for _ in range(n_tasks):
-        mats = {name: np.array(getattr(nominal, name)) for name in ("A", "B", "Q", "R", "Psi")}
-        for name in perturb:
-            mats[name] = mats[name] + sd * rng.standard_normal(mats[name].shape)
-            if name in ("Q", "R", "Psi"):
-                mats[name] = repair_spd(mats[name], min_eigenvalue)
-        if max_spectral_radius is not None:
-            mats["A"] = repair_stable(mats["A"], max_spectral_radius)
-        tasks.append(LQRTask(mats["A"], mats["B"], mats["Q"], mats["R"], Psi=mats["Psi"],
-                             Sigma0=nominal.Sigma0))
-    return TaskSet(tasks)
+    base = {name: np.array(getattr(nominal, name)) for name in _NAMES}
+    Z = [{name: rng.standard_normal(base[name].shape) for name in names} for _ in range(n_tasks)]
+
+    def build(scale: float) -> TaskSet:
+        tasks = []
+        for z in Z:
+            mats = dict(base)
+            for name in names:
+                mats[name] = base[name] + (scale * sd[name]) * z[name]
+                if name in ("Q", "R", "Psi"):
+                    mats[name] = repair_spd(mats[name], eps)
+            if max_spectral_radius is not None:
+                mats["A"] = repair_stable(mats["A"], max_spectral_radius)
+            tasks.append(LQRTask(mats["A"], mats["B"], mats["Q"], mats["R"], Psi=mats["Psi"],
+                                 Sigma0=nominal.Sigma0))
+        return TaskSet(tasks)
+
+    tasks = build(1.0)
+    if require_common_gain and not _has_common_gain(tasks):
+        lo, hi = 0.0, 1.0
+        if not _has_common_gain(build(0.0)):
+            raise NotMetaLearnableError(
+                "perturb_tasks: even the unperturbed nominal system has no stabilising gain "
+                "among 0 and K*; check the nominal system (is (A, B) stabilisable?).")
+        for _ in range(12):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if _has_common_gain(build(mid)) else (lo, mid)
+        works = (0.5 * lo * max(sd.values())) ** 2
+        given = "the default (relative) heterogeneity" if heterogeneity is None else \
+            f"heterogeneity = {heterogeneity:g}"
+        raise NotMetaLearnableError(
+            f"perturb_tasks: with {given} the {n_tasks} tasks share no stabilising gain (no "
+            f"candidate among 0, the tasks' optimal gains and their mean stabilises every task), "
+            f"so the family cannot be meta-learned. For these draws the family is meta-learnable "
+            f"up to {lo:.3g} times that spread; try heterogeneity={works:.3g} (half of it, as a "
+            f"variance), or pass require_common_gain=False to keep the family anyway.")
+    return tasks
