@@ -1,7 +1,7 @@
 """Batched exact cost + gradient vs a Python loop over SciPy's Lyapunov solver, and batched
 optimal gains (``optimal_gain``) vs loops over SciPy's DARE and python-control's ``dlqr``.
 
-Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare}] [--repeat N]
+Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare,small}] [--repeat N]
 
 For each size the baseline loops over tasks and calls
 ``scipy.linalg.solve_discrete_lyapunov`` twice per task (P_K and Sigma_K), then forms
@@ -148,11 +148,82 @@ def bench_cost_gradient(quick: bool) -> None:
     print_table(rows, "Batched cost + gradient vs a loop of scipy.linalg.solve_discrete_lyapunov")
 
 
+def control_loop(tasks: metalqr.TaskSet, K: np.ndarray):
+    """Cost and gradient by a Python loop over python-control's ``dlyap`` (two solves per
+    task), the same formulas as :func:`scipy_loop`."""
+    import control
+
+    J, G = np.empty(len(tasks)), np.empty((len(tasks),) + K.shape)
+    for i, t in enumerate(tasks):
+        AK = t.A - t.B @ K
+        P = control.dlyap(AK.T, t.Q + K.T @ t.R @ K)
+        S = control.dlyap(AK, t.Psi)
+        J[i] = np.trace(P @ t.Psi)
+        E = (t.R + t.B.T @ P @ t.B) @ K - t.B.T @ P @ t.A
+        G[i] = 2 * E @ S
+    return J, G
+
+
+def metalqr_evaluate(tasks, K):
+    """Cost and gradient from one :func:`metalqr.evaluate` (one solve of P and Sigma)."""
+    ev = metalqr.evaluate(tasks, K)
+    return ev.cost, ev.gradient
+
+
+def bench_small_tasks(quick: bool, repeat: int) -> None:
+    """Issue 15, small tasks: one task's cost + gradient at d = 2 (latency), and 1000 tasks of
+    d = 2, 4, 6 batched, against a SciPy loop and a python-control loop, interleaved and
+    repeated in this run (JAX is not installed here: no jit-JAX row)."""
+    try:
+        import control  # noqa: F401
+        have_control = True
+    except ImportError:
+        have_control = False
+    rng = np.random.default_rng(1)
+    rows = []
+    cases = [(1, 2, 1), (1000, 2, 1), (1000, 4, 2), (1000, 6, 3)]
+    if quick:
+        cases = [(1, 2, 1), (100, 2, 1), (100, 4, 2), (100, 6, 3)]
+    for n, d, k in cases:
+        tasks = metalqr.TaskSet([random_task(rng, d, k, rho=rng.uniform(0.3, 0.95))
+                                 for _ in range(n)])
+        K = np.zeros((k, d))
+        one = tasks[0]
+        target = one if n == 1 else tasks
+        fns = {"metalqr_evaluate": lambda: metalqr_evaluate(target, K),
+               "metalqr_cost_then_gradient": lambda: metalqr_batched(target, K),
+               "scipy_loop": lambda: scipy_loop(tasks, K)}
+        if have_control:
+            fns["control_loop"] = lambda: control_loop(tasks, K)
+        J0, G0 = scipy_loop(tasks, K)
+        J1, G1 = metalqr_evaluate(target, K)
+        J1, G1 = np.atleast_1d(J1), G1.reshape(G0.shape)
+        diff = max(np.max(np.abs(J1 - J0) / np.abs(J0)),
+                   np.max(np.linalg.norm(G1 - G0, axis=(1, 2)) / np.linalg.norm(G0, axis=(1, 2))))
+        t = interleaved(fns, repeat)
+        row = {"tasks": n, "d": d, "k": k, "evaluate_us": 1e6 * t["metalqr_evaluate"],
+               "cost+grad_us": 1e6 * t["metalqr_cost_then_gradient"],
+               "scipy_us": 1e6 * t["scipy_loop"],
+               "x_scipy": t["scipy_loop"] / t["metalqr_evaluate"]}
+        if have_control:
+            row.update({"control_us": 1e6 * t["control_loop"],
+                        "x_control": t["control_loop"] / t["metalqr_evaluate"]})
+        row["max_rel_diff"] = float(diff)
+        rows.append(row)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print_table(rows, f"Small tasks, cost + gradient: metalqr.evaluate (one solve shared) and "
+                      f"cost() then gradient() vs loops of SciPy / python-control dlyap (best "
+                      f"of {repeat} interleaved rounds; x_* = peer time / evaluate time; "
+                      f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+                      f"load average {load:.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller task counts")
-    parser.add_argument("--only", choices=["cost", "dare"], default=None,
-                        help="run only the cost+gradient rows or only the optimal_gain rows")
+    parser.add_argument("--only", choices=["cost", "dare", "small"], default=None,
+                        help="run only the cost+gradient rows, the optimal_gain rows or the "
+                             "small-task latency rows")
     parser.add_argument("--repeat", type=int, default=3,
                         help="interleaved rounds of the optimal_gain rows (default 3)")
     args = parser.parse_args()
@@ -160,6 +231,8 @@ def main() -> None:
         bench_cost_gradient(args.quick)
     if args.only in (None, "dare"):
         bench_optimal_gain(args.quick, max(1, args.repeat))
+    if args.only in (None, "small"):
+        bench_small_tasks(args.quick, max(1, args.repeat))
 
 
 if __name__ == "__main__":

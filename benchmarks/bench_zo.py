@@ -64,8 +64,15 @@ def matmul_gflops(n: int = 2000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="M = M' = 20")
-    parser.add_argument("--backends", default=",".join(metalqr.available_backends()))
+    parser.add_argument("--backends", default=",".join(metalqr.available_backends()),
+                        help="comma-separated names from the backend registry: "
+                             + metalqr.rollouts.backend_help())
     args = parser.parse_args()
+    for name in args.backends.split(","):
+        if name not in metalqr.available_backends():   # the registry's names, nothing else
+            parser.error(f"backend {name!r} cannot run here; available: "
+                         f"{', '.join(metalqr.available_backends())} (known: "
+                         f"{', '.join(metalqr.rollouts.known_backends())})")
     d, k, n_tasks, length = 20, 10, 5, 50
     M = 20 if args.quick else 100
     ts = metalqr.sample_tasks(n_tasks, d, k, rng=0)

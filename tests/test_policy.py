@@ -242,3 +242,62 @@ def test_small_step_gradient_descent_decreases_cost(params):
     step = 0.1 / np.max(np.abs(np.linalg.eigvalsh(metalqr.hessian(task, K0))))
     res = metalqr.policy_optimization(task, K0, method="gd", step_size=step, n_iterations=25)
     assert np.all(np.diff(res.costs) <= 1e-12 * res.costs[0])
+
+
+# --- issue 15: the single-task fast path ----------------------------------------------------
+
+@pytest.mark.parametrize("d, k", [(1, 1), (2, 1), (3, 2), (4, 4), (6, 3), (7, 2)])
+def test_single_task_fast_path_matches_the_batched_kernel_and_scipy(rng, d, k):
+    """One task (2-D fast path for d <= 6) gives the batched kernel's numbers (the same task
+    twice in a TaskSet) and SciPy's; the cost of evaluate() is cost()."""
+    task = random_task(rng, d, k)
+    K = stabilizing_gain(rng, task)
+    ev = metalqr.evaluate(task, K)
+    ev2 = metalqr.evaluate(metalqr.TaskSet([task, task]), K)
+    for name in ("P", "Sigma", "E", "RBPB", "AK"):
+        np.testing.assert_allclose(getattr(ev, name)[0], getattr(ev2, name)[0], rtol=1e-11,
+                                   atol=1e-13, err_msg=name)
+    AK = task.A - task.B @ K
+    P = scipy.linalg.solve_discrete_lyapunov(AK.T, task.Q + K.T @ task.R @ K)
+    S = scipy.linalg.solve_discrete_lyapunov(AK, task.Psi)
+    assert rel(ev.P[0], P) < 1e-10 and rel(ev.Sigma[0], S) < 1e-10
+    assert np.array_equal(ev.P[0], ev.P[0].T) and np.array_equal(ev.Sigma[0], ev.Sigma[0].T)
+    J = metalqr.cost(task, K)
+    assert isinstance(J, float) and J == pytest.approx(np.trace(P @ task.Psi), rel=1e-10)
+    assert ev.cost.shape == (1,) and ev.cost[0] == pytest.approx(J, rel=1e-13)
+    np.testing.assert_allclose(ev.cost, ev2.cost[:1], rtol=1e-12)
+    assert rel(metalqr.gradient(task, K), ev2.gradient[0]) < 1e-11
+
+
+def test_single_task_fast_path_keeps_every_check():
+    """The fast path for an already-validated (k, d) float64 gain changes no outcome:
+    malformed gains are still refused by name, unstable ones raise with the spectral radius,
+    huge finite gains give inf (no warning), and the caller's K is copied."""
+    task = metalqr.LQRTask([[0.9, 0.2], [0.0, 0.5]], [[0.0], [1.0]], np.eye(2), [[1.0]])
+    for bad in (np.array([[np.nan, 0.0]]), np.array([[1j, 0.0]]), np.zeros((2, 1)),
+                np.zeros((1, 2), dtype=bool), np.zeros((1, 1, 2))):
+        with pytest.raises(metalqr.ValidationError, match="K"):
+            metalqr.evaluate(task, bad)
+        with pytest.raises(metalqr.ValidationError, match="K"):
+            metalqr.cost(task, bad)
+    unstable = np.array([[0.0, -1.0]])                  # A - BK has eigenvalue 1.5
+    rho = metalqr.spectral_radius(task, unstable)
+    assert rho > 1
+    with pytest.raises(metalqr.UnstablePolicyError, match="spectral radius") as err:
+        metalqr.gradient(task, unstable)
+    assert err.value.spectral_radius == pytest.approx(rho)
+    assert metalqr.cost(task, unstable) == math.inf
+    one = metalqr.TaskSet([task])                           # a TaskSet of one: arrays (1,)
+    np.testing.assert_array_equal(metalqr.cost(one, unstable), [math.inf])
+    J1 = metalqr.cost(one, np.array([[0.1, 0.2]]))
+    assert J1.shape == (1,) and J1[0] == metalqr.cost(task, [[0.1, 0.2]])
+    edge = metalqr.LQRTask([[1.0, 0.0], [0.0, 0.5]], [[0.0], [1.0]], np.eye(2), [[1.0]])
+    assert metalqr.cost(edge, np.zeros((1, 2))) == math.inf          # rho exactly 1
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metalqr.cost(task, np.array([[0.0, 1e200]])) == math.inf
+    K = np.array([[0.1, 0.2]])
+    ev = metalqr.evaluate(task, K)
+    K[0, 0] = 5.0
+    assert ev.K[0, 0, 0] == 0.1 and not ev.K.flags.writeable

@@ -11,7 +11,7 @@ import metalqr
 from metalqr.rollouts import backends as backends_mod
 from metalqr.rollouts.counter_rng import (GAMMA, ZIG_KI, ZIG_LAYERS, ZIG_R, ZIG_V, _mix, normals,
                                           ziggurat_tables)
-from metalqr.rollouts import array_kernel, numba_kernel
+from metalqr.rollouts import array_kernel, numba_kernel, numpy_backend
 from metalqr.rollouts.engine import noise_factors
 from metalqr.rollouts.numba_kernel import normals_numba
 from helpers import random_task, stabilizing_gain
@@ -144,7 +144,7 @@ def test_results_do_not_depend_on_chunking_or_threads(rng, monkeypatch):
     tasks, Ks = _family(rng, 3, 2)
     ti = np.arange(1000) % 3
     ref = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=20, rng=1, backend="numpy")
-    monkeypatch.setattr(backends_mod, "CHUNK", 37)
+    monkeypatch.setattr(numpy_backend, "CHUNK", 37)
     monkeypatch.setenv("METALQR_NUM_THREADS", "1")
     again = metalqr.simulate_costs(tasks, Ks[ti], task_index=ti, length=20, rng=1, backend="numpy")
     assert np.array_equal(ref, again)
@@ -161,7 +161,7 @@ def test_common_noise_index_gives_identical_rollouts(rng):
     assert c[0] == c[1] and c[2] == c[3] and c[0] != c[2]
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", metalqr.available_backends())
 def test_mean_matches_exact_finite_horizon_expectation(backend):
     """The empirical cost averages x_1..x_l; its exact mean is the Lemma 14 finite-horizon cost.
     z-score below 4.5 (a false alarm has probability < 1e-5)."""
@@ -186,7 +186,7 @@ def test_singular_noise_covariance_and_scalar_exact():
 
 def test_overflow_gives_inf_never_nan():
     task = metalqr.LQRTask([[3.0]], [[1.0]], [[1.0]], [[1.0]])
-    for backend in ("numpy", "numba"):
+    for backend in metalqr.available_backends():
         c = metalqr.simulate_costs(task, [[0.0]], length=2000, n_rollouts=4, rng=0, backend=backend)
         assert np.all(c == math.inf)
     assert metalqr.expected_rollout_cost(task, [[0.0]], 2000) == math.inf
@@ -296,7 +296,7 @@ def test_scaled_coordinates_do_not_bias_rollouts(case):
         Ks = K @ Si
         exact = metalqr.expected_rollout_cost(task, Ks, 30)
         assert exact == pytest.approx(metalqr.expected_rollout_cost(base, K, 30), rel=1e-9)
-        for backend in ("numpy", "numba"):
+        for backend in metalqr.available_backends():
             c = metalqr.simulate_costs(task, Ks, length=30, n_rollouts=8000, rng=3,
                                        backend=backend)
             assert _zscore(c, exact) < 4.5, (s, backend)
@@ -327,7 +327,7 @@ def test_diverging_rollouts_are_detected_in_every_backend():
     -1e19 gradient."""
     task, K = _diverging_task()
     assert math.isfinite(metalqr.expected_rollout_cost(task, K, 50))
-    for backend in ("numpy", "numba"):
+    for backend in metalqr.available_backends():
         c = metalqr.simulate_costs(task, K, length=50, n_rollouts=64, rng=0, backend=backend)
         assert np.all(c == math.inf), backend
         with pytest.raises(metalqr.RolloutOverflowError, match="diverg"):
@@ -353,7 +353,7 @@ def test_stable_transients_are_not_mistaken_for_divergence():
     slow = metalqr.LQRTask([[0.999]], [[1.0]], [[1.0]], [[1.0]])
     for task, K, length in ((fast, np.zeros((1, 2)), 40), (slow, np.zeros((1, 1)), 3000)):
         exact = metalqr.expected_rollout_cost(task, K, length)
-        for backend in ("numpy", "numba"):
+        for backend in metalqr.available_backends():
             c = metalqr.simulate_costs(task, K, length=length, n_rollouts=3000, rng=1,
                                        backend=backend)
             assert np.all(np.isfinite(c)) and _zscore(c, exact) < 4.5
@@ -389,7 +389,7 @@ def test_divergence_flags_agree_across_backends_on_a_mixed_batch():
     ti = np.arange(40) % 2
     K = np.where(ti[:, None, None] == 0, K_bad, np.array([[0.0, 0.1]]))
     got = {be: metalqr.simulate_costs(ts, K, task_index=ti, length=60, rng=4, backend=be)
-           for be in ("numpy", "numba")}
+           for be in metalqr.available_backends()}
     L0, G = noise_factors(ts.Sigma0, ts.Psi, ts.Q)
     from metalqr.lqr.tasks import as_batch
     from metalqr.rollouts.engine import DIVERGENCE_FACTOR, divergence_reference

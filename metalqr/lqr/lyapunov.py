@@ -21,10 +21,15 @@ from .._parallel import map_chunks
 from .._validation import as_float_array
 from ..exceptions import UnstablePolicyError, ValidationError
 
-__all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair"]
+__all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair", "lyapunov_pair_one"]
 
 #: Largest state dimension handled by the Kronecker kernel.
 KRON_MAX_D = 6
+#: Batches with ``3 <= d <= KRON_MAX_D`` and ``n d^4`` at least this go to the doubling
+#: kernel: ``n`` Kronecker solves of order ``d^2`` cost ``O(n d^6)`` and lose to about ten
+#: batched squarings beyond it (1000 tasks: 9.9 -> 2.6 ms at d = 4, 27 -> 4.1 ms at d = 6 on
+#: the 2-core benchmark machine; same results to 3e-14, see ``benchmarks/bench_lqr_core.py``).
+KRON_BATCH_WORK = 10_000
 #: Maximum number of doubling steps (2**64 terms of the series).
 MAX_DOUBLINGS = 64
 
@@ -47,10 +52,13 @@ def _sym(X: np.ndarray) -> np.ndarray:
 
 def _dlyap_kron(A: np.ndarray, W: np.ndarray) -> np.ndarray:
     d = A.shape[-1]
-    # Row-major vec: vec(A X A') = (A kron A) vec(X).
-    AA = np.einsum("...ij,...kl->...ikjl", A, A).reshape(A.shape[:-2] + (d * d, d * d))
-    lhs = np.eye(d * d) - AA
-    x = np.linalg.solve(lhs, W.reshape(W.shape[:-2] + (d * d, 1)))
+    dd = d * d
+    # Row-major vec: vec(A X A') = (A kron A) vec(X). lhs = I - A kron A, built in place
+    # (1 - a on the diagonal equals -a + 1 exactly).
+    lhs = (A[..., :, None, :, None] * A[..., None, :, None, :]).reshape(A.shape[:-2] + (dd, dd))
+    np.negative(lhs, out=lhs)
+    lhs.reshape(lhs.shape[:-2] + (dd * dd,))[..., ::dd + 1] += 1.0
+    x = np.linalg.solve(lhs, W.reshape(W.shape[:-2] + (dd, 1)))
     return x.reshape(W.shape)
 
 
@@ -131,25 +139,159 @@ def lyapunov_pair(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
 
 def _lyapunov_pair_serial(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
     n, d = A.shape[0], A.shape[-1]
-    if d <= KRON_MAX_D:
-        stable = spectral_radius_of(A) < 1.0
-        As = np.where(stable[:, None, None], A, 0.0)
-        if W is None:
-            X_T = _dlyap_kron(np.swapaxes(As, -1, -2), W_T)
-            X = None
-        else:
-            both = _dlyap_kron(np.concatenate([np.swapaxes(As, -1, -2), As]),
-                               np.concatenate([np.broadcast_to(W_T, A.shape), np.broadcast_to(W, A.shape)]))
-            X_T, X = both[:n], both[n:]
-    else:
-        powers, stable = _doubling_powers(A)
-        As = np.where(stable[:, None, None], A, 0.0)
-        X_T = _refined(powers, As, np.broadcast_to(W_T, A.shape), transpose=True)
-        X = None if W is None else _refined(powers, As, np.broadcast_to(W, A.shape), transpose=False)
+    if d <= KRON_MAX_D and (d <= 2 or n * d ** 4 < KRON_BATCH_WORK):
+        return _lyapunov_pair_kron(A, W_T, W)
+    powers, stable = _doubling_powers(A)
+    As = np.where(stable[:, None, None], A, 0.0)
+    X_T = _refined(powers, As, np.broadcast_to(W_T, A.shape), transpose=True)
+    X = None if W is None else _refined(powers, As, np.broadcast_to(W, A.shape), transpose=False)
     X_T = np.where(stable[:, None, None], _symmetrise_if(X_T, W_T), 0.0)
     if X is not None:
         X = np.where(stable[:, None, None], _symmetrise_if(X, W), 0.0)
     return stable, X_T, X
+
+
+def _sym_if_unguarded(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """:func:`_symmetrise_if` for a caller that already holds ``np.errstate``."""
+    absW = np.abs(W)
+    asym = np.abs(W - np.swapaxes(W, -1, -2)).max(initial=0.0)
+    return _sym(X) if asym <= 1e-12 * max(absW.max(initial=0.0), 1e-300) else X
+
+
+def _schur_stable_2x2(A: np.ndarray) -> np.ndarray:
+    """``rho(A) < 1`` for real 2 x 2 matrices by the Schur-Cohn (Jury) test on the
+    characteristic polynomial ``z^2 - t z + det``: ``|det| < 1`` and ``|t| < 1 + det``
+    (``p(1) > 0``, ``p(-1) > 0``). Exact at the boundary where eigenvalues are (e.g.
+    ``diag(1, 0.5)`` is unstable) and free of the ``sqrt(eps)`` error of the closed-form
+    eigenvalues at a double root; ``False`` for non-finite entries. A tenth of the cost of
+    ``eigvals`` on a batch."""
+    a, b, c, e = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
+    t, det = a + e, a * e - b * c
+    return (np.abs(det) < 1.0) & (np.abs(t) < 1.0 + det)
+
+
+#: Batches of ``d = 2`` with at least this many members (and ``W`` given) use the compiled
+#: kernel :func:`metalqr.lqr._lyap_numba.pair_2x2` when Numba is installed.
+NUMBA_MIN_BATCH = 64
+_NUMBA_PAIR = []
+
+
+def _numba_pair():
+    """The compiled ``d = 2`` kernel, or ``None`` without Numba (looked up once)."""
+    if not _NUMBA_PAIR:
+        import importlib.util
+        if importlib.util.find_spec("numba") is None:
+            _NUMBA_PAIR.append(None)
+        else:
+            from ._lyap_numba import pair_2x2
+            _NUMBA_PAIR.append(pair_2x2)
+    return _NUMBA_PAIR[0]
+
+
+def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
+    """The Kronecker kernel of :func:`lyapunov_pair` (``d <= KRON_MAX_D``) with its per-call
+    overhead cut for small batches (issue 15, small-task latency): one ``errstate`` for the
+    whole call, stability from ``eigvals`` when every entry is finite (the Schur-Cohn test
+    :func:`_schur_stable_2x2` for ``d = 2``),
+    no masking when every member is stable, and both equations in one batched solve.
+    Same results as before (stability decided by ``rho(A) < 1``, members with
+    ``rho >= 1`` zeroed and flagged)."""
+    n, d = A.shape[0], A.shape[-1]
+    if d == 2 and W is not None and n >= NUMBA_MIN_BATCH and np.isfinite(A).all():
+        kernel = _numba_pair()
+        if kernel is not None:
+            return _pair_2x2_compiled(kernel, A, W_T, W)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if d == 1:
+            stable = np.abs(A[:, 0, 0]) < 1.0
+        elif d == 2:
+            stable = _schur_stable_2x2(A)
+        elif np.isfinite(A).all():
+            stable = np.abs(np.linalg.eigvals(A)).max(axis=-1) < 1.0
+        else:
+            stable = spectral_radius_of(A) < 1.0
+        all_stable = bool(stable.all())
+        As = A if all_stable else np.where(stable[:, None, None], A, 0.0)
+        AsT = np.swapaxes(As, -1, -2)
+        if W is None:
+            X_T, X = _dlyap_kron(AsT, W_T), None
+        else:
+            both = _dlyap_kron(np.concatenate([AsT, As]),
+                               np.concatenate([np.broadcast_to(W_T, A.shape),
+                                               np.broadcast_to(W, A.shape)]))
+            X_T, X = both[:n], both[n:]
+        X_T = _sym_if_unguarded(X_T, W_T)
+        if X is not None:
+            X = _sym_if_unguarded(X, W)
+        if not all_stable:
+            X_T = np.where(stable[:, None, None], X_T, 0.0)
+            X = None if X is None else np.where(stable[:, None, None], X, 0.0)
+    return stable, X_T, X
+
+
+_EYES: dict[int, np.ndarray] = {}
+
+
+def _pair_2x2_compiled(kernel, A, W_T, W):
+    """:func:`_lyapunov_pair_kron` for a batch of 2 x 2 members by the compiled kernel (same
+    stability test, same symmetrisation rule)."""
+    n = A.shape[0]
+    W_T = np.ascontiguousarray(np.broadcast_to(W_T, A.shape))
+    W = np.ascontiguousarray(np.broadcast_to(W, A.shape))
+    X_T, X = np.empty_like(W_T), np.empty_like(W)
+    stable = np.empty(n, dtype=np.bool_)
+    with np.errstate(over="ignore", invalid="ignore"):
+        kernel(np.ascontiguousarray(A), W_T, W, X_T, X, stable)
+        X_T = _sym_if_unguarded(X_T, W_T)
+        X = _sym_if_unguarded(X, W)
+    return stable, X_T, X
+
+
+def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
+    """:func:`lyapunov_pair` for ONE closed loop ``A`` of shape (d, d) with
+    ``d <= KRON_MAX_D`` (internal fast path of the single-task cost and gradient, issue 15).
+
+    Same maths and the same decisions as the batched Kronecker kernel: stable iff
+    ``rho(A) < 1`` (``eigvals``; the Schur-Cohn test for ``d = 2``); ``X_T`` from ``(I - A (x) A)' vec(X_T) = vec(W_T)`` and
+    ``X`` from ``(I - A (x) A) vec(X) = vec(W)`` (one Kronecker matrix, its transpose being
+    the Kronecker matrix of ``A'``); ``X_T`` symmetrised when ``W_T`` is symmetric to
+    ``1e-12`` relative, ``X`` always (``W`` must be exactly symmetric: a validated ``Psi``).
+    Non-finite ``A`` or larger ``d`` go to the batched kernel. The caller holds
+    ``np.errstate(over="ignore", invalid="ignore")``.
+
+    Returns
+    -------
+    stable : bool
+    X_T, X : ndarray, shape (d, d)
+        Zeros when not stable; ``X`` is ``None`` when ``W`` is ``None``.
+    """
+    d = A.shape[0]
+    if d > KRON_MAX_D or not np.isfinite(A).all():
+        stable, X_T, X = _lyapunov_pair_kron(A[None], W_T[None], None if W is None else W[None])
+        return bool(stable[0]), X_T[0], None if X is None else X[0]
+    if d == 1:
+        stable = abs(A[0, 0]) < 1.0
+    elif d == 2:
+        t, det = A[0, 0] + A[1, 1], A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
+        stable = abs(det) < 1.0 and abs(t) < 1.0 + det
+    else:
+        stable = np.abs(np.linalg.eigvals(A)).max() < 1.0
+    if not stable:
+        Z = np.zeros((d, d))
+        return False, Z, None if W is None else Z.copy()
+    dd = d * d
+    eye = _EYES.get(dd)
+    if eye is None:
+        eye = _EYES.setdefault(dd, np.eye(dd))
+    L = eye - (A[:, None, :, None] * A[None, :, None, :]).reshape(dd, dd)
+    X_T = np.linalg.solve(L.T, W_T.reshape(dd)).reshape(d, d)
+    WT_T = W_T.T
+    if np.abs(W_T - WT_T).max() <= 1e-12 * max(np.abs(W_T).max(), 1e-300):
+        X_T = 0.5 * (X_T + X_T.T)
+    if W is None:
+        return True, X_T, None
+    X = np.linalg.solve(L, W.reshape(dd)).reshape(d, d)
+    return True, X_T, 0.5 * (X + X.T)
 
 
 def dlyap_unchecked(A: np.ndarray, W: np.ndarray) -> np.ndarray:

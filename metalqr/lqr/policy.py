@@ -15,7 +15,8 @@ import numpy as np
 
 from .._validation import as_float_array, check_size
 from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
-from .lyapunov import dlyap_unchecked, lyapunov_pair, spectral_radius_of
+from .lyapunov import (KRON_MAX_D, dlyap_unchecked, lyapunov_pair, lyapunov_pair_one,
+                       spectral_radius_of)
 from .tasks import Batch, TaskLike, as_batch
 
 __all__ = [
@@ -31,8 +32,15 @@ def _T(X: np.ndarray) -> np.ndarray:
 def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
     """Validate a gain for ``batch``: shape (k, d), or (n, k, d) for a TaskSet of n tasks.
     Returns it broadcast to (n, k, d)."""
-    K = as_float_array(K, name)
     n, d, k = batch.n, batch.d, batch.k
+    if (n == 1 and type(K) is np.ndarray and K.dtype == np.float64 and K.shape == (k, d)
+            and np.isfinite(K).all()):
+        # Fast path (issue 15): already a finite real (k, d) float64 array, i.e. what
+        # as_float_array would return; copied (the caller may change K afterwards).
+        Kb = K.copy()[None]
+        Kb.flags.writeable = False
+        return Kb
+    K = as_float_array(K, name)
     if K.shape == (k, d):
         return np.broadcast_to(K, (n, k, d))
     if not batch.single and K.shape == (n, k, d):
@@ -57,9 +65,11 @@ class PolicyEvaluation:
 
     Attributes
     ----------
-    K, AK, P, Sigma, E, RBPB : ndarray
+    K, AK, P, Sigma, E, RBPB : ndarray, shapes (n, k, d), (n, d, d), (n, d, d), (n, d, d), (n, k, d), (n, k, k)
         Gain, closed loop ``A - BK``, value matrix ``P_K``, covariance ``Sigma_K``,
         ``E_K`` and ``R + B'P_K B``.
+    Psi : ndarray, shape (n, d, d), or None
+        Noise covariance of each task (for :attr:`cost`).
     """
 
     K: np.ndarray
@@ -68,6 +78,18 @@ class PolicyEvaluation:
     Sigma: np.ndarray
     E: np.ndarray
     RBPB: np.ndarray
+    Psi: np.ndarray | None = None
+
+    @property
+    def cost(self) -> np.ndarray:
+        """Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,), from the same solve
+        of ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN)."""
+        if self.Psi is None:
+            raise ValidationError("this PolicyEvaluation was built without Psi; pass Psi= "
+                                  "to read its cost (metalqr.evaluate always does).")
+        with np.errstate(over="ignore", invalid="ignore"):
+            J = np.einsum("nij,nji->n", self.P, self.Psi)
+        return np.where(np.isfinite(J), J, math.inf)
 
     @property
     def gradient(self) -> np.ndarray:
@@ -91,7 +113,10 @@ def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePoli
 def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluation:
     """Solve both Lyapunov equations of Proposition 1 for a stabilising ``K``.
 
-    Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single task).
+    Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single task):
+    ``ev.cost`` (``J(K)``, shape (n,)) and ``ev.gradient`` (Eq. (2), shape (n, k, d)) come
+    from one solve of ``P_K`` and ``Sigma_K``, so asking for both here costs about half of
+    :func:`cost` followed by :func:`gradient`.
 
     Parameters
     ----------
@@ -117,6 +142,8 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
 
 
 def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
+    if batch.n == 1 and batch.d <= KRON_MAX_D:
+        return _evaluate_one(batch, Kb, what)
     AK = closed_loop(batch, Kb)
     with np.errstate(over="ignore", invalid="ignore"):
         M = batch.Q + _T(Kb) @ batch.R @ Kb
@@ -126,7 +153,23 @@ def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
         _raise_unstable(rho, batch, what)
     RBPB = batch.R + _T(batch.B) @ P @ batch.B
     E = RBPB @ Kb - _T(batch.B) @ P @ batch.A
-    return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB)
+    return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB, batch.Psi)
+
+
+def _evaluate_one(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
+    """:func:`_evaluate` for one task of small dimension on 2-D arrays (issue 15: the
+    per-call overhead of the batched path dominated at d = 2). Same formulas, same checks."""
+    A, B, R, K = batch.A[0], batch.B[0], batch.R[0], Kb[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        AK = A - B @ K
+        M = batch.Q[0] + K.T @ R @ K
+        stable, P, Sigma = lyapunov_pair_one(AK, M, batch.Psi[0])
+        if not stable:
+            _raise_unstable(np.maximum(spectral_radius_of(AK[None]), 1.0), batch, what)
+        BTP = B.T @ P
+        RBPB = R + BTP @ B
+        E = RBPB @ K - BTP @ A
+    return PolicyEvaluation(Kb, AK[None], P[None], Sigma[None], E[None], RBPB[None], batch.Psi)
 
 
 def spectral_radius(task: TaskLike, K: Any):
@@ -194,6 +237,14 @@ def cost(task: TaskLike, K: Any):
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
+    if batch.n == 1 and batch.d <= KRON_MAX_D:         # fast path for one small task
+        K1 = Kb[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            M = batch.Q[0] + K1.T @ batch.R[0] @ K1
+            stable, P, _ = lyapunov_pair_one(batch.A[0] - batch.B[0] @ K1, M)
+            J = float(np.einsum("ij,ji->", P, batch.Psi[0]))
+        J = J if stable and math.isfinite(J) else math.inf
+        return J if batch.single else np.array([J])
     J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
     return float(J[0]) if batch.single else J
 

@@ -53,7 +53,9 @@ def sphere_perturbations(rng: Any, shape: tuple[int, ...], radius: float,
         entry >= 1.
     radius : float
         Frobenius norm of each matrix, finite and > 0.
-    backend : {"numba", "numpy", "cupy"}, optional
+    backend : str, optional
+        A name of :func:`metalqr.rollouts.known_backends` (``"numba"``, ``"numpy"``,
+        ``"cupy"``; default ``METALQR_BACKEND`` or ``"numba"``).
 
     Returns
     -------
@@ -171,7 +173,9 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
     radius : float
         Smoothing radius ``r``.
     rng : Generator or seed
-    backend : {"numba", "numpy", "cupy"}, optional
+    backend : str, optional
+        A name of :func:`metalqr.rollouts.known_backends` (``"numba"``, ``"numpy"``,
+        ``"cupy"``; default ``METALQR_BACKEND`` or ``"numba"``).
     two_point : bool
         Antithetic estimator ``(dk/(2r^2)) (J~(K+U) - J~(K-U)) U``; the two roll-outs of a pair
         share their noise (common random numbers), which removes most roll-out variance.

@@ -1,8 +1,15 @@
-"""Rollout engine and its backends (NumPy, Numba, CuPy)."""
+"""Rollout engine and its backends (see :mod:`.backends` for the interface and the registry).
 
-from .backends import (KNOWN_BACKENDS, available_backends, check_backend, cupy_available,
-                       get_backend)
+The line below is the backend registry: one module per backend, each registering itself with
+:func:`~metalqr.rollouts.backends.register_backend` when imported. Adding a backend is one new
+module and its name on that line.
+"""
+
+from . import numpy_backend, numba_backend, cupy_backend  # noqa: F401  (the registry line)
+from .backends import (KNOWN_BACKENDS, Backend, available_backends, backend_help, check_backend,
+                       cupy_available, get_backend, known_backends, register_backend)
 from .engine import expected_rollout_cost, simulate_costs
 
 __all__ = ["simulate_costs", "expected_rollout_cost", "get_backend", "available_backends",
-           "cupy_available", "check_backend", "KNOWN_BACKENDS"]
+           "cupy_available", "check_backend", "KNOWN_BACKENDS", "known_backends",
+           "backend_help", "Backend", "register_backend"]

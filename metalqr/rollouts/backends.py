@@ -1,73 +1,184 @@
-"""The one place where a rollout backend is chosen.
+"""The rollout-backend interface and the one registry of backends.
 
-=========  ===========================================================================
-name       implementation
-=========  ===========================================================================
-numpy      :func:`~metalqr.rollouts.array_kernel.simulate_costs_array` with NumPy,
-           chunked over rollouts and threaded
-numba      :func:`~metalqr.rollouts.numba_kernel.simulate_costs_numba`, compiled,
-           parallel over rollouts (the CPU default)
-cupy       the array kernel with CuPy on a CUDA GPU (``pip install metalqr[gpu]``)
-=========  ===========================================================================
+A backend is an instance of a subclass of :class:`Backend` that implements its four
+operations (:meth:`~Backend.simulate`, :meth:`~Backend.normals`,
+:meth:`~Backend.sphere_points`, :meth:`~Backend.perturbed_gains`) and says whether it can run
+here (:meth:`~Backend.available`). Each backend lives in its own module, which registers an
+instance with :func:`register_backend` when imported; the registry line in
+``metalqr/rollouts/__init__.py`` imports those modules. Adding a backend is therefore one new
+file plus one name on that line; every list of names (validation, error messages,
+:func:`known_backends`, :func:`available_backends`, the CLI's choices through
+:func:`backend_help`) is read from the registry.
 
-All three use the counter-based noise of :mod:`metalqr.rollouts.counter_rng`, so the
-same key gives the same costs on every backend (to rounding).
+The registered backends and their descriptions are listed by :func:`backend_help` (no
+hand-kept list here): ``"numpy"`` (the reference), ``"numba"`` (the CPU default) and
+``"cupy"`` (CUDA GPUs) ship with metalqr.
+
+All use the counter-based noise of :mod:`metalqr.rollouts.counter_rng`, so the same key gives
+the same costs on every backend (to rounding) and the same normals bit for bit.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 import os
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from .._parallel import map_chunks
 from .._validation import check_choice
-from ..exceptions import BackendUnavailableError
+from ..exceptions import BackendUnavailableError, ValidationError, ValidationTypeError
 
-__all__ = ["Backend", "get_backend", "available_backends", "DEFAULT_BACKEND", "cupy_available",
-           "KNOWN_BACKENDS", "check_backend"]
+__all__ = ["Backend", "register_backend", "known_backends", "available_backends",
+           "get_backend", "check_backend", "backend_help", "DEFAULT_BACKEND", "cupy_available",
+           "KNOWN_BACKENDS", "standard_normals", "sphere_points",
+           "perturbed_gains"]
 
 #: Backend used when none is named (override with ``METALQR_BACKEND``).
 DEFAULT_BACKEND = os.environ.get("METALQR_BACKEND", "numba")
-#: Rollouts per chunk of the array kernels (bounds memory at ~chunk * d * d floats).
-CHUNK = 8192
 
 
-@dataclass(frozen=True)
-class Backend:
-    """A rollout backend: ``simulate(A, B, Q, R, L0, G, task_index, K, noise_index,
-    length, key, ref, factor) -> costs`` on NumPy inputs, NumPy output (``inf`` for a
-    roll-out whose stage cost grows beyond ``factor`` times its reference, see
-    :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`)."""
+class Backend(abc.ABC):
+    """Interface of a rollout backend. Subclasses set :attr:`name` and :attr:`description`
+    and implement the four operations on NumPy inputs with NumPy outputs.
 
-    name: str
-    simulate: Callable[..., np.ndarray]
+    Every backend must give the same numbers as the ``"numpy"`` backend: the same normals
+    bit for bit (the counter-based generator of :mod:`~metalqr.rollouts.counter_rng`), the
+    same costs to rounding, and the same divergence flags; ``tests/test_backends_contract.py``
+    checks this for every available backend.
+    """
+
+    #: Name under which the backend is registered and selected (``backend="..."``).
+    name: str = ""
+    #: One line for help texts and documentation.
+    description: str = ""
+    #: What to do when :meth:`available` is false (appended to the error message).
+    install_hint: str = ""
+
+    def available(self) -> bool:
+        """Whether the backend can run on this machine (default: always)."""
+        return True
+
+    @abc.abstractmethod
+    def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length: int, key: int,
+                 ref=None, factor: float = math.inf) -> np.ndarray:
+        """Empirical costs of ``N`` roll-outs (Algorithm 1 of the ZO-MAML paper).
+
+        Parameters
+        ----------
+        A, B, Q, R, L0, G : ndarray, shapes (n, d, d), (n, d, k), (n, d, d), (n, k, k), (n, d, d), (n, d, d)
+            Task matrices and noise factors (``L0 L0' = Sigma0``, ``G G' = Psi``, see
+            :func:`~metalqr.rollouts.factors.noise_factors`).
+        task_index : ndarray of int, shape (N,)
+        K : ndarray, shape (N, k, d)
+            Gain of each roll-out, C-contiguous.
+        noise_index : ndarray of int, shape (N,)
+            Noise stream of each roll-out (equal indices: common random numbers).
+        length : int
+            Roll-out length ``l``.
+        key : int
+            Key of the counter-based generator.
+        ref : ndarray, shape (N,), optional
+            Reference stage cost of each roll-out for the divergence test
+            (:func:`~metalqr.rollouts.engine.divergence_reference`).
+        factor : float
+            Divergence factor (``inf``: no test).
+
+        Returns
+        -------
+        ndarray, shape (N,)
+            ``(1/l) sum_t x_t'(Q + K'RK) x_t``; ``inf`` for a diverging roll-out.
+        """
+
+    @abc.abstractmethod
+    def normals(self, key: int, n: int) -> np.ndarray:
+        """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``, shape (n,)."""
+
+    @abc.abstractmethod
+    def sphere_points(self, key: int, rows: int, n: int, radius: float) -> np.ndarray:
+        """``(rows, n)`` points on the sphere of radius ``radius``: row ``m`` is
+        ``z_{mn} .. z_{mn + n - 1}``, normalised."""
+
+    @abc.abstractmethod
+    def perturbed_gains(self, C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
+        """``C[p] + V[p, q]`` (and ``C[p] - V[p, q]`` with ``two_point``) for ``C`` (P, n)
+        and ``V`` (P, Q, n): shape (P, Q, S, n) with ``S = 2`` or ``1``."""
+
+    def __repr__(self) -> str:
+        return f"<metalqr rollout backend {self.name!r}>"
 
 
-def _numpy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
-                    factor=math.inf):
-    from .array_kernel import simulate_costs_array
-
-    N, d = K.shape[0], A.shape[-1]
-    ref = np.zeros(N) if ref is None else ref
-
-    def chunks(ti, Kc, ni, rc):
-        with np.errstate(over="ignore", invalid="ignore"):
-            outs = [simulate_costs_array(np, A, B, Q, R, L0, G, ti[s:s + CHUNK], Kc[s:s + CHUNK],
-                                         ni[s:s + CHUNK], length, key, rc[s:s + CHUNK], factor)
-                    for s in range(0, ti.shape[0], CHUNK)]
-        return (np.concatenate(outs) if outs else np.empty(0),)
-
-    return map_chunks(chunks, [task_index, K, noise_index, ref], N,
-                      work=N * length * d * d * 20)[0]
+#: name -> backend, filled by the backend modules (imported by ``metalqr/rollouts/__init__.py``,
+#: which Python runs before any module of the package, so the registry is complete whenever
+#: this module is used). This module imports no backend: no import cycle.
+_REGISTRY: dict[str, Backend] = {}
 
 
-def _numba_simulate(*args):
-    from .numba_kernel import simulate_costs_numba
-    return simulate_costs_numba(*args)
+def register_backend(backend: Backend) -> Backend:
+    """Add ``backend`` to the registry under ``backend.name`` (called by each backend module
+    when imported; a second registration under the same name replaces the first).
+
+    Parameters
+    ----------
+    backend : Backend
+        An instance of a :class:`Backend` subclass whose ``name`` is a non-empty identifier
+        (letters, digits, ``_``) and whose ``description`` is a non-empty string.
+
+    Returns
+    -------
+    Backend
+        ``backend`` itself.
+
+    Raises
+    ------
+    ValidationTypeError
+        If ``backend`` is not a :class:`Backend` instance (e.g. the class rather than an
+        instance).
+    ValidationError
+        If its name is not a non-empty identifier or its description is empty.
+    """
+    if not isinstance(backend, Backend):
+        hint = (" (a class: pass an instance, e.g. MyBackend())"
+                if isinstance(backend, type) else "")
+        raise ValidationTypeError(f"backend must be an instance of "
+                                  f"metalqr.rollouts.Backend; got {type(backend).__name__}"
+                                  f"{hint}.")
+    name = backend.name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValidationError(f"backend.name must be a non-empty identifier (letters, digits, "
+                              f"_); got {name!r}.")
+    if not isinstance(backend.description, str) or not backend.description:
+        raise ValidationError(f"backend.description must be a non-empty string (it is shown in "
+                              f"the CLI help); got {backend.description!r} for {name!r}.")
+    _REGISTRY[name] = backend
+    return backend
+
+
+def _registry() -> dict[str, Backend]:
+    return _REGISTRY
+
+
+def known_backends() -> tuple[str, ...]:
+    """Names of every registered backend, whether or not it can run here."""
+    return tuple(_registry())
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends that can run on this machine."""
+    return [name for name, b in _registry().items() if b.available()]
+
+
+def backend_help() -> str:
+    """One line per registered backend (name, availability, description): for the CLI's
+    ``--backend`` help and the documentation."""
+    return "; ".join(f"{name}{'' if b.available() else ' (unavailable here)'}: {b.description}"
+                     for name, b in _registry().items())
+
+
+def __getattr__(name):           # KNOWN_BACKENDS is read from the registry on first access
+    if name == "KNOWN_BACKENDS":
+        return known_backends()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cupy_available() -> bool:
@@ -79,109 +190,52 @@ def cupy_available() -> bool:
         return False
 
 
-def _cupy_simulate(A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
-                   factor=math.inf):
-    import cupy as cp
-
-    from .array_kernel import simulate_costs_array
-
-    dev = [cp.asarray(a) for a in (A, B, Q, R, L0, G)]
-    N, k, d = K.shape
-    free, _ = cp.cuda.Device().mem_info
-    chunk = max(1024, int(free * 0.25 / (8 * (2 * k * d + 8 * (d + k) + 16))))
-    out = np.empty(N)
-    ref = np.zeros(N) if ref is None else ref
-    for s in range(0, N, chunk):
-        sl = slice(s, s + chunk)
-        out[sl] = cp.asnumpy(simulate_costs_array(
-            cp, *dev, task_index[sl], cp.asarray(K[sl]), cp.asarray(noise_index[sl]), length, key,
-            ref[sl], factor))
-    return out
-
-
-_BACKENDS = {"numpy": _numpy_simulate, "numba": _numba_simulate, "cupy": _cupy_simulate}
-
-
-#: Every backend name metalqr knows (whether or not it can run here: see
-#: :func:`available_backends`).
-KNOWN_BACKENDS = ("numpy", "numba", "cupy")
-
-
 def check_backend(backend, name: str = "backend") -> str:
-    """Validate a backend name against :data:`KNOWN_BACKENDS` (``None`` gives
+    """Validate a backend name against the registry (``None`` gives
     :data:`DEFAULT_BACKEND`, itself checked, as it may come from ``METALQR_BACKEND``);
-    return the resolved name. An unknown name raises a
-    :class:`~metalqr.ValidationError` listing the valid ones."""
+    return the resolved name. An unknown name raises a :class:`~metalqr.ValidationError`
+    listing the registered ones."""
     if backend is None:
         return check_choice(DEFAULT_BACKEND, "the METALQR_BACKEND environment variable (the "
-                            "default backend)", KNOWN_BACKENDS)
-    return check_choice(backend, name, KNOWN_BACKENDS)
+                            "default backend)", known_backends())
+    return check_choice(backend, name, known_backends())
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The registered backend called ``name`` (``None`` gives :data:`DEFAULT_BACKEND`).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown name (the message lists the registered ones).
+    BackendUnavailableError
+        For a backend that cannot run here (e.g. ``"cupy"`` without CuPy or a CUDA device).
+    """
+    name = check_backend(name)
+    backend = _registry()[name]
+    if not backend.available():
+        raise BackendUnavailableError(f"backend {name!r} cannot run on this machine. "
+                                      f"{backend.install_hint}".rstrip())
+    return backend
 
 
 def standard_normals(key: int, n: int, backend: str | None = None) -> np.ndarray:
     """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``: the same numbers
-    on every backend (compiled and parallel with ``"numba"``)."""
-    name = check_backend(backend)
-    if name == "numba":
-        from .numba_kernel import normals_numba
-        return normals_numba(key, n)
-    from .counter_rng import normals
-    out = np.empty(n)
-    for s in range(0, n, 1 << 20):
-        out[s:s + (1 << 20)] = normals(np, key, np.arange(s, min(n, s + (1 << 20)), dtype=np.uint64))
-    return out
+    on every backend."""
+    return get_backend(backend).normals(key, n)
 
 
 def sphere_points(key: int, rows: int, n: int, radius: float,
                   backend: str | None = None) -> np.ndarray:
     """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
     ``z_{mn} .. z_{mn + n - 1}`` of the counter-based generator with key ``key``, normalised.
-    The same points on every backend (to rounding); generated and normalised in one compiled
-    pass with ``"numba"``."""
-    name = check_backend(backend)
-    if name == "numba":
-        from .numba_kernel import sphere_numba
-        return sphere_numba(key, rows, n, radius)
-    G = standard_normals(key, rows * n, backend).reshape(rows, n)
-    G *= (radius / np.sqrt(np.einsum("ij,ij->i", G, G)))[:, None]     # in place
-    return G
+    The same points on every backend (to rounding)."""
+    return get_backend(backend).sphere_points(key, rows, n, radius)
 
 
 def perturbed_gains(C: np.ndarray, V: np.ndarray, two_point: bool,
                     backend: str | None = None) -> np.ndarray:
     """Gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``) for centres ``C`` of shape ``(P, n)``
     and perturbations ``V`` of shape ``(P, Q, n)``: an array ``(P, Q, S, n)``, ``S = 2`` with
-    ``two_point``. One parallel pass with ``"numba"`` (the inner gains of Algorithm 2 are
-    about 80 MB at the benchmark's size)."""
-    name = check_backend(backend)
-    if name == "numba":
-        from .numba_kernel import perturbed_numba
-        return perturbed_numba(C, V, two_point)
-    signs = np.array([1.0, -1.0] if two_point else [1.0])
-    return C[:, None, None, :] + signs[None, None, :, None] * V[:, :, None, :]
-
-
-def available_backends() -> list[str]:
-    """Backends that can run on this machine."""
-    names = ["numpy", "numba"]
-    if cupy_available():
-        names.append("cupy")
-    return names
-
-
-def get_backend(name: str | None = None) -> Backend:
-    """Resolve a backend name (``None`` gives :data:`DEFAULT_BACKEND`).
-
-    Raises
-    ------
-    ValidationError
-        For an unknown name.
-    BackendUnavailableError
-        For ``"cupy"`` when CuPy or a CUDA device is missing.
-    """
-    name = check_backend(name)
-    if name == "cupy" and not cupy_available():
-        raise BackendUnavailableError("backend 'cupy' needs CuPy and a CUDA GPU: install with "
-                                      "pip install 'metalqr[gpu]' on a machine with a GPU, or use "
-                                      "backend='numba'.")
-    return Backend(name, _BACKENDS[name])
+    ``two_point``."""
+    return get_backend(backend).perturbed_gains(C, V, two_point)

@@ -26,11 +26,20 @@ import math
 
 import numpy as np
 
-__all__ = ["GAMMA", "block_stride", "normals", "draw_key", "ziggurat_tables"]
+__all__ = ["GAMMA", "block_stride", "normals", "draw_key", "ziggurat_tables", "LAYER_MASK",
+           "SIGN_SHIFT", "INT_SHIFT", "UNIFORM_SHIFT", "MIX_SHIFTS", "M1", "M2", "INV_2_53"]
 
+# --- Bit layout, shared by this NumPy/CuPy generator and its Numba twin
+# (:mod:`metalqr.rollouts.counter_rng_numba`): change them here and both follow. ------------
+#: SplitMix64 increment (Weyl constant): state of number ``c`` is ``key + (c + 1) GAMMA``.
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
+#: SplitMix64 output-function multipliers and shifts: ``x ^= x >> 30; x *= M1; x ^= x >> 27;
+#: x *= M2; x ^= x >> 31``.
 M1 = np.uint64(0xBF58476D1CE4E5B9)
 M2 = np.uint64(0x94D049BB133111EB)
+MIX_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
+#: Uniforms on (0, 1) from the top 53 bits of a word: ``((w >> 11) + 0.5) 2^-53``.
+UNIFORM_SHIFT = np.uint64(11)
 INV_2_53 = 1.0 / 9007199254740992.0
 
 #: Number of layers, right edge of the base layer (start of the tail) and the layers' common
@@ -41,8 +50,14 @@ ZIG_LAYERS = 1024
 ZIG_R = 4.038849846109505
 ZIG_V = ZIG_R * math.exp(-0.5 * ZIG_R**2) + math.sqrt(math.pi / 2) * math.erfc(ZIG_R / math.sqrt(2))
 ZIG_INV_R = 1.0 / ZIG_R
-_LAYER = np.uint64(ZIG_LAYERS - 1)
-_SIGN = np.uint64(10)
+#: Bits 0-9 of the first word pick the ziggurat layer (``h & LAYER_MASK``).
+LAYER_MASK = np.uint64(ZIG_LAYERS - 1)
+#: Bit 10 is the sign (``(h >> SIGN_SHIFT) & 1``).
+SIGN_SHIFT = np.uint64(10)
+#: Bits 12-63 are the integer ``a < 2^52`` (``h >> INT_SHIFT``).
+INT_SHIFT = np.uint64(12)
+_LAYER = LAYER_MASK
+_SIGN = SIGN_SHIFT
 
 
 def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,14 +101,15 @@ def draw_key(rng: np.random.Generator) -> int:
 
 def _mix(x):
     """SplitMix64 output function on a uint64 array."""
-    x = (x ^ (x >> np.uint64(30))) * M1
-    x = (x ^ (x >> np.uint64(27))) * M2
-    return x ^ (x >> np.uint64(31))
+    s1, s2, s3 = MIX_SHIFTS
+    x = (x ^ (x >> s1)) * M1
+    x = (x ^ (x >> s2)) * M2
+    return x ^ (x >> s3)
 
 
 def _uniform(xp, w):
     """Uniform on (0, 1) from 64-bit words (top 53 bits, centred: never 0 or 1)."""
-    return ((w >> np.uint64(11)).astype(xp.float64) + 0.5) * INV_2_53
+    return ((w >> UNIFORM_SHIFT).astype(xp.float64) + 0.5) * INV_2_53
 
 
 _TABLES: dict[str, tuple] = {}
@@ -125,14 +141,15 @@ def _tail(xp, s):
 def _slow_path(xp, h):
     """The normals whose first word ``h`` missed the one-multiplication test (the wedge test,
     the tail, and fresh tries with the stream seeded at ``h``); see the module docstring and
-    ``_slow_normal`` in :mod:`metalqr.rollouts.numba_kernel`, which is the same algorithm."""
+    ``_slow_normal`` in :mod:`metalqr.rollouts.counter_rng_numba` (its Numba twin), the
+    same algorithm."""
     KI, W, F = _tables(xp)
     out = xp.empty(h.shape[0])
     pending = xp.arange(h.shape[0])
     s = h.copy()
     while pending.size:
         idx = (h & _LAYER).astype(xp.int64)
-        a = h >> np.uint64(12)
+        a = h >> INT_SHIFT
         x = a.astype(xp.float64) * W[idx]
         accept = a < KI[idx]
         wedge = xp.flatnonzero(~accept & (idx > 0))
@@ -158,7 +175,7 @@ def normals(xp, key: int, index):
     KI, W, _ = _tables(xp)
     h = _mix(np.uint64(key) + (index + np.uint64(1)) * GAMMA)
     idx = (h & _LAYER).astype(xp.int64)
-    a = h >> np.uint64(12)
+    a = h >> INT_SHIFT
     z = a.astype(xp.float64) * W[idx]
     z = xp.where((h >> _SIGN) & np.uint64(1), -z, z)
     slow = xp.flatnonzero(a >= KI[idx])

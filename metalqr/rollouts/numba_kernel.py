@@ -35,9 +35,10 @@ import numba as nb
 import numpy as np
 
 from .blocks import task_blocks
-from .engine import equilibrated_factor, well_conditioned
-from .counter_rng import (GAMMA, INV_2_53, M1, M2, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_LAYERS, ZIG_R,
-                          ZIG_W, block_stride)
+from .counter_rng import GAMMA, block_stride
+from .counter_rng_numba import lane_normals as _lane_normals
+from .counter_rng_numba import normals_numba, sphere_numba  # noqa: F401 (re-exported)
+from .factors import equilibrated_factor, well_conditioned
 
 __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
 
@@ -46,98 +47,8 @@ __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_n
 #: (d, k) = (20, 10)).
 LANES = 128
 
-_S10, _S12, _S27, _S30, _S31, _S11 = (np.uint64(n) for n in (10, 12, 27, 30, 31, 11))
-_ONE, _LAYER = np.uint64(1), np.uint64(ZIG_LAYERS - 1)
+_ONE = np.uint64(1)
 _JIT = dict(fastmath=True, error_model="numpy", cache=True)
-#: Marks a draw left to the ziggurat's slow path (finite: ``fastmath`` folds NaN tests away).
-_PENDING = 1e300
-
-
-@nb.njit(inline="always", error_model="numpy", cache=True)
-def _mix(x):
-    """SplitMix64 output function."""
-    x = (x ^ (x >> _S30)) * M1
-    x = (x ^ (x >> _S27)) * M2
-    return x ^ (x >> _S31)
-
-
-@nb.njit(error_model="numpy", cache=True)
-def _uniform(w):
-    return (np.float64(np.int64(w >> _S11)) + 0.5) * INV_2_53
-
-
-@nb.njit(error_model="numpy", cache=True)
-def _slow_normal(h):
-    """The ziggurat beyond its one-multiplication test, for first word ``h``: the wedge test,
-    Marsaglia's tail and fresh tries, with further words from the SplitMix64 stream seeded at
-    ``h``. Same algorithm as ``_slow_path`` in :mod:`metalqr.rollouts.counter_rng`; no
-    ``fastmath``, so that the arithmetic is NumPy's."""
-    s = h
-    while True:
-        i = np.int64(h & _LAYER)
-        a = h >> _S12
-        x = np.float64(np.int64(a)) * ZIG_W[i]
-        accept = a < ZIG_KI[i]
-        if not accept and i > 0:
-            s += GAMMA
-            y = ZIG_F[i] + (ZIG_F[i - 1] - ZIG_F[i]) * _uniform(_mix(s))
-            accept = y < math.exp(-0.5 * x * x)
-        elif not accept:
-            while True:
-                s += GAMMA
-                xx = -math.log(_uniform(_mix(s))) * ZIG_INV_R
-                s += GAMMA
-                yy = -math.log(_uniform(_mix(s)))
-                if yy + yy > xx * xx:
-                    break
-            x = ZIG_R + xx
-            accept = True
-        if accept:
-            return -x if (h >> _S10) & _ONE else x
-        s += GAMMA
-        h = _mix(s)
-
-
-@nb.njit(inline="always", error_model="numpy", cache=True)
-def _fast_normal(x):
-    """Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
-    one-multiplication test accepts (about 99.6% of draws; then ``|z| < R``), else
-    :data:`_PENDING` (see :func:`_repair`). Branch-free: calling the slow path from this loop
-    made it three times slower."""
-    h = _mix(x)
-    i = np.int64(h & _LAYER)
-    a = h >> _S12
-    z = np.float64(np.int64(a)) * ZIG_W[i]
-    z = -z if (h >> _S10) & _ONE else z
-    return z if a < ZIG_KI[i] else _PENDING
-
-
-@nb.njit(error_model="numpy", cache=True)
-def _repair(x):
-    """The normal number of state ``x`` that :func:`_fast_normal` left :data:`_PENDING`."""
-    return _slow_normal(_mix(x))
-
-
-@nb.njit(**_JIT)
-def _lane_normals(x0, off, Z):
-    """``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
-    of a block of rollouts: one step's noise, row by row (a column-wise walk with strided
-    stores took three times as long). The hash is scalar (LLVM's AVX2 emulation of 64-bit
-    multiplies is slower than scalar ``imul``); the 0.4% of draws beyond the ziggurat's fast
-    test are filled in by a second pass."""
-    d, L = Z.shape
-    for i in range(d):
-        Zi = Z[i]
-        step = np.uint64(off + i) * GAMMA
-        pending = 0
-        for r in range(L):
-            z = _fast_normal(x0[r] + step)
-            Zi[r] = z
-            pending += z == _PENDING
-        if pending:
-            for r in range(L):
-                if Zi[r] == _PENDING:
-                    Zi[r] = _repair(x0[r] + step)
 
 
 @nb.njit(**_JIT)
@@ -363,51 +274,6 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                 diverged[n] = flag[r] != 0
 
 
-@nb.njit(**_JIT)
-def _consecutive_normals(key, c0, out):
-    """``out[j] = z_{c0 + j}`` (fast pass, then the rare slow draws)."""
-    x0 = key + np.uint64(c0 + 1) * GAMMA
-    x = x0
-    for j in range(out.shape[0]):
-        out[j] = _fast_normal(x)
-        x += GAMMA
-    for j in range(out.shape[0]):
-        if out[j] == _PENDING:
-            out[j] = _repair(x0 + np.uint64(j) * GAMMA)
-
-
-@nb.njit(parallel=True, **_JIT)
-def _fill_normals_parallel(key, out):
-    """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 8192."""
-    n = out.shape[0]
-    for b in nb.prange((n + 8191) // 8192):
-        _consecutive_normals(key, b * 8192, out[b * 8192:min(b * 8192 + 8192, n)])
-
-
-@nb.njit(parallel=True, **_JIT)
-def _fill_sphere_parallel(key, radius, out):
-    """Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
-    Euclidean norm ``radius``."""
-    rows, n = out.shape
-    for m in nb.prange(rows):
-        row = out[m]
-        _consecutive_normals(key, m * n, row)
-        ss = 0.0
-        for j in range(n):
-            ss += row[j] * row[j]
-        scale = radius / math.sqrt(ss)
-        for j in range(n):
-            row[j] *= scale
-
-
-def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
-    """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
-    the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled)."""
-    out = np.empty((rows, n))
-    _fill_sphere_parallel(np.uint64(key), float(radius), out)
-    return out
-
-
 @nb.njit(parallel=True, **_JIT)
 def _fill_perturbed(C, V, out):
     """``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] =
@@ -428,13 +294,6 @@ def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray
     """Compiled, parallel :func:`~metalqr.rollouts.backends.perturbed_gains`."""
     out = np.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
     _fill_perturbed(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
-    return out
-
-
-def normals_numba(key: int, n: int) -> np.ndarray:
-    """``z_0 .. z_{n-1}`` of the counter-based generator (compiled, parallel)."""
-    out = np.empty(n)
-    _fill_normals_parallel(np.uint64(key), out)
     return out
 
 

@@ -17,3 +17,12 @@ __all__ = ["run_experiment", "run_sinusoid_experiment", "make_learner", "save_re
            "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "ProtoNet", "SGD", "Adam",
            "make_optimizer", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
            "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]
+
+from .convnet import ConvNet  # noqa: E402
+from .omniglot import (PUBLISHED_ONE_SHOT_ERRORS, OmniglotTasks, OneShotResult, OneShotRun, area_resize,  # noqa: E402
+                       embedding_of, evaluate_one_shot_runs, load_omniglot, load_one_shot_runs, modified_hausdorff,
+                       one_shot_run_tasks)
+
+__all__ += ["ConvNet", "OmniglotTasks", "load_omniglot", "area_resize", "OneShotRun", "OneShotResult",
+            "load_one_shot_runs", "evaluate_one_shot_runs", "one_shot_run_tasks", "embedding_of",
+            "modified_hausdorff", "PUBLISHED_ONE_SHOT_ERRORS"]

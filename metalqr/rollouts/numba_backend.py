@@ -1,0 +1,49 @@
+"""The ``"numba"`` rollout backend (the CPU default): the compiled kernels of
+:mod:`~metalqr.rollouts.numba_kernel` and the compiled twin of the counter-based generator,
+:mod:`~metalqr.rollouts.counter_rng_numba`, parallel over roll-outs. Numba is imported on
+first use, not when metalqr is imported."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+from .backends import Backend, register_backend
+
+__all__ = ["NumbaBackend"]
+
+
+class NumbaBackend(Backend):
+    """Numba implementation of :class:`~metalqr.rollouts.backends.Backend`."""
+
+    name = "numba"
+    description = "compiled with Numba, parallel over roll-outs (the CPU default)"
+    install_hint = "Install Numba (pip install numba) or use backend='numpy'."
+
+    def available(self):
+        if self._available is None:            # installed or not: fixed for the process
+            self._available = importlib.util.find_spec("numba") is not None
+        return self._available
+
+    _available: bool | None = None
+
+    def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
+                 factor=math.inf):
+        from .numba_kernel import simulate_costs_numba
+        return simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length, key,
+                                    ref, factor)
+
+    def normals(self, key, n):
+        from .counter_rng_numba import normals_numba
+        return normals_numba(key, n)
+
+    def sphere_points(self, key, rows, n, radius):
+        from .counter_rng_numba import sphere_numba
+        return sphere_numba(key, rows, n, radius)
+
+    def perturbed_gains(self, C, V, two_point):
+        from .numba_kernel import perturbed_numba
+        return perturbed_numba(C, V, two_point)
+
+
+register_backend(NumbaBackend())
