@@ -42,13 +42,17 @@ def check_optimizer(optimizer: Any, name: str = "optimizer"):
     return optimizer
 
 
-def check_source(source: Any, name: str = "source"):
-    """A task source: ``sample(rng, n, train)``, ``n_in``, ``n_out`` and ``loss``."""
-    if not callable(getattr(source, "sample", None)):
+def check_source(source: Any, name: str = "source", *, need_sample: bool = True):
+    """A task source: ``sample(rng, n, train)`` (unless ``need_sample`` is false), ``n_in``,
+    ``n_out`` and ``loss``."""
+    if need_sample and not callable(getattr(source, "sample", None)):
         raise ValidationTypeError(f"{name} must be a task source with a sample(rng, n, train) method "
                                   f"(e.g. metalqr.tow.SinusoidTasks()); got {type(source).__name__}.")
     for attr in ("n_in", "n_out"):
         v = getattr(source, attr, None)
+        if v is None and not need_sample:
+            raise ValidationTypeError(f"{name} must be a task source (with n_in, n_out and loss, e.g. "
+                                      f"metalqr.tow.SinusoidTasks()); got {type(source).__name__} without {attr}.")
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValidationError(f"{name}.{attr} must be an int >= 1; got {v!r}.")
     if getattr(source, "loss", None) not in ("mse", "ce"):

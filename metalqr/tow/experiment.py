@@ -119,8 +119,8 @@ def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, in
     ----------
     kind : {"fomaml", "maml", "protonet"}
         First-order MAML, second-order MAML, or Prototypical Networks.
-    source : task source
-        Provides ``n_in``, ``n_out`` and ``loss`` (e.g. :class:`SinusoidTasks`).
+    source : task source, or any object with ``n_in``, ``n_out`` and ``loss``
+        Sizes the network (e.g. :class:`SinusoidTasks`).
     hidden : int, >= 1
         Hidden width of the MLP.
     gamma : float, >= 0
@@ -137,7 +137,7 @@ def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, in
         regression source.
     """
     kind = check_choice(kind, "kind", LEARNERS)
-    source = check_source(source)
+    source = check_source(source, need_sample=False)      # only its sizes and loss are used
     hidden = check_int(hidden, "hidden", minimum=1)
     gamma = check_real(gamma, "gamma", minimum=0.0)
     inner_steps = check_int(inner_steps, "inner_steps", minimum=1)

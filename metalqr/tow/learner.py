@@ -38,10 +38,42 @@ def _n_examples(task) -> int:
     return task.s.shape[0] + task.sq.shape[0]
 
 
-def _check_net(net) -> MLP:
-    if not isinstance(net, MLP):
-        raise ValidationTypeError(f"net must be a metalqr.tow.MLP; got {type(net).__name__}.")
+_NET_METHODS = ("init", "predict", "vjp", "loss_and_grad", "hvp", "gauss_newton_diagonal")
+
+
+def _width(net) -> int:
+    """Hidden width used in memory estimates (the parameter count's square root if unknown)."""
+    return int(getattr(net, "hidden", 0) or max(1, int(np.sqrt(net.size))))
+
+
+def _check_net(net):
+    """An :class:`MLP`, or another network with its interface (e.g. ``metalqr.tow.ConvNet``):
+    ``size``, ``n_in``, ``n_out``, ``loss`` and the methods of :data:`_NET_METHODS`."""
+    if isinstance(net, MLP):
+        return net
+    missing = [m for m in _NET_METHODS if not callable(getattr(net, m, None))]
+    missing += [a for a in ("size", "n_in", "n_out", "loss") if not hasattr(net, a)]
+    if missing:
+        raise ValidationTypeError(f"net must be a metalqr.tow.MLP (or a network with its interface, such as "
+                                  f"metalqr.tow.ConvNet); got {type(net).__name__} without {', '.join(missing)}.")
     return net
+
+
+class _Net:
+    """The unchecked fast path of an :class:`MLP` (its arguments are checked once by the
+    learner), or the public methods of any other network."""
+
+    def __init__(self, net):
+        fast = isinstance(net, MLP)
+        self.loss_and_grad = net._loss_and_grad if fast else net.loss_and_grad
+        self.predict = (lambda x, s: net._forward(x, s)[2]) if fast else net.predict
+        self.vjp = net._vjp if fast else net.vjp
+        self.hvp = net._hvp if fast else net.hvp
+        self.gnd = net._gauss_newton_diagonal if fast else net.gauss_newton_diagonal
+
+
+def _fast(net) -> _Net:
+    return _Net(net)
 
 
 class _Learner:
@@ -153,25 +185,28 @@ class MAML(_Learner):
     def _adapt(self, x, task, trajectory=False):
         phis = [x]
         for _ in range(self.inner_steps):
-            phis.append(phis[-1] - self.gamma * self.net._loss_and_grad(phis[-1], task.s, task.y)[1])
+            phis.append(phis[-1] - self.gamma * _fast(self.net).loss_and_grad(phis[-1], task.s, task.y)[1])
         return phis if trajectory else phis[-1]
 
     def _task_loss_and_grad(self, x: np.ndarray, task: Task):
         """Validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
         phis = self._adapt(x, task, trajectory=True)
-        loss, g = self.net._loss_and_grad(phis[-1], task.sq, task.yq)
+        net = _fast(self.net)
+        loss, g = net.loss_and_grad(phis[-1], task.sq, task.yq)
         if not self.first_order:
             for phi in reversed(phis[:-1]):
-                g = g - self.gamma * self.net._hvp(phi, task.s, task.y, g)
+                g = g - self.gamma * net.hvp(phi, task.s, task.y, g)
         return loss, g
 
     def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals of the query loss at the adapted parameters (D, M)."""
-        return np.stack([self.net._gauss_newton_diagonal(self._adapt(x, t), t.sq) for t in tasks], axis=1)
+        net = _fast(self.net)
+        return np.stack([net.gnd(self._adapt(x, t), t.sq) for t in tasks], axis=1)
 
     def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Query MSE (regression) or accuracy (classification) after adaptation, per task."""
-        return np.array([_metric(self.net.loss, self.net._forward(self._adapt(x, t), t.sq)[2], t.yq)
+        predict = _fast(self.net).predict
+        return np.array([_metric(self.net.loss, predict(self._adapt(x, t), t.sq), t.yq)
                          for t in tasks])
 
 
@@ -221,7 +256,8 @@ class ProtoNet(_Learner):
 
     def _logits(self, x, task):
         n_way = int(max(task.y.max(), task.yq.max())) + 1
-        es, eq = self.net._forward(x, task.s)[2], self.net._forward(x, task.sq)[2]
+        predict = _fast(self.net).predict
+        es, eq = predict(x, task.s), predict(x, task.sq)
         onehot = np.eye(n_way)[task.y]                              # (n_s, N)
         counts = onehot.sum(0)
         if np.any(counts == 0):
@@ -238,7 +274,7 @@ class ProtoNet(_Learner):
         d_protos = 2.0 * np.einsum("...qk,qke->...ke", dlogits, diff)
         d_es = np.einsum("sk,...ke->...se", A, d_protos)
         s_all = np.concatenate([task.s, task.sq])
-        return self.net._vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
+        return _fast(self.net).vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
 
     def _task_loss_and_grad(self, x: np.ndarray, task: Task):
         logits, diff, A = self._logits(x, task)
@@ -256,7 +292,7 @@ class ProtoNet(_Learner):
                 p = softmax(logits)
                 rng = np.random.default_rng([zlib.crc32(x.tobytes()), zlib.crc32(task.sq.tobytes())])
                 S = self.mc_samples
-                check_size(float(S * nq) * (nq * N + self.net.size + _n_examples(task) * self.net.hidden),
+                check_size(float(S * nq) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
                            "ProtoNet.curvature", what="float64 entries (Monte-Carlo Gauss-Newton rows)",
                            alternative="Use fewer mc_samples, or fewer query examples per task.")
                 rows = np.zeros((S * nq, nq, N))
@@ -267,7 +303,7 @@ class ProtoNet(_Learner):
                 R = self._logit_vjp(x, task, rows, diff, A)
                 gn.append(np.sum(R * R, axis=0) / (nq * S))
                 continue
-            check_size(float(nq * N) * (nq * N + self.net.size + _n_examples(task) * self.net.hidden),
+            check_size(float(nq * N) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
                        "ProtoNet.curvature", what="float64 entries (exact Gauss-Newton rows)",
                        alternative="Use ProtoNet(net, curvature_method='mc') (DiagGGN-MC), or fewer query "
                                    "examples or classes per task.")
