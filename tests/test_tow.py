@@ -732,3 +732,14 @@ def test_tow_command_into_a_folder_in_use_stops_with_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_strategy_result_carries_the_final_parameters(tmp_path):
+    """The final meta-parameters are in the result (no need to read a checkpoint): evaluating
+    them on the test tasks reproduces the reported metric."""
+    from metalqr.tow import run_experiment
+    src, learner = SinusoidTasks(), MAML(MLP(hidden=4), gamma=0.01)
+    r = run_experiment(src, learner, ("exploration",), n_iterations=2, T=2, M=2, n_test=5, n_val=5, seed=1)[0]
+    test = src.sample(np.random.default_rng([1, 10**6]), 5, train=False)
+    assert r.params.shape == (learner.net.size,)
+    assert np.array_equal(learner.evaluate(r.params, test), r.metric)

@@ -72,6 +72,8 @@ class StrategyResult:
         Training time of each window, s.
     settings : dict
         Every setting needed to rerun (see :func:`run_experiment`).
+    params : (D,) ndarray or None
+        The final meta-parameters ``x`` (the first ``D`` entries of the optimiser state).
     """
 
     name: str
@@ -83,6 +85,7 @@ class StrategyResult:
     groups: np.ndarray | None = None
     window_seconds: np.ndarray | None = None
     settings: dict = field(default_factory=dict)
+    params: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -419,7 +422,7 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
                                       getattr(learner, "metric_name", "mse"), st["curve"],
                                       np.array(st["weights"], dtype=float).reshape(-1, T, M),
                                       np.array(st["groups"], dtype=float).reshape(-1, T, M),
-                                      np.array(st["secs"], dtype=float), dict(settings)))
+                                      np.array(st["secs"], dtype=float), dict(settings), st["z"][:D].copy()))
     return results
 
 
