@@ -1,0 +1,31 @@
+"""Studies: grids of meta-training runs over seeds and settings, executed serially or on
+Dask (an embedded LocalCluster or an existing cluster, e.g. SLURM through dask-jobqueue),
+stored one file per run in a resumable result store, aggregated across seeds (mean and 95%
+confidence interval, curves with bands). See ``docs/experiments.md``.
+
+>>> from metalqr.experiments import Study
+>>> study = Study.grid(base={"d": 1, "k": 1, "n_iterations": 3}, grid={"alpha": [1e-3, 1e-4]},
+...                    seeds=2, name="demo")
+>>> len(study)
+4
+"""
+
+from ._aggregate import CURVE_COLUMNS, METRICS, curves, mean_ci, plot_curves, summary_table, write_report
+from ._cli import (add_fig1_arguments, add_sweep_parser, fig1_main, fig1_seeds_command,
+                   figure1_study, sweep_main)
+from ._config import (BACKENDS, ESTIMATORS, FAMILIES, RUN_DEFAULTS, Study, load_study,
+                      normalize_run, run_id, study_from_dict)
+from ._engine import StudyReport, dask_available, local_cluster, run_study, thread_limits
+from ._runner import build_tasks, comparable, execute_run, run_rng
+from ._store import ResultStore
+
+__all__ = [
+    "Study", "load_study", "study_from_dict", "normalize_run", "run_id", "RUN_DEFAULTS",
+    "FAMILIES", "ESTIMATORS", "BACKENDS",
+    "run_study", "StudyReport", "local_cluster", "thread_limits", "dask_available",
+    "execute_run", "comparable", "run_rng", "build_tasks", "ResultStore",
+    "mean_ci", "summary_table", "curves", "plot_curves", "write_report", "METRICS",
+    "CURVE_COLUMNS",
+    "sweep_main", "add_sweep_parser", "fig1_main", "add_fig1_arguments", "fig1_seeds_command",
+    "figure1_study",
+]

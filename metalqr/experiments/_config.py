@@ -1,0 +1,330 @@
+"""Run configurations and studies: the schema, its validation, grid expansion, run ids."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from typing import Any, Iterable, Mapping
+
+from .._validation import check_choice, check_int, check_positive
+from ..exceptions import ValidationError, ValidationTypeError
+
+__all__ = ["RUN_DEFAULTS", "FAMILIES", "ESTIMATORS", "BACKENDS", "normalize_run", "run_id",
+           "Study", "load_study"]
+
+#: Task families: ``"random"`` is the generator of Section 6 of the ZO-MAML paper
+#: (:func:`metalqr.sample_tasks`); the others perturb a standard system
+#: (:func:`metalqr.perturb_tasks` around :func:`metalqr.standard_systems`).
+FAMILIES = ("random", "boeing747", "double_integrator", "inverted_pendulum")
+#: ``"one_point"`` / ``"two_point"``: Algorithm 2 (zeroth order); ``"exact"``: the exact
+#: meta-gradient; ``"first_order"``: first-order MAML.
+ESTIMATORS = ("one_point", "two_point", "exact", "first_order")
+#: Roll-out backends (``None``: metalqr's default).
+BACKENDS = (None, "numpy", "numba", "cupy")
+INITIAL_GAINS = ("zero", "common")
+
+#: Every key of a run and its default. ``heterogeneity = None`` means the family's default
+#: (0.25 for ``"random"``, 1e-3 around a standard system); ``d``/``k`` apply to ``"random"``.
+RUN_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "family": "random",
+    "n_tasks": 5,
+    "d": 1,
+    "k": 1,
+    "heterogeneity": None,
+    "K0": "common",
+    "alpha": 1e-3,
+    "eta": 1e-5,
+    "n_iterations": 300,
+    "estimator": "one_point",
+    "n_perturbations": 100,          # M
+    "inner_perturbations": 100,      # M'
+    "radius": 0.05,                  # r
+    "rollout_length": "auto",        # l ("auto": from the closed-loop mixing time, >= 50)
+    "backend": None,
+    "guard": "rollouts",             # step-safety guard of Algorithm 3 (metalqr GUARDS)
+    "outer_update": "plain",         # outer update rule (metalqr OUTER_UPDATES)
+    "max_backtracks": 20,            # guard: step halvings before an update is rejected
+    "max_consecutive_rejections": 25,  # guard: rejected updates in a row before "stalled"
+    "tol": 0.0,
+}
+#: Short names accepted in study files (``M = 20`` is ``n_perturbations = 20``).
+ALIASES = {"M": "n_perturbations", "M_prime": "inner_perturbations", "r": "radius",
+           "l": "rollout_length", "iterations": "n_iterations"}
+_ZO = ("one_point", "two_point")
+_NOT_APPLICABLE = ("d", "k", "n_perturbations", "inner_perturbations", "radius", "rollout_length",
+                   "backend", "heterogeneity")
+
+
+def _check_key(key: Any, where: str) -> str:
+    if not isinstance(key, str):
+        raise ValidationTypeError(f"{where}: keys must be strings; got {key!r}.")
+    key = ALIASES.get(key, key)
+    valid = list(RUN_DEFAULTS)
+    if key not in RUN_DEFAULTS:
+        import difflib
+        close = difflib.get_close_matches(key, valid + list(ALIASES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValidationError(f"{where}: unknown run key {key!r}; valid keys are "
+                              f"{', '.join(valid)} (aliases {', '.join(ALIASES)}).{hint}")
+    return key
+
+
+def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
+    """Validate a run's settings and return the full configuration (every key of
+    :data:`RUN_DEFAULTS`, in that order, defaults filled in, aliases resolved).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        Unknown key (the message lists the valid ones) or a bad value (named).
+    """
+    if not isinstance(run, Mapping):
+        raise ValidationTypeError(f"{where} must be a mapping of run settings; got "
+                                  f"{type(run).__name__}.")
+    given: dict[str, Any] = {}
+    for key, value in run.items():
+        k = _check_key(key, where)
+        if k in given:
+            raise ValidationError(f"{where}: key {k!r} given twice (directly and as an alias).")
+        given[k] = value
+    # a normalised configuration holds None for settings that do not apply: accept it back
+    given = {k: v for k, v in given.items() if not (v is None and k in _NOT_APPLICABLE)}
+    c = {**RUN_DEFAULTS, **given}
+    out: dict[str, Any] = {}
+    out["seed"] = check_int(c["seed"], "seed", minimum=0)
+    out["family"] = check_choice(c["family"], "family", FAMILIES)
+    out["n_tasks"] = check_positive(c["n_tasks"], "n_tasks", integer=True)
+    out["d"] = check_positive(c["d"], "d", integer=True)
+    out["k"] = check_positive(c["k"], "k", integer=True)
+    if out["family"] != "random" and ("d" in given or "k" in given):
+        raise ValidationError(f"{where}: d and k apply only to family 'random'; family "
+                              f"{out['family']!r} has its own dimensions. Remove d/k.")
+    if out["family"] != "random":
+        out["d"] = out["k"] = None
+    h = c["heterogeneity"]
+    out["heterogeneity"] = None if h is None else check_positive(h, "heterogeneity", allow_zero=True)
+    out["K0"] = check_choice(c["K0"], "K0", INITIAL_GAINS)
+    out["alpha"] = check_positive(c["alpha"], "alpha")
+    out["eta"] = check_positive(c["eta"], "eta", allow_zero=True)
+    out["n_iterations"] = check_positive(c["n_iterations"], "n_iterations", integer=True)
+    out["estimator"] = check_choice(c["estimator"], "estimator", ESTIMATORS)
+    zo = out["estimator"] in _ZO
+    for key in ("n_perturbations", "inner_perturbations", "radius", "rollout_length", "backend"):
+        if not zo and key in given:
+            raise ValidationError(f"{where}: {key} applies only to the zeroth-order estimators "
+                                  f"{_ZO}; estimator is {out['estimator']!r}. Remove {key}.")
+    out["n_perturbations"] = check_positive(c["n_perturbations"], "n_perturbations", integer=True) if zo else None
+    out["inner_perturbations"] = (check_positive(c["inner_perturbations"], "inner_perturbations",
+                                                 integer=True) if zo else None)
+    out["radius"] = check_positive(c["radius"], "radius") if zo else None
+    if not zo:
+        out["rollout_length"] = None
+    elif isinstance(c["rollout_length"], str):
+        out["rollout_length"] = check_choice(c["rollout_length"], "rollout_length", ("auto",))
+    else:
+        out["rollout_length"] = check_positive(c["rollout_length"], "rollout_length", integer=True)
+    out["backend"] = check_choice(c["backend"], "backend", BACKENDS) if zo else None
+    from ..meta.training import GUARDS, OUTER_UPDATES
+    out["guard"] = check_choice(c["guard"], "guard", GUARDS)
+    out["outer_update"] = check_choice(c["outer_update"], "outer_update", OUTER_UPDATES)
+    out["max_backtracks"] = check_int(c["max_backtracks"], "max_backtracks", minimum=0)
+    out["max_consecutive_rejections"] = check_positive(c["max_consecutive_rejections"],
+                                                       "max_consecutive_rejections", integer=True)
+    out["tol"] = check_positive(c["tol"], "tol", allow_zero=True)
+    return out
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted, compact JSON (floats as Python reprs, exact)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
+    """Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
+    configuration (canonical JSON) and the metalqr version."""
+    if version is None:
+        from .. import __version__ as version
+    cfg = normalize_run(config)
+    return hashlib.sha256(canonical_json({"config": cfg, "metalqr": version}).encode()).hexdigest()[:16]
+
+
+def setting_key(config: Mapping[str, Any]) -> str:
+    """The configuration without its seed (runs of one setting differ only by seed)."""
+    return canonical_json({k: v for k, v in config.items() if k != "seed"})
+
+
+def _as_list(value: Any, where: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValidationError(f"{where} is an empty list; give at least one value.")
+        return list(value)
+    return [value]
+
+
+def _seeds(value: Any) -> list[int]:
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        n = check_positive(value, "seeds", integer=True)
+        return list(range(n))
+    if isinstance(value, (list, tuple)) and value:
+        return [check_int(s, "seeds", minimum=0) for s in value]
+    raise ValidationTypeError(f"seeds must be a count (seeds 0..N-1) or a non-empty list of "
+                              f"int seeds; got {value!r}.")
+
+
+class Study:
+    """A study: a list of runs (full configurations), each identified by :func:`run_id`.
+
+    Build it with :meth:`grid` (base settings x the Cartesian product of ``grid`` values,
+    for each of ``runs``, for each seed), from a TOML file with :func:`load_study`, or from
+    explicit ``runs``.
+
+    Parameters
+    ----------
+    runs : iterable of mapping
+        Run settings (keys of :data:`RUN_DEFAULTS`); missing keys take their defaults.
+    name : str
+        Name of the study (labels, file names).
+
+    Raises
+    ------
+    ValidationError
+        Bad settings (the message names the key), or two identical runs.
+    """
+
+    def __init__(self, runs: Iterable[Mapping[str, Any]], name: str = "study") -> None:
+        if not isinstance(name, str):
+            raise ValidationTypeError(f"name must be a string; got {type(name).__name__}.")
+        import re
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValidationError(f"name must be a non-empty file-name-safe string (letters, "
+                                  f"digits, '.', '_', '-'); got {name!r}.")
+        if isinstance(runs, (str, bytes, Mapping)) or not isinstance(runs, Iterable):
+            raise ValidationTypeError(f"runs must be a list of run settings (mappings); got "
+                                      f"{type(runs).__name__}.")
+        self.name = name
+        self.runs: list[dict[str, Any]] = [normalize_run(r, f"runs[{i}]") for i, r in enumerate(runs)]
+        if not self.runs:
+            raise ValidationError("runs is empty: a study needs at least one run.")
+        self.ids: list[str] = [run_id(r) for r in self.runs]
+        seen: dict[str, int] = {}
+        for i, rid in enumerate(self.ids):
+            if rid in seen:
+                raise ValidationError(f"runs[{i}] repeats runs[{seen[rid]}] (same configuration); "
+                                      f"each run of a study must differ (e.g. by seed).")
+            seen[rid] = i
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(zip(self.ids, self.runs))
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, {len(self)} runs)"
+
+    @classmethod
+    def grid(cls, base: Mapping[str, Any] | None = None, grid: Mapping[str, Any] | None = None,
+             runs: Iterable[Mapping[str, Any]] | None = None, seeds: Any = 1,
+             name: str = "study") -> "Study":
+        """Expand ``seeds x runs x product(grid)`` over ``base``.
+
+        Parameters
+        ----------
+        base : mapping, optional
+            Settings shared by every run.
+        grid : mapping key -> list, optional
+            Every combination of these values (a scalar counts as a one-value list).
+        runs : list of mapping, optional
+            Explicit variants (e.g. ``{"d": 20, "k": 10, "alpha": 1e-5}``); each is crossed
+            with the grid.
+        seeds : int or list of int
+            ``N`` gives seeds ``0..N-1``. Ignored if ``grid`` has a ``seed`` key.
+        """
+        def resolve(mapping: Any, where: str) -> dict[str, Any]:
+            # aliases resolved here, so that a run's n_iterations overrides base's iterations
+            if not isinstance(mapping, Mapping):
+                raise ValidationTypeError(f"{where} must be a mapping; got {type(mapping).__name__}.")
+            out: dict[str, Any] = {}
+            for key, value in mapping.items():
+                k = _check_key(key, where)
+                if k in out:
+                    raise ValidationError(f"{where}: key {k!r} given twice (directly and as an "
+                                          f"alias).")
+                out[k] = value
+            return out
+
+        base = resolve(base or {}, "base")
+        grid = resolve(grid or {}, "grid")
+        if runs is not None and (isinstance(runs, (str, bytes, Mapping))
+                                 or not isinstance(runs, Iterable)):
+            raise ValidationTypeError(f"runs must be a list of mappings; got {type(runs).__name__}.")
+        variants = [{}] if runs is None else list(runs)
+        if not variants:
+            raise ValidationError("runs is an empty list; omit it or give at least one variant.")
+        variants = [resolve(v, f"runs[{i}]") for i, v in enumerate(variants)]
+        seed_list = None if ("seed" in grid or "seed" in base) else _seeds(seeds)
+        keys = list(grid)
+        values = [_as_list(grid[k], f"grid[{k!r}]") for k in keys]
+        out = []
+        for seed in (seed_list or [None]):
+            for v in variants:
+                for combo in itertools.product(*values):
+                    run = {**base, **v, **dict(zip(keys, combo))}
+                    if seed is not None:
+                        run["seed"] = seed
+                    out.append(run)
+        return cls(out, name=name)
+
+
+_TOP_KEYS = ("study", "base", "grid", "runs")
+_STUDY_KEYS = ("name", "seeds")
+
+
+def study_from_dict(doc: Mapping[str, Any], default_name: str = "study") -> Study:
+    """Build a :class:`Study` from a parsed study file (see ``docs/experiments.md``)."""
+    if not isinstance(doc, Mapping):
+        raise ValidationTypeError(f"a study must be a mapping; got {type(doc).__name__}.")
+    for key in doc:
+        check_choice(key, "study file section", _TOP_KEYS)
+    head = doc.get("study", {})
+    if not isinstance(head, Mapping):
+        raise ValidationTypeError("[study] must be a table.")
+    for key in head:
+        check_choice(key, "[study] key", _STUDY_KEYS)
+    return Study.grid(base=doc.get("base"), grid=doc.get("grid"), runs=doc.get("runs"),
+                      seeds=head.get("seeds", 1), name=head.get("name", default_name))
+
+
+def load_study(path: str | os.PathLike) -> Study:
+    """Read a study from a TOML file.
+
+    Raises
+    ------
+    ValidationError
+        The file cannot be read or parsed (line and column named), or holds an unknown
+        section or key (the valid ones are listed) or a bad value.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ValidationError("reading a study file on Python 3.10 needs tomli: pip install "
+                                  "'metalqr[distributed]' (or tomli).") from None
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValidationTypeError(f"study file path must be a str or path; got "
+                                  f"{type(path).__name__}.")
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ValidationError(f"study file {path!r} cannot be read ({exc}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"study file {path!r} is not valid TOML: {exc}.") from None
+    name = os.path.splitext(os.path.basename(path))[0] or "study"
+    return study_from_dict(doc, default_name=name)

@@ -1,0 +1,259 @@
+"""Execution of a study: serially in this process, or on Dask (an embedded LocalCluster or
+an existing cluster), writing each finished run to the result store as it arrives."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .._validation import check_bool, check_callable, check_choice, check_int
+from ..exceptions import ValidationError, ValidationTypeError
+from ._config import Study
+from ._runner import execute_run
+from ._store import ResultStore
+
+__all__ = ["run_study", "StudyReport", "thread_limits", "dask_available", "local_cluster"]
+
+ENGINES = ("auto", "dask", "serial")
+_THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS", "METALQR_NUM_THREADS")
+
+
+def thread_limits(threads: int = 1) -> dict[str, str]:
+    """Environment variables that limit Numba, BLAS and metalqr's own thread pools to
+    ``threads`` in a worker process (so that one worker per core does not oversubscribe)."""
+    threads = check_int(threads, "threads", minimum=1)
+    return {name: str(threads) for name in _THREAD_VARS}
+
+
+def dask_available() -> bool:
+    """Whether ``dask.distributed`` can be imported (``pip install 'metalqr[distributed]'``)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwargs: Any):
+    """An embedded :class:`distributed.LocalCluster`: ``workers`` processes (default one
+    per core) of ``threads_per_worker`` threads, with Numba/BLAS/metalqr thread pools limited
+    to ``threads_per_worker`` by :func:`thread_limits`. Extra ``kwargs`` go to LocalCluster."""
+    import logging
+
+    from distributed import LocalCluster
+    n = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", minimum=1)
+    t = check_int(threads_per_worker, "threads_per_worker", minimum=1)
+    options = dict(n_workers=n, threads_per_worker=t, processes=True, env=thread_limits(t),
+                   dashboard_address=None, silence_logs=logging.ERROR)
+    options.update(kwargs)
+    return LocalCluster(**options)
+
+
+@dataclass
+class StudyReport:
+    """What :func:`run_study` did.
+
+    Attributes
+    ----------
+    name : str
+    ids : list of str
+        Every run of the study, in order.
+    skipped : list of str
+        Runs already in the store (no work done).
+    ran : list of str
+        Runs executed and stored now (including ``failed`` ones).
+    failed : dict run id -> message
+        Runs whose configuration cannot train (e.g. no common stabilising gain); stored
+        with ``status = "failed"``, not retried.
+    errors : dict run id -> message
+        Runs that raised after all retries; not stored, a rerun retries them.
+    damaged : dict run id -> message
+        Store files that could not be read; moved aside and redone.
+    seconds : float
+        Wall time.
+    engine : str
+        ``"serial"`` or the Dask scheduler's address.
+    """
+
+    name: str
+    ids: list[str]
+    skipped: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    engine: str = "serial"
+
+    @property
+    def complete(self) -> bool:
+        """Every run is in the store."""
+        return not self.errors
+
+
+def _describe(cfg: Mapping[str, Any]) -> str:
+    keys = ("family", "d", "k", "estimator", "alpha", "eta", "seed")
+    return " ".join(f"{k}={cfg[k]}" for k in keys if cfg.get(k) is not None)
+
+
+def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: str = "auto",
+              scheduler: str | None = None, workers: int | None = None, client: Any = None,
+              retries: int = 2, progress: bool = True,
+              callback: Callable[[str, dict], Any] | None = None) -> StudyReport:
+    """Run every run of ``study`` that is not yet in ``store``.
+
+    Parameters
+    ----------
+    study : Study
+    store : path or ResultStore
+        Result store; finished runs are skipped, damaged run files are moved aside and redone.
+    engine : {"auto", "dask", "serial"}
+        ``"auto"``: Dask if installed, else serial. The results are the same either way
+        (each run seeds its own generator from its configuration).
+    scheduler : str, optional
+        Address of an existing Dask scheduler (e.g. ``"tcp://10.0.0.1:8786"`` or a
+        dask-jobqueue cluster's ``scheduler_address``); default an embedded LocalCluster.
+    workers : int, optional
+        Worker processes of the embedded LocalCluster (default one per core).
+    client : distributed.Client, optional
+        Use this client (and its cluster) instead.
+    retries : int
+        Dask retries of a run that raised (a run whose worker died is rescheduled by Dask).
+    progress : bool
+        Print one line per finished run (to stderr).
+    callback : callable(run_id, record), optional
+        Called in this process after each run is stored.
+
+    Returns
+    -------
+    StudyReport
+
+    Raises
+    ------
+    ValidationError
+        Bad arguments; ``engine="dask"``/``scheduler`` without Dask installed; a scheduler
+        that cannot be reached.
+    """
+    if not isinstance(study, Study):
+        raise ValidationTypeError(f"study must be a metalqr.experiments.Study; got "
+                                  f"{type(study).__name__}. Build one with Study.grid or "
+                                  f"load_study.")
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    engine = check_choice(engine, "engine", ENGINES)
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ValidationTypeError(f"scheduler must be an address string; got "
+                                  f"{type(scheduler).__name__}.")
+    if workers is not None:
+        workers = check_int(workers, "workers", minimum=1)
+    retries = check_int(retries, "retries", minimum=0)
+    progress = check_bool(progress, "progress")
+    callback = check_callable(callback, "callback", allow_none=True)
+    distributed_asked = engine == "dask" or scheduler is not None or client is not None
+    if engine == "serial" and (scheduler is not None or client is not None):
+        raise ValidationError("engine='serial' cannot use a scheduler or client; drop them or "
+                              "use engine='dask'.")
+    if distributed_asked and not dask_available():
+        raise ValidationError("engine='dask' (or a scheduler) needs dask.distributed: pip install "
+                              "'metalqr[distributed]', or use engine='serial'.")
+    use_dask = engine != "serial" and dask_available()
+
+    t0 = time.perf_counter()
+    report = StudyReport(study.name, list(study.ids))
+    store.save_study(study.name, study.ids, study.runs)
+    done, report.damaged = store.check(study.ids)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    for rid, why in report.damaged.items():
+        log(f"[sweep] run {rid}: {why} (moved aside; redoing it)")
+    report.skipped = [rid for rid in study.ids if rid in done]
+    todo = [(rid, cfg) for rid, cfg in study if rid not in done]
+    log(f"[sweep] study {study.name!r}: {len(study)} runs, {len(report.skipped)} already in "
+        f"{store.root}, {len(todo)} to run")
+    n_done = 0
+
+    def finish(rid: str, cfg: dict, record: dict) -> None:
+        nonlocal n_done
+        store.save(record)
+        report.ran.append(rid)
+        n_done += 1
+        if record["status"] == "failed":
+            report.failed[rid] = record["error"]
+            tail = record["error"]
+        else:
+            tail = (f"{record['status']}, final cost-gap ratio "
+                    f"{record['summary']['final_cost_gap_ratio']:.4g}")
+        log(f"[sweep] {n_done}/{len(todo)} {rid} ({_describe(cfg)}): {tail} "
+            f"[{record['wall_seconds']:.1f} s]")
+        if callback is not None:
+            callback(rid, record)
+
+    if not todo:
+        report.engine = "none (nothing to run)"
+    elif not use_dask:
+        report.engine = "serial"
+        for rid, cfg in todo:
+            try:
+                record = execute_run(cfg)
+            except Exception as exc:
+                report.errors[rid] = f"{type(exc).__name__}: {exc}"
+                log(f"[sweep] {rid} ({_describe(cfg)}): error {report.errors[rid]}")
+                continue
+            finish(rid, cfg, record)
+    else:
+        _run_dask(todo, report, finish, log, scheduler=scheduler, workers=workers,
+                  client=client, retries=retries)
+    report.seconds = time.perf_counter() - t0
+    log(f"[sweep] study {study.name!r}: ran {len(report.ran)}, skipped {len(report.skipped)}, "
+        f"failed {len(report.failed)}, errors {len(report.errors)} in {report.seconds:.1f} s")
+    return report
+
+
+def _run_dask(todo, report, finish, log, *, scheduler, workers, client, retries) -> None:
+    from distributed import Client, as_completed
+
+    own_cluster = own_client = None
+    try:
+        if client is None:
+            if scheduler is not None:
+                try:
+                    own_client = Client(scheduler)  # timeout: distributed.comm.timeouts.connect
+                except (OSError, TimeoutError) as exc:
+                    raise ValidationError(f"scheduler {scheduler!r} cannot be reached ({exc}); "
+                                          f"check the address (tcp://host:port) and that the "
+                                          f"scheduler is running.") from None
+            else:
+                own_cluster = local_cluster(workers)
+                own_client = Client(own_cluster)
+            client = own_client
+        report.engine = str(client.scheduler.address)
+        gpu_workers = any("GPU" in (w.get("resources") or {})
+                          for w in client.scheduler_info()["workers"].values())
+        tag = uuid.uuid4().hex[:8]
+        futures, meta = [], {}
+        for rid, cfg in todo:
+            resources = {"GPU": 1} if (gpu_workers and cfg["backend"] == "cupy") else None
+            fut = client.submit(execute_run, cfg, key=f"metalqr-run-{rid}-{tag}", pure=False,
+                                retries=retries, resources=resources)
+            futures.append(fut)
+            meta[fut.key] = (rid, cfg)
+        for fut in as_completed(futures):
+            rid, cfg = meta[fut.key]
+            try:
+                record = fut.result()
+            except Exception as exc:
+                report.errors[rid] = f"{type(exc).__name__}: {exc}"
+                log(f"[sweep] {rid} ({_describe(cfg)}): error {report.errors[rid]}")
+                continue
+            finally:
+                fut.release()
+            finish(rid, cfg, record)
+    finally:
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+
