@@ -10,8 +10,15 @@ Sub-commands
     Designs LQR controllers for the standard systems and prints a comparison table.
 ``metalqr reproduce fig1 [--quick]``
     Reproduces Figure 1 of the ZO-MAML paper (see :mod:`metalqr.meta.figure1`).
+``metalqr reproduce fig1 --seeds N``
+    Figure 1 as mean +- 95% CI over seeds, on Dask (:mod:`metalqr.experiments`).
+``metalqr sweep CONFIG``
+    A study (grid of runs over seeds and settings) from a TOML file (:mod:`metalqr.experiments`).
 ``metalqr tow``
-    Task weighting with trajectory optimisation (TOW) against its baselines.
+    Task weighting with trajectory optimisation (TOW) against its baselines
+    (``--source omniglot --omniglot PATH`` for Omniglot).
+``metalqr tow-runs PATH``
+    Nearest-neighbour scores on the 20 Omniglot one-shot runs (:mod:`metalqr.tow.omniglot`).
 
 A user error (bad option value, damaged checkpoint, output folder in use...) prints one
 line ``metalqr: error: <message>`` on stderr and exits with status 2; ``--debug`` shows the
@@ -131,8 +138,14 @@ positive_option = _option_type("a number > 0", float,
 
 
 def _backend_name(text: str) -> str:
-    """A roll-out backend name known to metalqr (and runnable here)."""
-    from .rollouts import get_backend
+    """A roll-out backend name known to metalqr (:func:`metalqr.rollouts.known_backends`) and
+    runnable here."""
+    from .rollouts import get_backend, known_backends
+    if text not in known_backends():
+        close = [n for n in known_backends() if n.startswith(text[:3])] if text else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r}; choose one of "
+                                         f"{', '.join(known_backends())}{hint}")
     try:
         return get_backend(text).name
     except MetalqrError as err:   # unknown name (lists the valid ones) or unavailable here
@@ -147,6 +160,30 @@ def _output_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder; "
                                          f"choose another output folder")
     return text
+
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    """``--backend NAME``: choices and help text from the roll-out backend registry
+    (:func:`metalqr.rollouts.known_backends`, :func:`metalqr.rollouts.backend_help`)."""
+    from .rollouts import backend_help, known_backends
+    p.add_argument("--backend", type=_backend_name, choices=known_backends(), default=None,
+                   metavar="NAME",
+                   help="roll-out backend (default: $METALQR_BACKEND, else numba); "
+                        + backend_help().replace("%", "%%"))
+
+
+def _validated_ints(p: argparse.ArgumentParser, minimum: dict[str, int]) -> None:
+    """Replace bare ``type=int`` options added by :mod:`metalqr.experiments` with validated
+    types (``minimum``: option string -> least value) and make their help state the default."""
+    for action in p._actions:
+        if action.type is int:
+            low = minimum.get(action.option_strings[-1], 0)
+            action.type = _option_type(f"an integer >= {low}", int,
+                                       lambda v, low=low: check_int(v, "value", minimum=low))
+        if action.option_strings[-1:] == ["--seeds"] and "default:" not in (action.help or ""):
+            action.help = (action.help or "") + " (default: none, one seed without the engine)"
+        if action.help and "(default " in action.help:
+            action.help = action.help.replace("(default ", "(default: ")
 
 
 # --------------------------------------------------------------------------- demo
@@ -296,6 +333,9 @@ def _compile_kernels(backend: str | None, *, delay: float = 2.0) -> float | None
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    if getattr(args, "seeds", None) is not None:    # multi-seed Figure 1 (experiments engine)
+        from .experiments import fig1_seeds_command
+        return fig1_seeds_command(args)
     from .meta.figure1 import reproduce_figure1
     with FolderLock(args.output):
         _compile_kernels(args.backend)
@@ -316,7 +356,13 @@ TOW_DEFAULTS = {   # per source: learner, optimiser, alpha, gamma, windows
     "anyshot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
     "digits": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
     "images": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
+    "omniglot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
 }
+
+#: Options of ``metalqr tow`` used only with ``--source omniglot`` -> OmniglotTasks argument.
+TOW_OMNIGLOT_OPTIONS = {"n_way": "--n-way", "k_shot": "--k-shot", "k_query": "--k-query",
+                        "rotations": "--rotations", "test_alphabets": "--test-alphabets",
+                        "split_seed": "--split-seed", "cross_alphabet": "--cross-alphabet"}
 
 
 TOW_MAX_SHOT = 5      # any-shot: 1..5 support examples per class (docs/tow.md, benchmarks)
@@ -331,6 +377,24 @@ def _tow_source(args: argparse.Namespace):
         raise ValidationError(f"--images is only used with --source images (got --source {args.source}).")
     if args.max_shot is not None and args.source != "anyshot":
         raise ValidationError(f"--max-shot is only used with --source anyshot (got --source {args.source}).")
+    if args.source != "omniglot":
+        given = [opt for key, opt in TOW_OMNIGLOT_OPTIONS.items() if getattr(args, key) not in (None, False)]
+        if args.omniglot is not None:
+            given.insert(0, "--omniglot")
+        if given:
+            raise ValidationError(f"{', '.join(given)} only apply to --source omniglot (got --source "
+                                  f"{args.source}).")
+    if args.source == "omniglot":
+        if args.omniglot is None:
+            raise ValidationError("--source omniglot needs --omniglot PATH (your Omniglot copy: the "
+                                  "images_background*.zip files or their folder; docs/omniglot.md).")
+        if not os.path.exists(args.omniglot):
+            raise ValidationError(f"--omniglot {args.omniglot!r} does not exist; give the Omniglot zips or "
+                                  f"their folder (docs/omniglot.md).")
+        from .tow.omniglot import OmniglotTasks
+        kwargs = {key: getattr(args, key) for key in TOW_OMNIGLOT_OPTIONS
+                  if getattr(args, key) not in (None, False)}
+        return OmniglotTasks(args.omniglot, **kwargs)
     if args.source == "sinusoid":
         return tow.SinusoidTasks()
     if args.source == "classification":
@@ -346,11 +410,53 @@ def _tow_source(args: argparse.Namespace):
         return tow.DigitsTasks()
     if not args.images:
         raise ValidationError("--source images needs --images ROOT (ROOT/train/<class>/*.png, ROOT/test/...).")
-    import os
     if not os.path.isdir(args.images):
         raise ValidationError(f"--images {args.images!r} is not a folder; expected ROOT/train/<class>/*.png "
                               f"and ROOT/test/<class>/*.png.")
     return tow.ImageFolderTasks(args.images)
+
+
+def _test_alphabets_text(value) -> str:
+    return str(value) if isinstance(value, int) else ",".join(map(str, value))
+
+
+def _rotations(text: str) -> tuple:
+    """``--rotations 0,90,180,270``: a comma-separated subset of 0, 90, 180, 270."""
+    try:
+        angles = tuple(int(a) for a in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated angles from 0,90,180,270; "
+                                         f"got {text!r}") from None
+    bad = [a for a in angles if a not in (0, 90, 180, 270)]
+    if bad or len(set(angles)) != len(angles):
+        raise argparse.ArgumentTypeError(f"expected distinct angles from 0,90,180,270; got {text!r}")
+    return angles
+
+
+def _test_alphabets(text: str):
+    """``--test-alphabets``: a count >= 1 or comma-separated alphabet names."""
+    if text.strip().lstrip("+-").isdigit():
+        return count_option(text)
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or comma-separated alphabet names; "
+                                         f"got {text!r}")
+    return names
+
+
+def _cmd_tow_runs(args: argparse.Namespace) -> int:
+    from .tow.omniglot import evaluate_one_shot_runs
+    if not os.path.exists(args.path):
+        raise ValidationError(f"PATH {args.path!r} does not exist; give all_runs.zip or its folder "
+                              f"(the 20 one-shot runs of Lake et al. 2015; docs/omniglot.md).")
+    t0 = time.perf_counter()
+    result = evaluate_one_shot_runs(args.path, None, distance=args.distance, size=args.size)
+    print(f"one-shot classification on the runs in {args.path} (nearest neighbour, "
+          f"{args.distance} distance" + (f", {args.size} x {args.size} pixels" if args.distance == "euclidean"
+                                         else "") + ")")
+    print(result.table())
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
 
 
 def _cmd_tow(args: argparse.Namespace) -> int:
@@ -385,6 +491,12 @@ def _cmd_tow(args: argparse.Namespace) -> int:
         command = (f"metalqr tow --source {args.source}"
                    + (f" --images {args.images}" if args.images else "")
                    + (f" --max-shot {source.max_shot}" if args.source == "anyshot" else "")
+                   + (f" --omniglot {args.omniglot} --n-way {source.n_way} --k-shot {source.k_shot}"
+                      f" --k-query {source.k_query} --rotations {','.join(map(str, source.rotations))}"
+                      f" --test-alphabets {_test_alphabets_text(source.test_alphabets)}"
+                      f" --split-seed {source.split_seed}"
+                      + (" --cross-alphabet" if source.cross_alphabet else "")
+                      if args.source == "omniglot" else "")
                    + f" --learner {learner_kind} --optimizer {pick('optimizer')} --alpha {pick('alpha')!r}"
                    f" --gamma {pick('gamma')!r} --iterations {iterations} --T {args.T} --M {args.M}"
                    f" --beta-u {args.beta_u!r} --kappa {args.kappa!r} --n-ilqr {args.n_ilqr}"
@@ -410,7 +522,8 @@ def _cmd_tow(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``metalqr`` argument parser (sub-commands ``demo``, ``reproduce``, ``tow``)."""
+    """The ``metalqr`` argument parser (sub-commands ``demo``, ``reproduce``, ``sweep``,
+    ``tow``, ``tow-runs``)."""
     parser = _Parser(prog="metalqr", description=_PROG_DESCRIPTION, epilog=_PROG_EPILOG)
     parser.add_argument("--version", action="version", version=f"metalqr {__version__}",
                         help="print the version and exit")
@@ -445,13 +558,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=count_option, default=None, metavar="N",
                    help="override every setting's number of iterations (integer >= 1; "
                         "default: 1200, or the --quick settings' 300 / 60)")
-    p.add_argument("--backend", type=_backend_name, default=None, metavar="NAME",
-                   help="roll-out backend: numpy, numba or cupy (cupy needs a CUDA GPU; "
-                        "default: $METALQR_BACKEND, else numba)")
+    _add_backend_option(p)
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     p.add_argument("--resume", action="store_true",
                    help="resume from the checkpoints in --output (same seed and settings)")
+    from .experiments import add_fig1_arguments, add_sweep_parser
+    add_fig1_arguments(p)      # --seeds N and the engine options
+    _validated_ints(p, {"--seeds": 1, "--workers": 1, "--retries": 0})
     p.set_defaults(func=_cmd_reproduce)
+    p = add_sweep_parser(sub)
+    p.description = ("Run a study (a grid of meta-training runs over seeds and settings, "
+                     "read from a TOML file; docs/experiments.md) serially or on Dask, store "
+                     "one file per run in a resumable result store and write summary.csv and "
+                     "curves.csv/.png (mean +- 95% CI across seeds). Exits with status 1 if "
+                     "some runs did not finish (rerun to retry only those).")
+    p.description = textwrap.fill(p.description, 88)
+    _validated_ints(p, {"--workers": 1, "--retries": 0})
     # --- metalqr tow -----------------------------------------------------------------------
     def _arg_type(kind, low, strict, what):
         def parse(text):
@@ -489,6 +611,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, metavar="ROOT",
                    help="root of an image-folder dataset, ROOT/{train,test}/<class>/*.png (only with "
                         "--source images; default: none)")
+    p.add_argument("--omniglot", default=None, metavar="PATH",
+                   help="your Omniglot copy: images_background*.zip files or their folder (only with "
+                        "--source omniglot; docs/omniglot.md; default: none)")
+    p.add_argument("--n-way", type=count2, default=None, metavar="N",
+                   help="--source omniglot: classes per task, >= 2 (default: 5)")
+    p.add_argument("--k-shot", type=count, default=None, metavar="K",
+                   help="--source omniglot: support drawings per class, >= 1 (default: 1)")
+    p.add_argument("--k-query", type=count, default=None, metavar="K",
+                   help="--source omniglot: query drawings per class, >= 1 (default: 5)")
+    p.add_argument("--rotations", type=_rotations, default=None, metavar="ANGLES",
+                   help="--source omniglot: comma-separated rotations, each a class of its own, "
+                        "e.g. 0,90,180,270 (default: 0, no augmentation)")
+    p.add_argument("--test-alphabets", type=_test_alphabets, default=None, metavar="N|NAMES",
+                   help="--source omniglot: held-out alphabets, a count or comma-separated names "
+                        "(default: 3)")
+    p.add_argument("--split-seed", type=seed, default=None, metavar="S",
+                   help="--source omniglot: seed of the train/test alphabet split, >= 0 (default: 0)")
+    p.add_argument("--cross-alphabet", action="store_true",
+                   help="--source omniglot: draw a task's classes from all the split's characters "
+                        "(default: off, one alphabet per task as in the paper)")
     p.add_argument("--max-shot", type=count, default=None,
                    help=f"--source anyshot: support examples per class drawn from 1..MAX_SHOT "
                         f"(default: {TOW_MAX_SHOT}, as in docs/tow.md)")
@@ -529,6 +671,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the checkpoints in --output (saved every 10 windows); the settings "
                         "and seed must be those of the interrupted run (default: start afresh)")
     p.set_defaults(func=_cmd_tow)
+    # --- metalqr tow-runs ------------------------------------------------------------------
+    p = sub.add_parser("tow-runs", help="score nearest-neighbour one-shot classification on the "
+                                        "20 Omniglot runs",
+                       description="Nearest-neighbour one-shot classification on the 20 one-shot "
+                                   "runs of Lake et al. (2015) (all_runs.zip or its folder; "
+                                   "docs/omniglot.md), printed next to the published error rates.")
+    p.add_argument("path", metavar="PATH", help="all_runs.zip or the folder holding the runs")
+    p.add_argument("--distance", choices=["euclidean", "modified_hausdorff"], default="euclidean",
+                   help="distance between raw-pixel images, or the modified Hausdorff distance "
+                        "between ink-point clouds (default: %(default)s)")
+    p.add_argument("--size", type=_arg_type(int, 1, False, "an integer >= 1"), default=28, metavar="N",
+                   help="image side for the euclidean distance, 1..105 (default: %(default)s)")
+    p.set_defaults(func=_cmd_tow_runs)
     return parser
 
 

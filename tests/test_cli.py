@@ -368,3 +368,140 @@ MALFORMED = [   # (function, argument word, args, kwargs)
                          ids=[f"{f.__name__}-{i}" for i, (f, *_) in enumerate(MALFORMED)])
 def test_malformed_calls_raise_named_errors(fn, word, args, kwargs):
     assert_named_error(fn, word, *args, **kwargs)
+
+
+# --------------------------------------------------------------------------- sweeps and --seeds
+SWEEP_TOML = ('[study]\nname = "cli"\nseeds = 2\n[base]\nd = 1\nk = 1\nn_iterations = 3\n'
+              'M = 5\nM_prime = 5\nbackend = "numpy"\n')
+
+
+def test_sweep_runs_a_tiny_study_and_resumes(tmp_path, capsys):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP_TOML)
+    store = tmp_path / "store"
+    argv = ["sweep", str(cfg), "--store", str(store), "--serial", "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 runs (2 run now" in out and "summary.csv" in out
+    assert len(os.listdir(store / "runs")) == 2
+    assert (store / "report" / "cli" / "summary.csv").exists()
+    assert (store / "report" / "cli" / "curves.png").exists()
+    assert cli.main(argv) == 0                        # finished runs are skipped
+    assert "0 run now, 2 already stored" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text,word", [("[base]\nalpah = 1e-3\n", "alpah"),
+                                       ("[base]\nalpha = -1.0\n", "alpha"),
+                                       ("[base]\nalpha = [1\n", "TOML")])
+def test_sweep_bad_config_is_one_line_with_status_2(tmp_path, capsys, text, word):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    assert cli.main(["sweep", str(cfg), "--store", str(tmp_path / "store"), "--serial"]) == 2
+    captured = capsys.readouterr()
+    assert word in _one_line_error(captured.err)
+    assert not (tmp_path / "store" / "runs").exists() or not os.listdir(tmp_path / "store" / "runs")
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["sweep", "missing.toml", "--serial"], "missing.toml"),
+    (["sweep", "s.toml", "--workers", "0"], "--workers"),
+    (["sweep", "s.toml", "--retries", "-1"], "--retries"),
+    (["sweep"], "CONFIG"),
+    (["reproduce", "fig1", "--seeds", "0"], "--seeds"),
+    (["reproduce", "fig1", "--seeds", "two"], "--seeds"),
+    (["reproduce", "fig1", "--seeds", "2", "--workers", "x"], "--workers"),
+])
+def test_sweep_and_seeds_user_errors(argv, word, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    assert word in _one_line_error(capsys.readouterr().err)
+
+
+def test_reproduce_seeds_goes_through_the_experiments_engine(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    import metalqr.experiments as ex
+    monkeypatch.setattr(ex, "fig1_seeds_command", lambda args: calls.append(args) or 0)
+    assert cli.main(["reproduce", "fig1", "--quick", "--seeds", "3", "--serial", "--workers", "2"]) == 0
+    (args,) = calls
+    assert (args.seeds, args.serial, args.workers, args.quick) == (3, True, 2, True)
+    assert args.store == os.path.join("results", "fig1-seeds")
+
+
+def test_reproduce_seeds_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["reproduce", "fig1", "--quick", "--seeds", "1", "--iterations", "1", "--backend", "numpy",
+            "--serial", "--no-progress"]
+    assert cli.main(argv) == 0
+    assert "3 runs (3 run now" in capsys.readouterr().out
+    assert len(os.listdir(tmp_path / "results" / "fig1-seeds" / "runs")) == 3
+
+
+# --------------------------------------------------------------------------- backend registry
+def test_backend_choices_and_help_come_from_the_registry():
+    from metalqr.rollouts import backend_help, known_backends
+    rep = _subparsers(cli.build_parser())["reproduce"]
+    (action,) = [a for a in rep._actions if "--backend" in a.option_strings]
+    assert tuple(action.choices) == tuple(known_backends())
+    first = backend_help().split(";")[0]
+    assert " ".join(first.split()) in " ".join(action.help.split())
+
+
+# --------------------------------------------------------------------------- Omniglot
+def _omniglot_helpers():
+    pytest.importorskip("PIL")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_omniglot
+    return test_omniglot
+
+
+def test_tow_runs_prints_the_table(tmp_path, capsys):
+    om = _omniglot_helpers()
+    om.make_runs(tmp_path / "all_runs")
+    from metalqr.tow.omniglot import evaluate_one_shot_runs
+    ref = evaluate_one_shot_runs(str(tmp_path / "all_runs"), None, distance="euclidean", size=4)
+    assert cli.main(["tow-runs", str(tmp_path / "all_runs"), "--size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert ref.table() in out and "| method | error (%) |" in out
+    assert cli.main(["tow-runs", str(tmp_path / "all_runs"), "--distance", "modified_hausdorff"]) == 0
+    ref = evaluate_one_shot_runs(str(tmp_path / "all_runs"), None, distance="modified_hausdorff")
+    assert ref.table() in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["tow-runs", "no_such_runs"], "no_such_runs"),
+    (["tow-runs"], "PATH"),
+    (["tow-runs", ".", "--distance", "manhattan"], "--distance"),
+    (["tow-runs", ".", "--size", "0"], "--size"),
+    (["tow", "--source", "omniglot"], "--omniglot"),
+    (["tow", "--source", "omniglot", "--omniglot", "no_such_dir"], "no_such_dir"),
+    (["tow", "--n-way", "5"], "--n-way"),
+    (["tow", "--source", "omniglot", "--omniglot", ".", "--rotations", "0,45"], "--rotations"),
+    (["tow", "--source", "omniglot", "--omniglot", ".", "--n-way", "1"], "--n-way"),
+])
+def test_omniglot_user_errors(argv, word, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    assert word in _one_line_error(capsys.readouterr().err)
+
+
+def test_tow_source_omniglot_builds_the_task_source(tmp_path, monkeypatch):
+    om = _omniglot_helpers()
+    root = om.make_tree(tmp_path / "omni")
+    seen = {}
+    from metalqr import tow
+
+    def fake_run(source, learner, strategies, **kwargs):
+        seen["source"] = source
+        raise KeyboardInterrupt           # stop before training (exit status 130)
+    monkeypatch.setattr(tow, "run_experiment", fake_run)
+    argv = ["tow", "--source", "omniglot", "--omniglot", root, "--n-way", "2", "--k-shot", "1",
+            "--k-query", "2", "--rotations", "0,90", "--test-alphabets", "1", "--split-seed", "3",
+            "--cross-alphabet", "--output", str(tmp_path / "out"), "--no-progress"]
+    assert cli.main(argv) == 130
+    src = seen["source"]
+    assert (src.n_way, src.k_shot, src.k_query, tuple(src.rotations), src.test_alphabets,
+            src.split_seed, src.cross_alphabet) == (2, 1, 2, (0, 90), 1, 3, True)
+    assert cli.main(argv[:5] + ["--output", str(tmp_path / "out2"), "--no-progress"]) == 130
+    src = seen["source"]
+    assert (src.n_way, src.rotations, src.cross_alphabet) == (5, (0,), False)
