@@ -428,6 +428,7 @@ def test_reproduce_seeds_goes_through_the_experiments_engine(tmp_path, monkeypat
     assert args.store == os.path.join("results", "fig1-seeds")
 
 
+@pytest.mark.slow
 def test_reproduce_seeds_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["reproduce", "fig1", "--quick", "--seeds", "1", "--iterations", "1", "--backend", "numpy",

@@ -347,6 +347,7 @@ def test_diverging_rollouts_are_detected_in_every_backend():
         metalqr.zo_gradient(task, K, rng=0, oracle="exact")
 
 
+@pytest.mark.slow
 def test_stable_transients_are_not_mistaken_for_divergence():
     """A stable but strongly non-normal closed loop (transient gain 1e4 per step) and a slow
     one (rho = 0.999, 3000 steps) keep their unbiased means on both kernels."""

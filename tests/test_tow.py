@@ -348,6 +348,7 @@ def test_tow_command_writes_table_curves_and_weights(tmp_path, capsys):
     assert [r["mean"] for r in again] == [r["mean"] for r in rows]
 
 
+@pytest.mark.slow
 def test_protonet_monte_carlo_gauss_newton_is_unbiased_and_reproducible():
     """DiagGGN-MC: the average of S sampled rows converges to the exact GN diagonal with
     relative error ~ 1/sqrt(S) (about 0.06 at S = 400 here; bound 0.15), and the same
@@ -673,6 +674,7 @@ def test_resume_with_fewer_windows_than_the_checkpoint_is_refused(tmp_path):
         _ck_run(ck, n_iterations=2)
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_never_corrupt_each_other(tmp_path):
     """A second process holding the checkpoint folder makes run_experiment stop with a clear
     CheckpointError naming the folder; two processes racing on one folder each either finish
