@@ -112,6 +112,7 @@ def test_array_kernel_does_not_depend_on_blocks_or_noise_slabs(rng, monkeypatch)
     assert np.allclose(got, ref, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow
 def test_numba_whitened_and_direct_paths_agree_with_numpy(rng):
     """The Numba kernel simulates in noise coordinates when Psi is well conditioned and in
     the original ones otherwise (singular Psi); both match the NumPy kernel."""

@@ -328,6 +328,7 @@ def test_image_folder_loader(tmp_path):
         ImageFolderTasks(str(tmp_path / "missing")).sample(np.random.default_rng(0), 1)
 
 
+@pytest.mark.slow
 def test_tow_command_writes_table_curves_and_weights(tmp_path, capsys):
     from metalqr.cli import main
     out = tmp_path / "tow"

@@ -526,10 +526,8 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
     path = _check_path(path, "path")
     if not isinstance(title, str):
         raise ValidationTypeError(f"title must be a str; got {type(title).__name__}.")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure((6, 4))
+    ax = fig.subplots()
     for r in results:
         if r.curve:
             pts = np.array([p if len(p) == 3 else (*p, np.nan) for p in r.curve], dtype=float)
@@ -545,7 +543,15 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def _figure(size):
+    """A figure on its own non-interactive Agg canvas (never switches the user's backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
@@ -570,9 +576,6 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
                               "run_experiment returns them.")
     path = _check_path(path, "path")
     n_bins = check_int(n_bins, "n_bins", minimum=1)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     W, G = result.weights, result.groups
     n_windows = W.shape[0]
     edges = np.unique(np.quantile(G, np.linspace(0, 1, n_bins + 1)))
@@ -586,7 +589,8 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
             sel = bins[k] == b
             if np.any(sel):
                 heat[k, b] = W[k][sel].mean() * M            # 1 = uniform weight
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure((10, 4))
+    a1, a2 = fig.subplots(1, 2)
     im = a1.imshow(heat.T, aspect="auto", origin="lower", cmap="viridis",
                    extent=(0.5, n_windows + 0.5, 0, edges.size - 1))
     a1.set_yticks(np.arange(edges.size - 1) + 0.5, [f"{edges[b]:.2g}" for b in range(edges.size - 1)])
@@ -599,4 +603,3 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
     a2.set_title("all weights")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
