@@ -104,10 +104,9 @@ def main():
                                  alpha=args.alpha, n_test=600, n_val=100, seed=args.seed, eval_every=max(1, iters // 10),
                                  checkpoint=ck, checkpoint_every=iters)
         wall = time.perf_counter() - t0
-        with np.load(os.path.join(ck, "uniform.npz")) as f:
-            x = f["z"][:x0.size].copy()
+        x = res[0].params
     print(f"uniform ProtoNet training: {iters} windows x 5 mini-batches x 5 tasks in {wall:.1f} s "
-          f"(incl. evaluation); validation curve {[(k, round(v, 3)) for k, v in res[0].curve]}")
+          f"(incl. evaluation); validation curve {[(k, round(v, 3)) for k, v, _ in res[0].curve]}")
 
     rng = np.random.default_rng([args.seed, 10**6])           # the test tasks run_experiment used
     test5 = source.sample(rng, 600, train=False)

@@ -1,7 +1,19 @@
 """metalqr: LQR meta-policy optimisation (ZO-MAML) and trajectory-optimisation task weighting.
 
-The public API is re-exported here; see ``docs/`` for worked examples.
+The public API is re-exported here; see ``docs/`` for worked examples and
+``docs/references.md`` for the two papers.
 """
+
+#: The version of metalqr (the one place it is stated besides pyproject.toml; a test checks
+#: that they agree).
+__version__ = "0.1.0"
+
+# Compiled Numba kernels are cached per user and per version (survives a reinstall); this
+# must run before the modules that define the kernels are imported. See _numba_cache.
+from ._numba_cache import install as _install_kernel_cache
+
+_install_kernel_cache(__version__)
+del _install_kernel_cache
 
 from . import exceptions as _exceptions
 from .exceptions import *  # noqa: F401,F403 (every exception and warning class is public)
@@ -16,8 +28,6 @@ from .meta import (History, MetaTrainingResult, adapted_gains, check_meta_learna
                    optimal_costs, perturb_tasks, sample_tasks, sphere_perturbations, zo_gradient,
                    zo_maml_gradient, default_heterogeneity, mixing_rollout_length, rollout_bias)
 from .rollouts import available_backends, expected_rollout_cost, simulate_costs
-
-__version__ = "0.1.0"
 
 __all__ = [
     *_exceptions.__all__,

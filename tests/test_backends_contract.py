@@ -61,6 +61,7 @@ def _simulate(backend, tasks, K, ti, noise_index, length, key, watch=True):
                             DIVERGENCE_FACTOR if watch else math.inf)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _cases())
 def test_costs_agree_with_the_numpy_reference(name):
     be = _backend(name)

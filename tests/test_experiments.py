@@ -215,6 +215,7 @@ def test_damaged_run_files_are_reported_moved_aside_and_redone(tmp_path, serial_
     assert stored(tmp_path, study) == ref
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::metalqr.exceptions.MetalqrWarning")  # capture is process-wide
 def test_two_studies_on_one_store_concurrently(tmp_path, serial_reference):
     study, ref = serial_reference
@@ -243,6 +244,7 @@ def test_two_studies_on_one_store_concurrently(tmp_path, serial_reference):
 # ---------------------------------------------------------------- Dask
 
 
+@pytest.mark.slow
 def test_dask_study_survives_a_killed_worker_and_matches_serial(tmp_path, serial_reference):
     distributed = pytest.importorskip("distributed")
     from metalqr.experiments import local_cluster
@@ -426,6 +428,7 @@ def test_malformed_inputs_are_named(fn, word, args, kwargs, tmp_path, monkeypatc
     assert_named_error(fn, word, *args, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_wiring_as_proposed_for_metalqr_cli(tmp_path, capsys, monkeypatch):
     """The wiring proposed for metalqr/cli.py: ``add_sweep_parser(sub)``, and
     ``add_fig1_arguments(p)`` on the existing ``reproduce`` parser (whose --no-progress is kept)
@@ -459,6 +462,7 @@ def test_cli_wiring_as_proposed_for_metalqr_cli(tmp_path, capsys, monkeypatch):
     assert args.func(args) == 2 and "missing.toml" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_without_dask_installed_the_study_runs_serially_with_the_same_numbers(tmp_path,
                                                                              serial_reference):
     """A fresh interpreter in which ``import distributed`` fails (as without the extra)."""

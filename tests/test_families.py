@@ -11,6 +11,7 @@ import metalqr
 from metalqr.meta.families import default_heterogeneity
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(metalqr.standard_systems()))
 def test_default_family_is_meta_learnable_over_20_seeds(name):
     nominal = metalqr.standard_systems()[name]

@@ -170,6 +170,7 @@ def test_standard_problem_any_dt_compiled_equals_python(name, dt, T, seed):
     assert np.array_equal(Xc, Xp, equal_nan=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STANDARD)
 def test_standard_forward_kernel_matches_generic(name):
     """The problem's cached kernel and the generic (per-process) kernel of forward_numba run

@@ -112,6 +112,7 @@ def test_array_kernel_does_not_depend_on_blocks_or_noise_slabs(rng, monkeypatch)
     assert np.allclose(got, ref, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow
 def test_numba_whitened_and_direct_paths_agree_with_numpy(rng):
     """The Numba kernel simulates in noise coordinates when Psi is well conditioned and in
     the original ones otherwise (singular Psi); both match the NumPy kernel."""
@@ -346,6 +347,7 @@ def test_diverging_rollouts_are_detected_in_every_backend():
         metalqr.zo_gradient(task, K, rng=0, oracle="exact")
 
 
+@pytest.mark.slow
 def test_stable_transients_are_not_mistaken_for_divergence():
     """A stable but strongly non-normal closed loop (transient gain 1e4 per step) and a slow
     one (rho = 0.999, 3000 steps) keep their unbiased means on both kernels."""

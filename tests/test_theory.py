@@ -117,6 +117,7 @@ def test_h_hess_is_not_vacuous_near_a_tight_direction():
     assert dH <= th.h_hess(c) * abs(D[0, 0]) <= 1e3 * dH
 
 
+@pytest.mark.slow
 @settings(max_examples=20)   # each example solves several Riccati equations
 @given(families, st.floats(1e-5, 1e-2))
 def test_lemma12_meta_objective_perturbation(params, eta):
@@ -170,6 +171,7 @@ def test_lemma11_meta_gradient_bound():
     assert report.n_examples >= 40
 
 
+@pytest.mark.slow
 @settings(max_examples=20)   # each example solves several Riccati equations
 @given(families, st.floats(1e-3, 1.0))
 def test_lemma14_finite_horizon(params, epsilon):
@@ -210,6 +212,7 @@ def test_rollout_length_variance_concentration():
         checked += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=20)   # each example solves several Riccati equations
 @given(families, st.floats(0.1, 12.0), st.floats(0.01, 0.5))
 def test_lemma7_outer_rollout_length(params, e_rel, radius):
@@ -239,6 +242,7 @@ def test_lemma13_matrix_bernstein_failure_rate():
     assert fails <= delta
 
 
+@pytest.mark.slow
 @settings(max_examples=20)   # each example solves several Riccati equations
 @given(families, st.floats(0.0, 1.0))
 def test_sublevel_bounds_dominate_constants_inside_the_set(params, frac):

@@ -25,6 +25,7 @@ def test_exact_gradient_decreases_meta_objective_monotonically(d, k):
     assert res.history["rejected"].sum() == 0
 
 
+@pytest.mark.slow
 def test_zo_training_reduces_cost_gap_ratio():
     ts = metalqr.sample_tasks(5, 2, 2, rng=np.random.default_rng([0, 2, 2]))
     res = metalqr.meta_policy_optimization(ts, np.zeros((2, 2)), alpha=1e-3, eta=1e-5,
@@ -161,6 +162,7 @@ def test_figure1_runner_writes_outputs(tmp_path):
     assert all(math.isfinite(row["final_ratio"]) for row in summary)
 
 
+@pytest.mark.slow
 def test_cli_reproduce_fig1_runs(tmp_path):
     from metalqr.cli import main
     assert main(["reproduce", "fig1", "--quick", "--iterations", "2", "--output", str(tmp_path),

@@ -117,3 +117,29 @@ def test_optimal_gain_unstabilisable():
     task = metalqr.LQRTask(np.diag([0.5, 2.0]), np.array([[1.0], [0.0]]), I2, R1)
     with pytest.raises(metalqr.ValidationError, match="stabilisable"):
         metalqr.optimal_gain(task)
+
+
+def test_statespace_passed_as_task_points_to_from_statespace():
+    control = pytest.importorskip("control")
+    sys = control.ss(0.9 * np.eye(2), np.ones((2, 1)), np.eye(2), 0, 1)
+    with pytest.raises(metalqr.ValidationTypeError, match=r"LQRTask\.from_statespace"):
+        metalqr.optimal_gain(sys)
+    task = metalqr.LQRTask.from_statespace(sys, np.eye(2), np.eye(1))
+    K, _ = metalqr.optimal_gain(task)
+    K_ctrl, _, _ = control.dlqr(sys.A, sys.B, np.eye(2), np.eye(1))
+    np.testing.assert_allclose(K, K_ctrl, rtol=1e-9, atol=1e-12)
+
+
+def test_tow_plots_do_not_switch_the_users_matplotlib_backend(tmp_path):
+    """Library plotting draws on its own Agg canvas; matplotlib.use is never called."""
+    import subprocess
+    import sys
+    code = ("import matplotlib; matplotlib.use('pdf'); import metalqr.tow as tow;"
+            "src = tow.SinusoidTasks(); lrn = tow.make_learner('maml', src);"
+            "res = tow.run_experiment(src, lrn, ['uniform'], n_iterations=1, n_test=5, n_val=5);"
+            f"tow.plot_curves(res, {str(tmp_path / 'c.png')!r}); tow.plot_weights(res[0], {str(tmp_path / 'w.png')!r});"
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().lower() == "pdf"
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "w.png").stat().st_size > 0

@@ -23,6 +23,7 @@ def _rms_error(M, seeds, **kw):
     return float(np.sqrt(np.mean(np.square(errs))))
 
 
+@pytest.mark.slow
 def test_one_point_error_shrinks_like_inverse_sqrt_M():
     Ms = np.array([200, 800, 3200, 12800])
     errs = np.array([_rms_error(M, range(12), radius=0.05) for M in Ms])
@@ -71,6 +72,7 @@ def test_zo_gradient_taskset_and_reproducibility():
     assert a.shape == (3, 1, 2) and np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_zo_maml_gradient_approaches_exact_meta_gradient():
     # d * k = 2: with d = k = 1 the "sphere" is {+r, -r} and the two-point estimate would be a
     # deterministic central difference.

@@ -315,5 +315,9 @@ def as_batch(task: Any, name: str = "task") -> Batch:
                      task.Sigma0[None], True)
     if isinstance(task, TaskSet):
         return Batch(task.A, task.B, task.Q, task.R, task.Psi, task.Sigma0, False)
+    hint = "Build one with metalqr.LQRTask(A, B, Q, R)"
+    if type(task).__name__ in ("StateSpace", "LinearIOSystem", "TransferFunction"):
+        hint = ("For a python-control system use metalqr.LQRTask.from_statespace(sys, Q, R) "
+                "(see docs/python_control.md)")
     raise ValidationTypeError(f"{name} must be an LQRTask or a TaskSet; got "
-                              f"{type(task).__name__}. Build one with metalqr.LQRTask(A, B, Q, R).")
+                              f"{type(task).__name__}. {hint}.")

@@ -363,10 +363,10 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
                 "quick run" if quick else "full run, the paper's settings")
         _plot(os.path.join(output_dir, "fig1.png"), runs, mode)
     if verbose:
-        from ..cli import _print_table
+        from .._report import print_table
         print(f"\nFigure 1 {'(quick) ' if quick else ''}summary; curves in {output_dir}/fig1.csv, "
               f"plot in {output_dir}/fig1.png")
-        _print_table([{c: r[c] for c in ("setting", "estimator", "alpha", "eta", "iterations",
+        print_table([{c: r[c] for c in ("setting", "estimator", "alpha", "eta", "iterations",
                                          "initial_ratio", "final_ratio", "min_ratio", "floor",
                                          "stop", "rejected", "seconds_this_run")}
                       for r in summary])

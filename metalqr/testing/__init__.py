@@ -1,6 +1,6 @@
 """Property-testing tools for users' own LQR stability bounds (needs Hypothesis).
 
-Install with ``pip install "metalqr[testing]"`` (the ``test`` extra includes it).
+Install with ``pip install ".[testing]"`` (the ``test`` extra includes it).
 
 * :mod:`metalqr.testing.strategies`: Hypothesis strategies for LQR tasks
   (:func:`lqr_tasks`), stabilising gains (:func:`stabilizing_gains`), unit directions

@@ -6,7 +6,7 @@ exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`).
 
 from .experiment import (STRATEGIES, StrategyResult, make_learner, plot_curves, plot_weights, run_experiment,
                          run_sinusoid_experiment, save_results)
-from .learner import FOMAML, MAML, ProtoNet
+from .learner import MAML, ProtoNet
 from .mlp import MLP
 from .optimizers import SGD, Adam, make_optimizer
 from .tasks import (AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks, ImageFolderTasks, SinusoidTasks,
@@ -14,7 +14,7 @@ from .tasks import (AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks, 
 from .weighting import TOWProblem, TOWResult, dirichlet_weights, tow_weights
 
 __all__ = ["run_experiment", "run_sinusoid_experiment", "make_learner", "save_results", "plot_curves",
-           "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "FOMAML", "ProtoNet", "SGD", "Adam",
+           "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "ProtoNet", "SGD", "Adam",
            "make_optimizer", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
            "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]
 

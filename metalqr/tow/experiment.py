@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import time
@@ -19,24 +20,61 @@ from typing import Sequence
 
 import numpy as np
 
-from ..exceptions import TrainingDivergedError, ValidationError
+from .. import _checkpoint
+from .._validation import (as_float_array, check_bool, check_choice, check_int, check_real, check_size)
+from ..exceptions import CheckpointError, TrainingDivergedError, ValidationError, ValidationTypeError
+from ._checks import check_learner, check_source
 from .learner import MAML, ProtoNet
 from .mlp import MLP
-from .optimizers import make_optimizer
+from .optimizers import OPTIMIZERS, make_optimizer
 from .tasks import SinusoidTasks
 from .weighting import dirichlet_weights, tow_weights
 
 __all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
-           "save_results", "plot_curves", "plot_weights"]
+           "LEARNERS", "save_results", "plot_curves", "plot_weights"]
 
 STRATEGIES = ("uniform", "exploration", "exploitation", "tow")
+LEARNERS = ("fomaml", "maml", "protonet")
+VALUE_MODELS = ("diagonal", "full")
+CHECKPOINT_KIND = "tow_experiment"
+
+#: Units of the quantities written by :func:`save_results`.
+UNITS = {"seconds": "s (wall-clock, training updates only: weights and meta-updates, summed over "
+                    "windows; evaluation and checkpointing excluded)",
+         "time_vs_uniform": "ratio of seconds to uniform's seconds (strategies interleaved window by "
+                            "window in one run)",
+         "mse": "mean squared error on the query set after adaptation (output units squared)",
+         "accuracy": "fraction of query examples classified correctly after adaptation, in [0, 1]",
+         "ci95": "half-width of the normal 95% confidence interval of the mean over tasks",
+         "window": "training windows done (each T mini-batches of M tasks)"}
 
 
 @dataclass
 class StrategyResult:
-    """Per-test-task metric (MSE or accuracy), wall time, learning curve ``[(window, mean
-    validation metric)]`` and the weights used: ``weights`` (windows, T, M) with the tasks'
-    ``groups`` (amplitude or alphabet) of the same shape."""
+    """Result of one strategy in :func:`run_experiment`.
+
+    Attributes
+    ----------
+    name : str
+        The strategy.
+    metric : (n_test,) ndarray
+        Per-test-task metric (MSE or accuracy) of the final meta-parameters.
+    seconds : float
+        Wall time of the training updates (weights and meta-updates) summed over windows, s.
+    metric_name : {"mse", "accuracy"}
+    curve : list of (window, mean, ci95)
+        Validation metric over the ``n_val`` validation tasks at window 0 (the initial
+        parameters) and every ``eval_every`` windows: its mean and the half-width of its
+        normal 95% confidence interval.
+    weights, groups : (windows, T, M) ndarray or None
+        Weights used, and the tasks' groups (amplitude or alphabet).
+    window_seconds : (windows,) ndarray or None
+        Training time of each window, s.
+    settings : dict
+        Every setting needed to rerun (see :func:`run_experiment`).
+    params : (D,) ndarray or None
+        The final meta-parameters ``x`` (the first ``D`` entries of the optimiser state).
+    """
 
     name: str
     metric: np.ndarray
@@ -45,10 +83,18 @@ class StrategyResult:
     curve: list = field(default_factory=list)
     weights: np.ndarray | None = None
     groups: np.ndarray | None = None
+    window_seconds: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)
+    params: np.ndarray | None = None
 
-    @property
-    def test_mse(self) -> np.ndarray:          # backward-compatible name for regression
-        return self.metric
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValidationTypeError(f"name must be a non-empty str; got {self.name!r}.")
+        self.metric = as_float_array(self.metric, "metric", ndim=1, allow_empty=False)
+        self.seconds = check_real(self.seconds, "seconds", minimum=0.0)
+        self.metric_name = check_choice(self.metric_name, "metric_name", ("mse", "accuracy"))
+        if not isinstance(self.settings, dict):
+            raise ValidationTypeError(f"settings must be a dict; got {type(self.settings).__name__}.")
 
     @property
     def mean(self) -> float:
@@ -56,38 +102,122 @@ class StrategyResult:
 
     @property
     def ci95(self) -> float:
-        """Half-width of the normal 95% confidence interval of the mean over test tasks."""
-        return float(1.96 * self.metric.std(ddof=1) / np.sqrt(self.metric.size))
+        """Half-width of the normal 95% confidence interval of the mean over test tasks
+        (NaN with a single test task)."""
+        return _ci95(self.metric)
+
+
+def _ci95(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan")
+    return float(1.96 * values.std(ddof=1) / np.sqrt(values.size))
 
 
 def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, inner_steps: int = 1,
                  embedding: int = 16):
-    """``"fomaml"``, ``"maml"`` (second order) or ``"protonet"`` on an MLP sized for ``source``."""
+    """A learner on an MLP sized for ``source``.
+
+    Parameters
+    ----------
+    kind : {"fomaml", "maml", "protonet"}
+        First-order MAML, second-order MAML, or Prototypical Networks.
+    source : task source, or any object with ``n_in``, ``n_out`` and ``loss``
+        Sizes the network (e.g. :class:`SinusoidTasks`).
+    hidden : int, >= 1
+        Hidden width of the MLP.
+    gamma : float, >= 0
+        Inner (adaptation) step size of MAML, Eq. (4) (ignored by ProtoNet).
+    inner_steps : int, >= 1
+        Inner gradient steps of MAML.
+    embedding : int, >= 1
+        Embedding width of ProtoNet.
+
+    Raises
+    ------
+    ValidationError
+        Unknown ``kind`` (valid ones listed), a malformed source or size, or ProtoNet on a
+        regression source.
+    """
+    kind = check_choice(kind, "kind", LEARNERS)
+    source = check_source(source, need_sample=False)      # only its sizes and loss are used
+    hidden = check_int(hidden, "hidden", minimum=1)
+    gamma = check_real(gamma, "gamma", minimum=0.0)
+    inner_steps = check_int(inner_steps, "inner_steps", minimum=1)
+    embedding = check_int(embedding, "embedding", minimum=1)
     if kind in ("fomaml", "maml"):
         net = MLP(source.n_in, hidden, source.n_out, source.loss)
         return MAML(net, gamma, inner_steps, first_order=(kind == "fomaml"))
-    if kind == "protonet":
-        if source.loss != "ce":
-            raise ValidationError("protonet needs a classification source.")
-        return ProtoNet(MLP(source.n_in, hidden, embedding, "mse"))
-    raise ValidationError(f"learner must be 'fomaml', 'maml' or 'protonet'; got {kind!r}.")
+    if source.loss != "ce":
+        raise ValidationError("kind='protonet' needs a classification source (loss 'ce'); use 'fomaml' or "
+                              "'maml' for regression.")
+    return ProtoNet(MLP(source.n_in, hidden, embedding, "mse"))
 
 
-def _save_state(path: str, fingerprint: str, k: int, z, curve, weights, groups, seconds: float) -> None:
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, fingerprint=fingerprint, k=k, z=z, curve=np.array(curve, dtype=float).reshape(-1, 2),
-             weights=np.array(weights), groups=np.array(groups, dtype=float), seconds=seconds)
-    os.replace(tmp, path)          # atomic: a kill leaves the old or the new checkpoint
+def _save_state(path: str, fingerprint: str, k: int, z, curve, weights, groups, window_seconds) -> None:
+    """Checkpoint one strategy after ``k`` windows (versioned, checksummed, atomic)."""
+    _checkpoint.save(path, CHECKPOINT_KIND, fingerprint,
+                     {"z": np.asarray(z), "curve": np.array(curve, dtype=float).reshape(-1, 3),
+                      "weights": np.array(weights, dtype=float), "groups": np.array(groups, dtype=float),
+                      "window_seconds": np.array(window_seconds, dtype=float)},
+                     {"k": int(k)})
 
 
-def _load_state(path: str, fingerprint: str):
-    with np.load(path) as f:
-        if str(f["fingerprint"]) != fingerprint:
-            raise ValidationError(f"checkpoint {path!r} belongs to a different run (source, learner or "
-                                  "settings differ); delete it or use another checkpoint folder.")
-        curve = [(int(a), float(b)) for a, b in f["curve"]]
-        return (int(f["k"]), f["z"].copy(), curve, list(f["weights"]), [list(g) for g in f["groups"]],
-                float(f["seconds"]))
+def _load_state(path: str, fingerprint: str, *, z_size: int, T: int, M: int, eval_every: int,
+                n_iterations: int):
+    """Load and cross-check one strategy's checkpoint; any inconsistency (a bumped window
+    counter, a truncated history, a wrong state size) is one :class:`CheckpointError`."""
+    arrays, meta = _checkpoint.load(path, CHECKPOINT_KIND, fingerprint)
+    fail = lambda why: CheckpointError(f"checkpoint {path!r} is inconsistent ({why}); delete it (or run "
+                                       f"without --resume / checkpoint) to start afresh.")
+    try:
+        k = meta["k"]
+        z, curve, weights = arrays["z"], arrays["curve"], arrays["weights"]
+        groups, secs = arrays["groups"], arrays["window_seconds"]
+    except KeyError as exc:
+        raise fail(f"missing entry {exc}") from None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise fail(f"window counter {k!r}")
+    if k > n_iterations:
+        raise CheckpointError(f"checkpoint {path!r} is at window {k}, beyond n_iterations={n_iterations}; "
+                              f"ask for at least {k} windows, or delete it to start afresh.")
+    n_curve = k // eval_every + 1 if eval_every else 0          # window 0 included
+    checks = [(z.shape == (z_size,), f"state of shape {z.shape}, expected ({z_size},)"),
+              (weights.shape == (k, T, M), f"weights of shape {weights.shape} for {k} windows"),
+              (groups.shape == (k, T, M), f"groups of shape {groups.shape} for {k} windows"),
+              (secs.shape == (k,), f"{secs.shape[0] if secs.ndim else '?'} window times for {k} windows"),
+              (curve.shape == (n_curve, 3), f"{curve.shape[0]} curve points for {k} windows")]
+    for ok, why in checks:
+        if not ok:
+            raise fail(why)
+    if not (np.all(np.isfinite(z)) and np.all(np.isfinite(weights)) and np.all(secs >= 0)):
+        raise fail("non-finite state or weights")
+    if n_curve and not np.array_equal(curve[:, 0], eval_every * np.arange(n_curve)):
+        raise fail("curve windows do not match eval_every")
+    return (k, z.copy(), [(int(a), float(b), float(c)) for a, b, c in curve], list(weights),
+            [list(g) for g in groups], list(secs))
+
+
+def _check_strategies(strategies) -> tuple:
+    if isinstance(strategies, str):
+        raise ValidationTypeError(f"strategies must be a sequence of names, e.g. ({strategies!r},); got "
+                                  f"the string {strategies!r}.")
+    if not isinstance(strategies, (list, tuple)):
+        raise ValidationTypeError(f"strategies must be a list or tuple of names from {STRATEGIES}; got "
+                                  f"{type(strategies).__name__}.")
+    if not strategies:
+        raise ValidationError(f"strategies must name at least one of {STRATEGIES}.")
+    unknown = [s for s in strategies if not (isinstance(s, str) and s in STRATEGIES)]
+    if unknown:
+        raise ValidationError(f"unknown strategies {unknown}; choose from {STRATEGIES}.")
+    if len(set(strategies)) != len(strategies):
+        raise ValidationError(f"strategies must not repeat a name; got {list(strategies)}.")
+    return tuple(strategies)
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
 
 
 def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n_iterations: int = 100,
@@ -96,134 +226,356 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
                    n_val: int = 100, seed: int = 0, eval_every: int = 0, progress: bool = False,
                    value_model: str = "diagonal", checkpoint: str | None = None,
                    checkpoint_every: int = 10) -> list[StrategyResult]:
-    """Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches.
+    """Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches
+    of ``M`` tasks (Section 5 of the TOW paper).
 
-    With ``checkpoint`` (a folder), each strategy's state (optimiser state, curve, weights,
-    elapsed time) is saved atomically every ``checkpoint_every`` windows and at the end; a
-    rerun with the same source, learner and settings resumes from it and gives the same
-    result as an uninterrupted run (the task stream is a function of ``(seed, window)``).
-    A larger ``n_iterations`` extends a finished run.
+    Every strategy sees the same mini-batches (window ``k`` draws them from
+    ``default_rng([seed, k])``), starts from ``learner.init(seed)`` and uses the same
+    meta-optimiser. The strategies are **interleaved window by window** (window ``k`` of every
+    strategy, then window ``k + 1``), and each strategy's training time is summed over its
+    windows, so that a change of machine load during the run affects all of them alike and
+    ``time_vs_uniform`` is a fair ratio. Baselines update once per mini-batch with their
+    weights (``uniform``: ``1/M``; ``exploration`` / ``exploitation``: Eq. (12), see
+    :func:`dirichlet_weights`); ``tow`` solves Algorithm 1 over the window
+    (:func:`tow_weights`) and follows the optimised trajectory.
+
+    With ``checkpoint`` (a folder, locked against a second run for the duration), each
+    strategy's state (optimiser state, curve, weights, window times) is saved every
+    ``checkpoint_every`` windows and at the end through :mod:`metalqr._checkpoint`
+    (versioned, checksummed, atomic; its fingerprint covers the seed, every training setting,
+    the source, the learner and the initial parameters, but not ``n_iterations``, ``n_test``
+    and the other strategies, which do not change a strategy's state after ``k`` windows). A rerun with the same settings resumes
+    from it and gives the same result as an uninterrupted run; a larger ``n_iterations``
+    extends a finished run.
+
+    Parameters
+    ----------
+    source : task source (e.g. :class:`SinusoidTasks`)
+    learner : MAML or ProtoNet
+        Built for ``source`` (see :func:`make_learner`).
+    strategies : sequence of {"uniform", "exploration", "exploitation", "tow"}
+    n_iterations : int, >= 1
+        Training windows.
+    T, M : int, >= 1
+        Mini-batches per window and tasks per mini-batch.
+    optimizer : {"sgd", "adam"}
+    alpha : float, > 0
+        Meta step size.
+    beta_u : float, > 0
+        TOW's prior precision, Eq. (7).
+    kappa : float, > 1
+        Dirichlet concentration of the exploration / exploitation baselines, Eq. (12).
+    n_ilqr : int, >= 1
+        iLQR iterations per window for TOW.
+    n_test, n_val : int, >= 2
+        Held-out test tasks (final metric) and validation tasks (curve).
+    seed : int, >= 0
+    eval_every : int, >= 0
+        Evaluate the validation curve every this many windows (0: never).
+    progress : bool
+        Show a progress bar.
+    value_model : {"diagonal", "full"}
+        TOW's iLQR value model.
+    checkpoint : str or None
+        Checkpoint folder.
+    checkpoint_every : int, >= 1
+
+    Returns
+    -------
+    list of StrategyResult
+        In the order of ``strategies``; each carries ``settings``.
 
     Raises
     ------
     ValidationError
-        Unknown strategy or optimiser.
+        Any malformed argument (unknown names are listed with the valid ones).
+    CheckpointError
+        A damaged, edited or foreign checkpoint, or a checkpoint folder in use by another run.
     TrainingDivergedError
         A strategy's parameters became non-finite (reduce ``alpha``).
     """
-    unknown = set(strategies) - set(STRATEGIES)
-    if unknown:
-        raise ValidationError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}.")
+    source = check_source(source)
+    learner = check_learner(learner)
+    strategies = _check_strategies(strategies)
+    n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
+    T = check_int(T, "T", minimum=1)
+    M = check_int(M, "M", minimum=1)
+    optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
+    alpha = check_real(alpha, "alpha", minimum=0.0, min_inclusive=False)
+    beta_u = check_real(beta_u, "beta_u", minimum=0.0, min_inclusive=False)
+    kappa = check_real(kappa, "kappa", minimum=1.0, min_inclusive=False)
+    n_ilqr = check_int(n_ilqr, "n_ilqr", minimum=1)
+    n_test = check_int(n_test, "n_test", minimum=2)
+    n_val = check_int(n_val, "n_val", minimum=2)
+    seed = check_int(seed, "seed", minimum=0)
+    eval_every = check_int(eval_every, "eval_every", minimum=0)
+    progress = check_bool(progress, "progress")
+    value_model = check_choice(value_model, "value_model", VALUE_MODELS)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
+    if checkpoint is not None and (not isinstance(checkpoint, (str, os.PathLike)) or not os.fspath(checkpoint)):
+        raise ValidationTypeError(f"checkpoint must be a folder path or None; got {checkpoint!r}.")
+    if getattr(learner.net, "n_in", None) != source.n_in:
+        raise ValidationError(f"learner takes inputs of width {learner.net.n_in} but source gives "
+                              f"{source.n_in}; build it with make_learner(kind, source).")
+    if isinstance(learner, MAML) and (learner.net.loss != source.loss or learner.net.n_out != source.n_out):
+        raise ValidationError(f"learner's network (loss {learner.net.loss!r}, n_out {learner.net.n_out}) does not "
+                              f"fit source (loss {source.loss!r}, n_out {source.n_out}); build it with "
+                              f"make_learner(kind, source).")
+    if isinstance(learner, ProtoNet) and source.loss != "ce":
+        raise ValidationError("learner is a ProtoNet, which needs a classification source (loss 'ce'); "
+                              f"source has loss {source.loss!r}.")
+    check_size(float(len(strategies)) * n_iterations * T * M * 2, "run_experiment", what="stored weights",
+               alternative="Use fewer windows (n_iterations) or smaller T, M.")
+    settings = dict(source=repr(source), learner=repr(learner),
+                    n_parameters=learner.net.size,
+                    strategies=list(strategies), n_iterations=n_iterations, T=T, M=M, optimizer=optimizer,
+                    alpha=alpha, beta_u=beta_u, mu_u=1.0 / M, kappa=kappa, n_ilqr=n_ilqr, n_test=n_test,
+                    n_val=n_val, seed=seed, eval_every=eval_every, value_model=value_model,
+                    metric=getattr(learner, "metric_name", "mse"), metalqr_version=_version())
     opt = make_optimizer(optimizer, alpha)
     x0 = learner.init(seed)
     D = x0.size
     test_tasks = source.sample(np.random.default_rng([seed, 10**6]), n_test, train=False)
     val_tasks = source.sample(np.random.default_rng([seed, 10**6 + 1]), n_val, train=False)
-    results = []
-    from tqdm.auto import tqdm
+    lock = None
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        lock = _checkpoint.FolderLock(checkpoint).acquire()
+    try:
+        return _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_tasks, checkpoint,
+                      n_iterations, T, M, seed, eval_every, checkpoint_every, beta_u, kappa, n_ilqr,
+                      value_model, alpha, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fingerprint(settings: dict, name: str, x0: np.ndarray) -> str:
+    keep = {k: v for k, v in settings.items() if k not in ("strategies", "n_iterations", "n_test",
+                                                           "metalqr_version")}
+    blob = json.dumps(dict(keep, strategy=name), sort_keys=True).encode() + x0.tobytes()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_tasks, checkpoint,
+           n_iterations, T, M, seed, eval_every, checkpoint_every, beta_u, kappa, n_ilqr, value_model,
+           alpha, progress):
+    state = {}
+    curve0 = []
+    if eval_every:                      # window 0: the common initial parameters
+        v = learner.evaluate(x0, val_tasks)
+        curve0 = [(0, float(v.mean()), _ci95(v))]
     for name in strategies:
-        z = opt.initial_state(x0)
-        curve, weights, groups = [], [], []
-        start, spent = 0, 0.0
+        st = dict(z=opt.initial_state(x0), curve=list(curve0), weights=[], groups=[], secs=[], start=0)
         if checkpoint is not None:
-            os.makedirs(checkpoint, exist_ok=True)
-            path = os.path.join(checkpoint, f"{name}.npz")
-            settings = dict(strategy=name, T=T, M=M, optimizer=optimizer, alpha=alpha, beta_u=beta_u, kappa=kappa,
-                            n_ilqr=n_ilqr, seed=seed, value_model=value_model, eval_every=eval_every,
-                            learner=repr(learner), source=repr(source))
-            fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + x0.tobytes()).hexdigest()
-            if os.path.exists(path):
-                start, z, curve, weights, groups, spent = _load_state(path, fingerprint)
-        t0 = time.perf_counter() - spent
-        for k in tqdm(range(start, n_iterations), desc=f"{name:>12}", disable=not progress,
-                      initial=start, total=n_iterations):
-            rng = np.random.default_rng([seed, k])
-            batches = [source.sample(rng, M) for _ in range(T)]
-            tau0 = k * T
+            st["path"] = os.path.join(checkpoint, f"{name}.ckpt")
+            st["fingerprint"] = _fingerprint(settings, name, x0)
+            if os.path.exists(st["path"]):
+                (st["start"], st["z"], st["curve"], st["weights"], st["groups"],
+                 st["secs"]) = _load_state(st["path"], st["fingerprint"], z_size=st["z"].size, T=T, M=M,
+                                           eval_every=eval_every, n_iterations=n_iterations)
+        state[name] = st
+    first = min(st["start"] for st in state.values())
+    from tqdm.auto import tqdm
+    for k in tqdm(range(first, n_iterations), desc="windows", disable=not progress, initial=first,
+                  total=n_iterations):
+        rng = np.random.default_rng([seed, k])
+        batches = [source.sample(rng, M) for _ in range(T)]
+        tau0 = k * T
+        for name in strategies:                 # interleaved: window k of every strategy
+            st = state[name]
+            if k < st["start"]:
+                continue
+            z = st["z"]
+            t0 = time.perf_counter()
             if name == "tow":
                 res = tow_weights(learner, z, batches, optimizer=opt, tau0=tau0, beta_u=beta_u,
                                   n_ilqr=n_ilqr, value_model=value_model)
                 z, U = res.X[-1], res.U
             else:
-                U = np.empty((T, M))
+                U = np.full((T, M), np.nan)
                 for t, batch in enumerate(batches):
                     losses, G, _ = learner.batch(z[:D], batch)
+                    if not np.all(np.isfinite(losses)):
+                        break
                     U[t] = (np.full(M, 1.0 / M) if name == "uniform"
                             else dirichlet_weights(losses, kappa, name))
                     z = opt.step(z, G @ U[t], tau0 + t + 1)
-            if not np.all(np.isfinite(z)):
+            st["secs"].append(time.perf_counter() - t0)
+            if not np.all(np.isfinite(z)) or not np.all(np.isfinite(U)):
                 raise TrainingDivergedError(
                     f"strategy {name!r} diverged at window {k + 1}: the meta-parameters are no longer "
                     f"finite. Reduce the meta step size alpha (= {alpha:g}).")
-            weights.append(U)
-            groups.append([[task.group for task in b] for b in batches])
+            st["z"] = z
+            st["weights"].append(U)
+            st["groups"].append([[task.group for task in b] for b in batches])
             if eval_every and (k + 1) % eval_every == 0:
-                curve.append((k + 1, float(learner.evaluate(z[:D], val_tasks).mean())))
+                v = learner.evaluate(z[:D], val_tasks)
+                st["curve"].append((k + 1, float(v.mean()), _ci95(v)))
             if checkpoint is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_iterations):
-                _save_state(path, fingerprint, k + 1, z, curve, weights, groups, time.perf_counter() - t0)
-        seconds = time.perf_counter() - t0
-        results.append(StrategyResult(name, learner.evaluate(z[:D], test_tasks), seconds,
-                                      getattr(learner, "metric_name", "mse"), curve,
-                                      np.array(weights).reshape(-1, T, M), np.array(groups, dtype=float).reshape(-1, T, M)))
+                _save_state(st["path"], st["fingerprint"], k + 1, z, st["curve"], st["weights"], st["groups"],
+                            st["secs"])
+    results = []
+    for name in strategies:
+        st = state[name]
+        results.append(StrategyResult(name, learner.evaluate(st["z"][:D], test_tasks), float(np.sum(st["secs"])),
+                                      getattr(learner, "metric_name", "mse"), st["curve"],
+                                      np.array(st["weights"], dtype=float).reshape(-1, T, M),
+                                      np.array(st["groups"], dtype=float).reshape(-1, T, M),
+                                      np.array(st["secs"], dtype=float), dict(settings), st["z"][:D].copy()))
     return results
 
 
 def run_sinusoid_experiment(strategies: Sequence[str] = STRATEGIES, *, hidden: int = 40, gamma: float = 0.01,
                             source: SinusoidTasks | None = None, learner: str = "fomaml",
                             **kwargs) -> list[StrategyResult]:
-    """:func:`run_experiment` on skewed sinusoids with (FO)MAML on a tanh MLP."""
-    source = source or SinusoidTasks()
+    """:func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`)
+    with ``learner`` (``"fomaml"`` or ``"maml"``) on a tanh MLP of width ``hidden`` and inner
+    step ``gamma``; ``kwargs`` go to :func:`run_experiment`."""
+    source = SinusoidTasks() if source is None else check_source(source)
+    learner = check_choice(learner, "learner", ("fomaml", "maml"))
     return run_experiment(source, make_learner(learner, source, hidden=hidden, gamma=gamma), strategies, **kwargs)
 
 
+def _check_results(results, name: str = "results") -> list:
+    if isinstance(results, StrategyResult):
+        return [results]
+    if not isinstance(results, (list, tuple)) or not results:
+        raise ValidationError(f"{name} must be a non-empty list of StrategyResult (from run_experiment); "
+                              f"got {type(results).__name__}.")
+    for i, r in enumerate(results):
+        if not isinstance(r, StrategyResult):
+            raise ValidationTypeError(f"{name}[{i}] must be a StrategyResult; got {type(r).__name__}.")
+    return list(results)
+
+
+def _check_path(path, name: str) -> str:
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes) or not os.fspath(path):
+        raise ValidationTypeError(f"{name} must be a non-empty file path (str); got {path!r}.")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValidationError(f"{name}: {folder!r} is a file, not a folder.")
+    if os.path.isdir(path):
+        raise ValidationError(f"{name}: {path!r} is a folder; give a file path (prefix).")
+    return path
+
+
 def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
-    """Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform),
-    ``<prefix>_curves.csv`` and ``<prefix>.json`` (everything, weights included)."""
+    """Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform and every
+    setting), ``<prefix>_curves.csv`` (window, validation mean and ci95 and every setting)
+    and ``<prefix>.json`` (settings, units, table, curves, weights, groups, window times).
+    Each file is written atomically; the settings suffice to rerun the experiment.
+
+    ``seconds`` is the training time (weights and meta-updates) summed over windows and
+    ``time_vs_uniform`` its ratio to uniform's (to the first strategy's without uniform);
+    both come from one run in which the strategies were interleaved window by window.
+
+    Parameters
+    ----------
+    results : list of StrategyResult
+    path_prefix : str
+        File prefix; its folder is created if needed.
+
+    Returns
+    -------
+    dict
+        ``{"table": rows, "settings": settings}``.
+    """
+    results = _check_results(results)
+    path_prefix = _check_path(path_prefix, "path_prefix")
+    settings = dict(results[0].settings)
     base = next((r.seconds for r in results if r.name == "uniform"), results[0].seconds)
+    flat = {f"setting_{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in settings.items()}
     table = [{"strategy": r.name, "metric": r.metric_name, "mean": r.mean, "ci95": r.ci95, "n_test": r.metric.size,
-              "seconds": r.seconds, "time_vs_uniform": r.seconds / base} for r in results]
-    with open(f"{path_prefix}_table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
-    with open(f"{path_prefix}_curves.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["strategy", "window", "validation_" + results[0].metric_name])
-        for r in results:
-            w.writerows([(r.name, k, v) for k, v in r.curve])
-    with open(f"{path_prefix}.json", "w") as fh:
-        json.dump({"table": table, "curves": {r.name: r.curve for r in results},
-                   "weights": {r.name: r.weights.tolist() for r in results if r.weights is not None},
-                   "groups": {r.name: r.groups.tolist() for r in results if r.groups is not None}}, fh)
-    return {"table": table}
+              "seconds": r.seconds, "time_vs_uniform": r.seconds / base if base > 0 else float("nan"), **flat}
+             for r in results]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(table[0]))
+    w.writeheader()
+    w.writerows(table)
+    _checkpoint.atomic_write_text(f"{path_prefix}_table.csv", buf.getvalue())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["strategy", "window", "validation_" + results[0].metric_name, "ci95", *flat])
+    for r in results:
+        w.writerows([(r.name, *point, *flat.values()) for point in r.curve])
+    _checkpoint.atomic_write_text(f"{path_prefix}_curves.csv", buf.getvalue())
+    doc = {"settings": settings, "units": UNITS, "table": table,
+           "curves": {r.name: [list(p) for p in r.curve] for r in results},
+           "curve_columns": ["window", "mean", "ci95"],
+           "window_seconds": {r.name: r.window_seconds.tolist() for r in results if r.window_seconds is not None},
+           "weights": {r.name: r.weights.tolist() for r in results if r.weights is not None},
+           "groups": {r.name: r.groups.tolist() for r in results if r.groups is not None}}
+    _checkpoint.atomic_write_text(f"{path_prefix}.json", json.dumps(doc))
+    return {"table": table, "settings": settings}
 
 
 def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -> None:
-    """Validation metric against training windows, one line per strategy (like Figure 1)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Validation metric against training windows, one line per strategy with its 95%
+    confidence band over the validation tasks (like Figure 1 of the TOW paper).
+
+    Parameters
+    ----------
+    results : list of StrategyResult
+    path : str
+        Image file to write (format from the extension).
+    title : str
+    """
+    results = _check_results(results)
+    path = _check_path(path, "path")
+    if not isinstance(title, str):
+        raise ValidationTypeError(f"title must be a str; got {type(title).__name__}.")
+    fig = _figure((6, 4))
+    ax = fig.subplots()
     for r in results:
         if r.curve:
-            k, v = zip(*r.curve)
-            ax.plot(k, v, label=r.name)
+            pts = np.array([p if len(p) == 3 else (*p, np.nan) for p in r.curve], dtype=float)
+            line, = ax.plot(pts[:, 0], pts[:, 1], label=r.name)
+            if np.any(np.isfinite(pts[:, 2])):
+                ax.fill_between(pts[:, 0], pts[:, 1] - pts[:, 2], pts[:, 1] + pts[:, 2], alpha=0.2,
+                                color=line.get_color(), linewidth=0)
+    n_val = results[0].settings.get("n_val")
     ax.set_xlabel("training window (T mini-batches)")
-    ax.set_ylabel("validation " + results[0].metric_name)
+    ax.set_ylabel("validation " + results[0].metric_name
+                  + (f" (mean, 95% band over {n_val} tasks)" if n_val else " (mean, 95% band)"))
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def _figure(size):
+    """A figure on its own non-interactive Agg canvas (never switches the user's backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
-    """Weight visualisation (like Figure 4): the mean weight TOW gives a task against its
-    group (amplitude / alphabet) over training (heat map: window x group bin), and the
-    histogram of all weights."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Weight visualisation (like Figure 4 of the TOW paper): the mean weight a strategy gives
+    a task against its group (amplitude / alphabet) over training (heat map: window x group
+    bin), and the histogram of all weights.
+
+    Parameters
+    ----------
+    result : StrategyResult
+        With ``weights`` and ``groups`` (from :func:`run_experiment`).
+    path : str
+        Image file to write.
+    n_bins : int, >= 1
+        Group bins (quantiles).
+    """
+    if not isinstance(result, StrategyResult):
+        raise ValidationTypeError(f"result must be a StrategyResult; got {type(result).__name__}.")
+    if result.weights is None or result.groups is None or np.shape(result.weights) != np.shape(result.groups) \
+            or np.ndim(result.weights) != 3 or np.size(result.weights) == 0:
+        raise ValidationError("result must carry weights and groups of one shape (windows, T, M), as "
+                              "run_experiment returns them.")
+    path = _check_path(path, "path")
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
     W, G = result.weights, result.groups
     n_windows = W.shape[0]
     edges = np.unique(np.quantile(G, np.linspace(0, 1, n_bins + 1)))
@@ -237,7 +589,8 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
             sel = bins[k] == b
             if np.any(sel):
                 heat[k, b] = W[k][sel].mean() * M            # 1 = uniform weight
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure((10, 4))
+    a1, a2 = fig.subplots(1, 2)
     im = a1.imshow(heat.T, aspect="auto", origin="lower", cmap="viridis",
                    extent=(0.5, n_windows + 0.5, 0, edges.size - 1))
     a1.set_yticks(np.arange(edges.size - 1) + 0.5, [f"{edges[b]:.2g}" for b in range(edges.size - 1)])
@@ -250,4 +603,3 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
     a2.set_title("all weights")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

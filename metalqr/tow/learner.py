@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import ValidationError
-from .mlp import MLP, output_loss, softmax
+from .._validation import as_rng, check_bool, check_choice, check_int, check_real, check_size
+from ..exceptions import ValidationError, ValidationTypeError
+from ._checks import check_params, check_tasks
+from .mlp import MLP, _output_loss as output_loss, _softmax as softmax
 from .tasks import Task
 
-__all__ = ["MAML", "FOMAML", "ProtoNet"]
+__all__ = ["MAML", "ProtoNet"]
 
 
 def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
@@ -31,15 +33,93 @@ def _metric(loss: str, out: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(out, axis=-1) == y))
 
 
+def _n_examples(task) -> int:
+    """Support plus query examples of a task."""
+    return task.s.shape[0] + task.sq.shape[0]
+
+
+_NET_METHODS = ("init", "predict", "vjp", "loss_and_grad", "hvp", "gauss_newton_diagonal")
+
+
+def _width(net) -> int:
+    """Hidden width used in memory estimates (the parameter count's square root if unknown)."""
+    return int(getattr(net, "hidden", 0) or max(1, int(np.sqrt(net.size))))
+
+
+def _check_net(net):
+    """An :class:`MLP`, or another network with its interface (e.g. ``metalqr.tow.ConvNet``):
+    ``size``, ``n_in``, ``n_out``, ``loss`` and the methods of :data:`_NET_METHODS`."""
+    if isinstance(net, MLP):
+        return net
+    missing = [m for m in _NET_METHODS if not callable(getattr(net, m, None))]
+    missing += [a for a in ("size", "n_in", "n_out", "loss") if not hasattr(net, a)]
+    if missing:
+        raise ValidationTypeError(f"net must be a metalqr.tow.MLP (or a network with its interface, such as "
+                                  f"metalqr.tow.ConvNet); got {type(net).__name__} without {', '.join(missing)}.")
+    return net
+
+
+class _Net:
+    """The unchecked fast path of an :class:`MLP` (its arguments are checked once by the
+    learner), or the public methods of any other network."""
+
+    def __init__(self, net):
+        fast = isinstance(net, MLP)
+        self.loss_and_grad = net._loss_and_grad if fast else net.loss_and_grad
+        self.predict = (lambda x, s: net._forward(x, s)[2]) if fast else net.predict
+        self.vjp = net._vjp if fast else net.vjp
+        self.hvp = net._hvp if fast else net.hvp
+        self.gnd = net._gauss_newton_diagonal if fast else net.gauss_newton_diagonal
+
+
+def _fast(net) -> _Net:
+    return _Net(net)
+
+
 class _Learner:
-    """The interface shared by the learners; subclasses define ``task_loss_and_grad``,
-    ``curvature`` and ``evaluate``."""
+    """The interface shared by the learners; subclasses define ``_task_loss_and_grad``,
+    ``_curvature``, ``_evaluate`` and ``_check_task``."""
+
+    def _x(self, x) -> np.ndarray:
+        return check_params(x, "x", self.net.size)
+
+    def _tasks(self, tasks, name: str = "tasks") -> list:
+        tasks = check_tasks(tasks, name)
+        for i, t in enumerate(tasks):
+            self._check_task(t, f"{name}[{i}]")
+        return tasks
+
+    def _check_task(self, task: Task, name: str) -> None:
+        if task.s.shape[1] != self.net.n_in:
+            raise ValidationError(f"{name} has inputs of width {task.s.shape[1]} but the network takes "
+                                  f"n_in = {self.net.n_in}; build the learner for this task source.")
+
+    def init(self, rng) -> np.ndarray:
+        """Initial meta-parameters (see :meth:`MLP.init`); ``rng`` a Generator or an int seed."""
+        return self.net.init(as_rng(rng))
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)."""
-        pairs = [self.task_loss_and_grad(x, task) for task in tasks]
+        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)
+        of the tasks at meta-parameters ``x`` (D,)."""
+        x, tasks = self._x(x), self._tasks(tasks)
+        curvature = check_bool(curvature, "curvature")
+        pairs = [self._task_loss_and_grad(x, task) for task in tasks]
         G = np.stack([g for _, g in pairs], axis=1)
-        return np.array([loss for loss, _ in pairs]), G, (self.curvature(x, tasks) if curvature else None)
+        return np.array([loss for loss, _ in pairs]), G, (self._curvature(x, tasks) if curvature else None)
+
+    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+        """Validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
+        x = self._x(x)
+        self._check_task(check_tasks([task], "task")[0], "task")
+        return self._task_loss_and_grad(x, task)
+
+    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Per-task Gauss-Newton diagonals (D, M) at ``x`` (D,), TOW's curvature (Appendix H)."""
+        return self._curvature(self._x(x), self._tasks(tasks))
+
+    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+        """Per-task test metric (M,) after adaptation: MSE (regression) or accuracy."""
+        return self._evaluate(self._x(x), self._tasks(tasks))
 
 
 @dataclass(frozen=True)
@@ -49,47 +129,85 @@ class MAML(_Learner):
     ``first_order=True`` (FOMAML) uses the query gradient at ``phi_i``; otherwise the exact
     meta-gradient ``prod_j (I - gamma Hess l(S^s; phi_j)) grad l(S^q; phi_K)`` through all
     ``inner_steps`` (back-to-front Hessian-vector products). The curvature returned for TOW
-    is the Gauss-Newton diagonal of the query loss at ``phi_i`` (first-order in ``gamma``)."""
+    is the Gauss-Newton diagonal of the query loss at ``phi_i`` (first-order in ``gamma``).
+
+    Parameters
+    ----------
+    net : MLP
+    gamma : float, >= 0
+        Inner step size.
+    inner_steps : int, >= 1
+    first_order : bool
+
+    Methods take meta-parameters ``x`` (D,) with ``D = net.size`` and tasks whose inputs have
+    ``net.n_in`` columns and whose outputs fit ``net.loss`` (real targets of width
+    ``net.n_out`` for ``"mse"``, labels below ``net.n_out`` for ``"ce"``); anything else
+    raises :class:`~metalqr.ValidationError` naming the argument.
+    """
 
     net: MLP
     gamma: float = 0.01
     inner_steps: int = 1
     first_order: bool = True
 
+    def __post_init__(self) -> None:
+        _check_net(self.net)
+        object.__setattr__(self, "gamma", check_real(self.gamma, "gamma", minimum=0.0))
+        object.__setattr__(self, "inner_steps", check_int(self.inner_steps, "inner_steps", minimum=1))
+        object.__setattr__(self, "first_order", check_bool(self.first_order, "first_order"))
+
     @property
     def metric_name(self) -> str:
         return "mse" if self.net.loss == "mse" else "accuracy"
 
-    def init(self, rng) -> np.ndarray:
-        return self.net.init(rng)
+    def _check_task(self, task: Task, name: str) -> None:
+        super()._check_task(task, name)
+        if self.net.loss == "mse":
+            if task.y.ndim != 2 or task.y.shape[1] != self.net.n_out:
+                raise ValidationError(f"{name} must have real targets of width n_out = {self.net.n_out} for a "
+                                      f"regression MAML; got y of shape {task.y.shape}.")
+        else:
+            if task.y.ndim != 1:
+                raise ValidationError(f"{name} must have integer class labels for a classification MAML; got "
+                                      f"y of shape {task.y.shape}.")
+            top = max(int(task.y.max()), int(task.yq.max()))
+            if top >= self.net.n_out:
+                raise ValidationError(f"{name} has label {top} but the network has n_out = {self.net.n_out} "
+                                      f"classes.")
 
     def adapt(self, x: np.ndarray, task: Task, trajectory: bool = False):
+        """Inner loop Eq. (4): ``inner_steps`` gradient steps of size ``gamma`` on the support
+        set from ``x`` (D,); the adapted parameters, or the list of iterates with ``trajectory``."""
+        x = self._x(x)
+        self._check_task(check_tasks([task], "task")[0], "task")
+        return self._adapt(x, task, check_bool(trajectory, "trajectory"))
+
+    def _adapt(self, x, task, trajectory=False):
         phis = [x]
         for _ in range(self.inner_steps):
-            phis.append(phis[-1] - self.gamma * self.net.loss_and_grad(phis[-1], task.s, task.y)[1])
+            phis.append(phis[-1] - self.gamma * _fast(self.net).loss_and_grad(phis[-1], task.s, task.y)[1])
         return phis if trajectory else phis[-1]
 
-    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+    def _task_loss_and_grad(self, x: np.ndarray, task: Task):
         """Validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
-        phis = self.adapt(x, task, trajectory=True)
-        loss, g = self.net.loss_and_grad(phis[-1], task.sq, task.yq)
+        phis = self._adapt(x, task, trajectory=True)
+        net = _fast(self.net)
+        loss, g = net.loss_and_grad(phis[-1], task.sq, task.yq)
         if not self.first_order:
             for phi in reversed(phis[:-1]):
-                g = g - self.gamma * self.net.hvp(phi, task.s, task.y, g)
+                g = g - self.gamma * net.hvp(phi, task.s, task.y, g)
         return loss, g
 
-    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals of the query loss at the adapted parameters (D, M)."""
-        return np.stack([self.net.gauss_newton_diagonal(self.adapt(x, t), t.sq) for t in tasks], axis=1)
+        net = _fast(self.net)
+        return np.stack([net.gnd(self._adapt(x, t), t.sq) for t in tasks], axis=1)
 
-    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Query MSE (regression) or accuracy (classification) after adaptation, per task."""
-        return np.array([_metric(self.net.loss, self.net.predict(self.adapt(x, t), t.sq), t.yq) for t in tasks])
-
-
-def FOMAML(net: MLP, gamma: float = 0.01, inner_steps: int = 1) -> MAML:
-    """First-order MAML (kept for backward compatibility): ``MAML(..., first_order=True)``."""
-    return MAML(net, gamma, inner_steps, first_order=True)
+        predict = _fast(self.net).predict
+        return np.array([_metric(self.net.loss, predict(self._adapt(x, t), t.sq), t.yq)
+                         for t in tasks])
 
 
 @dataclass(frozen=True)
@@ -102,7 +220,18 @@ class ProtoNet(_Learner):
     uses the exact logit Jacobian (``curvature_method="exact"``: one back-propagated row per
     query and class) or its Monte-Carlo estimate (``"mc"``, DiagGGN-MC of Dangel et al. 2020:
     ``mc_samples`` rows per query, ``J'(p - e_y)`` with ``y ~ p``; unbiased, N times cheaper,
-    seeded by the parameters and the task so that it is reproducible)."""
+    seeded by the parameters and the task so that it is reproducible).
+
+    Parameters
+    ----------
+    net : MLP
+        The embedding network (``net.n_out`` = embedding width).
+    curvature_method : {"exact", "mc"}
+    mc_samples : int, >= 1
+        Samples per query for ``"mc"``.
+
+    Tasks must be classification tasks with at least one support example of every class.
+    """
 
     net: MLP
     curvature_method: str = "exact"
@@ -110,12 +239,25 @@ class ProtoNet(_Learner):
 
     metric_name = "accuracy"
 
-    def init(self, rng) -> np.ndarray:
-        return self.net.init(rng)
+    def __post_init__(self) -> None:
+        _check_net(self.net)
+        check_choice(self.curvature_method, "curvature_method", ("exact", "mc"))
+        object.__setattr__(self, "mc_samples", check_int(self.mc_samples, "mc_samples", minimum=1))
+
+    def _check_task(self, task: Task, name: str) -> None:
+        super()._check_task(task, name)
+        if task.y.ndim != 1:
+            raise ValidationError(f"{name} must be a classification task (integer labels) for ProtoNet; "
+                                  f"got regression targets of shape {task.y.shape}.")
+        n_way = int(max(task.y.max(), task.yq.max())) + 1
+        if np.any(np.bincount(task.y, minlength=n_way) == 0):
+            raise ValidationError(f"{name}: ProtoNet needs at least one support example of every class "
+                                  f"0..{n_way - 1}.")
 
     def _logits(self, x, task):
         n_way = int(max(task.y.max(), task.yq.max())) + 1
-        es, eq = self.net.predict(x, task.s), self.net.predict(x, task.sq)
+        predict = _fast(self.net).predict
+        es, eq = predict(x, task.s), predict(x, task.sq)
         onehot = np.eye(n_way)[task.y]                              # (n_s, N)
         counts = onehot.sum(0)
         if np.any(counts == 0):
@@ -132,18 +274,16 @@ class ProtoNet(_Learner):
         d_protos = 2.0 * np.einsum("...qk,qke->...ke", dlogits, diff)
         d_es = np.einsum("sk,...ke->...se", A, d_protos)
         s_all = np.concatenate([task.s, task.sq])
-        return self.net.vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
+        return _fast(self.net).vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
 
-    def task_loss_and_grad(self, x: np.ndarray, task: Task):
+    def _task_loss_and_grad(self, x: np.ndarray, task: Task):
         logits, diff, A = self._logits(x, task)
         loss, dlogits, _ = output_loss(logits, task.yq, "ce")
         return loss, self._logit_vjp(x, task, dlogits, diff, A)
 
-    def curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
         exact logit Jacobian ``J`` (one back-propagated row per query and class)."""
-        if self.curvature_method not in ("exact", "mc"):
-            raise ValidationError(f"curvature_method must be 'exact' or 'mc'; got {self.curvature_method!r}.")
         gn = []
         for task in tasks:
             logits, diff, A = self._logits(x, task)
@@ -152,6 +292,9 @@ class ProtoNet(_Learner):
                 p = softmax(logits)
                 rng = np.random.default_rng([zlib.crc32(x.tobytes()), zlib.crc32(task.sq.tobytes())])
                 S = self.mc_samples
+                check_size(float(S * nq) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
+                           "ProtoNet.curvature", what="float64 entries (Monte-Carlo Gauss-Newton rows)",
+                           alternative="Use fewer mc_samples, or fewer query examples per task.")
                 rows = np.zeros((S * nq, nq, N))
                 for j in range(S):
                     y = (rng.random((nq, 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, N - 1)
@@ -160,6 +303,10 @@ class ProtoNet(_Learner):
                 R = self._logit_vjp(x, task, rows, diff, A)
                 gn.append(np.sum(R * R, axis=0) / (nq * S))
                 continue
+            check_size(float(nq * N) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
+                       "ProtoNet.curvature", what="float64 entries (exact Gauss-Newton rows)",
+                       alternative="Use ProtoNet(net, curvature_method='mc') (DiagGGN-MC), or fewer query "
+                                   "examples or classes per task.")
             rows = np.zeros((nq * N, nq, N))
             rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
             J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)
@@ -168,5 +315,5 @@ class ProtoNet(_Learner):
             gn.append(np.sum(J * (H @ J), axis=(0, 1)))
         return np.stack(gn, axis=1)
 
-    def evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
+    def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         return np.array([_metric("ce", self._logits(x, t)[0], t.yq) for t in tasks])

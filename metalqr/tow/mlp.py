@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..exceptions import ValidationError
+from .._validation import as_float_array, as_rng, check_choice, check_int, check_size
+from ..exceptions import ValidationError, ValidationTypeError
 
 __all__ = ["MLP", "softmax", "output_loss"]
 
@@ -26,20 +27,61 @@ _LAYOUTS: dict = {}
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax along the last axis of a finite real array ``z`` (..., C), C >= 1."""
+    z = as_float_array(z, "z", allow_empty=False)
+    if z.ndim < 1:
+        raise ValidationError("z must have at least one axis (the classes); got a scalar.")
+    return _softmax(z)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
 def output_loss(out: np.ndarray, y: np.ndarray, loss: Loss):
     """Loss value, its gradient w.r.t. the outputs ``out`` (n, C), and a function applying the
-    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n - y_n|^2``;
-    CE: ``mean_n -log softmax(out_n)[y_n]`` with integer labels."""
+    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n - y_n|^2``
+    with real targets ``y`` (n, C); CE: ``mean_n -log softmax(out_n)[y_n]`` with integer
+    labels ``y`` (n,) in ``[0, C)``.
+
+    Raises
+    ------
+    ValidationError
+        Unknown ``loss``, or ``out`` / ``y`` malformed or of mismatched shapes.
+    """
+    loss = check_choice(loss, "loss", ("mse", "ce"))
+    out = as_float_array(out, "out", ndim=2, allow_empty=False)
+    y = _check_targets(y, "y", out.shape[0], out.shape[1], loss)
+    return _output_loss(out, y, loss)
+
+
+def _check_targets(y, name: str, n: int, C: int, loss: str) -> np.ndarray:
+    if loss == "mse":
+        y = as_float_array(y, name, ndim=2)
+        if y.shape != (n, C):
+            raise ValidationError(f"{name} must have shape ({n}, {C}) (one real target row per input); "
+                                  f"got {y.shape}.")
+        return y
+    raw = np.asarray(y)
+    if raw.ndim != 1 or raw.dtype.kind not in "iu":
+        raise ValidationTypeError(f"{name} must be a 1-D array of integer class labels for loss 'ce'; "
+                                  f"got dtype {raw.dtype}, shape {raw.shape}.")
+    if raw.shape[0] != n:
+        raise ValidationError(f"{name} must have {n} labels (one per input); got {raw.shape[0]}.")
+    if raw.size and (raw.min() < 0 or raw.max() >= C):
+        raise ValidationError(f"{name} labels must be in [0, {C - 1}] (n_out = {C} classes); got range "
+                              f"[{raw.min()}, {raw.max()}].")
+    return raw
+
+
+def _output_loss(out, y, loss):
     n = out.shape[0]
     if loss == "mse":
         r = out - y
         return float(np.sum(r * r) / n), 2.0 * r / n, lambda V: 2.0 * V / n
     if loss == "ce":
-        p = softmax(out)
+        p = _softmax(out)
         idx = np.arange(n)
         value = float(-np.mean(np.log(np.maximum(p[idx, y], 1e-300))))
         dout = p.copy()
@@ -50,12 +92,47 @@ def output_loss(out: np.ndarray, y: np.ndarray, loss: Loss):
 
 @dataclass(frozen=True)
 class MLP:
-    """Two-hidden-layer tanh MLP ``n_in -> h -> h -> n_out`` on flat parameter vectors."""
+    """Two-hidden-layer tanh MLP ``n_in -> h -> h -> n_out`` on flat parameter vectors.
+
+    Parameters
+    ----------
+    n_in, hidden, n_out : int, >= 1
+        Input, hidden and output widths (``n_out >= 2`` for ``loss="ce"``).
+    loss : {"mse", "ce"}
+        Mean squared error (regression) or softmax cross-entropy (integer labels).
+
+    Raises
+    ------
+    ValidationError
+        A width < 1, an unknown loss, or more than ``2**31`` parameters.
+    """
 
     n_in: int = 1
     hidden: int = 40
     n_out: int = 1
     loss: Loss = "mse"
+
+    def __post_init__(self) -> None:
+        for name in ("n_in", "hidden", "n_out"):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, minimum=1))
+        check_choice(self.loss, "loss", ("mse", "ce"))
+        if self.loss == "ce" and self.n_out < 2:
+            raise ValidationError(f"n_out must be >= 2 (classes) for loss 'ce'; got {self.n_out}.")
+        h = float(self.hidden)
+        check_size(h * (self.n_in + h + self.n_out + 2) + self.n_out, "MLP", what="parameters",
+                   alternative="Use a smaller hidden width.")
+
+    def _x(self, x) -> np.ndarray:
+        x = as_float_array(x, "x", ndim=1)
+        if x.size != self.size:
+            raise ValidationError(f"x must have length {self.size} (this MLP's parameter count); got {x.size}.")
+        return x
+
+    def _s(self, s, name: str = "s") -> np.ndarray:
+        s = as_float_array(s, name, ndim=2, allow_empty=False)
+        if s.shape[1] != self.n_in:
+            raise ValidationError(f"{name} must have shape (n, {self.n_in}) (n_in = {self.n_in}); got {s.shape}.")
+        return s
 
     @property
     def shapes(self):
@@ -67,8 +144,8 @@ class MLP:
         return int(sum(np.prod(s) for s in self.shapes))
 
     def init(self, rng) -> np.ndarray:
-        """Glorot-uniform weights, zero biases."""
-        rng = np.random.default_rng(rng)
+        """Glorot-uniform weights, zero biases; ``rng`` a Generator, an int seed >= 0 or None."""
+        rng = as_rng(rng)
         parts = []
         for shape in self.shapes:
             if len(shape) == 2:
@@ -88,26 +165,37 @@ class MLP:
         return out
 
     def unpack(self, x: np.ndarray):
-        """Views of the six parameter blocks of the flat vector ``x``."""
+        """Views of the six parameter blocks of the flat vector ``x`` (size,)."""
+        return self._unpack(self._x(x))
+
+    def _unpack(self, x: np.ndarray):
         layout = _LAYOUTS.get(self)
         if layout is None:
             layout = _LAYOUTS[self] = self._layout
         return [x[a:b].reshape(shape) for a, b, shape in layout]
 
     def _forward(self, x, s):
-        W1, b1, W2, b2, W3, b3 = self.unpack(x)
+        W1, b1, W2, b2, W3, b3 = self._unpack(x)
         a1 = np.tanh(s @ W1.T + b1)
         a2 = np.tanh(a1 @ W2.T + b2)
         return a1, a2, a2 @ W3.T + b3
 
     def predict(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Network output for inputs ``s`` (n, n_in)."""
-        return self._forward(x, s)[2]
+        """Network output (n, n_out) for parameters ``x`` (size,) and inputs ``s`` (n, n_in)."""
+        return self._forward(self._x(x), self._s(s))[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
         """``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them
-        (R, n, n_out) -> (R, D): Jacobian rows by batched back-propagation."""
-        W1, b1, W2, b2, W3, b3 = self.unpack(x)
+        (..., n, n_out) -> (..., D): Jacobian rows by batched back-propagation."""
+        x, s = self._x(x), self._s(s)
+        dout = as_float_array(dout, "dout")
+        if dout.ndim < 2 or dout.shape[-2:] != (s.shape[0], self.n_out):
+            raise ValidationError(f"dout must have shape (..., {s.shape[0]}, {self.n_out}) to match s and "
+                                  f"n_out; got {dout.shape}.")
+        return self._vjp(x, s, dout)
+
+    def _vjp(self, x, s, dout):
+        W1, b1, W2, b2, W3, b3 = self._unpack(x)
         a1, a2, _ = self._forward(x, s)
         lead, (n, C) = dout.shape[:-2], dout.shape[-2:]
         R = int(np.prod(lead))
@@ -121,17 +209,27 @@ class MLP:
         return g.reshape(*lead, -1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """The network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
-        value, dout, _ = output_loss(self.predict(x, s), y, self.loss)
-        return value, self.vjp(x, s, dout)
+        """The network's loss on ``(s, y)`` and its gradient (size,) w.r.t. ``x``."""
+        x, s = self._x(x), self._s(s)
+        return self._loss_and_grad(x, s, _check_targets(y, "y", s.shape[0], self.n_out, self.loss))
+
+    def _loss_and_grad(self, x, s, y):
+        value, dout, _ = _output_loss(self._forward(x, s)[2], y, self.loss)
+        return value, self._vjp(x, s, dout)
 
     def hvp(self, x: np.ndarray, s: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` by the R-operator
-        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v``."""
-        W1, b1, W2, b2, W3, b3 = self.unpack(x)
-        V1, c1, V2, c2, V3, c3 = self.unpack(v)
+        """Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` (size,) by the R-operator
+        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v`` (size,)."""
+        x, s = self._x(x), self._s(s)
+        y = _check_targets(y, "y", s.shape[0], self.n_out, self.loss)
+        v = as_float_array(v, "v", shape=(self.size,))
+        return self._hvp(x, s, y, v)
+
+    def _hvp(self, x, s, y, v):
+        W1, b1, W2, b2, W3, b3 = self._unpack(x)
+        V1, c1, V2, c2, V3, c3 = self._unpack(v)
         a1, a2, out = self._forward(x, s)
-        _, dout, hess = output_loss(out, y, self.loss)
+        _, dout, hess = _output_loss(out, y, self.loss)
         g1, g2 = 1 - a1 * a1, 1 - a2 * a2
         Ra1 = g1 * (s @ V1.T + c1)
         Ra2 = g2 * (Ra1 @ W2.T + a1 @ V2.T + c2)
@@ -149,14 +247,18 @@ class MLP:
         """Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with
         ``J_n = d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
         ``(diag p_n - p_n p_n') / n`` for softmax cross-entropy, which needs no labels).
-        Exact Hessian diagonal for MSE minus the residual term."""
-        W1, b1, W2, b2, W3, b3 = self.unpack(x)
+        Exact Hessian diagonal for MSE minus the residual term. ``x`` (size,), ``s`` (n, n_in);
+        ``y`` is accepted for symmetry with :meth:`loss_and_grad` and ignored."""
+        return self._gauss_newton_diagonal(self._x(x), self._s(s))
+
+    def _gauss_newton_diagonal(self, x, s, y=None):
+        W1, b1, W2, b2, W3, b3 = self._unpack(x)
         a1, a2, out = self._forward(x, s)
         n, C = out.shape
         if self.loss == "mse":
             H = np.broadcast_to(2.0 / n * np.eye(C), (n, C, C))
         else:
-            p = softmax(out)
+            p = _softmax(out)
             H = (np.einsum("nc,cd->ncd", p, np.eye(C)) - p[:, :, None] * p[:, None, :]) / n
         # d out_c / d z2_i = W3[c, i] (1 - a2_i^2);  d out_c / d z1 = (d out_c / d z2) W2 (1 - a1^2)
         Jz2 = W3[None, :, :] * (1 - a2 * a2)[:, None, :]            # (n, C, h)

@@ -15,36 +15,91 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import as_float_array, check_choice, check_int, check_real
 from ..exceptions import ValidationError
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+class _Optimizer:
+    """Argument checks shared by :class:`SGD` and :class:`Adam`."""
+
+    def state_size(self, D: int) -> int:
+        """Length of the optimiser state for ``D >= 1`` parameters."""
+        return self._k * check_int(D, "D", minimum=1)
+
+    def params(self, z: np.ndarray, D: int) -> np.ndarray:
+        """The meta-parameters ``x`` (D,) inside the state ``z``."""
+        D = check_int(D, "D", minimum=1)
+        return self._z(z, D * self._k)[:D]
+
+    def _z(self, z, size: int | None = None) -> np.ndarray:
+        z = as_float_array(z, "z", ndim=1, allow_empty=False)
+        if z.size % self._k or (size is not None and z.size != size):
+            want = f"length {size}" if size is not None else f"a length divisible by {self._k}"
+            raise ValidationError(f"z must be a {type(self).__name__} state of {want} ({self._k} x the "
+                                  f"parameter count); got length {z.size}.")
+        return z
+
+    def _args(self, z, g, tau):
+        z = self._z(z)
+        D = z.size // self._k
+        g = as_float_array(g, "g", shape=(D,))
+        tau = check_int(tau, "tau", minimum=1)
+        return z, g, tau, D
+
+    def _lin_args(self, z, g, G, H, tau):
+        z, g, tau, D = self._args(z, g, tau)
+        G = as_float_array(G, "G", ndim=2)
+        if G.shape[0] != D or G.shape[1] < 1:
+            raise ValidationError(f"G must have shape ({D}, M>=1) (one gradient column per task); got {G.shape}.")
+        H = as_float_array(H, "H")
+        if H.shape not in ((D,), (D, D)):
+            raise ValidationError(f"H must be a ({D},) Hessian diagonal or a ({D}, {D}) Hessian; got {H.shape}.")
+        return z, g, G, H, tau
 
 __all__ = ["SGD", "Adam", "make_optimizer"]
 
 
 @dataclass(frozen=True)
-class SGD:
-    """Eq. (90): ``x_{t+1} = x_t - alpha J_t' u_t``; Eq. (92): ``f_x = I - alpha H``, ``f_u = -alpha J_t'``."""
+class SGD(_Optimizer):
+    """Eq. (90) of the TOW paper: ``x_{t+1} = x_t - alpha J_t' u_t``; Eq. (92):
+    ``f_x = I - alpha H``, ``f_u = -alpha J_t'``.
+
+    Parameters
+    ----------
+    alpha : float, > 0
+        Meta step size.
+
+    Methods take ``z`` (D,) the state, ``g`` (D,) the weighted gradient, ``G`` (D, M) the
+    task gradients, ``H`` (D,) or (D, D) the Hessian (diagonal) of ``u'l`` and ``tau >= 1``
+    the 1-based update count.
+    """
 
     alpha: float
+    _k = 1
 
-    def state_size(self, D: int) -> int:
-        return D
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", check_real(self.alpha, "alpha", minimum=0.0, min_inclusive=False))
 
     def initial_state(self, x: np.ndarray) -> np.ndarray:
-        return np.array(x, dtype=float)
-
-    def params(self, z: np.ndarray, D: int) -> np.ndarray:
-        return z[:D]
+        """The state for meta-parameters ``x`` (D,): ``x`` itself."""
+        return as_float_array(x, "x", ndim=1, allow_empty=False).copy()
 
     def step(self, z: np.ndarray, g: np.ndarray, tau: int) -> np.ndarray:
+        """One update Eq. (90)."""
+        z, g, tau, _ = self._args(z, g, tau)
         return z - self.alpha * g
 
     def linearize(self, z, g, G, H, tau):
+        """``(f_z, f_u)`` of Eq. (92): (D, D) or (D,) with ``H``'s form, and (D, M)."""
+        z, g, G, H, tau = self._lin_args(z, g, G, H, tau)
         f_z = np.eye(z.size) - self.alpha * H if H.ndim == 2 else 1.0 - self.alpha * H
         return f_z, -self.alpha * G
 
 
 @dataclass(frozen=True)
-class Adam:
+class Adam(_Optimizer):
     """Eq. (94)-(98) of the TOW paper (``eps`` inside the square root, as printed):
     ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
     ``x = x - alpha (m / c1) / sqrt(v / c2 + eps)`` with ``c_i = 1 - b_i^tau`` and ``tau`` the
@@ -60,20 +115,21 @@ class Adam:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    _k = 3
 
-    def state_size(self, D: int) -> int:
-        return 3 * D
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", check_real(self.alpha, "alpha", minimum=0.0, min_inclusive=False))
+        for name in ("beta1", "beta2"):
+            object.__setattr__(self, name, check_real(getattr(self, name), name, minimum=0.0, maximum=1.0,
+                                                      max_inclusive=False))
+        object.__setattr__(self, "eps", check_real(self.eps, "eps", minimum=0.0, min_inclusive=False))
 
     def initial_state(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
+        """The state ``(x, m = 0, v = 0)`` (3 D,) for meta-parameters ``x`` (D,)."""
+        x = as_float_array(x, "x", ndim=1, allow_empty=False)
         return np.concatenate([x, np.zeros_like(x), np.zeros_like(x)])
 
-    def params(self, z: np.ndarray, D: int) -> np.ndarray:
-        return z[:D]
-
     def _parts(self, z, g, tau):
-        if tau < 1:
-            raise ValidationError(f"Adam's update count tau must be >= 1; got {tau}.")
         D = z.size // 3
         x, m, v = z[:D], z[D:2 * D], z[2 * D:]
         m2 = self.beta1 * m + (1 - self.beta1) * g
@@ -83,10 +139,14 @@ class Adam:
         return x, m2, v2, c1, c2, s
 
     def step(self, z: np.ndarray, g: np.ndarray, tau: int) -> np.ndarray:
+        """One update Eq. (94)-(98) with update count ``tau >= 1``."""
+        z, g, tau, _ = self._args(z, g, tau)
         x, m2, v2, c1, c2, s = self._parts(z, g, tau)
         return np.concatenate([x - self.alpha * m2 / (c1 * s), m2, v2])
 
     def linearize(self, z, g, G, H, tau):
+        """``(f_z, f_u)``: (3D, 3D) or, for a diagonal ``H``, (3D,) diagonal; and (3D, M)."""
+        z, g, G, H, tau = self._lin_args(z, g, G, H, tau)
         x, m2, v2, c1, c2, s = self._parts(z, g, tau)
         b1, b2 = self.beta1, self.beta2
         a = -self.alpha / (c1 * s)                            # d x' / d m'
@@ -109,11 +169,13 @@ class Adam:
 
 
 def make_optimizer(name: str, alpha: float):
-    """``"sgd"`` or ``"adam"`` with meta step size ``alpha``."""
-    if not (np.isfinite(alpha) and alpha > 0):
-        raise ValidationError(f"alpha must be a positive finite step size; got {alpha!r}.")
-    if name == "sgd":
-        return SGD(alpha)
-    if name == "adam":
-        return Adam(alpha)
-    raise ValidationError(f"optimizer must be 'sgd' or 'adam'; got {name!r}.")
+    """The meta-optimiser ``name`` (``"sgd"`` or ``"adam"``) with meta step size ``alpha > 0``.
+
+    Raises
+    ------
+    ValidationError
+        Unknown name (the valid ones are listed) or ``alpha`` not a finite positive number.
+    """
+    name = check_choice(name, "optimizer", OPTIMIZERS)
+    alpha = check_real(alpha, "alpha", minimum=0.0, min_inclusive=False)
+    return SGD(alpha) if name == "sgd" else Adam(alpha)

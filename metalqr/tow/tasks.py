@@ -15,16 +15,56 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..exceptions import BackendUnavailableError, ValidationError
+from .._validation import as_float_array, as_rng, check_bool, check_int, check_real, check_size
+from ..exceptions import BackendUnavailableError, ValidationError, ValidationTypeError
+
+#: One line telling a user how to get the digits extra (metalqr is installed from a clone).
+DIGITS_HINT = ("DigitsTasks (--source digits) needs scikit-learn, which is not installed: from a clone of "
+               "metalqr run  pip install \".[digits]\"  (or pip install scikit-learn).")
 
 __all__ = ["Task", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
            "ImageFolderTasks"]
 
 
+def _targets(value, name: str, n: int) -> np.ndarray:
+    """Regression targets (n, C) real, or classification labels (n,) integers >= 0."""
+    raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if raw.ndim == 1 and raw.dtype.kind in "iu":
+        if raw.shape[0] != n:
+            raise ValidationError(f"{name} has {raw.shape[0]} labels but its inputs have {n} rows; they "
+                                  f"must agree.")
+        if raw.size and raw.min() < 0:
+            raise ValidationError(f"{name} labels must be integers >= 0; got {raw.min()}.")
+        return raw.astype(np.int64, copy=False)
+    if raw.ndim == 1 and raw.dtype.kind not in "c?b":
+        raise ValidationError(f"{name} must be integer class labels (n,) or real regression targets "
+                              f"(n, C); got a 1-D {raw.dtype} array (use .astype(int) for labels or "
+                              f".reshape(-1, 1) for scalar targets).")
+    arr = as_float_array(raw, name, ndim=2)
+    if arr.shape[0] != n or arr.shape[1] < 1:
+        raise ValidationError(f"{name} must have shape ({n}, C>=1) to match its inputs; got {arr.shape}.")
+    return arr
+
+
 @dataclass
 class Task:
     """One few-shot task: support ``(s, y)`` and query ``(sq, yq)`` sets, and ``group``: the
-    amplitude of a sinusoid task or the alphabet of a classification task (for analysis)."""
+    amplitude of a sinusoid task or the alphabet of a classification task (for analysis).
+
+    Parameters
+    ----------
+    s, sq : (n_s, n_in), (n_q, n_in) array_like of float
+        Support and query inputs (at least one row each, finite, real).
+    y, yq : (n_s, C), (n_q, C) real targets, or (n_s,), (n_q,) integer labels >= 0
+        Support and query outputs (both of the same kind).
+    group : float
+        Amplitude or alphabet index, for analysis only.
+
+    Raises
+    ------
+    ValidationError
+        Malformed or inconsistent arrays.
+    """
 
     s: np.ndarray
     y: np.ndarray
@@ -32,9 +72,35 @@ class Task:
     yq: np.ndarray
     group: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.s = as_float_array(self.s, "s", ndim=2, allow_empty=False)
+        self.sq = as_float_array(self.sq, "sq", ndim=2, allow_empty=False)
+        if self.sq.shape[1] != self.s.shape[1]:
+            raise ValidationError(f"sq must have {self.s.shape[1]} columns like s; got {self.sq.shape[1]}.")
+        self.y = _targets(self.y, "y", self.s.shape[0])
+        self.yq = _targets(self.yq, "yq", self.sq.shape[0])
+        if self.y.ndim != self.yq.ndim or (self.y.ndim == 2 and self.y.shape[1] != self.yq.shape[1]):
+            raise ValidationError(f"yq must be of the same kind and width as y; got shapes {self.yq.shape} "
+                                  f"and {self.y.shape}.")
+        self.group = check_real(self.group, "group")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.y.ndim == 1
+
     @property
     def amplitude(self) -> float:
         return float(self.group)
+
+
+def _sample_args(rng, n, train, entries_per_task: float, who: str):
+    """Validate the arguments of a source's ``sample`` and refuse huge requests."""
+    rng = as_rng(rng)
+    n = check_int(n, "n", minimum=1)
+    train = check_bool(train, "train")
+    check_size(float(n) * entries_per_task, f"{who}.sample(n={n})", what="float64 entries",
+               alternative="Sample fewer tasks per call.")
+    return rng, n, train
 
 
 @dataclass
@@ -44,7 +110,22 @@ class SinusoidTasks:
     Training amplitudes are skewed: with probability ``1 - rare_fraction`` from
     ``U[0.1, split]`` and otherwise from ``U[split, 5]``; test amplitudes cover
     ``U[0.1, 5]`` uniformly, so a learner that neglects the rare large-amplitude tasks is
-    penalised at test time (the TR-MAML setting)."""
+    penalised at test time (the TR-MAML setting).
+
+    Parameters
+    ----------
+    k_shot, k_query : int, >= 1
+        Support and query examples per task.
+    split : float in [0.1, 5]
+        Amplitude that separates common from rare training tasks.
+    rare_fraction : float in [0, 1]
+        Probability of a rare (large-amplitude) training task.
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range or of the wrong type.
+    """
 
     k_shot: int = 5
     k_query: int = 10
@@ -55,7 +136,16 @@ class SinusoidTasks:
     n_out = 1
     loss = "mse"
 
+    def __post_init__(self) -> None:
+        self.k_shot = check_int(self.k_shot, "k_shot", minimum=1)
+        self.k_query = check_int(self.k_query, "k_query", minimum=1)
+        self.split = check_real(self.split, "split", minimum=0.1, maximum=5.0)
+        self.rare_fraction = check_real(self.rare_fraction, "rare_fraction", minimum=0.0, maximum=1.0)
+
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        """``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed); training or
+        test amplitude distribution by ``train``."""
+        rng, n, train = _sample_args(rng, n, train, 2.0 * (self.k_shot + self.k_query), "SinusoidTasks")
         tasks = []
         for _ in range(n):
             if train and rng.uniform() >= self.rare_fraction:
@@ -96,6 +186,30 @@ class HierarchicalClassificationTasks:
     rest for testing. Training alphabets are imbalanced: alphabet ``a`` is drawn with
     probability proportional to ``imbalance**a`` (a few alphabets dominate); test tasks draw
     alphabets uniformly.
+
+    Parameters
+    ----------
+    n_way : int, >= 2
+        Classes per task; at most the classes per alphabet of the smaller split.
+    k_shot, k_query : int, >= 1
+        Support and query examples per class.
+    n_alphabets : int, >= 1; n_chars : int, >= 2
+        Alphabets and classes per alphabet.
+    dim, latent : int, >= 1
+        Example and latent dimensions.
+    within, noise_level : float, >= 0
+        Within-class spread (latent) and observation noise.
+    imbalance : float, > 0
+        Ratio of successive training-alphabet probabilities.
+    train_fraction : float in (0, 1)
+        Fraction of each alphabet's classes used for training.
+    seed : int, >= 0
+        Seed of the synthetic world (maps, offsets, codes).
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range, or ``n_way`` larger than a split.
     """
 
     n_way: int = 5
@@ -113,6 +227,36 @@ class HierarchicalClassificationTasks:
     _data: dict = field(default_factory=dict, repr=False)
 
     loss = "ce"
+
+    def __post_init__(self) -> None:
+        self.n_way = check_int(self.n_way, "n_way", minimum=2)
+        self.k_shot = check_int(self.k_shot, "k_shot", minimum=1)
+        self.k_query = check_int(self.k_query, "k_query", minimum=1)
+        self.n_alphabets = check_int(self.n_alphabets, "n_alphabets", minimum=1)
+        self.n_chars = check_int(self.n_chars, "n_chars", minimum=2)
+        self.dim = check_int(self.dim, "dim", minimum=1)
+        self.latent = check_int(self.latent, "latent", minimum=1)
+        self.within = check_real(self.within, "within", minimum=0.0)
+        self.noise_level = check_real(self.noise_level, "noise_level", minimum=0.0)
+        self.imbalance = check_real(self.imbalance, "imbalance", minimum=0.0, min_inclusive=False)
+        self.train_fraction = check_real(self.train_fraction, "train_fraction", minimum=0.0, maximum=1.0,
+                                         min_inclusive=False, max_inclusive=False)
+        self.seed = check_int(self.seed, "seed", minimum=0)
+        check_size(float(self.n_alphabets) * (self.dim + self.n_chars) * self.latent,
+                   "HierarchicalClassificationTasks", what="float64 entries",
+                   alternative="Use fewer alphabets, characters or dimensions.")
+        with np.errstate(over="ignore", under="ignore"):
+            p = self.imbalance ** np.arange(self.n_alphabets, dtype=float)
+        if not (np.all(np.isfinite(p)) and p.sum() > 0 and np.isfinite(p.sum())):
+            raise ValidationError(f"imbalance={self.imbalance!r} ** (n_alphabets - 1) is outside the float "
+                                  f"range; choose imbalance closer to 1 or fewer alphabets.")
+        n_train = int(round(self.train_fraction * self.n_chars))
+        smaller = min(n_train, self.n_chars - n_train)
+        if smaller < self.n_way:
+            raise ValidationError(
+                f"n_way={self.n_way} exceeds the classes per alphabet in the smaller split ({n_train} "
+                f"training, {self.n_chars - n_train} test of n_chars={self.n_chars} at "
+                f"train_fraction={self.train_fraction:g}); lower n_way or raise n_chars.")
 
     @property
     def n_in(self) -> int:
@@ -143,7 +287,14 @@ class HierarchicalClassificationTasks:
     def _shots(self, rng) -> list[int]:
         return [self.k_shot] * self.n_way
 
+    def _max_shot(self) -> int:
+        return self.k_shot
+
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        """``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed) from the training
+        (imbalanced alphabets) or test (uniform alphabets, held-out classes) split."""
+        rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self._max_shot() + self.k_query)
+                                     * self.dim, type(self).__name__)
         n_train = int(round(self.train_fraction * self.n_chars))
         pool = np.arange(n_train) if train else np.arange(n_train, self.n_chars)
         if pool.size < self.n_way:
@@ -172,9 +323,24 @@ def _split_task_from_fresh(classes: list, shots: list[int], group) -> Task:
 class AnyShotTasks(HierarchicalClassificationTasks):
     """Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its
     own number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
-    evidence they carry as well as in their alphabet."""
+    evidence they carry as well as in their alphabet.
 
-    max_shot: int = 10
+    Parameters
+    ----------
+    max_shot : int, >= 1
+        Largest number of support examples of a class (default 5, as in ``metalqr tow`` and
+        the results of docs/tow.md; ``k_shot`` is not used). The other parameters as
+        :class:`HierarchicalClassificationTasks`.
+    """
+
+    max_shot: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.max_shot = check_int(self.max_shot, "max_shot", minimum=1)
+
+    def _max_shot(self) -> int:
+        return self.max_shot
 
     def _shots(self, rng) -> list[int]:
         return [int(k) for k in rng.integers(1, self.max_shot + 1, size=self.n_way)]
@@ -182,9 +348,23 @@ class AnyShotTasks(HierarchicalClassificationTasks):
 
 @dataclass
 class DigitsTasks:
-    """N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra
-    ``pip install "metalqr[digits]"``): training tasks use the digits in ``train_classes``,
-    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default)."""
+    """N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra:
+    ``pip install ".[digits]"`` from a clone): training tasks use the digits in ``train_classes``,
+    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default).
+
+    Parameters
+    ----------
+    n_way : int, >= 2
+    k_shot, k_query : int, >= 1
+    train_classes : tuple of distinct ints in 0..9
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range, or ``n_way`` larger than a split.
+    BackendUnavailableError
+        At sampling, when scikit-learn is not installed (the message says how to install it).
+    """
 
     n_way: int = 3
     k_shot: int = 1
@@ -194,6 +374,26 @@ class DigitsTasks:
     n_in = 64
     loss = "ce"
 
+    def __post_init__(self) -> None:
+        self.n_way = check_int(self.n_way, "n_way", minimum=2)
+        self.k_shot = check_int(self.k_shot, "k_shot", minimum=1)
+        self.k_query = check_int(self.k_query, "k_query", minimum=1)
+        tc = self.train_classes
+        if isinstance(tc, (str, bytes)) or not isinstance(tc, (tuple, list, np.ndarray)):
+            raise ValidationTypeError(f"train_classes must be a tuple of digits 0-9; got {tc!r}.")
+        for c in tc:
+            if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not 0 <= c <= 9:
+                raise ValidationError(f"train_classes must contain digits 0-9 (ints); got {c!r}.")
+        tc = tuple(int(c) for c in tc)
+        if len(set(tc)) != len(tc):
+            raise ValidationError(f"train_classes must not repeat a digit; got {tc}.")
+        self.train_classes = tc
+        smaller = min(len(tc), 10 - len(tc))
+        if smaller < self.n_way:
+            raise ValidationError(f"n_way={self.n_way} exceeds the digits in the smaller split "
+                                  f"({len(tc)} training, {10 - len(tc)} test digits by train_classes); "
+                                  f"lower n_way or rebalance train_classes.")
+
     @property
     def n_out(self) -> int:
         return self.n_way
@@ -201,14 +401,16 @@ class DigitsTasks:
     def _by_class(self):
         try:
             from sklearn.datasets import load_digits
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                "DigitsTasks needs scikit-learn: pip install 'metalqr[digits]'.") from exc
+        except ImportError:
+            raise BackendUnavailableError(DIGITS_HINT) from None
         d = load_digits()
         X = d.data / 16.0
         return {c: X[d.target == c] for c in range(10)}
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        """``n >= 1`` tasks from the training or test digits, drawn with ``rng``."""
+        rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self.k_shot + self.k_query) * 64,
+                                     "DigitsTasks")
         data = self._by_class()
         pool = [c for c in range(10) if (c in self.train_classes) == train]
         if len(pool) < self.n_way:
@@ -238,7 +440,24 @@ class ImageFolderTasks:
     """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot /
     mini-ImageNet layout). Images are read with matplotlib, converted to grayscale and
     resized (nearest neighbour) to ``size x size``; training tasks use ``train_split``,
-    test tasks ``test_split``. Every class needs at least one image."""
+    test tasks ``test_split``. Every class needs at least one image.
+
+    Parameters
+    ----------
+    root : str
+        Dataset folder.
+    n_way : int, >= 2
+    k_shot, k_query : int, >= 1
+    size : int in [1, 1024]
+        Side of the resized square images.
+    train_split, test_split : str
+        Sub-folders of ``root``.
+
+    Raises
+    ------
+    ValidationError
+        A malformed argument; at sampling, a missing folder, an empty class or too few classes.
+    """
 
     root: str
     n_way: int = 5
@@ -251,6 +470,22 @@ class ImageFolderTasks:
 
     loss = "ce"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.root, (str, os.PathLike)) or isinstance(self.root, bytes):
+            raise ValidationTypeError(f"root must be a folder path (str); got {type(self.root).__name__}.")
+        self.root = os.fspath(self.root)
+        if not self.root:
+            raise ValidationError("root must be a non-empty folder path.")
+        self.n_way = check_int(self.n_way, "n_way", minimum=2)
+        self.k_shot = check_int(self.k_shot, "k_shot", minimum=1)
+        self.k_query = check_int(self.k_query, "k_query", minimum=1)
+        self.size = check_int(self.size, "size", minimum=1, maximum=1024)
+        for name in ("train_split", "test_split"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v or os.sep in v:
+                raise ValidationError(f"{name} must be the name of a sub-folder of root (e.g. 'train'); "
+                                      f"got {v!r}.")
+
     @property
     def n_in(self) -> int:
         return self.size * self.size
@@ -260,6 +495,10 @@ class ImageFolderTasks:
         return self.n_way
 
     def classes(self, split: str) -> dict:
+        """The images of every class of ``split`` (a sub-folder of ``root``), as
+        ``{class name: (n_images, size*size) array}``."""
+        if not isinstance(split, str) or not split:
+            raise ValidationError(f"split must be a sub-folder name of root; got {split!r}.")
         if split not in self._cache:
             folder = os.path.join(self.root, split)
             if not os.path.isdir(folder):
@@ -279,6 +518,9 @@ class ImageFolderTasks:
         return self._cache[split]
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
+        """``n >= 1`` tasks from ``train_split`` (``train=True``) or ``test_split``."""
+        rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self.k_shot + self.k_query)
+                                     * self.size ** 2, "ImageFolderTasks")
         data = self.classes(self.train_split if train else self.test_split)
         names = sorted(data)
         out = []

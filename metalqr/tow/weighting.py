@@ -1,60 +1,159 @@
 """Task-weighting strategies behind one interface: ``uniform``, ``exploration`` and
-``exploitation`` (Eq. (12) of the TOW paper) and ``tow`` (Algorithm 1, via
+``exploitation`` (Eq. (12) of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via
 :func:`metalqr.ilqr.ilqr`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.optimize
 
-from ..exceptions import ValidationError
+from .._validation import as_float_array, check_choice, check_int, check_real, check_size
+from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ilqr
+from ._checks import check_batches, check_learner, check_optimizer, param_size
 from .optimizers import SGD
 from .tasks import Task
 
 __all__ = ["dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]
 
+MODES = ("exploration", "exploitation")
 
-def dirichlet_weights(losses: np.ndarray, kappa: float, mode: str) -> np.ndarray:
-    """Eq. (12): ``argmin_u -+ u'l - ln Dir(u; kappa)`` on the simplex (SLSQP).
 
-    ``mode="exploration"`` (``-u'l``) favours hard tasks, ``"exploitation"`` (``+u'l``)
-    familiar ones. ``-ln Dir(u; kappa) = -(kappa - 1) sum_j ln u_j + const``, ``kappa > 1``.
+def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
+    r"""The exploration / exploitation baselines, Eq. (12) of the TOW paper, solved exactly.
+
+    ``u* = argmin_u  s u'l - ln Dir(u; kappa)`` over the open simplex ``{u > 0, 1'u = 1}``,
+    with ``s = -1`` for ``"exploration"`` (hard tasks get more weight) and ``s = +1`` for
+    ``"exploitation"`` (familiar tasks get more weight). With the symmetric Dirichlet prior
+    ``-ln Dir(u; kappa) = -(kappa - 1) sum_j ln u_j + const``, the objective is strictly
+    convex for ``kappa > 1`` and its log barrier keeps ``u`` inside the simplex, so the
+    Lagrange conditions ``s l_j - (kappa - 1) / u_j + lambda = 0``, ``1'u = 1`` are necessary
+    and sufficient:
+
+    ``u_j = (kappa - 1) / (s l_j + lambda)``,  ``sum_j u_j = 1``,  ``s l_j + lambda > 0``.
+
+    ``phi(lambda) = sum_j (kappa - 1) / (s l_j + lambda)`` decreases strictly from ``+inf``
+    to 0 on ``lambda > -min_j s l_j``, so ``lambda`` is its unique root. With
+    ``d_j = s l_j - min_i s l_i >= 0`` and ``lambda = (kappa - 1) nu - min_i s l_i`` the
+    root ``nu`` lies in ``[1, M]`` (the smallest ``d_j`` is 0, so ``phi >= 1`` at
+    ``nu = 1``; every term is ``<= 1/M`` at ``nu = M``): it is found by Brent's method on
+    that bracket, polished by Newton steps, and the residual ``|1'u - 1|`` is checked.
+    This replaces SciPy's SLSQP, which the paper uses and which fails without saying so for
+    losses of order 60 and above (issue 13 C).
+
+    Parameters
+    ----------
+    losses : (M,) array_like of float
+        Validation losses ``l_j(x)`` of the ``M >= 1`` tasks of a mini-batch (finite, real).
+    kappa : float
+        Dirichlet concentration, ``kappa > 1`` (the paper uses 1.2; ``kappa = 1`` is a flat
+        prior with a vertex solution, and for ``kappa < 1`` Eq. (12) has no minimiser, the
+        objective being unbounded below on the simplex). Large ``kappa`` tends to uniform.
+    mode : {"exploration", "exploitation"}
+
+    Returns
+    -------
+    u : (M,) ndarray
+        The weights, ``u >= 0`` (``> 0`` unless a loss gap overflows ``(kappa - 1)`` by more
+        than the float range), ``sum(u) = 1`` to rounding.
+
+    Raises
+    ------
+    ValidationError
+        Non-finite, complex, empty or non-1-D ``losses``; ``kappa <= 1``; unknown ``mode``.
     """
-    if kappa <= 1:
-        raise ValidationError(f"kappa must be > 1 (kappa = 1 is a flat prior); got {kappa}.")
-    if mode not in ("exploration", "exploitation"):
-        raise ValidationError(f"mode must be 'exploration' or 'exploitation'; got {mode!r}.")
-    sign = -1.0 if mode == "exploration" else 1.0
+    losses = as_float_array(losses, "losses", ndim=1, allow_empty=False)
+    kappa = check_real(kappa, "kappa", minimum=1.0, min_inclusive=False)
+    mode = check_choice(mode, "mode", MODES)
     M = losses.size
-    f = lambda u: sign * u @ losses - (kappa - 1) * np.sum(np.log(u))
-    g = lambda u: sign * losses - (kappa - 1) / u
-    res = scipy.optimize.minimize(f, np.full(M, 1.0 / M), jac=g, method="SLSQP",
-                                  bounds=[(1e-9, 1.0)] * M,
-                                  constraints=[{"type": "eq", "fun": lambda u: u.sum() - 1.0,
-                                                "jac": lambda u: np.ones(M)}],
-                                  options={"ftol": 1e-12, "maxiter": 200})
-    u = np.clip(res.x, 0.0, None)
+    if M == 1:
+        return np.ones(1)
+    sl = -losses if mode == "exploration" else losses
+    with np.errstate(over="ignore"):
+        d = sl - sl.min()                       # >= 0, exactly 0 at the arg-min
+        if not np.all(np.isfinite(d)):
+            raise ValidationError(f"losses span more than the float range (max - min = {d.max()!r}); "
+                                  f"rescale the losses.")
+        a = kappa - 1.0
+        r = d / a                               # may overflow to inf: weight 0, the right limit
+    phi = lambda nu: float(np.sum(1.0 / (r + nu)) - 1.0)
+    if phi(float(M)) >= 0.0:                    # all d_j = 0 (ties): uniform exactly
+        return np.full(M, 1.0 / M)
+    nu, info = scipy.optimize.brentq(phi, 1.0, float(M), xtol=1e-15, rtol=4 * np.finfo(float).eps,
+                                     maxiter=200, full_output=True, disp=False)
+    if not info.converged:
+        raise MetalqrError(f"dirichlet_weights: the root finder did not converge ({info.flag}) for "
+                           f"losses={losses!r}, kappa={kappa!r}; please report this input.")
+    for _ in range(3):                          # Newton polish (phi is convex and decreasing)
+        q = 1.0 / (r + nu)
+        step = (np.sum(q) - 1.0) / np.sum(q * q)
+        if not np.isfinite(step) or not (1.0 <= nu + step <= M):
+            break
+        nu += step
+    u = 1.0 / (r + nu)
+    residual = abs(float(u.sum()) - 1.0)
+    if not residual <= 1e-10:
+        raise MetalqrError(f"dirichlet_weights: the KKT solution has residual |sum u - 1| = "
+                           f"{residual:.3g} for losses={losses!r}, kappa={kappa!r}; please report "
+                           f"this input.")
     return u / u.sum()
 
 
 @dataclass
 class TOWResult:
-    """Weights ``U`` (T, M), the optimiser states along the trajectory ``X`` (T+1, S) and the
-    iLQR result (``costs[0]`` is the uniform nominal trajectory's cost)."""
+    """Result of :func:`tow_weights`.
+
+    Attributes
+    ----------
+    U : (T, M) ndarray
+        The optimised task weights (``>= 0``).
+    X : (T+1, S) ndarray
+        The optimiser states along the trajectory (``S = D`` for SGD, ``3 D`` for Adam).
+    ilqr : ILQRResult
+        The iLQR result (``costs[0]`` is the uniform nominal trajectory's cost).
+    """
 
     U: np.ndarray
     X: np.ndarray
     ilqr: object
 
+    def __post_init__(self) -> None:
+        self.U = as_float_array(self.U, "U", ndim=2, allow_empty=False)
+        self.X = as_float_array(self.X, "X", ndim=2, allow_empty=False)
+        if self.X.shape[0] != self.U.shape[0] + 1:
+            raise ValidationError(f"X must have T+1 = {self.U.shape[0] + 1} rows (one more than U); got "
+                                  f"{self.X.shape[0]}.")
+
 
 @dataclass
 class TOWProblem:
-    """The trajectory-optimisation problem of one TOW window, in the form :func:`metalqr.ilqr.ilqr`
-    takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and ``derivatives(Z, U)`` (see :func:`tow_weights`)."""
+    """The trajectory-optimisation problem of one TOW window (Algorithm 1 of the TOW paper),
+    in the form :func:`metalqr.ilqr.ilqr` takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and
+    ``derivatives(Z, U)`` (see :func:`tow_weights`).
+
+    Parameters
+    ----------
+    learner : MAML or ProtoNet
+    batches : sequence of T lists of M :class:`Task`
+    optimizer : SGD or Adam
+        The meta-optimiser whose update is the dynamics (Eq. (90) / (97)).
+    D : int
+        Number of meta-parameters (the learner's parameter count).
+    tau0 : int, >= 0
+        Updates done before this window (Adam's bias correction uses ``tau0 + t + 1``).
+    beta_u : float, > 0
+        Precision of the Gaussian prior on the weights, Eq. (7).
+    mu : float, >= 0
+        Prior mean of every weight (``1/M`` in the paper).
+
+    Raises
+    ------
+    ValidationError
+        Any argument malformed or inconsistent (``D`` not the learner's parameter count).
+    """
 
     learner: object
     batches: Sequence[list[Task]]
@@ -65,10 +164,36 @@ class TOWProblem:
     mu: float = 0.2
     _cache: dict = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        check_learner(self.learner)
+        self.batches = check_batches(self.batches)
+        check_optimizer(self.optimizer)
+        self.D = check_int(self.D, "D", minimum=1)
+        if self.D != param_size(self.learner):
+            raise ValidationError(f"D must equal the learner's parameter count "
+                                  f"{param_size(self.learner)}; got {self.D}.")
+        self.tau0 = check_int(self.tau0, "tau0", minimum=0)
+        self.beta_u = check_real(self.beta_u, "beta_u", minimum=0.0, min_inclusive=False)
+        self.mu = check_real(self.mu, "mu", minimum=0.0)
+        self._T, self._M = len(self.batches), len(self.batches[0])
+        self._S = self.optimizer.state_size(self.D)
+
+    def _check_step(self, zt, u, t):
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= t < self._T:
+            raise ValidationError(f"t must be an int step index in [0, {self._T - 1}]; got {t!r}.")
+        zt = as_float_array(zt, "zt", shape=(self._S,))
+        if u is not None:
+            u = as_float_array(u, "u", shape=(self._M,))
+        return zt, u
+
     def evaluate(self, zt: np.ndarray, t: int):
-        """Losses and gradients of mini-batch t at zt. The forward pass asks for the dynamics
-        and the cost at the same (zt, t), and the derivatives at the accepted trajectory, so
-        the last evaluation per step t is kept."""
+        """Losses (M,) and gradients (D, M) of mini-batch ``t`` at state ``zt``. The forward
+        pass asks for the dynamics and the cost at the same ``(zt, t)``, and the derivatives
+        at the accepted trajectory, so the last evaluation per step ``t`` is kept."""
+        zt, _ = self._check_step(zt, None, t)
+        return self._evaluate(zt, t)
+
+    def _evaluate(self, zt, t):
         key = zt[:self.D].tobytes()
         if self._cache.get(t, (None,))[0] != key:
             self._cache[t] = (key, *self.learner.batch(zt[:self.D], self.batches[t])[:2])
@@ -76,19 +201,25 @@ class TOWProblem:
 
     def dynamics(self, zt, u, t):
         """One optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97))."""
-        return self.optimizer.step(zt, self.evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
+        zt, u = self._check_step(zt, u, t)
+        return self.optimizer.step(zt, self._evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
 
     def cost(self, zt, u, t):
         """Eq. (7): ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``."""
-        return float(self.evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
+        zt, u = self._check_step(zt, u, t)
+        return float(self._evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
 
     def derivatives(self, Z, U) -> Derivatives:
-        """Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along ``(Z, U)``."""
-        T, M = U.shape
-        S, D = Z.shape[1], self.D
+        """Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along
+        ``Z`` (T+1, S) or its first T rows (T, S), ``U`` (T, M)."""
+        T, M, S, D = self._T, self._M, self._S, self.D
+        Z = as_float_array(Z, "Z", ndim=2)
+        if Z.shape not in ((T + 1, S), (T, S)):
+            raise ValidationError(f"Z must have shape ({T + 1}, {S}) (or its first {T} rows); got {Z.shape}.")
+        U = as_float_array(U, "U", shape=(T, M))
         f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
         for t in range(T):
-            G = self.evaluate(Z[t], t)[1]
+            G = self._evaluate(Z[t], t)[1]
             GN = self.learner.curvature(Z[t, :D], self.batches[t])
             f_x[t], f_u[t] = self.optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], self.tau0 + t + 1)
             c_x[t, :D] = G.sum(axis=1)
@@ -112,20 +243,84 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     from the optimiser's linearisation with the Gauss-Newton diagonal ``sum_j u_j GN_j`` as
     the Hessian, ``c_x = sum_j grad l_j``, ``c_xx ~ diag(sum_j GN_j)`` (zero on ``m, v``),
     ``c_u = beta_u (u - mu_u)``, ``c_uu = beta_u I``. Solved by :func:`metalqr.ilqr.ilqr` from
-    the uniform nominal ``u = mu_u`` with ``u >= 0``. ``learner`` is a
-    :class:`~metalqr.tow.MAML` or :class:`~metalqr.tow.ProtoNet`; ``alpha`` alone means SGD.
-    ``tol`` is iLQR's relative stopping tolerance (0: always run ``n_ilqr`` iterations).
+    the uniform nominal ``u = mu_u`` with ``u >= 0``.
+
+    Parameters
+    ----------
+    learner : MAML or ProtoNet
+    z : (S,) array_like
+        Optimiser state, ``S = D`` (SGD) or ``3 D`` (Adam), ``D`` the learner's parameter count.
+    batches : sequence of T >= 1 lists of M >= 1 :class:`Task`
+    alpha : float, > 0, optional
+        Meta step size of plain SGD; give either ``alpha`` or ``optimizer``.
+    optimizer : SGD or Adam, optional
+    tau0 : int, >= 0
+        Updates done before this window.
+    beta_u : float, > 0
+        Prior precision of Eq. (7) (the paper: 10).
+    mu_u : float, >= 0, optional
+        Prior mean of the weights (default ``1/M``).
+    n_ilqr : int, >= 1
+        iLQR iterations (the paper: 2).
+    value_model : {"diagonal", "full"}
+    constraint : {"boxqp", "reject"}
+    tol : float, >= 0
+        iLQR's relative stopping tolerance (0: always run ``n_ilqr`` iterations).
+
+    Returns
+    -------
+    TOWResult
+
+    Raises
+    ------
+    ValidationError
+        Malformed or inconsistent arguments.
+    TrainingDivergedError
+        The optimised trajectory is not finite (reduce the meta step size).
+    MetalqrError
+        iLQR's answer failed its checks (negative weights, or a cost above the nominal's).
     """
+    learner = check_learner(learner)
+    batches = check_batches(batches)
     if optimizer is None:
         if alpha is None:
-            raise ValidationError("give the meta step size alpha (SGD) or an optimizer.")
+            raise ValidationError("alpha: give the meta step size alpha (SGD) or an optimizer.")
         optimizer = SGD(alpha)
+    else:
+        check_optimizer(optimizer)
+        if alpha is not None:
+            raise ValidationError("alpha: give either alpha (plain SGD) or optimizer, not both.")
+    D = param_size(learner)
+    S = optimizer.state_size(D)
+    z = as_float_array(z, "z", ndim=1)
+    if z.size != S:
+        raise ValidationError(f"z must have length {S} (the {type(optimizer).__name__} state of a learner "
+                              f"with {D} parameters); got {z.size}.")
     M = len(batches[0])
-    mu = 1.0 / M if mu_u is None else float(mu_u)
-    z = np.asarray(z, dtype=float)
-    D = z.size if isinstance(optimizer, SGD) else z.size // 3
+    tau0 = check_int(tau0, "tau0", minimum=0)
+    beta_u = check_real(beta_u, "beta_u", minimum=0.0, min_inclusive=False)
+    mu = 1.0 / M if mu_u is None else check_real(mu_u, "mu_u", minimum=0.0)
+    n_ilqr = check_int(n_ilqr, "n_ilqr", minimum=1)
+    value_model = check_choice(value_model, "value_model", ("diagonal", "full"))
+    constraint = check_choice(constraint, "constraint", ("boxqp", "reject"))
+    tol = check_real(tol, "tol", minimum=0.0)
+    if value_model == "full":               # dense S x S value matrices and gains over the window
+        check_size(float(S) * S * (len(batches) + 3) + float(len(batches)) * M * S, "tow_weights",
+                   what="float64 entries (full value model)",
+                   alternative="Use value_model='diagonal' (the TOW paper's choice, O(S M^2) per step).")
     problem = TOWProblem(learner, batches, optimizer, D, tau0, beta_u, mu)
     res = ilqr(problem.dynamics, problem.cost, z, np.full((len(batches), M), mu), terminal_cost=lambda zT: 0.0,
                derivatives=problem.derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
                max_iterations=n_ilqr, tol=tol)
+    # Check iLQR's answer before using it (issue 13 C): a finite trajectory, feasible weights,
+    # and a cost no worse than the uniform nominal's (iLQR only accepts decreasing steps).
+    if not (np.all(np.isfinite(res.X)) and np.all(np.isfinite(res.U)) and np.isfinite(res.cost)):
+        raise TrainingDivergedError("tow_weights: the optimised trajectory is not finite; reduce the meta "
+                                    "step size (alpha) or raise beta_u.")
+    if np.any(res.U < 0.0):
+        raise MetalqrError(f"tow_weights: iLQR returned negative weights (min {res.U.min():.3g}) although "
+                           f"u >= 0 was imposed ({constraint!r}); please report this input.")
+    if res.cost > res.costs[0] + 1e-9 * max(1.0, abs(res.costs[0])):
+        raise MetalqrError(f"tow_weights: iLQR's final cost {res.cost:.6g} exceeds the uniform nominal's "
+                           f"{res.costs[0]:.6g}; please report this input.")
     return TOWResult(res.U, res.X, res)

@@ -1,0 +1,93 @@
+"""Argument checks shared inside :mod:`metalqr.tow` (learners, task lists, sources,
+optimisers, parameter vectors). Built on :mod:`metalqr._validation`; every error names the
+argument and says how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array
+from ..exceptions import ValidationError, ValidationTypeError
+
+
+def check_params(x: Any, name: str, size: int) -> np.ndarray:
+    """A finite real parameter vector of length ``size``."""
+    x = as_float_array(x, name, ndim=1)
+    if x.size != size:
+        raise ValidationError(f"{name} must have length {size} (the network's parameter count); "
+                              f"got {x.size}.")
+    return x
+
+
+def check_learner(learner: Any, name: str = "learner"):
+    """A :class:`~metalqr.tow.MAML` or :class:`~metalqr.tow.ProtoNet`."""
+    from .learner import MAML, ProtoNet
+    if not isinstance(learner, (MAML, ProtoNet)):
+        raise ValidationTypeError(f"{name} must be a metalqr.tow.MAML or metalqr.tow.ProtoNet (see "
+                                  f"metalqr.tow.make_learner); got {type(learner).__name__}.")
+    return learner
+
+
+def param_size(learner) -> int:
+    return learner.net.size
+
+
+def check_optimizer(optimizer: Any, name: str = "optimizer"):
+    from .optimizers import SGD, Adam
+    if not isinstance(optimizer, (SGD, Adam)):
+        raise ValidationTypeError(f"{name} must be a metalqr.tow.SGD or metalqr.tow.Adam (see "
+                                  f"metalqr.tow.make_optimizer); got {type(optimizer).__name__}.")
+    return optimizer
+
+
+def check_source(source: Any, name: str = "source", *, need_sample: bool = True):
+    """A task source: ``sample(rng, n, train)`` (unless ``need_sample`` is false), ``n_in``,
+    ``n_out`` and ``loss``."""
+    if need_sample and not callable(getattr(source, "sample", None)):
+        raise ValidationTypeError(f"{name} must be a task source with a sample(rng, n, train) method "
+                                  f"(e.g. metalqr.tow.SinusoidTasks()); got {type(source).__name__}.")
+    for attr in ("n_in", "n_out"):
+        v = getattr(source, attr, None)
+        if v is None and not need_sample:
+            raise ValidationTypeError(f"{name} must be a task source (with n_in, n_out and loss, e.g. "
+                                      f"metalqr.tow.SinusoidTasks()); got {type(source).__name__} without {attr}.")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValidationError(f"{name}.{attr} must be an int >= 1; got {v!r}.")
+    if getattr(source, "loss", None) not in ("mse", "ce"):
+        raise ValidationError(f"{name}.loss must be 'mse' or 'ce'; got {getattr(source, 'loss', None)!r}.")
+    return source
+
+
+def check_tasks(tasks: Any, name: str, *, allow_empty: bool = False) -> list:
+    """A list (or tuple) of :class:`~metalqr.tow.Task`."""
+    from .tasks import Task
+    if isinstance(tasks, Task):
+        raise ValidationTypeError(f"{name} must be a list of Task objects; got a single Task "
+                                  f"(wrap it: [task]).")
+    if not isinstance(tasks, (list, tuple)):
+        raise ValidationTypeError(f"{name} must be a list of metalqr.tow.Task; got "
+                                  f"{type(tasks).__name__}.")
+    if not tasks and not allow_empty:
+        raise ValidationError(f"{name} must contain at least one task; got an empty list.")
+    for i, t in enumerate(tasks):
+        if not isinstance(t, Task):
+            raise ValidationTypeError(f"{name}[{i}] must be a metalqr.tow.Task; got {type(t).__name__}.")
+    return list(tasks)
+
+
+def check_batches(batches: Any, name: str = "batches") -> list:
+    """A non-empty sequence of ``T`` mini-batches, each a list of ``M >= 1`` tasks (same M)."""
+    if not isinstance(batches, (list, tuple)) or not batches:
+        got = (f"an empty {type(batches).__name__}" if isinstance(batches, (list, tuple))
+               else f"a {type(batches).__name__}")
+        raise ValidationError(f"{name} must be a non-empty list of mini-batches, each a list of Task "
+                              f"(e.g. [source.sample(rng, M) for _ in range(T)]); got {got}.")
+    out = [check_tasks(b, f"{name}[{t}]") for t, b in enumerate(batches)]
+    M = len(out[0])
+    for t, b in enumerate(out):
+        if len(b) != M:
+            raise ValidationError(f"{name}[{t}] has {len(b)} tasks but {name}[0] has {M}; every "
+                                  f"mini-batch of a window must have the same number of tasks M.")
+    return out
