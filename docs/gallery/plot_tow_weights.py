@@ -33,9 +33,10 @@ ax1.set_ylabel("TOW weight x M")
 ax1.set_title("weights of every training task")
 ax1.legend()
 for r in results:
-    if r.curve:
-        windows, metric = zip(*r.curve)
-        ax2.plot(windows, metric, marker=".", label=r.name)
+    if r.curve:              # (window, mean validation metric, 95% CI half-width)
+        window, mean, ci95 = np.asarray(r.curve, dtype=float).T[:3]
+        ax2.plot(window, mean, marker=".", label=r.name)
+        ax2.fill_between(window, mean - ci95, mean + ci95, alpha=0.2)
 ax2.set_xlabel("training window")
 ax2.set_ylabel("validation MSE")
 ax2.set_title("validation loss")

@@ -146,7 +146,7 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
     ``f_x`` and ``c_xx`` are given as diagonals.
 
     The dense, unconstrained case with ``D <= COMPILED_MAX_D`` runs the compiled twin
-    :func:`metalqr.ilqr.backward_numba.backward_dense` (``compiled=False`` forces Python;
+    ``metalqr.ilqr.backward_numba.backward_dense`` (``compiled=False`` forces Python;
     the two are checked against each other in the tests). Every shape is checked before.
 
     Parameters

@@ -16,7 +16,7 @@ __all__ = ["box_qp", "BoxQPResult"]
 
 @dataclass
 class BoxQPResult:
-    """Solution of ``min 0.5 x'Hx + g'x  s.t.  lower <= x <= upper``.
+    """Solution of ``min 0.5 x'Hx + g'x  subject to  lower <= x <= upper``.
 
     Attributes
     ----------
@@ -42,7 +42,7 @@ class BoxQPResult:
 def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
            x0: np.ndarray | None = None, max_iterations: int = 100, tol: float = 1e-10) -> BoxQPResult:
     """Projected-Newton solution of a small box-constrained QP
-    ``min 0.5 x'Hx + g'x  s.t.  lower <= x <= upper`` (Tassa, Mansard & Todorov 2014,
+    ``min 0.5 x'Hx + g'x  subject to  lower <= x <= upper`` (Tassa, Mansard & Todorov 2014,
     Algorithm 3).
 
     At each iteration the variables at a bound whose gradient pushes outward are clamped;

@@ -829,7 +829,7 @@ def _registry_doc() -> str:
     lines = []
     for spec in _REGISTRY.values():
         opts = f", solver options {spec.solver_options}" if spec.solver_options else ""
-        lines.append(f"\n* ``{spec.name}(T={spec.T}, dt={spec.dt:g})``: {spec.summary}. "
+        lines.append(f"\n* ``{spec.name}(T={spec.T}, dt={spec.dt:g})``: ``{spec.summary}``. "
                      f"Reference: total cost <= {spec.reference:g}{opts} ({spec.reference_source}).")
     return "".join(lines) + "\n"
 

@@ -162,11 +162,11 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         Called after each accepted iteration; returns None or a bool, True stops.
     fd_step : float in (0, 0.1], optional
         Fixed relative finite-difference step (default: adaptive, see
-        :mod:`metalqr.ilqr.derivatives`).
+        ``metalqr.ilqr.derivatives``).
     compiled_step : Numba-jitted function ``(x, u, t) -> x_next`` or CompiledStep, optional
         The same one-step dynamics as ``dynamics``, compiled. When given, roll-outs and the
         forward passes of the line search run in one compiled loop
-        (:mod:`metalqr.ilqr.forward_numba`); results are unchanged. It is checked against
+        (``metalqr.ilqr.forward_numba``); results are unchanged. It is checked against
         ``dynamics`` at ``(x0, U0[0], 0)``. A plain Numba function costs a compilation of
         the forward kernel once per process (about 1-2 s); a
         :class:`~metalqr.ilqr.forward_numba.CompiledStep` (the standard problems) brings a

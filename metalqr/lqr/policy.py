@@ -113,7 +113,7 @@ def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePoli
 def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluation:
     """Solve both Lyapunov equations of Proposition 1 for a stabilising ``K``.
 
-    Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single task):
+    Returns a ``PolicyEvaluation`` with a leading task axis (length 1 for a single task):
     ``ev.cost`` (``J(K)``, shape (n,)) and ``ev.gradient`` (Eq. (2), shape (n, k, d)) come
     from one solve of ``P_K`` and ``Sigma_K``, so asking for both here costs about half of
     :func:`cost` followed by :func:`gradient`.
@@ -304,13 +304,6 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     with ``P~[X] = A_K' P~[X] A_K + X'E + E'X`` and
     ``Sigma~[X] = A_K Sigma~[X] A_K' - (B X Sigma A_K' + A_K Sigma X' B')``.
 
-    Notes
-    -----
-    Eq. (3) of the ZO-MAML paper, ``2 (R + B'PB) X Sigma - 4 B' P~[X] A_K Sigma``, is only
-    correct as a *quadratic form*: ``<X, H[X]>`` agrees, but as an operator it is not
-    symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
-    the true, symmetric Hessian-vector product; both facts are checked in the tests.
-
     Parameters
     ----------
     task : LQRTask or TaskSet
@@ -326,6 +319,13 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
         On a malformed task, gain or direction.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    Notes
+    -----
+    Eq. (3) of the ZO-MAML paper, ``2 (R + B'PB) X Sigma - 4 B' P~[X] A_K Sigma``, is only
+    correct as a *quadratic form*: ``<X, H[X]>`` agrees, but as an operator it is not
+    symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
+    the true, symmetric Hessian-vector product; both facts are checked in the tests.
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "hessian_vp")

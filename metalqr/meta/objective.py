@@ -340,7 +340,7 @@ def check_meta_learnable(tasks: Any) -> None:
 
     Detected cases: a task that no gain stabilises (an eigenvalue ``|lambda| >= 1`` with
     ``rank [A - lambda I, B] < d``: the PBH test per eigenspace, repeated and defective
-    eigenvalues included, see :func:`unstabilisable_mode`), and for scalar systems (d = k = 1) disjoint stabilising intervals
+    eigenvalues included, see ``unstabilisable_mode``), and for scalar systems (d = k = 1) disjoint stabilising intervals
     ``{K : |a_i - b_i K| < 1}`` (the example of Section 3.2 of the ZO-MAML paper). Passing
     this check does not prove that a common stabilising gain exists.
     """

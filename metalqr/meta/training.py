@@ -456,7 +456,7 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     progress : bool
         Show a tqdm progress bar.
     checkpoint : path, optional
-        Checkpoint file (:mod:`metalqr._checkpoint`: versioned, checksummed, atomic) written
+        Checkpoint file (``metalqr._checkpoint``: versioned, checksummed, atomic) written
         every ``checkpoint_every`` iterations and at the end. If it exists when the run
         starts, the run resumes from it and reaches the same final ``K`` as an uninterrupted
         run with the same seed; a damaged, edited or foreign file raises
@@ -502,15 +502,6 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
         Final ``K``, ``K_best`` (best exact objective seen), the history from iteration 0,
         ``stop_reason`` and the settings.
 
-    Warns
-    -----
-    RolloutLengthWarning
-        If an explicit ``rollout_length`` is shorter than the mixing-time length (the
-        message names it), at ``K0`` or at the final gain.
-    TrainingWorsenedWarning
-        If the final exact objective is worse than the initial one (``stop_reason`` is then
-        ``"no_improvement"``; use ``K_best``).
-
     Raises
     ------
     ValidationError, ValidationTypeError
@@ -526,6 +517,15 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
         If ``K0`` is not MAML-stabilising.
     CheckpointError
         If an existing checkpoint is damaged, edited, or from another run.
+
+    Warns
+    -----
+    RolloutLengthWarning
+        If an explicit ``rollout_length`` is shorter than the mixing-time length (the
+        message names it), at ``K0`` or at the final gain.
+    TrainingWorsenedWarning
+        If the final exact objective is worse than the initial one (``stop_reason`` is then
+        ``"no_improvement"``; use ``K_best``).
     """
     ts = as_taskset(tasks)
     k, d = ts.k, ts.d

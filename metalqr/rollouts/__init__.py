@@ -1,4 +1,4 @@
-"""Rollout engine and its backends (see :mod:`.backends` for the interface and the registry).
+"""Rollout engine and its backends (see ``backends`` for the interface and the registry).
 
 The line below is the backend registry: one module per backend, each registering itself with
 :func:`~metalqr.rollouts.backends.register_backend` when imported. Adding a backend is one new

@@ -14,7 +14,7 @@ The registered backends and their descriptions are listed by :func:`backend_help
 hand-kept list here): ``"numpy"`` (the reference), ``"numba"`` (the CPU default) and
 ``"cupy"`` (CUDA GPUs) ship with metalqr.
 
-All use the counter-based noise of :mod:`metalqr.rollouts.counter_rng`, so the same key gives
+All use the counter-based noise of ``metalqr.rollouts.counter_rng``, so the same key gives
 the same costs on every backend (to rounding) and the same normals bit for bit.
 """
 
@@ -43,7 +43,7 @@ class Backend(abc.ABC):
     and implement the four operations on NumPy inputs with NumPy outputs.
 
     Every backend must give the same numbers as the ``"numpy"`` backend: the same normals
-    bit for bit (the counter-based generator of :mod:`~metalqr.rollouts.counter_rng`), the
+    bit for bit (the counter-based generator of ``metalqr.rollouts.counter_rng``), the
     same costs to rounding, and the same divergence flags; ``tests/test_backends_contract.py``
     checks this for every available backend.
     """
@@ -68,7 +68,7 @@ class Backend(abc.ABC):
         ----------
         A, B, Q, R, L0, G : ndarray, shapes (n, d, d), (n, d, k), (n, d, d), (n, k, k), (n, d, d), (n, d, d)
             Task matrices and noise factors (``L0 L0' = Sigma0``, ``G G' = Psi``, see
-            :func:`~metalqr.rollouts.factors.noise_factors`).
+            ``metalqr.rollouts.factors.noise_factors``).
         task_index : ndarray of int, shape (N,)
         K : ndarray, shape (N, k, d)
             Gain of each roll-out, C-contiguous.
@@ -80,7 +80,7 @@ class Backend(abc.ABC):
             Key of the counter-based generator.
         ref : ndarray, shape (N,), optional
             Reference stage cost of each roll-out for the divergence test
-            (:func:`~metalqr.rollouts.engine.divergence_reference`).
+            (``metalqr.rollouts.engine.divergence_reference``).
         factor : float
             Divergence factor (``inf``: no test).
 
@@ -192,7 +192,7 @@ def cupy_available() -> bool:
 
 def check_backend(backend, name: str = "backend") -> str:
     """Validate a backend name against the registry (``None`` gives
-    :data:`DEFAULT_BACKEND`, itself checked, as it may come from ``METALQR_BACKEND``);
+    ``DEFAULT_BACKEND``, itself checked, as it may come from ``METALQR_BACKEND``);
     return the resolved name. An unknown name raises a :class:`~metalqr.ValidationError`
     listing the registered ones."""
     if backend is None:
@@ -202,7 +202,7 @@ def check_backend(backend, name: str = "backend") -> str:
 
 
 def get_backend(name: str | None = None) -> Backend:
-    """The registered backend called ``name`` (``None`` gives :data:`DEFAULT_BACKEND`).
+    """The registered backend called ``name`` (``None`` gives ``DEFAULT_BACKEND``).
 
     Raises
     ------

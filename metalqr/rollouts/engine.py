@@ -75,7 +75,7 @@ def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: in
                  backend: str | None, noise_index: np.ndarray | None = None,
                  factors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Internal engine call on validated arrays; costs of roll-outs that overflowed or
-    diverged (see :data:`DIVERGENCE_FACTOR`) come back as ``inf``."""
+    diverged (see ``DIVERGENCE_FACTOR``) come back as ``inf``."""
     L0, G = factors_of(batch) if factors is None else factors
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
@@ -120,7 +120,7 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
     -------
     costs : ndarray, shape (N,)
         ``inf`` where a trajectory overflowed or diverged: a stage cost ``c_t`` beyond
-        :data:`DIVERGENCE_FACTOR` (1e10) times ``tr(Q V) + lambda_max(R) tr(K V K') +
+        ``DIVERGENCE_FACTOR`` (1e10) times ``tr(Q V) + lambda_max(R) tr(K V K') +
         max(c_1 .. c_m)`` (``V = Psi + Sigma0``, ``m = min(l, d + 1)``), detected from the
         roll-out itself on every backend.
     """
@@ -219,7 +219,7 @@ def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     tasks : LQRTask or TaskSet
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks
     length : int
-        ``l`` in ``[1, 2**40]``. Up to :data:`RECURSION_MAX_LENGTH` steps the recursion
+        ``l`` in ``[1, 2**40]``. Up to ``RECURSION_MAX_LENGTH`` steps the recursion
         above is run; beyond, the same sum by doubling in ``O(log l)`` matrix products:
         ``l Tr(Psi S_l) - Tr(Psi T_l) + Tr(Sigma0 (S_{l+1} - M))`` with
         ``S_n = sum_{j<n} X_j``, ``T_n = sum_{j<n} j X_j``, ``X_j = A_K'^j M A_K^j``.

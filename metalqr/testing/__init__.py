@@ -2,12 +2,12 @@
 
 Install with ``pip install ".[testing]"`` (the ``test`` extra includes it).
 
-* :mod:`metalqr.testing.strategies`: Hypothesis strategies for LQR tasks
+* ``metalqr.testing.strategies``: Hypothesis strategies for LQR tasks
   (:func:`lqr_tasks`), stabilising gains (:func:`stabilizing_gains`), unit directions
   (:func:`directions`), task families (:func:`task_sets`) and meta-learnable families with a
   common MAML-stabilising gain (:func:`meta_learnable_families`, Definition 1 of the ZO-MAML
   paper). They shrink towards small, well-conditioned examples.
-* :mod:`metalqr.testing.bounds`: :func:`check_bound` / :func:`assert_bound_holds` search a
+* ``metalqr.testing.bounds``: :func:`check_bound` / :func:`assert_bound_holds` search a
   strategy for the worst ratio ``quantity / bound`` and print the shrunk counterexample;
   :func:`assert_gradient_matches_fd` and :func:`assert_hvp_matches_fd` check derivative
   formulas against finite differences.

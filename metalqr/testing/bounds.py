@@ -185,7 +185,7 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     quantity : callable
         The quantity it bounds, ``quantity(example) -> float``.
     strategy : hypothesis SearchStrategy
-        Where to search (see :mod:`metalqr.testing.strategies`).
+        Where to search (see ``metalqr.testing.strategies``).
     max_examples : int >= 1
         Hypothesis' budget of valid examples (200 by default).
     rtol, atol : float >= 0

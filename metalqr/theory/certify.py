@@ -31,7 +31,7 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
     ``J_max <= Jbar = max_i (J_i* + gamma Delta_0^i)``; ``||P_K|| <= J(K) / mu`` (as
     ``J = Tr(P Psi) >= mu ||P||``) gives ``||R + B'PB|| <= ||R|| + ||B||^2 Jbar / mu`` and
     ``||B'PA||_F <= ||B||_F ||A|| Jbar / mu``; then ``||K|| <= ||K||_F <= h_c`` and
-    ``||A - BK|| <= ||A|| + ||B|| h_c``. Every polynomial of :mod:`constants` is increasing
+    ``||A - BK|| <= ||A|| + ||B|| h_c``. Every polynomial of ``constants`` is increasing
     in these quantities (``h_Delta`` decreasing), so evaluating it on the returned object
     gives its supremum (infimum for ``h_Delta``) over ``S``.
 

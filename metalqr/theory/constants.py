@@ -257,7 +257,7 @@ def _h0(c: TaskConstants) -> float:
 def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     """Lemma 1/8: ``||grad J_i(K)||_F <= h_G(K)``.
 
-    Paper: ``J_max h_0 / sigma_Q`` with ``h_0`` from :func:`_h0`. Corrected: twice that,
+    Paper: ``J_max h_0 / sigma_Q`` with ``h_0`` from ``_h0``. Corrected: twice that,
     because ``grad J = 2 E Sigma`` gives ``||grad J||_F <= 2 ||E||_F ||Sigma||`` and
     ``||Sigma_K|| <= J(K) / sigma_min(Q)``; the printed version drops the 2 of Eq. (2).
 
@@ -524,7 +524,7 @@ def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     ``T(M) = sum_t A_K^t M A_K'^t`` and ``T*`` its adjoint. For symmetric ``M``,
     ``||T(M)|| <= ||M|| ||Sigma|| / mu`` and ``||T*(M)|| <= ||M|| ||P|| / sigma_Q``. Differentiating
     every factor along a unit direction ``Y`` (``dA_K = -B Y``) and bounding with the ball suprema
-    of :func:`_ball_bounds` bounds ``||dH[X]||_2`` for unit ``X``; ``sqrt(min(d,k))`` converts it to
+    of ``_ball_bounds`` bounds ``||dH[X]||_2`` for unit ``X``; ``sqrt(min(d,k))`` converts it to
     Frobenius and ``sqrt(dk)`` the operator norm to the Frobenius norm of the ``dk x dk`` matrix.
 
     Parameters

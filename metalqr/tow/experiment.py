@@ -33,6 +33,7 @@ from .weighting import dirichlet_weights, tow_weights
 __all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
            "LEARNERS", "save_results", "plot_curves", "plot_weights"]
 
+#: Names of the weighting strategies :func:`run_experiment` compares.
 STRATEGIES = ("uniform", "exploration", "exploitation", "tow")
 LEARNERS = ("fomaml", "maml", "protonet")
 VALUE_MODELS = ("diagonal", "full")
@@ -241,7 +242,7 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
 
     With ``checkpoint`` (a folder, locked against a second run for the duration), each
     strategy's state (optimiser state, curve, weights, window times) is saved every
-    ``checkpoint_every`` windows and at the end through :mod:`metalqr._checkpoint`
+    ``checkpoint_every`` windows and at the end through ``metalqr._checkpoint``
     (versioned, checksummed, atomic; its fingerprint covers the seed, every training setting,
     the source, the learner and the initial parameters, but not ``n_iterations``, ``n_test``
     and the other strategies, which do not change a strategy's state after ``k`` windows). A rerun with the same settings resumes
@@ -266,7 +267,7 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     kappa : float, > 1
         Dirichlet concentration of the exploration / exploitation baselines, Eq. (12).
     n_ilqr : int, >= 1
-        iLQR iterations per window for TOW.
+        Number of iLQR iterations per window for TOW.
     n_test, n_val : int, >= 2
         Held-out test tasks (final metric) and validation tasks (curve).
     seed : int, >= 0

@@ -139,6 +139,8 @@ class MAML(_Learner):
     inner_steps : int, >= 1
     first_order : bool
 
+    Notes
+    -----
     Methods take meta-parameters ``x`` (D,) with ``D = net.size`` and tasks whose inputs have
     ``net.n_in`` columns and whose outputs fit ``net.loss`` (real targets of width
     ``net.n_out`` for ``"mse"``, labels below ``net.n_out`` for ``"ce"``); anything else
@@ -230,6 +232,8 @@ class ProtoNet(_Learner):
     mc_samples : int, >= 1
         Samples per query for ``"mc"``.
 
+    Notes
+    -----
     Tasks must be classification tasks with at least one support example of every class.
     """
 

@@ -71,6 +71,8 @@ class SGD(_Optimizer):
     alpha : float, > 0
         Meta step size.
 
+    Notes
+    -----
     Methods take ``z`` (D,) the state, ``g`` (D,) the weighted gradient, ``G`` (D, M) the
     task gradients, ``H`` (D,) or (D, D) the Hessian (diagonal) of ``u'l`` and ``tau >= 1``
     the 1-based update count.

@@ -55,7 +55,7 @@ class Task:
     ----------
     s, sq : (n_s, n_in), (n_q, n_in) array_like of float
         Support and query inputs (at least one row each, finite, real).
-    y, yq : (n_s, C), (n_q, C) real targets, or (n_s,), (n_q,) integer labels >= 0
+    y, yq : (n_s, C), (n_q, C) real targets, or (n_s,), (n_q,) int labels >= 0
         Support and query outputs (both of the same kind).
     group : float
         Amplitude or alphabet index, for analysis only.

@@ -236,7 +236,7 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     """Algorithm 1 of the TOW paper for one window of ``T = len(batches)`` mini-batches.
 
     State: the optimiser state ``z`` (the meta-parameters ``x`` for SGD, ``(x, m, v)`` for
-    Adam; see :mod:`metalqr.tow.optimizers`); action: weights ``u`` of the ``M`` tasks of a
+    Adam; see ``metalqr.tow.optimizers``); action: weights ``u`` of the ``M`` tasks of a
     mini-batch; dynamics: one optimiser update with ``g = sum_j u_j grad l_j(x_t)`` (SGD
     Eq. (90), Adam Eq. (97), update count ``tau0 + t + 1``); cost Eq. (7):
     ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``. Derivatives (Appendix G, H): ``f_z`` and ``f_u``
@@ -261,11 +261,11 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     mu_u : float, >= 0, optional
         Prior mean of the weights (default ``1/M``).
     n_ilqr : int, >= 1
-        iLQR iterations (the paper: 2).
+        Number of iLQR iterations (the paper: 2).
     value_model : {"diagonal", "full"}
     constraint : {"boxqp", "reject"}
     tol : float, >= 0
-        iLQR's relative stopping tolerance (0: always run ``n_ilqr`` iterations).
+        Relative stopping tolerance of iLQR (0: always run ``n_ilqr`` iterations).
 
     Returns
     -------
