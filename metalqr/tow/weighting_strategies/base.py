@@ -69,8 +69,9 @@ class WindowResult:
     z : (S,) ndarray
         Optimiser state after the window.
     U : (T, M) ndarray
-        The weights used, one probability vector per mini-batch (rows of NaN after a
-        divergence, which :func:`run_experiment` reports as :class:`TrainingDivergedError`).
+        The weights used, non-negative, one row per mini-batch (each a probability vector
+        when the strategy is ``normalised``; rows of NaN after a divergence, which
+        :func:`run_experiment` reports as :class:`TrainingDivergedError`).
     """
 
     z: np.ndarray
@@ -93,6 +94,10 @@ class WeightingStrategy(abc.ABC):
     #: The :attr:`Window.options` it reads, plus ``"gauss_newton"`` if it uses the learner's
     #: Gauss-Newton curvature (benchmarks vary exactly these settings per strategy).
     reads: tuple = ()
+    #: Whether each mini-batch's weights sum to 1 (a probability vector). True for the
+    #: baselines; False for TOW, whose Algorithm 1 only imposes ``u >= 0`` with prior mean
+    #: ``mu_u = 1/M`` (Eq. (7)), so its rows sum to about, not exactly, 1.
+    normalised: bool = True
 
     @abc.abstractmethod
     def window(self, w: Window) -> WindowResult:

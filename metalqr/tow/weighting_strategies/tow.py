@@ -9,6 +9,7 @@ from .base import Window, WindowResult, WeightingStrategy
 
 class TOW(WeightingStrategy):
     name = "tow"
+    normalised = False          # Algorithm 1 imposes u >= 0 only
     reads = ("beta_u", "n_ilqr", "value_model", "gauss_newton")
     description = "Algorithm 1: weights from iLQR over the window (beta_u, n_ilqr, value_model)"
 
