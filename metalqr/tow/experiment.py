@@ -241,10 +241,13 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     meta-optimiser. The strategies are **interleaved window by window** (window ``k`` of every
     strategy, then window ``k + 1``), and each strategy's training time is summed over its
     windows, so that a change of machine load during the run affects all of them alike and
-    ``time_vs_uniform`` is a fair ratio. Baselines update once per mini-batch with their
-    weights (``uniform``: ``1/M``; ``exploration`` / ``exploitation``: Eq. (12), see
-    :func:`dirichlet_weights`); ``tow`` solves Algorithm 1 over the window
-    (:func:`tow_weights`) and follows the optimised trajectory.
+    ``time_vs_uniform`` is a fair ratio. Each window is handed to the strategy's
+    :meth:`~metalqr.tow.WeightingStrategy.window` (the registry,
+    :func:`metalqr.tow.strategies`; no strategy is special-cased here). The built-in
+    baselines update once per mini-batch with their weights (``uniform``: ``1/M``;
+    ``exploration`` / ``exploitation``: Eq. (12), see :func:`dirichlet_weights`); ``tow``
+    solves Algorithm 1 over the window (:func:`tow_weights`) and follows the optimised
+    trajectory. A strategy's ``rng`` is ``default_rng([seed, k, crc32(name)])``.
 
     With ``checkpoint`` (a folder, locked against a second run for the duration), each
     strategy's state (optimiser state, curve, weights, window times) is saved every
@@ -297,7 +300,8 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     Raises
     ------
     ValidationError
-        Any malformed argument (unknown names are listed with the valid ones).
+        Any malformed argument (unknown names are listed with the valid ones), or a strategy
+        returning weights of the wrong shape.
     CheckpointError
         A damaged, edited or foreign checkpoint, or a checkpoint folder in use by another run.
     TrainingDivergedError
