@@ -8,8 +8,10 @@ For each source all strategies train the same learner on the same task stream an
 tasks (600 by default). Printed per strategy: mean test metric with its 95% CI, the paired
 difference to the best baseline with its 95% CI (the same test tasks are used by every
 strategy, so the paired interval is the sharp one), and wall time relative to uniform.
-TOW runs with the paper's settings (beta_u = 10, 2 iLQR iterations) and variants: one iLQR
-iteration, beta_u = 1, and (ProtoNets) the Monte-Carlo Gauss-Newton diagonal.
+Every registered strategy (metalqr.tow.strategies()) runs with the paper's settings (beta_u = 10,
+2 iLQR iterations, kappa = 1.2); each setting variant (one iLQR iteration, beta_u = 1, kappa = 2,
+and for ProtoNets the Monte-Carlo Gauss-Newton diagonal) is run for the strategies whose
+``reads`` include the settings it changes. No strategy is named in this script.
 """
 
 from __future__ import annotations
@@ -34,47 +36,58 @@ SETTINGS = {
 }
 
 
-TOW_VARIANTS = [("tow (paper: beta_u=10, 2 iLQR)", dict(beta_u=10.0, n_ilqr=2), None),
-                ("tow (beta_u=10, 1 iLQR)", dict(beta_u=10.0, n_ilqr=1), None),
-                ("tow (beta_u=1, 2 iLQR)", dict(beta_u=1.0, n_ilqr=2), None),
-                ("tow (beta_u=10, 1 iLQR, MC-GN)", dict(beta_u=10.0, n_ilqr=1), "mc")]
+#: Setting variants, each run for every registered strategy that reads the settings it changes
+#: (``WeightingStrategy.reads``); "gauss_newton" swaps a ProtoNet's curvature for the Monte-Carlo
+#: Gauss-Newton diagonal.
+VARIANTS = [("beta_u=10, 1 iLQR", dict(beta_u=10.0, n_ilqr=1), None),
+            ("beta_u=1, 2 iLQR", dict(beta_u=1.0, n_ilqr=2), None),
+            ("beta_u=10, 1 iLQR, MC-GN", dict(beta_u=10.0, n_ilqr=1), "mc"),
+            ("kappa=2", dict(kappa=2.0), None)]
 
 
-def run_source(name: str, quick: bool):
+def run_source(name: str, quick: bool, names=None):
     cfg = SETTINGS[name]
     source = cfg["source"]()
     learner = tow.make_learner(cfg["learner"], source, hidden=cfg["hidden"], gamma=cfg["gamma"])
     iters, n_test = (max(5, cfg["iterations"] // 10), 200) if quick else (cfg["iterations"], 600)
     common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=0)
-    results = tow.run_experiment(source, learner, ("uniform", "exploration", "exploitation"), **common)
-    for label, kw, curvature in TOW_VARIANTS:
+    names = tow.strategies() if names is None else tuple(names)
+    defaults = tow.run_experiment(source, learner, names, **common)     # the paper's settings
+    results = list(defaults)
+    for label, kw, curvature in VARIANTS:
+        needs = set(kw) | ({"gauss_newton"} if curvature else set())
         if curvature is not None and not isinstance(learner, tow.ProtoNet):
             continue
+        chosen = [n for n in names if needs <= set(tow.get_strategy(n).reads)]
+        if not chosen:
+            continue
         variant = tow.ProtoNet(learner.net, curvature) if curvature else learner
-        r = tow.run_experiment(source, variant, ("tow",), **common, **kw)[0]
-        r.name = label
-        results.append(r)
+        for r in tow.run_experiment(source, variant, chosen, **common, **kw):
+            r.name = f"{r.name} ({label})"
+            results.append(r)
     higher_better = results[0].metric_name == "accuracy"
-    baselines = results[:3]
-    best = max(baselines, key=lambda r: r.mean) if higher_better else min(baselines, key=lambda r: r.mean)
     base_time = results[0].seconds
     rows = []
     for r in results:
+        # compare with the best default run of the *other* strategies (paired over test tasks)
+        others = [d for d in defaults if not r.name.startswith(d.name)] or defaults
+        best = max(others, key=lambda d: d.mean) if higher_better else min(others, key=lambda d: d.mean)
         diff = r.metric - best.metric
         if not higher_better:
-            diff = -diff                                   # positive = better than the best baseline
-        half = 1.96 * diff.std(ddof=1) / np.sqrt(diff.size) if r is not best else 0.0
-        rows.append({"strategy": r.name, r.metric_name: r.mean, "ci95": r.ci95,
-                     "gain_vs_best_baseline": float(diff.mean()), "paired_ci95": half,
-                     "seconds": r.seconds, "time_vs_uniform": r.seconds / base_time})
+            diff = -diff                                   # positive = better than the best other strategy
+        rows.append({"strategy": r.name, r.metric_name: r.mean, "ci95": r.ci95, "vs": best.name,
+                     "gain_vs_best_other": float(diff.mean()),
+                     "paired_ci95": 1.96 * diff.std(ddof=1) / np.sqrt(diff.size),
+                     "seconds": r.seconds, f"time_vs_{results[0].name}": r.seconds / base_time})
     print_table(rows, f"{name}: {cfg['learner']}, Adam alpha={cfg['alpha']:g}, {iters} windows of T=5 x M=5, "
-                      f"{n_test} test tasks (gain > 0 = better than {best.name})")
+                      f"{n_test} test tasks (gain > 0 = better than the best other strategy's default run)")
     return rows
 
 
-def seed_study(name: str, seeds, quick: bool) -> None:
-    """Uniform vs TOW (beta_u = 10, 1 iLQR iteration) over several seeds: per-seed paired gain,
-    and the across-seed mean with a t-interval (the per-seed CI ignores seed-to-seed variation)."""
+def seed_study(name: str, seeds, quick: bool, pair) -> None:
+    """Strategy ``pair[0]`` vs ``pair[1]`` (default uniform vs TOW; beta_u = 10, 1 iLQR iteration)
+    over several seeds: per-seed paired gain, and the across-seed mean with a t-interval (the
+    per-seed CI ignores seed-to-seed variation)."""
     from scipy import stats
     cfg = SETTINGS[name]
     source = cfg["source"]()
@@ -83,13 +96,12 @@ def seed_study(name: str, seeds, quick: bool) -> None:
     rows, gains = [], []
     for seed in seeds:
         common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=seed)
-        u = tow.run_experiment(source, learner, ("uniform",), **common)[0]
-        t = tow.run_experiment(source, learner, ("tow",), beta_u=10.0, n_ilqr=1, **common)[0]
+        u, t = tow.run_experiment(source, learner, tuple(pair), beta_u=10.0, n_ilqr=1, **common)
         diff = (t.metric - u.metric) if u.metric_name == "accuracy" else (u.metric - t.metric)
         gains.append(float(diff.mean()))
-        rows.append({"seed": seed, "uniform": u.mean, "tow": t.mean, "gain": gains[-1],
+        rows.append({"seed": seed, pair[0]: u.mean, pair[1]: t.mean, "gain": gains[-1],
                      "paired_ci95": 1.96 * diff.std(ddof=1) / np.sqrt(diff.size), "time_ratio": t.seconds / u.seconds})
-    print_table(rows, f"{name}: uniform vs TOW (beta_u=10, 1 iLQR) over seeds (gain > 0 = TOW better)")
+    print_table(rows, f"{name}: {pair[0]} vs {pair[1]} (beta_u=10, 1 iLQR) over seeds (gain > 0 = {pair[1]} better)")
     if len(gains) > 1:
         half = stats.t.ppf(0.975, len(gains) - 1) * np.std(gains, ddof=1) / np.sqrt(len(gains))
         print(f"mean gain over {len(gains)} seeds: {np.mean(gains):.4f} +- {half:.4f} (95% t-interval)")
@@ -99,14 +111,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the windows, 200 test tasks")
     parser.add_argument("--sources", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--strategies", nargs="+", default=list(tow.strategies()), choices=list(tow.strategies()),
+                        help="registered strategies to compare (default: all)")
     parser.add_argument("--seed-study", type=int, nargs="+", default=None, metavar="SEED",
-                        help="instead of the table: uniform vs TOW (1 iLQR iteration) over these seeds")
+                        help="instead of the table: the first vs the last of --strategies (by default "
+                             "the registry's first and last: uniform vs tow), 1 iLQR iteration, over "
+                             "these seeds")
     args = parser.parse_args()
+    if args.seed_study and len(set(args.strategies)) < 2:
+        parser.error("--seed-study needs two different --strategies")
     for name in args.sources:
         if args.seed_study:
-            seed_study(name, args.seed_study, args.quick)
+            seed_study(name, args.seed_study, args.quick, (args.strategies[0], args.strategies[-1]))
         else:
-            run_source(name, args.quick)
+            run_source(name, args.quick, args.strategies)
 
 
 if __name__ == "__main__":

@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     step = _arg_type(float, 0.0, True, "a finite number > 0")
     nonneg = _arg_type(float, 0.0, False, "a finite number >= 0")
     kappa = _arg_type(float, 1.0, True, "a finite number > 1")
-    p = sub.add_parser("tow", help="TOW task weighting vs the uniform/exploration/exploitation baselines",
+    p = sub.add_parser("tow", help="TOW task weighting vs the other registered weighting strategies",
                        description="Train one learner with each task-weighting strategy on the same task "
                                    "stream (TOW paper, Section 5, at CPU scale) and write a table, curves "
                                    "with 95% bands, weight plots and a JSON with every setting.")
@@ -659,9 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-val", type=count2, default=100,
                    help="validation tasks for the learning curves, >= 2 (default: %(default)s)")
     p.add_argument("--hidden", type=count, default=40, help="hidden width of the MLP (default: %(default)s)")
-    p.add_argument("--strategies", nargs="+", default=["uniform", "exploration", "exploitation", "tow"],
-                   choices=["uniform", "exploration", "exploitation", "tow"],
-                   help="weighting strategies to compare (default: all four)")
+    from .tow.weighting_strategies import get_strategy, strategies as registered_strategies
+    names = list(registered_strategies())
+    p.add_argument("--strategies", nargs="+", default=names, choices=names,
+                   help="weighting strategies to compare (default: all registered): "
+                        + "; ".join(f"{n} = {get_strategy(n).description}" for n in names))
     p.add_argument("--seed", type=seed, default=0, help="random seed >= 0 (default: %(default)s)")
     p.add_argument("--output", default="results/tow", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true",

@@ -13,7 +13,8 @@ from metalqr import tow
 from metalqr.tow import (MAML, MLP, SGD, Adam, AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks,
                          ImageFolderTasks, ProtoNet, SinusoidTasks, StrategyResult, Task, TOWProblem, TOWResult,
                          dirichlet_weights, make_learner, make_optimizer, plot_curves, plot_weights, run_experiment,
-                         run_sinusoid_experiment, save_results, tow_weights)
+                         run_sinusoid_experiment, save_results, tow_weights, register_strategy, get_strategy,
+                         unregister_strategy)
 from metalqr.tow.mlp import output_loss, softmax
 
 RNG = np.random.default_rng(0)
@@ -372,6 +373,20 @@ CASES = [
     case("plotw-path", plot_weights, "path", RES, 3),
     case("plotw-bins", plot_weights, "n_bins", RES, "w.png", 0),
     case("plotw-bins-float", plot_weights, "n_bins", RES, "w.png", 2.5),
+    # the strategy registry
+    case("reg-none", register_strategy, "strategy", None),
+    case("reg-str", register_strategy, "strategy", "uniform"),
+    case("reg-class", register_strategy, "strategy", type(get_strategy("uniform"))),
+    case("reg-dup", register_strategy, "strategy", get_strategy("uniform")),
+    case("reg-replace", register_strategy, "replace", get_strategy("uniform"), replace=1),
+    case("get-unknown", get_strategy, "strategy", "unifrom"),
+    case("get-none", get_strategy, "strategy", None),
+    case("get-int", get_strategy, "strategy", 0),
+    case("get-case", get_strategy, "strategy", "TOW"),
+    case("unreg-unknown", unregister_strategy, "name", "nope"),
+    case("unreg-none", unregister_strategy, "name", None),
+    case("unreg-int", unregister_strategy, "name", 1),
+    case("unreg-empty", unregister_strategy, "name", ""),
 ]
 
 
@@ -393,7 +408,7 @@ def test_every_public_name_has_at_least_four_cases():
                              "ProtoNet", "SGD", "Adam", "make_optimizer", "make_learner", "TOWProblem",
                              "TOWResult", "tow_weights", "run_experiment", "run_sinusoid_experiment",
                              "StrategyResult", "save_results", "plot_curves", "plot_weights", "softmax",
-                             "output_loss"}
+                             "output_loss", "register_strategy", "get_strategy", "unregister_strategy"}
     mine = ("experiment", "learner", "mlp", "optimizers", "tasks", "weighting")   # omniglot/convnet: own tests
     public = {n for n in tow.__all__
               if getattr(getattr(tow, n), "__module__", "").rsplit(".", 1)[-1] in mine}

@@ -1,7 +1,8 @@
 """Task weighting by trajectory optimisation (TOW paper): NumPy few-shot meta-learners
 (first- and second-order MAML, Prototypical Networks), SGD / Adam meta-optimisers with
-their linearisations, offline task sources, and the four weighting strategies (uniform,
-exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`).
+their linearisations, offline task sources, and the weighting strategies behind one interface and registry (uniform,
+exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`; see
+:mod:`metalqr.tow.weighting_strategies`).
 """
 
 from .experiment import (STRATEGIES, StrategyResult, make_learner, plot_curves, plot_weights, run_experiment,
@@ -12,11 +13,15 @@ from .optimizers import SGD, Adam, make_optimizer
 from .tasks import (AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks, ImageFolderTasks, SinusoidTasks,
                     Task)
 from .weighting import TOWProblem, TOWResult, dirichlet_weights, tow_weights
+from .weighting_strategies import (PerBatchStrategy, WeightingStrategy, Window, WindowResult, get_strategy,
+                                   register_strategy, strategies, unregister_strategy)
 
 __all__ = ["run_experiment", "run_sinusoid_experiment", "make_learner", "save_results", "plot_curves",
            "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "ProtoNet", "SGD", "Adam",
            "make_optimizer", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
-           "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]
+           "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem",
+           "WeightingStrategy", "PerBatchStrategy", "Window", "WindowResult", "register_strategy",
+           "unregister_strategy", "strategies", "get_strategy"]
 
 from .convnet import ConvNet  # noqa: E402
 from .omniglot import (PUBLISHED_ONE_SHOT_ERRORS, OmniglotTasks, OneShotResult, OneShotRun, area_resize,  # noqa: E402

@@ -35,10 +35,16 @@ def param_size(learner) -> int:
 
 
 def check_optimizer(optimizer: Any, name: str = "optimizer"):
-    from .optimizers import SGD, Adam
-    if not isinstance(optimizer, (SGD, Adam)):
-        raise ValidationTypeError(f"{name} must be a metalqr.tow.SGD or metalqr.tow.Adam (see "
-                                  f"metalqr.tow.make_optimizer); got {type(optimizer).__name__}.")
+    """A meta-optimiser as TOW dynamics: it must carry its own state size and linearisation
+    (``state_size(D)``, ``initial_state(x)``, ``step(z, g, tau)``, ``linearize(z, g, G, H, tau)``),
+    as :class:`metalqr.tow.SGD` and :class:`metalqr.tow.Adam` do; no type is special-cased."""
+    missing = [m for m in ("state_size", "initial_state", "step", "linearize")
+               if not callable(getattr(optimizer, m, None))]
+    if missing:
+        raise ValidationTypeError(f"{name} must be a meta-optimiser with state_size, initial_state, step and "
+                                  f"linearize methods (e.g. metalqr.tow.SGD or metalqr.tow.Adam, see "
+                                  f"metalqr.tow.make_optimizer); {type(optimizer).__name__} lacks "
+                                  f"{', '.join(missing)}.")
     return optimizer
 
 

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -28,13 +29,14 @@ from .learner import MAML, ProtoNet
 from .mlp import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
 from .tasks import SinusoidTasks
-from .weighting import dirichlet_weights, tow_weights
+from .weighting_strategies import Window, get_strategy, strategies as registered_strategies
 
 __all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
            "LEARNERS", "save_results", "plot_curves", "plot_weights"]
 
-#: Names of the weighting strategies :func:`run_experiment` compares.
-STRATEGIES = ("uniform", "exploration", "exploitation", "tow")
+#: The built-in strategies' names (a snapshot of the registry at import; the live list is
+#: :func:`metalqr.tow.strategies`).
+STRATEGIES = registered_strategies()
 LEARNERS = ("fomaml", "maml", "protonet")
 VALUE_MODELS = ("diagonal", "full")
 CHECKPOINT_KIND = "tow_experiment"
@@ -200,17 +202,21 @@ def _load_state(path: str, fingerprint: str, *, z_size: int, T: int, M: int, eva
 
 
 def _check_strategies(strategies) -> tuple:
+    valid = registered_strategies()
+    if strategies is None:
+        return valid
     if isinstance(strategies, str):
         raise ValidationTypeError(f"strategies must be a sequence of names, e.g. ({strategies!r},); got "
                                   f"the string {strategies!r}.")
     if not isinstance(strategies, (list, tuple)):
-        raise ValidationTypeError(f"strategies must be a list or tuple of names from {STRATEGIES}; got "
+        raise ValidationTypeError(f"strategies must be a list or tuple of names from {valid}; got "
                                   f"{type(strategies).__name__}.")
     if not strategies:
-        raise ValidationError(f"strategies must name at least one of {STRATEGIES}.")
-    unknown = [s for s in strategies if not (isinstance(s, str) and s in STRATEGIES)]
+        raise ValidationError(f"strategies must name at least one of {valid}.")
+    unknown = [s for s in strategies if not (isinstance(s, str) and s in valid)]
     if unknown:
-        raise ValidationError(f"unknown strategies {unknown}; choose from {STRATEGIES}.")
+        raise ValidationError(f"unknown strategies {unknown}; choose from the registered {valid} (add one "
+                              f"with metalqr.tow.register_strategy).")
     if len(set(strategies)) != len(strategies):
         raise ValidationError(f"strategies must not repeat a name; got {list(strategies)}.")
     return tuple(strategies)
@@ -221,7 +227,7 @@ def _version() -> str:
     return __version__
 
 
-def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n_iterations: int = 100,
+def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, n_iterations: int = 100,
                    T: int = 5, M: int = 5, optimizer: str = "sgd", alpha: float = 0.05,
                    beta_u: float = 10.0, kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600,
                    n_val: int = 100, seed: int = 0, eval_every: int = 0, progress: bool = False,
@@ -235,14 +241,17 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     meta-optimiser. The strategies are **interleaved window by window** (window ``k`` of every
     strategy, then window ``k + 1``), and each strategy's training time is summed over its
     windows, so that a change of machine load during the run affects all of them alike and
-    ``time_vs_uniform`` is a fair ratio. Baselines update once per mini-batch with their
-    weights (``uniform``: ``1/M``; ``exploration`` / ``exploitation``: Eq. (12), see
-    :func:`dirichlet_weights`); ``tow`` solves Algorithm 1 over the window
-    (:func:`tow_weights`) and follows the optimised trajectory.
+    ``time_vs_uniform`` is a fair ratio. Each window is handed to the strategy's
+    :meth:`~metalqr.tow.WeightingStrategy.window` (the registry,
+    :func:`metalqr.tow.strategies`; no strategy is special-cased here). The built-in
+    baselines update once per mini-batch with their weights (``uniform``: ``1/M``;
+    ``exploration`` / ``exploitation``: Eq. (12), see :func:`dirichlet_weights`); ``tow``
+    solves Algorithm 1 over the window (:func:`tow_weights`) and follows the optimised
+    trajectory. A strategy's ``rng`` is ``default_rng([seed, k, crc32(name)])``.
 
     With ``checkpoint`` (a folder, locked against a second run for the duration), each
     strategy's state (optimiser state, curve, weights, window times) is saved every
-    ``checkpoint_every`` windows and at the end through ``metalqr._checkpoint``
+    ``checkpoint_every`` windows and at the end through :mod:`metalqr._checkpoint`
     (versioned, checksummed, atomic; its fingerprint covers the seed, every training setting,
     the source, the learner and the initial parameters, but not ``n_iterations``, ``n_test``
     and the other strategies, which do not change a strategy's state after ``k`` windows). A rerun with the same settings resumes
@@ -254,7 +263,9 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     source : task source (e.g. :class:`SinusoidTasks`)
     learner : MAML or ProtoNet
         Built for ``source`` (see :func:`make_learner`).
-    strategies : sequence of {"uniform", "exploration", "exploitation", "tow"}
+    strategies : sequence of str, optional
+        Names of registered strategies (:func:`metalqr.tow.strategies`; the built-ins are
+        "uniform", "exploration", "exploitation", "tow"); default: every registered one.
     n_iterations : int, >= 1
         Training windows.
     T, M : int, >= 1
@@ -267,7 +278,7 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     kappa : float, > 1
         Dirichlet concentration of the exploration / exploitation baselines, Eq. (12).
     n_ilqr : int, >= 1
-        Number of iLQR iterations per window for TOW.
+        iLQR iterations per window for TOW.
     n_test, n_val : int, >= 2
         Held-out test tasks (final metric) and validation tasks (curve).
     seed : int, >= 0
@@ -289,7 +300,8 @@ def run_experiment(source, learner, strategies: Sequence[str] = STRATEGIES, *, n
     Raises
     ------
     ValidationError
-        Any malformed argument (unknown names are listed with the valid ones).
+        Any malformed argument (unknown names are listed with the valid ones), or a strategy
+        returning weights of the wrong shape.
     CheckpointError
         A damaged, edited or foreign checkpoint, or a checkpoint folder in use by another run.
     TrainingDivergedError
@@ -362,12 +374,14 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
            n_iterations, T, M, seed, eval_every, checkpoint_every, beta_u, kappa, n_ilqr, value_model,
            alpha, progress):
     state = {}
+    options = dict(beta_u=beta_u, mu_u=1.0 / M, kappa=kappa, n_ilqr=n_ilqr, value_model=value_model)
     curve0 = []
     if eval_every:                      # window 0: the common initial parameters
         v = learner.evaluate(x0, val_tasks)
         curve0 = [(0, float(v.mean()), _ci95(v))]
     for name in strategies:
-        st = dict(z=opt.initial_state(x0), curve=list(curve0), weights=[], groups=[], secs=[], start=0)
+        st = dict(z=opt.initial_state(x0), curve=list(curve0), weights=[], groups=[], secs=[], start=0,
+                  strategy=get_strategy(name, "strategies"), rng_key=zlib.crc32(name.encode()))
         if checkpoint is not None:
             st["path"] = os.path.join(checkpoint, f"{name}.ckpt")
             st["fingerprint"] = _fingerprint(settings, name, x0)
@@ -389,19 +403,12 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
                 continue
             z = st["z"]
             t0 = time.perf_counter()
-            if name == "tow":
-                res = tow_weights(learner, z, batches, optimizer=opt, tau0=tau0, beta_u=beta_u,
-                                  n_ilqr=n_ilqr, value_model=value_model)
-                z, U = res.X[-1], res.U
-            else:
-                U = np.full((T, M), np.nan)
-                for t, batch in enumerate(batches):
-                    losses, G, _ = learner.batch(z[:D], batch)
-                    if not np.all(np.isfinite(losses)):
-                        break
-                    U[t] = (np.full(M, 1.0 / M) if name == "uniform"
-                            else dirichlet_weights(losses, kappa, name))
-                    z = opt.step(z, G @ U[t], tau0 + t + 1)
+            out = st["strategy"].window(Window(learner, z, D, batches, opt, tau0,
+                                               np.random.default_rng([seed, k, st["rng_key"]]), options))
+            z, U = np.asarray(out.z, dtype=float), np.asarray(out.U, dtype=float)
+            if U.shape != (T, M):
+                raise ValidationError(f"strategy {name!r} returned weights of shape {U.shape} for window "
+                                      f"{k + 1}; its window() must return (T, M) = ({T}, {M}).")
             st["secs"].append(time.perf_counter() - t0)
             if not np.all(np.isfinite(z)) or not np.all(np.isfinite(U)):
                 raise TrainingDivergedError(
@@ -427,7 +434,7 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
     return results
 
 
-def run_sinusoid_experiment(strategies: Sequence[str] = STRATEGIES, *, hidden: int = 40, gamma: float = 0.01,
+def run_sinusoid_experiment(strategies: Sequence[str] | None = None, *, hidden: int = 40, gamma: float = 0.01,
                             source: SinusoidTasks | None = None, learner: str = "fomaml",
                             **kwargs) -> list[StrategyResult]:
     """:func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`)

@@ -1,6 +1,7 @@
-"""Task-weighting strategies behind one interface: ``uniform``, ``exploration`` and
-``exploitation`` (Eq. (12) of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via
-:func:`metalqr.ilqr.ilqr`)."""
+"""The weight computations of the built-in strategies: ``exploration`` and ``exploitation``
+(Eq. (12) of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via
+:func:`metalqr.ilqr.ilqr`). The strategy objects and their registry live in
+:mod:`metalqr.tow.weighting_strategies`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,20 @@
+"""TOW, Algorithm 1 of the TOW paper: iLQR over the window's T mini-batches
+(:func:`metalqr.tow.tow_weights`); the learner follows the optimised trajectory."""
+
+from __future__ import annotations
+
+from ..weighting import tow_weights
+from .base import Window, WindowResult, WeightingStrategy
+
+
+class TOW(WeightingStrategy):
+    name = "tow"
+    normalised = False          # Algorithm 1 imposes u >= 0 only
+    reads = ("beta_u", "n_ilqr", "value_model", "gauss_newton")
+    description = "Algorithm 1: weights from iLQR over the window (beta_u, n_ilqr, value_model)"
+
+    def window(self, w: Window) -> WindowResult:
+        o = w.options
+        res = tow_weights(w.learner, w.z, w.batches, optimizer=w.optimizer, tau0=w.tau0, beta_u=o["beta_u"],
+                          n_ilqr=o["n_ilqr"], value_model=o["value_model"])
+        return WindowResult(res.X[-1], res.U)

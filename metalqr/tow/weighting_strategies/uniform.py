@@ -1,0 +1,15 @@
+"""The uniform baseline: every task of a mini-batch weighs ``1/M``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import PerBatchStrategy
+
+
+class Uniform(PerBatchStrategy):
+    name = "uniform"
+    description = "every task weighs 1/M (standard meta-learning)"
+
+    def weights(self, losses, w):
+        return np.full(w.M, 1.0 / w.M)
