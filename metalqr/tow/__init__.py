@@ -2,7 +2,7 @@
 (first- and second-order MAML, Prototypical Networks), SGD / Adam meta-optimisers with
 their linearisations, offline task sources, and the weighting strategies behind one interface and registry (uniform,
 exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`; see
-:mod:`metalqr.tow.weighting_strategies`).
+``metalqr.tow.weighting_strategies``).
 """
 
 from .experiment import (STRATEGIES, StrategyResult, make_learner, plot_curves, plot_weights, run_experiment,

@@ -251,7 +251,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
 
     With ``checkpoint`` (a folder, locked against a second run for the duration), each
     strategy's state (optimiser state, curve, weights, window times) is saved every
-    ``checkpoint_every`` windows and at the end through :mod:`metalqr._checkpoint`
+    ``checkpoint_every`` windows and at the end through ``metalqr._checkpoint``
     (versioned, checksummed, atomic; its fingerprint covers the seed, every training setting,
     the source, the learner and the initial parameters, but not ``n_iterations``, ``n_test``
     and the other strategies, which do not change a strategy's state after ``k`` windows). A rerun with the same settings resumes
@@ -278,7 +278,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     kappa : float, > 1
         Dirichlet concentration of the exploration / exploitation baselines, Eq. (12).
     n_ilqr : int, >= 1
-        iLQR iterations per window for TOW.
+        Number of iLQR iterations per window for TOW.
     n_test, n_val : int, >= 2
         Held-out test tasks (final metric) and validation tasks (curve).
     seed : int, >= 0

@@ -80,7 +80,8 @@ class WindowResult:
 
 class WeightingStrategy(abc.ABC):
     """A task-weighting strategy: a ``name``, a one-line ``description`` and one method,
-    :meth:`window`, that trains through one window and returns the weights it used.
+    :meth:`~metalqr.tow.WeightingStrategy.window`, that trains through one window and returns
+    the weights it used.
 
     Strategies that choose each mini-batch's weights from that mini-batch's losses alone
     derive from :class:`PerBatchStrategy` and implement only :meth:`PerBatchStrategy.weights`.
