@@ -129,7 +129,8 @@ def _option_type(what: str, parse: Callable[[str], object],
 
 
 #: Counts (iterations, tasks, samples): integers >= 1.
-count_option = _option_type("an integer >= 1", int, lambda v: check_int(v, "value", minimum=1))
+count_option = _option_type("an integer in [1, 10**9]", int,
+                            lambda v: check_int(v, "value", minimum=1, maximum=10**9))
 #: Seeds: integers >= 0.
 seed_option = _option_type("an integer >= 0", int, lambda v: check_int(v, "value", minimum=0))
 #: Step sizes, radii, concentrations: finite reals > 0.

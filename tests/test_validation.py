@@ -143,3 +143,43 @@ def test_tow_plots_do_not_switch_the_users_matplotlib_backend(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().lower() == "pdf"
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "w.png").stat().st_size > 0
+
+
+def test_unwritable_checkpoint_path_is_a_checkpoint_error(tmp_path):
+    """A checkpoint that cannot be written gives one CheckpointError naming the path,
+    not a FileNotFoundError on an internal temporary name."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad = str(blocker / "sub" / "ck.ckpt")              # a folder below a regular file
+    ts = metalqr.perturb_tasks(metalqr.double_integrator(), 2, rng=0)
+    K0 = metalqr.common_stabilizing_gain(ts)
+    with pytest.raises(metalqr.CheckpointError, match=r"ck\.ckpt"):
+        metalqr.meta_policy_optimization(ts, K0, alpha=1e-3, eta=1e-4, n_iterations=2,
+                                         checkpoint=bad, checkpoint_every=1, progress=False)
+
+
+def test_gradient_check_at_an_optimum_is_not_a_false_alarm():
+    """At K* the gradient is ~0 while J is ~30: the finite difference's own rounding
+    (eps |J| / h) must be allowed for; a 1% wrong gradient away from K* is still caught."""
+    mt = pytest.importorskip("metalqr.testing")
+    task = metalqr.boeing747()
+    K, _ = metalqr.optimal_gain(task)
+    f = lambda G: metalqr.cost(task, G)          # noqa: E731
+    g = lambda G: metalqr.gradient(task, G)      # noqa: E731
+    mt.assert_gradient_matches_fd(f, g, K)
+    with pytest.raises(AssertionError, match="gradient mismatch"):
+        mt.assert_gradient_matches_fd(f, lambda G: 1.01 * g(G), K + 1e-2)
+
+
+def test_study_size_store_and_nan_bound_are_refused(tmp_path):
+    experiments = pytest.importorskip("metalqr.experiments")
+    mt = pytest.importorskip("metalqr.testing")
+    with pytest.raises(metalqr.ValidationError, match="seeds"):
+        experiments.Study.grid(base={}, grid={}, seeds=10**12)
+    with pytest.raises(metalqr.ValidationError, match="runs"):
+        experiments.Study.grid(base={}, grid={"alpha": [1e-3] * 1000, "eta": [1e-4] * 1000},
+                               seeds=2)
+    with pytest.raises(metalqr.ValidationError, match="does not exist"):
+        experiments.summary_table(str(tmp_path / "no-such-store"))
+    with pytest.raises(metalqr.ValidationError, match="NaN"):
+        mt.check_bound(lambda t: float("nan"), lambda t: 1.0, mt.lqr_tasks(), max_examples=5)

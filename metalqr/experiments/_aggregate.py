@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .._validation import check_choice, check_probability
-from ..exceptions import ValidationTypeError
+from ..exceptions import ValidationError, ValidationTypeError
 from ._config import RUN_DEFAULTS, Study, setting_key
 from ._runner import curve
 from ._store import ResultStore
@@ -45,6 +45,9 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
 
 def _records(store: ResultStore | str | os.PathLike, study: Study | None) -> list[dict]:
     store = store if isinstance(store, ResultStore) else ResultStore(store)
+    if not os.path.isdir(store.root):
+        raise ValidationError(f"store {store.root!r} does not exist; pass the folder a study "
+                              f"was run with (run_study(..., store=...) or --store).")
     if study is not None and not isinstance(study, Study):
         raise ValidationTypeError(f"study must be a Study or None; got {type(study).__name__}.")
     return list(store.records(None if study is None else study.ids))

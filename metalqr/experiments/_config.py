@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 from typing import Any, Iterable, Mapping
 
@@ -164,9 +165,13 @@ def _as_list(value: Any, where: str) -> list:
     return [value]
 
 
+#: Most runs one study may hold (each is a file in the store and a task on the cluster).
+MAX_STUDY_RUNS = 1_000_000
+
+
 def _seeds(value: Any) -> list[int]:
     if isinstance(value, (int,)) and not isinstance(value, bool):
-        n = check_positive(value, "seeds", integer=True)
+        n = check_int(value, "seeds", minimum=1, maximum=MAX_STUDY_RUNS)
         return list(range(n))
     if isinstance(value, (list, tuple)) and value:
         return [check_int(s, "seeds", minimum=0) for s in value]
@@ -268,6 +273,11 @@ class Study:
         seed_list = None if ("seed" in grid or "seed" in base) else _seeds(seeds)
         keys = list(grid)
         values = [_as_list(grid[k], f"grid[{k!r}]") for k in keys]
+        n_runs = len(seed_list or [None]) * len(variants) * math.prod(len(v) for v in values)
+        if n_runs > MAX_STUDY_RUNS:
+            raise ValidationError(f"seeds x runs x grid: this study has {n_runs:.3g} runs, above "
+                                  f"metalqr's limit of {MAX_STUDY_RUNS} runs a study; split it "
+                                  f"into several studies on one store.")
         out = []
         for seed in (seed_list or [None]):
             for v in variants:

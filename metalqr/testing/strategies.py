@@ -64,11 +64,16 @@ class MetaFamily(NamedTuple):
 
 # ---------------------------------------------------------------------------- checks
 def _dim(value: Any, name: str, max_name: str, max_value: int):
-    """``None`` (draw 1..max) or a fixed int >= 1."""
-    check_int(max_value, max_name, minimum=1)
+    """``None`` (draw 1..max) or a fixed int in [1, MAX_DIMENSION]."""
+    check_int(max_value, max_name, minimum=1, maximum=MAX_DIMENSION)
     if value is None:
         return st.integers(1, max_value)
-    return st.just(check_int(value, name, minimum=1))
+    return st.just(check_int(value, name, minimum=1, maximum=MAX_DIMENSION))
+
+
+#: Largest state / input dimension a strategy draws (property tests search many examples;
+#: a d = 1000 task already takes seconds to draw and check).
+MAX_DIMENSION = 1000
 
 
 def _stabilisable(A: np.ndarray, B: np.ndarray, controllable: bool) -> bool:
