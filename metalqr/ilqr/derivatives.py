@@ -284,7 +284,6 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
         try:
             G, E, rat, sm = once(Zs, tss, h)
         except (ArithmeticError, ValueError):   # e.g. math.exp overflowing at a large step
-            overflowed |= pend
             break
         with np.errstate(all="ignore"):
             usable = np.isfinite(G) & (np.abs(G - e) <= er + E)

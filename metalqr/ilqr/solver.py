@@ -207,7 +207,19 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         Any malformed argument (named in the message), a callback returning a wrong shape or
         a non-real dtype, inconsistent derivative shapes, a non-finite initial cost, or a
         dense value model / finite-difference workload beyond metalqr's limits (with the
-        alternative: ``value_model="diagonal"``, ``derivatives=``).
+        alternative: ``value_model="diagonal"``, ``derivatives=``), a horizon whose
+        trajectories and gains (about ``4 (T+1)(D + M + M D)`` entries) exceed them (checked
+        before ``U0`` is copied), or an arithmetic / lookup / type / value error raised inside
+        ``dynamics``, ``cost`` or ``terminal_cost`` (wrapped, naming the callback, the
+        ``vectorized`` convention and the likely fix; the original is chained as
+        ``__cause__``). Other exceptions of a callback (e.g. a deliberate stop) pass through.
+
+    Notes
+    -----
+    With finite-difference derivatives a stationary point is claimed only when the rounding
+    of the evaluation points cannot hide a gradient worth more than ``tol`` of the cost (else
+    ``converged=False`` with the reason); entries whose refinement overflowed are reported
+    as non-finite derivatives, never read as 0.
     """
     # ---- arguments ---------------------------------------------------------------------
     dynamics = check_callable(dynamics, "dynamics")
@@ -484,6 +496,10 @@ def _fd_hidden_decrease(d: Derivatives, X: np.ndarray, U: np.ndarray,
     return total if math.isfinite(total) else math.inf
 
 
+#: Exception classes that signal a bug in a user callback (wrapped by :func:`_guarded`).
+_CALLBACK_BUGS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, NameError)
+
+
 def _guarded(fn: Callable, name: str, vectorized: bool, D: int, M: int) -> Callable:
     """``fn`` with any non-metalqr exception it raises re-raised as a :class:`ValidationError`
     that names the callback, the calling convention in use and the likely fix, chained to the
@@ -504,7 +520,7 @@ def _guarded(fn: Callable, name: str, vectorized: bool, D: int, M: int) -> Calla
             return fn(*args)
         except MetalqrError:
             raise
-        except Exception as exc:
+        except _CALLBACK_BUGS as exc:      # other exceptions (a deliberate stop) pass through
             shapes = ", ".join(str(np.shape(a)) for a in args)
             raise ValidationError(
                 f"{name} raised {type(exc).__name__}: {exc} (called with arguments of shapes "

@@ -110,12 +110,11 @@ def check_beta_u(value: Any, name: str = "beta_u") -> float:
     """TOW's prior precision (Eq. (7)) as a float in ``(0, BETA_U_MAX]`` (1e12: a larger
     precision pins every weight to ``mu_u`` anyway and overflows the iLQR cost)."""
     from .._validation import check_real
-    return check_real(value, f"{name} (TOW prior precision, valid range (0, {BETA_U_MAX:g}])",
+    return check_real(value, f"{name} (TOW prior precision)",
                       minimum=0.0, maximum=BETA_U_MAX, min_inclusive=False)
 
 
 def check_mu_u(value: Any, name: str = "mu_u") -> float:
     """TOW's prior mean of the weights (Eq. (7)) as a float in ``[0, MU_U_MAX]``."""
     from .._validation import check_real
-    return check_real(value, f"{name} (TOW prior mean of the weights, valid range "
-                             f"[0, {MU_U_MAX:g}])", minimum=0.0, maximum=MU_U_MAX)
+    return check_real(value, f"{name} (TOW prior mean of the weights)", minimum=0.0, maximum=MU_U_MAX)
