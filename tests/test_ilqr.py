@@ -664,3 +664,93 @@ def test_box_qp_reports_its_optimality_residual_and_refuses_indefinite_free_bloc
     # indefinite H whose minimiser over the box is interior in a negative direction: not ok
     res = box_qp(np.array([[1.0, 0.0], [0.0, -1.0]]), np.zeros(2), -np.ones(2), np.ones(2), x0=np.zeros(2))
     assert not res.ok
+
+
+# ---- regressions of the new-user report (issues 1-4) -------------------------------------
+
+def _lin2():
+    A = np.eye(2) * 0.9
+    B = np.array([[1.0], [0.5]])
+    return (lambda x, u, t: A @ x + B @ u), np.array([0.1, 0.2])
+
+
+def test_diagnose_never_raises_on_overflowed_or_nonfinite_c_uu():
+    """Issue 1: eigvalsh on an overflowing c_uu (A + A' = inf) raised LinAlgError."""
+    from metalqr.ilqr import Derivatives
+    from metalqr.ilqr.solver import _diagnose
+    T = 3
+    big = np.array([[1e308, 1.7e308], [1.7e308, 1e308]])
+    for c_uu_t in (big, np.full((2, 2), np.inf), np.full((2, 2), np.nan)):
+        d = Derivatives(f_x=np.tile(np.eye(2), (T, 1, 1)), f_u=np.tile(np.eye(2), (T, 1, 1)),
+                        c_x=np.zeros((T, 2)), c_u=np.zeros((T, 2)),
+                        c_xx=np.tile(np.eye(2), (T, 1, 1)),
+                        c_uu=np.tile(c_uu_t, (T, 1, 1)), c_ux=None, cT_x=np.zeros(2),
+                        cT_xx=np.eye(2))
+        text = _diagnose(d, 1, False, np.zeros((T + 1, 2)))
+        if np.all(np.isfinite(c_uu_t)):
+            # finite but indefinite: the scaled eigenvalue is computed, not overflowed
+            assert "c_uu not positive definite at step 1" in text
+            assert re.search(r"smallest eigenvalue -7e\+307", text)
+        else:
+            assert "c_uu is not finite at step 1" in text
+
+
+def test_huge_horizon_is_refused_before_allocation():
+    """Issue 2: ilqr with T = 1e9 hung copying / rolling out instead of being refused."""
+    dyn, x0 = _lin2()
+    with pytest.raises(metalqr.ValidationError, match=r"horizon of T = 1000000000.*Shorten"):
+        ilqr(dyn, lambda x, u, t: x @ x, x0, np.zeros((10**9, 1)))
+
+
+def test_fd_gradient_lost_to_rounding_is_not_reported_as_convergence():
+    """Issue 3: cost 1e300 |u|^2 at U = 1e-100 gave 'gradient norm 0 ... already a local
+    optimum', converged=True at cost 2e101, with an overflow RuntimeWarning (true optimum: U = 0
+    with cost sum |x_t|^2, about 0.3)."""
+    import warnings
+    from metalqr.ilqr import Derivatives
+    dyn, x0 = _lin2()
+    cost = lambda x, u, t: x @ x + 1e300 * u @ u
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = ilqr(dyn, cost, x0, np.zeros((20, 1)) + 1e-100)
+    assert not res.converged
+    assert "cannot resolve the gradient" in res.reason
+    # with exact derivatives the solver does reach the optimum U = 0
+    def derivs(X, U):
+        T = U.shape[0]
+        return Derivatives(f_x=np.tile(np.eye(2) * 0.9, (T, 1, 1)),
+                           f_u=np.tile(np.array([[1.0], [0.5]]), (T, 1, 1)),
+                           c_x=2 * X[:-1], c_u=2e300 * U, c_xx=np.tile(2 * np.eye(2), (T, 1, 1)),
+                           c_uu=np.full((T, 1, 1), 2e300), c_ux=None, cT_x=np.zeros(2),
+                           cT_xx=np.zeros((2, 2)))
+    exact = ilqr(dyn, cost, x0, np.zeros((20, 1)) + 1e-100, derivatives=derivs)
+    X = [x0]
+    for _ in range(20):
+        X.append(0.9 * X[-1])
+    assert exact.cost == pytest.approx(sum(x @ x for x in X[:-1]), rel=1e-6)
+
+
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_callback_errors_are_wrapped_naming_the_callback(vectorized):
+    """Issue 4: a ZeroDivisionError / IndexError from the user's callbacks passed through."""
+    _, x0 = _lin2()
+    B = np.array([1.0, 0.5])
+    dyn = lambda x, u, t: 0.9 * x + u * B          # works per step and batched
+    bad_cost = lambda x, u, t: np.sum(x * x, axis=-1) + 1 / 0
+    with pytest.raises(metalqr.ValidationError,
+                       match=rf"cost raised ZeroDivisionError.*vectorized={vectorized}") as ei:
+        ilqr(dyn, bad_cost, x0, np.zeros((5, 1)), vectorized=vectorized)
+    assert isinstance(ei.value.__cause__, ZeroDivisionError)
+    bad_final = lambda x: 1 / 0
+    with pytest.raises(metalqr.ValidationError, match=r"terminal_cost raised ZeroDivisionError"):
+        ilqr(dyn, lambda x, u, t: np.sum(x * x, axis=-1), x0, np.zeros((5, 1)),
+             terminal_cost=bad_final, vectorized=vectorized)
+
+
+def test_per_step_callbacks_with_vectorized_true_suggest_the_fix():
+    dyn = lambda x, u, t: np.array([x[0] + u[0], x[1] + x[0]])   # per-step, indexes x[1]
+    with pytest.raises(metalqr.ValidationError,
+                       match=r"dynamics raised .*vectorized=True was set.*vectorized=False") as ei:
+        ilqr(dyn, lambda x, u, t: x @ x + u @ u, np.array([0.1, 0.2]), np.zeros((5, 1)),
+             vectorized=True)
+    assert ei.value.__cause__ is not None

@@ -4,6 +4,7 @@ message names the argument. Memory-safety cases (horizons that disagree) come fi
 
 from __future__ import annotations
 
+import math
 import numba as nb
 import numpy as np
 import pytest
@@ -168,6 +169,15 @@ for bad in (None, 1.0, "cost"):
     case("ilqr", "cost", lambda bad=bad: run_ilqr(cost=bad), TE)
 case("ilqr", "cost", lambda: run_ilqr(cost=lambda x, u, t: np.ones((x.shape[0], 1))))
 case("ilqr", "cost", lambda: run_ilqr(cost=lambda x, u, t: np.sum(x)))
+# user callbacks that raise: wrapped, naming the callback (issue 4)
+case("ilqr", "dynamics", lambda: run_ilqr(dynamics=lambda x, u, t: x[:, 5]))
+case("ilqr", "dynamics", lambda: run_ilqr(dynamics=lambda x, u, t: 1 / 0))
+case("ilqr", "cost", lambda: run_ilqr(cost=lambda x, u, t: np.sum(x, axis=1) / 0.0 + 1 // 0))
+case("ilqr", "cost", lambda: run_ilqr(cost=lambda x, u, t: {}[t]))
+case("ilqr", "terminal_cost", lambda: run_ilqr(terminal_cost=lambda x: x[:, 7]))
+case("ilqr", "terminal_cost", lambda: run_ilqr(terminal_cost=lambda x: math.log(-1.0)))
+# horizon too large (issue 2)
+case("ilqr", "horizon", lambda: run_ilqr(U0=np.zeros((10**9, M))))
 case("ilqr", "cost", lambda: run_ilqr(cost=lambda x, u, t: np.ones(x.shape[0]) * 1j), TE)
 case("ilqr", "cost", lambda: run_ilqr(cost=lambda x, u, t: np.ones(2), vectorized=False,
                                       dynamics=lambda x, u, t: x, terminal_cost=lambda x: 0.0))

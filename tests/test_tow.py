@@ -746,3 +746,24 @@ def test_strategy_result_carries_the_final_parameters(tmp_path):
     test = src.sample(np.random.default_rng([1, 10**6]), 5, train=False)
     assert r.params.shape == (learner.net.size,)
     assert np.array_equal(learner.evaluate(r.params, test), r.metric)
+
+
+def test_beta_u_outside_its_documented_range_is_refused_by_name():
+    """Issue 1: beta_u = 1e308 overflowed c_uu = beta_u I and ended in a raw LinAlgError from
+    eigvalsh (1e160 / 1e250: numpy overflow RuntimeWarnings). Valid range (0, 1e12]."""
+    from metalqr.tow import run_experiment
+    learner, x, batches = _window(4)
+    for bad in (1e308, 1e250, 1e160, 1e13, 0.0, -1.0):
+        with pytest.raises(metalqr.ValidationError, match=r"beta_u .*\(0, 1e\+12\]"):
+            tow_weights(learner, x, batches, alpha=0.05, beta_u=bad)
+    with pytest.raises(metalqr.ValidationError, match=r"mu_u .*\[0, 1e\+06\]"):
+        tow_weights(learner, x, batches, alpha=0.05, mu_u=1e300)
+    with pytest.raises(metalqr.ValidationError, match=r"beta_u"):
+        run_experiment(SinusoidTasks(), MAML(NET, gamma=0.01), ["tow"], beta_u=1e308,
+                       n_iterations=2, n_test=5, n_val=5)
+    # the top of the range still works and pins the weights to the prior mean, warning-free
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = tow_weights(learner, x, batches, alpha=0.05, beta_u=1e12)
+    assert np.allclose(res.U, 1.0 / 4, atol=1e-8)

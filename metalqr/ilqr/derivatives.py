@@ -255,7 +255,7 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
     est, err, ratio, smin = once(Z, ts, h0)
     if fixed:
         return est
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):     # products of huge entries may overflow (issue 3)
         if hessian:
             dg = np.abs(np.diagonal(est, axis1=1, axis2=2))
             scale = np.maximum(np.abs(est), np.sqrt(dg[:, :, None] * dg[:, None, :]))
@@ -271,6 +271,7 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
     rows = np.flatnonzero(pending.reshape(len(Z), -1).any(axis=1))
     Zs, tss, h = Z[rows], ts[rows], h0[rows].copy()
     e, er, pend, sm_prev = est[rows], err[rows], pending[rows], smin[rows]
+    overflowed = np.zeros_like(pend)
     for _ in range(_MAX_RUNGS):
         if hessian:     # a coordinate moves while its own curvature is unresolved
             moving = np.diagonal(pend, axis1=1, axis2=2)
@@ -286,6 +287,7 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
             break
         with np.errstate(all="ignore"):
             usable = np.isfinite(G) & (np.abs(G - e) <= er + E)
+        overflowed |= pend & ~np.isfinite(G)
         take = pend & usable
         e[take], er[take] = G[take], E[take]
         with np.errstate(invalid="ignore"):
@@ -296,6 +298,9 @@ def _adapt(once, Z, ts, h0, fixed, hessian=False):
         sm_prev = sm
         if not np.any(pend):
             break
+    # an entry still unresolved whose larger steps overflowed is unknown, not zero: mark it
+    # non-finite so that the solver stops instead of reading it as a zero gradient (issue 3)
+    e[pend & overflowed] = np.nan
     est[rows] = e
     return est
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._validation import (check_bool, check_callable, check_choice, check_int, check_real,
                            check_size)
-from ..exceptions import ValidationError, ValidationTypeError
+from ..exceptions import MetalqrError, ValidationError, ValidationTypeError
 from ._checks import bounds_array, callback_output, optional_real, real_array, step_sizes
 from .backward import VALUE_MODELS, _backward_pass_checked
 from .derivatives import FD_WORK_LIMIT, Derivatives, _fd_derivatives
@@ -65,27 +65,49 @@ class ILQRResult:
     gradient_norm: float = float("nan")
 
 
+def _min_eig(A: np.ndarray) -> float:
+    """Smallest eigenvalue of the symmetric part of ``A``; ``nan`` when ``A`` is not finite
+    or the eigen-solver fails (never raises: issue 1, ``eigvalsh`` on an overflowed matrix)."""
+    if not np.all(np.isfinite(A)):
+        return float("nan")
+    scale = float(np.max(np.abs(A)))
+    if scale == 0.0:
+        return 0.0
+    with np.errstate(all="ignore"):
+        S = 0.5 * (A / scale + (A / scale).T)       # scaled first: A + A' may overflow
+        try:
+            return float(np.min(np.linalg.eigvalsh(S))) * scale
+        except np.linalg.LinAlgError:
+            return float("nan")
+
+
 def _diagnose(d: Derivatives, t: int, fd: bool, X: np.ndarray) -> str:
     """Why ``Q_uu`` at step ``t`` could not be made positive definite: the cause in terms of
-    the derivatives, not only the symptom."""
+    the derivatives, not only the symptom. Never raises, also for non-finite matrices."""
     T = d.f_u.shape[0]
-    fu_scale = lambda s: float(np.max(np.abs(d.f_u[s]))) <= 1e-12 * max(
-        1.0, float(np.max(np.abs(d.f_x[s]))))
-    cuu_min = lambda s: float(np.min(np.linalg.eigvalsh(0.5 * (d.c_uu[s] + d.c_uu[s].T))))
-    parts = []
-    n_fu = sum(fu_scale(s) for s in range(T))
-    n_cuu = sum(cuu_min(s) <= 0 for s in range(T))
-    if fu_scale(t):
-        parts.append(f"f_u is ~0 at step {t} (max |f_u| = {np.max(np.abs(d.f_u[t])):.3g}: the "
-                     f"controls do not move the state there; {n_fu} of {T} steps alike)")
-    if cuu_min(t) <= 0:
-        parts.append(f"c_uu not positive definite at step {t} (smallest eigenvalue "
-                     f"{cuu_min(t):.3g}; {n_cuu} of {T} steps alike)")
-    if not parts:
-        parts.append(f"Q_uu = c_uu + f_u'V f_u is indefinite at step {t} even with the "
-                     f"regularisation (the cost-to-go is not convex in u there)")
-    text = "; ".join(parts)
-    xmax = float(np.max(np.abs(X)))
+    with np.errstate(all="ignore"):
+        fu_scale = lambda s: bool(np.max(np.abs(d.f_u[s])) <= 1e-12 * max(
+            1.0, float(np.max(np.abs(d.f_x[s])))))
+        mins = [_min_eig(d.c_uu[s]) for s in range(T)]
+        parts = []
+        n_fu = sum(fu_scale(s) for s in range(T))
+        n_bad = sum(not math.isfinite(m) for m in mins)
+        n_cuu = sum(m <= 0 for m in mins if math.isfinite(m))
+        if not np.all(np.isfinite(d.c_uu[t])) or not math.isfinite(mins[t]):
+            parts.append(f"c_uu is not finite at step {t} (or its eigenvalues cannot be "
+                         f"computed; {n_bad} of {T} steps alike): the cost's control curvature "
+                         f"overflows the floating-point range; rescale the cost")
+        if fu_scale(t):
+            parts.append(f"f_u is ~0 at step {t} (max |f_u| = {np.max(np.abs(d.f_u[t])):.3g}: "
+                         f"the controls do not move the state there; {n_fu} of {T} steps alike)")
+        if math.isfinite(mins[t]) and mins[t] <= 0:
+            parts.append(f"c_uu not positive definite at step {t} (smallest eigenvalue "
+                         f"{mins[t]:.3g}; {n_cuu} of {T} steps alike)")
+        if not parts:
+            parts.append(f"Q_uu = c_uu + f_u'V f_u is indefinite at step {t} even with the "
+                         f"regularisation (the cost-to-go is not convex in u there)")
+        text = "; ".join(parts)
+        xmax = float(np.max(np.abs(X)))
     if fd and xmax > 1e6:
         text += (f"; derivatives are finite differences along a trajectory with |x| up to "
                  f"{xmax:.3g}: supply derivatives= if they are inaccurate there")
@@ -185,7 +207,19 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         Any malformed argument (named in the message), a callback returning a wrong shape or
         a non-real dtype, inconsistent derivative shapes, a non-finite initial cost, or a
         dense value model / finite-difference workload beyond metalqr's limits (with the
-        alternative: ``value_model="diagonal"``, ``derivatives=``).
+        alternative: ``value_model="diagonal"``, ``derivatives=``), a horizon whose
+        trajectories and gains (about ``4 (T+1)(D + M + M D)`` entries) exceed them (checked
+        before ``U0`` is copied), or an arithmetic / lookup / type / value error raised inside
+        ``dynamics``, ``cost`` or ``terminal_cost`` (wrapped, naming the callback, the
+        ``vectorized`` convention and the likely fix; the original is chained as
+        ``__cause__``). Other exceptions of a callback (e.g. a deliberate stop) pass through.
+
+    Notes
+    -----
+    With finite-difference derivatives a stationary point is claimed only when the rounding
+    of the evaluation points cannot hide a gradient worth more than ``tol`` of the cost (else
+    ``converged=False`` with the reason); entries whose refinement overflowed are reported
+    as non-finite derivatives, never read as 0.
     """
     # ---- arguments ---------------------------------------------------------------------
     dynamics = check_callable(dynamics, "dynamics")
@@ -194,6 +228,17 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     derivatives = check_callable(derivatives, "derivatives", allow_none=True)
     callback = check_callable(callback, "callback", allow_none=True)
     x0 = real_array(x0, "x0", ndim=1, allow_empty=False)
+    shape0 = getattr(U0, "shape", None)
+    if isinstance(shape0, tuple) and len(shape0) == 2 and all(
+            isinstance(n, (int, np.integer)) for n in shape0):
+        # the horizon x (state + control) size, before U0 is copied or rolled out (issue 2)
+        T0, M0 = int(shape0[0]), int(shape0[1])
+        check_size(4.0 * (T0 + 1) * (x0.shape[0] + M0 + M0 * x0.shape[0]),
+                   f"ilqr with a horizon of T = {T0} steps, D = {x0.shape[0]}, M = {M0}",
+                   what="float64 entries for the trajectories X, U and the gains "
+                        "(about 4 (T+1)(D + M + M D))",
+                   alternative="Shorten the horizon T (e.g. receding-horizon / MPC windows) "
+                               "or solve the problem in pieces.")
     U = real_array(U0, "U0", ndim=2).copy()
     T, M = U.shape
     D = x0.shape[0]
@@ -234,6 +279,10 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     clip = constraint == "boxqp" and bounded
     if terminal_cost is None:
         terminal_cost = (lambda x: np.zeros(np.shape(x)[0])) if vectorized else (lambda x: 0.0)
+    else:
+        terminal_cost = _guarded(terminal_cost, "terminal_cost", vectorized, D, M)
+    dynamics = _guarded(dynamics, "dynamics", vectorized, D, M)
+    cost = _guarded(cost, "cost", vectorized, D, M)
 
     if clip:
         U = np.clip(U, lo, hi)
@@ -356,6 +405,15 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         K, k, gnorm = res.K, res.k, res.gradient_norm
         expected_full = res.expected_change(1.0)
         if expected_full > -tol * max(1.0, abs(J)):
+            hidden = _fd_hidden_decrease(d, X, U, fd_step) if derivatives is None else 0.0
+            if hidden > tol * max(1.0, abs(J)):
+                reason = (f"finite-difference derivatives cannot resolve the gradient here "
+                          f"(issue 3): the curvature (max |c_uu| {np.max(np.abs(d.c_uu)):.3g}) "
+                          f"times the rounding of the evaluation points can hide a gradient "
+                          f"worth a cost decrease up to {hidden:.3g}, so the apparent "
+                          f"stationarity (gradient norm {gnorm:.3g}) is not a convergence; "
+                          f"supply derivatives= or rescale the cost")
+                break
             converged = True
             if it == 1:
                 reason = (f"initial trajectory is stationary (gradient norm {gnorm:.3g}, expected "
@@ -419,6 +477,56 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
             reason, converged = "relative improvement below tol", True
             break
     return result()
+
+
+def _fd_hidden_decrease(d: Derivatives, X: np.ndarray, U: np.ndarray,
+                        fd_step: float | None) -> float:
+    """Upper estimate of the cost decrease a gradient invisible to central differences could
+    give: an evaluation point ``z +- h`` is rounded by up to ``eps (|z| + h)``, which shifts a
+    derivative by ``|c_zz| eps (|z| + h)``; such a hidden gradient ``g`` is worth ``g^2 / (2
+    c_zz)``, i.e. ``c_zz (eps (|z| + h))^2 / 2`` per coordinate."""
+    eps = np.finfo(float).eps
+    rel = eps ** (1 / 3) if fd_step is None else fd_step
+    with np.errstate(all="ignore"):
+        total = 0.0
+        for Z, H in ((U, d.c_uu), (X[:-1], d.c_xx)):
+            diag = np.abs(H) if H.ndim == 2 else np.abs(np.diagonal(H, axis1=1, axis2=2))
+            e = eps * (np.abs(Z) + rel * np.maximum(1.0, np.abs(Z)))
+            total += float(np.sum(0.5 * diag * e * e))
+    return total if math.isfinite(total) else math.inf
+
+
+#: Exception classes that signal a bug in a user callback (wrapped by :func:`_guarded`).
+_CALLBACK_BUGS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, NameError)
+
+
+def _guarded(fn: Callable, name: str, vectorized: bool, D: int, M: int) -> Callable:
+    """``fn`` with any non-metalqr exception it raises re-raised as a :class:`ValidationError`
+    that names the callback, the calling convention in use and the likely fix, chained to the
+    original (issue 4)."""
+    if vectorized:
+        conv = ("vectorized=True was set: it receives a batch x of shape (N, D) = (N, "
+                f"{D})" + ("" if name == "terminal_cost" else f", u (N, {M}), t (N,) int")
+                + " and must return " + ("(N, D)" if name == "dynamics" else "(N,)")
+                + "; if it is written for one step, pass vectorized=False")
+    else:
+        conv = (f"vectorized=False: it receives one step, x of shape ({D},)"
+                + ("" if name == "terminal_cost" else f", u ({M},), t an int")
+                + " and must return " + (f"({D},)" if name == "dynamics" else "a real scalar")
+                + "; if it is written for batches, pass vectorized=True")
+
+    def call(*args):
+        try:
+            return fn(*args)
+        except MetalqrError:
+            raise
+        except _CALLBACK_BUGS as exc:      # other exceptions (a deliberate stop) pass through
+            shapes = ", ".join(str(np.shape(a)) for a in args)
+            raise ValidationError(
+                f"{name} raised {type(exc).__name__}: {exc} (called with arguments of shapes "
+                f"{shapes}; {conv}). Fix the error in {name} (e.g. guard divisions and "
+                f"domain errors), or check its calling convention.") from exc
+    return call
 
 
 def _first_non_finite(d: Derivatives) -> str:

@@ -97,3 +97,24 @@ def check_batches(batches: Any, name: str = "batches") -> list:
             raise ValidationError(f"{name}[{t}] has {len(b)} tasks but {name}[0] has {M}; every "
                                   f"mini-batch of a window must have the same number of tasks M.")
     return out
+
+
+#: Documented sane ranges of TOW's scale parameters (issue 1: beta_u = 1e308 overflowed the
+#: cost's curvature ``c_uu = beta_u I``, and ``beta_u/2 |u - mu_u|^2`` overflowed above ~1e160).
+#: ``beta_u`` in (0, BETA_U_MAX]; ``mu_u`` in [0, MU_U_MAX].
+BETA_U_MAX = 1e12
+MU_U_MAX = 1e6
+
+
+def check_beta_u(value: Any, name: str = "beta_u") -> float:
+    """TOW's prior precision (Eq. (7)) as a float in ``(0, BETA_U_MAX]`` (1e12: a larger
+    precision pins every weight to ``mu_u`` anyway and overflows the iLQR cost)."""
+    from .._validation import check_real
+    return check_real(value, f"{name} (TOW prior precision)",
+                      minimum=0.0, maximum=BETA_U_MAX, min_inclusive=False)
+
+
+def check_mu_u(value: Any, name: str = "mu_u") -> float:
+    """TOW's prior mean of the weights (Eq. (7)) as a float in ``[0, MU_U_MAX]``."""
+    from .._validation import check_real
+    return check_real(value, f"{name} (TOW prior mean of the weights)", minimum=0.0, maximum=MU_U_MAX)

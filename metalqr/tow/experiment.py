@@ -24,7 +24,7 @@ import numpy as np
 from .. import _checkpoint
 from .._validation import (as_float_array, check_bool, check_choice, check_int, check_real, check_size)
 from ..exceptions import CheckpointError, TrainingDivergedError, ValidationError, ValidationTypeError
-from ._checks import check_learner, check_source
+from ._checks import check_beta_u, check_learner, check_source
 from .learner import MAML, ProtoNet
 from .mlp import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -273,7 +273,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     optimizer : {"sgd", "adam"}
     alpha : float, > 0
         Meta step size.
-    beta_u : float, > 0
+    beta_u : float, in (0, 1e12]
         TOW's prior precision, Eq. (7).
     kappa : float, > 1
         Dirichlet concentration of the exploration / exploitation baselines, Eq. (12).
@@ -315,7 +315,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     M = check_int(M, "M", minimum=1)
     optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     alpha = check_real(alpha, "alpha", minimum=0.0, min_inclusive=False)
-    beta_u = check_real(beta_u, "beta_u", minimum=0.0, min_inclusive=False)
+    beta_u = check_beta_u(beta_u)
     kappa = check_real(kappa, "kappa", minimum=1.0, min_inclusive=False)
     n_ilqr = check_int(n_ilqr, "n_ilqr", minimum=1)
     n_test = check_int(n_test, "n_test", minimum=2)

@@ -14,7 +14,8 @@ import scipy.optimize
 from .._validation import as_float_array, check_choice, check_int, check_real, check_size
 from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ilqr
-from ._checks import check_batches, check_learner, check_optimizer, param_size
+from ._checks import (check_batches, check_beta_u, check_learner, check_mu_u, check_optimizer,
+                      param_size)
 from .optimizers import SGD
 from .tasks import Task
 
@@ -145,9 +146,10 @@ class TOWProblem:
         Number of meta-parameters (the learner's parameter count).
     tau0 : int, >= 0
         Updates done before this window (Adam's bias correction uses ``tau0 + t + 1``).
-    beta_u : float, > 0
-        Precision of the Gaussian prior on the weights, Eq. (7).
-    mu : float, >= 0
+    beta_u : float, in (0, 1e12]
+        Precision of the Gaussian prior on the weights, Eq. (7) (larger values overflow the
+        cost and pin every weight to ``mu`` anyway).
+    mu : float, in [0, 1e6]
         Prior mean of every weight (``1/M`` in the paper).
 
     Raises
@@ -174,8 +176,8 @@ class TOWProblem:
             raise ValidationError(f"D must equal the learner's parameter count "
                                   f"{param_size(self.learner)}; got {self.D}.")
         self.tau0 = check_int(self.tau0, "tau0", minimum=0)
-        self.beta_u = check_real(self.beta_u, "beta_u", minimum=0.0, min_inclusive=False)
-        self.mu = check_real(self.mu, "mu", minimum=0.0)
+        self.beta_u = check_beta_u(self.beta_u)
+        self.mu = check_mu_u(self.mu, "mu")
         self._T, self._M = len(self.batches), len(self.batches[0])
         self._S = self.optimizer.state_size(self.D)
 
@@ -257,9 +259,10 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     optimizer : SGD or Adam, optional
     tau0 : int, >= 0
         Updates done before this window.
-    beta_u : float, > 0
-        Prior precision of Eq. (7) (the paper: 10).
-    mu_u : float, >= 0, optional
+    beta_u : float, in (0, 1e12]
+        Prior precision of Eq. (7) (the paper: 10); larger values are refused (they overflow
+        the iLQR cost, issue 1).
+    mu_u : float, in [0, 1e6], optional
         Prior mean of the weights (default ``1/M``).
     n_ilqr : int, >= 1
         Number of iLQR iterations (the paper: 2).
@@ -299,8 +302,8 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
                               f"with {D} parameters); got {z.size}.")
     M = len(batches[0])
     tau0 = check_int(tau0, "tau0", minimum=0)
-    beta_u = check_real(beta_u, "beta_u", minimum=0.0, min_inclusive=False)
-    mu = 1.0 / M if mu_u is None else check_real(mu_u, "mu_u", minimum=0.0)
+    beta_u = check_beta_u(beta_u)
+    mu = 1.0 / M if mu_u is None else check_mu_u(mu_u)
     n_ilqr = check_int(n_ilqr, "n_ilqr", minimum=1)
     value_model = check_choice(value_model, "value_model", ("diagonal", "full"))
     constraint = check_choice(constraint, "constraint", ("boxqp", "reject"))
