@@ -199,8 +199,9 @@ def missing_from_api(api_dir: pathlib.Path = DOCS / "api") -> dict[str, list[str
             module = importlib.import_module(modname)
         except ImportError:
             continue
-        if not pathlib.Path(module.__file__).resolve().is_relative_to(ROOT):
-            continue     # found elsewhere (an editable install of another checkout)
+        where = pathlib.Path(module.__file__).resolve()
+        if not where.is_relative_to(ROOT) and "site-packages" not in where.parts:
+            continue     # found in another checkout (its editable install), not this one
         missing = sorted(n for n in getattr(module, "__all__", ())
                          if not inspect.ismodule(getattr(module, n, None))   # own section
                          and n not in documented.get(modname, set())
