@@ -181,20 +181,26 @@ def _read_file(p: str) -> bytes:
         return fh.read()
 
 
-def _folder_members(root: str) -> list[tuple[tuple[str, str, str], str, Callable[[], bytes]]]:
-    out, zips = [], []
+def _walk_files(root: str):
+    """Every file under ``root`` in a deterministic (sorted) order, as ``(parts, f, full)``:
+    the folders from ``root`` down (``[]`` at the top), the file name and its full path."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel = os.path.relpath(dirpath, root)
         parts = [] if rel == "." else rel.split(os.sep)
         for f in sorted(filenames):
-            full = os.path.join(dirpath, f)
-            if not parts and f.lower().endswith(".zip") and f.startswith("images_"):
-                zips.append(full)
-                continue
-            key = _layout_key(parts + [f])
-            if key is not None:
-                out.append((key, full, lambda p=full: _read_file(p)))
+            yield parts, f, os.path.join(dirpath, f)
+
+
+def _folder_members(root: str) -> list[tuple[tuple[str, str, str], str, Callable[[], bytes]]]:
+    out, zips = [], []
+    for parts, f, full in _walk_files(root):
+        if not parts and f.lower().endswith(".zip") and f.startswith("images_"):
+            zips.append(full)
+            continue
+        key = _layout_key(parts + [f])
+        if key is not None:
+            out.append((key, full, lambda p=full: _read_file(p)))
     if not out:                        # a folder that holds the official zips
         for z in zips:
             out += _zip_members(z)
@@ -208,12 +214,10 @@ def _signature(paths: tuple[str, ...]) -> tuple:
             st = os.stat(p)
             sig.append((p, st.st_mtime_ns, st.st_size))
         else:
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames.sort()
-                for f in sorted(filenames):
-                    if f.lower().endswith((".png", ".zip")):
-                        st = os.stat(os.path.join(dirpath, f))
-                        sig.append((os.path.join(dirpath, f), st.st_mtime_ns, st.st_size))
+            for _, f, full in _walk_files(p):
+                if f.lower().endswith((".png", ".zip")):
+                    st = os.stat(full)
+                    sig.append((full, st.st_mtime_ns, st.st_size))
     return tuple(sig)
 
 
@@ -535,16 +539,11 @@ def _run_members(root: str) -> dict:
         from_zip(root)
         return found
     zips = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel = os.path.relpath(dirpath, root)
-        parts = [] if rel == "." else rel.split(os.sep)
-        for f in sorted(filenames):
-            full = os.path.join(dirpath, f)
-            if not parts and f == "all_runs.zip":
-                zips.append(full)
-            elif f.lower().endswith((".png", ".txt")):
-                add(parts + [f], full, lambda p=full: _read_file(p))
+    for parts, f, full in _walk_files(root):
+        if not parts and f == "all_runs.zip":
+            zips.append(full)
+        elif f.lower().endswith((".png", ".txt")):
+            add(parts + [f], full, lambda p=full: _read_file(p))
     if not found:
         for z in zips:
             from_zip(z)

@@ -7,19 +7,20 @@ from ..weighting import dirichlet_weights
 from .base import PerBatchStrategy
 
 
-class Exploration(PerBatchStrategy):
-    name = "exploration"
+class _Dirichlet(PerBatchStrategy):
+    """Eq. (12) with the sign ``s`` chosen by the strategy's ``name`` (the ``mode`` of
+    :func:`~metalqr.tow.dirichlet_weights`)."""
     reads = ("kappa",)
+
+    def weights(self, losses, w):
+        return dirichlet_weights(losses, w.options["kappa"], self.name)
+
+
+class Exploration(_Dirichlet):
+    name = "exploration"
     description = "Eq. (12) with s = -1: harder tasks (larger loss) weigh more"
 
-    def weights(self, losses, w):
-        return dirichlet_weights(losses, w.options["kappa"], "exploration")
 
-
-class Exploitation(PerBatchStrategy):
+class Exploitation(_Dirichlet):
     name = "exploitation"
-    reads = ("kappa",)
     description = "Eq. (12) with s = +1: familiar tasks (smaller loss) weigh more"
-
-    def weights(self, losses, w):
-        return dirichlet_weights(losses, w.options["kappa"], "exploitation")
