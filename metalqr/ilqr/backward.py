@@ -90,10 +90,13 @@ def _reg_split(mu: float, reg_type: str) -> tuple[float, float]:
 
 
 def _backward_compiled(d: Derivatives, T: int, M: int, D: int, mu: float, reg_type: str) -> BackwardResult:
-    from .backward_numba import backward_dense
+    # the arguments were checked by backward_pass / ilqr (shapes, finiteness) and _dense gives
+    # C-contiguous float64: call the kernel, not backward_dense, which would check them again
+    # on every backward pass (and every regularisation retry)
+    from .backward_numba import _backward_dense_kernel
     c_ux = np.zeros((T, M, D)) if d.c_ux is None else np.ascontiguousarray(d.c_ux, dtype=float)
     smu, cmu = _reg_split(mu, reg_type)
-    K, k, dV1, dV2, failed, qn = backward_dense(
+    K, k, dV1, dV2, failed, qn = _backward_dense_kernel(
         _dense(d.f_x, T), np.ascontiguousarray(d.f_u, dtype=float), np.ascontiguousarray(d.c_x, dtype=float),
         np.ascontiguousarray(d.c_u, dtype=float), _dense(d.c_xx, T), np.ascontiguousarray(d.c_uu, dtype=float),
         c_ux, np.ascontiguousarray(d.cT_x, dtype=float), _dense(d.cT_xx, None), smu, cmu)

@@ -99,7 +99,8 @@ def _mv(A, v):
 @nb.njit(cache=True)
 def _backward_dense_kernel(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu_state, mu_control):
     """Returns (K, k, dV1, dV2, failed_at, |Q_u|) with failed_at = -1 on success. No bounds checks:
-    call :func:`backward_dense`, which checks every shape first."""
+    call :func:`backward_dense`, which checks every shape first (or pass arguments already
+    checked, as ``metalqr.ilqr.backward`` does)."""
     T, D, M = f_u.shape
     K = np.zeros((T, M, D))
     k = np.zeros((T, M))
