@@ -8,10 +8,12 @@ import the console script.
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from typing import IO, Sequence
 
-__all__ = ["print_table", "format_cell"]
+__all__ = ["print_table", "format_cell", "csv_text"]
 
 
 def format_cell(value) -> str:
@@ -39,3 +41,16 @@ def print_table(rows: Sequence[dict], out: IO[str] | None = None) -> None:
     print("  ".join(str(c).rjust(w) for c, w in zip(cols, widths)), file=out)
     for row in cells:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)), file=out)
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    """``rows`` as CSV text (``\\n`` line ends): a header with the union of the rows' keys in
+    first-seen order, then one line per row (missing cells empty)."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

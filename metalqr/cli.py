@@ -133,6 +133,13 @@ count_option = _option_type("an integer in [1, 10**9]", int,
                             lambda v: check_int(v, "value", minimum=1, maximum=10**9))
 #: Seeds: integers >= 0.
 seed_option = _option_type("an integer >= 0", int, lambda v: check_int(v, "value", minimum=0))
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type=`` function for integers >= ``low`` (no upper bound)."""
+    return _option_type(f"an integer >= {low}", int, lambda v: check_int(v, "value", minimum=low))
+
+
 #: Step sizes, radii, concentrations: finite reals > 0.
 positive_option = _option_type("a number > 0", float,
                                  lambda v: check_real(v, "value", minimum=0.0, min_inclusive=False))
@@ -179,8 +186,7 @@ def _validated_ints(p: argparse.ArgumentParser, minimum: dict[str, int]) -> None
     for action in p._actions:
         if action.type is int:
             low = minimum.get(action.option_strings[-1], 0)
-            action.type = _option_type(f"an integer >= {low}", int,
-                                       lambda v, low=low: check_int(v, "value", minimum=low))
+            action.type = _int_at_least(low)
         if action.option_strings[-1:] == ["--seeds"] and "default:" not in (action.help or ""):
             action.help = (action.help or "") + " (default: none, one seed without the engine)"
         if action.help and "(default " in action.help:
@@ -576,35 +582,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.description = textwrap.fill(p.description, 88)
     _validated_ints(p, {"--workers": 1, "--retries": 0})
     # --- metalqr tow -----------------------------------------------------------------------
-    def _arg_type(kind, low, strict, what):
-        def parse(text):
-            try:
-                value = kind(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
-            if value != value or value in (float("inf"), float("-inf")) or value < low or \
-                    (strict and value == low):
-                raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
-            return value
-        parse.__name__ = what
-        return parse
-
-    count = _arg_type(int, 1, False, "an integer >= 1")
-    count2 = _arg_type(int, 2, False, "an integer >= 2")
-    seed = _arg_type(int, 0, False, "an integer >= 0")
-    step = _arg_type(float, 0.0, True, "a finite number > 0")
-    nonneg = _arg_type(float, 0.0, False, "a finite number >= 0")
-    kappa = _arg_type(float, 1.0, True, "a finite number > 1")
+    count, count2, seed = _int_at_least(1), _int_at_least(2), seed_option
+    step = positive_option
+    nonneg = _option_type("a finite number >= 0", float,
+                          lambda v: check_real(v, "value", minimum=0.0))
+    kappa = _option_type("a finite number > 1", float,
+                         lambda v: check_real(v, "value", minimum=1.0, min_inclusive=False))
     p = sub.add_parser("tow", help="TOW task weighting vs the other registered weighting strategies",
                        description="Train one learner with each task-weighting strategy on the same task "
                                    "stream (TOW paper, Section 5, at CPU scale) and write a table, curves "
                                    "with 95% bands, weight plots and a JSON with every setting.")
 
-    if type(p).error is argparse.ArgumentParser.error:   # unless the parser class already does it:
-        def one_line_error(message):                      # a user error is one line, exit status 2
-            sys.stderr.write(f"metalqr tow: error: {message} (see metalqr tow --help)\n")
-            sys.exit(2)
-        p.error = one_line_error
     per_source = lambda key: ", ".join(f"{k} {v[key]:g}" if isinstance(v[key], float) else f"{k} {v[key]}"
                                        for k, v in TOW_DEFAULTS.items())
     p.add_argument("--source", choices=sorted(TOW_DEFAULTS), default="sinusoid",
@@ -684,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distance", choices=["euclidean", "modified_hausdorff"], default="euclidean",
                    help="distance between raw-pixel images, or the modified Hausdorff distance "
                         "between ink-point clouds (default: %(default)s)")
-    p.add_argument("--size", type=_arg_type(int, 1, False, "an integer >= 1"), default=28, metavar="N",
+    p.add_argument("--size", type=count, default=28, metavar="N",
                    help="image side for the euclidean distance, 1..105 (default: %(default)s)")
     p.set_defaults(func=_cmd_tow_runs)
     return parser

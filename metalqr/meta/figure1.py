@@ -4,8 +4,6 @@ meta-gradients (Algorithm 2) on three random families of 5 tasks (Section 6)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import time
@@ -16,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._checkpoint import FolderLock, atomic_write_text
+from .._report import csv_text
 from .._validation import as_rng, check_bool, check_choice, check_int, check_real
 from ..exceptions import (MetalqrWarning, TrainingDivergedError, TrainingStalledError,
                           ValidationError, ValidationTypeError)
@@ -154,17 +153,6 @@ def floor_ratio(tasks: Any, *, max_iterations: int = 100) -> float:
                                            "ftol": 1e-14})
     best = min(float(res.fun), f(K0.ravel())[0])
     return (best - J_star) / J_star
-
-
-def _csv_text(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    cols: list[str] = []
-    for r in rows:
-        cols += [c for c in r if c not in cols]
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def _curve(res) -> tuple[np.ndarray, np.ndarray]:
@@ -357,8 +345,8 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
                 (concerns if status == "no_improvement" else failures).append(f"{s.label}: {status} after {len(h) - 1} iterations (cost-gap "
                                 f"ratio {ratio[0]:.4g} -> {ratio[-1]:.4g}, best {np.min(ratio):.4g} "
                                 f"at iteration {res.best_iteration}, floor {floor:.4g})")
-        atomic_write_text(os.path.join(output_dir, "fig1.csv"), _csv_text(curve_rows))
-        atomic_write_text(os.path.join(output_dir, "summary.csv"), _csv_text(summary))
+        atomic_write_text(os.path.join(output_dir, "fig1.csv"), csv_text(curve_rows))
+        atomic_write_text(os.path.join(output_dir, "summary.csv"), csv_text(summary))
         mode = ("custom settings" if settings is not None else
                 "quick run" if quick else "full run, the paper's settings")
         _plot(os.path.join(output_dir, "fig1.png"), runs, mode)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import numbers
@@ -14,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._checkpoint import atomic_write_text
+from .._report import csv_text
 from .._validation import check_bool, check_choice
 from ..exceptions import CheckpointError, ValidationError, ValidationTypeError
 
@@ -111,11 +110,7 @@ class History:
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write one row per iteration (header = column names), atomically."""
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.records)
-        atomic_write_text(_check_out_path(path), buf.getvalue())
+        atomic_write_text(_check_out_path(path), csv_text(self.records))
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write ``{"records": [...], "meta": {...}}`` atomically (``inf`` as ``Infinity``)."""
