@@ -97,7 +97,8 @@ class StudyReport:
 
 
 def _describe(cfg: Mapping[str, Any]) -> str:
-    keys = ("family", "d", "k", "estimator", "alpha", "eta", "seed")
+    keys = (("source", "strategy", "learner", "alpha", "seed") if cfg.get("kind") == "tow"
+            else ("family", "d", "k", "estimator", "alpha", "eta", "seed"))
     return " ".join(f"{k}={cfg[k]}" for k in keys if cfg.get(k) is not None)
 
 
@@ -183,6 +184,11 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
         if record["status"] == "failed":
             report.failed[rid] = record["error"]
             tail = record["error"]
+        elif record["summary"] is None:
+            tail = f"{record['status']}: {record.get('error')}"
+        elif record["config"].get("kind") == "tow":
+            tail = (f"{record['status']}, final test {record['summary']['metric']} "
+                    f"{record['summary']['final_test_metric']:.4g}")
         else:
             tail = (f"{record['status']}, final cost-gap ratio "
                     f"{record['summary']['final_cost_gap_ratio']:.4g}")
@@ -235,7 +241,7 @@ def _run_dask(todo, report, finish, log, *, scheduler, workers, client, retries)
         tag = uuid.uuid4().hex[:8]
         futures, meta = [], {}
         for rid, cfg in todo:
-            resources = {"GPU": 1} if (gpu_workers and cfg["backend"] == "cupy") else None
+            resources = {"GPU": 1} if (gpu_workers and cfg.get("backend") == "cupy") else None
             fut = client.submit(execute_run, cfg, key=f"metalqr-run-{rid}-{tag}", pure=False,
                                 retries=retries, resources=resources)
             futures.append(fut)

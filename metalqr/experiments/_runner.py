@@ -28,7 +28,7 @@ _DETERMINISTIC = (ValidationError, NotMAMLStabilizingError, NotMetaLearnableErro
 
 
 def run_rng(config: Mapping[str, Any]) -> np.random.Generator:
-    """The run's only source of randomness, seeded from its configuration: ``[seed, d, k]``
+    """The (zo_maml) run's only source of randomness, seeded from its configuration: ``[seed, d, k]``
     for the random family (as ``metalqr reproduce fig1``), ``[seed, crc32(family)]`` else.
     It draws the tasks first, then the perturbations of training."""
     if config["family"] == "random":
@@ -50,8 +50,8 @@ def build_tasks(config: Mapping[str, Any], rng: np.random.Generator):
 
 def _device(config: Mapping[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                            "backend": config["backend"]}
-    if config["backend"] == "cupy":
+                            "backend": config.get("backend")}
+    if config.get("backend") == "cupy":
         try:
             import cupy
             dev = cupy.cuda.runtime.getDevice()
@@ -64,6 +64,8 @@ def _device(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """Run one configuration (normalised by :func:`normalize_run`) and return its record.
+    A ``kind = "tow"`` configuration runs one TOW weighting strategy instead (see
+    :func:`metalqr.experiments.execute_tow_run` for its record).
 
     The run seeds its own generator from its configuration (:func:`run_rng`), so the same
     configuration gives the same numbers in any process, on any worker.
@@ -90,6 +92,9 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"format": RECORD_FORMAT, "format_version": RECORD_VERSION,
                               "run_id": run_id(config), "config": dict(config),
                               "metalqr_version": __version__, "device": _device(config)}
+    if config.get("kind") == "tow":
+        from ._tow import execute_tow_run
+        return execute_tow_run(config, record)
     rng = run_rng(config)
     est = config["estimator"]
     options: dict[str, Any] = {}
@@ -163,6 +168,7 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
     Warnings are left out because Python's warning capture is process-wide: when several
     runs share a process in threads, a warning may be recorded by another run (or shown
     normally instead); the numbers and ``summary["stop_reason"]`` are not affected."""
-    out = {k: v for k, v in record.items() if k not in ("device", "wall_seconds", "warnings")}
+    out = {k: v for k, v in record.items()
+           if k not in ("device", "wall_seconds", "warnings", "train_seconds", "window_seconds")}
     out["history"] = [{k: v for k, v in r.items() if k != "seconds"} for r in record["history"]]
     return out
