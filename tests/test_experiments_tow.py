@@ -268,6 +268,13 @@ def test_tow_study_same_numbers_serial_and_on_two_workers(tmp_path):
     with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         pids = set(client.run(os.getpid).values())
         rep = run_study(study, tmp_path / "dask", client=client, progress=False)
+
+        def threads_in_a_run():
+            from metalqr.experiments import limit_threads
+            import numba
+            limit_threads()               # as every run on a worker: NUMBA_NUM_THREADS=1 there
+            return numba.get_num_threads()
+        assert client.submit(threads_in_a_run, pure=False).result() == 1
     assert rep.complete and len(rep.ran) == len(study)
     ref = stored(tmp_path / "serial", study)
     assert len(ref) == len(study) and stored(tmp_path / "dask", study) == ref   # bit for bit

@@ -17,7 +17,8 @@ from ._cli import (add_fig1_arguments, add_sweep_parser, fig1_main, fig1_seeds_c
                    figure1_study, sweep_main)
 from ._config import (BACKENDS, ESTIMATORS, FAMILIES, KINDS, RUN_DEFAULTS, TOW_RUN_DEFAULTS,
                       TOW_SOURCES, Study, load_study, normalize_run, run_id, study_from_dict)
-from ._engine import StudyReport, dask_available, local_cluster, run_study, thread_limits
+from ._engine import (StudyReport, dask_available, limit_threads, local_cluster, run_cost, run_study,
+                      thread_limits)
 from ._runner import build_tasks, comparable, execute_run, run_rng
 from ._store import ResultStore
 from ._tow import execute_tow_run
@@ -26,7 +27,8 @@ __all__ = [
     "Study", "load_study", "study_from_dict", "normalize_run", "run_id", "RUN_DEFAULTS",
     "FAMILIES", "ESTIMATORS", "BACKENDS", "KINDS", "TOW_RUN_DEFAULTS", "TOW_SOURCES",
     "execute_tow_run", "TOW_METRICS", "TOW_CURVE_COLUMNS",
-    "run_study", "StudyReport", "local_cluster", "thread_limits", "dask_available",
+    "run_study", "StudyReport", "local_cluster", "thread_limits", "limit_threads", "run_cost",
+    "dask_available",
     "execute_run", "comparable", "run_rng", "build_tasks", "ResultStore",
     "mean_ci", "summary_table", "curves", "plot_curves", "write_report", "METRICS",
     "CURVE_COLUMNS",
