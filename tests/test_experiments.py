@@ -312,6 +312,18 @@ def test_killed_dask_study_then_rerun_runs_only_the_missing_runs(tmp_path, seria
     assert run_study(study, tmp_path, engine="serial", progress=False).ran == []
 
 
+def test_device_is_recorded_and_a_cupy_run_without_gpu_is_an_error_not_stored(tmp_path):
+    import socket
+    rec = execute_run({**TINY, "seed": 1})
+    assert rec["device"] == {"host": socket.gethostname(), "pid": os.getpid(), "backend": "numpy"}
+    if "cupy" in metalqr.available_backends():
+        pytest.skip("a GPU is available here: the CuPy run would succeed")
+    study = Study([{**TINY, "backend": "cupy"}], name="gpu")
+    rep = run_study(study, tmp_path, engine="serial", progress=False)
+    assert not rep.complete and "cupy" in rep.errors[study.ids[0]].lower()
+    assert ResultStore(tmp_path).ids() == []                 # not stored: a rerun on a GPU retries
+
+
 def test_limit_threads_and_run_cost():
     numba = pytest.importorskip("numba")
     from metalqr.experiments import limit_threads, run_cost
