@@ -141,7 +141,21 @@ def _run_kind(run: Mapping[str, Any]) -> str:
 
 def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     """Validate a run's settings and return the full configuration (every key of
-    :data:`RUN_DEFAULTS`, in that order, defaults filled in, aliases resolved).
+    :data:`RUN_DEFAULTS`, or of :data:`TOW_RUN_DEFAULTS` for ``kind = "tow"``, in that
+    order, defaults filled in, aliases resolved; a zo_maml configuration does not store its
+    default ``kind``).
+
+    Parameters
+    ----------
+    run : mapping
+        Run settings; ``kind`` (one of :data:`KINDS`, default ``"zo_maml"``) selects the keys
+        that apply (a key of the other kind is refused, naming its kind).
+    where : str
+        How the run is named in error messages (e.g. ``"runs[3]"``).
+
+    Returns
+    -------
+    dict
 
     Raises
     ------
