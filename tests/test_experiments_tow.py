@@ -130,7 +130,7 @@ def test_one_strategy_per_run_equals_run_experiment():
     source = tow.SinusoidTasks()
     learner = tow.make_learner(cfg["learner"], source, hidden=cfg["hidden"], gamma=cfg["gamma"])
     import inspect
-    seed_kw = "seed" if "seed" in inspect.signature(tow.run_experiment).parameters else "rng"
+    seed_kw = "rng" if "rng" in inspect.signature(tow.run_experiment).parameters else "seed"
     ref = tow.run_experiment(source, learner, ["uniform", "exploration", "tow"],
                              n_iterations=cfg["n_iterations"], T=cfg["T"], M=cfg["M"],
                              optimizer=cfg["optimizer"], alpha=cfg["alpha"], n_test=cfg["n_test"],

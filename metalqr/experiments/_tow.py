@@ -27,9 +27,10 @@ TOW_CURVE_COLUMNS = ("validation_metric", "validation_ci95")
 
 
 def _seed_keyword(fn) -> str:
-    """``"seed"`` or ``"rng"``: the name under which ``fn`` takes its integer seed."""
+    """``"rng"`` (metalqr's name for a seed or Generator argument) or, in older versions of
+    :mod:`metalqr.tow`, ``"seed"``: the name under which ``fn`` takes its integer seed."""
     params = inspect.signature(fn).parameters
-    return "seed" if "seed" in params else "rng"
+    return "rng" if "rng" in params else "seed"
 
 
 def _source(config: Mapping[str, Any]):
