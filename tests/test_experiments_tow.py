@@ -40,6 +40,8 @@ def test_tow_defaults_follow_the_source():
     sin = normalize_run({"kind": "tow"})
     cls = normalize_run({"kind": "tow", "source": "classification"})
     from metalqr.cli import TOW_DEFAULTS
+    from metalqr.experiments import TOW_SOURCE_DEFAULTS, TOW_SOURCES
+    assert all(TOW_SOURCE_DEFAULTS[s] == TOW_DEFAULTS[s] for s in TOW_SOURCES)
     for cfg, src in ((sin, "sinusoid"), (cls, "classification")):
         d = TOW_DEFAULTS[src]
         assert (cfg["learner"], cfg["optimizer"], cfg["alpha"], cfg["gamma"], cfg["n_iterations"]) \
@@ -141,6 +143,7 @@ def test_one_strategy_per_run_equals_run_experiment():
         assert rec["test_metric"] == r.metric.tolist()
         assert rec["summary"]["final_test_metric"] == r.mean
         assert rec["summary"]["metric"] == "mse" and "squared" in rec["summary"]["units"]
+        assert rec["summary"]["units"] == tow.experiment.UNITS["mse"]
         assert [(h["window"], h["validation_metric"], h["validation_ci95"])
                 for h in rec["history"]] == [tuple(p) for p in r.curve]
     uniform, _, tw = (execute_run(c) for c in study.runs)

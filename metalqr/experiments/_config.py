@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 from .._validation import check_choice, check_int, check_positive, check_real
 from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["RUN_DEFAULTS", "TOW_RUN_DEFAULTS", "KINDS", "TOW_SOURCES", "FAMILIES", "ESTIMATORS",
+__all__ = ["RUN_DEFAULTS", "TOW_RUN_DEFAULTS", "TOW_SOURCE_DEFAULTS", "KINDS", "TOW_SOURCES", "FAMILIES", "ESTIMATORS",
            "BACKENDS", "normalize_run", "run_id", "Study", "load_study"]
 
 #: Kinds of run: ``"zo_maml"`` (default), meta-training of an LQR policy (Algorithm 3 of the
@@ -66,7 +66,7 @@ ALIASES = {"M": "n_perturbations", "M_prime": "inner_perturbations", "r": "radiu
 TOW_SOURCES = ("sinusoid", "classification", "omniglot")
 TOW_LEARNERS = ("fomaml", "maml", "protonet")
 #: Every key of a TOW run (``kind = "tow"``) and its default. ``"auto"`` takes the source's
-#: default of ``metalqr tow`` (``metalqr.cli.TOW_DEFAULTS``); ``eval_every = "auto"`` is
+#: default of ``metalqr tow`` (:data:`TOW_SOURCE_DEFAULTS`); ``eval_every = "auto"`` is
 #: ``max(1, n_iterations // 20)``; ``None`` for ``k_shot``/``k_query``/``n_way`` is the
 #: source's own default.
 TOW_RUN_DEFAULTS: dict[str, Any] = {
@@ -223,9 +223,19 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     return out
 
 
+#: Per-source defaults of a TOW run's ``"auto"`` keys: those of ``metalqr tow``
+#: (``metalqr.cli.TOW_DEFAULTS``; a test keeps the two equal; not imported from there, as
+#: metalqr.cli imports this package).
+TOW_SOURCE_DEFAULTS = {
+    "sinusoid": dict(learner="fomaml", optimizer="adam", alpha=3e-3, gamma=0.02, iterations=500),
+    "classification": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1,
+                           iterations=100),
+    "omniglot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
+}
+
+
 def _tow_defaults(source: str) -> dict[str, Any]:
-    from ..cli import TOW_DEFAULTS
-    return TOW_DEFAULTS[source]
+    return TOW_SOURCE_DEFAULTS[source]
 
 
 def _normalize_tow(run: Mapping[str, Any], where: str) -> dict[str, Any]:
