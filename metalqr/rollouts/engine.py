@@ -39,7 +39,8 @@ def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
     scale of a stage cost driven by one draw of the noise or the initial state; invariant
     under a change of state coordinates), or ``||Q + K'RK||_F ||V||_F`` where it is zero.
 
-    Shape ``(N,)``; one GEMM per task and chunk (contiguous rows are not copied).
+    Shape ``(N,)``; per task and chunk, single-threaded products ``K V`` (see
+    :func:`_rows_times`; contiguous rows are not copied).
     """
     N = K.shape[0]
     ref = np.zeros(N)
@@ -57,8 +58,8 @@ def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
         contiguous = group[-1] - group[0] + 1 == group.size
         for s in range(0, group.size, chunk):
             r = group[s:s + chunk]
-            Kc = K[r[0]:r[-1] + 1] if contiguous else K[r]
-            KV = (np.ascontiguousarray(Kc).reshape(-1, d) @ Vj).reshape(Kc.shape)
+            Kc = np.ascontiguousarray(K[r[0]:r[-1] + 1] if contiguous else K[r])
+            KV = _rows_times(Kc.reshape(-1, d), Vj).reshape(Kc.shape)
             tr = qv + lam_R[j] * np.einsum("nij,nij->n", KV, Kc)
             if np.any(tr <= 0.0):
                 M = batch.Q[j] + np.swapaxes(Kc, -1, -2) @ batch.R[j] @ Kc
@@ -69,6 +70,24 @@ def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
             else:
                 ref[r] = tr
     return ref
+
+
+#: Largest ``m d d`` of one product in :func:`_rows_times`: below OpenBLAS's threading
+#: threshold (``m n k < 2^18``), so each product runs on the calling thread. On a shared
+#: 2-core machine a threaded BLAS call for this little work waits for its threads to be
+#: scheduled: the (10000, 20) @ (20, 20) product of a (20, 10) meta-gradient took 0.3 ms on
+#: one thread and 2-80 ms threaded under load.
+SMALL_GEMM = 1 << 17
+
+
+def _rows_times(X: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``X @ V`` for a tall ``X`` (m, d) and a small ``V`` (d, d), as products of at most
+    ``SMALL_GEMM / d^2`` rows (at least 64) on the calling thread."""
+    out = np.empty((X.shape[0], V.shape[1]))
+    rows = max(64, SMALL_GEMM // max(1, V.shape[0] * V.shape[1]))
+    for s in range(0, X.shape[0], rows):
+        np.matmul(X[s:s + rows], V, out=out[s:s + rows])
+    return out
 
 
 def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: int, key: int,
