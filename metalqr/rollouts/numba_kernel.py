@@ -34,11 +34,11 @@ import math
 import numba as nb
 import numpy as np
 
-from .blocks import task_blocks
+from .blocks import fitted_lanes, task_blocks
 from .counter_rng import GAMMA, block_stride
-from .counter_rng_numba import lane_normals as _lane_normals
+from .counter_rng_numba import lane_normals_into as _lane_normals
 from .counter_rng_numba import normals_numba, sphere_numba  # noqa: F401 (re-exported)
-from .factors import equilibrated_factor, well_conditioned
+from .factors import equilibrated_factor, memo_by_value, well_conditioned
 
 __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
 
@@ -175,6 +175,125 @@ def _add_squares(M, X, total):
             total[r] += mii * xi[r] * xi[r]
 
 
+@nb.njit(**_JIT)
+def _matvec_add(M, X, OUT):
+    """``OUT += M X`` for a task-wide ``M`` (n, m) and rows over roll-outs ``X`` (m, L),
+    ``OUT`` (n, L), in one function (no helper calls: a call costs as much as a short row):
+    blocks of four output rows by four input rows, so each output row is loaded and stored
+    once per sixteen multiply-adds."""
+    n, m, L = OUT.shape[0], X.shape[0], OUT.shape[1]
+    i = 0
+    while i + 4 <= n:
+        o0, o1, o2, o3 = OUT[i], OUT[i + 1], OUT[i + 2], OUT[i + 3]
+        m0, m1, m2, m3 = M[i], M[i + 1], M[i + 2], M[i + 3]
+        j = 0
+        while j + 4 <= m:
+            x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+            a00, a01, a02, a03 = m0[j], m0[j + 1], m0[j + 2], m0[j + 3]
+            a10, a11, a12, a13 = m1[j], m1[j + 1], m1[j + 2], m1[j + 3]
+            a20, a21, a22, a23 = m2[j], m2[j + 1], m2[j + 2], m2[j + 3]
+            a30, a31, a32, a33 = m3[j], m3[j + 1], m3[j + 2], m3[j + 3]
+            for r in range(L):
+                v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
+                o0[r] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                o1[r] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                o2[r] += a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                o3[r] += a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+            j += 4
+        while j < m:
+            xj = X[j]
+            a0, a1, a2, a3 = m0[j], m1[j], m2[j], m3[j]
+            for r in range(L):
+                v = xj[r]
+                o0[r] += a0 * v
+                o1[r] += a1 * v
+                o2[r] += a2 * v
+                o3[r] += a3 * v
+            j += 1
+        i += 4
+    while i < n:
+        oi, mi = OUT[i], M[i]
+        j = 0
+        while j + 4 <= m:
+            x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+            a0, a1, a2, a3 = mi[j], mi[j + 1], mi[j + 2], mi[j + 3]
+            for r in range(L):
+                oi[r] += a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r]
+            j += 4
+        while j < m:
+            xj, a = X[j], mi[j]
+            for r in range(L):
+                oi[r] += a * xj[r]
+            j += 1
+        i += 1
+
+
+@nb.njit(**_JIT)
+def _gains_times(Kt, Y, U):
+    """``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L)), two
+    output rows and four input rows per pass, in one function."""
+    k, d, L = Kt.shape
+    U[:, :] = 0.0
+    a = 0
+    while a < k:
+        two = a + 1 < k
+        o, Ca = U[a], Kt[a]
+        p, Cb = (U[a + 1], Kt[a + 1]) if two else (U[a], Kt[a])
+        if two:
+            j = 0
+            while j + 4 <= d:
+                c0, c1, c2, c3 = Ca[j], Ca[j + 1], Ca[j + 2], Ca[j + 3]
+                e0, e1, e2, e3 = Cb[j], Cb[j + 1], Cb[j + 2], Cb[j + 3]
+                x0, x1, x2, x3 = Y[j], Y[j + 1], Y[j + 2], Y[j + 3]
+                for r in range(L):
+                    v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
+                    o[r] += c0[r] * v0 + c1[r] * v1 + c2[r] * v2 + c3[r] * v3
+                    p[r] += e0[r] * v0 + e1[r] * v1 + e2[r] * v2 + e3[r] * v3
+                j += 4
+            while j < d:
+                cj, ej, xj = Ca[j], Cb[j], Y[j]
+                for r in range(L):
+                    o[r] += cj[r] * xj[r]
+                    p[r] += ej[r] * xj[r]
+                j += 1
+            a += 2
+        else:
+            j = 0
+            while j + 4 <= d:
+                c0, c1, c2, c3 = Ca[j], Ca[j + 1], Ca[j + 2], Ca[j + 3]
+                x0, x1, x2, x3 = Y[j], Y[j + 1], Y[j + 2], Y[j + 3]
+                for r in range(L):
+                    o[r] += c0[r] * x0[r] + c1[r] * x1[r] + c2[r] * x2[r] + c3[r] * x3[r]
+                j += 4
+            while j < d:
+                cj, xj = Ca[j], Y[j]
+                for r in range(L):
+                    o[r] += cj[r] * xj[r]
+                j += 1
+            a += 1
+
+
+@nb.njit(**_JIT)
+def _add_quadratic_flat(Mu, X, total):
+    """``total += x'Mx`` per roll-out from ``Mu`` (upper triangle of ``M``, off-diagonal
+    entries doubled): ``sum_i x_i (sum_{j >= i} Mu[i, j] x_j)``, in one function."""
+    n, L = X.shape
+    for i in range(n):
+        xi, mi = X[i], Mu[i]
+        j = i
+        while j + 4 <= n:
+            x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+            a0, a1, a2, a3 = mi[j], mi[j + 1], mi[j + 2], mi[j + 3]
+            for r in range(L):
+                total[r] += xi[r] * (a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r])
+            j += 4
+        while j < n:
+            xj, a = X[j], mi[j]
+            for r in range(L):
+                total[r] += xi[r] * (a * xj[r])
+            j += 1
+
+
 @nb.njit(parallel=True, **_JIT)
 def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K, noise_index,
             length, key, S, ref, factor, m, watch, out, diverged):
@@ -203,7 +322,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                     for j in range(d):
                         Kta[j, r] = K[rows[r], a, j]
             if white:
-                _add_matvec(GT[ti], Ka, Kt[a])
+                _matvec_add(GT[ti], Ka, Kt[a])
         Y = np.zeros((d, L))
         Yn = np.empty((d, L))
         U = np.empty((k, L))
@@ -218,23 +337,18 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         for r in range(L):
             if rows[r] >= 0:
                 thr[r] = ref[rows[r]]
-        _lane_normals(x0, 0, Z)
-        _add_matvec(L0[ti], Z, Y)
+        H = np.empty(L, dtype=np.uint64)
+        _lane_normals(x0, 0, Z, H)
+        _matvec_add(L0[ti], Z, Y)
         for t in range(length + 1):
-            U[:, :] = 0.0
-            a = 0
-            while a + 2 <= k:
-                _add_rows_lanewise_pair(Kt[a], Kt[a + 1], Y, U[a], U[a + 1])
-                a += 2
-            if a < k:
-                _add_rows_lanewise(Kt[a], Y, U[a])
+            _gains_times(Kt, Y, U)
             if t > 0:                   # stage cost of x_t, t = 1 .. l
                 cst[:] = 0.0
                 if qdiag:
                     _add_squares(Qu[ti], Y, cst)
                 else:
-                    _add_quadratic(Qu[ti], Y, s, s2, cst)
-                _add_quadratic(Ru[ti], U, s, s2, cst)
+                    _add_quadratic_flat(Qu[ti], Y, cst)
+                _add_quadratic_flat(Ru[ti], U, cst)
                 for r in range(L):
                     total[r] += cst[r]
                 if watch:
@@ -258,14 +372,14 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                                         U[a, r] = 0.0
             if t == length:
                 break
-            _lane_normals(x0, (t + 1) * d, Z)
-            if white:
-                Yn[:, :] = Z
+            if white:                   # the noise is z itself: drawn straight into Yn
+                _lane_normals(x0, (t + 1) * d, Yn, H)
             else:
+                _lane_normals(x0, (t + 1) * d, Z, H)
                 Yn[:, :] = 0.0
-                _add_matvec(G[ti], Z, Yn)
-            _add_matvec(A[ti], Y, Yn)
-            _add_matvec(negB[ti], U, Yn)
+                _matvec_add(G[ti], Z, Yn)
+            _matvec_add(A[ti], Y, Yn)
+            _matvec_add(negB[ti], U, Yn)
             Y, Yn = Yn, Y
         for r in range(L):
             n = block_rows[b, r]
@@ -303,6 +417,7 @@ def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray
 WHITE_SIGMA0_MAX = 1e6
 
 
+@memo_by_value
 def _whiten(A, B, Q, L0, G):
     """Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None``
     when that would not be accurate: some ``G`` is ill-conditioned after diagonal
@@ -341,8 +456,10 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
     (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`;
     ``ref`` and ``factor``: the divergence test, ``inf`` for a diverging roll-out).
-    ``lanes`` rollouts of a task (default :data:`LANES`) are simulated together; the result
-    does not depend on it (to rounding)."""
+    ``lanes`` rollouts of a task are simulated together (default: at most :data:`LANES`, as
+    few more than the roll-outs of a task as :func:`~metalqr.rollouts.blocks.fitted_lanes`
+    allows); the result does not depend on it (to rounding) and is a function of the inputs
+    (same inputs, same bits)."""
     N = K.shape[0]
     out = np.empty(N)
     if N == 0:
@@ -356,7 +473,8 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
         A, B, Q, L0 = white
     off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
     qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
-    block_task, block_rows = task_blocks(task_index, int(LANES if lanes is None else lanes))
+    width = fitted_lanes(task_index, LANES) if lanes is None else int(lanes)
+    block_task, block_rows = task_blocks(task_index, width)
     c = np.ascontiguousarray
     _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
             c(np.swapaxes(G, -1, -2)), white is not None, qdiag, block_task, block_rows, c(K),
