@@ -8,7 +8,8 @@ target (M, M') = (20, 10); ``--outer 100 --inner 100`` is the paper's setting), 
 length l = 50: ``tasks * M * (M' + 1)`` roll-outs. Every repetition times, in turn, a float64
 matmul (the DGEMM rate), each backend's meta-gradient and the einsum peer, so that all of them
 see the same load on a shared machine; the table gives medians over the repetitions
-(``uptime`` load printed before and after).
+(``uptime`` load printed before and after; ``cpu_s`` is the median process CPU time, all
+threads, spin-waits included).
 
 Flop counts (multiply-add = 2), per roll-out, stated in the output:
 
@@ -202,14 +203,16 @@ def main() -> None:
     print(f"load before: {uptime()}")
     timed = names + [peer]
     times = {name: [] for name in timed}
+    cpu = {name: [] for name in timed}
     peaks, stacked = [], []
     for rep in range(repeat):
         peaks.append(dgemm_gflops(args.dgemm_size))
         stacked.append(stacked_gflops(d))
         for name in (timed if rep % 2 == 0 else timed[::-1]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             grad(name, rep)
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     print(f"load after:  {uptime()}")
     peak = float(np.median(peaks))
 
@@ -230,6 +233,7 @@ def main() -> None:
                  "python loop": "python loop (extrapolated)"}.get(name, name)
         rows.append({"backend": label, "median_s": t,
                      "min_s": t if name == "python loop" else float(np.min(times[name])),
+                     "cpu_s": t if name == "python loop" else float(np.median(cpu[name])),
                      "vs_einsum": t_peer / t,
                      "GFLOP/s nominal": nominal / t / 1e9,
                      "%DGEMM nominal": 100 * nominal / t / 1e9 / peak,

@@ -168,18 +168,50 @@ def _fill_sphere_parallel(key, radius, out):
             row[j] *= scale
 
 
+@nb.njit(**_JIT)
+def _fill_normals_serial(key, out):
+    """out[c] = z_c for c = 0 .. len(out)-1, in blocks of 8192 (serial twin)."""
+    n = out.shape[0]
+    for b in range((n + 8191) // 8192):
+        _consecutive_normals(key, b * 8192, out[b * 8192:min(b * 8192 + 8192, n)])
+
+
+@nb.njit(**_JIT)
+def _fill_sphere_serial(key, radius, out):
+    """Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
+    Euclidean norm ``radius`` (serial twin)."""
+    rows, n = out.shape
+    for m in range(rows):
+        row = out[m]
+        _consecutive_normals(key, m * n, row)
+        ss = 0.0
+        for j in range(n):
+            ss += row[j] * row[j]
+        scale = radius / math.sqrt(ss)
+        for j in range(n):
+            row[j] *= scale
+
+
+#: Below this many normals the fills run on the calling thread: a parallel region costs more
+#: than it saves for small requests, and on a loaded machine each one waits for its threads
+#: to be scheduled (the 20,000 and 220,000 perturbation entries of a (20, 10) meta-gradient).
+PARALLEL_MIN = 1 << 20
+
+
 def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
     """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
     the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled)."""
     out = np.empty((rows, n))
-    _fill_sphere_parallel(np.uint64(key), float(radius), out)
+    fill = _fill_sphere_parallel if rows * n >= PARALLEL_MIN else _fill_sphere_serial
+    fill(np.uint64(key), float(radius), out)
     return out
 
 
 def normals_numba(key: int, n: int) -> np.ndarray:
     """``z_0 .. z_{n-1}`` of the counter-based generator (compiled, parallel)."""
     out = np.empty(n)
-    _fill_normals_parallel(np.uint64(key), out)
+    fill = _fill_normals_parallel if n >= PARALLEL_MIN else _fill_normals_serial
+    fill(np.uint64(key), out)
     return out
 
 

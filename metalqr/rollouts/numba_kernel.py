@@ -37,7 +37,7 @@ import numpy as np
 from .blocks import fitted_lanes, task_blocks
 from .counter_rng import GAMMA, block_stride
 from .counter_rng_numba import lane_normals_into as _lane_normals
-from .counter_rng_numba import normals_numba, sphere_numba  # noqa: F401 (re-exported)
+from .counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba  # noqa: F401
 from .factors import equilibrated_factor, memo_by_value, well_conditioned
 
 __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
@@ -404,10 +404,27 @@ def _fill_perturbed(C, V, out):
                     o[1, j] = c[j] - v[j]
 
 
+@nb.njit(**_JIT)
+def _fill_perturbed_serial(C, V, out):
+    """``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] =
+    C[p] - V[p, q]`` (serial twin)."""
+    P, Q, S, n = out.shape
+    for p in range(P):
+        c = C[p]
+        for q in range(Q):
+            v, o = V[p, q], out[p, q]
+            for j in range(n):
+                o[0, j] = c[j] + v[j]
+            if S == 2:
+                for j in range(n):
+                    o[1, j] = c[j] - v[j]
+
+
 def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
     """Compiled, parallel :func:`~metalqr.rollouts.backends.perturbed_gains`."""
     out = np.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
-    _fill_perturbed(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
+    fill = _fill_perturbed if out.size >= PARALLEL_MIN else _fill_perturbed_serial
+    fill(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
     return out
 
 
