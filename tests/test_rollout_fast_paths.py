@@ -103,3 +103,23 @@ def test_divergence_reference_matches_the_direct_formula():
     want = (np.einsum("nij,nji->n", batch.Q[ti], V[ti])
             + lam[ti] * np.einsum("nai,nij,naj->n", K, V[ti], K))
     np.testing.assert_allclose(divergence_reference(batch, ti, K), want, rtol=1e-12)
+
+
+def test_pooled_buffers_are_reused_only_when_no_one_holds_them(monkeypatch):
+    from metalqr.rollouts import pool
+    monkeypatch.setattr(pool, "_BUFFERS", [])
+    a = pool.empty((300, 200))
+    b = pool.empty((200, 300))
+    assert not np.shares_memory(a, b)                               # a is alive
+    a_data = a.ctypes.data
+    view = a[10:]
+    del a
+    c = pool.empty((300, 200))
+    assert not np.shares_memory(c, view) and not np.shares_memory(c, b)   # a view holds it
+    del view
+    d = pool.empty((60000,))
+    assert d.ctypes.data == a_data                                  # free again: reused
+    assert pool.empty((2, 3)).shape == (2, 3) and len(pool._BUFFERS) == 3   # small: not pooled
+    points = counter_rng_numba.sphere_numba(4, 300, 200, 1.0)
+    again = counter_rng_numba.sphere_numba(4, 300, 200, 1.0)
+    assert not np.shares_memory(points, again) and np.array_equal(points, again)

@@ -16,6 +16,8 @@ import math
 import numba as nb
 import numpy as np
 
+from . import pool
+
 from .counter_rng import (GAMMA, INT_SHIFT, INV_2_53, LAYER_MASK, LAYER_SIGN_MASK, M1, M2,
                           MIX_SHIFTS, SIGN_SHIFT, UNIFORM_SHIFT, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_R,
                           ZIG_W, ZIG_W_SIGNED)
@@ -200,8 +202,9 @@ PARALLEL_MIN = 1 << 20
 
 def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
     """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
-    the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled)."""
-    out = np.empty((rows, n))
+    the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled; the
+    array may be a reused buffer of :mod:`~metalqr.rollouts.pool`)."""
+    out = pool.empty((rows, n))
     fill = _fill_sphere_parallel if rows * n >= PARALLEL_MIN else _fill_sphere_serial
     fill(np.uint64(key), float(radius), out)
     return out

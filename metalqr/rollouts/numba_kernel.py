@@ -34,6 +34,7 @@ import math
 import numba as nb
 import numpy as np
 
+from . import pool
 from .blocks import fitted_lanes, task_blocks
 from .counter_rng import GAMMA, block_stride
 from .counter_rng_numba import lane_normals_into as _lane_normals
@@ -421,8 +422,10 @@ def _fill_perturbed_serial(C, V, out):
 
 
 def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
-    """Compiled, parallel :func:`~metalqr.rollouts.backends.perturbed_gains`."""
-    out = np.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
+    """Compiled :func:`~metalqr.rollouts.backends.perturbed_gains` (parallel above
+    :data:`PARALLEL_MIN` entries; the array may be a reused buffer of
+    :mod:`~metalqr.rollouts.pool`)."""
+    out = pool.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
     fill = _fill_perturbed if out.size >= PARALLEL_MIN else _fill_perturbed_serial
     fill(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
     return out
