@@ -146,6 +146,29 @@ def _consecutive_normals(key, c0, out):
             out[j] = repair(x0 + np.uint64(j) * GAMMA)
 
 
+@nb.njit(error_model="numpy", cache=True)
+def _sum_squares(x):
+    """``sum_j x_j^2`` in a fixed order (eight interleaved partial sums, no ``fastmath``): the
+    same bits whether the caller was compiled serial or parallel."""
+    n = x.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    j = 0
+    while j + 8 <= n:
+        s0 += x[j] * x[j]
+        s1 += x[j + 1] * x[j + 1]
+        s2 += x[j + 2] * x[j + 2]
+        s3 += x[j + 3] * x[j + 3]
+        s4 += x[j + 4] * x[j + 4]
+        s5 += x[j + 5] * x[j + 5]
+        s6 += x[j + 6] * x[j + 6]
+        s7 += x[j + 7] * x[j + 7]
+        j += 8
+    while j < n:
+        s0 += x[j] * x[j]
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
 @nb.njit(parallel=True, **_JIT)
 def _fill_normals_parallel(key, out):
     """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 8192."""
@@ -162,10 +185,7 @@ def _fill_sphere_parallel(key, radius, out):
     for m in nb.prange(rows):
         row = out[m]
         _consecutive_normals(key, m * n, row)
-        ss = 0.0
-        for j in range(n):
-            ss += row[j] * row[j]
-        scale = radius / math.sqrt(ss)
+        scale = radius / math.sqrt(_sum_squares(row))
         for j in range(n):
             row[j] *= scale
 
@@ -186,10 +206,7 @@ def _fill_sphere_serial(key, radius, out):
     for m in range(rows):
         row = out[m]
         _consecutive_normals(key, m * n, row)
-        ss = 0.0
-        for j in range(n):
-            ss += row[j] * row[j]
-        scale = radius / math.sqrt(ss)
+        scale = radius / math.sqrt(_sum_squares(row))
         for j in range(n):
             row[j] *= scale
 
