@@ -24,7 +24,8 @@ MEMO_SIZE = 8
 def memo_by_value(fn):
     """Cache ``fn(*arrays)`` by the values of its array arguments (shape, dtype and bytes:
     an exact match, no hash collisions), keeping the last :data:`MEMO_SIZE` results and
-    returning fresh copies of cached arrays (``None`` and tuples of arrays pass through).
+    returning fresh copies of cached arrays (``None``, and the non-array members of a tuple,
+    pass through).
 
     For the per-task factorisations that every roll-out call of an estimator repeats on the
     same tasks (eigendecompositions, QR, condition numbers: 3 of the 9 ms of a (20, 10)
@@ -38,7 +39,8 @@ def memo_by_value(fn):
         if out is None:
             return None
         if isinstance(out, tuple):
-            return tuple(np.array(a, copy=True) for a in out)
+            return tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a
+                         for a in out)
         return np.array(out, copy=True)
 
     @functools.wraps(fn)

@@ -470,6 +470,23 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
     return Mu
 
 
+@memo_by_value
+def _kernel_inputs(A, B, Q, R, L0, G):
+    """The task arrays of :func:`_kernel`, contiguous: ``(A~, -B~, Q~u, Ru, L0~, G, G',
+    white, qdiag)`` in the noise coordinates where :func:`_whiten` allows, else the original
+    ones; ``Q~u``, ``Ru`` are the doubled upper triangles; ``qdiag`` says whether ``Q~`` is
+    diagonal (to 1e-13 of its largest entry). Cached by value: an estimator's calls on the
+    same tasks prepare them once."""
+    white = _whiten(A, B, Q, L0, G)
+    if white is not None:
+        A, B, Q, L0 = white
+    off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
+    qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
+    c = np.ascontiguousarray
+    return (c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
+            c(np.swapaxes(G, -1, -2)), white is not None, qdiag)
+
+
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, ref=None, factor: float = math.inf,
                          lanes: int | None = None) -> np.ndarray:
@@ -488,16 +505,10 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     watch = bool(math.isfinite(factor))
     diverged = np.zeros(N, dtype=np.bool_)
     task_index = np.asarray(task_index, dtype=np.int64)
-    white = _whiten(A, B, Q, L0, G)
-    if white is not None:
-        A, B, Q, L0 = white
-    off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
-    qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
+    tasks = _kernel_inputs(A, B, Q, R, L0, G)
     width = fitted_lanes(task_index, LANES) if lanes is None else int(lanes)
     block_task, block_rows = task_blocks(task_index, width)
-    c = np.ascontiguousarray
-    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
-            c(np.swapaxes(G, -1, -2)), white is not None, qdiag, block_task, block_rows, c(K),
+    _kernel(*tasks, block_task, block_rows, np.ascontiguousarray(K),
             noise_index.astype(np.int64), int(length), np.uint64(key),
             block_stride(length, A.shape[-1]), ref, float(factor) if watch else 0.0,
             min(int(length), A.shape[-1] + 1), watch, out, diverged)
