@@ -169,6 +169,15 @@ def _sum_squares(x):
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
+@nb.njit(error_model="numpy", cache=True)
+def _to_sphere(x, radius):
+    """``x <- x radius / ||x||`` without ``fastmath`` (under which the serial and the
+    parallel compilation rounded differently): the same bits in both."""
+    scale = radius / math.sqrt(_sum_squares(x))
+    for j in range(x.shape[0]):
+        x[j] *= scale
+
+
 @nb.njit(parallel=True, **_JIT)
 def _fill_normals_parallel(key, out):
     """out[c] = z_c for c = 0 .. len(out)-1, in parallel blocks of 8192."""
@@ -185,9 +194,7 @@ def _fill_sphere_parallel(key, radius, out):
     for m in nb.prange(rows):
         row = out[m]
         _consecutive_normals(key, m * n, row)
-        scale = radius / math.sqrt(_sum_squares(row))
-        for j in range(n):
-            row[j] *= scale
+        _to_sphere(row, radius)
 
 
 @nb.njit(**_JIT)
@@ -206,9 +213,7 @@ def _fill_sphere_serial(key, radius, out):
     for m in range(rows):
         row = out[m]
         _consecutive_normals(key, m * n, row)
-        scale = radius / math.sqrt(_sum_squares(row))
-        for j in range(n):
-            row[j] *= scale
+        _to_sphere(row, radius)
 
 
 #: Below this many normals the fills run on the calling thread: a parallel region costs more
