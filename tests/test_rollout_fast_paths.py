@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 
 import metalqr
 from metalqr.lqr.tasks import as_batch
-from metalqr.rollouts import counter_rng, counter_rng_numba, numba_kernel
-from metalqr.rollouts.blocks import fitted_lanes, task_blocks
+from metalqr.rollouts import _counter_rng_numba as counter_rng_numba
+from metalqr.rollouts import _numba_kernel as numba_kernel
+from metalqr.rollouts import counter_rng
+from metalqr.rollouts._blocks import fitted_lanes, task_blocks
 from metalqr.rollouts.counter_rng import GAMMA, INT_SHIFT, LAYER_MASK, SIGN_SHIFT, ZIG_KI, ZIG_W
 from metalqr.rollouts.engine import divergence_reference
-from metalqr.rollouts.factors import memo_by_value
+from metalqr.rollouts._factors import memo_by_value
 from helpers import random_task
 
 
@@ -106,7 +108,7 @@ def test_divergence_reference_matches_the_direct_formula():
 
 
 def test_pooled_buffers_are_reused_only_when_no_one_holds_them(monkeypatch):
-    from metalqr.rollouts import pool
+    from metalqr.rollouts import _pool as pool
     monkeypatch.setattr(pool, "_BUFFERS", [])
     a = pool.empty((300, 200))
     b = pool.empty((200, 300))

@@ -1,5 +1,5 @@
 """Compiled rollout kernel (Numba, parallel over blocks of rollouts). Same maths and the same
-counter-based noise as :mod:`metalqr.rollouts.array_kernel`.
+counter-based noise as :mod:`metalqr.rollouts._array_kernel`.
 
 Layout: the rollouts of one task are simulated ``LANES`` at a time as a structure of arrays:
 the state is a ``(d, LANES)`` block whose rows are contiguous over rollouts, so every
@@ -34,12 +34,12 @@ import math
 import numba as nb
 import numpy as np
 
-from . import pool
-from .blocks import fitted_lanes, task_blocks
+from . import _pool
+from ._blocks import fitted_lanes, task_blocks
+from ._counter_rng_numba import lane_normals_into as _lane_normals
+from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba  # noqa: F401
+from ._factors import equilibrated_factor, memo_by_value, well_conditioned
 from .counter_rng import GAMMA, block_stride
-from .counter_rng_numba import lane_normals_into as _lane_normals
-from .counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba  # noqa: F401
-from .factors import equilibrated_factor, memo_by_value, well_conditioned
 
 __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
 
@@ -424,8 +424,8 @@ def _fill_perturbed_serial(C, V, out):
 def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
     """Compiled :func:`~metalqr.rollouts.backends.perturbed_gains` (parallel above
     :data:`PARALLEL_MIN` entries; the array may be a reused buffer of
-    :mod:`~metalqr.rollouts.pool`)."""
-    out = pool.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
+    :mod:`~metalqr.rollouts._pool`)."""
+    out = _pool.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
     fill = _fill_perturbed if out.size >= PARALLEL_MIN else _fill_perturbed_serial
     fill(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
     return out
@@ -490,11 +490,11 @@ def _kernel_inputs(A, B, Q, R, L0, G):
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, ref=None, factor: float = math.inf,
                          lanes: int | None = None) -> np.ndarray:
-    """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
+    """Numba implementation of :func:`~metalqr.rollouts._array_kernel.simulate_costs_array`
     (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`;
     ``ref`` and ``factor``: the divergence test, ``inf`` for a diverging roll-out).
     ``lanes`` rollouts of a task are simulated together (default: at most :data:`LANES`, as
-    few more than the roll-outs of a task as :func:`~metalqr.rollouts.blocks.fitted_lanes`
+    few more than the roll-outs of a task as :func:`~metalqr.rollouts._blocks.fitted_lanes`
     allows); the result does not depend on it (to rounding) and is a function of the inputs
     (same inputs, same bits)."""
     N = K.shape[0]

@@ -16,7 +16,7 @@ import math
 import numba as nb
 import numpy as np
 
-from . import pool
+from . import _pool
 
 from .counter_rng import (GAMMA, INT_SHIFT, INV_2_53, LAYER_MASK, LAYER_SIGN_MASK, M1, M2,
                           MIX_SHIFTS, SIGN_SHIFT, UNIFORM_SHIFT, ZIG_F, ZIG_INV_R, ZIG_KI, ZIG_R,
@@ -225,8 +225,8 @@ PARALLEL_MIN = 1 << 20
 def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
     """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
     the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled; the
-    array may be a reused buffer of :mod:`~metalqr.rollouts.pool`)."""
-    out = pool.empty((rows, n))
+    array may be a reused buffer of :mod:`~metalqr.rollouts._pool`)."""
+    out = _pool.empty((rows, n))
     fill = _fill_sphere_parallel if rows * n >= PARALLEL_MIN else _fill_sphere_serial
     fill(np.uint64(key), float(radius), out)
     return out
