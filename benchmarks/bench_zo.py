@@ -81,7 +81,7 @@ class NaiveEinsumBackend(NumpyBackend):
 
     def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
                  factor=math.inf):
-        N, k, d = K.shape
+        N, _, d = K.shape
         out = np.empty(N)
         S = block_stride(length, d)
         for s in range(0, N, self.CHUNK):
@@ -150,7 +150,8 @@ def stacked_gflops(d: int, lanes: int = 256, blocks: int = 64, tries: int = 3) -
 
 def uptime() -> str:
     try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["uptime"], capture_output=True, text=True,
+                              check=False).stdout.strip()
     except OSError:
         return "(uptime unavailable)"
 

@@ -85,7 +85,7 @@ def test_memo_by_value_returns_fresh_copies_and_recomputes_on_new_values():
         return a + b, a * b
 
     a, b = np.arange(4.0), np.ones(4)
-    s, p = f(a, b)
+    s, _ = f(a, b)
     s[:] = -1.0                                                     # the caller's copy only
     s2, p2 = f(a.copy(), b.copy())
     assert len(calls) == 1 and np.array_equal(s2, a + b) and np.array_equal(p2, a)

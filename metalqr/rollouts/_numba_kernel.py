@@ -16,15 +16,16 @@ in the noise coordinates ``y = G^{-1} x`` when ``Psi`` is well conditioned (then
 ``G`` from :func:`~metalqr.rollouts.engine.noise_factors` makes ``Q~`` diagonal) and in the
 original coordinates otherwise (``+ G z``, full quadratic form).
 
-Numba specifics that matter for speed (measured on a 2-core AMD EPYC, see
-``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"python"`` error model
-checks every float division for zero, which blocks vectorisation); one-dimensional row views
-with ``range`` loops (two-dimensional indexing is compiled with negative-index wrap-around and
-is not vectorised); four input rows and two output rows per pass, so that each output row is
-loaded and stored once per four multiply-adds; plain ``njit`` helpers rather than
-``inline="always"`` (same speed, a third of the compile time); a scalar loop for the 64-bit
-hash of the noise (LLVM's AVX2 emulation of 64-bit multiplies is twice as slow as scalar
-``imul`` on this machine), row by row, with the ziggurat's rare slow draws in a second pass.
+Numba specifics that matter for speed (measured on 2-core AMD EPYC machines, Zen 1 and
+Zen 5, see ``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"python"``
+error model checks every float division for zero, which blocks vectorisation);
+one-dimensional row views with ``range`` loops (two-dimensional indexing is compiled with
+negative-index wrap-around and is not vectorised); each product of a step in one function
+(:func:`_matvec_add`: four output rows by four input rows per pass, so each output row is
+loaded and stored once per sixteen multiply-adds; :func:`_gains_times`: two by four), since a
+helper call per row pair cost as much as a short row (110 -> 75 ns a roll-out step on Zen 5);
+the noise hashed lane-wise in a vectorised pass, with the ziggurat's table look-ups scalar
+(see :func:`~metalqr.rollouts._counter_rng_numba.lane_normals_into`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 from . import _pool
 from ._blocks import fitted_lanes, task_blocks
 from ._counter_rng_numba import lane_normals_into as _lane_normals
-from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba  # noqa: F401
+from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba
 from ._factors import equilibrated_factor, memo_by_value, well_conditioned
 from .counter_rng import GAMMA, block_stride
 
@@ -50,121 +51,6 @@ LANES = 128
 
 _ONE = np.uint64(1)
 _JIT = dict(fastmath=True, error_model="numpy", cache=True)
-
-
-@nb.njit(**_JIT)
-def _add_rows(c, X, j0, j1, out):
-    """``out += sum_{j0 <= j < j1} c[j] X[j]`` (task-wide coefficients, rows over rollouts)."""
-    j = j0
-    while j + 4 <= j1:
-        c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(out.shape[0]):
-            out[r] += c0 * x0[r] + c1 * x1[r] + c2 * x2[r] + c3 * x3[r]
-        j += 4
-    while j < j1:
-        cj, xj = c[j], X[j]
-        for r in range(out.shape[0]):
-            out[r] += cj * xj[r]
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_rows_lanewise(C, X, out):
-    """``out += sum_j C[j] * X[j]`` (per-rollout coefficients ``C[j, r]``)."""
-    n = X.shape[0]
-    j = 0
-    while j + 4 <= n:
-        c0, c1, c2, c3 = C[j], C[j + 1], C[j + 2], C[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(out.shape[0]):
-            out[r] += c0[r] * x0[r] + c1[r] * x1[r] + c2[r] * x2[r] + c3[r] * x3[r]
-        j += 4
-    while j < n:
-        cj, xj = C[j], X[j]
-        for r in range(out.shape[0]):
-            out[r] += cj[r] * xj[r]
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_rows_lanewise_pair(C, E, X, o, p):
-    """``o += sum_j C[j] * X[j]`` and ``p += sum_j E[j] * X[j]`` (per-rollout coefficients),
-    two output rows per pass so that each row of ``X`` is loaded once for both."""
-    n = X.shape[0]
-    j = 0
-    while j + 4 <= n:
-        c0, c1, c2, c3 = C[j], C[j + 1], C[j + 2], C[j + 3]
-        e0, e1, e2, e3 = E[j], E[j + 1], E[j + 2], E[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(o.shape[0]):
-            v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
-            o[r] += c0[r] * v0 + c1[r] * v1 + c2[r] * v2 + c3[r] * v3
-            p[r] += e0[r] * v0 + e1[r] * v1 + e2[r] * v2 + e3[r] * v3
-        j += 4
-    while j < n:
-        cj, ej, xj = C[j], E[j], X[j]
-        for r in range(o.shape[0]):
-            o[r] += cj[r] * xj[r]
-            p[r] += ej[r] * xj[r]
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_rows_pair(c, e, X, j0, j1, o, p):
-    """``o += sum_j c[j] X[j]`` and ``p += sum_j e[j] X[j]`` over ``j0 <= j < j1``: two output
-    rows per pass, so each row of ``X`` is loaded once for both."""
-    j = j0
-    while j + 4 <= j1:
-        c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
-        e0, e1, e2, e3 = e[j], e[j + 1], e[j + 2], e[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(o.shape[0]):
-            v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
-            o[r] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
-            p[r] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
-        j += 4
-    while j < j1:
-        cj, ej, xj = c[j], e[j], X[j]
-        for r in range(o.shape[0]):
-            v = xj[r]
-            o[r] += cj * v
-            p[r] += ej * v
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_matvec(M, X, OUT):
-    """``OUT[i] += sum_j M[i, j] X[j]`` for every row ``i`` (task-wide ``M``)."""
-    n, m = OUT.shape[0], X.shape[0]
-    i = 0
-    while i + 2 <= n:
-        _add_rows_pair(M[i], M[i + 1], X, 0, m, OUT[i], OUT[i + 1])
-        i += 2
-    if i < n:
-        _add_rows(M[i], X, 0, m, OUT[i])
-
-
-@nb.njit(**_JIT)
-def _add_quadratic(Mu, X, s, s2, total):
-    """``total += x'Mx`` per rollout, from ``Mu``: the upper triangle of ``M`` with doubled
-    off-diagonal entries (rows taken in pairs: ``s, s2`` are work rows)."""
-    n = X.shape[0]
-    i = 0
-    while i < n:
-        xi, mii = X[i], Mu[i, i]
-        for r in range(s.shape[0]):
-            s[r] = mii * xi[r]
-        if i + 1 < n:
-            s2[:] = 0.0
-            _add_rows_pair(Mu[i], Mu[i + 1], X, i + 1, n, s, s2)
-            xj = X[i + 1]
-            for r in range(s.shape[0]):
-                total[r] += xi[r] * s[r] + xj[r] * s2[r]
-        else:
-            for r in range(s.shape[0]):
-                total[r] += xi[r] * s[r]
-        i += 2
 
 
 @nb.njit(**_JIT)
@@ -328,8 +214,6 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         Yn = np.empty((d, L))
         U = np.empty((k, L))
         Z = np.empty((d, L))
-        s = np.empty(L)
-        s2 = np.empty(L)
         total = np.zeros(L)
         cst = np.zeros(L)
         early = np.zeros(L)
