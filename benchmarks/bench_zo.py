@@ -215,6 +215,13 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
     print(f"load after:  {uptime()}")
+    try:
+        import numba
+        layer = numba.threading_layer()
+    except (ImportError, ValueError):
+        layer = "n/a"
+    print(f"numba threading layer {layer}, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {os.cpu_count()} CPUs")
     peak = float(np.median(peaks))
 
     t_loop = math.nan
