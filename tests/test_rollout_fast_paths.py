@@ -125,3 +125,18 @@ def test_pooled_buffers_are_reused_only_when_no_one_holds_them(monkeypatch):
     points = counter_rng_numba.sphere_numba(4, 300, 200, 1.0)
     again = counter_rng_numba.sphere_numba(4, 300, 200, 1.0)
     assert not np.shares_memory(points, again) and np.array_equal(points, again)
+
+
+def test_memo_by_value_does_not_keep_large_arguments(monkeypatch):
+    from metalqr.rollouts import _factors
+    monkeypatch.setattr(_factors, "MEMO_MAX_BYTES", 100)
+    calls = []
+
+    @memo_by_value
+    def f(a):
+        calls.append(1)
+        return 2 * a
+
+    big, small = np.ones(20), np.ones(5)                            # 160 and 40 bytes
+    f(big), f(big), f(small), f(small)
+    assert len(calls) == 3                                          # big twice, small once

@@ -19,13 +19,17 @@ __all__ = ["lower_factor", "factor_error", "noise_factors", "equilibrated_factor
 
 #: Results kept by :func:`memo_by_value` (per decorated function).
 MEMO_SIZE = 8
+#: Calls whose array arguments exceed this many bytes are not cached (the key and the
+#: result would be kept in memory; such task sets are large enough that their roll-outs,
+#: not the factorisations, dominate).
+MEMO_MAX_BYTES = 4 << 20
 
 
 def memo_by_value(fn):
     """Cache ``fn(*arrays)`` by the values of its array arguments (shape, dtype and bytes:
     an exact match, no hash collisions), keeping the last :data:`MEMO_SIZE` results and
     returning fresh copies of cached arrays (``None``, and the non-array members of a tuple,
-    pass through).
+    pass through). Arguments above :data:`MEMO_MAX_BYTES` in total are not cached.
 
     For the per-task factorisations that every roll-out call of an estimator repeats on the
     same tasks (eigendecompositions, QR, condition numbers: 3 of the 9 ms of a (20, 10)
@@ -45,6 +49,8 @@ def memo_by_value(fn):
 
     @functools.wraps(fn)
     def wrapper(*arrays):
+        if sum(np.asarray(a).nbytes for a in arrays) > MEMO_MAX_BYTES:
+            return fn(*arrays)
         key = tuple((a.shape, a.dtype.str, np.ascontiguousarray(a).tobytes()) for a in
                     (np.asarray(x) for x in arrays))
         with lock:
