@@ -3,12 +3,15 @@
 The same function serves the ``"numpy"`` backend (``xp = numpy``) and the ``"cupy"``
 backend (``xp = cupy``), so CPU-only test runs exercise the GPU code path.
 
-Layout: the roll-outs are grouped by task into blocks of :data:`LANES`
-(:func:`~metalqr.rollouts._blocks.task_blocks`), states as rows, ``x`` of shape
-``(nblocks, LANES, d)``. A step is then a few batched matrix products with one task matrix
-per block (``x A'``, ``u B'``, ``z G'``, ``x Q``, ``u R``: BLAS / cuBLAS GEMMs) and one
-per-roll-out product ``u = K x``. The noise of several steps is generated per call of the
-counter-based generator, at most :data:`NOISE_BYTES` at a time.
+Layout: the roll-outs are grouped by task into blocks of ``L <= LANES`` lanes, as many as
+the roll-outs of a task need (:func:`~metalqr.rollouts._blocks.fitted_lanes`,
+:func:`~metalqr.rollouts._blocks.task_blocks`), states as rows, ``x`` of shape
+``(nblocks, L, d)``. A step is then a few batched matrix products with one task matrix per
+block (``x A'``, ``u B'``, ``z G'``, ``x Q``, ``u R``: BLAS / cuBLAS GEMMs, written into work
+arrays with ``out=``) and one per-roll-out product ``u = K x``; no Python loop over
+roll-outs or perturbations, only over time. The noise of several steps is generated per call
+of the counter-based generator (time-major, so step ``t``'s noise is one contiguous
+``(nblocks, L, d)`` slab), at most :data:`NOISE_BYTES` at a time.
 """
 
 from __future__ import annotations
