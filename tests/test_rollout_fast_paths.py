@@ -140,3 +140,18 @@ def test_memo_by_value_does_not_keep_large_arguments(monkeypatch):
     big, small = np.ones(20), np.ones(5)                            # 160 and 40 bytes
     f(big), f(big), f(small), f(small)
     assert len(calls) == 3                                          # big twice, small once
+
+
+def test_serial_and_parallel_kernel_calls_give_the_same_bits(monkeypatch):
+    rng = np.random.default_rng(5)
+    tasks = metalqr.TaskSet([random_task(rng, 4, 2, rho=0.8) for _ in range(3)])
+    ti = rng.permutation(np.arange(90) % 3)
+    K = 0.02 * rng.standard_normal((90, 2, 4))
+    import numba
+    before = numba.get_num_threads()
+    monkeypatch.setattr(numba_kernel, "SERIAL_WORK", 0)
+    par = metalqr.simulate_costs(tasks, K, task_index=ti, length=30, rng=2, backend="numba")
+    monkeypatch.setattr(numba_kernel, "SERIAL_WORK", 10**12)
+    ser = metalqr.simulate_costs(tasks, K, task_index=ti, length=30, rng=2, backend="numba")
+    np.testing.assert_array_equal(par, ser)
+    assert numba.get_num_threads() == before                        # restored

@@ -315,6 +315,13 @@ def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray
     return out
 
 
+#: Roll-out calls with fewer than this many ``roll-outs x length x d (d + k)`` (about 2 ms of
+#: one core) run on the calling thread: a parallel region costs a barrier, and on a loaded
+#: machine Numba's OpenMP threads wait (spinning) for each other to be scheduled. The 100
+#: adapted roll-outs of a (20, 10) meta-gradient (3e6) run serially, its 1,000 inner ones
+#: (3e7) in parallel: 34 -> 17 ms median at load 8 on 2 cores. Same bits either way.
+SERIAL_WORK = 10**7
+
 #: Largest ``tr(G^-1 Sigma0 G^-T) / d`` for which the noise coordinates are used: an initial
 #: state far larger than the noise (in the noise's own metric) would make the rounding
 #: errors of ``y`` large relative to the directions of ``x`` that the noise excites.
@@ -381,7 +388,7 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     few more than the roll-outs of a task as :func:`~metalqr.rollouts._blocks.fitted_lanes`
     allows); the result does not depend on it (to rounding) and is a function of the inputs
     (same inputs, same bits)."""
-    N = K.shape[0]
+    N, k, d = K.shape
     out = np.empty(N)
     if N == 0:
         return out
@@ -392,9 +399,15 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     tasks = _kernel_inputs(A, B, Q, R, L0, G)
     width = fitted_lanes(task_index, LANES) if lanes is None else int(lanes)
     block_task, block_rows = task_blocks(task_index, width)
-    _kernel(*tasks, block_task, block_rows, np.ascontiguousarray(K),
-            noise_index.astype(np.int64), int(length), np.uint64(key),
-            block_stride(length, A.shape[-1]), ref, float(factor) if watch else 0.0,
-            min(int(length), A.shape[-1] + 1), watch, out, diverged)
+    threads = nb.get_num_threads()
+    if N * length * d * (d + k) < SERIAL_WORK and threads > 1:
+        nb.set_num_threads(1)           # this thread only (Numba's setting is per thread)
+    try:
+        _kernel(*tasks, block_task, block_rows, np.ascontiguousarray(K),
+                noise_index.astype(np.int64), int(length), np.uint64(key),
+                block_stride(length, A.shape[-1]), ref, float(factor) if watch else 0.0,
+                min(int(length), A.shape[-1] + 1), watch, out, diverged)
+    finally:
+        nb.set_num_threads(threads)
     out[diverged] = math.inf
     return out
