@@ -121,6 +121,22 @@ def test_bad_tow_study_files_name_the_key(tmp_path, text, word):
     assert_named_error(load_study, word, path)
 
 
+def test_line_search_and_terminal_cost_options():
+    if not hasattr(tow, "LINE_SEARCHES"):
+        assert_named_error(normalize_run, "line_search", {"kind": "tow", "line_search": "paper"})
+        assert_named_error(normalize_run, "terminal_cost", {"kind": "tow", "terminal_cost": "x"})
+        assert normalize_run({"kind": "tow"})["line_search"] is None
+        return
+    for key, names in (("line_search", tow.LINE_SEARCHES), ("terminal_cost", tow.TERMINAL_COSTS)):
+        err = assert_named_error(normalize_run, key, {"kind": "tow", key: "nope"})
+        assert all(name in str(err) for name in names)
+        assert all(normalize_run({"kind": "tow", key: n})[key] == n for n in names)
+    rec = execute_run({**TINY_TOW, "strategy": "tow", "line_search": tow.LINE_SEARCHES[-1],
+                       "terminal_cost": tow.TERMINAL_COSTS[-1]})
+    assert rec["status"] == "finished"
+    assert rec["tow_settings"].get("line_search", tow.LINE_SEARCHES[-1]) == tow.LINE_SEARCHES[-1]
+
+
 # ---------------------------------------------------------------- runs
 
 

@@ -90,6 +90,8 @@ TOW_RUN_DEFAULTS: dict[str, Any] = {
     "n_ilqr": 2,                     # strategy "tow": iLQR iterations per window
     "value_model": "diagonal",       # strategy "tow": iLQR value model
     "kappa": 1.2,                    # exploration / exploitation: Dirichlet concentration
+    "line_search": None,             # strategy "tow": metalqr.tow.LINE_SEARCHES (None: default)
+    "terminal_cost": None,           # strategy "tow": metalqr.tow.TERMINAL_COSTS (None: default)
     "n_test": 600,
     "n_val": 100,
     "eval_every": "auto",
@@ -296,6 +298,15 @@ def _normalize_tow(run: Mapping[str, Any], where: str) -> dict[str, Any]:
     out["n_ilqr"] = check_positive(c["n_ilqr"], "n_ilqr", integer=True)
     out["value_model"] = check_choice(c["value_model"], "value_model", ("diagonal", "full"))
     out["kappa"] = check_real(c["kappa"], "kappa", minimum=1.0, min_inclusive=False)
+    for key, names in (("line_search", "LINE_SEARCHES"), ("terminal_cost", "TERMINAL_COSTS")):
+        if c[key] is None:
+            out[key] = None
+            continue
+        choices = getattr(tow, names, None)
+        if choices is None:
+            raise ValidationError(f"{where}: {key} is not an option of this metalqr's "
+                                  f"metalqr.tow.run_experiment; remove {key}.")
+        out[key] = check_choice(c[key], key, tuple(choices))
     out["n_test"] = check_int(c["n_test"], "n_test", minimum=2)
     out["n_val"] = check_int(c["n_val"], "n_val", minimum=2)
     if c["eval_every"] == "auto":

@@ -90,6 +90,8 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
                            n_val=config["n_val"], eval_every=config["eval_every"],
                            progress=False, value_model=config["value_model"])
             options[_seed_keyword(tow.run_experiment)] = config["seed"]
+            options.update({k: config[k] for k in ("line_search", "terminal_cost")
+                            if config.get(k) is not None})
             try:
                 result, = tow.run_experiment(source, learner, [config["strategy"]], **options)
                 status, error = "finished", None
