@@ -239,3 +239,60 @@ def test_validation_terminal_cost_derivative_matches_finite_differences(opt):
     none = TOWProblem(learner, batches, optimizer, x.size, 0, 1.0, 0.25)
     dn = none.derivatives(X, U)
     assert none.terminal_cost(zT) == 0.0 and np.all(dn.cT_x == 0) and np.all(dn.cT_xx == 0)
+
+
+# ---------------------------------------------------------------- the paper preset
+def test_paper_preset_values_cite_section_5():
+    p = metalqr.tow.PAPER_PRESET
+    assert (p["M"], p["T"], p["n_ilqr"], p["beta_u"], p["optimizer"], p["alpha"]) == (10, 5, 2, 10.0, "adam", 1e-4)
+    assert (p["gamma"], p["inner_steps"], p["kappa"], p["n_test"], p["n_val"]) == (0.1, 5, 1.2, 1000, 100)
+    assert p["curve_smoothing"] == 0.1 and p["line_search"] == "paper"
+
+
+def test_run_experiment_preset_and_explicit_overrides():
+    src = SinusoidTasks()
+    learner = MAML(NET, gamma=0.1, inner_steps=5, first_order=True)
+    r = metalqr.tow.run_experiment(src, learner, ("uniform", "tow"), n_iterations=1, preset="paper", T=2,
+                                   n_test=4, n_val=3, eval_every=1)
+    st = r[1].settings
+    assert (st["M"], st["T"], st["optimizer"], st["alpha"], st["n_ilqr"], st["mu_u"]) == (10, 2, "adam", 1e-4, 2, 0.1)
+    assert st["line_search"] == "paper" and st["curve_smoothing"] == 0.1 and st["preset"] == "paper"
+    assert st["preset_overrides"] == {"T": [5, 2], "n_test": [1000, 4], "n_val": [100, 3]}
+    assert r[1].weights.shape == (1, 2, 10) and r[0].metric.size == 4
+    assert np.array_equal(r[1].weights[0, -1], np.full(10, 0.1))          # Eq. (7): last row uniform
+    other = metalqr.tow.run_experiment(src, MAML(NET, gamma=0.01), ("uniform",), n_iterations=1, preset="paper",
+                                       n_test=2, n_val=2)
+    assert other[0].settings["preset_overrides"]["gamma"] == [0.1, 0.01]
+    assert other[0].settings["preset_overrides"]["inner_steps"] == [5, 1]
+    plain = metalqr.tow.run_experiment(src, learner, ("uniform",), n_iterations=1, n_test=2, n_val=2)
+    assert plain[0].settings["M"] == 5 and plain[0].settings["preset"] is None
+    assert plain[0].settings["preset_overrides"] == {}
+
+
+def test_exponential_moving_average_formula():
+    v = np.array([1.0, 3.0, 2.0, 5.0])
+    out = metalqr.tow.exponential_moving_average(v, 0.1)
+    ref = [1.0]
+    for x in v[1:]:
+        ref.append(0.1 * x + 0.9 * ref[-1])
+    assert np.allclose(out, ref, rtol=0, atol=1e-15)
+    assert np.array_equal(metalqr.tow.exponential_moving_average(v, 1.0), v)
+    assert np.allclose(metalqr.tow.exponential_moving_average(np.full(5, 0.7), 0.3), 0.7)
+
+
+def test_tow_command_preset_paper_prints_and_saves_its_settings(tmp_path, capsys):
+    import json
+    from metalqr.cli import main
+    out = tmp_path / "o"
+    assert main(["tow", "--preset", "paper", "--iterations", "1", "--T", "2", "--n-test", "3", "--n-val", "3",
+                 "--hidden", "4", "--strategies", "uniform", "tow", "--no-progress", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "--preset paper" in text and "M=10" in text and "T=2" in text and "inner_steps=5" in text
+    doc = json.loads((out / "tow_sinusoid.json").read_text())
+    st = doc["settings"]
+    assert st["preset"] == "paper" and st["M"] == 10 and st["T"] == 2 and st["line_search"] == "paper"
+    assert st["learner_gamma"] == 0.1 and st["learner_inner_steps"] == 5 and st["cli_preset"] == "paper"
+    assert "--preset paper" in st["command"] and "--M 10" in st["command"] and "--inner-steps 5" in st["command"]
+    assert set(doc["curves_ema"]) == {"uniform", "tow"}
+    header = (out / "tow_sinusoid_curves.csv").read_text().splitlines()[0]
+    assert "validation_mse_ema0.1" in header

@@ -31,3 +31,8 @@ from .omniglot import (PUBLISHED_ONE_SHOT_ERRORS, OmniglotTasks, OneShotResult, 
 __all__ += ["ConvNet", "OmniglotTasks", "load_omniglot", "area_resize", "OneShotRun", "OneShotResult",
             "load_one_shot_runs", "evaluate_one_shot_runs", "one_shot_run_tasks", "embedding_of",
             "modified_hausdorff", "PUBLISHED_ONE_SHOT_ERRORS"]
+
+from .experiment import PAPER_PRESET, PRESETS, exponential_moving_average  # noqa: E402
+from .weighting import LINE_SEARCHES, TERMINAL_COSTS  # noqa: E402
+
+__all__ += ["PAPER_PRESET", "PRESETS", "exponential_moving_average", "LINE_SEARCHES", "TERMINAL_COSTS"]
