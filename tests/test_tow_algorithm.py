@@ -296,3 +296,76 @@ def test_tow_command_preset_paper_prints_and_saves_its_settings(tmp_path, capsys
     assert set(doc["curves_ema"]) == {"uniform", "tow"}
     header = (out / "tow_sinusoid_curves.csv").read_text().splitlines()[0]
     assert "validation_mse_ema0.1" in header
+
+
+# ---------------------------------------------------------------- speed-ups keep the numbers
+def _conv_learners():
+    from metalqr.tow import ProtoNet
+    rng = np.random.default_rng(4)
+    emb = cv.ConvNet(n_in=49, channels=3, blocks=2, n_out=4)
+    clf = cv.ConvNet(n_in=49, channels=3, blocks=2, n_out=3, loss="ce")
+    tasks = [metalqr.tow.Task(rng.random((3, 49)), np.array([0, 1, 2]), rng.random((6, 49)),
+                              np.array([0, 1, 2, 2, 1, 0])) for _ in range(2)]
+    return [(ProtoNet(emb), emb.init(1), tasks), (ProtoNet(emb, "mc", 2), emb.init(1), tasks),
+            (MAML(clf, 0.1, 2, first_order=True), clf.init(2), tasks),
+            (MAML(NET, 0.01, 2, first_order=False), NET.init(3), SinusoidTasks().sample(5, 2))]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_batch_with_curvature_shares_work_and_equals_separate_calls(which):
+    learner, x, tasks = _conv_learners()[which]
+    losses, G, GN = learner.batch(x, tasks, curvature=True)
+    l2, G2, none = learner.batch(x, tasks)
+    assert none is None
+    assert np.allclose(losses, l2, rtol=1e-13, atol=0) and np.allclose(G, G2, rtol=1e-12, atol=1e-15)
+    assert np.allclose(GN, learner.curvature(x, tasks), rtol=1e-12, atol=1e-15)
+
+
+def test_protonet_one_forward_pass_equals_predict_then_vjp():
+    """ProtoNet on the ConvNet runs one forward pass on [support; query] (``_linearize``);
+    its loss and gradient equal the three-pass route (predict, predict, vjp) and FD."""
+    from metalqr.tow.mlp import output_loss
+    learner, x, tasks = _conv_learners()[0]
+    task = tasks[0]
+    loss, g = learner.task_loss_and_grad(x, task)
+    logits, diff, A = learner._logits(x, task)                  # two separate forward passes
+    ref_loss, dlogits, _ = output_loss(logits, task.yq, "ce")
+    ref = learner._logit_vjp(x, task, dlogits, diff, A)         # a third one inside vjp
+    assert np.isclose(loss, ref_loss, rtol=1e-13) and np.allclose(g, ref, rtol=1e-12, atol=1e-15)
+    h = 1e-6
+    fd = [(learner.task_loss_and_grad(x + e, task)[0] - learner.task_loss_and_grad(x - e, task)[0]) / (2 * h)
+          for e in np.eye(x.size)[:40] * h]
+    assert np.allclose(g[:40], fd, atol=1e-7)
+
+
+@pytest.mark.parametrize("line_search", ["metalqr", "paper"])
+def test_tow_window_with_prefetched_curvature_equals_the_plain_evaluation(line_search, monkeypatch):
+    """The nominal roll-out's shared loss/gradient/curvature evaluation and the curvature
+    cache change no weight: compare with a problem that evaluates everything separately."""
+    from metalqr.tow import weighting as wt
+    learner, x, tasks = _conv_learners()[2]
+    batches = [tasks, tasks[::-1]]
+    opt = Adam(0.01)
+    z = opt.initial_state(x)
+    fast = tow_weights(learner, z, batches, optimizer=opt, beta_u=0.05, n_ilqr=2, line_search=line_search)
+    calls = []
+    orig = wt.TOWProblem._curvature
+    monkeypatch.setattr(wt.TOWProblem, "_prefetch", False, raising=False)
+
+    def plain(self, zt, t):
+        self._gn.clear()                    # no cache: recompute every time
+        calls.append(t)
+        return orig(self, zt, t)
+    monkeypatch.setattr(wt.TOWProblem, "_curvature", plain)
+    monkeypatch.setattr(wt.TOWProblem, "__post_init__", _no_prefetch(wt.TOWProblem.__post_init__))
+    slow = tow_weights(learner, z, batches, optimizer=opt, beta_u=0.05, n_ilqr=2, line_search=line_search)
+    assert calls                             # the plain path did run
+    assert np.allclose(fast.U, slow.U, rtol=1e-10, atol=1e-13) and np.allclose(fast.X, slow.X, rtol=1e-10)
+    assert not np.allclose(fast.U[0], 0.5)   # the weights moved
+
+
+def _no_prefetch(post_init):
+    def init(self):
+        post_init(self)
+        self._prefetch = False
+    return init

@@ -188,6 +188,11 @@ class TOWProblem:
     mu: float = 0.2
     terminal: str = "none"
     _cache: dict = field(default_factory=dict, repr=False)
+    _gn: dict = field(default_factory=dict, repr=False)
+    #: Until the first derivatives() call (the nominal roll-out, whose every point the first
+    #: iLQR iteration linearises), evaluations also compute the Gauss-Newton diagonals, sharing
+    #: the learner's adaptation / forward pass (``learner.batch(..., curvature=True)``).
+    _prefetch: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
         check_learner(self.learner)
@@ -224,8 +229,22 @@ class TOWProblem:
         at ``x_{T+1}``, the terminal cost), cached per ``t``."""
         key = zt[:self.D].tobytes()
         if self._cache.get(t, (None,))[0] != key:
-            self._cache[t] = (key, *self.learner.batch(zt[:self.D], self.batches[min(t, self._T - 1)])[:2])
+            batch = self.batches[min(t, self._T - 1)]
+            if self._prefetch:
+                losses, G, GN = self.learner.batch(zt[:self.D], batch, curvature=True)
+                self._gn[t] = (key, GN)
+            else:
+                losses, G = self.learner.batch(zt[:self.D], batch)[:2]
+            self._cache[t] = (key, losses, G)
         return self._cache[t][1:]
+
+    def _curvature(self, zt, t):
+        """Per-task Gauss-Newton diagonals (D, M) of mini-batch ``t`` at ``zt``, cached per
+        ``t`` (``x_1`` is the same in every iteration of a window)."""
+        key = zt[:self.D].tobytes()
+        if self._gn.get(t, (None,))[0] != key:
+            self._gn[t] = (key, self.learner.curvature(zt[:self.D], self.batches[min(t, self._T - 1)]))
+        return self._gn[t][1]
 
     def terminal_cost(self, zT) -> float:
         """Cost of ``x_{T+1}``: 0 (``terminal="none"``) or ``1' l_T(x_{T+1})``."""
@@ -258,14 +277,15 @@ class TOWProblem:
         f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
         for t in range(T):
             G = self._evaluate(Z[t], t)[1]
-            GN = self.learner.curvature(Z[t, :D], self.batches[t])
+            GN = self._curvature(Z[t], t)
             f_x[t], f_u[t] = self.optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], self.tau0 + t + 1)
             c_x[t, :D] = G.sum(axis=1)
             c_xx[t, :D] = GN.sum(axis=1)
         cT_x, cT_xx = np.zeros(S), np.zeros(S)
         if self.terminal == "validation":
             cT_x[:D] = self._evaluate(Z[T], T)[1].sum(axis=1)
-            cT_xx[:D] = self.learner.curvature(Z[T, :D], self.batches[T - 1]).sum(axis=1)
+            cT_xx[:D] = self._curvature(Z[T], T).sum(axis=1)
+        self._prefetch = False          # later evaluations are line-search trials
         return Derivatives(f_x=f_x, f_u=f_u, c_x=c_x, c_u=self.beta_u * (U - self.mu), c_xx=c_xx,
                            c_uu=np.broadcast_to(self.beta_u * np.eye(M), (T, M, M)).copy(), c_ux=None,
                            cT_x=cT_x, cT_xx=cT_xx)
