@@ -378,7 +378,10 @@ def test_mlp_sparse_rows_vjp_equals_dense_backpropagation():
     rows = np.zeros((14, 7, 3))
     for r in range(14):
         rows[r, r % 7] = rng.standard_normal(3)
-    rows[2, 5] = rng.standard_normal(3)
-    got = net.vjp(x, s, rows)
-    dense = np.stack([net.vjp(x, s, rows[r]) for r in range(14)])      # one row each: the dense path
-    assert np.allclose(got, dense, rtol=1e-12, atol=1e-15)
+    dense = lambda rows: np.stack([net.vjp(x, s, rows[r]) for r in range(len(rows))])  # the dense path
+    got = net.vjp(x, s, rows)                                             # one sample per row
+    assert np.allclose(got, dense(rows), rtol=1e-12, atol=1e-15)
+    rows[:, 6] += rng.standard_normal((14, 3))                            # two per row (row 6: one)
+    assert np.allclose(net.vjp(x, s, rows), dense(rows), rtol=1e-12, atol=1e-15)
+    rows[2, 5] = rng.standard_normal(3)                                   # unequal counts
+    assert np.allclose(net.vjp(x, s, rows), dense(rows), rtol=1e-12, atol=1e-15)
