@@ -43,8 +43,10 @@ LEARNERS = ("fomaml", "maml", "protonet")
 VALUE_MODELS = ("diagonal", "full")
 CHECKPOINT_KIND = "tow_experiment"
 
-#: The TOW paper's Omniglot configuration (Nguyen, Do & Carneiro 2023, Section 5.1,
-#: "For all experiments, ..." paragraph; Figure 1's caption), used by ``preset="paper"``:
+#: The TOW paper's Omniglot configuration, used by ``preset="paper"``.
+#:
+#: From Nguyen, Do & Carneiro 2023, Section 5.1 ("For all experiments, ..." paragraph) and
+#: Figure 1's caption:
 #:
 #: * ``M = 10`` tasks per mini-batch ("The mini-batch size is M = 10 tasks for Omniglot");
 #: * ``T = 5`` ("we report the result for the case M = 10 and T = 5"; the same paragraph first
@@ -62,6 +64,7 @@ CHECKPOINT_KIND = "tow_experiment"
 PAPER_PRESET = dict(T=5, M=10, optimizer="adam", alpha=1e-4, beta_u=10.0, kappa=1.2, n_ilqr=2, n_test=1000,
                     n_val=100, curve_smoothing=0.1, value_model="diagonal", line_search="paper",
                     terminal_cost="none", gamma=0.1, inner_steps=5)
+#: The presets of :func:`run_experiment` and ``metalqr tow --preset``, by name.
 PRESETS = {"paper": PAPER_PRESET}
 #: run_experiment's own defaults (without a preset).
 _DEFAULTS = dict(T=5, M=5, optimizer="sgd", alpha=0.05, beta_u=10.0, kappa=1.2, n_ilqr=2, n_test=600, n_val=100,
