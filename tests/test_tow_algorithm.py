@@ -347,28 +347,27 @@ def test_tow_window_with_prefetched_curvature_equals_the_plain_evaluation(line_s
     batches = [tasks, tasks[::-1]]
     opt = Adam(0.01)
     z = opt.initial_state(x)
+    n_curv = []
+    orig_curv = type(learner).curvature
+    monkeypatch.setattr(type(learner), "curvature", lambda self, *a: (n_curv.append(1), orig_curv(self, *a))[1])
     fast = tow_weights(learner, z, batches, optimizer=opt, beta_u=0.05, n_ilqr=2, line_search=line_search)
+    n_fast, n_curv[:] = len(n_curv), []
     calls = []
     orig = wt.TOWProblem._curvature
-    monkeypatch.setattr(wt.TOWProblem, "_prefetch", False, raising=False)
+    monkeypatch.setattr(wt, "_PREFETCH", False)
 
     def plain(self, zt, t):
         self._gn.clear()                    # no cache: recompute every time
         calls.append(t)
         return orig(self, zt, t)
     monkeypatch.setattr(wt.TOWProblem, "_curvature", plain)
-    monkeypatch.setattr(wt.TOWProblem, "__post_init__", _no_prefetch(wt.TOWProblem.__post_init__))
     slow = tow_weights(learner, z, batches, optimizer=opt, beta_u=0.05, n_ilqr=2, line_search=line_search)
     assert calls                             # the plain path did run
+    # separate curvature calls: none at the nominal (prefetched), none at x_1 in iteration 2
+    assert n_fast <= len(batches) - 1 < len(n_curv) == 2 * len(batches)
     assert np.allclose(fast.U, slow.U, rtol=1e-10, atol=1e-13) and np.allclose(fast.X, slow.X, rtol=1e-10)
     assert not np.allclose(fast.U[0], 0.5)   # the weights moved
 
-
-def _no_prefetch(post_init):
-    def init(self):
-        post_init(self)
-        self._prefetch = False
-    return init
 
 
 def test_mlp_sparse_rows_vjp_equals_dense_backpropagation():

@@ -28,6 +28,7 @@ MODES = ("exploration", "exploitation")
 LINE_SEARCHES = ("metalqr", "paper")
 #: Terminal costs of the window: ``"none"`` (Eq. (7) as printed) or ``"validation"``.
 TERMINAL_COSTS = ("none", "validation")
+_PREFETCH = True        # tests switch it off to compare with the plain evaluation
 
 
 def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
@@ -189,10 +190,11 @@ class TOWProblem:
     terminal: str = "none"
     _cache: dict = field(default_factory=dict, repr=False)
     _gn: dict = field(default_factory=dict, repr=False)
-    #: Until the first derivatives() call (the nominal roll-out, whose every point the first
-    #: iLQR iteration linearises), evaluations also compute the Gauss-Newton diagonals, sharing
-    #: the learner's adaptation / forward pass (``learner.batch(..., curvature=True)``).
-    _prefetch: bool = field(default=True, repr=False)
+    #: Set by :func:`tow_weights`: until the first derivatives() call (the nominal roll-out,
+    #: whose every point the first iLQR iteration linearises), evaluations also compute the
+    #: Gauss-Newton diagonals, sharing the learner's adaptation / forward pass
+    #: (``learner.batch(..., curvature=True)``). Off for other uses of the problem.
+    _prefetch: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         check_learner(self.learner)
@@ -416,6 +418,7 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
                    what="float64 entries (full value model)",
                    alternative="Use value_model='diagonal' (the TOW paper's choice, O(S M^2) per step).")
     problem = TOWProblem(learner, batches, optimizer, D, tau0, beta_u, mu, terminal_cost)
+    problem._prefetch = _PREFETCH           # the nominal roll-out also computes the curvature
     U0 = np.full((len(batches), M), mu)
     trials: list = []
     if line_search == "paper":
