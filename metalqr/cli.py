@@ -668,18 +668,20 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {TOW_MAX_SHOT}, as in docs/tow.md)")
     p.add_argument("--learner", choices=["fomaml", "maml", "protonet"], default=None,
                    help=f"meta-learner (default per source: {per_source('learner')})")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
-                   help=f"meta-optimiser, the TOW dynamics (default per source: {per_source('optimizer')})")
-    p.add_argument("--alpha", type=step, default=None,
-                   help=f"meta step size > 0 (default per source: {per_source('alpha')})")
-    p.add_argument("--gamma", type=nonneg, default=None,
-                   help=f"inner (adaptation) step size >= 0 of MAML (default per source: {per_source('gamma')})")
-    p.add_argument("--iterations", type=count, default=None,
-                   help=f"training windows >= 1 (default per source: {per_source('iterations')}; "
-                        f"10 with --quick)")
     from .tow import PAPER_PRESET as pp
     paper = lambda key: f"; --preset paper: {pp[key]:g}" if isinstance(pp[key], float) else \
         f"; --preset paper: {pp[key]}"
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
+                   help=f"meta-optimiser, the TOW dynamics (default per source: {per_source('optimizer')}; "
+                        f"{paper('optimizer')[2:]})")
+    p.add_argument("--alpha", type=step, default=None,
+                   help=f"meta step size > 0 (default per source: {per_source('alpha')}{paper('alpha')})")
+    p.add_argument("--gamma", type=nonneg, default=None,
+                   help=f"inner (adaptation) step size >= 0 of MAML (default per source: {per_source('gamma')}; "
+                        f"{paper('gamma')[2:]})")
+    p.add_argument("--iterations", type=count, default=None,
+                   help=f"training windows >= 1 (default per source: {per_source('iterations')}; "
+                        f"10 with --quick)")
     cd = TOW_COMMON_DEFAULTS
     p.add_argument("--preset", choices=["paper"], default=None,
                    help="start from the TOW paper's configuration (Section 5.1: M=10, T=5, Adam alpha=1e-4, "
