@@ -1,0 +1,108 @@
+"""TOW paper studies on Omniglot at CPU scale (issue 17): Table 1 over seeds, the weight probes
+of Appendix C (Figure 4), 2 vs 10 iLQR iterations (Appendix D, Figure 6), the full value model
+(Appendix B) and Theorem 5's delta. Built on :mod:`metalqr.tow.studies`.
+
+Run (from the repository root):
+
+    python benchmarks/bench_tow_study.py table1 --out results/table1 [--learners protonet maml]
+        [--seeds 0 1 2] [--iterations 40] [--n-test 300] ...
+    python benchmarks/bench_tow_study.py probes --out results/probes ...
+    python benchmarks/bench_tow_study.py ilqr --out results/ilqr ...
+    python benchmarks/bench_tow_study.py value-model --out results/value_model ...
+
+``--data`` defaults to ``../shared/data/omniglot`` (the reduced background set: 8 alphabets);
+pass your own Omniglot copy otherwise. Every command is resumable through ``--out``'s folder
+(checkpoints) and writes self-describing CSV / JSON / markdown / PNG files beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from metalqr.tow import MAML, MLP, ProtoNet, make_learner  # noqa: E402
+from metalqr.tow import studies  # noqa: E402
+from metalqr.tow.omniglot import OmniglotTasks  # noqa: E402
+
+
+def build_source(args):
+    return OmniglotTasks(args.data, n_way=args.n_way, k_shot=args.k_shot, k_query=args.k_query,
+                         test_alphabets=args.test_alphabets)
+
+
+def build_learner(kind, source, args):
+    if kind == "protonet":
+        return ProtoNet(MLP(source.n_in, args.hidden, args.embedding, "mse"), curvature_method=args.curvature,
+                        mc_samples=1)
+    if kind in ("maml", "fomaml"):
+        return make_learner(kind, source, hidden=args.hidden, gamma=args.gamma, inner_steps=args.inner_steps)
+    raise SystemExit(f"unknown learner {kind!r}")
+
+
+def experiment_kwargs(args):
+    return dict(n_iterations=args.iterations, T=args.T, M=args.M, optimizer="adam", alpha=args.alpha,
+                beta_u=args.beta_u, kappa=args.kappa, n_ilqr=args.n_ilqr, n_test=args.n_test, n_val=args.n_val,
+                eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
+
+
+def cmd_table1(args):
+    source = build_source(args)
+    learners = {k: build_learner(k, source, args) for k in args.learners}
+    t0 = time.perf_counter()
+    study = studies.run_table1_study(source, learners, args.seeds, folder=args.ckpt or args.out + "_ckpt",
+                                     compute=not args.report_only, progress=True, **experiment_kwargs(args))
+    study.settings["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
+    paths = study.save(args.out)
+    print(study.markdown())
+    print(f"wrote {json.dumps(paths)} in {time.perf_counter() - t0:.0f} s")
+
+
+def add_common(p):
+    p.add_argument("--data", default=os.path.join(ROOT, "..", "..", "shared", "data", "omniglot")
+                   if not os.path.isdir(os.path.join(ROOT, "..", "shared")) else
+                   os.path.join(ROOT, "..", "shared", "data", "omniglot"))
+    p.add_argument("--out", required=True, help="output file prefix (its _ckpt folder holds checkpoints)")
+    p.add_argument("--ckpt", default=None, help="checkpoint folder (default: <out>_ckpt); several processes "
+                   "(e.g. one per learner) may share it")
+    p.add_argument("--n-way", type=int, default=5)
+    p.add_argument("--k-shot", type=int, default=1)
+    p.add_argument("--k-query", type=int, default=5)
+    p.add_argument("--test-alphabets", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--embedding", type=int, default=32)
+    p.add_argument("--curvature", default="mc", choices=("mc", "exact"))
+    p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--inner-steps", type=int, default=1)
+    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--T", type=int, default=5)
+    p.add_argument("--M", type=int, default=5)
+    p.add_argument("--alpha", type=float, default=1e-3)
+    p.add_argument("--beta-u", type=float, default=10.0)
+    p.add_argument("--kappa", type=float, default=1.2)
+    p.add_argument("--n-ilqr", type=int, default=2)
+    p.add_argument("--n-test", type=int, default=300)
+    p.add_argument("--n-val", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--checkpoint-every", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("table1", help="Table 1 over seeds")
+    add_common(p)
+    p.add_argument("--learners", nargs="+", default=["protonet", "fomaml"])
+    p.add_argument("--report-only", action="store_true", help="only load finished cells and report")
+    p.set_defaults(fn=cmd_table1)
+    args = ap.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
