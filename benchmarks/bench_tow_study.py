@@ -62,6 +62,47 @@ def cmd_table1(args):
     print(f"wrote {json.dumps(paths)} in {time.perf_counter() - t0:.0f} s")
 
 
+def cmd_probes(args):
+    source = build_source(args)
+    learner = build_learner(args.learner, source, args)
+    st = studies.weight_probe_study(source, learner, n_iterations=args.iterations, probe_every=args.probe_every,
+                                    T=args.T, M=args.M, alpha=args.alpha, beta_u=args.beta_u, n_ilqr=args.n_ilqr,
+                                    n_val=args.n_val, seed=args.seeds[0], progress=True)
+    st.settings["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
+    paths = st.save(args.out)
+    for probe, W in st.weights.items():
+        d = studies.estimate_delta(W, exclude_last=args.T > 1)
+        print(f"{probe}: delta {d.delta:.4f}, median {d.quantiles[50]:.4f}")
+    print(studies._csv(st.summary()))
+    print("wrote", json.dumps(paths))
+
+
+def _curve_cmd(args, fn, **kw):
+    source = build_source(args)
+    if args.size != 28:
+        from metalqr.tow.omniglot import OmniglotTasks as _O
+        source = _O(args.data, n_way=args.n_way, k_shot=args.k_shot, k_query=args.k_query,
+                    test_alphabets=args.test_alphabets, size=args.size)
+    learner = build_learner(args.learner, source, args)
+    ex = experiment_kwargs(args)
+    ex.pop("n_ilqr") if fn is studies.ilqr_iterations_study else None
+    ex["seed"] = args.seeds[0]
+    st = fn(source, learner, reference=tuple(args.reference), folder=args.out + "_ckpt", progress=True, **kw, **ex)
+    st.settings["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
+    st.settings["n_parameters"] = learner.net.size
+    paths = st.save(args.out)
+    print(studies._csv(st.rows()))
+    print("wrote", json.dumps(paths))
+
+
+def cmd_ilqr(args):
+    _curve_cmd(args, studies.ilqr_iterations_study, n_ilqr=tuple(args.compare))
+
+
+def cmd_value_model(args):
+    _curve_cmd(args, studies.value_model_study)
+
+
 def add_common(p):
     p.add_argument("--data", default=os.path.join(ROOT, "..", "..", "shared", "data", "omniglot")
                    if not os.path.isdir(os.path.join(ROOT, "..", "shared")) else
@@ -100,6 +141,24 @@ def main(argv=None):
     p.add_argument("--learners", nargs="+", default=["protonet", "fomaml"])
     p.add_argument("--report-only", action="store_true", help="only load finished cells and report")
     p.set_defaults(fn=cmd_table1)
+    p = sub.add_parser("probes", help="Appendix C weight probes (Figure 4)")
+    add_common(p)
+    p.add_argument("--learner", default="protonet")
+    p.add_argument("--probe-every", type=int, default=10)
+    p.set_defaults(fn=cmd_probes)
+    p = sub.add_parser("ilqr", help="Appendix D: iLQR iterations (Figure 6)")
+    add_common(p)
+    p.add_argument("--learner", default="protonet")
+    p.add_argument("--compare", type=int, nargs="+", default=[2, 10])
+    p.add_argument("--reference", nargs="*", default=["uniform"])
+    p.add_argument("--size", type=int, default=28)
+    p.set_defaults(fn=cmd_ilqr)
+    p = sub.add_parser("value-model", help="Appendix B: full vs diagonal value matrix on a small network")
+    add_common(p)
+    p.add_argument("--learner", default="protonet")
+    p.add_argument("--reference", nargs="*", default=["uniform"])
+    p.add_argument("--size", type=int, default=7)
+    p.set_defaults(fn=cmd_value_model)
     args = ap.parse_args(argv)
     args.fn(args)
 

@@ -65,6 +65,7 @@ UNITS = {
             "tasks of that seed (a choice that favours the baseline)",
     "gain_ci95": "half-width of the normal 95% CI of the paired mean difference",
     "beats": "gain - gain_ci95 > 0 (TOW better than the best baseline beyond the paired 95% CI)",
+    "delta": "estimate_delta of TOW's stored weights, last mini-batch of each window left out (Lemma 1)",
     "seconds": "wall-clock training time (weights and meta-updates) summed over windows, s",
     "time_vs_uniform": "seconds / uniform's seconds in the same run (strategies interleaved window by window)",
     "curve": "validation metric over n_val held-out tasks at window 0 and every eval_every windows; band "
@@ -186,7 +187,8 @@ class Table1Study:
     def rows(self) -> list[dict]:
         """One row per learner, seed and strategy: ``mean``, ``ci95``, ``seconds``,
         ``time_vs_uniform``, and for TOW the paired ``gain`` to the best baseline, its
-        ``gain_ci95``, the baseline's name and ``beats`` (see :attr:`units`)."""
+        ``gain_ci95``, the baseline's name, ``beats`` and the empirical ``delta`` of its
+        weights (:func:`estimate_delta`) (see :attr:`units`)."""
         out = []
         for (lname, seed), results in sorted(self.cells.items()):
             by = {r.name: r for r in results}
@@ -203,6 +205,10 @@ class Table1Study:
                     d = sign * (r.metric - best.metric)
                     row.update(best_baseline=best.name, gain=float(d.mean()), gain_ci95=_ci95(d))
                     row["beats"] = bool(row["gain"] - row["gain_ci95"] > 0)
+                if r.name == "tow" and r.weights is not None and np.size(r.weights):
+                    row["delta"] = estimate_delta(r.weights, exclude_last=np.shape(r.weights)[1] > 1).delta
+                else:
+                    row["delta"] = float("nan")
                 out.append(row)
         return out
 
@@ -300,13 +306,7 @@ class Table1Study:
         (:meth:`seed_summary`), ``<prefix>_curves.csv`` (:meth:`curves`), ``<prefix>.md``
         (:meth:`markdown`), ``<prefix>_curves.png`` and ``<prefix>.json`` (settings, units,
         all of the above), each atomically. Returns ``{name: path}``."""
-        if not isinstance(prefix, (str, os.PathLike)) or not os.fspath(prefix):
-            raise ValidationTypeError(f"prefix must be a non-empty file prefix (str); got {prefix!r}.")
-        prefix = os.fspath(prefix)
-        if os.path.isdir(prefix):
-            raise ValidationError(f"prefix: {prefix!r} is a folder; give a file prefix such as "
-                                  f"{os.path.join(prefix, 'table1')!r}.")
-        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+        prefix = _check_prefix(prefix)
         paths = {}
         for name, rows in (("table", self.rows()), ("seeds", self.seed_summary()), ("curves", self.curves())):
             paths[name] = f"{prefix}_{name}.csv"
