@@ -648,8 +648,9 @@ class WeightProbeStudy:
         return out
 
     def plot(self):
-        """Figure 4-like plot: ``M u`` of each probe against training windows (line: the
-        task of interest; band: min-max over the probe's first ``T - 1`` mini-batches).
+        """Figure 4-like plot: ``M u`` of each probe against training windows (solid: mean
+        over the probe's first ``T - 1`` mini-batches; dashed: the task of interest; band:
+        min-max over those mini-batches).
         Returns a matplotlib Figure."""
         fig = _figure((7, 4))
         ax = fig.subplots()
@@ -657,7 +658,8 @@ class WeightProbeStudy:
         for probe in self.weights:
             s = [r for r in summ if r["probe"] == probe]
             x = [r["window"] for r in s]
-            line, = ax.plot(x, [r["task_of_interest_x_M"] for r in s], marker="o", ms=3, label=probe)
+            line, = ax.plot(x, [r["mean_x_M"] for r in s], marker="o", ms=3, label=f"{probe} (mean)")
+            ax.plot(x, [r["task_of_interest_x_M"] for r in s], color=line.get_color(), ls="--", lw=0.8)
             ax.fill_between(x, [r["min_x_M"] for r in s], [r["max_x_M"] for r in s], alpha=0.15,
                             color=line.get_color(), linewidth=0)
         ax.axhline(1.0, color="k", lw=0.6, ls=":")
@@ -746,9 +748,11 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
 
     Parameters
     ----------
-    source : OmniglotTasks (or a source with ``alphabet_names()`` and ``split()`` whose
-        tasks carry the alphabet index as ``group``)
+    source : OmniglotTasks
+        Or any source with ``alphabet_names()`` and ``split()`` whose tasks carry the
+        alphabet index as ``group``.
     learner : MAML or ProtoNet
+        Built for ``source``.
     n_iterations, probe_every : int, >= 1
         Training windows, and windows between probes.
     T, M : int, >= 1
