@@ -103,6 +103,46 @@ def cmd_value_model(args):
     _curve_cmd(args, studies.value_model_study)
 
 
+def cmd_window_cost(args):
+    """Why TOW stays near uniform: the window cost J (Eq. (7)) of the uniform nominal and of
+    Algorithm 1's weights, at the initial parameters and after uniform training."""
+    import numpy as np
+    from metalqr.tow import make_optimizer, run_experiment, tow_weights
+    source = build_source(args)
+    learner = build_learner(args.learner, source, args)
+    seed = args.seeds[0]
+    points = [("init", learner.init(seed))]
+    if args.iterations:
+        r = run_experiment(source, learner, ("uniform",), n_iterations=args.iterations, T=args.T, M=args.M,
+                           optimizer="adam", alpha=args.alpha, n_test=2, n_val=2, seed=seed)[0]
+        points.append((f"after {args.iterations} uniform windows", r.params))
+    opt = make_optimizer("adam", args.alpha)
+    rows = []
+    for label, x in points:
+        for k in range(args.windows):
+            rng = np.random.default_rng([seed, 10_000 + k])
+            batches = [source.sample(rng, args.M) for _ in range(args.T)]
+            for beta_u, n_ilqr in ((10.0, 2), (10.0, 10), (0.1, 2)):
+                res = tow_weights(learner, opt.initial_state(x), batches, optimizer=opt, tau0=0, beta_u=beta_u,
+                                  n_ilqr=n_ilqr)
+                J0, J = res.ilqr.costs[0], res.ilqr.cost
+                prior = 0.5 * beta_u * np.sum((res.U - 1.0 / args.M) ** 2)
+                d = studies.estimate_delta(res.U[None], exclude_last=True).delta
+                rows.append(dict(point=label, window=k, beta_u=beta_u, n_ilqr=n_ilqr, J_uniform=J0, J_tow=J,
+                                 relative_reduction=(J0 - J) / J0, loss_reduction=J0 - (J - prior), prior=prior,
+                                 delta=d))
+                print(rows[-1], flush=True)
+    doc = dict(settings=dict(vars(args), fn=None, command=" ".join(sys.argv), tau0=0,
+                             note="Adam state restarted at each point (m = v = 0, tau0 = 0)"),
+               units=dict(J="Eq. (7) window cost: sum of the T mini-batches' summed query losses (nats) + prior",
+                          loss_reduction="J_uniform - (J_tow - prior): decrease of the loss part (nats)",
+                          delta="||u_t - 1/M|| max over the first T-1 mini-batches"), rows=rows)
+    from metalqr import _checkpoint
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    _checkpoint.atomic_write_text(args.out + ".json", json.dumps(doc, default=str))
+    _checkpoint.atomic_write_text(args.out + ".csv", studies._csv(rows))
+
+
 def add_common(p):
     p.add_argument("--data", default=os.path.join(ROOT, "..", "..", "shared", "data", "omniglot")
                    if not os.path.isdir(os.path.join(ROOT, "..", "shared")) else
@@ -159,6 +199,11 @@ def main(argv=None):
     p.add_argument("--reference", nargs="*", default=["uniform"])
     p.add_argument("--size", type=int, default=7)
     p.set_defaults(fn=cmd_value_model)
+    p = sub.add_parser("window-cost", help="window cost of uniform vs TOW weights (why TOW stays near uniform)")
+    add_common(p)
+    p.add_argument("--learner", default="protonet")
+    p.add_argument("--windows", type=int, default=3)
+    p.set_defaults(fn=cmd_window_cost)
     args = ap.parse_args(argv)
     args.fn(args)
 
