@@ -67,7 +67,7 @@ def cmd_probes(args):
     learner = build_learner(args.learner, source, args)
     st = studies.weight_probe_study(source, learner, n_iterations=args.iterations, probe_every=args.probe_every,
                                     T=args.T, M=args.M, alpha=args.alpha, beta_u=args.beta_u, n_ilqr=args.n_ilqr,
-                                    n_val=args.n_val, seed=args.seeds[0], progress=True)
+                                    n_val=args.n_val, rng=args.seeds[0], progress=True)
     st.settings["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
     paths = st.save(args.out)
     for probe, W in st.weights.items():
@@ -86,7 +86,7 @@ def _curve_cmd(args, fn, **kw):
     learner = build_learner(args.learner, source, args)
     ex = experiment_kwargs(args)
     ex.pop("n_ilqr") if fn is studies.ilqr_iterations_study else None
-    ex["seed"] = args.seeds[0]
+    ex["rng"] = args.seeds[0]
     st = fn(source, learner, reference=tuple(args.reference), folder=args.out + "_ckpt", progress=True, **kw, **ex)
     st.settings["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
     st.settings["n_parameters"] = learner.net.size
@@ -114,7 +114,7 @@ def cmd_window_cost(args):
     points = [("init", learner.init(seed))]
     if args.iterations:
         r = run_experiment(source, learner, ("uniform",), n_iterations=args.iterations, T=args.T, M=args.M,
-                           optimizer="adam", alpha=args.alpha, n_test=2, n_val=2, seed=seed)[0]
+                           optimizer="adam", alpha=args.alpha, n_test=2, n_val=2, rng=seed)[0]
         points.append((f"after {args.iterations} uniform windows", r.params))
     opt = make_optimizer("adam", args.alpha)
     rows = []

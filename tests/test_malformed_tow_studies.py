@@ -50,6 +50,7 @@ CASES = [
     ("t1-compute-nofolder", lambda e: (T1, (e["src"], {"p": e["learner"]}), {"compute": False}), "folder"),
     ("t1-progress", lambda e: (T1, (e["src"], {"p": e["learner"]}), {"progress": 1}), "progress"),
     ("t1-seed-kw", lambda e: (T1, (e["src"], {"p": e["learner"]}), {"seed": 1}), "seed"),
+    ("t1-rng-kw", lambda e: (T1, (e["src"], {"p": e["learner"]}), {"rng": 1}), "rng"),
     ("t1-iterations", lambda e: (T1, (e["src"], {"p": e["learner"]}, (0,)), dict(TINY, n_iterations=0)),
      "n_iterations"),
     # estimate_delta
@@ -77,7 +78,8 @@ CASES = [
     ("probe-alpha", lambda e: (W, (e["src"], e["learner"]), {"alpha": -1.0}), "alpha"),
     ("probe-strategy", lambda e: (W, (e["src"], e["learner"]), {"train_strategy": "nope"}), "train_strategy"),
     ("probe-strategy-type", lambda e: (W, (e["src"], e["learner"]), {"train_strategy": 3}), "train_strategy"),
-    ("probe-seed", lambda e: (W, (e["src"], e["learner"]), {"seed": -2}), "seed"),
+    ("probe-rng", lambda e: (W, (e["src"], e["learner"]), {"rng": -2}), "rng"),
+    ("probe-rng-type", lambda e: (W, (e["src"], e["learner"]), {"rng": "abc"}), "rng"),
     ("probe-n_val", lambda e: (W, (e["src"], e["learner"]), {"n_val": 0}), "n_val"),
     # ilqr_iterations_study
     ("ilqr-empty", lambda e: (D, (e["src"], e["learner"], ()), {}), "n_ilqr"),

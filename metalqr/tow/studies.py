@@ -35,10 +35,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import _checkpoint
-from .._validation import as_float_array, check_bool, check_int, check_probability, check_real
+from .._validation import as_float_array, as_seed, check_bool, check_int, check_probability, check_real
 from ..exceptions import CheckpointError, ValidationError, ValidationTypeError
-from ._checks import check_learner, check_source
+from ._checks import check_source
 from .experiment import StrategyResult, run_experiment
+from .learner import _check_learner as check_learner
 
 __all__ = ["Table1Study", "run_table1_study", "PAPER_TABLE1", "TABLE1_STRATEGIES", "DeltaEstimate",
            "estimate_delta", "WeightProbeStudy", "weight_probe_study", "CurveStudy", "ilqr_iterations_study",
@@ -464,7 +465,7 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
                            f"{experiment.get('n_iterations', 100)} windows x {len(strategies)} strategies")
             t0 = time.perf_counter()
             ckpt = None if folder is None else os.path.join(folder, "runs", f"{lname}_seed{seed}")
-            results = run_experiment(source, learner, strategies, seed=seed, checkpoint=ckpt, progress=progress,
+            results = run_experiment(source, learner, strategies, rng=seed, checkpoint=ckpt, progress=progress,
                                      **experiment)
             if path is not None:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -734,13 +735,13 @@ def _probe_windows(source, rng, T: int, M: int):
 
 def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: int = 5, T: int = 5, M: int = 5,
                        optimizer: str = "adam", alpha: float = 1e-3, beta_u: float = 10.0, n_ilqr: int = 2,
-                       kappa: float = 1.2, train_strategy: str = "tow", n_val: int = 50, seed: int = 0,
+                       kappa: float = 1.2, train_strategy: str = "tow", n_val: int = 50, rng: Any = 0,
                        progress: bool = False) -> WeightProbeStudy:
     """Appendix C of the TOW paper (Figure 4): the TOW weights of fixed probe windows as
     training progresses.
 
     Four probe windows of ``T`` mini-batches of ``M`` tasks are drawn once (from
-    ``default_rng([seed, 999_999])``): *same* (each mini-batch's ``M`` tasks from one
+    ``default_rng([seed, 999_999])``, ``seed`` the root seed from ``rng``): *same* (each mini-batch's ``M`` tasks from one
     alphabet; mini-batch ``t`` uses the split's alphabet ``t mod n``) and *different* (the
     ``M`` tasks of a mini-batch from ``M`` different alphabets, cycling through the split's
     alphabets when it has fewer than ``M``), each from the training and from the test
@@ -770,7 +771,9 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
         Registered strategy that trains the learner (the paper: "tow").
     n_val : int, >= 1
         Validation tasks (test alphabets) scored at each probe point.
-    seed : int, >= 0
+    rng : int seed >= 0, Generator or None
+        Root seed (an int is used as it is; a Generator gives one draw, recorded in
+        ``settings["seed"]``).
     progress : bool
         Log each probe point to stderr.
 
@@ -804,7 +807,7 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
     if not isinstance(train_strategy, str):
         raise ValidationTypeError(f"train_strategy must be a strategy name (str); got {train_strategy!r}.")
     n_val = check_int(n_val, "n_val", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = as_seed(rng, "rng")
     progress = check_bool(progress, "progress")
     probes, alphabets = _probe_windows(source, np.random.default_rng([seed, 999_999]), T, M)
     val_tasks = source.sample(np.random.default_rng([seed, 10**6 + 1]), n_val, train=False)
