@@ -54,7 +54,8 @@ def cmd_table1(args):
     source = build_source(args)
     learners = {k: build_learner(k, source, args) for k in args.learners}
     t0 = time.perf_counter()
-    study = studies.run_table1_study(source, learners, args.seeds, folder=args.ckpt or args.out + "_ckpt",
+    extra = {} if not args.strategies else {"strategies": tuple(args.strategies)}
+    study = studies.run_table1_study(source, learners, args.seeds, folder=args.ckpt or args.out + "_ckpt", **extra,
                                      compute=not args.report_only, progress=True, **experiment_kwargs(args))
     study.settings["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
     paths = study.save(args.out)
@@ -180,6 +181,7 @@ def main(argv=None):
     add_common(p)
     p.add_argument("--learners", nargs="+", default=["protonet", "fomaml"])
     p.add_argument("--report-only", action="store_true", help="only load finished cells and report")
+    p.add_argument("--strategies", nargs="+", default=None, help="default: uniform exploration exploitation tow")
     p.set_defaults(fn=cmd_table1)
     p = sub.add_parser("probes", help="Appendix C weight probes (Figure 4)")
     add_common(p)
