@@ -25,9 +25,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from metalqr.tow import MAML, MLP, ProtoNet, make_learner  # noqa: E402
-from metalqr.tow import studies  # noqa: E402
-from metalqr.tow.omniglot import OmniglotTasks  # noqa: E402
+from metalqr.tow import MLP, ProtoNet, make_learner, studies
+from metalqr.tow.omniglot import OmniglotTasks
 
 
 def build_source(args):
@@ -108,6 +107,7 @@ def cmd_window_cost(args):
     """Why TOW stays near uniform: the window cost J (Eq. (7)) of the uniform nominal and of
     Algorithm 1's weights, at the initial parameters and after uniform training."""
     import numpy as np
+
     from metalqr.tow import make_optimizer, run_experiment, tow_weights
     source = build_source(args)
     learner = build_learner(args.learner, source, args)

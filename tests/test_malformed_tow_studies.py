@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers import assert_named_error
-from metalqr.tow import MLP, ProtoNet, SinusoidTasks
-from metalqr.tow import studies
-from metalqr.tow.omniglot import OmniglotTasks
 from test_tow_studies import TINY, make_tree
+
+from metalqr.tow import MLP, ProtoNet, SinusoidTasks, studies
+from metalqr.tow.omniglot import OmniglotTasks
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metalqr.tow import MLP, SGD, ProtoNet, TOWProblem, make_learner
-from metalqr.tow import studies
+from metalqr.tow import MLP, SGD, ProtoNet, TOWProblem, make_learner, studies
 from metalqr.tow.omniglot import OmniglotTasks
 
 ALPHABETS = {"Alpha": 4, "Beta": 4, "Gamma": 3, "Delta": 3}      # alphabet -> characters
@@ -75,7 +74,8 @@ def test_table1_study_pairs_resumes_and_extends(source, tmp_path):
     paths = study.save(str(tmp_path / "out" / "t1"))
     for p in paths.values():
         assert os.path.getsize(p) > 0
-    md = open(paths["markdown"]).read()
+    with open(paths["markdown"]) as fh:
+        md = fh.read()
     assert "96.84" in md and "protonet" in md and "of 2 seeds" in md
     from matplotlib.figure import Figure
     assert isinstance(study.plot_curves(smoothing=0.5), Figure)
