@@ -66,6 +66,9 @@ def test_table1_study_pairs_resumes_and_extends(source, tmp_path):
     # a rerun loads the finished cells (nothing is retrained) and reports the same numbers
     again = studies.run_table1_study(source, learners, (0, 1), folder=folder, compute=False, **TINY)
     assert json.dumps(again.rows()) == json.dumps(rows)           # NaN-safe comparison
+    for key, results in again.cells.items():                      # final parameters kept (e.g. for the 20 runs)
+        for r, r0 in zip(results, study.cells[key]):
+            np.testing.assert_array_equal(r.params, r0.params)
     # a longer run extends the finished ones (a new cell; training resumes at window 2)
     longer = studies.run_table1_study(source, {"protonet": learners["protonet"]}, (0,), folder=folder,
                                       **dict(TINY, n_iterations=3))

@@ -349,7 +349,7 @@ def _save_cell(path, fingerprint, results) -> None:
     for i, r in enumerate(results):
         arrays[f"metric_{i}"] = r.metric
         arrays[f"curve_{i}"] = np.array(r.curve, dtype=float).reshape(-1, 3)
-        for name in ("weights", "groups", "window_seconds"):
+        for name in ("weights", "groups", "window_seconds", "params"):
             v = getattr(r, name)
             if v is not None:
                 arrays[f"{name}_{i}"] = np.asarray(v, dtype=float)
@@ -362,7 +362,8 @@ def _load_cell(path, fingerprint) -> list[StrategyResult]:
     try:
         return [StrategyResult(s["name"], arrays[f"metric_{i}"], s["seconds"], s["metric_name"],
                                [tuple(p) for p in arrays[f"curve_{i}"].tolist()], arrays.get(f"weights_{i}"),
-                               arrays.get(f"groups_{i}"), arrays.get(f"window_seconds_{i}"), dict(meta["settings"]))
+                               arrays.get(f"groups_{i}"), arrays.get(f"window_seconds_{i}"), dict(meta["settings"]),
+                               arrays.get(f"params_{i}"))
                 for i, s in enumerate(meta["strategies"])]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path!r} is inconsistent ({type(exc).__name__}: {exc}); delete it "
