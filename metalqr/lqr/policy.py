@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._parallel import blas_single_thread
 from .._validation import as_float_array, check_size
 from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from .lyapunov import (KRON_MAX_D, dlyap_unchecked, lyapunov_pair, lyapunov_pair_one,
@@ -144,6 +145,14 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
 def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
     if batch.n == 1 and batch.d <= KRON_MAX_D:
         return _evaluate_one(batch, Kb, what)
+    if batch.n > 1 and batch.d > KRON_MAX_D:
+        # metalqr's threads split the batch; BLAS threads on top oversubscribe the cores
+        with blas_single_thread():
+            return _evaluate_batched(batch, Kb, what)
+    return _evaluate_batched(batch, Kb, what)
+
+
+def _evaluate_batched(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
     AK = closed_loop(batch, Kb)
     with np.errstate(over="ignore", invalid="ignore"):
         M = batch.Q + _T(Kb) @ batch.R @ Kb
@@ -245,7 +254,11 @@ def cost(task: TaskLike, K: Any):
             J = float(np.einsum("ij,ji->", P, batch.Psi[0]))
         J = J if stable and math.isfinite(J) else math.inf
         return J if batch.single else np.array([J])
-    J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
+    if batch.n > 1 and batch.d > KRON_MAX_D:
+        with blas_single_thread():
+            J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
+    else:
+        J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
     return float(J[0]) if batch.single else J
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from .._parallel import blas_single_thread
 from .._validation import as_float_array
 from ..exceptions import ValidationError
 from ._doubling import sda
@@ -427,6 +428,14 @@ def _scaled(T: np.ndarray, A, B, Q, Psi, G):
 
 
 def _solve(batch: Batch) -> DareSolution:
+    if batch.n > 1 and batch.d > KRON_MAX_D:
+        # metalqr's threads split the Lyapunov solves; BLAS threads on top oversubscribe
+        with blas_single_thread():
+            return _solve_batch(batch)
+    return _solve_batch(batch)
+
+
+def _solve_batch(batch: Batch) -> DareSolution:
     A, B, Q, R, Psi = batch.A, batch.B, batch.Q, batch.R, batch.Psi
     n, d = batch.n, batch.d
     G = _sym(B @ np.linalg.solve(R, _T(B)))
