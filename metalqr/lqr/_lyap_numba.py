@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["pair_2x2"]
+__all__ = ["pair_2x2", "evaluate_small"]
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -87,3 +87,273 @@ def pair_2x2(A, WT, W, XT, X, stable):
                 b[k], b[m] = b[m], b[k]
         for r in range(4):
             XT[i, r // 2, r % 2] = b[r]
+
+
+#: ``max |X_I|`` (``X_I = sum_t A^t A'^t``) up to which :func:`evaluate_small` certifies
+#: ``rho(A) < 1`` itself; beyond (``rho`` within about ``1e-6`` of 1) it leaves the task to
+#: the NumPy kernel (eigenvalues), as it does any task it cannot certify.
+CERTIFY_MAX = 1e6
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _lu(L, piv, dd):
+    """In-place LU with partial pivoting (LAPACK ``getrf``'s rule); False on a zero pivot."""
+    for k in range(dd):
+        m = k
+        big = abs(L[k, k])
+        for r in range(k + 1, dd):
+            if abs(L[r, k]) > big:
+                big, m = abs(L[r, k]), r
+        piv[k] = m
+        if big == 0.0:
+            return False
+        if m != k:
+            for c in range(dd):
+                L[k, c], L[m, c] = L[m, c], L[k, c]
+        inv = 1.0 / L[k, k]
+        for r in range(k + 1, dd):
+            f = L[r, k] * inv
+            L[r, k] = f
+            if f != 0.0:
+                for c in range(k + 1, dd):
+                    L[r, c] -= f * L[k, c]
+    return True
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _solve_lu(L, piv, b, dd):
+    """``L x = b`` in place from :func:`_lu`'s factors."""
+    for k in range(dd):
+        m = piv[k]
+        if m != k:
+            b[k], b[m] = b[m], b[k]
+    for r in range(dd):
+        s = b[r]
+        for c in range(r):
+            s -= L[r, c] * b[c]
+        b[r] = s
+    for r in range(dd - 1, -1, -1):
+        s = b[r]
+        for c in range(r + 1, dd):
+            s -= L[r, c] * b[c]
+        b[r] = s / L[r, r]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _solve_lu_t(L, piv, b, dd):
+    """``L' x = b`` in place from :func:`_lu`'s factors (``P L = LU``: ``U' y = b``,
+    ``L_unit' z = y``, ``x = P' z``)."""
+    for r in range(dd):
+        s = b[r]
+        for c in range(r):
+            s -= L[c, r] * b[c]
+        b[r] = s / L[r, r]
+    for r in range(dd - 1, -1, -1):
+        s = b[r]
+        for c in range(r + 1, dd):
+            s -= L[c, r] * b[c]
+        b[r] = s
+    for k in range(dd - 1, -1, -1):
+        m = piv[k]
+        if m != k:
+            b[k], b[m] = b[m], b[k]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _symmetric_enough(W, d):
+    big, asym = 0.0, 0.0
+    for r in range(d):
+        for c in range(d):
+            big = max(big, abs(W[r, c]))
+            asym = max(asym, abs(W[r, c] - W[c, r]))
+    return asym <= 1e-12 * max(big, 1e-300)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _residual(AK, transpose, W, X, T, Rm, d):
+    """``Rm = sym(W) - (X - A X A')`` with ``A = AK`` (or ``AK'`` if ``transpose``); ``T`` is
+    work space (d, d)."""
+    for r in range(d):                        # T = A X
+        for c in range(d):
+            s = 0.0
+            for l in range(d):
+                s += (AK[l, r] if transpose else AK[r, l]) * X[l, c]
+            T[r, c] = s
+    for r in range(d):                        # Rm = sym(W) - X + T A'
+        for c in range(d):
+            s = 0.0
+            for l in range(d):
+                s += T[r, l] * (AK[l, c] if transpose else AK[c, l])
+            Rm[r, c] = 0.5 * (W[r, c] + W[c, r]) - X[r, c] + s
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _build_sym(AK, transpose, iu, ju, L, m):
+    """The Lyapunov operator ``X -> X - A X A'`` (``A = AK``, or ``AK'`` if ``transpose``)
+    restricted to symmetric ``X`` in the basis ``X[s, u] = X[u, s] = x_(s,u)``, ``s <= u``
+    (``m = d (d + 1) / 2`` unknowns): row ``(p, q)``, column ``(s, u)`` holds
+    ``delta - (A[p, s] A[q, u] + [s != u] A[p, u] A[q, s])``."""
+    for r in range(m):
+        p, q = iu[r], ju[r]
+        for c in range(m):
+            s_, u = iu[c], ju[c]
+            if transpose:
+                v = AK[s_, p] * AK[u, q]
+                if s_ != u:
+                    v += AK[u, p] * AK[s_, q]
+            else:
+                v = AK[p, s_] * AK[q, u]
+                if s_ != u:
+                    v += AK[p, u] * AK[q, s_]
+            L[r, c] = (1.0 if r == c else 0.0) - v
+
+
+@nb.njit(cache=True, error_model="numpy")
+def evaluate_small(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
+    """Proposition 1 for a batch of small tasks (``d <= 6``) in one compiled loop.
+
+    Per task: ``A_K = A - B K``, ``M = Q + K'RK`` and the Lyapunov operator
+    ``X -> X - A_K X A_K'`` restricted to symmetric matrices (``d (d + 1) / 2`` unknowns, a
+    fifth of the Kronecker system's LU work at ``d = 6``), factorised ONCE (LU, partial
+    pivoting); its adjoint ``X -> X - A_K' X A_K`` (for ``P_K``) is solved with the
+    transposed factors (its matrix is ``D^-1 L' D``, ``D`` the trace inner product's weights
+    1 and 2 in this basis); each solution gets one step of iterative refinement with the
+    same factors. ``X_I`` from the first with right-hand side
+    ``I`` certifies ``rho(A_K) < 1`` when it is finite, ``max |X_I| <= CERTIFY_MAX`` and
+    positive definite (Cholesky; Lyapunov's theorem: ``X_I - A_K X_I A_K' = I`` with
+    ``X_I > 0`` holds iff ``rho(A_K) < 1``). For a certified task: ``Sigma_K`` (first
+    operator, right-hand side ``Psi``; if ``want_sigma``) and ``P_K`` (second, ``M``), from
+    the symmetric parts of the right-hand sides, ``R + B'PB`` and
+    ``E_K = (R + B'PB) K - B'PA``. ``certified[i]`` is False for every task it could not
+    certify (unstable, near the stability boundary, non-finite, a zero pivot, or a
+    right-hand side that is not symmetric to 1e-12 relative): the caller solves those with the NumPy kernel.
+    Outputs are written in place.
+    """
+    n, d, k = A.shape[0], A.shape[1], B.shape[2]
+    m = d * (d + 1) // 2
+    iu = np.empty(m, dtype=np.int64)
+    ju = np.empty(m, dtype=np.int64)
+    r = 0
+    for p in range(d):
+        for q in range(p, d):
+            iu[r], ju[r] = p, q
+            r += 1
+    L = np.empty((m, m))
+    piv = np.empty(m, dtype=np.int64)
+    b = np.empty(m)
+    M = np.empty((d, d))
+    X = np.empty((d, d))
+    Rm = np.empty((d, d))
+    AKi = np.empty((d, d))
+    BtP = np.empty((k, d))
+    for i in range(n):
+        certified[i] = False
+        finite = True
+        for r in range(d):
+            for c in range(d):
+                s = A[i, r, c]
+                for j in range(k):
+                    s -= B[i, r, j] * K[i, j, c]
+                AK[i, r, c] = s
+                AKi[r, c] = s
+                finite = finite and np.isfinite(s)
+        if not finite:
+            continue
+        for r in range(d):
+            for c in range(d):
+                s = Q[i, r, c]
+                for j in range(k):
+                    t = 0.0
+                    for l in range(k):
+                        t += R[i, j, l] * K[i, l, c]
+                    s += K[i, j, r] * t
+                M[r, c] = s
+        if not _symmetric_enough(M, d) or (want_sigma and not _symmetric_enough(Psi[i], d)):
+            continue
+        _build_sym(AKi, False, iu, ju, L, m)
+        if not _lu(L, piv, m):
+            continue
+        for r in range(m):
+            b[r] = 1.0 if iu[r] == ju[r] else 0.0
+        _solve_lu(L, piv, b, m)
+        ok = True
+        for r in range(m):
+            if not (abs(b[r]) <= CERTIFY_MAX):       # also False for NaN
+                ok = False
+        if not ok:
+            continue
+        for r in range(m):                            # Cholesky of X_I: positive definite?
+            X[iu[r], ju[r]] = b[r]
+            X[ju[r], iu[r]] = b[r]
+        for j in range(d):
+            s = X[j, j]
+            for l in range(j):
+                s -= X[j, l] * X[j, l]
+            if not (s > 0.0):
+                ok = False
+                break
+            X[j, j] = np.sqrt(s)
+            for r in range(j + 1, d):
+                t = X[r, j]
+                for l in range(j):
+                    t -= X[r, l] * X[j, l]
+                X[r, j] = t / X[j, j]
+        if not ok:
+            continue
+        if want_sigma:
+            for r in range(m):
+                b[r] = 0.5 * (Psi[i, iu[r], ju[r]] + Psi[i, ju[r], iu[r]])
+            _solve_lu(L, piv, b, m)
+            for r in range(m):
+                S[i, iu[r], ju[r]] = b[r]
+                S[i, ju[r], iu[r]] = b[r]
+            # one step of iterative refinement (residual in working precision)
+            _residual(AKi, False, Psi[i], S[i], X, Rm, d)
+            for r in range(m):
+                b[r] = Rm[iu[r], ju[r]]
+            _solve_lu(L, piv, b, m)
+            for r in range(m):
+                v = S[i, iu[r], ju[r]] + b[r]
+                S[i, iu[r], ju[r]] = v
+                S[i, ju[r], iu[r]] = v
+        # P_K: X -> X - A_K' X A_K is the adjoint of the first operator in the trace inner
+        # product, whose weights in this basis are D = diag(1 on the diagonal, 2 off it):
+        # its matrix is D^-1 L' D, so L' (D p) = D m reuses the same LU.
+        certified[i] = True
+        for r in range(m):
+            w = 1.0 if iu[r] == ju[r] else 2.0
+            b[r] = w * 0.5 * (M[iu[r], ju[r]] + M[ju[r], iu[r]])
+        _solve_lu_t(L, piv, b, m)
+        for r in range(m):
+            v = b[r] if iu[r] == ju[r] else 0.5 * b[r]
+            P[i, iu[r], ju[r]] = v
+            P[i, ju[r], iu[r]] = v
+        _residual(AKi, True, M, P[i], X, Rm, d)
+        for r in range(m):
+            b[r] = Rm[iu[r], ju[r]] if iu[r] == ju[r] else 2.0 * Rm[iu[r], ju[r]]
+        _solve_lu_t(L, piv, b, m)
+        for r in range(m):
+            v = P[i, iu[r], ju[r]] + (b[r] if iu[r] == ju[r] else 0.5 * b[r])
+            P[i, iu[r], ju[r]] = v
+            P[i, ju[r], iu[r]] = v
+        if want_sigma:
+            for j in range(k):
+                for c in range(d):
+                    s = 0.0
+                    for l in range(d):
+                        s += B[i, l, j] * P[i, l, c]
+                    BtP[j, c] = s
+            for j in range(k):
+                for c in range(k):
+                    s = R[i, j, c]
+                    for l in range(d):
+                        s += BtP[j, l] * B[i, l, c]
+                    RBPB[i, j, c] = s
+            for j in range(k):
+                for c in range(d):
+                    s = 0.0
+                    for l in range(k):
+                        s += RBPB[i, j, l] * K[i, l, c]
+                    for l in range(d):
+                        s -= BtP[j, l] * A[i, l, c]
+                    E[i, j, c] = s
