@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["pair_2x2", "evaluate_small"]
+__all__ = ["pair_2x2", "evaluate_small", "evaluate_2x2"]
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -209,7 +209,7 @@ def _build_sym(AK, transpose, iu, ju, L, m):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def evaluate_small(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
+def evaluate_small(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified, dims):
     """Proposition 1 for a batch of small tasks (``d <= 6``) in one compiled loop.
 
     Per task: ``A_K = A - B K``, ``M = Q + K'RK`` and the Lyapunov operator
@@ -227,9 +227,11 @@ def evaluate_small(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified)
     ``E_K = (R + B'PB) K - B'PA``. ``certified[i]`` is False for every task it could not
     certify (unstable, near the stability boundary, non-finite, a zero pivot, or a
     right-hand side that is not symmetric to 1e-12 relative): the caller solves those with the NumPy kernel.
-    Outputs are written in place.
+    Outputs are written in place. ``dims`` is a tuple of ``d`` zeros (its length types the
+    compiled specialisation).
     """
-    n, d, k = A.shape[0], A.shape[1], B.shape[2]
+    n, k = A.shape[0], B.shape[2]
+    d = len(dims)            # a compile-time constant: one specialisation per d, loops unrolled
     m = d * (d + 1) // 2
     iu = np.empty(m, dtype=np.int64)
     ju = np.empty(m, dtype=np.int64)
@@ -357,3 +359,58 @@ def evaluate_small(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified)
                     for l in range(d):
                         s -= BtP[j, l] * A[i, l, c]
                     E[i, j, c] = s
+
+
+@nb.njit(cache=True, error_model="numpy")
+def evaluate_2x2(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
+    """:func:`evaluate_small` for ``d = 2`` (same arguments and contract, no ``dims``):
+    the Schur-Cohn test decides ``rho(A_K) < 1`` exactly, and :func:`pair_2x2` solves both
+    Lyapunov equations with one LU of the 4 x 4 Kronecker matrix (SciPy's 'direct' method
+    for small matrices); symmetrised when the right-hand side is symmetric to 1e-12."""
+    n, k = A.shape[0], B.shape[2]
+    M = np.empty((n, 2, 2))
+    for i in range(n):
+        finite = True
+        for r in range(2):
+            for c in range(2):
+                s = A[i, r, c]
+                for j in range(k):
+                    s -= B[i, r, j] * K[i, j, c]
+                AK[i, r, c] = s
+                finite = finite and np.isfinite(s)
+                t = Q[i, r, c]
+                for j in range(k):
+                    u = 0.0
+                    for l in range(k):
+                        u += R[i, j, l] * K[i, l, c]
+                    t += K[i, j, r] * u
+                M[i, r, c] = t
+        if not finite:                      # pair_2x2 then reports it unstable
+            for r in range(2):
+                for c in range(2):
+                    AK[i, r, c] = np.nan
+    pair_2x2(AK, M, Psi, P, S, certified)
+    BtP = np.empty((k, 2))
+    for i in range(n):
+        if not certified[i]:
+            continue
+        if _symmetric_enough(M[i], 2):
+            v = 0.5 * (P[i, 0, 1] + P[i, 1, 0])
+            P[i, 0, 1], P[i, 1, 0] = v, v
+        if not want_sigma:
+            continue
+        if _symmetric_enough(Psi[i], 2):
+            v = 0.5 * (S[i, 0, 1] + S[i, 1, 0])
+            S[i, 0, 1], S[i, 1, 0] = v, v
+        for j in range(k):
+            for c in range(2):
+                BtP[j, c] = B[i, 0, j] * P[i, 0, c] + B[i, 1, j] * P[i, 1, c]
+        for j in range(k):
+            for c in range(k):
+                RBPB[i, j, c] = R[i, j, c] + BtP[j, 0] * B[i, 0, c] + BtP[j, 1] * B[i, 1, c]
+        for j in range(k):
+            for c in range(2):
+                s = -(BtP[j, 0] * A[i, 0, c] + BtP[j, 1] * A[i, 1, c])
+                for l in range(k):
+                    s += RBPB[i, j, l] * K[i, l, c]
+                E[i, j, c] = s

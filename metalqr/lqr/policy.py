@@ -175,8 +175,8 @@ def _compiled_kernel():
         if importlib.util.find_spec("numba") is None:
             _KERNEL.append(None)
         else:
-            from ._lyap_numba import evaluate_small
-            _KERNEL.append(evaluate_small)
+            from ._lyap_numba import evaluate_2x2, evaluate_small
+            _KERNEL.append((evaluate_2x2, evaluate_small))
     return _KERNEL[0]
 
 
@@ -194,7 +194,10 @@ def _compiled_pair(kernel, A, B, Q, R, Psi, K, want_sigma: bool = True):
     E, RBPB = np.zeros((n, k, d)), np.zeros((n, k, k))
     certified = np.empty(n, dtype=np.bool_)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        kernel(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified)
+        if d == 2:
+            kernel[0](A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified)
+        else:
+            kernel[1](A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified, (0,) * d)
     stable = certified.copy()
     redo = np.flatnonzero(~certified)
     if redo.size:
