@@ -147,7 +147,7 @@ def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
     """Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
     configuration (canonical JSON) and the metalqr version."""
     if version is None:
-        from .. import __version__ as version
+        from .._version import __version__ as version
     cfg = normalize_run(config)
     return hashlib.sha256(canonical_json({"config": cfg, "metalqr": version}).encode()).hexdigest()[:16]
 

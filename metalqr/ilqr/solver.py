@@ -39,7 +39,7 @@ class ILQRResult:
     K : (T, M, D) feedback and k : (T, M) feed-forward gains of the last backward pass.
     cost : float, total cost of (X, U).
     costs : list of float, the total cost before the first iteration and after each accepted one.
-    converged : bool; reason : str, why it stopped (for a failure: the cause, e.g.
+    converged : bool; stop_reason : str, why it stopped (for a failure: the cause, e.g.
         ``"f_u is ~0 at step t"`` or ``"c_uu not positive definite at step t"``).
     n_iterations : int; regularization : float, the final mu.
     regularization_type : str
@@ -58,7 +58,7 @@ class ILQRResult:
     cost: float
     costs: list = field(default_factory=list)
     converged: bool = False
-    reason: str = ""
+    stop_reason: str = ""
     n_iterations: int = 0
     regularization: float = 0.0
     regularization_type: str = "state"
@@ -188,16 +188,16 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     compiled_step : Numba-jitted function ``(x, u, t) -> x_next`` or CompiledStep, optional
         The same one-step dynamics as ``dynamics``, compiled. When given, roll-outs and the
         forward passes of the line search run in one compiled loop
-        (``metalqr.ilqr.forward_numba``); results are unchanged. It is checked against
+        (``metalqr.ilqr._forward_numba``); results are unchanged. It is checked against
         ``dynamics`` at ``(x0, U0[0], 0)``. A plain Numba function costs a compilation of
         the forward kernel once per process (about 1-2 s); a
-        :class:`~metalqr.ilqr.forward_numba.CompiledStep` (the standard problems) brings a
+        :class:`~metalqr.ilqr.CompiledStep` (the standard problems) brings a
         kernel that Numba caches on disk.
 
     Returns
     -------
     ILQRResult
-        ``reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
+        ``stop_reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
         ...)"`` when ``U0`` is already optimal; for a failure, the cause at the failing
         step (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
 
@@ -315,7 +315,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         return c if math.isfinite(c) else math.inf
 
     if compiled_step is not None:
-        from .forward_numba import CompiledStep, forward_compiled
+        from ._forward_numba import CompiledStep, forward_compiled
         if not (isinstance(compiled_step, CompiledStep) or hasattr(compiled_step, "py_func")):
             raise ValidationTypeError("compiled_step must be a Numba-jitted function "
                                       "(@numba.njit) of (x, u, t) -> x_next or a CompiledStep; "

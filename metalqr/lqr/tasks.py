@@ -15,7 +15,9 @@ import numpy as np
 from .._validation import as_float_array, check_psd, check_symmetric
 from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["LQRTask", "TaskSet", "TaskLike", "TaskIndexError"]
+__all__ = ["LQRTask", "TaskSet", "TaskLike", "TaskIndexError",
+           # building blocks for the other metalqr packages (not re-exported by metalqr.lqr):
+           "Batch", "as_batch"]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

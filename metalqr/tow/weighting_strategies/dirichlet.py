@@ -6,6 +6,8 @@ from __future__ import annotations
 from ..weighting import dirichlet_weights
 from .base import PerBatchStrategy
 
+__all__ = ["Exploration", "Exploitation"]
+
 
 class _Dirichlet(PerBatchStrategy):
     """Eq. (12) with the sign ``s`` chosen by the strategy's ``name`` (the ``mode`` of

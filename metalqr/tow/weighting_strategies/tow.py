@@ -6,6 +6,8 @@ from __future__ import annotations
 from ..weighting import tow_weights
 from .base import Window, WindowResult, WeightingStrategy
 
+__all__ = ["TOW"]
+
 
 class TOW(WeightingStrategy):
     name = "tow"

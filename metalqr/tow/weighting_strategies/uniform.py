@@ -6,6 +6,8 @@ import numpy as np
 
 from .base import PerBatchStrategy
 
+__all__ = ["Uniform"]
+
 
 class Uniform(PerBatchStrategy):
     name = "uniform"
