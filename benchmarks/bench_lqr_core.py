@@ -1,13 +1,22 @@
-"""Batched exact cost + gradient vs a Python loop over SciPy's Lyapunov solver, and batched
-optimal gains (``optimal_gain``) vs loops over SciPy's DARE and python-control's ``dlqr``.
+"""metalqr's LQR core against its peers, timed side by side in one run (issue 15).
 
-Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare,small}] [--repeat N]
+Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare,small}] [--repeat N] [--no-jax]
 
-For each size the baseline loops over tasks and calls
-``scipy.linalg.solve_discrete_lyapunov`` twice per task (P_K and Sigma_K), then forms
-J = Tr(P Psi) and grad = 2 E Sigma; metalqr does the same with one batched call of
-``metalqr.cost`` and one of ``metalqr.gradient``. Both are timed in this run; the table
-gives the speed-up and the largest relative difference between the two results.
+* ``cost``: batched exact cost + gradient (``metalqr.cost`` then ``metalqr.gradient``) vs a
+  Python loop calling ``scipy.linalg.solve_discrete_lyapunov`` twice per task.
+* ``dare``: ``optimal_gain`` (batched structured doubling, checked) vs loops of SciPy's DARE
+  and python-control's ``dlqr`` and a jit-compiled JAX batched doubling (vmap), 1000 tasks of
+  d = 2 and 4, 10 tasks of d = 20 and 200, with each solver's largest scaled residual.
+* ``small``: one task's cost + gradient at d = 2, 1000 tasks of d = 2, 4, 6 and 10 tasks of
+  d = 200 by ``metalqr.evaluate`` (one solve shared) vs loops of SciPy / python-control and
+  jit JAX with vmap (Kronecker solve and squared Smith doubling; the faster counts).
+
+The JAX peers (``benchmarks/_jax_peers.py``) run when JAX is installed
+(``pip install '.[bench]'``); otherwise the script says it skipped them. Rows are medians
+of ``--repeat`` interleaved rounds; ``x_*`` = peer time / metalqr time (> 1: metalqr faster),
+``strongest_peer`` the fastest peer of the row. Every peer's results are compared with SciPy's
+before timing (``rel_diff_scipy``, residual columns). The load average is printed: on a shared
+machine the timings are noisy.
 """
 
 from __future__ import annotations

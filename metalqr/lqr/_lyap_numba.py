@@ -1,11 +1,20 @@
-"""Compiled kernel of the batched Lyapunov pair for ``d = 2`` (issue 15: 1000 small tasks).
+"""Compiled kernels of the batched Lyapunov solves for small ``d`` (issue 15: 1000 small tasks).
 
-Imported lazily by :mod:`metalqr.lqr.lyapunov` (so ``import metalqr`` does not import Numba)
-and only for batches of at least ``NUMBA_MIN_BATCH`` tasks. Per task: the Schur-Cohn
-stability test, the 4 x 4 Kronecker matrix ``L = I - A (x) A``, ONE LU factorisation with
-partial pivoting (LAPACK's ``getrf`` pivoting rule) and two triangular solves, ``L' x_T =
-vec(W_T)`` and ``L x = vec(W)``: half the factorisations of the NumPy kernel, which solves
-``L'`` and ``L`` separately.
+Imported lazily (so ``import metalqr`` does not import Numba) and only for batches of at
+least ``NUMBA_MIN_BATCH`` (:mod:`metalqr.lqr.lyapunov`) or ``COMPILED_MIN_BATCH``
+(:mod:`metalqr.lqr.policy`) tasks:
+
+* :func:`pair_2x2` - ``d = 2``: the Schur-Cohn stability test, the 4 x 4 Kronecker matrix
+  ``L = I - A (x) A``, ONE LU factorisation with partial pivoting (LAPACK's ``getrf``
+  pivoting rule) and two triangular solves, ``L' x_T = vec(W_T)`` and ``L x = vec(W)``;
+* :func:`evaluate_2x2` - ``d = 2``: :func:`pair_2x2` plus ``A - BK``, ``Q + K'RK``,
+  ``R + B'PB`` and ``E_K`` in the same compiled pass (cost and gradient of Proposition 1);
+* :func:`evaluate_small` - ``d <= 6``: the same quantities from the Lyapunov operator on
+  symmetric matrices (``d (d + 1) / 2`` unknowns, one LU per task shared by ``P_K`` and
+  ``Sigma_K`` through the adjoint, one refinement step), stability certified by
+  ``X_I > 0``; tasks it cannot certify are left to the NumPy kernel.
+
+All are checked against SciPy's solvers and the NumPy kernels in the tests.
 """
 
 from __future__ import annotations
