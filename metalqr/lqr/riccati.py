@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from .._parallel import blas_single_thread
 from .._validation import as_float_array
@@ -350,7 +351,6 @@ def _newton_refine(A, B, Q, R, P, res, K=None, Res=None):
 
 
 def _scipy_one(A, B, Q, R):
-    import scipy.linalg     # only for the fallback: keeps SciPy out of ``import metalqr``
     try:
         P = scipy.linalg.solve_discrete_are(A, B, Q, R)
     except (np.linalg.LinAlgError, ValueError) as exc:
