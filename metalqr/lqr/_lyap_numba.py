@@ -12,7 +12,9 @@ least ``NUMBA_MIN_BATCH`` (:mod:`metalqr.lqr.lyapunov`) or ``COMPILED_MIN_BATCH`
 * :func:`evaluate_small` - ``d <= 6``: the same quantities from the Lyapunov operator on
   symmetric matrices (``d (d + 1) / 2`` unknowns, one LU per task shared by ``P_K`` and
   ``Sigma_K`` through the adjoint, one refinement step), stability certified by
-  ``X_I > 0``; tasks it cannot certify are left to the NumPy kernel.
+  ``X_I > 0``; tasks it cannot certify are left to the NumPy kernel;
+* :func:`sda_small` - ``d <= 6``: the structure-preserving doubling iteration of
+  :func:`metalqr.lqr._doubling.sda`, task by task.
 
 All are checked against SciPy's solvers and the NumPy kernels in the tests.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["pair_2x2", "evaluate_small", "evaluate_2x2"]
+__all__ = ["pair_2x2", "evaluate_small", "evaluate_2x2", "sda_small"]
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -423,3 +425,112 @@ def evaluate_2x2(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
                 for l in range(k):
                     s += RBPB[i, j, l] * K[i, l, c]
                 E[i, j, c] = s
+
+
+@nb.njit(cache=True, error_model="numpy")
+def sda_small(A, G, H, rtol, early, max_iterations, out, converged, iterations, dims):
+    """The structure-preserving doubling iteration of :func:`metalqr.lqr._doubling.sda`
+    task by task (same updates, symmetrisation, stopping rules and outputs), for ``d <= 6``
+    (``dims``: a tuple of ``d`` zeros). ``W_j = I + G_j H_j`` is solved by LU with partial
+    pivoting; a zero pivot or a non-finite increment ends the task unconverged."""
+    n = A.shape[0]
+    d = len(dims)
+    Aj = np.empty((d, d))
+    Gj = np.empty((d, d))
+    Hj = np.empty((d, d))
+    W = np.empty((d, d))
+    X = np.empty((d, 2 * d))
+    inc = np.empty((d, d))
+    T = np.empty((d, d))
+    piv = np.empty(d, dtype=np.int64)
+    col = np.empty(d)
+    for i in range(n):
+        for r in range(d):
+            for c in range(d):
+                Aj[r, c] = A[i, r, c]
+                Gj[r, c] = 0.5 * (G[i, r, c] + G[i, c, r])
+                Hj[r, c] = 0.5 * (H[i, r, c] + H[i, c, r])
+        converged[i] = False
+        prev = np.inf
+        for r in range(d):
+            for c in range(d):
+                out[i, r, c] = 0.0
+        for it in range(1, max_iterations + 1):
+            iterations[i] = it
+            for r in range(d):                       # W = I + G H
+                for c in range(d):
+                    s = 1.0 if r == c else 0.0
+                    for l in range(d):
+                        s += Gj[r, l] * Hj[l, c]
+                    W[r, c] = s
+            if not _lu(W, piv, d):
+                break
+            for c in range(2 * d):                   # X = W^-1 [A | G]
+                for r in range(d):
+                    col[r] = Aj[r, c] if c < d else Gj[r, c - d]
+                _solve_lu(W, piv, col, d)
+                for r in range(d):
+                    X[r, c] = col[r]
+            for r in range(d):                       # T = H X_A
+                for c in range(d):
+                    s = 0.0
+                    for l in range(d):
+                        s += Hj[r, l] * X[l, c]
+                    T[r, c] = s
+            for r in range(d):                       # inc = A' T
+                for c in range(d):
+                    s = 0.0
+                    for l in range(d):
+                        s += Aj[l, r] * T[l, c]
+                    inc[r, c] = s
+            size_inc, size_H = 0.0, 0.0
+            for r in range(d):
+                for c in range(r, d):
+                    v = 0.5 * (inc[r, c] + inc[c, r])
+                    inc[r, c] = v
+                    inc[c, r] = v
+            for r in range(d):                       # G += (A X_G) A'  (T = A X_G)
+                for c in range(d):
+                    s = 0.0
+                    for l in range(d):
+                        s += Aj[r, l] * X[l, d + c]
+                    T[r, c] = s
+            for r in range(d):
+                for c in range(d):
+                    s = 0.0
+                    for l in range(d):
+                        s += T[r, l] * Aj[c, l]
+                    W[r, c] = s                      # W is free now: G increment
+            for r in range(d):
+                for c in range(d):
+                    Hj[r, c] += inc[r, c]
+                    size_inc += inc[r, c] * inc[r, c]
+            for r in range(d):
+                for c in range(d):
+                    size_H += Hj[r, c] * Hj[r, c]
+            for r in range(d):
+                for c in range(r, d):
+                    v = 0.5 * ((Gj[r, c] + W[r, c]) + (Gj[c, r] + W[c, r]))
+                    Gj[r, c] = v
+                    Gj[c, r] = v
+            for r in range(d):                       # A <- A X_A
+                for c in range(d):
+                    s = 0.0
+                    for l in range(d):
+                        s += Aj[r, l] * X[l, c]
+                    T[r, c] = s
+            for r in range(d):
+                for c in range(d):
+                    Aj[r, c] = T[r, c]
+            size_inc = np.sqrt(size_inc)
+            size_H = np.sqrt(size_H)
+            if not (np.isfinite(size_inc) and np.isfinite(size_H)):
+                break
+            ratio = size_inc / (size_H if size_H > 0 else 1.0)
+            if ratio <= rtol or (ratio <= early and ratio <= 1e2 * prev * prev):
+                converged[i] = True
+                for r in range(d):
+                    for c in range(d):
+                        out[i, r, c] = Hj[r, c]
+                break
+            prev = ratio
