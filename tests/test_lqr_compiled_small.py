@@ -199,3 +199,21 @@ def test_optimal_gain_batched_no_less_accurate_than_scipy():
     r_ours, r_scipy = riccati_residual(tasks, P), riccati_residual(tasks, P_s)
     assert np.all(r_ours <= np.maximum(r_scipy, 0) + 10 * np.finfo(float).eps)
     assert np.allclose(P, P_s, rtol=1e-9, atol=0)
+
+
+def test_regression_compiled_2x2_identity_check_keeps_newton_refinement():
+    """Regression (found by bench_lqr_core): task 871 of the benchmark's d = 2 family has a
+    non-normal closed loop; without a refinement step the compiled 2 x 2 Kronecker solve of
+    Sigma_K was off by 2e-8 relative, the identity check J(K*) = Tr(P* Psi) then rejected
+    the Newton-refined P* and the unrefined one (scaled residual 4.8e-13) was kept. With the
+    refinement the refined P* passes (residual at rounding level, identity gap < 1e-10)."""
+    from metalqr.lqr.riccati import riccati_residual, solve_dare_checked
+    rng = np.random.default_rng(1)
+    family = [random_task(rng, 2, 1) for _ in range(1000)]
+    tasks = metalqr.TaskSet([family[871]] + family[:N - 1])
+    sol = solve_dare_checked(tasks)
+    assert riccati_residual(tasks, sol.P)[0] <= 1e-14
+    assert sol.identity_error[0] <= 1e-10
+    P_s = scipy.linalg.solve_discrete_are(family[871].A, family[871].B, family[871].Q,
+                                          family[871].R)
+    assert riccati_residual(family[871], sol.P[0]) <= riccati_residual(family[871], P_s)

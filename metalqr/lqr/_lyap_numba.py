@@ -377,7 +377,8 @@ def evaluate_2x2(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
     """:func:`evaluate_small` for ``d = 2`` (same arguments and contract, no ``dims``):
     the Schur-Cohn test decides ``rho(A_K) < 1`` exactly, and :func:`pair_2x2` solves both
     Lyapunov equations with one LU of the 4 x 4 Kronecker matrix (SciPy's 'direct' method
-    for small matrices); symmetrised when the right-hand side is symmetric to 1e-12."""
+    for small matrices), then once more for one step of iterative refinement; symmetrised
+    when the right-hand side is symmetric to 1e-12."""
     n, k = A.shape[0], B.shape[2]
     M = np.empty((n, 2, 2))
     for i in range(n):
@@ -401,6 +402,27 @@ def evaluate_2x2(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
                 for c in range(2):
                     AK[i, r, c] = np.nan
     pair_2x2(AK, M, Psi, P, S, certified)
+    # one step of iterative refinement: residuals in working precision, corrections from a
+    # second solve (the Kronecker solve alone is not backward stable for the Lyapunov
+    # structure: on a non-normal A_K it lost three digits against SciPy's refined answer)
+    RP = np.zeros((n, 2, 2))
+    RS = np.zeros((n, 2, 2))
+    T = np.empty((2, 2))
+    for i in range(n):
+        if certified[i]:
+            _residual(AK[i], True, M[i], P[i], T, RP[i], 2)
+            if want_sigma:
+                _residual(AK[i], False, Psi[i], S[i], T, RS[i], 2)
+    dP = np.empty((n, 2, 2))
+    dS = np.empty((n, 2, 2))
+    again = np.empty(n, dtype=np.bool_)
+    pair_2x2(AK, RP, RS, dP, dS, again)
+    for i in range(n):
+        if certified[i]:
+            for r in range(2):
+                for c in range(2):
+                    P[i, r, c] += dP[i, r, c]
+                    S[i, r, c] += dS[i, r, c]
     BtP = np.empty((k, 2))
     for i in range(n):
         if not certified[i]:
