@@ -12,6 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+# VENDORED for metalqr's benchmarks from https://github.com/google/trajax, commit
+# c94a637c5a397b3d4100153f25b4b165507b5b20, trajax/tvlqr.py (Apache License 2.0; see
+# benchmarks/peers/LICENSE-trajax). metalqr: unchanged up to ``tvlqr``; the constrained
+# ``ctvlqr`` after it is not copied.
+
 # pylint: disable=invalid-name
 """JAX Solver for Discrete-time Finite Horizon Time-varying LQR.
 
