@@ -293,8 +293,9 @@ def _evaluate_numpy(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation
     if not np.all(stable):
         rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
         _raise_unstable(rho, batch, what)
-    RBPB = batch.R + _T(batch.B) @ P @ batch.B
-    E = RBPB @ Kb - _T(batch.B) @ P @ batch.A
+    BtP = _T(batch.B) @ P                  # once for both (same association as before)
+    RBPB = batch.R + BtP @ batch.B
+    E = RBPB @ Kb - BtP @ batch.A
     return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB, batch.Psi, batch.B)
 
 
