@@ -342,3 +342,36 @@ def test_library_code_never_switches_the_matplotlib_backend():
                  for i, line in enumerate(p.read_text().splitlines(), 1)
                  if "matplotlib.use(" in line.replace(" ", "") or ".use(\"Agg\")" in line]
     assert not offenders, "matplotlib.use( in library code: " + ", ".join(offenders)
+
+
+def test_a_registered_backend_reaches_meta_training_without_other_edits(monkeypatch):
+    """The backend seam: meta-training, Figure 1 and study configs check a backend name
+    against the registry, not against a hard-coded list."""
+    import numpy as np
+
+    from metalqr.experiments import normalize_run
+    from metalqr.rollouts import backends as backends_mod
+    from metalqr.rollouts.numpy_backend import NumpyBackend
+
+    calls = []
+
+    class Toy(NumpyBackend):
+        name = "toy"
+        description = "NumPy under another name (test)"
+
+        def simulate(self, *args, **kwargs):
+            calls.append(1)
+            return super().simulate(*args, **kwargs)
+
+    monkeypatch.setattr(backends_mod, "_REGISTRY", dict(backends_mod._registry()))
+    backends_mod.register_backend(Toy())
+    tasks = metalqr.sample_tasks(2, 1, 1, rng=0)
+    res = metalqr.meta_policy_optimization(tasks, np.zeros((1, 1)), alpha=1e-3, eta=1e-5,
+                                           n_iterations=1, rng=0, backend="toy", progress=False,
+                                           n_perturbations=2, inner_perturbations=2,
+                                           rollout_length=60)
+    assert calls and res.settings["backend"] == "toy"
+    assert normalize_run({"d": 1, "k": 1, "backend": "toy"})["backend"] == "toy"
+    with pytest.raises(metalqr.ValidationError, match="backend"):
+        metalqr.meta_policy_optimization(tasks, np.zeros((1, 1)), alpha=1e-3, eta=1e-5,
+                                         n_iterations=1, backend="toyy", progress=False)
