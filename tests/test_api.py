@@ -26,6 +26,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 import metalqr
@@ -234,7 +235,8 @@ def test_evaluate_has_no_internal_keyword_and_its_type_is_exported():
     ev = metalqr.evaluate(task, K)
     assert isinstance(ev, metalqr.PolicyEvaluation) and metalqr.lqr.PolicyEvaluation is metalqr.PolicyEvaluation
     X = [[0.3, -0.5]]
-    assert ev.hessian_vp(ev.K * 0 + X)[0] == pytest.approx(metalqr.hessian_vp(task, K, X), rel=1e-12)
+    H = ev.hessian_vp(np.array(X, dtype=float)[None])[0]
+    assert H == pytest.approx(metalqr.hessian_vp(task, K, X), rel=1e-12)
 
 
 def test_policy_optimization_reports_why_it_stopped():
@@ -347,8 +349,6 @@ def test_library_code_never_switches_the_matplotlib_backend():
 def test_a_registered_backend_reaches_meta_training_without_other_edits(monkeypatch):
     """The backend seam: meta-training, Figure 1 and study configs check a backend name
     against the registry, not against a hard-coded list."""
-    import numpy as np
-
     from metalqr.experiments import normalize_run
     from metalqr.rollouts import backends as backends_mod
     from metalqr.rollouts.numpy_backend import NumpyBackend
