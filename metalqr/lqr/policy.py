@@ -202,16 +202,15 @@ def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluatio
     UnstablePolicyError
         If some ``Kb[i]`` does not stabilise task ``i``.
     """
-    what = caller
     if batch.n == 1 and batch.d <= KRON_MAX_D:
-        return _evaluate_one(batch, Kb, what)
+        return _evaluate_one(batch, Kb, caller)
     AK = closed_loop(batch, Kb)
     with np.errstate(over="ignore", invalid="ignore"):
         M = batch.Q + _T(Kb) @ batch.R @ Kb
     stable, P, Sigma = lyapunov_pair(AK, M, batch.Psi)
     if not np.all(stable):
         rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
-        _raise_unstable(rho, batch, what)
+        _raise_unstable(rho, batch, caller)
     RBPB = batch.R + _T(batch.B) @ P @ batch.B
     E = RBPB @ Kb - _T(batch.B) @ P @ batch.A
     return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB, batch.Psi, batch.B)
