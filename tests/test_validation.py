@@ -183,3 +183,32 @@ def test_study_size_store_and_nan_bound_are_refused(tmp_path):
         experiments.summary_table(str(tmp_path / "no-such-store"))
     with pytest.raises(metalqr.ValidationError, match="NaN"):
         mt.check_bound(lambda t: float("nan"), lambda t: 1.0, mt.lqr_tasks(), max_examples=5)
+
+
+@pytest.mark.parametrize("bad, exc", [
+    (-1, metalqr.ValidationError), (1.5, metalqr.ValidationTypeError),
+    ("0", metalqr.ValidationTypeError), (True, metalqr.ValidationTypeError),
+    ([1, 2], metalqr.ValidationTypeError), (np.float64(3.0), metalqr.ValidationTypeError),
+])
+def test_as_seed_malformed(bad, exc):
+    from helpers import assert_named_error
+    from metalqr._validation import as_seed
+    assert_named_error(as_seed, "rng", bad, "rng", exc=exc)
+
+
+def test_as_seed_keeps_an_int_and_draws_once_from_a_generator():
+    from metalqr._validation import as_seed
+    assert as_seed(7, "rng") == 7 and as_seed(np.int64(7), "rng") == 7
+    assert as_seed(None, "rng", allow_none=True) is None
+    assert isinstance(as_seed(None, "rng"), int)
+    g1, g2 = np.random.default_rng(3), np.random.default_rng(3)
+    s = as_seed(g1, "rng")
+    assert s == as_seed(g2, "rng") and 0 <= s < 2**63 and g1.integers(10**9) == g2.integers(10**9)
+
+
+def test_policy_evaluation_hessian_needs_its_input_matrix():
+    from helpers import assert_named_error
+    task = metalqr.double_integrator()
+    ev = metalqr.evaluate(task, metalqr.optimal_gain(task)[0])
+    bare = metalqr.PolicyEvaluation(ev.K, ev.AK, ev.P, ev.Sigma, ev.E, ev.RBPB, ev.Psi)
+    assert_named_error(bare.hessian_vp, "B", np.zeros_like(ev.K))

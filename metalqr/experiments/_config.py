@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 
 from .._validation import check_choice, check_int, check_positive, check_real
 from ..exceptions import ValidationError, ValidationTypeError
+from ..rollouts.backends import check_backend, known_backends
 
 __all__ = ["RUN_DEFAULTS", "TOW_RUN_DEFAULTS", "TOW_SOURCE_DEFAULTS", "KINDS", "TOW_SOURCES", "FAMILIES", "ESTIMATORS",
            "BACKENDS", "normalize_run", "run_id", "Study", "load_study"]
@@ -28,7 +29,9 @@ FAMILIES = ("random", "boeing747", "double_integrator", "inverted_pendulum")
 #: meta-gradient; ``"first_order"``: first-order MAML.
 ESTIMATORS = ("one_point", "two_point", "exact", "first_order")
 #: Roll-out backends (``None``: metalqr's default).
-BACKENDS = (None, "numpy", "numba", "cupy")
+#: ``None`` (the default backend) and the registered roll-out backends when metalqr was
+#: imported; a run's ``backend`` is checked against the registry itself.
+BACKENDS = (None, *known_backends())
 INITIAL_GAINS = ("zero", "common")
 
 #: Every key of a run and its default. ``heterogeneity = None`` means the family's default
@@ -214,7 +217,7 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
         out["rollout_length"] = check_choice(c["rollout_length"], "rollout_length", ("auto",))
     else:
         out["rollout_length"] = check_positive(c["rollout_length"], "rollout_length", integer=True)
-    out["backend"] = check_choice(c["backend"], "backend", BACKENDS) if zo else None
+    out["backend"] = (None if c["backend"] is None else check_backend(c["backend"], "backend")) if zo else None
     from ..meta.training import GUARDS, OUTER_UPDATES
     out["guard"] = check_choice(c["guard"], "guard", GUARDS)
     out["outer_update"] = check_choice(c["outer_update"], "outer_update", OUTER_UPDATES)

@@ -203,14 +203,13 @@ def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluatio
     UnstablePolicyError
         If some ``Kb[i]`` does not stabilise task ``i``.
     """
-    what = caller
     if batch.n == 1 and batch.d <= KRON_MAX_D:
-        return _evaluate_one(batch, Kb, what)
+        return _evaluate_one(batch, Kb, caller)
     if batch.n > 1 and batch.d > KRON_MAX_D:
         # metalqr's threads split the batch; BLAS threads on top oversubscribe the cores
         with blas_single_thread():
-            return _evaluate_batched(batch, Kb, what)
-    return _evaluate_batched(batch, Kb, what)
+            return _evaluate_batched(batch, Kb, caller)
+    return _evaluate_batched(batch, Kb, caller)
 
 
 def _evaluate_batched(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
@@ -282,7 +281,7 @@ def _evaluate_compiled(kernel, batch: Batch, Kb: np.ndarray, what: str) -> Polic
     if not np.all(stable):
         rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
         _raise_unstable(rho, batch, what)
-    return PolicyEvaluation(Kb, AK, P, S, E, RBPB, batch.Psi)
+    return PolicyEvaluation(Kb, AK, P, S, E, RBPB, batch.Psi, batch.B)
 
 
 def _evaluate_numpy(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:

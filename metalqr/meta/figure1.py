@@ -21,7 +21,8 @@ from ..exceptions import (MetalqrWarning, TrainingDivergedError, TrainingStalled
 from ..lqr.policy import cost, gradient as policy_gradient
 from .families import sample_tasks
 from .objective import optimal_costs
-from .training import BACKENDS, GUARDS, OUTER_UPDATES, meta_policy_optimization
+from ..rollouts.backends import check_backend
+from .training import GUARDS, OUTER_UPDATES, meta_policy_optimization
 
 __all__ = ["Figure1Setting", "PAPER_SETTINGS", "QUICK_SETTINGS", "reproduce_figure1",
            "Figure1Summary", "floor_ratio"]
@@ -235,7 +236,8 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
         recorded as ``seed`` in the summary rows).
     n_iterations : int >= 1, optional
         Override every setting's number of iterations.
-    backend : {None, "numba", "numpy", "cupy"}
+    backend : str or None
+        A name of :func:`metalqr.rollouts.known_backends` (``None``: the default one).
     progress, resume, verbose : bool
     settings : tuple of Figure1Setting, optional
         Custom settings (override ``quick``).
@@ -268,7 +270,7 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
     seed = as_seed(rng, "rng")
     if n_iterations is not None:
         n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
-    backend = check_choice(backend, "backend", BACKENDS)
+    backend = None if backend is None else check_backend(backend, "backend")
     progress = check_bool(progress, "progress")
     resume = check_bool(resume, "resume")
     verbose = check_bool(verbose, "verbose")

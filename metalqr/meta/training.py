@@ -39,19 +39,19 @@ from ..lqr.lyapunov import dlyap, spectral_radius_of
 from ..lqr.policy import closed_loop
 from ..lqr.tasks import as_batch
 from ..rollouts import simulate_costs
+from ..rollouts.backends import check_backend
 from .history import UNITS, History
 from .objective import (as_taskset, check_meta_learnable, cost_gap_ratio, first_order_maml_gradient,
                         is_maml_stabilizing, maml_gradient, maml_objective, optimal_costs)
 from .zeroth_order import zo_maml_gradient
 
 __all__ = ["meta_policy_optimization", "MetaTrainingResult", "rollout_bias",
-           "mixing_rollout_length", "GRADIENTS", "GUARDS", "OUTER_UPDATES", "BACKENDS"]
+           "mixing_rollout_length", "GRADIENTS", "GUARDS", "OUTER_UPDATES"]
 
 GradientKind = Literal["zo", "exact", "first_order"]
 GUARDS = ("rollouts", "model", "none")
 OUTER_UPDATES = ("plain", "adam_clipped")
 GRADIENTS = ("zo", "exact", "first_order")
-BACKENDS = (None, "numba", "numpy", "cupy")
 _ZO_OPTIONS = {"n_perturbations": 100, "inner_perturbations": None, "rollout_length": None,
                "radius": 0.05, "task_batch": None, "two_point": False, "oracle": "rollout"}
 #: The paper's roll-out length; ``rollout_length=None`` never goes below it.
@@ -454,8 +454,9 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
         (:func:`maml_gradient`), or first-order MAML (Hessian term dropped).
     rng : Generator, int seed >= 0 or None
         Source of all randomness; a seed makes the run reproducible.
-    backend : {None, "numba", "numpy", "cupy"}
-        Roll-out backend (``None``: the default one).
+    backend : str or None
+        Roll-out backend, a name of :func:`metalqr.rollouts.known_backends` (``None``: the
+        default one).
     progress : bool
         Show a tqdm progress bar.
     checkpoint : path, optional
@@ -537,7 +538,7 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     eta = check_positive(eta, "eta", allow_zero=True)
     n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
     gradient = check_choice(gradient, "gradient", GRADIENTS)
-    backend = check_choice(backend, "backend", BACKENDS)
+    backend = None if backend is None else check_backend(backend, "backend")
     progress = check_bool(progress, "progress")
     path = _check_path(checkpoint)
     checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
