@@ -1,7 +1,9 @@
-"""Studies: grids of meta-training runs over seeds and settings, executed serially or on
-Dask (an embedded LocalCluster or an existing cluster, e.g. SLURM through dask-jobqueue),
-stored one file per run in a resumable result store, aggregated across seeds (mean and 95%
-confidence interval, curves with bands). See ``docs/experiments.md``.
+"""Studies: grids of meta-training runs over seeds and settings.
+
+Studies: grids of meta-training runs over seeds and settings, executed serially or on Dask (an
+embedded LocalCluster or an existing cluster, e.g. SLURM through dask-jobqueue), stored one file per
+run in a resumable result store, aggregated across seeds (mean and 95% confidence interval, curves
+with bands). See ``docs/experiments.md``.
 
 >>> from metalqr.experiments import Study
 >>> study = Study.grid(base={"d": 1, "k": 1, "n_iterations": 3}, grid={"alpha": [1e-3, 1e-4]},

@@ -1,5 +1,8 @@
-"""Aggregation across seeds: final metrics per setting with mean and 95% confidence
-interval (Student t), curves with bands (CSV and PNG)."""
+"""Aggregation across seeds: final metrics and curves with confidence intervals.
+
+Aggregation across seeds: final metrics per setting with mean and 95% confidence interval (Student
+t), curves with bands (CSV and PNG).
+"""
 
 from __future__ import annotations
 
@@ -26,9 +29,12 @@ CURVE_COLUMNS = ("cost_gap_ratio", "meta_objective")
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
-    """Mean and two-sided ``confidence`` interval of the mean, ``mean -+ t_{n-1} s / sqrt(n)``
+    """Return the mean and the two-sided confidence interval of the mean.
+
+    Mean and two-sided ``confidence`` interval of the mean, ``mean -+ t_{n-1} s / sqrt(n)``
     (Student t, :func:`scipy.stats.t.ppf`). With one value the interval is ``(None, None)``
-    (undefined), never NaN."""
+    (undefined), never NaN.
+    """
     from scipy import stats
     confidence = check_probability(confidence, "confidence")
     from .._validation import as_float_array
@@ -54,8 +60,11 @@ def _records(store: ResultStore | str | os.PathLike, study: Study | None) -> lis
 
 
 def _groups(records: list[dict]) -> tuple[list[tuple[str, list[dict]]], list[str]]:
-    """Records grouped by setting (configuration without seed), in first-seen order, and the
-    keys whose value differs between settings (used for labels)."""
+    """Group records by setting.
+
+    Records grouped by setting (configuration without seed), in first-seen order, and the keys
+    whose value differs between settings (used for labels).
+    """
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(setting_key(r["config"]), []).append(r)
@@ -78,8 +87,10 @@ def _label(config: Mapping[str, Any], varying: list[str], default: str) -> str:
 
 def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = None, *,
                   metrics: Iterable[str] = METRICS, confidence: float = 0.95) -> list[dict]:
-    """One row per setting: the setting's varying keys, ``n_seeds``, ``n_stalled``,
-    ``n_failed`` and for each metric ``<metric>_mean``, ``_ci_low``, ``_ci_high``.
+    """Return one summary row per setting.
+
+    One row per setting: the setting's varying keys, ``n_seeds``, ``n_stalled``, ``n_failed``
+    and for each metric ``<metric>_mean``, ``_ci_low``, ``_ci_high``.
 
     Parameters
     ----------
@@ -160,8 +171,11 @@ def _write_csv(path: str, rows: list[dict]) -> None:
 
 def plot_curves(path: str, data: list[dict], *, column: str = "cost_gap_ratio",
                 title: str = "", logy: bool = False) -> None:
-    """Mean curves with confidence bands to a PNG (matplotlib's object API with the Agg
-    canvas; the global backend is left alone)."""
+    """Plot mean curves with confidence bands to a PNG file.
+
+    Mean curves with confidence bands to a PNG (matplotlib's object API with the Agg canvas; the
+    global backend is left alone).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(8, 5))
@@ -186,9 +200,12 @@ def plot_curves(path: str, data: list[dict], *, column: str = "cost_gap_ratio",
 def write_report(store: ResultStore | str | os.PathLike, study: Study | None = None,
                  output_dir: str | os.PathLike | None = None, *, column: str = "cost_gap_ratio",
                  confidence: float = 0.95, logy: bool = False) -> dict[str, str]:
-    """Write ``summary.csv`` (:func:`summary_table`), ``curves.csv`` (long format: label,
-    iteration, mean, ci_low, ci_high, n) and ``curves.png`` (:func:`curves`) to
-    ``output_dir`` (default ``<store>/report/<study name>``). Returns the paths."""
+    """Write the summary table, the curves CSV and the curves figure of a study.
+
+    Write ``summary.csv`` (:func:`summary_table`), ``curves.csv`` (long format: label,
+    iteration, mean, ci_low, ci_high, n) and ``curves.png`` (:func:`curves`) to ``output_dir``
+    (default ``<store>/report/<study name>``). Returns the paths.
+    """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     column = check_choice(column, "column", CURVE_COLUMNS)
     confidence = check_probability(confidence, "confidence")

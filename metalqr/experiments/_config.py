@@ -74,7 +74,9 @@ def _check_key(key: Any, where: str) -> str:
 
 
 def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
-    """Validate a run's settings and return the full configuration (every key of
+    """Validate a run's settings and return its full configuration.
+
+    Validate a run's settings and return the full configuration (every key of
     :data:`RUN_DEFAULTS`, in that order, defaults filled in, aliases resolved).
 
     Raises
@@ -144,8 +146,11 @@ def canonical_json(obj: Any) -> str:
 
 
 def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
-    """Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
-    configuration (canonical JSON) and the metalqr version."""
+    """Return the identifier of a run.
+
+    Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
+    configuration (canonical JSON) and the metalqr version.
+    """
     if version is None:
         from .. import __version__ as version
     cfg = normalize_run(config)
@@ -153,7 +158,7 @@ def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
 
 
 def setting_key(config: Mapping[str, Any]) -> str:
-    """The configuration without its seed (runs of one setting differ only by seed)."""
+    """Return the configuration without its seed (runs of one setting differ only by seed)."""
     return canonical_json({k: v for k, v in config.items() if k != "seed"})
 
 

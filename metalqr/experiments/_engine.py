@@ -1,5 +1,8 @@
-"""Execution of a study: serially in this process, or on Dask (an embedded LocalCluster or
-an existing cluster), writing each finished run to the result store as it arrives."""
+"""Execution of a study, serially or on Dask.
+
+Execution of a study: serially in this process, or on Dask (an embedded LocalCluster or an existing
+cluster), writing each finished run to the result store as it arrives.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,11 @@ _THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 
 def thread_limits(threads: int = 1) -> dict[str, str]:
-    """Environment variables that limit Numba, BLAS and metalqr's own thread pools to
-    ``threads`` in a worker process (so that one worker per core does not oversubscribe)."""
+    """Return environment variables that limit a worker's thread pools.
+
+    Environment variables that limit Numba, BLAS and metalqr's own thread pools to ``threads``
+    in a worker process (so that one worker per core does not oversubscribe).
+    """
     threads = check_int(threads, "threads", minimum=1)
     return {name: str(threads) for name in _THREAD_VARS}
 
@@ -40,9 +46,12 @@ def dask_available() -> bool:
 
 
 def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwargs: Any):
-    """An embedded :class:`distributed.LocalCluster`: ``workers`` processes (default one
-    per core) of ``threads_per_worker`` threads, with Numba/BLAS/metalqr thread pools limited
-    to ``threads_per_worker`` by :func:`thread_limits`. Extra ``kwargs`` go to LocalCluster."""
+    """Start an embedded Dask LocalCluster with limited thread pools.
+
+    An embedded :class:`distributed.LocalCluster`: ``workers`` processes (default one per core)
+    of ``threads_per_worker`` threads, with Numba/BLAS/metalqr thread pools limited to
+    ``threads_per_worker`` by :func:`thread_limits`. Extra ``kwargs`` go to LocalCluster.
+    """
     import logging
 
     from distributed import LocalCluster

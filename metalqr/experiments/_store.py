@@ -98,9 +98,12 @@ class ResultStore:
         return record
 
     def check(self, ids: Iterable[str]) -> tuple[set[str], dict[str, str]]:
-        """Which of ``ids`` are finished: ``(done, damaged)`` where ``damaged`` maps a run id
+        """Return which of ``ids`` are finished and which are damaged.
+
+        Which of ``ids`` are finished: ``(done, damaged)`` where ``damaged`` maps a run id
         to the reason its file could not be used (that file is moved aside to
-        ``<id>.json.damaged-<time>`` so that nothing is lost, and the run is to be redone)."""
+        ``<id>.json.damaged-<time>`` so that nothing is lost, and the run is to be redone).
+        """
         done: set[str] = set()
         damaged: dict[str, str] = {}
         for rid in ids:
@@ -125,7 +128,7 @@ class ResultStore:
         return sorted(f[:-5] for f in os.listdir(self.runs_dir) if f.endswith(".json"))
 
     def records(self, ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
-        """The valid records among ``ids`` (default: the whole store); damaged files skipped."""
+        """Return the valid records among ``ids`` (default: the whole store); damaged files skipped."""
         for rid in (self.ids() if ids is None else ids):
             try:
                 yield self.load(rid)

@@ -1,5 +1,8 @@
-"""Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2,
-corrected), with dense or diagonal value models and box-constrained controls."""
+"""Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2).
+
+Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2, corrected),
+with dense or diagonal value models and box-constrained controls.
+"""
 
 from . import problems
 from .backward import BackwardResult, backward_pass

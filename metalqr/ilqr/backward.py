@@ -1,5 +1,7 @@
-"""iLQR backward pass (Appendix E and Algorithm 2 of the TOW paper, corrected), with a full
-or a diagonal model of the value Hessian ``V_t``.
+"""iLQR backward pass (Appendix E and Algorithm 2 of the TOW paper, corrected).
+
+iLQR backward pass (Appendix E and Algorithm 2 of the TOW paper, corrected), with a full or a
+diagonal model of the value Hessian ``V_t``.
 
 Corrections to Algorithm 2 as printed, following Tassa, Erez & Todorov (2012):
 
@@ -56,7 +58,9 @@ class BackwardResult:
     gradient_norm: float = float("nan")
 
     def expected_change(self, eps: float) -> float:
-        """Predicted cost change ``eps dV[0] + eps^2 dV[1]`` of a forward pass with step
+        """Return the predicted cost change of a forward pass with step ``eps``.
+
+        Predicted cost change ``eps dV[0] + eps^2 dV[1]`` of a forward pass with step
         ``eps`` (TOW Algorithm 2 line 17, corrected; see the module docstring).
 
         Raises
@@ -141,8 +145,10 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
                   u_min: np.ndarray | None, u_max: np.ndarray | None,
                   k_warm: np.ndarray | None = None, reg_type: str = "state",
                   compiled: bool = True) -> BackwardResult:
-    """Run the backward recursion from ``V_{T+1} = cT_xx``, ``v_{T+1} = cT_x`` (TOW paper
-    Appendix E, Algorithm 2 with the corrections of the module docstring).
+    """Run the iLQR backward recursion (TOW paper Appendix E, Algorithm 2, corrected).
+
+    Run the backward recursion from ``V_{T+1} = cT_xx``, ``v_{T+1} = cT_x`` (TOW paper Appendix
+    E, Algorithm 2 with the corrections of the module docstring).
 
     ``value_model="full"`` keeps ``V_t`` dense (``O(D^2)``); ``"diagonal"`` keeps its
     diagonal only (TOW Section 3.1): ``O(D M^2)`` time and ``O(D M)`` memory per step when

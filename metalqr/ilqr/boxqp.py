@@ -1,5 +1,8 @@
-"""Box-constrained quadratic programme by projected Newton (Tassa, Mansard & Todorov 2014,
-"Control-limited differential dynamic programming", Algorithm 3)."""
+"""Box-constrained quadratic programme by projected Newton.
+
+Box-constrained quadratic programme by projected Newton (Tassa, Mansard & Todorov 2014,
+"Control-limited differential dynamic programming", Algorithm 3).
+"""
 
 from __future__ import annotations
 
@@ -41,9 +44,10 @@ class BoxQPResult:
 
 def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
            x0: np.ndarray | None = None, max_iterations: int = 100, tol: float = 1e-10) -> BoxQPResult:
-    """Projected-Newton solution of a small box-constrained QP
-    ``min 0.5 x'Hx + g'x  subject to  lower <= x <= upper`` (Tassa, Mansard & Todorov 2014,
-    Algorithm 3).
+    """Solve a small box-constrained QP by projected Newton.
+
+    Projected-Newton solution of a small box-constrained QP ``min 0.5 x'Hx + g'x  subject to
+    lower <= x <= upper`` (Tassa, Mansard & Todorov 2014, Algorithm 3).
 
     At each iteration the variables at a bound whose gradient pushes outward are clamped;
     a Newton step is taken in the free subspace and followed by an Armijo line search

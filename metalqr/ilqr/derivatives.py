@@ -1,5 +1,7 @@
-"""Derivatives of the dynamics and cost along a trajectory, from the user or by finite
-differences (vectorised over the horizon when the callables accept batches).
+"""Derivatives of the dynamics and cost along a trajectory.
+
+Derivatives of the dynamics and cost along a trajectory, from the user or by finite differences
+(vectorised over the horizon when the callables accept batches).
 
 Finite-difference steps (issue 13 A). A central difference with step ``h`` has rounding
 error about ``eps |f| / h``. The classic step ``h = eps^(1/3) max(1, |z_j|)`` is relative to
@@ -59,8 +61,10 @@ FD_WORK_LIMIT = 2 ** 34
 
 @dataclass
 class Derivatives:
-    """First derivatives of the dynamics and second-order expansion of the cost along a
-    trajectory ``X`` (T+1, D), ``U`` (T, M) (TOW paper Appendix E, Eq. (64)-(65)).
+    """Derivatives of the dynamics and cost along a trajectory (TOW paper Eq. (64)-(65)).
+
+    First derivatives of the dynamics and second-order expansion of the cost along a trajectory
+    ``X`` (T+1, D), ``U`` (T, M) (TOW paper Appendix E, Eq. (64)-(65)).
 
     Attributes
     ----------
@@ -104,7 +108,9 @@ class Derivatives:
     def check(self, T: int | None = None, D: int | None = None, M: int | None = None, *,
               finite: bool = False, name: str = "derivatives",
               against: str = "the trajectory") -> "Derivatives":
-        """Validate every field (real dtype, shapes consistent with ``f_u`` (T, D, M) and with
+        """Validate every field and convert it to C-contiguous float64 in place.
+
+        Validate every field (real dtype, shapes consistent with ``f_u`` (T, D, M) and with
         the given ``T``, ``D``, ``M``; all finite if ``finite``); convert to C-contiguous
         float64 in place. ``name`` and ``against`` (what gave ``T``, ``D``, ``M``) appear in
         the messages. Returns ``self``.
@@ -159,17 +165,23 @@ class Derivatives:
 
 
 def _base(h: float | None, order: int) -> float:
-    """Relative step: ``eps^(1/3)`` (first) / ``eps^(1/4)`` (second derivatives), or the user's
-    ``h`` / ``h^(3/4)``."""
+    """Return the relative finite-difference step.
+
+    Relative step: ``eps^(1/3)`` (first) / ``eps^(1/4)`` (second derivatives), or the user's
+    ``h`` / ``h^(3/4)``.
+    """
     if order == 1:
         return _EPS ** (1 / 3) if h is None else h
     return _EPS ** 0.25 if h is None else h ** 0.75
 
 
 def _batched(fn: Callable, vectorized: bool, D: int | None, name: str, p: int | None) -> Callable:
-    """``f(points (N, n), t (N,)) -> (N, p)`` from a user callable: ``fn(x, u, t)`` when ``D``
+    """Return a batched version of a user callable.
+
+    ``f(points (N, n), t (N,)) -> (N, p)`` from a user callable: ``fn(x, u, t)`` when ``D``
     splits the points into (x, u), ``fn(x)`` (terminal cost) when ``D`` is None; ``p`` is the
-    output size (None: a scalar, returned as (N, 1)). The output shape is checked."""
+    output size (None: a scalar, returned as (N, 1)). The output shape is checked.
+    """
     def check(out, N):
         if vectorized:
             want = (N,) if p is None else (N, p)
@@ -196,8 +208,11 @@ def _rows_in_chunks(per_row: int, R: int):
 
 
 def _grad_once(f, Z, ts, h):
-    """Central differences at rows ``Z`` (R, n) with steps ``h`` (R, n): estimate (R, n, p),
-    rounding bound, resolution in units of rounding, and smallest resolvable derivative."""
+    """Return central differences at many points.
+
+    Central differences at rows ``Z`` (R, n) with steps ``h`` (R, n): estimate (R, n, p),
+    rounding bound, resolution in units of rounding, and smallest resolvable derivative.
+    """
     R, n = Z.shape
     out = []
     for a, b in _rows_in_chunks(2 * n * n, R):
@@ -216,9 +231,12 @@ def _grad_once(f, Z, ts, h):
 
 
 def _hess_once(f, Z, ts, h):
-    """Second differences ``(f(++) - f(+-) - f(-+) + f(--)) / (4 h_i h_j)`` of a scalar ``f``
-    at rows ``Z`` (R, n): estimate, rounding bound, resolution and smallest resolvable
-    second derivative, each (R, n, n)."""
+    """Return second differences of a scalar function at many points.
+
+    Second differences ``(f(++) - f(+-) - f(-+) + f(--)) / (4 h_i h_j)`` of a scalar ``f`` at
+    rows ``Z`` (R, n): estimate, rounding bound, resolution and smallest resolvable second
+    derivative, each (R, n, n).
+    """
     R, n = Z.shape
     signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)
     eye = np.eye(n)
@@ -249,9 +267,12 @@ def _hess_once(f, Z, ts, h):
 
 
 def _adapt(once, Z, ts, h0, fixed, hessian=False):
-    """Run ``once`` at steps ``h0``; refine the at-risk entries on a ladder of growing steps
+    """Run ``once`` and refine the entries at risk on a ladder of steps.
+
+    Run ``once`` at steps ``h0``; refine the at-risk entries on a ladder of growing steps
     (module docstring). ``once`` returns (estimate, rounding bound, resolution, smallest
-    resolvable value), entries indexed (row, coordinate, ...)."""
+    resolvable value), entries indexed (row, coordinate, ...).
+    """
     est, err, ratio, smin = once(Z, ts, h0)
     if fixed:
         return est
@@ -347,8 +368,10 @@ def _dynamics_jacobians(dynamics, X, U, vectorized, step):
 
 def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
                           vectorized: bool = False, step: float | None = None):
-    """Central-difference ``f_x`` (T, D, D) and ``f_u`` (T, D, M) along (X, U), with the
-    checked, output-scaled steps of the module docstring.
+    """Return central-difference dynamics Jacobians along a trajectory.
+
+    Central-difference ``f_x`` (T, D, D) and ``f_u`` (T, D, M) along (X, U), with the checked,
+    output-scaled steps of the module docstring.
 
     Parameters
     ----------
@@ -379,7 +402,9 @@ def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
 
 def quadratic_cost_derivatives(X: np.ndarray, U: np.ndarray, goal: np.ndarray, q: float, r: float,
                                q_final: float) -> dict:
-    """Exact derivatives of ``q |x - goal|^2 + r |u|^2`` (stage) and ``q_final |x_T - goal|^2``
+    """Return the exact derivatives of a diagonal quadratic cost.
+
+    Exact derivatives of ``q |x - goal|^2 + r |u|^2`` (stage) and ``q_final |x_T - goal|^2``
     (terminal), as keyword arguments of :class:`Derivatives` (diagonal Hessians).
 
     Parameters
@@ -435,8 +460,10 @@ def _fd_derivatives(dynamics, cost, terminal_cost, X, U, vectorized, step) -> De
 def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_cost: Callable,
                                   X: np.ndarray, U: np.ndarray, *, vectorized: bool = False,
                                   step: float | None = None) -> Derivatives:
-    """Central finite differences of ``dynamics``, ``cost`` and ``terminal_cost`` along
-    ``(X, U)`` (the expansion of TOW paper Appendix E, Eq. (64)-(65)).
+    """Differentiate the dynamics and costs along a trajectory by central differences.
+
+    Central finite differences of ``dynamics``, ``cost`` and ``terminal_cost`` along ``(X, U)``
+    (the expansion of TOW paper Appendix E, Eq. (64)-(65)).
 
     Jacobians use ``2 (D + M)`` evaluations per time step; the cost Hessian uses the
     central second-difference formula on ``z = (x, u)`` with ``4 (D + M)^2`` evaluations.

@@ -253,8 +253,10 @@ _REGISTRY: dict[str, StandardProblem] = {}
 
 
 def register_problem(spec: StandardProblem) -> StandardProblem:
-    """Add a standard problem to the registry (its name becomes valid in
-    :func:`standard_problem`, and the contract tests cover it).
+    """Add a standard problem to the registry.
+
+    Add a standard problem to the registry (its name becomes valid in :func:`standard_problem`,
+    and the contract tests cover it).
 
     Parameters
     ----------
@@ -298,7 +300,7 @@ def standard_problems() -> tuple[str, ...]:
 
 
 def standard_problem_spec(name: str) -> StandardProblem:
-    """The registered :class:`StandardProblem` called ``name``.
+    """Return the registered :class:`StandardProblem` called ``name``.
 
     Parameters
     ----------
@@ -405,12 +407,15 @@ def standard_problem(name: str, T: int | None = None, dt: float | None = None) -
 
 @nb.njit(inline="always")
 def _batch_loop(step, params, X, U, ts):
-    """``out[n] = step(X[n], U[n], ts[n], *params)`` for ``n < N``: the batched dynamics of a
+    """Apply a step to a batch of states and controls.
+
+    ``out[n] = step(X[n], U[n], ts[n], *params)`` for ``n < N``: the batched dynamics of a
     standard problem, X (N, D), U (N, M), ts (N,) int64 -> (N, D).
 
     Inlined (Numba IR) into each problem's cached batch kernel, which names its step as a
     module-level global (that keeps the kernel cacheable across processes). No bounds checks:
-    :func:`standard_problem`'s dynamics passes contiguous float64 arrays of matching rows."""
+    :func:`standard_problem`'s dynamics passes contiguous float64 arrays of matching rows.
+    """
     out = np.empty_like(X)
     for n in range(X.shape[0]):
         out[n] = step(X[n], U[n], ts[n], *params)
@@ -466,7 +471,7 @@ register_problem(StandardProblem(
 
 
 def acrobot(T: int = 50, dt: float = 0.1) -> Problem:
-    """The trajax acrobot (``standard_problem("acrobot", T, dt)``; see the module docstring).
+    """Return the trajax acrobot (``standard_problem("acrobot", T, dt)``; see the module docstring).
 
     Parameters
     ----------
@@ -553,8 +558,11 @@ def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
 
 @nb.njit(cache=True)
 def _cartpole_step(x, u, t, dt):
-    """Euler step; M(q) qdd = [F + mp l thd^2 sin th, -mp g l sin th],
-    M = [[mc + mp, mp l cos th], [mp l cos th, mp l^2]], F = 5 tanh(u)."""
+    """Take one Euler step of the cart-pole.
+
+    Euler step; M(q) qdd = [F + mp l thd^2 sin th, -mp g l sin th], M = [[mc + mp, mp l cos th],
+    [mp l cos th, mp l^2]], F = 5 tanh(u).
+    """
     mc, mp, l, g = 10.0, 1.0, 0.5, 9.81
     out = np.empty_like(x)
     th, dx, dth = x[1], x[2], x[3]
@@ -621,10 +629,12 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
 # ---- other problems -------------------------------------------------------------------------
 
 def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tuple[Problem, dict]:
-    """Random time-varying LQ problem ``x' = A_t x + B_t u + c_t``, cost
-    ``0.5 x'Q_t x + 0.5 u'R_t u + q_t'x``, terminal ``0.5 x'Q_T x``; returns the problem
-    (analytic derivatives) and its matrices. ``diagonal=True`` makes everything diagonal
-    (requires ``D == M``), i.e. D decoupled scalar problems.
+    """Build a random time-varying linear-quadratic problem.
+
+    Random time-varying LQ problem ``x' = A_t x + B_t u + c_t``, cost ``0.5 x'Q_t x + 0.5 u'R_t
+    u + q_t'x``, terminal ``0.5 x'Q_T x``; returns the problem (analytic derivatives) and its
+    matrices. ``diagonal=True`` makes everything diagonal (requires ``D == M``), i.e. D
+    decoupled scalar problems.
 
     Parameters
     ----------
@@ -699,9 +709,11 @@ def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tup
 
 
 def finite_horizon_lqr(mats: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact solution of the LQ problem of :func:`linear_quadratic` by the Riccati recursion
-    with affine terms: returns the optimal controls (T, M), feedback (T, M, D) and feed-forward
-    (T, M) gains (``u_t = K_t x_t + k_t``).
+    """Solve the LQ problem of :func:`linear_quadratic` exactly by the Riccati recursion.
+
+    Exact solution of the LQ problem of :func:`linear_quadratic` by the Riccati recursion with
+    affine terms: returns the optimal controls (T, M), feedback (T, M, D) and feed-forward (T,
+    M) gains (``u_t = K_t x_t + k_t``).
 
     Parameters
     ----------

@@ -1,6 +1,9 @@
-"""The iLQR solver: backward pass, forward pass with backtracking line search,
-Levenberg-Marquardt regularisation, box-constrained controls (TOW paper Algorithm 1 lines
-9-19 and Appendix E, with the corrections of :mod:`metalqr.ilqr.backward`)."""
+"""The iLQR solver: backward pass, line search, regularisation and control bounds.
+
+The iLQR solver: backward pass, forward pass with backtracking line search, Levenberg-Marquardt
+regularisation, box-constrained controls (TOW paper Algorithm 1 lines 9-19 and Appendix E, with the
+corrections of :mod:`metalqr.ilqr.backward`).
+"""
 
 from __future__ import annotations
 
@@ -66,8 +69,11 @@ class ILQRResult:
 
 
 def _min_eig(A: np.ndarray) -> float:
-    """Smallest eigenvalue of the symmetric part of ``A``; ``nan`` when ``A`` is not finite
-    or the eigen-solver fails (never raises: issue 1, ``eigvalsh`` on an overflowed matrix)."""
+    """Return the smallest eigenvalue of the symmetric part of ``A``.
+
+    Smallest eigenvalue of the symmetric part of ``A``; ``nan`` when ``A`` is not finite or the
+    eigen-solver fails (never raises: issue 1, ``eigvalsh`` on an overflowed matrix).
+    """
     if not np.all(np.isfinite(A)):
         return float("nan")
     scale = float(np.max(np.abs(A)))
@@ -82,8 +88,11 @@ def _min_eig(A: np.ndarray) -> float:
 
 
 def _diagnose(d: Derivatives, t: int, fd: bool, X: np.ndarray) -> str:
-    """Why ``Q_uu`` at step ``t`` could not be made positive definite: the cause in terms of
-    the derivatives, not only the symptom. Never raises, also for non-finite matrices."""
+    """Explain why ``Q_uu`` could not be made positive definite.
+
+    Why ``Q_uu`` at step ``t`` could not be made positive definite: the cause in terms of the
+    derivatives, not only the symptom. Never raises, also for non-finite matrices.
+    """
     T = d.f_u.shape[0]
     with np.errstate(all="ignore"):
         fu_scale = lambda s: bool(np.max(np.abs(d.f_u[s])) <= 1e-12 * max(
@@ -124,9 +133,11 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
          line_search: Any = None, accept_ratio: float = 0.1,
          callback: Callable[[int, np.ndarray, np.ndarray, float], Any] | None = None,
          fd_step: float | None = None, compiled_step: Any = None) -> ILQRResult:
-    """Iterative LQR for ``min_U sum_t cost(x_t, u_t, t) + terminal_cost(x_T)``,
-    ``x_{t+1} = dynamics(x_t, u_t, t)``, ``x_0 = x0`` (TOW paper Section 2.1, Algorithms 1-2,
-    Appendix E, corrected; Tassa, Erez & Todorov 2012).
+    """Optimise a trajectory by iterative LQR (TOW paper Algorithms 1-2, Appendix E).
+
+    Iterative LQR for ``min_U sum_t cost(x_t, u_t, t) + terminal_cost(x_T)``, ``x_{t+1} =
+    dynamics(x_t, u_t, t)``, ``x_0 = x0`` (TOW paper Section 2.1, Algorithms 1-2, Appendix E,
+    corrected; Tassa, Erez & Todorov 2012).
 
     Parameters
     ----------
@@ -481,10 +492,13 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
 
 def _fd_hidden_decrease(d: Derivatives, X: np.ndarray, U: np.ndarray,
                         fd_step: float | None) -> float:
-    """Upper estimate of the cost decrease a gradient invisible to central differences could
-    give: an evaluation point ``z +- h`` is rounded by up to ``eps (|z| + h)``, which shifts a
+    """Estimate the cost decrease that a gradient hidden by rounding could give.
+
+    Upper estimate of the cost decrease a gradient invisible to central differences could give:
+    an evaluation point ``z +- h`` is rounded by up to ``eps (|z| + h)``, which shifts a
     derivative by ``|c_zz| eps (|z| + h)``; such a hidden gradient ``g`` is worth ``g^2 / (2
-    c_zz)``, i.e. ``c_zz (eps (|z| + h))^2 / 2`` per coordinate."""
+    c_zz)``, i.e. ``c_zz (eps (|z| + h))^2 / 2`` per coordinate.
+    """
     eps = np.finfo(float).eps
     rel = eps ** (1 / 3) if fd_step is None else fd_step
     with np.errstate(all="ignore"):
@@ -501,9 +515,12 @@ _CALLBACK_BUGS = (ArithmeticError, LookupError, TypeError, ValueError, Attribute
 
 
 def _guarded(fn: Callable, name: str, vectorized: bool, D: int, M: int) -> Callable:
-    """``fn`` with any non-metalqr exception it raises re-raised as a :class:`ValidationError`
-    that names the callback, the calling convention in use and the likely fix, chained to the
-    original (issue 4)."""
+    """Wrap a user callback so that its exceptions name the callback.
+
+    ``fn`` with any non-metalqr exception it raises re-raised as a :class:`ValidationError` that
+    names the callback, the calling convention in use and the likely fix, chained to the
+    original (issue 4).
+    """
     if vectorized:
         conv = ("vectorized=True was set: it receives a batch x of shape (N, D) = (N, "
                 f"{D})" + ("" if name == "terminal_cost" else f", u (N, {M}), t (N,) int")
@@ -540,8 +557,11 @@ def _first_non_finite(d: Derivatives) -> str:
 
 
 def _rank_deficient(fu: np.ndarray) -> bool:
-    """Whether ``f_u`` (D, M) has numerical rank below ``M`` (state regularisation
-    ``mu f_u'f_u`` cannot then make ``Q_uu`` positive definite)."""
+    """Return whether ``f_u`` has numerical rank below ``M``.
+
+    Whether ``f_u`` (D, M) has numerical rank below ``M`` (state regularisation ``mu f_u'f_u``
+    cannot then make ``Q_uu`` positive definite).
+    """
     if fu.shape[0] < fu.shape[1]:
         return True
     sv = np.linalg.svd(fu, compute_uv=False)

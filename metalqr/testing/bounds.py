@@ -34,8 +34,10 @@ def _mat(name: str, M: np.ndarray, indent: str) -> str:
 
 
 def format_example(example: Any, indent: str = "  ") -> str:
-    """Readable text of an example: every matrix of a task, task set, family or array printed
-    in full, tuples element by element.
+    """Format an example as readable text.
+
+    Readable text of an example: every matrix of a task, task set, family or array printed in
+    full, tuples element by element.
 
     Parameters
     ----------
@@ -157,8 +159,11 @@ def _call(fn: Callable, example: Any, what: str) -> np.ndarray:
 
 
 def _pair(b: np.ndarray, q: np.ndarray, atol: float) -> tuple[float, float]:
-    """The (bound, quantity) pair with the largest ratio: elementwise when both return one value
-    per task (same size), else the maxima."""
+    """Return the (bound, quantity) pair with the largest ratio.
+
+    The (bound, quantity) pair with the largest ratio: elementwise when both return one value
+    per task (same size), else the maxima.
+    """
     if b.size == q.size and b.size > 1:
         ratios = [_ratio(float(qi), float(bi), atol) for qi, bi in zip(q, b)]
         i = int(np.nanargmax(ratios)) if not all(math.isnan(r) for r in ratios) else 0
@@ -284,7 +289,9 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
 
 
 def assert_bound_holds(bound: Callable, quantity: Callable, strategy: SearchStrategy, **kwargs) -> BoundReport:
-    """:func:`check_bound` for pytest: raise ``AssertionError`` with the report (worst ratio,
+    """Assert that a bound holds (:func:`check_bound` for pytest).
+
+    :func:`check_bound` for pytest: raise ``AssertionError`` with the report (worst ratio,
     shrunk counterexample with its matrices) if the bound is violated.
 
     Parameters
@@ -405,8 +412,10 @@ def assert_gradient_matches_fd(f: Callable, grad: Callable, K: Any, *, h: float 
 
 def assert_hvp_matches_fd(grad: Callable, hvp: Callable, K: Any, X: Any = None, *, h: float | None = None,
                           rtol: float = 1e-4, atol: float = 1e-8, n_directions: int = 3, rng: Any = 0) -> float:
-    """Check a Hessian-vector product against central differences of the gradient:
-    ``(grad(K + hX) - grad(K - hX)) / 2h`` vs ``hvp(K, X)`` (Frobenius norms).
+    """Check a Hessian-vector product against central differences of the gradient.
+
+    Check a Hessian-vector product against central differences of the gradient: ``(grad(K + hX)
+    - grad(K - hX)) / 2h`` vs ``hvp(K, X)`` (Frobenius norms).
 
     Parameters
     ----------

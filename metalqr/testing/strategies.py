@@ -77,8 +77,11 @@ MAX_DIMENSION = 1000
 
 
 def _stabilisable(A: np.ndarray, B: np.ndarray, controllable: bool) -> bool:
-    """PBH test: ``[A - lambda I, B]`` has full row rank (with a relative margin) for every
-    eigenvalue (``controllable``) or every eigenvalue with ``|lambda| >= 1 - 1e-9``."""
+    """Run the PBH stabilisability test.
+
+    PBH test: ``[A - lambda I, B]`` has full row rank (with a relative margin) for every
+    eigenvalue (``controllable``) or every eigenvalue with ``|lambda| >= 1 - 1e-9``.
+    """
     d = A.shape[0]
     scale = max(1.0, float(np.linalg.norm(A, 2)), float(np.linalg.norm(B, 2)))
     for lam in np.linalg.eigvals(A):
@@ -91,10 +94,13 @@ def _stabilisable(A: np.ndarray, B: np.ndarray, controllable: bool) -> bool:
 
 
 def _spd(draw, n: int, condition_number: float) -> np.ndarray:
-    """Symmetric positive definite ``U diag(lam) U'`` with ``lam`` in ``[1, condition_number]``
-    (shrink to 1) and ``U = I - 2 v v' / v'v`` a Householder
-    reflection (``v`` entries in ``[-1, 1]``; ``v = 0``, the shrinking target, gives ``U = I``).
-    ``2n - 1`` draws instead of ``n^2``."""
+    """Draw a symmetric positive definite matrix with a bounded condition number.
+
+    Symmetric positive definite ``U diag(lam) U'`` with ``lam`` in ``[1, condition_number]``
+    (shrink to 1) and ``U = I - 2 v v' / v'v`` a Householder reflection (``v`` entries in ``[-1,
+    1]``; ``v = 0``, the shrinking target, gives ``U = I``). ``2n - 1`` draws instead of
+    ``n^2``.
+    """
     lam = np.ones(n)
     if condition_number > 1:
         lam = draw(hnp.arrays(np.float64, n, elements=st.floats(1.0, condition_number, allow_nan=False)))
@@ -212,11 +218,14 @@ def _lqr_tasks(draw, d_st, k_st, lo, hi, controllable, condition_number, badly_s
 
 # ---------------------------------------------------------------------------- gains
 def _reference_gain(ts: TaskSet, limit: float):
-    """The first candidate centre whose closed loops all have spectral radius <= ``limit``:
-    0 (the simplest gain; no Riccati equation needed for open-loop stable tasks), the optimal
-    gain (mean of the optimal gains, then each, for a TaskSet), cheaper-control optimal gains
-    (R / 10^2, 10^4, 10^6: closed loops further inside the unit disc); ``None`` if none
-    qualifies. Candidates are computed lazily."""
+    """Return the first candidate centre gain whose closed loops are stable enough.
+
+    The first candidate centre whose closed loops all have spectral radius <= ``limit``: 0 (the
+    simplest gain; no Riccati equation needed for open-loop stable tasks), the optimal gain
+    (mean of the optimal gains, then each, for a TaskSet), cheaper-control optimal gains (R /
+    10^2, 10^4, 10^6: closed loops further inside the unit disc); ``None`` if none qualifies.
+    Candidates are computed lazily.
+    """
     def candidates():
         yield np.zeros((ts.k, ts.d))
         K_star, _ = optimal_gain(ts)
@@ -250,9 +259,11 @@ def _as_taskset(task: Any, name: str = "task") -> TaskSet:
 
 def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = None,
                       K0: Any = None, scale: float = 1.0):
-    """Strategy for gains ``K`` (shape ``(k, d)``) that stabilise ``task`` (every task of a
-    TaskSet) with closed-loop spectral radius at most ``1 - margin``, and optionally lie in
-    the sub-level set ``J_i(K) <= gamma J_i(K0)`` of every task.
+    """Strategy for gains ``K`` of shape ``(k, d)`` that stabilise ``task``.
+
+    Strategy for gains ``K`` (shape ``(k, d)``) that stabilise ``task`` (every task of a
+    TaskSet) with closed-loop spectral radius at most ``1 - margin``, and optionally lie in the
+    sub-level set ``J_i(K) <= gamma J_i(K0)`` of every task.
 
     ``K = K_ref + t U`` with ``U`` entries in ``[-scale s, scale s]`` (``s = max(1, max|K_ref|)``),
     ``t`` halved from 1 until the conditions hold. ``K_ref`` is ``K0`` if given, else the
@@ -320,8 +331,10 @@ def _stabilizing_gains(draw, ts, K_ref, limit, gamma, scale):
 
 
 def tasks_and_gains(margin: float = 0.05, **task_kwargs):
-    """Strategy for pairs ``(task, K)``: a task from :func:`lqr_tasks` (``task_kwargs``) and a
-    gain from :func:`stabilizing_gains` with ``margin``.
+    """Strategy for pairs ``(task, K)`` of a task and a stabilising gain.
+
+    Strategy for pairs ``(task, K)``: a task from :func:`lqr_tasks` (``task_kwargs``) and a gain
+    from :func:`stabilizing_gains` with ``margin``.
 
     Returns
     -------
@@ -338,8 +351,10 @@ def tasks_and_gains(margin: float = 0.05, **task_kwargs):
 
 
 def directions(k: int, d: int, *, norm: float = 1.0):
-    """Strategy for directions ``X`` of shape ``(k, d)`` with ``||X||_F = norm`` (entries in
-    ``[-1, 1]`` normalised; the all-zero draw, the shrinking target, gives ``X = norm e_1 e_1'``).
+    """Strategy for directions ``X`` of shape ``(k, d)`` with a given Frobenius norm.
+
+    Strategy for directions ``X`` of shape ``(k, d)`` with ``||X||_F = norm`` (entries in ``[-1,
+    1]`` normalised; the all-zero draw, the shrinking target, gives ``X = norm e_1 e_1'``).
 
     Parameters
     ----------
@@ -443,10 +458,12 @@ def _task_sets(draw, n_st, h, nominal, stable):
 def meta_learnable_families(n: int | None = None, d: int | None = None, k: int | None = None,
                             heterogeneity: float = 0.1, *, eta: float | None = None, margin: float = 0.02,
                             max_eta: float = 0.1, **task_set_kwargs):
-    """Strategy for :class:`MetaFamily` triples ``(tasks, K, eta)``: a family from
-    :func:`task_sets` with a common MAML-stabilising gain ``K`` for ``eta`` (Definition 1 of
-    the ZO-MAML paper: ``K`` and every adapted gain ``K - eta grad J_i(K)`` stabilise their
-    task), each closed loop with spectral radius at most ``1 - margin``.
+    """Strategy for meta-learnable families ``(tasks, K, eta)``.
+
+    Strategy for :class:`MetaFamily` triples ``(tasks, K, eta)``: a family from
+    :func:`task_sets` with a common MAML-stabilising gain ``K`` for ``eta`` (Definition 1 of the
+    ZO-MAML paper: ``K`` and every adapted gain ``K - eta grad J_i(K)`` stabilise their task),
+    each closed loop with spectral radius at most ``1 - margin``.
 
     ``K`` is :func:`metalqr.common_stabilizing_gain` of the family (families without one are
     rejected). With ``eta=None`` a step size is drawn in ``[max_eta / 1000, max_eta]`` and

@@ -46,8 +46,11 @@ _DIVISORS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_Q_min", "norm_Q
 
 
 def _guarded(fn):
-    """Report float over/underflow inside a constant (``x / eps**2`` with a tiny ``eps``...) as a
-    named :class:`~metalqr.ValidationError`, never a raw ZeroDivisionError/OverflowError."""
+    """Report float over/underflow inside a constant as a named error.
+
+    Report float over/underflow inside a constant (``x / eps**2`` with a tiny ``eps``...) as a
+    named :class:`~metalqr.ValidationError`, never a raw ZeroDivisionError/OverflowError.
+    """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -91,7 +94,9 @@ class TaskConstants:
     k: int
 
     def __post_init__(self) -> None:
-        """Validate the fields (they are normally filled by :func:`task_constants` or
+        """Validate the fields of the task constants.
+
+        Validate the fields (they are normally filled by :func:`task_constants` or
         :func:`~metalqr.theory.sublevel_constants`; hand-built objects are checked too).
 
         Raises
@@ -125,8 +130,10 @@ class TaskConstants:
 
 @_guarded
 def task_constants(tasks: Any, K: Any) -> TaskConstants:
-    """Evaluate the building blocks of the lemmas' constants at a common gain ``K``
-    (Appendix A of the ZO-MAML paper).
+    """Evaluate the building blocks of the lemmas' constants at a common gain.
+
+    Evaluate the building blocks of the lemmas' constants at a common gain ``K`` (Appendix A of
+    the ZO-MAML paper).
 
     Parameters
     ----------
@@ -178,8 +185,11 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
 
 
 def _common_gain(ts, K: Any, name: str) -> np.ndarray:
-    """Validate one gain of shape (k, d) shared by all tasks (per-task gains are refused:
-    the constants are stated for a single meta-policy ``K``)."""
+    """Validate one gain shared by all tasks.
+
+    Validate one gain of shape (k, d) shared by all tasks (per-task gains are refused: the
+    constants are stated for a single meta-policy ``K``).
+    """
     arr = as_float_array(K, name)
     if arr.ndim == 3:
         raise ValidationError(f"{name} must be one gain of shape (k, d) = ({ts.k}, {ts.d}) shared by all "
@@ -188,7 +198,7 @@ def _common_gain(ts, K: Any, name: str) -> np.ndarray:
 
 
 def _check_definite(batch) -> None:
-    """The lemmas divide by ``sigma_min(Q_i)``, ``sigma_min(Psi_i)`` and ``||B||``."""
+    """Check the quantities the lemmas divide by: ``sigma_min(Q_i)``, ``sigma_min(Psi_i)`` and ``||B||``."""
     for name in ("Q", "Psi"):
         lo = np.linalg.eigvalsh(getattr(batch, name))[:, 0]
         bad = np.flatnonzero(lo <= 0.0)
@@ -222,8 +232,7 @@ def _hH(h_H_value: Any) -> float:
 
 
 def _count(m: float, name: str, culprit: str) -> int:
-    """A sample count: at least 1, and an overflow reported (``int(inf)`` would raise
-    OverflowError)."""
+    """Return a sample count: at least 1, an overflow reported (``int(inf)`` raises OverflowError)."""
     if not math.isfinite(m):
         raise ValidationError(f"{name}: the sample count overflows float64 ({m!r}); {culprit} is too small "
                               f"(or the variance bound too large) for a representable count.")
@@ -231,8 +240,11 @@ def _count(m: float, name: str, culprit: str) -> int:
 
 
 def _out(value: float, name: str, allow_zero: bool = False) -> float:
-    """Every constant is finite and > 0 for valid input (``h_G``, ``h_c`` may be exactly 0 at
-    a common optimum); an overflow or underflow is reported, not returned."""
+    """Check that every constant is finite and positive.
+
+    Every constant is finite and > 0 for valid input (``h_G``, ``h_c`` may be exactly 0 at a
+    common optimum); an overflow or underflow is reported, not returned.
+    """
     if value == 0 and not allow_zero:
         raise ValidationError(
             f"{name} underflows to 0 on these tasks (the bound is astronomically small: badly conditioned "
@@ -248,8 +260,11 @@ def _out(value: float, name: str, allow_zero: bool = False) -> float:
 
 
 def _h0(c: TaskConstants) -> float:
-    """Bound on ``||E_K^i||_F``: by the lower gradient-domination bound (Lemma 3),
-    ``Tr(E'E) <= ||R + B'PB|| (J_i(K) - J_i*) / mu <= ||R + B'PB||_max (J_max - J_min) / mu``."""
+    """Bound ``||E_K^i||_F`` by gradient domination (Lemma 3).
+
+    Bound on ``||E_K^i||_F``: by the lower gradient-domination bound (Lemma 3), ``Tr(E'E) <= ||R
+    + B'PB|| (J_i(K) - J_i*) / mu <= ||R + B'PB||_max (J_max - J_min) / mu``.
+    """
     return math.sqrt(max(c.RBPB * (c.J_max - c.J_min), 0.0) / c.mu)
 
 
@@ -286,9 +301,11 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
 
 @_guarded
 def h_c(c: TaskConstants) -> float:
-    """Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from
-    ``K = (R + B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for
-    ``||K||_F``; the paper's ``||.||_max`` is ambiguous).
+    """Return the gain norm bound of Lemmas 1 and 8.
+
+    Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from ``K = (R +
+    B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for ``||K||_F``; the
+    paper's ``||.||_max`` is ambiguous).
 
     Parameters
     ----------
@@ -368,8 +385,10 @@ def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> fl
 
 @_guarded
 def h_Delta(c: TaskConstants) -> float:
-    """Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al.
-    2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
+    """Return the perturbation radius of Lemmas 2 and 9.
+
+    Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al. 2018,
+    Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
     numerator, which is not conservative for heterogeneous tasks; this uses the min.
 
     Parameters
@@ -444,8 +463,10 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
 
 @_guarded
 def cost_lipschitz(c: TaskConstants) -> float:
-    """Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K``
-    (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``.
+    """Return the Lipschitz constant of every cost on the ``h_Delta`` ball.
+
+    Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K`` (see
+    :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``.
 
     Parameters
     ----------
@@ -495,10 +516,13 @@ def h_grad(c: TaskConstants) -> float:
 
 
 def _ball_bounds(c: TaskConstants) -> dict:
-    """Suprema over the ``h_Delta`` ball around ``K`` used by :func:`h_hess` (all spectral norms):
+    """Bound the quantities on the ``h_Delta`` ball used by :func:`h_hess`.
+
+    Suprema over the ``h_Delta`` ball around ``K`` used by :func:`h_hess` (all spectral norms):
     ``J <= Jb = J_max + cost_lipschitz h_Delta``; ``||Sigma|| <= min(2 J_max, Jb) / sigma_Q``
-    (Fazel et al. 2018, Lemma 16); ``||P|| <= Jb / mu``; ``||A - BK|| <= ||A - BK|| + ||B|| h_Delta``;
-    ``||E||_F <= sqrt(||R + B'PB|| (Jb - J_min) / mu)`` (Lemma 3)."""
+    (Fazel et al. 2018, Lemma 16); ``||P|| <= Jb / mu``; ``||A - BK|| <= ||A - BK|| + ||B||
+    h_Delta``; ``||E||_F <= sqrt(||R + B'PB|| (Jb - J_min) / mu)`` (Lemma 3).
+    """
     hD = h_Delta(c)
     Jb = c.J_max + cost_lipschitz(c) * hD
     s = min(2 * c.J_max, Jb) / c.sigma_Q
@@ -510,8 +534,10 @@ def _ball_bounds(c: TaskConstants) -> dict:
 
 @_guarded
 def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
-    """Lemma 2/9: ``||Hess J_i(K') - Hess J_i(K)||_F <= h_hess ||K' - K||_F`` for
-    ``||K' - K||_F <= h_Delta`` (Hessians as ``dk x dk`` matrices).
+    """Return the Hessian Lipschitz constant of Lemmas 2 and 9.
+
+    Lemma 2/9: ``||Hess J_i(K') - Hess J_i(K)||_F <= h_hess ||K' - K||_F`` for ``||K' - K||_F <=
+    h_Delta`` (Hessians as ``dk x dk`` matrices).
 
     Paper: ``2 (h_1 + 2 h_2)`` with the ``h_1..h_9`` of Appendix A, which use ``mu~`` without
     defining it; here ``mu~ := J_max / sigma_Q`` (the bound on ``||Sigma_K||``), ``Tr(A - BK)``
@@ -582,7 +608,9 @@ def _h_hess_paper(c: TaskConstants) -> float:
 
 @_guarded
 def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
-    """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
+    """Return the gradient-domination constants of Lemmas 3 and 10.
+
+    Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
     ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``.
 
     Parameters
@@ -653,7 +681,9 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
 
 @_guarded
 def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
-    """Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
+    """Return the meta-gradient norm bound of Lemmas 4 and 11.
+
+    Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
     stands for ``||I||``; with the corrected ``h_G``).
 
     Parameters
@@ -718,8 +748,10 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
 
 @_guarded
 def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float, d1: int, d2: int) -> int:
-    """Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples
-    ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``.
+    """Return the matrix Bernstein sample size of Lemma 13.
+
+    Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples ``m >= 2
+    min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``.
 
     Parameters
     ----------
@@ -760,10 +792,12 @@ def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float,
 
 @_guarded
 def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_H_value: float) -> int:
-    """Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)``
-    ``= 8 min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with
-    ``B_T = 2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the
-    task-sampling error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``).
+    """Return the task batch size of the proof of Lemma 7.
+
+    Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)`` ``= 8
+    min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with ``B_T =
+    2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the task-sampling
+    error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``).
 
     Parameters
     ----------
@@ -802,11 +836,13 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
 
 @_guarded
 def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> float:
-    """Lemma 7 (proof): smoothing radius ``r <= h_r^2(6/eps) = eps / (6 h_{L,grad})`` making the
-    meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant
-    ``eta h_hess h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected
-    :func:`h_L_grad`. The paper prints ``1 / (6 (...))``, dropping the ``eps`` that the
-    proof's conclusion ``(i) <= eps/6`` needs.
+    """Return the smoothing radius of the proof of Lemma 7.
+
+    Lemma 7 (proof): smoothing radius ``r <= h_r^2(6/eps) = eps / (6 h_{L,grad})`` making the
+    meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant ``eta h_hess
+    h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected :func:`h_L_grad`. The paper
+    prints ``1 / (6 (...))``, dropping the ``eps`` that the proof's conclusion ``(i) <= eps/6``
+    needs.
 
     Parameters
     ----------
@@ -836,8 +872,10 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
 
 @_guarded
 def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> float:
-    """Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2)
-    / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error.
+    """Return the outer roll-out length of the proof of Lemma 7.
+
+    Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2) /
+    (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error.
 
     Parameters
     ----------
@@ -868,9 +906,11 @@ def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> floa
 
 @_guarded
 def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> float:
-    """Roll-out length ``l`` after which one roll-out's empirical cost is within ``epsilon``
-    of its expectation with probability ``>= 1 - delta`` (the role of ``h_{l,var}`` in
-    Lemma 6, which the paper delegates to Fazel et al. 2018, Lemma 32, without a formula).
+    """Return the roll-out length that concentrates one roll-out's cost (Lemma 6).
+
+    Roll-out length ``l`` after which one roll-out's empirical cost is within ``epsilon`` of its
+    expectation with probability ``>= 1 - delta`` (the role of ``h_{l,var}`` in Lemma 6, which
+    the paper delegates to Fazel et al. 2018, Lemma 32, without a formula).
 
     Derived here. With all noise stacked in a standard normal ``zeta``, the empirical cost is
     a Gaussian quadratic form ``zeta' W zeta``, ``W = (1/l) sum_t Phi_t' M Phi_t >= 0``,
@@ -921,9 +961,11 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
 
 @_guarded
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
-    """Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``)
-    or cost (``"cost"``) is within ``epsilon`` of the ergodic one:
-    ``d J_max^2 / (eps mu sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost.
+    """Return the roll-out length of Lemma 14.
+
+    Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``) or
+    cost (``"cost"``) is within ``epsilon`` of the ergodic one: ``d J_max^2 / (eps mu
+    sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost.
 
     Parameters
     ----------

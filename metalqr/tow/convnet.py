@@ -29,8 +29,10 @@ _CHUNK = 4_000_000           # float64 entries of one layer's activations per vj
 
 @dataclass(frozen=True)
 class ConvNet:
-    """``side x side`` grey images -> ``blocks`` x [conv 3x3 (``channels``), ReLU, max-pool 2]
-    -> linear ``n_out``.
+    """A small convolutional network for square grey images.
+
+    ``side x side`` grey images -> ``blocks`` x [conv 3x3 (``channels``), ReLU, max-pool 2] ->
+    linear ``n_out``.
 
     Parameters
     ----------
@@ -68,10 +70,12 @@ class ConvNet:
     # ------------------------------------------------------------------ layout
     @property
     def side(self) -> int:
+        """Image side in pixels (``n_in = side**2``)."""
         return int(round(np.sqrt(self.n_in)))
 
     @property
     def shapes(self):
+        """Shapes of the parameter blocks, in the order of the flat vector (list of tuples)."""
         c, shapes, cin = self.channels, [], 1
         for _ in range(self.blocks):
             shapes += [(c, cin * 9), (c,)]
@@ -81,10 +85,22 @@ class ConvNet:
 
     @property
     def size(self) -> int:
+        """Number of parameters ``D`` (the length of the flat vector ``x``)."""
         return int(sum(np.prod(s) for s in self.shapes))
 
     def init(self, rng) -> np.ndarray:
-        """He-normal convolution kernels, Glorot-uniform output layer, zero biases."""
+        """Draw initial parameters: He-normal kernels, Glorot-uniform output layer, zero biases.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int or None
+            Source of randomness (an int is a seed).
+
+        Returns
+        -------
+        x : (D,) ndarray
+            The flat parameter vector, ``D =`` :attr:`size`.
+        """
         rng = np.random.default_rng(rng)
         parts = []
         shapes = self.shapes
@@ -99,6 +115,18 @@ class ConvNet:
         return np.concatenate(parts)
 
     def unpack(self, x: np.ndarray):
+        """Split the flat parameter vector into its blocks (views, shapes of :attr:`shapes`).
+
+        Parameters
+        ----------
+        x : (D,) ndarray
+            Flat parameter vector (not checked: the learners check it).
+
+        Returns
+        -------
+        list of ndarray
+            One view of ``x`` per block, shaped as :attr:`shapes`.
+        """
         out, pos = [], 0
         for shape in self.shapes:
             n = int(np.prod(shape))
@@ -138,8 +166,11 @@ class ConvNet:
         return self._forward(x, s)[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
-        """``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch (..., n, n_out)
-        -> (..., D), by back-propagation (chunked over the batch to bound memory)."""
+        """Return vector-Jacobian products by back-propagation.
+
+        ``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch (..., n, n_out)
+        -> (..., D), by back-propagation (chunked over the batch to bound memory).
+        """
         cache, feat, _ = self._forward(x, s)
         lead, (n, C) = dout.shape[:-2], dout.shape[-2:]
         R = int(np.prod(lead))
@@ -186,18 +217,33 @@ class ConvNet:
         return np.concatenate(grads, axis=-1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """The network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
+        """Return the network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
         value, dout, _ = output_loss(self.predict(x, s), y, self.loss)
         return value, self.vjp(x, s, dout)
 
     def hvp(self, x, s, y, v):
+        """Refuse: the network has no Hessian-vector product.
+
+        Parameters
+        ----------
+        x, s, y, v : ndarray
+            As for :meth:`metalqr.tow.MLP.hvp`.
+
+        Raises
+        ------
+        metalqr.ValidationError
+            Always: use first-order MAML or ProtoNet on this network.
+        """
         raise ValidationError("ConvNet has no Hessian-vector product: second-order MAML is not available on it; "
                               "use first-order MAML (learner 'fomaml') or ProtoNet.")
 
     def gauss_newton_diagonal(self, x: np.ndarray, s: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        """Diagonal of ``sum_n J_n' H_n J_n`` (``J_n = d out_n / d x``, ``H_n`` the output
-        Hessian of the loss: ``2/n I`` for MSE, ``(diag p_n - p_n p_n') / n`` for CE), exact,
-        from ``n * n_out`` back-propagated rows ``e_n (H_n^{1/2})_k``."""
+        """Return the exact diagonal of the Gauss-Newton matrix of the loss.
+
+        Diagonal of ``sum_n J_n' H_n J_n`` (``J_n = d out_n / d x``, ``H_n`` the output
+        Hessian of the loss: ``2/n I`` for MSE, ``(diag p_n - p_n p_n') / n`` for CE),
+        exact, from ``n * n_out`` back-propagated rows ``e_n (H_n^{1/2})_k``.
+        """
         out = self.predict(x, s)
         n, C = out.shape
         if self.loss == "mse":

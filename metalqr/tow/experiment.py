@@ -1,5 +1,7 @@
-"""Train one learner with each weighting strategy on the same task stream and evaluate it
-on held-out tasks (Section 5 of the TOW paper, at CPU scale).
+"""Compare the weighting strategies on one task stream (Section 5 of the TOW paper).
+
+Train one learner with each weighting strategy on the same task stream and evaluate it on held-out
+tasks (Section 5 of the TOW paper, at CPU scale).
 
 Every strategy sees the same mini-batches (window ``k`` draws its ``T`` mini-batches of
 ``M`` tasks from ``default_rng([seed, k])``), starts from the same initialisation and uses
@@ -101,12 +103,16 @@ class StrategyResult:
 
     @property
     def mean(self) -> float:
+        """Mean of :attr:`metric` over the test tasks."""
         return float(self.metric.mean())
 
     @property
     def ci95(self) -> float:
-        """Half-width of the normal 95% confidence interval of the mean over test tasks
-        (NaN with a single test task)."""
+        """Return the half-width of the 95% confidence interval of the mean.
+
+        Half-width of the normal 95% confidence interval of the mean over test tasks (NaN
+        with a single test task).
+        """
         return _ci95(self.metric)
 
 
@@ -119,7 +125,7 @@ def _ci95(values: np.ndarray) -> float:
 
 def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, inner_steps: int = 1,
                  embedding: int = 16):
-    """A learner on an MLP sized for ``source``.
+    """Return a learner on an MLP sized for ``source``.
 
     Parameters
     ----------
@@ -168,8 +174,11 @@ def _save_state(path: str, fingerprint: str, k: int, z, curve, weights, groups, 
 
 def _load_state(path: str, fingerprint: str, *, z_size: int, T: int, M: int, eval_every: int,
                 n_iterations: int):
-    """Load and cross-check one strategy's checkpoint; any inconsistency (a bumped window
-    counter, a truncated history, a wrong state size) is one :class:`CheckpointError`."""
+    """Load and cross-check one strategy's checkpoint.
+
+    Load and cross-check one strategy's checkpoint; any inconsistency (a bumped window counter,
+    a truncated history, a wrong state size) is one :class:`CheckpointError`.
+    """
     arrays, meta = _checkpoint.load(path, CHECKPOINT_KIND, fingerprint)
     fail = lambda why: CheckpointError(f"checkpoint {path!r} is inconsistent ({why}); delete it (or run "
                                        f"without --resume / checkpoint) to start afresh.")
@@ -233,8 +242,10 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
                    n_val: int = 100, seed: int = 0, eval_every: int = 0, progress: bool = False,
                    value_model: str = "diagonal", checkpoint: str | None = None,
                    checkpoint_every: int = 10) -> list[StrategyResult]:
-    """Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches
-    of ``M`` tasks (Section 5 of the TOW paper).
+    """Train a learner with each weighting strategy (Section 5 of the TOW paper).
+
+    Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches of
+    ``M`` tasks (Section 5 of the TOW paper).
 
     Every strategy sees the same mini-batches (window ``k`` draws them from
     ``default_rng([seed, k])``), starts from ``learner.init(seed)`` and uses the same
@@ -437,9 +448,12 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
 def run_sinusoid_experiment(strategies: Sequence[str] | None = None, *, hidden: int = 40, gamma: float = 0.01,
                             source: SinusoidTasks | None = None, learner: str = "fomaml",
                             **kwargs) -> list[StrategyResult]:
-    """:func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`)
-    with ``learner`` (``"fomaml"`` or ``"maml"``) on a tanh MLP of width ``hidden`` and inner
-    step ``gamma``; ``kwargs`` go to :func:`run_experiment`."""
+    """Run :func:`run_experiment` on skewed sinusoids.
+
+    :func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`) with
+    ``learner`` (``"fomaml"`` or ``"maml"``) on a tanh MLP of width ``hidden`` and inner step
+    ``gamma``; ``kwargs`` go to :func:`run_experiment`.
+    """
     source = SinusoidTasks() if source is None else check_source(source)
     learner = check_choice(learner, "learner", ("fomaml", "maml"))
     return run_experiment(source, make_learner(learner, source, hidden=hidden, gamma=gamma), strategies, **kwargs)
@@ -470,10 +484,12 @@ def _check_path(path, name: str) -> str:
 
 
 def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
-    """Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform and every
-    setting), ``<prefix>_curves.csv`` (window, validation mean and ci95 and every setting)
-    and ``<prefix>.json`` (settings, units, table, curves, weights, groups, window times).
-    Each file is written atomically; the settings suffice to rerun the experiment.
+    """Write the results table, curves and raw results of an experiment.
+
+    Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform and every
+    setting), ``<prefix>_curves.csv`` (window, validation mean and ci95 and every setting) and
+    ``<prefix>.json`` (settings, units, table, curves, weights, groups, window times). Each file
+    is written atomically; the settings suffice to rerun the experiment.
 
     ``seconds`` is the training time (weights and meta-updates) summed over windows and
     ``time_vs_uniform`` its ratio to uniform's (to the first strategy's without uniform);
@@ -520,8 +536,10 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
 
 
 def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -> None:
-    """Validation metric against training windows, one line per strategy with its 95%
-    confidence band over the validation tasks (like Figure 1 of the TOW paper).
+    """Plot the validation metric against the training windows.
+
+    Validation metric against training windows, one line per strategy with its 95% confidence
+    band over the validation tasks (like Figure 1 of the TOW paper).
 
     Parameters
     ----------
@@ -554,7 +572,7 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
 
 
 def _figure(size):
-    """A figure on its own non-interactive Agg canvas (never switches the user's backend)."""
+    """Return a figure on its own non-interactive Agg canvas (never switches the user's backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=size)
@@ -563,9 +581,11 @@ def _figure(size):
 
 
 def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
-    """Weight visualisation (like Figure 4 of the TOW paper): the mean weight a strategy gives
-    a task against its group (amplitude / alphabet) over training (heat map: window x group
-    bin), and the histogram of all weights.
+    """Plot the weights a strategy gave each task group (like Figure 4 of the TOW paper).
+
+    Weight visualisation (like Figure 4 of the TOW paper): the mean weight a strategy gives a
+    task against its group (amplitude / alphabet) over training (heat map: window x group bin),
+    and the histogram of all weights.
 
     Parameters
     ----------

@@ -1,7 +1,9 @@
-"""Few-shot meta-learners on the MLP, all behind one interface used by the weighting
-strategies: ``batch(x, tasks, curvature)`` returns the per-task validation losses ``l(x)``
-(M,), their gradients (the Jacobian ``J_t'``, D x M) and, on request, per-task Gauss-Newton
-diagonals (D x M); ``evaluate(x, tasks)`` returns the per-task test metric.
+"""Few-shot meta-learners behind one interface.
+
+Few-shot meta-learners on the MLP, all behind one interface used by the weighting strategies:
+``batch(x, tasks, curvature)`` returns the per-task validation losses ``l(x)`` (M,), their gradients
+(the Jacobian ``J_t'``, D x M) and, on request, per-task Gauss-Newton diagonals (D x M);
+``evaluate(x, tasks)`` returns the per-task test metric.
 
 * :class:`MAML` - inner loop Eq. (4) of the TOW paper, ``phi_i = x - gamma grad l(S_i^s; x)``,
   first order (``d phi / d x ~ I``) or full second order (exact Hessian-vector products).
@@ -47,8 +49,11 @@ def _width(net) -> int:
 
 
 def _check_net(net):
-    """An :class:`MLP`, or another network with its interface (e.g. ``metalqr.tow.ConvNet``):
-    ``size``, ``n_in``, ``n_out``, ``loss`` and the methods of :data:`_NET_METHODS`."""
+    """Check a network.
+
+    An :class:`MLP`, or another network with its interface (e.g. ``metalqr.tow.ConvNet``):
+    ``size``, ``n_in``, ``n_out``, ``loss`` and the methods of :data:`_NET_METHODS`.
+    """
     if isinstance(net, MLP):
         return net
     missing = [m for m in _NET_METHODS if not callable(getattr(net, m, None))]
@@ -60,8 +65,11 @@ def _check_net(net):
 
 
 class _Net:
-    """The unchecked fast path of an :class:`MLP` (its arguments are checked once by the
-    learner), or the public methods of any other network."""
+    """The unchecked fast path of a network.
+
+    The unchecked fast path of an :class:`MLP` (its arguments are checked once by the learner),
+    or the public methods of any other network.
+    """
 
     def __init__(self, net):
         fast = isinstance(net, MLP)
@@ -77,8 +85,11 @@ def _fast(net) -> _Net:
 
 
 class _Learner:
-    """The interface shared by the learners; subclasses define ``_task_loss_and_grad``,
-    ``_curvature``, ``_evaluate`` and ``_check_task``."""
+    """The interface shared by the learners.
+
+    The interface shared by the learners; subclasses define ``_task_loss_and_grad``,
+    ``_curvature``, ``_evaluate`` and ``_check_task``.
+    """
 
     def _x(self, x) -> np.ndarray:
         return check_params(x, "x", self.net.size)
@@ -95,12 +106,15 @@ class _Learner:
                                   f"n_in = {self.net.n_in}; build the learner for this task source.")
 
     def init(self, rng) -> np.ndarray:
-        """Initial meta-parameters (see :meth:`MLP.init`); ``rng`` a Generator or an int seed."""
+        """Return initial meta-parameters (see :meth:`MLP.init`); ``rng`` a Generator or an int seed."""
         return self.net.init(as_rng(rng))
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)
-        of the tasks at meta-parameters ``x`` (D,)."""
+        """Return the validation losses, gradients and curvatures of tasks.
+
+        Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D,
+        M) of the tasks at meta-parameters ``x`` (D,).
+        """
         x, tasks = self._x(x), self._tasks(tasks)
         curvature = check_bool(curvature, "curvature")
         pairs = [self._task_loss_and_grad(x, task) for task in tasks]
@@ -108,7 +122,7 @@ class _Learner:
         return np.array([loss for loss, _ in pairs]), G, (self._curvature(x, tasks) if curvature else None)
 
     def task_loss_and_grad(self, x: np.ndarray, task: Task):
-        """Validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
+        """Return validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
         x = self._x(x)
         self._check_task(check_tasks([task], "task")[0], "task")
         return self._task_loss_and_grad(x, task)
@@ -160,6 +174,7 @@ class MAML(_Learner):
 
     @property
     def metric_name(self) -> str:
+        """``"mse"`` for regression networks, ``"accuracy"`` for classifiers."""
         return "mse" if self.net.loss == "mse" else "accuracy"
 
     def _check_task(self, task: Task, name: str) -> None:
@@ -178,8 +193,12 @@ class MAML(_Learner):
                                       f"classes.")
 
     def adapt(self, x: np.ndarray, task: Task, trajectory: bool = False):
-        """Inner loop Eq. (4): ``inner_steps`` gradient steps of size ``gamma`` on the support
-        set from ``x`` (D,); the adapted parameters, or the list of iterates with ``trajectory``."""
+        """Adapt the parameters to a task by the inner loop, Eq. (4).
+
+        Inner loop Eq. (4): ``inner_steps`` gradient steps of size ``gamma`` on the support
+        set from ``x`` (D,); the adapted parameters, or the list of iterates with
+        ``trajectory``.
+        """
         x = self._x(x)
         self._check_task(check_tasks([task], "task")[0], "task")
         return self._adapt(x, task, check_bool(trajectory, "trajectory"))
@@ -191,7 +210,7 @@ class MAML(_Learner):
         return phis if trajectory else phis[-1]
 
     def _task_loss_and_grad(self, x: np.ndarray, task: Task):
-        """Validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
+        """Return validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
         phis = self._adapt(x, task, trajectory=True)
         net = _fast(self.net)
         loss, g = net.loss_and_grad(phis[-1], task.sq, task.yq)
@@ -286,8 +305,11 @@ class ProtoNet(_Learner):
         return loss, self._logit_vjp(x, task, dlogits, diff, A)
 
     def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
-        """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
-        exact logit Jacobian ``J`` (one back-propagated row per query and class)."""
+        """Return per-task Gauss-Newton diagonals of the query cross-entropy.
+
+        Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with
+        the exact logit Jacobian ``J`` (one back-propagated row per query and class).
+        """
         gn = []
         for task in tasks:
             logits, diff, A = self._logits(x, task)

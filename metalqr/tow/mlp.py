@@ -40,10 +40,12 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def output_loss(out: np.ndarray, y: np.ndarray, loss: Loss):
-    """Loss value, its gradient w.r.t. the outputs ``out`` (n, C), and a function applying the
-    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n - y_n|^2``
-    with real targets ``y`` (n, C); CE: ``mean_n -log softmax(out_n)[y_n]`` with integer
-    labels ``y`` (n,) in ``[0, C)``.
+    """Return the loss, its output gradient and its output Hessian operator.
+
+    Loss value, its gradient w.r.t. the outputs ``out`` (n, C), and a function applying the
+    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n -
+    y_n|^2`` with real targets ``y`` (n, C); CE: ``mean_n -log softmax(out_n)[y_n]`` with
+    integer labels ``y`` (n,) in ``[0, C)``.
 
     Raises
     ------
@@ -136,11 +138,13 @@ class MLP:
 
     @property
     def shapes(self):
+        """Shapes of the six parameter blocks ``W1, b1, W2, b2, W3, b3`` (list of tuples)."""
         h = self.hidden
         return [(h, self.n_in), (h,), (h, h), (h,), (self.n_out, h), (self.n_out,)]
 
     @property
     def size(self) -> int:
+        """Number of parameters ``D`` (the length of the flat vector ``x``)."""
         return int(sum(np.prod(s) for s in self.shapes))
 
     def init(self, rng) -> np.ndarray:
@@ -165,7 +169,7 @@ class MLP:
         return out
 
     def unpack(self, x: np.ndarray):
-        """Views of the six parameter blocks of the flat vector ``x`` (size,)."""
+        """Return views of the six parameter blocks of the flat vector ``x`` (size,)."""
         return self._unpack(self._x(x))
 
     def _unpack(self, x: np.ndarray):
@@ -185,8 +189,11 @@ class MLP:
         return self._forward(self._x(x), self._s(s))[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
-        """``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them
-        (..., n, n_out) -> (..., D): Jacobian rows by batched back-propagation."""
+        """Return vector-Jacobian products by back-propagation.
+
+        ``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them (..., n,
+        n_out) -> (..., D): Jacobian rows by batched back-propagation.
+        """
         x, s = self._x(x), self._s(s)
         dout = as_float_array(dout, "dout")
         if dout.ndim < 2 or dout.shape[-2:] != (s.shape[0], self.n_out):
@@ -209,7 +216,7 @@ class MLP:
         return g.reshape(*lead, -1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """The network's loss on ``(s, y)`` and its gradient (size,) w.r.t. ``x``."""
+        """Return the network's loss on ``(s, y)`` and its gradient (size,) w.r.t. ``x``."""
         x, s = self._x(x), self._s(s)
         return self._loss_and_grad(x, s, _check_targets(y, "y", s.shape[0], self.n_out, self.loss))
 
@@ -218,8 +225,12 @@ class MLP:
         return value, self._vjp(x, s, dout)
 
     def hvp(self, x: np.ndarray, s: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` (size,) by the R-operator
-        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v`` (size,)."""
+        """Return the exact Hessian-vector product of the loss.
+
+        Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` (size,) by the R-operator
+        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v``
+        (size,).
+        """
         x, s = self._x(x), self._s(s)
         y = _check_targets(y, "y", s.shape[0], self.n_out, self.loss)
         v = as_float_array(v, "v", shape=(self.size,))
@@ -244,11 +255,14 @@ class MLP:
                                Rdz2.sum(0), (Rdout.T @ a2 + dout.T @ Ra2).ravel(), Rdout.sum(0)])
 
     def gauss_newton_diagonal(self, x: np.ndarray, s: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        """Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with
-        ``J_n = d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
+        """Return the diagonal of the Gauss-Newton matrix of the loss.
+
+        Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with ``J_n =
+        d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
         ``(diag p_n - p_n p_n') / n`` for softmax cross-entropy, which needs no labels).
-        Exact Hessian diagonal for MSE minus the residual term. ``x`` (size,), ``s`` (n, n_in);
-        ``y`` is accepted for symmetry with :meth:`loss_and_grad` and ignored."""
+        Exact Hessian diagonal for MSE minus the residual term. ``x`` (size,), ``s`` (n,
+        n_in); ``y`` is accepted for symmetry with :meth:`loss_and_grad` and ignored.
+        """
         return self._gauss_newton_diagonal(self._x(x), self._s(s))
 
     def _gauss_newton_diagonal(self, x, s, y=None):

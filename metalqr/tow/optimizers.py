@@ -1,5 +1,4 @@
-"""Meta-optimisers as TOW state-transition dynamics and their linearisations
-(Appendix G of the TOW paper).
+"""Meta-optimisers as TOW state-transition dynamics and their linearisations (Appendix G of the TOW paper).
 
 The TOW state ``z`` is the optimiser's full state: ``x`` for SGD, ``(x, m, v)`` stacked for
 Adam. ``step(z, g, tau)`` applies one update with the weighted gradient ``g = J' u``;
@@ -29,7 +28,7 @@ class _Optimizer:
         return self._k * check_int(D, "D", minimum=1)
 
     def params(self, z: np.ndarray, D: int) -> np.ndarray:
-        """The meta-parameters ``x`` (D,) inside the state ``z``."""
+        """Return the meta-parameters ``x`` (D,) inside the state ``z``."""
         D = check_int(D, "D", minimum=1)
         return self._z(z, D * self._k)[:D]
 
@@ -63,8 +62,10 @@ __all__ = ["SGD", "Adam", "make_optimizer"]
 
 @dataclass(frozen=True)
 class SGD(_Optimizer):
-    """Eq. (90) of the TOW paper: ``x_{t+1} = x_t - alpha J_t' u_t``; Eq. (92):
-    ``f_x = I - alpha H``, ``f_u = -alpha J_t'``.
+    """Plain SGD as TOW dynamics, Eq. (90) and (92) of the TOW paper.
+
+    Eq. (90) of the TOW paper: ``x_{t+1} = x_t - alpha J_t' u_t``; Eq. (92): ``f_x = I - alpha
+    H``, ``f_u = -alpha J_t'``.
 
     Parameters
     ----------
@@ -85,7 +86,7 @@ class SGD(_Optimizer):
         object.__setattr__(self, "alpha", check_real(self.alpha, "alpha", minimum=0.0, min_inclusive=False))
 
     def initial_state(self, x: np.ndarray) -> np.ndarray:
-        """The state for meta-parameters ``x`` (D,): ``x`` itself."""
+        """Return the state for meta-parameters ``x`` (D,): ``x`` itself."""
         return as_float_array(x, "x", ndim=1, allow_empty=False).copy()
 
     def step(self, z: np.ndarray, g: np.ndarray, tau: int) -> np.ndarray:
@@ -102,10 +103,11 @@ class SGD(_Optimizer):
 
 @dataclass(frozen=True)
 class Adam(_Optimizer):
-    """Eq. (94)-(98) of the TOW paper (``eps`` inside the square root, as printed):
-    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``x = x - alpha (m / c1) / sqrt(v / c2 + eps)`` with ``c_i = 1 - b_i^tau`` and ``tau`` the
-    1-based update count.
+    """Adam as TOW dynamics, Eq. (94)-(98) of the TOW paper.
+
+    Eq. (94)-(98) of the TOW paper (``eps`` inside the square root, as printed): ``m = b1 m +
+    (1-b1) g``, ``v = b2 v + (1-b2) g^2``, ``x = x - alpha (m / c1) / sqrt(v / c2 + eps)`` with
+    ``c_i = 1 - b_i^tau`` and ``tau`` the 1-based update count.
 
     Linearisation (Eq. (99)-(105), re-derived): with ``s = sqrt(v'/c2 + eps)``,
     ``dx'/dm' = -alpha / (c1 s)`` and ``dx'/dv' = alpha m' / (2 c1 c2 s^3)``. The paper's
@@ -127,7 +129,7 @@ class Adam(_Optimizer):
         object.__setattr__(self, "eps", check_real(self.eps, "eps", minimum=0.0, min_inclusive=False))
 
     def initial_state(self, x: np.ndarray) -> np.ndarray:
-        """The state ``(x, m = 0, v = 0)`` (3 D,) for meta-parameters ``x`` (D,)."""
+        """Return the state ``(x, m = 0, v = 0)`` (3 D,) for meta-parameters ``x`` (D,)."""
         x = as_float_array(x, "x", ndim=1, allow_empty=False)
         return np.concatenate([x, np.zeros_like(x), np.zeros_like(x)])
 
@@ -171,7 +173,7 @@ class Adam(_Optimizer):
 
 
 def make_optimizer(name: str, alpha: float):
-    """The meta-optimiser ``name`` (``"sgd"`` or ``"adam"``) with meta step size ``alpha > 0``.
+    """Return the meta-optimiser ``name`` (``"sgd"`` or ``"adam"``) with meta step size ``alpha > 0``.
 
     Raises
     ------

@@ -1,8 +1,10 @@
-"""Few-shot task sources that run offline on a laptop (Section 5 of the TOW paper at CPU
-scale): skewed sinusoid regression (as in TR-MAML), synthetic hierarchical N-way k-shot
-classification with imbalanced "alphabets", its any-shot variant (Section 5.2), N-way
-k-shot from scikit-learn's bundled digits (optional extra), and a loader for image folders
-in the Omniglot / mini-ImageNet layout ``root/{train,val,test}/<class>/*.png``.
+"""Few-shot task sources that run offline (Section 5 of the TOW paper at CPU scale).
+
+Few-shot task sources that run offline on a laptop (Section 5 of the TOW paper at CPU scale): skewed
+sinusoid regression (as in TR-MAML), synthetic hierarchical N-way k-shot classification with
+imbalanced "alphabets", its any-shot variant (Section 5.2), N-way k-shot from scikit-learn's bundled
+digits (optional extra), and a loader for image folders in the Omniglot / mini-ImageNet layout
+``root/{train,val,test}/<class>/*.png``.
 
 Every source has ``sample(rng, n, train=True) -> list[Task]``; classification tasks carry
 integer labels ``0..N-1`` in a random class order.
@@ -48,7 +50,9 @@ def _targets(value, name: str, n: int) -> np.ndarray:
 
 @dataclass
 class Task:
-    """One few-shot task: support ``(s, y)`` and query ``(sq, yq)`` sets, and ``group``: the
+    """One few-shot task: support and query sets and a group.
+
+    One few-shot task: support ``(s, y)`` and query ``(sq, yq)`` sets, and ``group``: the
     amplitude of a sinusoid task or the alphabet of a classification task (for analysis).
 
     Parameters
@@ -86,10 +90,12 @@ class Task:
 
     @property
     def is_classification(self) -> bool:
+        """Whether the targets are class labels (1-D ``y``) rather than regression targets."""
         return self.y.ndim == 1
 
     @property
     def amplitude(self) -> float:
+        """The sinusoid amplitude of a regression task (:attr:`group` as a float)."""
         return float(self.group)
 
 
@@ -143,8 +149,11 @@ class SinusoidTasks:
         self.rare_fraction = check_real(self.rare_fraction, "rare_fraction", minimum=0.0, maximum=1.0)
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed); training or
-        test amplitude distribution by ``train``."""
+        """Draw ``n`` tasks from the training or the test distribution.
+
+        ``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed); training or test
+        amplitude distribution by ``train``.
+        """
         rng, n, train = _sample_args(rng, n, train, 2.0 * (self.k_shot + self.k_query), "SinusoidTasks")
         tasks = []
         for _ in range(n):
@@ -162,8 +171,11 @@ class SinusoidTasks:
 
 
 def _split_task(classes: list, shots, k_query: int, rng, group) -> Task:
-    """Build an N-way task from per-class example arrays: ``shots[j]`` support and ``k_query``
-    query examples of class ``classes[j]``, labels ``0..N-1``."""
+    """Build an N-way task from per-class example arrays.
+
+    Build an N-way task from per-class example arrays: ``shots[j]`` support and ``k_query``
+    query examples of class ``classes[j]``, labels ``0..N-1``.
+    """
     s, y, sq, yq = [], [], [], []
     for label, (pool, k) in enumerate(zip(classes, shots)):
         idx = rng.choice(len(pool), size=k + k_query, replace=len(pool) < k + k_query)
@@ -260,10 +272,12 @@ class HierarchicalClassificationTasks:
 
     @property
     def n_in(self) -> int:
+        """Input size: the feature dimension ``dim``."""
         return self.dim
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     def _world(self):
@@ -291,8 +305,11 @@ class HierarchicalClassificationTasks:
         return self.k_shot
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed) from the training
-        (imbalanced alphabets) or test (uniform alphabets, held-out classes) split."""
+        """Draw ``n`` tasks from the training or the test split.
+
+        ``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed) from the training
+        (imbalanced alphabets) or test (uniform alphabets, held-out classes) split.
+        """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self._max_shot() + self.k_query)
                                      * self.dim, type(self).__name__)
         n_train = int(round(self.train_fraction * self.n_chars))
@@ -321,8 +338,10 @@ def _split_task_from_fresh(classes: list, shots: list[int], group) -> Task:
 
 @dataclass
 class AnyShotTasks(HierarchicalClassificationTasks):
-    """Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its
-    own number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
+    """Any-shot variant of the hierarchical tasks (Section 5.2 of the TOW paper).
+
+    Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its own
+    number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
     evidence they carry as well as in their alphabet.
 
     Parameters
@@ -348,9 +367,11 @@ class AnyShotTasks(HierarchicalClassificationTasks):
 
 @dataclass
 class DigitsTasks:
-    """N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra:
-    ``pip install ".[digits]"`` from a clone): training tasks use the digits in ``train_classes``,
-    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default).
+    """N-way k-shot tasks from scikit-learn's 8x8 digits.
+
+    N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra: ``pip install
+    ".[digits]"`` from a clone): training tasks use the digits in ``train_classes``, test tasks
+    the others (so ``n_way`` is at most the smaller split, 3 by default).
 
     Parameters
     ----------
@@ -396,6 +417,7 @@ class DigitsTasks:
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     def _by_class(self):
@@ -437,10 +459,11 @@ def _load_image(path: str, size: int) -> np.ndarray:
 
 @dataclass
 class ImageFolderTasks:
-    """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot /
-    mini-ImageNet layout). Images are read with matplotlib, converted to grayscale and
-    resized (nearest neighbour) to ``size x size``; training tasks use ``train_split``,
-    test tasks ``test_split``. Every class needs at least one image.
+    """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot / mini-ImageNet layout).
+
+    Images are read with matplotlib, converted to grayscale and resized (nearest neighbour) to
+    ``size x size``; training tasks use ``train_split``, test tasks ``test_split``. Every class
+    needs at least one image.
 
     Parameters
     ----------
@@ -488,15 +511,20 @@ class ImageFolderTasks:
 
     @property
     def n_in(self) -> int:
+        """Input size: ``size**2`` pixels."""
         return self.size * self.size
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     def classes(self, split: str) -> dict:
-        """The images of every class of ``split`` (a sub-folder of ``root``), as
-        ``{class name: (n_images, size*size) array}``."""
+        """Return the images of every class of ``split``.
+
+        The images of every class of ``split`` (a sub-folder of ``root``), as ``{class name:
+        (n_images, size*size) array}``.
+        """
         if not isinstance(split, str) or not split:
             raise ValidationError(f"split must be a sub-folder name of root; got {split!r}.")
         if split not in self._cache:

@@ -1,7 +1,9 @@
-"""The weight computations of the built-in strategies: ``exploration`` and ``exploitation``
-(Eq. (12) of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via
-:func:`metalqr.ilqr.ilqr`). The strategy objects and their registry live in
-:mod:`metalqr.tow.weighting_strategies`."""
+"""The weight computations of the built-in strategies.
+
+The weight computations of the built-in strategies: ``exploration`` and ``exploitation`` (Eq. (12)
+of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via :func:`metalqr.ilqr.ilqr`). The
+strategy objects and their registry live in :mod:`metalqr.tow.weighting_strategies`.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ MODES = ("exploration", "exploitation")
 
 
 def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
-    r"""The exploration / exploitation baselines, Eq. (12) of the TOW paper, solved exactly.
+    r"""Return the exploration / exploitation baselines, Eq. (12) of the TOW paper, solved exactly.
 
     ``u* = argmin_u  s u'l - ln Dir(u; kappa)`` over the open simplex ``{u > 0, 1'u = 1}``,
     with ``s = -1`` for ``"exploration"`` (hard tasks get more weight) and ``s = +1`` for
@@ -132,8 +134,10 @@ class TOWResult:
 
 @dataclass
 class TOWProblem:
-    """The trajectory-optimisation problem of one TOW window (Algorithm 1 of the TOW paper),
-    in the form :func:`metalqr.ilqr.ilqr` takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and
+    """The trajectory-optimisation problem of one TOW window (Algorithm 1).
+
+    The trajectory-optimisation problem of one TOW window (Algorithm 1 of the TOW paper), in the
+    form :func:`metalqr.ilqr.ilqr` takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and
     ``derivatives(Z, U)`` (see :func:`tow_weights`).
 
     Parameters
@@ -190,9 +194,12 @@ class TOWProblem:
         return zt, u
 
     def evaluate(self, zt: np.ndarray, t: int):
-        """Losses (M,) and gradients (D, M) of mini-batch ``t`` at state ``zt``. The forward
-        pass asks for the dynamics and the cost at the same ``(zt, t)``, and the derivatives
-        at the accepted trajectory, so the last evaluation per step ``t`` is kept."""
+        """Losses (M,) and gradients (D, M) of mini-batch ``t`` at state ``zt``.
+
+        The forward pass asks for the dynamics and the cost at the same ``(zt, t)``, and the
+        derivatives at the accepted trajectory, so the last evaluation per step ``t`` is
+        kept.
+        """
         zt, _ = self._check_step(zt, None, t)
         return self._evaluate(zt, t)
 
@@ -213,8 +220,11 @@ class TOWProblem:
         return float(self._evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
 
     def derivatives(self, Z, U) -> Derivatives:
-        """Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along
-        ``Z`` (T+1, S) or its first T rows (T, S), ``U`` (T, M)."""
+        """Return the linearised dynamics and quadratised cost along a trajectory.
+
+        Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along
+        ``Z`` (T+1, S) or its first T rows (T, S), ``U`` (T, M).
+        """
         T, M, S, D = self._T, self._M, self._S, self.D
         Z = as_float_array(Z, "Z", ndim=2)
         if Z.shape not in ((T + 1, S), (T, S)):

@@ -75,7 +75,7 @@ def strategies() -> tuple[str, ...]:
 
 
 def get_strategy(name: str, argname: str = "strategy") -> WeightingStrategy:
-    """The registered strategy ``name``.
+    """Return the registered strategy ``name``.
 
     Raises
     ------

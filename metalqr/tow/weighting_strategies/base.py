@@ -1,5 +1,8 @@
-"""The weighting-strategy interface: what a training window provides, what a strategy
-returns, and the base classes a new strategy derives from (see :mod:`.registry`)."""
+"""The weighting-strategy interface.
+
+The weighting-strategy interface: what a training window provides, what a strategy returns, and the
+base classes a new strategy derives from (see :mod:`.registry`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,7 @@ __all__ = ["Window", "WindowResult", "WeightingStrategy", "PerBatchStrategy"]
 
 @dataclass(frozen=True)
 class Window:
-    """Everything one training window gives a strategy (built by
-    :func:`metalqr.tow.run_experiment`).
+    """Everything one training window gives a strategy (built by :func:`metalqr.tow.run_experiment`).
 
     Attributes
     ----------
@@ -79,7 +81,9 @@ class WindowResult:
 
 
 class WeightingStrategy(abc.ABC):
-    """A task-weighting strategy: a ``name``, a one-line ``description`` and one method,
+    """A task-weighting strategy.
+
+    A task-weighting strategy: a ``name``, a one-line ``description`` and one method,
     :meth:`~metalqr.tow.WeightingStrategy.window`, that trains through one window and returns
     the weights it used.
 
@@ -118,8 +122,11 @@ class WeightingStrategy(abc.ABC):
 
 
 class PerBatchStrategy(WeightingStrategy):
-    """A strategy that weights each mini-batch from its losses, then takes one optimiser step
-    with the weighted gradient ``G u`` (the baselines of Section 5 of the TOW paper)."""
+    """A strategy that weights each mini-batch from its losses.
+
+    A strategy that weights each mini-batch from its losses, then takes one optimiser step with
+    the weighted gradient ``G u`` (the baselines of Section 5 of the TOW paper).
+    """
 
     @abc.abstractmethod
     def weights(self, losses: np.ndarray, w: Window) -> np.ndarray:
@@ -134,6 +141,18 @@ class PerBatchStrategy(WeightingStrategy):
         """
 
     def window(self, w: Window) -> WindowResult:
+        """Weight each mini-batch by :meth:`weights` and take one optimiser step per mini-batch.
+
+        Parameters
+        ----------
+        w : Window
+            The window: learner, state, mini-batches, optimiser and options.
+
+        Returns
+        -------
+        WindowResult
+            The state after the window's ``T`` steps and the (T, M) weights used.
+        """
         z = w.z
         U = np.full((w.T, w.M), np.nan)
         for t, batch in enumerate(w.batches):
