@@ -116,6 +116,15 @@ def _patch_numpydoc_lambda_properties() -> None:
 
     validate.Validator.source_file_def_line = property(source_file_def_line)
 
+    # A dataclass's private (underscore) fields with defaults are internal caches that the
+    # generated ``__init__`` happens to accept; they are not API and go undocumented (PR01).
+    original_parameters = validate.Validator.signature_parameters.fget
+
+    def signature_parameters(self):
+        return tuple(p for p in original_parameters(self) if not p.lstrip("*").startswith("_"))
+
+    validate.Validator.signature_parameters = property(signature_parameters)
+
 
 _patch_numpydoc_lambda_properties()
 

@@ -38,12 +38,25 @@ __all__ = ["BackwardResult", "backward_pass"]
 
 
 @dataclass
-class BackwardResult:
+class BackwardResult:  # numpydoc ignore=PR01
     """Gains and expected-decrease terms of one backward pass.
 
-    ``K`` (T, M, D), ``k`` (T, M); the expected change for step ``eps`` is
-    ``eps * dV[0] + eps**2 * dV[1]``. ``ok`` is False when a ``Q_uu`` (plus regularisation)
-    was not positive definite; ``failed_at`` is then that step ``t`` (else -1).
+    The expected change for step ``eps`` is ``eps * dV[0] + eps**2 * dV[1]``.
+
+    Attributes
+    ----------
+    K : (T, M, D) ndarray
+        Feedback gains.
+    k : (T, M) ndarray
+        Feed-forward gains.
+    dV : (2,) ndarray
+        Terms of the expected cost change.
+    ok : bool
+        False when a ``Q_uu`` (plus regularisation) was not positive definite.
+    failed_at : int
+        The step ``t`` where ``Q_uu`` failed (-1 when ``ok``).
+    gradient_norm : float
+        ``(sum_t |Q_u,t|^2)^(1/2)``, the gradient with respect to the feed-forward controls.
     """
 
     K: np.ndarray
@@ -62,6 +75,16 @@ class BackwardResult:
 
         Predicted cost change ``eps dV[0] + eps^2 dV[1]`` of a forward pass with step
         ``eps`` (TOW Algorithm 2 line 17, corrected; see the module docstring).
+
+        Parameters
+        ----------
+        eps : float >= 0
+            Line-search step size.
+
+        Returns
+        -------
+        float
+            The predicted change of the total cost (negative: a decrease).
 
         Raises
         ------
@@ -168,6 +191,7 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
     mu : float >= 0
         Levenberg-Marquardt regularisation.
     value_model : {"full", "diagonal"}
+        Dense ``V_t`` or its diagonal only (TOW Section 3.1).
     u_min, u_max : None, scalar or (M,) array
         Box limits (``-inf``/``inf`` allowed, ``u_min <= u_max``); ``None`` for none.
     k_warm : (T, M) array, optional
@@ -179,6 +203,8 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
         ``Q_uu``, also where ``F_u`` is rank-deficient). The unregularised ``Q_uu`` enters
         the expected decrease.
     compiled : bool
+        Allow the compiled kernel for the dense, unconstrained case with
+        ``D <= COMPILED_MAX_D`` (``False`` forces Python; results agree).
 
     Returns
     -------

@@ -18,12 +18,13 @@ __all__ = ["box_qp", "BoxQPResult"]
 
 
 @dataclass
-class BoxQPResult:
+class BoxQPResult:  # numpydoc ignore=PR01
     """Solution of ``min 0.5 x'Hx + g'x  subject to  lower <= x <= upper``.
 
     Attributes
     ----------
     x : ndarray (n,)
+        The minimiser.
     free : ndarray of bool (n,)
         Components not clamped at a bound at the solution.
     H_free_inv : ndarray (n_free, n_free)
@@ -64,6 +65,7 @@ def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     x0 : (n,) array, optional
         Finite starting point (projected into the box).
     max_iterations : int >= 1
+        Most projected-Newton iterations.
     tol : float > 0
         Gradient-norm and relative-decrease tolerance.
 

@@ -60,7 +60,7 @@ FD_WORK_LIMIT = 2 ** 34
 
 
 @dataclass
-class Derivatives:
+class Derivatives:  # numpydoc ignore=PR01
     """Derivatives of the dynamics and cost along a trajectory (TOW paper Eq. (64)-(65)).
 
     First derivatives of the dynamics and second-order expansion of the cost along a trajectory
@@ -68,15 +68,24 @@ class Derivatives:
 
     Attributes
     ----------
-    f_x : (T, D, D) dense or (T, D) diagonal
-    f_u : (T, D, M)
-    c_x : (T, D)
-    c_u : (T, M)
-    c_xx : (T, D, D) dense or (T, D) diagonal
-    c_uu : (T, M, M)
-    c_ux : (T, M, D) or None (zero)
-    cT_x : (D,)
-    cT_xx : (D, D) dense or (D,) diagonal
+    f_x : (T, D, D) dense or (T, D) diagonal ndarray
+        State Jacobians of the dynamics, ``d x_{t+1} / d x_t``.
+    f_u : (T, D, M) ndarray
+        Control Jacobians of the dynamics, ``d x_{t+1} / d u_t``.
+    c_x : (T, D) ndarray
+        State gradients of the stage costs.
+    c_u : (T, M) ndarray
+        Control gradients of the stage costs.
+    c_xx : (T, D, D) dense or (T, D) diagonal ndarray
+        State Hessians of the stage costs.
+    c_uu : (T, M, M) ndarray
+        Control Hessians of the stage costs.
+    c_ux : (T, M, D) ndarray or None
+        Mixed second derivatives of the stage costs (None: zero).
+    cT_x : (D,) ndarray
+        Gradient of the terminal cost.
+    cT_xx : (D, D) dense or (D,) diagonal ndarray
+        Hessian of the terminal cost.
 
     Raises
     ------
@@ -112,8 +121,24 @@ class Derivatives:
 
         Validate every field (real dtype, shapes consistent with ``f_u`` (T, D, M) and with
         the given ``T``, ``D``, ``M``; all finite if ``finite``); convert to C-contiguous
-        float64 in place. ``name`` and ``against`` (what gave ``T``, ``D``, ``M``) appear in
-        the messages. Returns ``self``.
+        float64 in place.
+
+        Parameters
+        ----------
+        T, D, M : int, optional
+            Horizon, state size and control size the fields must match (None: read from
+            ``f_u``).
+        finite : bool
+            Whether to refuse non-finite entries.
+        name : str
+            How the messages name this object (``name.f_x`` ...).
+        against : str
+            What gave ``T``, ``D``, ``M`` (for the messages).
+
+        Returns
+        -------
+        Derivatives
+            ``self``, its fields converted.
 
         Raises
         ------
@@ -158,7 +183,13 @@ class Derivatives:
         return self
 
     def all_finite(self) -> bool:
-        """Whether every array is finite."""
+        """Return whether every array is finite.
+
+        Returns
+        -------
+        bool
+            True when no field holds NaN or an infinity.
+        """
         return all(np.all(np.isfinite(getattr(self, n))) for n in
                    ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "cT_x", "cT_xx")) and (
             self.c_ux is None or bool(np.all(np.isfinite(self.c_ux))))
@@ -378,9 +409,12 @@ def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
     dynamics : callable ``(x, u, t) -> x_next``
         One step (``vectorized=False``: (D,), (M,), int -> (D,)) or a batch
         (``vectorized=True``: (N, D), (N, M), (N,) -> (N, D)).
-    X : (T+1, D) array; U : (T, M) array
-        Finite real trajectory.
+    X : (T+1, D) array
+        Finite real states.
+    U : (T, M) array
+        Finite real controls.
     vectorized : bool
+        Whether the callables take batches (see above).
     step : float in (0, 0.1], optional
         Fixed relative step ``h`` (``h max(1, |z|)``, no adaptation); default adaptive.
 
@@ -482,9 +516,12 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
     terminal_cost : callable ``(x)``
         Cost of ``x_T``: a scalar for ``x`` (D,), or (N,) for a batch ``x`` (N, D) with
         ``vectorized=True`` (it then receives batches of perturbed copies of ``x_T``).
-    X : (T+1, D) array; U : (T, M) array
-        Finite real trajectory (``T, D, M >= 1``).
+    X : (T+1, D) array
+        Finite real states (``T, D >= 1``).
+    U : (T, M) array
+        Finite real controls (``M >= 1``).
     vectorized : bool
+        Whether the callables take batches (see above).
     step : float in (0, 0.1], optional
         Fixed relative step instead of the adaptive default.
 

@@ -77,6 +77,7 @@ class CompiledStep:
     Parameters
     ----------
     step : Numba-jitted ``(x (D,), u (M,), t int, *params) -> (D,)``
+        The one-step dynamics.
     forward : Numba-jitted ``(x0, X, U, K, k, alpha, lo, hi, clip, *params) -> (X, U)``
         A module-level ``@njit(cache=True)`` function returning
         ``_forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip)`` with ``step``
@@ -124,7 +125,20 @@ class CompiledStep:
         self.dims = (int(dims[0]), int(dims[1]))
 
     def check_shapes(self, D: int, M: int, what: str = "compiled_step") -> None:
-        """Refuse a state size ``D`` or control size ``M`` other than ``dims`` (named error)."""
+        """Refuse a state size ``D`` or control size ``M`` other than ``dims``.
+
+        Parameters
+        ----------
+        D, M : int
+            The state and control sizes of the caller's problem.
+        what : str
+            How the message names the compiled step.
+
+        Raises
+        ------
+        ValidationError
+            ``(D, M)`` differs from ``dims``.
+        """
         if (D, M) != self.dims:
             raise ValidationError(f"{what} is compiled for states of size {self.dims[0]} and "
                                   f"controls of size {self.dims[1]}; got D={D}, M={M}. Pass the "

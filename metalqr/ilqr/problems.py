@@ -67,18 +67,25 @@ def _check_options(value: Any, name: str) -> dict:
 
 
 @dataclass
-class Problem:
+class Problem:  # numpydoc ignore=PR01
     """A trajectory-optimisation problem in the form :func:`metalqr.ilqr.ilqr` takes.
 
     Attributes
     ----------
     name : str
-    dynamics, cost : callables ``(x, u, t)``; terminal_cost : callable ``(x)``
+        Name of the problem.
+    dynamics, cost : callables ``(x, u, t)``
         Batch-first when ``vectorized`` (see :func:`metalqr.ilqr.ilqr`).
-    x0 : (D,) array; U0 : (T, M) array
-        Initial state and nominal controls (finite, real).
+    terminal_cost : callable ``(x)``
+        Cost of the final state.
+    x0 : (D,) array
+        Initial state (finite, real).
+    U0 : (T, M) array
+        Nominal controls (finite, real).
     derivatives : callable ``(X, U) -> Derivatives`` or None
+        Analytic derivatives along a trajectory (None: finite differences).
     vectorized : bool
+        Whether the callables take batches.
     reference : float
         A total cost that :func:`metalqr.ilqr.ilqr` with ``solver_options`` reaches from
         ``U0`` (at most this value); NaN if none is known (e.g. a standard problem at a
@@ -146,6 +153,8 @@ class Problem:
         Returns
         -------
         dict
+            ``dynamics``, ``cost``, ``terminal_cost``, ``x0``, ``U0``, ``derivatives``,
+            ``vectorized`` and (if ``compiled``) ``compiled_step``.
 
         Raises
         ------
@@ -166,7 +175,7 @@ def _is_numba(fn) -> bool:
 
 
 @dataclass(frozen=True)
-class StandardProblem:
+class StandardProblem:  # numpydoc ignore=PR01
     """The one statement of a standard problem (see the module docstring).
 
     Attributes
@@ -180,20 +189,26 @@ class StandardProblem:
     forward : Numba-jitted forward kernel
         ``_forward_loop(step, (dt,), ...)``, module-level and cached
         (:class:`~metalqr.ilqr.forward_numba.CompiledStep`).
-    x0 : (D,) initial state; goal : (D,) target state
+    x0 : (D,) ndarray
+        Initial state.
+    goal : (D,) ndarray
+        Target state.
     M : int >= 1
         Number of controls (``U0`` is zero).
     q, r, q_final : float >= 0
         Cost weights: stage ``s (q |x - goal|^2 + r |u|^2)``, terminal ``q_final |x_T - goal|^2``.
     stage_times_dt : bool
         ``s = dt`` (a running cost integrated over time) or ``s = 1``.
-    T : int >= 1; dt : float in (0, 1]
-        Default horizon and time step (s).
+    T : int >= 1
+        Default horizon.
+    dt : float in (0, 1]
+        Default time step (s).
     reference : float
         Total cost :func:`metalqr.ilqr.ilqr` reaches at the defaults with ``solver_options``.
     reference_source : str
         Where ``reference`` comes from (an independent solver or a published figure).
     solver_options : dict
+        :func:`metalqr.ilqr.ilqr` options under which ``reference`` is reached.
     summary : str
         One line for the module docstring.
 
@@ -261,6 +276,7 @@ def register_problem(spec: StandardProblem) -> StandardProblem:
     Parameters
     ----------
     spec : StandardProblem
+        The problem's one statement; its ``name`` must be new.
 
     Returns
     -------
@@ -284,11 +300,12 @@ def register_problem(spec: StandardProblem) -> StandardProblem:
 
 
 def standard_problems() -> tuple[str, ...]:
-    """Names of the registered standard problems, in registration order.
+    """Return the names of the registered standard problems, in registration order.
 
     Returns
     -------
     tuple of str
+        The names, valid in :func:`standard_problem`.
 
     Examples
     --------
@@ -310,6 +327,7 @@ def standard_problem_spec(name: str) -> StandardProblem:
     Returns
     -------
     StandardProblem
+        The registered statement.
 
     Raises
     ------
@@ -545,6 +563,8 @@ def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
     Returns
     -------
     Problem
+        The swing-up problem (state: angle in rad, angular velocity in rad/s; control:
+        torque).
 
     Raises
     ------
@@ -617,6 +637,7 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
     Returns
     -------
     Problem
+        The swing-up problem.
 
     Raises
     ------
@@ -641,7 +662,9 @@ def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tup
     D, M, T : int >= 1
         State size, control size, horizon.
     rng : numpy Generator, int seed >= 0 or None
+        Source of the random matrices.
     diagonal : bool
+        Make every matrix diagonal (requires ``D == M``).
 
     Returns
     -------
@@ -723,7 +746,12 @@ def finite_horizon_lqr(mats: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns
     -------
-    U (T, M), K (T, M, D), k (T, M)
+    U : (T, M) ndarray
+        Optimal controls.
+    K : (T, M, D) ndarray
+        Feedback gains.
+    k : (T, M) ndarray
+        Feed-forward gains.
 
     Raises
     ------
@@ -782,6 +810,7 @@ def diagonal_quadratic(D: int, M: int, T: int, rng=0, lr: float = 0.5, beta: flo
     D, M, T : int >= 1
         State size, number of tasks (controls), horizon.
     rng : numpy Generator, int seed >= 0 or None
+        Source of the random task losses.
     lr : float > 0
         Step size of the inner gradient step.
     beta : float >= 0
@@ -790,6 +819,7 @@ def diagonal_quadratic(D: int, M: int, T: int, rng=0, lr: float = 0.5, beta: flo
     Returns
     -------
     Problem
+        The problem, with analytic diagonal derivatives.
 
     Raises
     ------

@@ -33,18 +33,32 @@ REGULARIZATION_TYPES = ("state", "control")
 
 
 @dataclass
-class ILQRResult:
+class ILQRResult:  # numpydoc ignore=PR01
     """Result of :func:`ilqr`.
 
     Attributes
     ----------
-    X : (T+1, D) states; U : (T, M) controls.
-    K : (T, M, D) feedback and k : (T, M) feed-forward gains of the last backward pass.
-    cost : float, total cost of (X, U).
-    costs : list of float, the total cost before the first iteration and after each accepted one.
-    converged : bool; reason : str, why it stopped (for a failure: the cause, e.g.
-        ``"f_u is ~0 at step t"`` or ``"c_uu not positive definite at step t"``).
-    n_iterations : int; regularization : float, the final mu.
+    X : (T+1, D) ndarray
+        States of the final trajectory.
+    U : (T, M) ndarray
+        Controls of the final trajectory.
+    K : (T, M, D) ndarray
+        Feedback gains of the last backward pass.
+    k : (T, M) ndarray
+        Feed-forward gains of the last backward pass.
+    cost : float
+        Total cost of ``(X, U)``.
+    costs : list of float
+        The total cost before the first iteration and after each accepted one.
+    converged : bool
+        Whether a stopping test on the cost decrease or the gradient was met.
+    reason : str
+        Why it stopped (for a failure: the cause, e.g. ``"f_u is ~0 at step t"`` or
+        ``"c_uu not positive definite at step t"``).
+    n_iterations : int
+        Iterations run.
+    regularization : float
+        The final Levenberg-Marquardt ``mu``.
     regularization_type : str
         The regularisation in use at the end: the requested one, or ``"state+control"``
         after an escalation (state regularisation cannot repair a rank-deficient ``f_u``).
@@ -162,7 +176,9 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         ``cT_xx`` may be diagonals (vectors), the TOW case. Every returned shape is checked
         against ``(T, D, M)`` before any compiled code runs.
     vectorized : bool
+        Whether ``dynamics``, ``cost`` and ``terminal_cost`` take batches (see above).
     max_iterations : int >= 0
+        Most iLQR iterations (backward pass, then forward passes of the line search).
     tol : float >= 0
         Stop when the relative cost decrease of an accepted step, or the relative expected
         decrease, falls below ``tol``.
@@ -208,6 +224,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     Returns
     -------
     ILQRResult
+        The optimised states ``X`` (T+1, D), controls ``U`` (T, M), gains and costs.
         ``reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
         ...)"`` when ``U0`` is already optimal; for a failure, the cause at the failing
         step (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
@@ -231,6 +248,27 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     of the evaluation points cannot hide a gradient worth more than ``tol`` of the cost (else
     ``converged=False`` with the reason); entries whose refinement overflowed are reported
     as non-finite derivatives, never read as 0.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 2.1, Appendix E and Algorithms 1-2 (the iLQR
+    recursion, with the corrections listed in :mod:`metalqr.ilqr`); Tassa, Erez and Todorov
+    (2012) for the regularisation and line search; Tassa, Mansard and Todorov (2014),
+    Algorithm 3, for the box-constrained controls.
+
+    Examples
+    --------
+    Drive a discretised double integrator (``dt = 0.1``) to the origin in 20 steps:
+
+    >>> import numpy as np
+    >>> from metalqr.ilqr import ilqr
+    >>> dynamics = lambda x, u, t: np.array([x[0] + 0.1 * x[1], x[1] + 0.1 * u[0]])
+    >>> cost = lambda x, u, t: x @ x + 0.1 * u @ u
+    >>> res = ilqr(dynamics, cost, x0=np.array([1.0, 0.0]), U0=np.zeros((20, 1)))
+    >>> res.converged, res.U.shape, res.X.shape
+    (True, (20, 1), (21, 2))
+    >>> bool(res.cost < res.costs[0])
+    True
     """
     # ---- arguments ---------------------------------------------------------------------
     dynamics = check_callable(dynamics, "dynamics")

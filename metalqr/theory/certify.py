@@ -84,7 +84,7 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
 
 
 @dataclass
-class Certificate:
+class Certificate:  # numpydoc ignore=PR01
     """What Lemmas 6-7 and Theorems 1-2 require, evaluated on a task set (see :func:`certify`)."""
 
     eta: float

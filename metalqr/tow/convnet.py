@@ -162,7 +162,25 @@ class ConvNet:
         return cache, feat, out
 
     def predict(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Network output for inputs ``s`` (n, n_in)."""
+        """Return the network output.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+
+        Returns
+        -------
+        (n, n_out) ndarray
+            Outputs (regression values or logits).
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         return self._forward(x, s)[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
@@ -170,6 +188,25 @@ class ConvNet:
 
         ``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch (..., n, n_out)
         -> (..., D), by back-propagation (chunked over the batch to bound memory).
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+        dout : (n, n_out) or (..., n, n_out) array_like
+            Output cotangents.
+
+        Returns
+        -------
+        (D,) or (..., D) ndarray
+            The products, one per cotangent.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         cache, feat, _ = self._forward(x, s)
         lead, (n, C) = dout.shape[:-2], dout.shape[-2:]
@@ -217,7 +254,29 @@ class ConvNet:
         return np.concatenate(grads, axis=-1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """Return the network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
+        """Return the network's loss on ``(s, y)`` and its gradient with respect to ``x``.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+        y : (n, n_out) real targets (``"mse"``) or (n,) int labels (``"ce"``)
+            Targets.
+
+        Returns
+        -------
+        loss : float
+            Mean squared error or mean cross-entropy.
+        grad : (D,) ndarray
+            Its gradient.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         value, dout, _ = output_loss(self.predict(x, s), y, self.loss)
         return value, self.vjp(x, s, dout)
 
@@ -243,6 +302,25 @@ class ConvNet:
         Diagonal of ``sum_n J_n' H_n J_n`` (``J_n = d out_n / d x``, ``H_n`` the output
         Hessian of the loss: ``2/n I`` for MSE, ``(diag p_n - p_n p_n') / n`` for CE),
         exact, from ``n * n_out`` back-propagated rows ``e_n (H_n^{1/2})_k``.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+        y : array_like, optional
+            Accepted for symmetry with :meth:`loss_and_grad` and ignored.
+
+        Returns
+        -------
+        (D,) ndarray
+            The Gauss-Newton diagonal (non-negative).
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         out = self.predict(x, s)
         n, C = out.shape
@@ -259,5 +337,21 @@ class ConvNet:
         return np.sum(Jrows * Jrows, axis=0)
 
     def check_input(self, s) -> np.ndarray:
-        """Validate a batch of flattened images (n, n_in)."""
+        """Validate a batch of flattened images.
+
+        Parameters
+        ----------
+        s : (n, n_in) array_like
+            Flattened images (finite, real).
+
+        Returns
+        -------
+        (n, n_in) ndarray
+            ``s`` as float64.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``s`` not a finite real matrix with ``n_in`` columns.
+        """
         return as_float_array(s, "s", ndim=2, shape=(None, self.n_in))

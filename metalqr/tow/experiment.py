@@ -55,7 +55,7 @@ UNITS = {"seconds": "s (wall-clock, training updates only: weights and meta-upda
 
 
 @dataclass
-class StrategyResult:
+class StrategyResult:  # numpydoc ignore=PR01
     """Result of one strategy in :func:`run_experiment`.
 
     Attributes
@@ -67,6 +67,7 @@ class StrategyResult:
     seconds : float
         Wall time of the training updates (weights and meta-updates) summed over windows, s.
     metric_name : {"mse", "accuracy"}
+        What ``metric`` measures.
     curve : list of (window, mean, ci95)
         Validation metric over the ``n_val`` validation tasks at window 0 (the initial
         parameters) and every ``eval_every`` windows: its mean and the half-width of its
@@ -141,6 +142,11 @@ def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, in
         Inner gradient steps of MAML.
     embedding : int, >= 1
         Embedding width of ProtoNet.
+
+    Returns
+    -------
+    MAML or ProtoNet
+        The learner, on a new :class:`MLP` (``loss`` from ``source``).
 
     Raises
     ------
@@ -271,7 +277,9 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
 
     Parameters
     ----------
-    source : task source (e.g. :class:`SinusoidTasks`)
+    source : task source
+        Where tasks come from (e.g. :class:`SinusoidTasks`): ``sample(rng, n, train)``,
+        ``n_in``, ``n_out`` and ``loss``.
     learner : MAML or ProtoNet
         Built for ``source`` (see :func:`make_learner`).
     strategies : sequence of str, optional
@@ -282,6 +290,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     T, M : int, >= 1
         Mini-batches per window and tasks per mini-batch.
     optimizer : {"sgd", "adam"}
+        Meta-optimiser (:class:`SGD` or :class:`Adam`).
     alpha : float, > 0
         Meta step size.
     beta_u : float, in (0, 1e12]
@@ -293,6 +302,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     n_test, n_val : int, >= 2
         Held-out test tasks (final metric) and validation tasks (curve).
     seed : int, >= 0
+        Seed of the task stream, the initial parameters and the strategies' generators.
     eval_every : int, >= 0
         Evaluate the validation curve every this many windows (0: never).
     progress : bool
@@ -302,6 +312,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     checkpoint : str or None
         Checkpoint folder.
     checkpoint_every : int, >= 1
+        Save the checkpoint every this many windows (and at the end).
 
     Returns
     -------
@@ -317,6 +328,25 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
         A damaged, edited or foreign checkpoint, or a checkpoint folder in use by another run.
     TrainingDivergedError
         A strategy's parameters became non-finite (reduce ``alpha``).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5 (the experiments), Algorithm 1 (TOW) and Eq. (12)
+    (the exploration / exploitation baselines).
+
+    Examples
+    --------
+    A tiny comparison of uniform weighting and TOW on skewed sinusoids:
+
+    >>> from metalqr.tow import SinusoidTasks, make_learner, run_experiment
+    >>> source = SinusoidTasks()
+    >>> learner = make_learner("fomaml", source, hidden=8)
+    >>> results = run_experiment(source, learner, ["uniform", "tow"], n_iterations=2, T=2, M=3,
+    ...                          n_test=4, n_val=2)
+    >>> [r.name for r in results], results[1].weights.shape   # (windows, T, M)
+    (['uniform', 'tow'], (2, 2, 3))
+    >>> results[0].metric_name, results[0].metric.shape        # per-test-task MSE
+    ('mse', (4,))
     """
     source = check_source(source)
     learner = check_learner(learner)
@@ -453,6 +483,31 @@ def run_sinusoid_experiment(strategies: Sequence[str] | None = None, *, hidden: 
     :func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`) with
     ``learner`` (``"fomaml"`` or ``"maml"``) on a tanh MLP of width ``hidden`` and inner step
     ``gamma``; ``kwargs`` go to :func:`run_experiment`.
+
+    Parameters
+    ----------
+    strategies : sequence of str, optional
+        Registered strategy names (default: every registered one).
+    hidden : int, >= 1
+        Hidden width of the MLP.
+    gamma : float, >= 0
+        Inner (adaptation) step size, Eq. (4) of the TOW paper.
+    source : SinusoidTasks, optional
+        The task source (default: ``SinusoidTasks()``).
+    learner : {"fomaml", "maml"}
+        First- or second-order MAML.
+    **kwargs
+        Passed to :func:`run_experiment` (``n_iterations``, ``T``, ``M``, ...).
+
+    Returns
+    -------
+    list of StrategyResult
+        One result per strategy (see :func:`run_experiment`).
+
+    Raises
+    ------
+    ValidationError
+        A malformed argument (see :func:`make_learner` and :func:`run_experiment`).
     """
     source = SinusoidTasks() if source is None else check_source(source)
     learner = check_choice(learner, "learner", ("fomaml", "maml"))
@@ -498,6 +553,7 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
     Parameters
     ----------
     results : list of StrategyResult
+        The results of one :func:`run_experiment` call.
     path_prefix : str
         File prefix; its folder is created if needed.
 
@@ -544,9 +600,11 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
     Parameters
     ----------
     results : list of StrategyResult
+        The results of one :func:`run_experiment` call (with ``eval_every > 0``).
     path : str
         Image file to write (format from the extension).
     title : str
+        Figure title.
     """
     results = _check_results(results)
     path = _check_path(path, "path")

@@ -148,10 +148,13 @@ class MAML(_Learner):
     Parameters
     ----------
     net : MLP
+        The network (or another network with its interface, e.g. :class:`ConvNet`).
     gamma : float, >= 0
         Inner step size.
     inner_steps : int, >= 1
+        Inner gradient steps, Eq. (4).
     first_order : bool
+        First-order MAML (FOMAML) instead of the exact meta-gradient.
 
     Notes
     -----
@@ -195,9 +198,27 @@ class MAML(_Learner):
     def adapt(self, x: np.ndarray, task: Task, trajectory: bool = False):
         """Adapt the parameters to a task by the inner loop, Eq. (4).
 
-        Inner loop Eq. (4): ``inner_steps`` gradient steps of size ``gamma`` on the support
-        set from ``x`` (D,); the adapted parameters, or the list of iterates with
-        ``trajectory``.
+        Inner loop Eq. (4) of the TOW paper: ``inner_steps`` gradient steps of size ``gamma``
+        on the support set.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Meta-parameters.
+        task : Task
+            The task (its support set is used).
+        trajectory : bool
+            Return every iterate instead of the last.
+
+        Returns
+        -------
+        (D,) ndarray or list of (D,) ndarray
+            The adapted parameters ``phi``, or the iterates ``x, ..., phi`` with ``trajectory``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         x = self._x(x)
         self._check_task(check_tasks([task], "task")[0], "task")

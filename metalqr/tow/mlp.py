@@ -148,7 +148,18 @@ class MLP:
         return int(sum(np.prod(s) for s in self.shapes))
 
     def init(self, rng) -> np.ndarray:
-        """Glorot-uniform weights, zero biases; ``rng`` a Generator, an int seed >= 0 or None."""
+        """Draw initial parameters: Glorot-uniform weights, zero biases.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator, int seed >= 0 or None
+            Source of randomness.
+
+        Returns
+        -------
+        x : (size,) ndarray
+            The flat parameter vector.
+        """
         rng = as_rng(rng)
         parts = []
         for shape in self.shapes:
@@ -169,7 +180,23 @@ class MLP:
         return out
 
     def unpack(self, x: np.ndarray):
-        """Return views of the six parameter blocks of the flat vector ``x`` (size,)."""
+        """Return views of the six parameter blocks of the flat vector ``x``.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector (finite, real).
+
+        Returns
+        -------
+        list of ndarray
+            ``W1, b1, W2, b2, W3, b3``, shaped as :attr:`shapes`.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``x`` not a finite real vector of length :attr:`size`.
+        """
         return self._unpack(self._x(x))
 
     def _unpack(self, x: np.ndarray):
@@ -185,7 +212,25 @@ class MLP:
         return a1, a2, a2 @ W3.T + b3
 
     def predict(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Network output (n, n_out) for parameters ``x`` (size,) and inputs ``s`` (n, n_in)."""
+        """Return the network output.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+
+        Returns
+        -------
+        (n, n_out) ndarray
+            Outputs (regression values or logits).
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         return self._forward(self._x(x), self._s(s))[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
@@ -193,6 +238,25 @@ class MLP:
 
         ``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them (..., n,
         n_out) -> (..., D): Jacobian rows by batched back-propagation.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        dout : (n, n_out) or (..., n, n_out) array_like
+            Output cotangents.
+
+        Returns
+        -------
+        (size,) or (..., size) ndarray
+            The products, one per cotangent.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         x, s = self._x(x), self._s(s)
         dout = as_float_array(dout, "dout")
@@ -216,7 +280,29 @@ class MLP:
         return g.reshape(*lead, -1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """Return the network's loss on ``(s, y)`` and its gradient (size,) w.r.t. ``x``."""
+        """Return the network's loss on ``(s, y)`` and its gradient with respect to ``x``.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        y : (n, n_out) real targets (``"mse"``) or (n,) int labels (``"ce"``)
+            Targets.
+
+        Returns
+        -------
+        loss : float
+            Mean squared error or mean cross-entropy.
+        grad : (size,) ndarray
+            Its gradient.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         x, s = self._x(x), self._s(s)
         return self._loss_and_grad(x, s, _check_targets(y, "y", s.shape[0], self.n_out, self.loss))
 
@@ -230,6 +316,27 @@ class MLP:
         Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` (size,) by the R-operator
         (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v``
         (size,).
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        y : (n, n_out) real targets or (n,) int labels
+            Targets.
+        v : (size,) array_like
+            The direction.
+
+        Returns
+        -------
+        (size,) ndarray
+            ``Hess_x loss v``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         x, s = self._x(x), self._s(s)
         y = _check_targets(y, "y", s.shape[0], self.n_out, self.loss)
@@ -260,8 +367,26 @@ class MLP:
         Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with ``J_n =
         d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
         ``(diag p_n - p_n p_n') / n`` for softmax cross-entropy, which needs no labels).
-        Exact Hessian diagonal for MSE minus the residual term. ``x`` (size,), ``s`` (n,
-        n_in); ``y`` is accepted for symmetry with :meth:`loss_and_grad` and ignored.
+        Exact Hessian diagonal for MSE minus the residual term.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        y : array_like, optional
+            Accepted for symmetry with :meth:`loss_and_grad` and ignored.
+
+        Returns
+        -------
+        (size,) ndarray
+            The Gauss-Newton diagonal (non-negative).
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         return self._gauss_newton_diagonal(self._x(x), self._s(s))
 

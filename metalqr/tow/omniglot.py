@@ -397,17 +397,35 @@ class OmniglotTasks:
 
     # ---------------------------------------------------------------- data
     def data(self) -> dict[str, dict[str, np.ndarray]]:
-        """``{alphabet: {character: (n_drawings, size, size) float32}}`` (cached)."""
+        """Return the drawings by alphabet and character (read once, then cached).
+
+        Returns
+        -------
+        dict
+            ``{alphabet: {character: (n_drawings, size, size) float32 ndarray}}``.
+        """
         if "data" not in self._state:
             self._state["data"] = load_omniglot(self.path, self.size)
         return self._state["data"]
 
     def alphabet_names(self) -> list[str]:
-        """All alphabets, sorted (``Task.group`` indexes this list)."""
+        """Return all alphabets, sorted.
+
+        Returns
+        -------
+        list of str
+            The alphabet names (``Task.group`` indexes this list).
+        """
         return sorted(self.data())
 
     def split(self) -> tuple[list[str], list[str]]:
-        """``(training alphabets, test alphabets)``, each sorted; deterministic."""
+        """Return the training and test alphabets (deterministic).
+
+        Returns
+        -------
+        train, test : list of str
+            The training and the test alphabets, each sorted.
+        """
         names = self.alphabet_names()
         if isinstance(self.test_alphabets, tuple):
             for a in self.test_alphabets:
@@ -470,9 +488,11 @@ class OmniglotTasks:
         Parameters
         ----------
         rng : numpy.random.Generator or int seed
+            Source of randomness.
         n : int
             Number of tasks (>= 0).
         train : bool
+            Draw from the training alphabets (else the test alphabets).
 
         Returns
         -------
@@ -516,13 +536,23 @@ class OmniglotTasks:
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class OneShotRun:
-    """One 20-way one-shot run.
+class OneShotRun:  # numpydoc ignore=PR01
+    """One 20-way one-shot run (Lake et al. 2015), full-resolution ink images (ink = 1).
 
-    One 20-way one-shot run: ``train`` (n_classes, h, h) one drawing per class, ``test``
-    (n_test, h, h), ``labels`` (n_test,) the 0-based index into ``train`` of each test item's
-    class, and the file names (training sorted by name, test in the order of
-    ``class_labels.txt``). Full-resolution ink images (ink = 1).
+    Attributes
+    ----------
+    name : str
+        The run's folder name (``runNN``).
+    train : (n_classes, h, h) ndarray
+        One drawing per class.
+    test : (n_test, h, h) ndarray
+        The test drawings.
+    labels : (n_test,) ndarray of int
+        The 0-based index into ``train`` of each test item's class.
+    train_files : tuple of str
+        File names of the training drawings, sorted by name.
+    test_files : tuple of str
+        File names of the test drawings, in the order of ``class_labels.txt``.
     """
 
     name: str
@@ -655,11 +685,19 @@ def one_shot_run_tasks(runs: Any, size: int = 28) -> list[Task]:
     Parameters
     ----------
     runs : list of OneShotRun, or a path accepted by :func:`load_one_shot_runs`
+        The runs.
     size : int
+        Side of the resized square images.
 
     Returns
     -------
     list of Task
+        One task per run: ``s`` (n_classes, size**2), ``sq`` (n_test, size**2).
+
+    Raises
+    ------
+    ValidationError
+        Malformed runs or ``size``.
     """
     runs = _runs_arg(runs)
     size = check_int(size, "size", minimum=1, maximum=min(r.train.shape[-1] for r in runs))
@@ -694,11 +732,14 @@ def modified_hausdorff(A: Any, B: Any) -> float:
     Parameters
     ----------
     A : array_like, shape (n, d)
+        The first point set.
     B : array_like, shape (m, d)
+        The second point set.
 
     Returns
     -------
     float
+        The distance (in the points' units).
 
     Raises
     ------
@@ -712,11 +753,19 @@ def modified_hausdorff(A: Any, B: Any) -> float:
 
 
 @dataclass
-class OneShotResult:
+class OneShotResult:  # numpydoc ignore=PR01
     """Error rates on the Omniglot one-shot runs.
 
-    Error rates on the one-shot runs: ``per_run`` (n_runs,) fractions, ``predictions`` (n_runs,
-    n_test) predicted class indices, ``label`` the method's name.
+    Attributes
+    ----------
+    label : str
+        The method's name.
+    per_run : (n_runs,) ndarray
+        Error rate (a fraction) of each run.
+    predictions : (n_runs, n_test) ndarray of int
+        Predicted class indices.
+    run_names : tuple of str
+        The runs' names.
     """
 
     label: str
@@ -740,6 +789,16 @@ class OneShotResult:
 
         Markdown table: the published error rates (:data:`PUBLISHED_ONE_SHOT_ERRORS`) and
         this result (and ``others``), in percent.
+
+        Parameters
+        ----------
+        others : sequence of OneShotResult
+            More results to list.
+
+        Returns
+        -------
+        str
+            The table.
         """
         rows = ["| method | error (%) | source |", "|---|---|---|"]
         rows += [f"| {k} | {v:.1f} | Lake et al. 2015 |" for k, v in PUBLISHED_ONE_SHOT_ERRORS.items()]
@@ -776,6 +835,7 @@ def evaluate_one_shot_runs(runs: Any, embed: Callable | None = None, *, distance
     Returns
     -------
     OneShotResult
+        Error rate per run and the predictions.
 
     Raises
     ------
@@ -840,6 +900,7 @@ def embedding_of(learner: Any, x: Any) -> Callable[[np.ndarray], np.ndarray]:
     Parameters
     ----------
     learner : ProtoNet
+        The trained learner.
     x : array_like, shape (D,)
         Its parameters (``D = learner.net.size``).
 

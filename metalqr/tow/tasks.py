@@ -57,10 +57,14 @@ class Task:
 
     Parameters
     ----------
-    s, sq : (n_s, n_in), (n_q, n_in) array_like of float
-        Support and query inputs (at least one row each, finite, real).
-    y, yq : (n_s, C), (n_q, C) real targets, or (n_s,), (n_q,) int labels >= 0
-        Support and query outputs (both of the same kind).
+    s : (n_s, n_in) array_like of float
+        Support inputs (at least one row, finite, real).
+    y : (n_s, C) real targets, or (n_s,) int labels >= 0
+        Support outputs.
+    sq : (n_q, n_in) array_like of float
+        Query inputs (at least one row, finite, real).
+    yq : (n_q, C) real targets, or (n_q,) int labels >= 0
+        Query outputs (of the same kind as ``y``).
     group : float
         Amplitude or alphabet index, for analysis only.
 
@@ -151,8 +155,24 @@ class SinusoidTasks:
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
         """Draw ``n`` tasks from the training or the test distribution.
 
-        ``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed); training or test
-        amplitude distribution by ``train``.
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from the training (skewed) or the test amplitude distribution.
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks; ``group`` is the amplitude.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         rng, n, train = _sample_args(rng, n, train, 2.0 * (self.k_shot + self.k_query), "SinusoidTasks")
         tasks = []
@@ -205,8 +225,10 @@ class HierarchicalClassificationTasks:
         Classes per task; at most the classes per alphabet of the smaller split.
     k_shot, k_query : int, >= 1
         Support and query examples per class.
-    n_alphabets : int, >= 1; n_chars : int, >= 2
-        Alphabets and classes per alphabet.
+    n_alphabets : int, >= 1
+        Alphabets.
+    n_chars : int, >= 2
+        Classes per alphabet.
     dim, latent : int, >= 1
         Example and latent dimensions.
     within, noise_level : float, >= 0
@@ -307,8 +329,25 @@ class HierarchicalClassificationTasks:
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
         """Draw ``n`` tasks from the training or the test split.
 
-        ``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed) from the training
-        (imbalanced alphabets) or test (uniform alphabets, held-out classes) split.
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from the training (imbalanced alphabets) or the test (uniform alphabets,
+            held-out classes) split.
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks; ``group`` is the alphabet index.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
         """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self._max_shot() + self.k_query)
                                      * self.dim, type(self).__name__)
@@ -346,10 +385,34 @@ class AnyShotTasks(HierarchicalClassificationTasks):
 
     Parameters
     ----------
+    n_way : int, >= 2
+        Classes per task (as in :class:`HierarchicalClassificationTasks`).
+    k_shot : int, >= 1
+        Not used (each class draws its own shot count).
+    k_query : int, >= 1
+        Query examples per class.
+    n_alphabets : int, >= 1
+        Alphabets.
+    n_chars : int, >= 2
+        Classes per alphabet.
+    dim, latent : int, >= 1
+        Example and latent dimensions.
+    within, noise_level : float, >= 0
+        Within-class spread (latent) and observation noise.
+    imbalance : float, > 0
+        Ratio of successive training-alphabet probabilities.
+    train_fraction : float in (0, 1)
+        Fraction of each alphabet's classes used for training.
+    seed : int, >= 0
+        Seed of the synthetic world.
     max_shot : int, >= 1
         Largest number of support examples of a class (default 5, as in ``metalqr tow`` and
-        the results of docs/tow.md; ``k_shot`` is not used). The other parameters as
-        :class:`HierarchicalClassificationTasks`.
+        the results of docs/tow.md).
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range, or ``n_way`` larger than a split.
     """
 
     max_shot: int = 5
@@ -376,8 +439,11 @@ class DigitsTasks:
     Parameters
     ----------
     n_way : int, >= 2
+        Classes per task.
     k_shot, k_query : int, >= 1
+        Support and query examples per class.
     train_classes : tuple of distinct ints in 0..9
+        The digits of the training tasks (the test tasks use the others).
 
     Raises
     ------
@@ -430,7 +496,29 @@ class DigitsTasks:
         return {c: X[d.target == c] for c in range(10)}
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks from the training or test digits, drawn with ``rng``."""
+        """Draw ``n`` tasks from the training or the test digits.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from ``train_classes`` (else the other digits).
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks of 64-pixel inputs.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        BackendUnavailableError
+            scikit-learn is not installed.
+        """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self.k_shot + self.k_query) * 64,
                                      "DigitsTasks")
         data = self._by_class()
@@ -470,7 +558,9 @@ class ImageFolderTasks:
     root : str
         Dataset folder.
     n_way : int, >= 2
+        Classes per task.
     k_shot, k_query : int, >= 1
+        Support and query examples per class.
     size : int in [1, 1024]
         Side of the resized square images.
     train_split, test_split : str
@@ -522,8 +612,20 @@ class ImageFolderTasks:
     def classes(self, split: str) -> dict:
         """Return the images of every class of ``split``.
 
-        The images of every class of ``split`` (a sub-folder of ``root``), as ``{class name:
-        (n_images, size*size) array}``.
+        Parameters
+        ----------
+        split : str
+            A sub-folder of ``root``.
+
+        Returns
+        -------
+        dict
+            ``{class name: (n_images, size*size) ndarray}`` (read once, then cached).
+
+        Raises
+        ------
+        ValidationError
+            A missing folder or an empty class.
         """
         if not isinstance(split, str) or not split:
             raise ValidationError(f"split must be a sub-folder name of root; got {split!r}.")
@@ -546,7 +648,27 @@ class ImageFolderTasks:
         return self._cache[split]
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks from ``train_split`` (``train=True``) or ``test_split``."""
+        """Draw ``n`` tasks from ``train_split`` or ``test_split``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from ``train_split`` (else ``test_split``).
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks of ``size**2``-pixel inputs.
+
+        Raises
+        ------
+        ValidationError
+            A malformed argument, a missing folder, an empty class or too few classes.
+        """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self.k_shot + self.k_query)
                                      * self.size ** 2, "ImageFolderTasks")
         data = self.classes(self.train_split if train else self.test_split)

@@ -107,7 +107,7 @@ def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
 
 
 @dataclass
-class TOWResult:
+class TOWResult:  # numpydoc ignore=PR01
     """Result of :func:`tow_weights`.
 
     Attributes
@@ -143,7 +143,9 @@ class TOWProblem:
     Parameters
     ----------
     learner : MAML or ProtoNet
+        Gives the tasks' losses, gradients and curvatures.
     batches : sequence of T lists of M :class:`Task`
+        The window's mini-batches.
     optimizer : SGD or Adam
         The meta-optimiser whose update is the dynamics (Eq. (90) / (97)).
     D : int
@@ -194,11 +196,25 @@ class TOWProblem:
         return zt, u
 
     def evaluate(self, zt: np.ndarray, t: int):
-        """Losses (M,) and gradients (D, M) of mini-batch ``t`` at state ``zt``.
+        """Return the losses and gradients of mini-batch ``t`` at state ``zt``.
 
         The forward pass asks for the dynamics and the cost at the same ``(zt, t)``, and the
         derivatives at the accepted trajectory, so the last evaluation per step ``t`` is
         kept.
+
+        Parameters
+        ----------
+        zt : (S,) ndarray
+            Optimiser state.
+        t : int
+            Mini-batch index.
+
+        Returns
+        -------
+        losses : (M,) ndarray
+            The tasks' validation losses.
+        G : (D, M) ndarray
+            Their gradients.
         """
         zt, _ = self._check_step(zt, None, t)
         return self._evaluate(zt, t)
@@ -210,20 +226,61 @@ class TOWProblem:
         return self._cache[t][1:]
 
     def dynamics(self, zt, u, t):
-        """One optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97))."""
+        """Apply one optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97)).
+
+        Parameters
+        ----------
+        zt : (S,) ndarray
+            Optimiser state.
+        u : (M,) ndarray
+            Task weights.
+        t : int
+            Mini-batch index.
+
+        Returns
+        -------
+        (S,) ndarray
+            The next state.
+        """
         zt, u = self._check_step(zt, u, t)
         return self.optimizer.step(zt, self._evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
 
     def cost(self, zt, u, t):
-        """Eq. (7): ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``."""
+        """Return the stage cost of Eq. (7), ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``.
+
+        Parameters
+        ----------
+        zt : (S,) ndarray
+            Optimiser state.
+        u : (M,) ndarray
+            Task weights.
+        t : int
+            Mini-batch index.
+
+        Returns
+        -------
+        float
+            The cost.
+        """
         zt, u = self._check_step(zt, u, t)
         return float(self._evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
 
     def derivatives(self, Z, U) -> Derivatives:
         """Return the linearised dynamics and quadratised cost along a trajectory.
 
-        Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along
-        ``Z`` (T+1, S) or its first T rows (T, S), ``U`` (T, M).
+        Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)).
+
+        Parameters
+        ----------
+        Z : (T+1, S) or (T, S) ndarray
+            Optimiser states (only the first ``T`` rows are read).
+        U : (T, M) ndarray
+            Task weights.
+
+        Returns
+        -------
+        Derivatives
+            Diagonal ``f_x``, ``c_xx`` and ``cT_xx`` with the diagonal value model.
         """
         T, M, S, D = self._T, self._M, self._S, self.D
         Z = as_float_array(Z, "Z", ndim=2)
@@ -246,7 +303,9 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
                 optimizer=None, tau0: int = 0, beta_u: float = 10.0, mu_u: float | None = None,
                 n_ilqr: int = 2, value_model: str = "diagonal", constraint: str = "boxqp",
                 tol: float = 0.0) -> TOWResult:
-    """Algorithm 1 of the TOW paper for one window of ``T = len(batches)`` mini-batches.
+    """Optimise the task weights of one window by Algorithm 1 of the TOW paper.
+
+    The window has ``T = len(batches)`` mini-batches of ``M`` tasks.
 
     State: the optimiser state ``z`` (the meta-parameters ``x`` for SGD, ``(x, m, v)`` for
     Adam; see ``metalqr.tow.optimizers``); action: weights ``u`` of the ``M`` tasks of a
@@ -261,12 +320,15 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     Parameters
     ----------
     learner : MAML or ProtoNet
+        Gives the tasks' validation losses, gradients and Gauss-Newton diagonals.
     z : (S,) array_like
         Optimiser state, ``S = D`` (SGD) or ``3 D`` (Adam), ``D`` the learner's parameter count.
     batches : sequence of T >= 1 lists of M >= 1 :class:`Task`
+        The window's mini-batches.
     alpha : float, > 0, optional
         Meta step size of plain SGD; give either ``alpha`` or ``optimizer``.
     optimizer : SGD or Adam, optional
+        The meta-optimiser whose update is the dynamics.
     tau0 : int, >= 0
         Updates done before this window.
     beta_u : float, in (0, 1e12]
@@ -277,13 +339,16 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     n_ilqr : int, >= 1
         Number of iLQR iterations (the paper: 2).
     value_model : {"diagonal", "full"}
+        iLQR's value model (the paper's is diagonal, Section 3.1).
     constraint : {"boxqp", "reject"}
+        How iLQR keeps ``u >= 0`` (see :func:`metalqr.ilqr.ilqr`).
     tol : float, >= 0
         Relative stopping tolerance of iLQR (0: always run ``n_ilqr`` iterations).
 
     Returns
     -------
     TOWResult
+        The (T, M) weights ``U``, the (T+1, S) optimiser states ``X`` and the iLQR result.
 
     Raises
     ------
@@ -293,6 +358,23 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
         The optimised trajectory is not finite (reduce the meta step size).
     MetalqrError
         iLQR's answer failed its checks (negative weights, or a cost above the nominal's).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Algorithm 1 and Eq. (5)-(7); the linearisation of Appendix G
+    and the quadratised cost of Appendix H.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metalqr.tow import SinusoidTasks, make_learner, tow_weights
+    >>> source = SinusoidTasks()
+    >>> learner = make_learner("fomaml", source, hidden=8)
+    >>> rng = np.random.default_rng(0)
+    >>> batches = [source.sample(rng, 3, train=True) for _ in range(2)]   # T = 2, M = 3
+    >>> res = tow_weights(learner, learner.init(0), batches, alpha=0.05)
+    >>> res.U.shape, bool((res.U >= 0).all())
+    ((2, 3), True)
     """
     learner = check_learner(learner)
     batches = check_batches(batches)

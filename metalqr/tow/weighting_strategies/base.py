@@ -16,7 +16,7 @@ __all__ = ["Window", "WindowResult", "WeightingStrategy", "PerBatchStrategy"]
 
 
 @dataclass(frozen=True)
-class Window:
+class Window:  # numpydoc ignore=PR01
     """Everything one training window gives a strategy (built by :func:`metalqr.tow.run_experiment`).
 
     Attributes
@@ -63,7 +63,7 @@ class Window:
 
 
 @dataclass
-class WindowResult:
+class WindowResult:  # numpydoc ignore=PR01
     """What a strategy returns for one window.
 
     Attributes
@@ -111,10 +111,12 @@ class WeightingStrategy(abc.ABC):
         Parameters
         ----------
         w : Window
+            The window: learner, state, mini-batches, optimiser, generator and options.
 
         Returns
         -------
         WindowResult
+            The state after the window and the (T, M) weights used.
         """
 
     def __repr__(self) -> str:
@@ -130,7 +132,7 @@ class PerBatchStrategy(WeightingStrategy):
 
     @abc.abstractmethod
     def weights(self, losses: np.ndarray, w: Window) -> np.ndarray:
-        """Weights ``u`` (M,) of one mini-batch, a probability vector.
+        """Return the weights ``u`` (M,) of one mini-batch, a probability vector.
 
         Parameters
         ----------
@@ -138,6 +140,11 @@ class PerBatchStrategy(WeightingStrategy):
             The tasks' validation losses at the current meta-parameters (finite).
         w : Window
             The window (for ``options``, ``rng`` and sizes).
+
+        Returns
+        -------
+        (M,) ndarray
+            Non-negative weights summing to 1.
         """
 
     def window(self, w: Window) -> WindowResult:
