@@ -34,6 +34,25 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
     Mean and two-sided ``confidence`` interval of the mean, ``mean -+ t_{n-1} s / sqrt(n)``
     (Student t, :func:`scipy.stats.t.ppf`). With one value the interval is ``(None, None)``
     (undefined), never NaN.
+
+    Parameters
+    ----------
+    values : iterable of float
+        The sample (at least one finite value).
+    confidence : float in (0, 1)
+        Confidence level.
+
+    Returns
+    -------
+    mean : float
+        The sample mean.
+    low, high : float or None
+        The interval's ends (None with one value).
+
+    Raises
+    ------
+    ValidationError
+        No value, a non-finite value, or ``confidence`` outside (0, 1).
     """
     from scipy import stats
     confidence = check_probability(confidence, "confidence")
@@ -95,11 +114,23 @@ def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = 
     Parameters
     ----------
     store : ResultStore or path
+        The result store.
     study : Study, optional
         Only this study's runs (default every run in the store).
     metrics : iterable of str
         Keys of :data:`METRICS`.
     confidence : float in (0, 1)
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    list of dict
+        One row per setting.
+
+    Raises
+    ------
+    ValidationError
+        An unknown metric or a bad ``confidence``.
     """
     metrics = [check_choice(m, "metrics", METRICS) for m in metrics]
     confidence = check_probability(confidence, "confidence")
@@ -125,7 +156,18 @@ def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = 
 
 def curves(store: ResultStore | str | os.PathLike, study: Study | None = None, *,
            column: str = "cost_gap_ratio", confidence: float = 0.95) -> list[dict]:
-    """Per setting, the mean curve of ``column`` over seeds with its confidence band.
+    """Return, per setting, the mean curve of ``column`` over seeds with its confidence band.
+
+    Parameters
+    ----------
+    store : ResultStore or path
+        The result store.
+    study : Study, optional
+        Only this study's runs (default every run in the store).
+    column : str
+        A history column (e.g. ``"cost_gap_ratio"``).
+    confidence : float in (0, 1)
+        Confidence level of the bands.
 
     Returns
     -------
@@ -175,6 +217,19 @@ def plot_curves(path: str, data: list[dict], *, column: str = "cost_gap_ratio",
 
     Mean curves with confidence bands to a PNG (matplotlib's object API with the Agg canvas; the
     global backend is left alone).
+
+    Parameters
+    ----------
+    path : str
+        The image file.
+    data : list of dict
+        Curves of :func:`curves`.
+    column : str
+        The plotted column (axis label).
+    title : str
+        Figure title.
+    logy : bool
+        Logarithmic y axis.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -204,7 +259,27 @@ def write_report(store: ResultStore | str | os.PathLike, study: Study | None = N
 
     Write ``summary.csv`` (:func:`summary_table`), ``curves.csv`` (long format: label,
     iteration, mean, ci_low, ci_high, n) and ``curves.png`` (:func:`curves`) to ``output_dir``
-    (default ``<store>/report/<study name>``). Returns the paths.
+    (default ``<store>/report/<study name>``).
+
+    Parameters
+    ----------
+    store : ResultStore or path
+        The result store.
+    study : Study, optional
+        Only this study's runs (default every run in the store).
+    output_dir : path, optional
+        The report folder.
+    column : str
+        The history column of the curves.
+    confidence : float in (0, 1)
+        Confidence level.
+    logy : bool
+        Logarithmic y axis in the figure.
+
+    Returns
+    -------
+    dict of str to str
+        The paths written, by kind (``summary``, ``curves_csv``, ``curves_png``).
     """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     column = check_choice(column, "column", CURVE_COLUMNS)

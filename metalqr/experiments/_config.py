@@ -79,6 +79,18 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     Validate a run's settings and return the full configuration (every key of
     :data:`RUN_DEFAULTS`, in that order, defaults filled in, aliases resolved).
 
+    Parameters
+    ----------
+    run : mapping
+        Run settings (keys of :data:`RUN_DEFAULTS`).
+    where : str
+        How the messages name this run.
+
+    Returns
+    -------
+    dict
+        The full configuration.
+
     Raises
     ------
     ValidationError, ValidationTypeError
@@ -150,6 +162,23 @@ def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
 
     Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
     configuration (canonical JSON) and the metalqr version.
+
+    Parameters
+    ----------
+    config : mapping
+        The run's settings (normalised first by :func:`normalize_run`).
+    version : str, optional
+        The metalqr version (default: this one).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A bad setting (see :func:`normalize_run`).
     """
     if version is None:
         from .. import __version__ as version
@@ -202,6 +231,16 @@ class Study:
     ------
     ValidationError
         Bad settings (the message names the key), or two identical runs.
+
+    Examples
+    --------
+    Two settings of the step size, two seeds each:
+
+    >>> from metalqr.experiments import Study
+    >>> study = Study.grid(base={"n_iterations": 3, "estimator": "exact", "n_tasks": 2},
+    ...                    grid={"alpha": [1e-3, 1e-4]}, seeds=2, name="demo")
+    >>> len(study), [run["alpha"] for run in study]
+    (4, [0.001, 0.0001, 0.001, 0.0001])
     """
 
     def __init__(self, runs: Iterable[Mapping[str, Any]], name: str = "study") -> None:
@@ -252,6 +291,18 @@ class Study:
             with the grid.
         seeds : int or list of int
             ``N`` gives seeds ``0..N-1``. Ignored if ``grid`` has a ``seed`` key.
+        name : str
+            Name of the study.
+
+        Returns
+        -------
+        Study
+            One run per seed, variant and grid combination.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            Bad settings (the message names the key), or two identical runs.
         """
         def resolve(mapping: Any, where: str) -> dict[str, Any]:
             # aliases resolved here, so that a run's n_iterations overrides base's iterations
@@ -299,7 +350,25 @@ _STUDY_KEYS = ("name", "seeds")
 
 
 def study_from_dict(doc: Mapping[str, Any], default_name: str = "study") -> Study:
-    """Build a :class:`Study` from a parsed study file (see ``docs/experiments.md``)."""
+    """Build a :class:`Study` from a parsed study file (see ``docs/experiments.md``).
+
+    Parameters
+    ----------
+    doc : mapping
+        The parsed file: sections ``study``, ``base``, ``grid``, ``runs``.
+    default_name : str
+        The study's name when ``doc`` gives none.
+
+    Returns
+    -------
+    Study
+        The expanded study.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown section or key (the valid ones are listed) or a bad value.
+    """
     if not isinstance(doc, Mapping):
         raise ValidationTypeError(f"a study must be a mapping; got {type(doc).__name__}.")
     for key in doc:
@@ -315,6 +384,16 @@ def study_from_dict(doc: Mapping[str, Any], default_name: str = "study") -> Stud
 
 def load_study(path: str | os.PathLike) -> Study:
     """Read a study from a TOML file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The study file (format: ``docs/experiments.md``).
+
+    Returns
+    -------
+    Study
+        The study (its name defaults to the file's stem).
 
     Raises
     ------

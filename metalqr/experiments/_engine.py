@@ -31,13 +31,34 @@ def thread_limits(threads: int = 1) -> dict[str, str]:
 
     Environment variables that limit Numba, BLAS and metalqr's own thread pools to ``threads``
     in a worker process (so that one worker per core does not oversubscribe).
+
+    Parameters
+    ----------
+    threads : int, >= 1
+        Threads per pool.
+
+    Returns
+    -------
+    dict of str to str
+        Variable names and values.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``threads`` not a positive int.
     """
     threads = check_int(threads, "threads", minimum=1)
     return {name: str(threads) for name in _THREAD_VARS}
 
 
 def dask_available() -> bool:
-    """Whether ``dask.distributed`` can be imported (``pip install 'metalqr[distributed]'``)."""
+    """Return whether ``dask.distributed`` can be imported.
+
+    Returns
+    -------
+    bool
+        False without the ``distributed`` extra (``pip install 'metalqr[distributed]'``).
+    """
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -50,7 +71,28 @@ def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwa
 
     An embedded :class:`distributed.LocalCluster`: ``workers`` processes (default one per core)
     of ``threads_per_worker`` threads, with Numba/BLAS/metalqr thread pools limited to
-    ``threads_per_worker`` by :func:`thread_limits`. Extra ``kwargs`` go to LocalCluster.
+    ``threads_per_worker`` by :func:`thread_limits`.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default one per core).
+    threads_per_worker : int
+        Threads per worker, and the size of each worker's thread pools.
+    **kwargs
+        Passed to :class:`distributed.LocalCluster`.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        The running cluster (close it when done).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``workers`` or ``threads_per_worker`` not a positive int.
+    ImportError
+        ``distributed`` is not installed (:func:`dask_available`).
     """
     import logging
 
@@ -64,12 +106,13 @@ def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwa
 
 
 @dataclass
-class StudyReport:
+class StudyReport:  # numpydoc ignore=PR01
     """What :func:`run_study` did.
 
     Attributes
     ----------
     name : str
+        The study's name.
     ids : list of str
         Every run of the study, in order.
     skipped : list of str
@@ -119,6 +162,7 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
     Parameters
     ----------
     study : Study
+        The runs.
     store : path or ResultStore
         Result store; finished runs are skipped, damaged run files are moved aside and redone.
     engine : {"auto", "dask", "serial"}
@@ -141,12 +185,29 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
     Returns
     -------
     StudyReport
+        Which runs were skipped, ran, failed or raised, and the wall time.
 
     Raises
     ------
     ValidationError
         Bad arguments; ``engine="dask"``/``scheduler`` without Dask installed; a scheduler
         that cannot be reached.
+
+    Examples
+    --------
+    A rerun skips the runs already in the store:
+
+    >>> import tempfile
+    >>> from metalqr.experiments import Study, run_study
+    >>> study = Study.grid(base={"n_iterations": 3, "estimator": "exact", "n_tasks": 2},
+    ...                    seeds=2, name="demo")
+    >>> store = tempfile.mkdtemp()
+    >>> report = run_study(study, store, engine="serial", progress=False)
+    >>> len(report.ran), len(report.skipped), report.failed
+    (2, 0, {})
+    >>> again = run_study(study, store, engine="serial", progress=False)
+    >>> len(again.ran), len(again.skipped)
+    (0, 2)
     """
     if not isinstance(study, Study):
         raise ValidationTypeError(f"study must be a metalqr.experiments.Study; got "

@@ -36,6 +36,16 @@ def run_rng(config: Mapping[str, Any]) -> np.random.Generator:
     The run's only source of randomness, seeded from its configuration: ``[seed, d, k]`` for the
     random family (as ``metalqr reproduce fig1``), ``[seed, crc32(family)]`` else. It draws the
     tasks first, then the perturbations of training.
+
+    Parameters
+    ----------
+    config : mapping
+        A full run configuration (:func:`normalize_run`).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A new generator.
     """
     if config["family"] == "random":
         return np.random.default_rng([config["seed"], config["d"], config["k"]])
@@ -43,7 +53,20 @@ def run_rng(config: Mapping[str, Any]) -> np.random.Generator:
 
 
 def build_tasks(config: Mapping[str, Any], rng: np.random.Generator):
-    """Return the run's task family (a :class:`metalqr.TaskSet`)."""
+    """Return the run's task family.
+
+    Parameters
+    ----------
+    config : mapping
+        A full run configuration (:func:`normalize_run`).
+    rng : numpy.random.Generator
+        The run's generator (:func:`run_rng`); random families draw from it.
+
+    Returns
+    -------
+    metalqr.TaskSet
+        The ``n_tasks`` tasks.
+    """
     from ..lqr import standard_systems
     from ..meta import perturb_tasks, sample_tasks
     if config["family"] == "random":
@@ -73,6 +96,11 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
 
     The run seeds its own generator from its configuration (:func:`run_rng`), so the same
     configuration gives the same numbers in any process, on any worker.
+
+    Parameters
+    ----------
+    config : mapping
+        A full run configuration (:func:`normalize_run`).
 
     Returns
     -------
@@ -174,6 +202,16 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
     Warnings are left out because Python's warning capture is process-wide: when several
     runs share a process in threads, a warning may be recorded by another run (or shown
     normally instead); the numbers and ``summary["stop_reason"]`` are not affected.
+
+    Parameters
+    ----------
+    record : mapping
+        A record of :func:`execute_run`.
+
+    Returns
+    -------
+    dict
+        A copy without the non-deterministic keys.
     """
     out = {k: v for k, v in record.items() if k not in ("device", "wall_seconds", "warnings")}
     out["history"] = [{k: v for k, v in r.items() if k != "seconds"} for r in record["history"]]

@@ -49,6 +49,7 @@ def format_example(example: Any, indent: str = "  ") -> str:
     Returns
     -------
     str
+        The text (several lines).
     """
     if isinstance(example, LQRTask):
         lines = [indent + f"LQRTask(d={example.d}, k={example.k})"]
@@ -84,7 +85,7 @@ def format_example(example: Any, indent: str = "  ") -> str:
 
 # ---------------------------------------------------------------------------- bounds
 @dataclass
-class BoundReport:
+class BoundReport:  # numpydoc ignore=PR01
     """Result of :func:`check_bound`.
 
     Attributes
@@ -106,6 +107,8 @@ class BoundReport:
         Examples skipped because ``bound`` or ``quantity`` raised one of ``ignore``.
     name : str
         Label used in the text.
+    settings : dict
+        Free-form settings attached to the report (:func:`check_bound` leaves it empty).
     """
 
     holds: bool
@@ -206,6 +209,7 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     Returns
     -------
     BoundReport
+        Whether the bound held, the worst ratio and the shrunk counterexample.
 
     Raises
     ------
@@ -218,6 +222,19 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     Notes
     -----
     Call it from a plain function or test, not from inside another ``@given`` test.
+
+    Examples
+    --------
+    Check that no gain beats the optimal cost, ``J(K*) <= J(K)``:
+
+    >>> from metalqr import cost, optimal_gain
+    >>> from metalqr.testing import check_bound, tasks_and_gains
+    >>> report = check_bound(lambda task, K: cost(task, K),
+    ...                      lambda task, K: cost(task, optimal_gain(task)[0]),
+    ...                      tasks_and_gains(max_d=2, max_k=1), max_examples=20, seed=0,
+    ...                      name="J* <= J(K)")
+    >>> report.holds, report.n_examples
+    (True, 20)
     """
     check_callable(bound, "bound")
     check_callable(quantity, "quantity")
@@ -296,8 +313,14 @@ def assert_bound_holds(bound: Callable, quantity: Callable, strategy: SearchStra
 
     Parameters
     ----------
-    bound, quantity, strategy, **kwargs
+    bound : callable
         As in :func:`check_bound`.
+    quantity : callable
+        As in :func:`check_bound`.
+    strategy : hypothesis SearchStrategy
+        As in :func:`check_bound`.
+    **kwargs
+        More options of :func:`check_bound`.
 
     Returns
     -------
@@ -432,7 +455,9 @@ def assert_hvp_matches_fd(grad: Callable, hvp: Callable, K: Any, X: Any = None, 
     rtol, atol : float >= 0
         Pass when ``||fd - hvp|| <= rtol ||hvp|| + atol`` for every direction.
     n_directions : int >= 1
+        Number of random directions when ``X`` is not given.
     rng : Generator, int or None
+        Source of the random directions.
 
     Returns
     -------

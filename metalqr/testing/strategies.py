@@ -42,7 +42,7 @@ _UNSTABLE_GAP = 0.05
 _PBH_TOL = 1e-6
 
 
-class MetaFamily(NamedTuple):
+class MetaFamily(NamedTuple):  # numpydoc ignore=PR01
     """A meta-learnable family drawn by :func:`meta_learnable_families`.
 
     Attributes
@@ -163,6 +163,7 @@ def lqr_tasks(d: int | None = None, k: int | None = None, *, max_d: int = 4, max
     Returns
     -------
     hypothesis.strategies.SearchStrategy[LQRTask]
+        Draws stabilisable tasks.
 
     Raises
     ------
@@ -274,6 +275,7 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task(s) the gains must stabilise.
     margin : float in [0, 1)
         Required stability margin: ``rho(A_i - B_i K) <= 1 - margin`` (and ``< 1`` always).
     gamma : float >= 1, optional
@@ -287,6 +289,7 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[ndarray]
+        Draws (k, d) gains or directions.
 
     Raises
     ------
@@ -336,9 +339,17 @@ def tasks_and_gains(margin: float = 0.05, **task_kwargs):
     Strategy for pairs ``(task, K)``: a task from :func:`lqr_tasks` (``task_kwargs``) and a gain
     from :func:`stabilizing_gains` with ``margin``.
 
+    Parameters
+    ----------
+    margin : float in [0, 1)
+        Stability margin of the gains (see :func:`stabilizing_gains`).
+    **task_kwargs
+        Options of :func:`lqr_tasks`.
+
     Returns
     -------
     hypothesis.strategies.SearchStrategy[tuple[LQRTask, ndarray]]
+        Draws ``(task, K)`` pairs.
 
     Raises
     ------
@@ -366,6 +377,7 @@ def directions(k: int, d: int, *, norm: float = 1.0):
     Returns
     -------
     hypothesis.strategies.SearchStrategy[ndarray]
+        Draws (k, d) gains or directions.
 
     Raises
     ------
@@ -409,13 +421,23 @@ def task_sets(n: int | None = None, d: int | None = None, k: int | None = None,
     heterogeneity : float >= 0
         Size ``h`` of the per-task perturbations.
     max_n, max_d, max_k : int >= 1
-    stability, max_spectral_radius, condition_number, badly_scaled, max_exponent
+        Largest sizes drawn when ``n``, ``d``, ``k`` are ``None``.
+    stability : {"any", "stable", "unstable"}
         As in :func:`lqr_tasks` (for the nominal task; the per-task perturbations are then
         relative to its scale).
+    max_spectral_radius : float > 0
+        As in :func:`lqr_tasks`.
+    condition_number : float >= 1
+        As in :func:`lqr_tasks`.
+    badly_scaled : bool
+        As in :func:`lqr_tasks`.
+    max_exponent : int >= 0
+        As in :func:`lqr_tasks`.
 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[TaskSet]
+        Draws task families.
 
     Raises
     ------
@@ -472,7 +494,9 @@ def meta_learnable_families(n: int | None = None, d: int | None = None, k: int |
 
     Parameters
     ----------
-    n, d, k, heterogeneity, **task_set_kwargs
+    n, d, k : int >= 1 or None
+        As in :func:`task_sets`.
+    heterogeneity : float >= 0
         As in :func:`task_sets`.
     eta : float > 0, optional
         Fixed adaptation step size.
@@ -480,10 +504,13 @@ def meta_learnable_families(n: int | None = None, d: int | None = None, k: int |
         Stability margin of ``K`` and of the adapted gains.
     max_eta : float > 0
         Largest drawn step size when ``eta`` is ``None``.
+    **task_set_kwargs
+        More options of :func:`task_sets`.
 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[MetaFamily]
+        Draws ``(tasks, K, eta)`` triples.
 
     Raises
     ------

@@ -85,7 +85,40 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
 
 @dataclass
 class Certificate:  # numpydoc ignore=PR01
-    """What Lemmas 6-7 and Theorems 1-2 require, evaluated on a task set (see :func:`certify`)."""
+    """What Lemmas 6-7 and Theorems 1-2 require, evaluated on a task set (see :func:`certify`).
+
+    Attributes
+    ----------
+    eta, alpha : float
+        The inner and outer step sizes given.
+    epsilon, delta : float
+        The accuracy and failure probability given.
+    eta_max, alpha_max : float
+        The largest step sizes Theorem 1 allows.
+    radius_max : float
+        The largest smoothing radius of Lemma 6.
+    n_perturbations_min : float
+        The fewest perturbations of Lemma 6.
+    rollout_length_min : float
+        The shortest roll-out of Lemma 6.
+    task_batch_min : float
+        The smallest task batch of Lemma 7.
+    meta_radius_max : float
+        The largest smoothing radius of Lemma 7.
+    meta_rollout_length_min : float
+        The shortest outer roll-out of Lemma 7.
+    iterations_min : float
+        The iteration count of Theorem 2 (``inf`` when it does not apply).
+    psi0 : float
+        The initial optimality gap ``L(K0) - L(K*)`` used (an upper bound by default).
+    constants : dict
+        The constants behind these figures (``h_grad``, ``h_H``, ...).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed field (hand-built certificates are checked too).
+    """
 
     eta: float
     alpha: float
@@ -213,12 +246,19 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     Returns
     -------
     Certificate
+        The conditions, the bounds and the constants behind them; ``holds`` says whether
+        the step sizes satisfy Theorem 1.
 
     Raises
     ------
     ValidationError
         On malformed or out-of-range arguments (each named), semidefinite ``Q_i``/``Psi_i``,
         an ``L_star`` above ``L(K0)``, or if ``K0`` is not MAML-stabilising for ``eta``.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Theorems 1-2 and Lemmas 6-7 (with the corrected
+    constants of docs/theory.md).
     """
     ts = as_taskset(tasks)
     eta = check_positive(eta, "eta")

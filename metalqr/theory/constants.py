@@ -64,8 +64,49 @@ def _guarded(fn):
 
 
 @dataclass(frozen=True)
-class TaskConstants:
-    """Quantities of a TaskSet at a gain ``K`` that the lemmas' polynomials are built from."""
+class TaskConstants:  # numpydoc ignore=PR01
+    """Quantities of a TaskSet at a gain ``K`` that the lemmas' polynomials are built from.
+
+    Norms are spectral unless marked ``_F`` (Frobenius); ``max`` / ``min`` run over the tasks.
+
+    Attributes
+    ----------
+    J, J_star : (n,) ndarray
+        Costs ``J_i(K)`` and optimal costs ``J_i(K_i*)``.
+    J_max, J_min : float
+        Largest and smallest ``J_i(K)``.
+    mu : float
+        ``min_i sigma_min(Psi_i)``.
+    sigma_Q, sigma_R : float
+        ``min_i sigma_min(Q_i)`` and ``min_i sigma_min(R_i)``.
+    norm_A, norm_B, norm_R, norm_Q : float
+        ``max_i ||A_i||``, ``max_i ||B_i||``, ``max_i ||R_i||``, ``max_i ||Q_i||``.
+    norm_Q_min : float
+        ``min_i ||Q_i||``.
+    norm_AK : float
+        ``max_i ||A_i - B_i K||``.
+    norm_K, norm_K_F : float
+        ``||K||`` and ``||K||_F``.
+    RBPB : float
+        ``max_i ||R_i + B_i'P_i B_i||``.
+    BPA_F : float
+        ``max_i ||B_i'P_i A_i||_F``.
+    trace_Psi, trace_R, trace_Sigma0 : float
+        ``max_i Tr(Psi_i)``, ``max_i Tr(R_i)``, ``max_i Tr(Sigma0_i)``.
+    norm_Sigma0 : float
+        ``max_i ||Sigma0_i||``.
+    norm_AK_F : float
+        ``max_i ||A_i - B_i K||_F``.
+    Sigma_star : (n,) ndarray
+        ``||Sigma_{K_i*}||`` per task.
+    d, k : int
+        State and input dimensions.
+
+    Raises
+    ------
+    ValidationError
+        A malformed field (hand-built objects are checked too).
+    """
 
     J: np.ndarray            # J_i(K), (n,)
     J_star: np.ndarray       # J_i(K_i*), (n,)
@@ -145,6 +186,7 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
     Returns
     -------
     TaskConstants
+        The quantities at ``K``.
 
     Raises
     ------
@@ -155,6 +197,11 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
         ``mu = sigma_min(Psi)``: with a singular one the constants are infinite).
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Appendix A (the quantities the constants of Lemmas 1-5
+    and 8-14 are built from).
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
