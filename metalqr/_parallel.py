@@ -32,8 +32,10 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 def map_chunks(fn: Callable[..., tuple], arrays: Sequence[np.ndarray], n: int,
                work: float, min_work: float = 2e6) -> tuple:
-    """Apply ``fn(*chunk_arrays) -> tuple of arrays`` to contiguous chunks of the leading
-    axis (length ``n``) in parallel and concatenate the results along that axis.
+    """Apply ``fn`` to contiguous chunks of the leading axis in parallel.
+
+    Apply ``fn(*chunk_arrays) -> tuple of arrays`` to contiguous chunks of the leading axis
+    (length ``n``) in parallel and concatenate the results along that axis.
 
     Runs serially when ``work`` (an estimate of the flop count) is below ``min_work`` or
     only one thread is available: the result is identical either way.

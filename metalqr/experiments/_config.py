@@ -239,7 +239,7 @@ class Study:
     >>> from metalqr.experiments import Study
     >>> study = Study.grid(base={"n_iterations": 3, "estimator": "exact", "n_tasks": 2},
     ...                    grid={"alpha": [1e-3, 1e-4]}, seeds=2, name="demo")
-    >>> len(study), [run["alpha"] for run in study]
+    >>> len(study), [config["alpha"] for run_id, config in study]
     (4, [0.001, 0.0001, 0.001, 0.0001])
     """
 

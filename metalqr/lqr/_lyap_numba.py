@@ -18,8 +18,11 @@ __all__ = ["pair_2x2"]
 
 @nb.njit(cache=True, error_model="numpy")
 def pair_2x2(A, WT, W, XT, X, stable):
-    """Fill ``XT``, ``X`` (n, 2, 2) and ``stable`` (n,) for ``X_T = A' X_T A + W_T`` and
-    ``X = A X A' + W``; zeros where not stable."""
+    """Solve the 2x2 Stein equations of a batch in closed form.
+
+    Fill ``XT``, ``X`` (n, 2, 2) and ``stable`` (n,) for ``X_T = A' X_T A + W_T`` and ``X = A X
+    A' + W``; zeros where not stable.
+    """
     n = A.shape[0]
     L = np.empty((4, 4))
     piv = np.empty(4, dtype=np.int64)
