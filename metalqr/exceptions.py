@@ -63,9 +63,9 @@ class UnstablePolicyError(MetalqrError, ValueError):
     message : str
         What failed and how to fix it.
     task_index : int or None
-        Sets :attr:`task_index`.
+        Sets ``task_index``.
     spectral_radius : float
-        Sets :attr:`spectral_radius`.
+        Sets ``spectral_radius``.
 
     Attributes
     ----------
@@ -127,7 +127,7 @@ class TrainingStalledError(MetalqrError, RuntimeError):
     message : str
         What failed and how to fix it.
     result : MetaTrainingResult or None
-        Sets :attr:`result`.
+        Sets ``result``.
 
     Attributes
     ----------
@@ -151,7 +151,7 @@ class TrainingDivergedError(MetalqrError, ArithmeticError):
     message : str
         What failed and how to fix it.
     result : MetaTrainingResult or None
-        Sets :attr:`result`.
+        Sets ``result``.
 
     Attributes
     ----------
