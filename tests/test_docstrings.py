@@ -150,7 +150,7 @@ def test_paper_implementations_cite_the_paper(key, path):
 
     refs = "\n".join(NumpyDocString(inspect.getdoc(OBJECTS[path]))["References"])
     assert f"[{key}]" in refs, f"{path}: no References section citing [{key}]"
-    assert re.search(r"\b(Eq|Eqs|Algorithm|Lemma|Theorem|Definition|Appendix|Section)\b", refs), (
+    assert re.search(r"\b(Eqs?|Algorithms?|Lemmas?|Theorems?|Definitions?|Propositions?|Appendix|Sections?)\b", refs), (
         f"{path}: the References section names no equation, algorithm or lemma")
 
 

@@ -218,6 +218,11 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
         Malformed or mutually inconsistent arguments (checked before any compiled code
         runs), non-finite derivatives, or a dense value model beyond the memory limit
         (``value_model="diagonal"`` is the alternative).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix E and Algorithm 2 (corrected as listed in the module
+    docstring); Tassa, Erez and Todorov (2012), Eq. (10), for the regularisation.
     """
     if not isinstance(d, Derivatives):
         raise ValidationTypeError(f"d must be a metalqr.ilqr.Derivatives; got {type(d).__name__}.")

@@ -1,5 +1,8 @@
-"""Model-based policy optimisation for single tasks: the three updates of Section 3.1 of
-the ZO-MAML paper (after Fazel et al. 2018), batched over a TaskSet."""
+"""Model-based policy optimisation for single tasks (Section 3.1 of the ZO-MAML paper).
+
+Model-based policy optimisation for single tasks: the three updates of Section 3.1 of the ZO-MAML
+paper (after Fazel et al. 2018), batched over a TaskSet.
+"""
 
 from __future__ import annotations
 

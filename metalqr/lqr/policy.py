@@ -1,5 +1,7 @@
-"""Exact policy evaluation, policy gradient and Hessian for LQR (Section 3.1 and
-Proposition 1 of the ZO-MAML paper), batched over the tasks of a :class:`TaskSet`.
+"""Exact policy evaluation, policy gradient and Hessian for LQR.
+
+Exact policy evaluation, policy gradient and Hessian for LQR (Section 3.1 and Proposition 1 of the
+ZO-MAML paper), batched over the tasks of a :class:`TaskSet`.
 
 Notation: ``A_K = A - B K``, ``P_K = A_K' P_K A_K + Q + K'RK``, ``Sigma_K = A_K Sigma_K A_K' + Psi``
 (Eq. (1)), ``E_K = (R + B'P_K B) K - B'P_K A`` and ``J(K) = Tr(P_K Psi) = Tr((Q + K'RK) Sigma_K)``.
@@ -31,7 +33,9 @@ def _T(X: np.ndarray) -> np.ndarray:
 
 def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
     """Validate a gain for ``batch``: shape (k, d), or (n, k, d) for a TaskSet of n tasks.
-    Returns it broadcast to (n, k, d)."""
+
+    Returns it broadcast to (n, k, d).
+    """
     n, d, k = batch.n, batch.d, batch.k
     if (n == 1 and type(K) is np.ndarray and K.dtype == np.float64 and K.shape == (k, d)
             and np.isfinite(K).all()):
@@ -53,8 +57,11 @@ def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
 
 
 def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
-    """``A - B K`` for every task, shape (n, d, d) (``inf`` entries where a huge finite ``K``
-    overflows; they count as unstable)."""
+    """Return ``A - B K`` for every task.
+
+    ``A - B K`` for every task, shape (n, d, d) (``inf`` entries where a huge finite ``K``
+    overflows; they count as unstable).
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         return batch.A - batch.B @ K
 
@@ -82,8 +89,11 @@ class PolicyEvaluation:
 
     @property
     def cost(self) -> np.ndarray:
-        """Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,), from the same solve
-        of ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN)."""
+        """Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,).
+
+        Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,), from the same solve of
+        ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN).
+        """
         if self.Psi is None:
             raise ValidationError("this PolicyEvaluation was built without Psi; pass Psi= "
                                   "to read its cost (metalqr.evaluate always does).")
@@ -121,6 +131,7 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
     what : str
@@ -157,8 +168,11 @@ def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
 
 
 def _evaluate_one(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
-    """:func:`_evaluate` for one task of small dimension on 2-D arrays (issue 15: the
-    per-call overhead of the batched path dominated at d = 2). Same formulas, same checks."""
+    """Evaluate one task of small dimension on 2-D arrays.
+
+    :func:`_evaluate` for one task of small dimension on 2-D arrays (issue 15: the per-call
+    overhead of the batched path dominated at d = 2). Same formulas, same checks.
+    """
     A, B, R, K = batch.A[0], batch.B[0], batch.R[0], Kb[0]
     with np.errstate(over="ignore", invalid="ignore"):
         AK = A - B @ K
@@ -178,8 +192,14 @@ def spectral_radius(task: TaskLike, K: Any):
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    float or (n,) ndarray
+        ``rho(A - B K)``, one per task for a TaskSet (``inf`` where ``A - B K`` overflows).
 
     Raises
     ------
@@ -197,8 +217,14 @@ def is_stabilizing(task: TaskLike, K: Any):
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    bool or (n,) ndarray of bool
+        ``rho(A - B K) < 1``, one per task for a TaskSet.
 
     Raises
     ------
@@ -218,13 +244,23 @@ def cost(task: TaskLike, K: Any):
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    float or (n,) ndarray
+        ``J(K)`` (the cost's units: those of ``x'Qx``), ``inf`` where ``K`` does not stabilise.
 
     Raises
     ------
     ValidationError
         On a malformed task or gain.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1 and Eq. (1).
 
     Examples
     --------
@@ -250,8 +286,11 @@ def cost(task: TaskLike, K: Any):
 
 
 def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
-    """``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
-    unstable or the value overflows (never NaN)."""
+    """Return ``J = Tr(P_K Psi)`` for stacked task matrices and gains.
+
+    ``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
+    unstable or the value overflows (never NaN).
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         AK, M = A - B @ K, Q + _T(K) @ R @ K
     stable, P, _ = lyapunov_pair(AK, M)
@@ -268,8 +307,14 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``grad J(K) = 2 E_K Sigma_K`` with ``E_K = (R + B'P_K B) K - B'P_K A``.
 
     Raises
     ------
@@ -277,6 +322,22 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
         On a malformed task or gain.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (2).
+
+    Examples
+    --------
+    The gradient vanishes at the optimal gain:
+
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.double_integrator()
+    >>> K_star, _ = metalqr.optimal_gain(task)
+    >>> metalqr.gradient(task, K_star).shape
+    (1, 2)
+    >>> bool(np.abs(metalqr.gradient(task, K_star)).max() < 1e-8)
+    True
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "gradient")
@@ -284,7 +345,7 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
 
 
 def _hvp(batch: Batch, ev: PolicyEvaluation, X: np.ndarray) -> np.ndarray:
-    """True Hessian-vector product. ``X`` has shape (n, m, k, d): m directions per task."""
+    """Return the true Hessian-vector product (``X`` of shape (n, m, k, d): m directions per task)."""
     AK, P, S, E = (a[:, None] for a in (ev.AK, ev.P, ev.Sigma, ev.E))
     B, RBPB = batch.B[:, None], ev.RBPB[:, None]
     XtE = _T(X) @ E
@@ -307,11 +368,17 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
     X : array_like, same shapes as ``K``
         The direction (one per task for a stacked ``K``-shaped array); real and finite
         (a complex direction is rejected, not truncated).
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``Hess J(K)[X]``, symmetric as an operator.
 
     Raises
     ------
@@ -326,6 +393,10 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     correct as a *quadratic form*: ``<X, H[X]>`` agrees, but as an operator it is not
     symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
     the true, symmetric Hessian-vector product; both facts are checked in the tests.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (2) differentiated once more; Eq. (3) (see Notes).
     """
     batch = as_batch(task)
     ev = _evaluate(batch, check_gain(batch, K), "hessian_vp")
@@ -334,15 +405,25 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
 
 
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
-    """The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order
-    (``(n, k*d, k*d)`` for a TaskSet), built from all ``k*d`` basis directions in one
-    batched solve (Proposition 1 of the ZO-MAML paper, differentiated twice).
+    """Return the Hessian of the cost as a ``(k*d, k*d)`` matrix.
+
+    Return the Hessian of the cost as a ``(k*d, k*d)`` matrix.
+
+    The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order (``(n, k*d, k*d)`` for
+    a TaskSet), built from all ``k*d`` basis directions in one batched solve (Proposition 1 of
+    the ZO-MAML paper, differentiated twice).
 
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k*d, k*d) or (n, k*d, k*d)
+        Symmetric, in row-major ``vec(K)`` order.
 
     Raises
     ------
@@ -369,9 +450,12 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
 
 
 def hessian_entries(n: int, k: int, d: int) -> float:
-    """Estimated float64 entries of the work arrays of :func:`hessian`: ``k d`` directions
-    per task, each with a handful of ``d x d`` matrices and (for ``d`` above the Kronecker
-    kernel's limit) up to about 20 stored squarings, plus the ``(k d)^2`` result."""
+    """Return the estimated float64 entries of the work arrays of :func:`hessian`.
+
+    Estimated float64 entries of the work arrays of :func:`hessian`: ``k d`` directions per
+    task, each with a handful of ``d x d`` matrices and (for ``d`` above the Kronecker kernel's
+    limit) up to about 20 stored squarings, plus the ``(k d)^2`` result.
+    """
     kd = float(k) * d
     return n * kd * (kd + 24.0 * d * d + 4.0 * kd)
 
@@ -385,8 +469,14 @@ def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``2 E_K``.
 
     Raises
     ------
@@ -406,8 +496,14 @@ def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``2 (R + B'P_K B)^{-1} E_K``.
 
     Raises
     ------

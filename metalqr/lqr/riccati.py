@@ -543,7 +543,9 @@ def optimal_gain(task: TaskLike) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     K_star : ndarray, shape (k, d) or (n, k, d)
+        The optimal gain(s) (``u = -K* x``).
     P_star : ndarray, shape (d, d) or (n, d, d)
+        The stabilising solution(s) of the DARE, ``P_{K*}``.
 
     Raises
     ------
@@ -552,6 +554,11 @@ def optimal_gain(task: TaskLike) -> tuple[np.ndarray, np.ndarray]:
         passes the checks. The message names the task index and the reason: ``(A, B)`` not
         stabilisable (an unstable eigenvalue not reachable from ``B``), an unobservable mode
         of ``(A, Q^1/2)`` on the unit circle, or which check each solver's answer failed.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1 (``P* = P_{K*}``); Chu, Fan, Lin and Wang
+    (2004) for the doubling algorithm.
 
     Examples
     --------

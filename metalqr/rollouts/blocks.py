@@ -1,5 +1,8 @@
-"""Roll-outs grouped by task into fixed-size blocks: the layout both rollout kernels use so
-that each step is a product with task-wide matrices (one per block) rather than per roll-out."""
+"""Roll-outs grouped by task into fixed-size blocks.
+
+Roll-outs grouped by task into fixed-size blocks: the layout both rollout kernels use so that each
+step is a product with task-wide matrices (one per block) rather than per roll-out.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ __all__ = ["task_blocks"]
 
 
 def task_blocks(task_index: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Roll-outs grouped by task into blocks of ``lanes`` (the last block of a task padded
-    with ``-1``): ``(block_task, block_rows)`` of shapes ``(nblocks,)`` and ``(nblocks, lanes)``.
+    """Group roll-outs by task into blocks of ``lanes``.
+
+    Roll-outs grouped by task into blocks of ``lanes`` (the last block of a task padded with
+    ``-1``): ``(block_task, block_rows)`` of shapes ``(nblocks,)`` and ``(nblocks, lanes)``.
     """
     task_index = np.asarray(task_index, dtype=np.int64)
     order = np.argsort(task_index, kind="stable")

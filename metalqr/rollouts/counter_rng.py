@@ -61,8 +61,7 @@ _SIGN = SIGN_SHIFT
 
 
 def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Marsaglia & Tsang's tables for :data:`ZIG_LAYERS` layers and 52-bit integers:
-    ``(KI, W, F)``.
+    """Marsaglia & Tsang's tables for :data:`ZIG_LAYERS` layers and 52-bit integers: ``(KI, W, F)``.
 
     Layer ``i >= 1`` is the rectangle ``[0, x_i] x [f(x_i), f(x_{i-1})]`` with
     ``f(x) = exp(-x^2/2)``, ``x_{N-1} = R`` and ``x_{i-1}`` from ``x_{i-1} (f(x_{i-1}) - f(x_i))
@@ -95,7 +94,7 @@ def block_stride(length: int, d: int) -> int:
 
 
 def draw_key(rng: np.random.Generator) -> int:
-    """A fresh 64-bit key from the caller's generator (one draw per engine call)."""
+    """Return a fresh 64-bit key from the caller's generator (one draw per engine call)."""
     return int(rng.integers(0, 2**63, dtype=np.int64))
 
 
@@ -123,8 +122,11 @@ def _tables(xp):
 
 
 def _tail(xp, s):
-    """Marsaglia's tail method, ``R + xx`` with ``xx = -log(U1) / R`` accepted when
-    ``-2 log(U2) > xx^2``, for each seed in ``s`` (advanced in place, two words a try)."""
+    """Draw from the normal tail by Marsaglia's method.
+
+    Marsaglia's tail method, ``R + xx`` with ``xx = -log(U1) / R`` accepted when ``-2 log(U2) >
+    xx^2``, for each seed in ``s`` (advanced in place, two words a try).
+    """
     out = xp.empty(s.shape[0])
     pending = xp.arange(s.shape[0])
     while pending.size:
@@ -139,10 +141,13 @@ def _tail(xp, s):
 
 
 def _slow_path(xp, h):
-    """The normals whose first word ``h`` missed the one-multiplication test (the wedge test,
-    the tail, and fresh tries with the stream seeded at ``h``); see the module docstring and
-    ``_slow_normal`` in :mod:`metalqr.rollouts.counter_rng_numba` (its Numba twin), the
-    same algorithm."""
+    """Return the normals that missed the one-multiplication test.
+
+    The normals whose first word ``h`` missed the one-multiplication test (the wedge test, the
+    tail, and fresh tries with the stream seeded at ``h``); see the module docstring and
+    ``_slow_normal`` in :mod:`metalqr.rollouts.counter_rng_numba` (its Numba twin), the same
+    algorithm.
+    """
     KI, W, F = _tables(xp)
     out = xp.empty(h.shape[0])
     pending = xp.arange(h.shape[0])
@@ -171,7 +176,7 @@ def _slow_path(xp, h):
 
 
 def normals(xp, key: int, index):
-    """Standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``)."""
+    """Return standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``)."""
     KI, W, _ = _tables(xp)
     h = _mix(np.uint64(key) + (index + np.uint64(1)) * GAMMA)
     idx = (h & _LAYER).astype(xp.int64)

@@ -1,8 +1,8 @@
-"""Numba twin of :mod:`metalqr.rollouts.counter_rng`: the same counter-based normals
-``z_c``, compiled. Every bit-layout constant (SplitMix64 increment, multipliers and shifts,
-layer mask, sign and integer bits, uniform shift, ziggurat tables) is read from
-:mod:`~metalqr.rollouts.counter_rng`, so the two cannot drift apart; the tests check that
-they give the same bits.
+"""Numba twin of :mod:`metalqr.rollouts.counter_rng`: the same counter-based normals ``z_c``, compiled.
+
+Every bit-layout constant (SplitMix64 increment, multipliers and shifts, layer mask, sign and
+integer bits, uniform shift, ziggurat tables) is read from :mod:`~metalqr.rollouts.counter_rng`, so
+the two cannot drift apart; the tests check that they give the same bits.
 
 The fast path is branch-free (:func:`fast_normal` marks the ~0.4% of draws beyond the
 ziggurat's one-multiplication test with :data:`PENDING`, and :func:`repair` fills them in a
@@ -46,10 +46,13 @@ def _uniform(w):
 
 @nb.njit(error_model="numpy", cache=True)
 def _slow_normal(h):
-    """The ziggurat beyond its one-multiplication test, for first word ``h``: the wedge test,
+    """Run the ziggurat beyond its one-multiplication test.
+
+    The ziggurat beyond its one-multiplication test, for first word ``h``: the wedge test,
     Marsaglia's tail and fresh tries, with further words from the SplitMix64 stream seeded at
     ``h``. Same algorithm as ``_slow_path`` in :mod:`metalqr.rollouts.counter_rng`; no
-    ``fastmath``, so that the arithmetic is NumPy's."""
+    ``fastmath``, so that the arithmetic is NumPy's.
+    """
     s = h
     while True:
         i = np.int64(h & _LAYER)
@@ -78,10 +81,13 @@ def _slow_normal(h):
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def fast_normal(x):
-    """Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
+    """Return the normal of a state when the ziggurat's fast test accepts.
+
+    Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
     one-multiplication test accepts (about 99.6% of draws; then ``|z| < R``), else
     :data:`_PENDING` (see :func:`repair`). Branch-free: calling the slow path from this loop
-    made it three times slower."""
+    made it three times slower.
+    """
     h = _mix(x)
     i = np.int64(h & _LAYER)
     a = h >> _S12
@@ -92,17 +98,20 @@ def fast_normal(x):
 
 @nb.njit(error_model="numpy", cache=True)
 def repair(x):
-    """The normal number of state ``x`` that :func:`fast_normal` left :data:`_PENDING`."""
+    """Return the normal number of state ``x`` that :func:`fast_normal` left :data:`_PENDING`."""
     return _slow_normal(_mix(x))
 
 
 @nb.njit(**_JIT)
 def lane_normals(x0, off, Z):
-    """``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
-    of a block of rollouts: one step's noise, row by row (a column-wise walk with strided
-    stores took three times as long). The hash is scalar (LLVM's AVX2 emulation of 64-bit
-    multiplies is slower than scalar ``imul``); the 0.4% of draws beyond the ziggurat's fast
-    test are filled in by a second pass."""
+    """Return one step's noise for a block of roll-outs.
+
+    ``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
+    of a block of rollouts: one step's noise, row by row (a column-wise walk with strided stores
+    took three times as long). The hash is scalar (LLVM's AVX2 emulation of 64-bit multiplies is
+    slower than scalar ``imul``); the 0.4% of draws beyond the ziggurat's fast test are filled
+    in by a second pass.
+    """
     d, L = Z.shape
     for i in range(d):
         Zi = Z[i]
@@ -141,8 +150,11 @@ def _fill_normals_parallel(key, out):
 
 @nb.njit(parallel=True, **_JIT)
 def _fill_sphere_parallel(key, radius, out):
-    """Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
-    Euclidean norm ``radius``."""
+    """Fill each row of ``out`` with normals scaled to norm ``radius``.
+
+    Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
+    Euclidean norm ``radius``.
+    """
     rows, n = out.shape
     for m in nb.prange(rows):
         row = out[m]
@@ -156,8 +168,11 @@ def _fill_sphere_parallel(key, radius, out):
 
 
 def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
-    """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
-    the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled)."""
+    """Return ``(rows, n)`` points uniform on a sphere (compiled).
+
+    ``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is the
+    normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled).
+    """
     out = np.empty((rows, n))
     _fill_sphere_parallel(np.uint64(key), float(radius), out)
     return out

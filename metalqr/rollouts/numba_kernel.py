@@ -1,5 +1,6 @@
-"""Compiled rollout kernel (Numba, parallel over blocks of rollouts). Same maths and the same
-counter-based noise as :mod:`metalqr.rollouts.array_kernel`.
+"""Compiled rollout kernel (Numba, parallel over blocks of rollouts).
+
+Same maths and the same counter-based noise as :mod:`metalqr.rollouts.array_kernel`.
 
 Layout: the rollouts of one task are simulated ``LANES`` at a time as a structure of arrays:
 the state is a ``(d, LANES)`` block whose rows are contiguous over rollouts, so every
@@ -88,8 +89,11 @@ def _add_rows_lanewise(C, X, out):
 
 @nb.njit(**_JIT)
 def _add_rows_lanewise_pair(C, E, X, o, p):
-    """``o += sum_j C[j] * X[j]`` and ``p += sum_j E[j] * X[j]`` (per-rollout coefficients),
-    two output rows per pass so that each row of ``X`` is loaded once for both."""
+    """Accumulate two per-roll-out linear combinations of the rows of ``X``.
+
+    ``o += sum_j C[j] * X[j]`` and ``p += sum_j E[j] * X[j]`` (per-rollout coefficients), two
+    output rows per pass so that each row of ``X`` is loaded once for both.
+    """
     n = X.shape[0]
     j = 0
     while j + 4 <= n:
@@ -111,8 +115,11 @@ def _add_rows_lanewise_pair(C, E, X, o, p):
 
 @nb.njit(**_JIT)
 def _add_rows_pair(c, e, X, j0, j1, o, p):
-    """``o += sum_j c[j] X[j]`` and ``p += sum_j e[j] X[j]`` over ``j0 <= j < j1``: two output
-    rows per pass, so each row of ``X`` is loaded once for both."""
+    """Accumulate two linear combinations of the rows of ``X``.
+
+    ``o += sum_j c[j] X[j]`` and ``p += sum_j e[j] X[j]`` over ``j0 <= j < j1``: two output rows
+    per pass, so each row of ``X`` is loaded once for both.
+    """
     j = j0
     while j + 4 <= j1:
         c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
@@ -146,8 +153,11 @@ def _add_matvec(M, X, OUT):
 
 @nb.njit(**_JIT)
 def _add_quadratic(Mu, X, s, s2, total):
-    """``total += x'Mx`` per rollout, from ``Mu``: the upper triangle of ``M`` with doubled
-    off-diagonal entries (rows taken in pairs: ``s, s2`` are work rows)."""
+    """Add ``x'Mx`` per roll-out to ``total``.
+
+    ``total += x'Mx`` per rollout, from ``Mu``: the upper triangle of ``M`` with doubled
+    off-diagonal entries (rows taken in pairs: ``s, s2`` are work rows).
+    """
     n = X.shape[0]
     i = 0
     while i < n:
@@ -178,12 +188,15 @@ def _add_squares(M, X, total):
 @nb.njit(parallel=True, **_JIT)
 def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K, noise_index,
             length, key, S, ref, factor, m, watch, out, diverged):
-    """Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K G``) or of
-    ``x <- A x - B u + G z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]``
-    (``-1``: padding) of task ``block_task[b]``. With ``qdiag`` the state cost matrix is
-    diagonal and only the diagonal of ``Qu`` is used. With ``watch``, a roll-out whose stage
-    cost at a step ``t > m`` exceeds ``factor (ref + max(c_1 .. c_m))`` is flagged in
-    ``diverged`` and its state reset to zero (so that it cannot overflow)."""
+    """Run the roll-outs of one block.
+
+    Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K G``) or of ``x <- A
+    x - B u + G z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]`` (``-1``:
+    padding) of task ``block_task[b]``. With ``qdiag`` the state cost matrix is diagonal and
+    only the diagonal of ``Qu`` is used. With ``watch``, a roll-out whose stage cost at a step
+    ``t > m`` exceeds ``factor (ref + max(c_1 .. c_m))`` is flagged in ``diverged`` and its
+    state reset to zero (so that it cannot overflow).
+    """
     nblocks, L = block_rows.shape
     k, d = K.shape[1], K.shape[2]
     key = np.uint64(key)
@@ -276,8 +289,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
 
 @nb.njit(parallel=True, **_JIT)
 def _fill_perturbed(C, V, out):
-    """``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] =
-    C[p] - V[p, q]``."""
+    """Fill ``out[p, q, 0] = C[p] + V[p, q]`` (and ``out[p, q, 1] = C[p] - V[p, q]``)."""
     P, Q, S, n = out.shape
     for p in nb.prange(P):
         c = C[p]
@@ -304,14 +316,17 @@ WHITE_SIGMA0_MAX = 1e6
 
 
 def _whiten(A, B, Q, L0, G):
-    """Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None``
-    when that would not be accurate: some ``G`` is ill-conditioned after diagonal
-    equilibration (e.g. singular ``Psi``), or ``Sigma0`` is far larger than ``Psi`` in the
-    noise's metric (:data:`WHITE_SIGMA0_MAX`).
+    """Return the inputs in the noise coordinates, or None when inaccurate.
+
+    Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None`` when
+    that would not be accurate: some ``G`` is ill-conditioned after diagonal equilibration (e.g.
+    singular ``Psi``), or ``Sigma0`` is far larger than ``Psi`` in the noise's metric
+    (:data:`WHITE_SIGMA0_MAX`).
 
     ``G = diag(h) G_C`` (:func:`~metalqr.rollouts.engine.equilibrated_factor`) and every
     product is formed as ``G_C^{-1} (diag(h)^{-1} M diag(h)) G_C``, so a diagonal scaling of
-    the state (``x' = S x``) leaves the whitened inputs unchanged up to rounding."""
+    the state (``x' = S x``) leaves the whitened inputs unchanged up to rounding.
+    """
     if not well_conditioned(G):
         return None
     h, GC = equilibrated_factor(G)
@@ -338,11 +353,14 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, ref=None, factor: float = math.inf,
                          lanes: int | None = None) -> np.ndarray:
-    """Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array`
-    (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`;
-    ``ref`` and ``factor``: the divergence test, ``inf`` for a diverging roll-out).
-    ``lanes`` rollouts of a task (default :data:`LANES`) are simulated together; the result
-    does not depend on it (to rounding)."""
+    """Simulate roll-out costs with the compiled kernels.
+
+    Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array` (``L0
+    L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`; ``ref``
+    and ``factor``: the divergence test, ``inf`` for a diverging roll-out). ``lanes`` rollouts
+    of a task (default :data:`LANES`) are simulated together; the result does not depend on it
+    (to rounding).
+    """
     N = K.shape[0]
     out = np.empty(N)
     if N == 0:

@@ -68,6 +68,10 @@ def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
     ------
     ValidationError
         Non-finite, complex, empty or non-1-D ``losses``; ``kappa <= 1``; unknown ``mode``.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Eq. (12) (the exploration and exploitation baselines).
     """
     losses = as_float_array(losses, "losses", ndim=1, allow_empty=False)
     kappa = check_real(kappa, "kappa", minimum=1.0, min_inclusive=False)
