@@ -101,7 +101,7 @@ def main():
     with tempfile.TemporaryDirectory() as ck:
         t0 = time.perf_counter()
         res = tow.run_experiment(source, learner, ("uniform",), n_iterations=iters, T=5, M=5, optimizer="adam",
-                                 alpha=args.alpha, n_test=600, n_val=100, seed=args.seed, eval_every=max(1, iters // 10),
+                                 alpha=args.alpha, n_test=600, n_val=100, rng=args.seed, eval_every=max(1, iters // 10),
                                  checkpoint=ck, checkpoint_every=iters)
         wall = time.perf_counter() - t0
         x = res[0].params

@@ -50,7 +50,7 @@ def run_source(name: str, quick: bool, names=None):
     source = cfg["source"]()
     learner = tow.make_learner(cfg["learner"], source, hidden=cfg["hidden"], gamma=cfg["gamma"])
     iters, n_test = (max(5, cfg["iterations"] // 10), 200) if quick else (cfg["iterations"], 600)
-    common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=0)
+    common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, rng=0)
     names = tow.strategies() if names is None else tuple(names)
     defaults = tow.run_experiment(source, learner, names, **common)     # the paper's settings
     results = list(defaults)
@@ -95,7 +95,7 @@ def seed_study(name: str, seeds, quick: bool, pair) -> None:
     iters, n_test = (max(5, cfg["iterations"] // 10), 200) if quick else (cfg["iterations"], 600)
     rows, gains = [], []
     for seed in seeds:
-        common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, seed=seed)
+        common = dict(n_iterations=iters, T=5, M=5, optimizer="adam", alpha=cfg["alpha"], n_test=n_test, rng=seed)
         u, t = tow.run_experiment(source, learner, tuple(pair), beta_u=10.0, n_ilqr=1, **common)
         diff = (t.metric - u.metric) if u.metric_name == "accuracy" else (u.metric - t.metric)
         gains.append(float(diff.mean()))

@@ -262,3 +262,20 @@ def check_same_length(arrays: Sequence[tuple[str, Any]], axis_name: str = "lengt
             raise ValidationError(f"{name} has {axis_name} {n} but {lengths[0][0]} has {first}; "
                                   f"they must agree ({desc}).")
     return first
+
+
+def as_seed(rng: Any, name: str = "rng", *, allow_none: bool = False) -> int | None:
+    """Return an int root seed ``>= 0`` from ``rng`` (an int seed, a Generator or ``None``).
+
+    Used by functions that derive several keyed streams (``default_rng([seed, key])``) from one
+    root and record it: an int is returned as it is (so ``rng=s`` reproduces the run with
+    seed ``s``); a Generator gives one draw from it; ``None`` gives fresh entropy, or stays
+    ``None`` with ``allow_none`` (the caller has a meaning for it, e.g. derandomised).
+    """
+    if rng is None and allow_none:
+        return None
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValidationError(f"{name} must be a non-negative int seed; got {rng}.")
+        return int(rng)
+    return int(as_rng(rng, name).integers(0, 2**63 - 1))

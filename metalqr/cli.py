@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from ._checkpoint import FolderLock
 from ._report import print_table as _print_table
 from ._validation import check_int, check_real
@@ -67,7 +67,7 @@ to see the full traceback."""
 
 
 # --------------------------------------------------------------------------- parsing helpers
-class UsageError(Exception):
+class _UsageError(Exception):
     """A command-line error found by argparse (unknown option, bad value...)."""
 
 
@@ -84,7 +84,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose errors raise :class:`UsageError`.
 
-    ArgumentParser whose errors raise :class:`UsageError` (so :func:`main` prints them on one
+    ArgumentParser whose errors raise :class:`_UsageError` (so :func:`main` prints them on one
     line) and whose help shows defaults; sub-parsers inherit both.
     """
 
@@ -98,7 +98,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse API
         sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         hint = f"see 'metalqr {sub} --help'" if sub else "see 'metalqr --help'"
-        raise UsageError(f"{message} ({hint})")
+        raise _UsageError(f"{message} ({hint})")
 
 
 class _SubParser(_Parser):
@@ -208,7 +208,7 @@ def _validated_ints(p: argparse.ArgumentParser, minimum: dict[str, int]) -> None
 
 
 # --------------------------------------------------------------------------- demo
-def demo_table(n_iterations: int = 200) -> list[dict]:
+def demo_table(max_iterations: int = 200) -> list[dict]:
     """Compare controller designs on the standard systems.
 
     Controller design on the standard systems: DARE vs python-control vs the three
@@ -216,8 +216,9 @@ def demo_table(n_iterations: int = 200) -> list[dict]:
 
     Parameters
     ----------
-    n_iterations : int, default 200
-        Policy-optimisation steps of each method (>= 1).
+    max_iterations : int, default 200
+        Most policy-optimisation steps of each method (>= 1; passed to
+        :func:`metalqr.policy_optimization`, which stops earlier at its tolerance).
 
     Returns
     -------
@@ -229,13 +230,13 @@ def demo_table(n_iterations: int = 200) -> list[dict]:
     Raises
     ------
     ValidationError
-        If ``n_iterations`` is not an integer >= 1.
+        If ``max_iterations`` is not an integer >= 1.
     """
     import control
 
     from . import lqr
 
-    n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
+    max_iterations = check_int(max_iterations, "max_iterations", minimum=1)
     rows = []
     for name, task in lqr.standard_systems().items():
         K_star, P_star = lqr.optimal_gain(task)
@@ -256,8 +257,8 @@ def demo_table(n_iterations: int = 200) -> list[dict]:
                 else:
                     ev = lqr.evaluate(task, K0)
                     step = 0.5 / np.linalg.norm(ev.RBPB[0], 2)
-            res = lqr.policy_optimization(task, K0, method=method, step_size=step,
-                                          n_iterations=n_iterations)
+            res = lqr.policy_optimization(task, K0, method=method, eta=step,
+                                          max_iterations=max_iterations)
             row[f"gap_{method}"] = (res.costs[-1] - J_star) / J_star
         rows.append(row)
     return rows
@@ -321,7 +322,7 @@ def _compile_kernels(backend: str | None, *, delay: float = 2.0) -> float | None
 
     from . import _numba_cache
     from .meta import sample_tasks, zo_maml_gradient
-    from .rollouts import numba_kernel
+    from .rollouts import get_backend
 
     root = _numba_cache.installed_root()
     where = f"; cached in {root}" if root else ""
@@ -337,7 +338,7 @@ def _compile_kernels(backend: str | None, *, delay: float = 2.0) -> float | None
 
     timer = threading.Timer(delay, announce)
     timer.daemon = True
-    if _numba_cache.is_cold(numba_kernel.__file__):
+    if get_backend("numba").kernels_cold():
         announce()
     else:
         timer.start()
@@ -365,8 +366,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .meta.figure1 import reproduce_figure1
     with FolderLock(args.output):
         _compile_kernels(args.backend)
-        summary = reproduce_figure1(quick=args.quick, output_dir=args.output, seed=args.seed,
-                                    iterations=args.iterations, backend=args.backend,
+        summary = reproduce_figure1(quick=args.quick, output_dir=args.output, rng=args.seed,
+                                    n_iterations=args.iterations, backend=args.backend,
                                     progress=not args.no_progress, resume=args.resume)
     failed = _failed_settings(summary or [])
     if failed:
@@ -424,10 +425,10 @@ def _tow_source(args: argparse.Namespace):
     if args.source == "sinusoid":
         return tow.SinusoidTasks()
     if args.source == "classification":
-        return tow.HierarchicalClassificationTasks(seed=args.seed)
+        return tow.HierarchicalClassificationTasks(rng=args.seed)
     if args.source == "anyshot":
         max_shot = TOW_MAX_SHOT if args.max_shot is None else args.max_shot
-        return tow.AnyShotTasks(seed=args.seed, max_shot=max_shot)
+        return tow.AnyShotTasks(rng=args.seed, max_shot=max_shot)
     if args.source == "digits":
         import importlib.util
         if importlib.util.find_spec("sklearn") is None:
@@ -512,7 +513,7 @@ def _cmd_tow(args: argparse.Namespace) -> int:
         results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=args.T,
                                      M=args.M, optimizer=pick("optimizer"), alpha=pick("alpha"),
                                      beta_u=args.beta_u, kappa=args.kappa, n_ilqr=args.n_ilqr, n_test=n_test,
-                                     n_val=args.n_val, seed=args.seed, eval_every=eval_every,
+                                     n_val=args.n_val, rng=args.seed, eval_every=eval_every,
                                      progress=not args.no_progress, checkpoint=ckpt)
         command = (f"metalqr tow --source {args.source}"
                    + (f" --images {args.images}" if args.images else "")
@@ -756,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _uniform_errors(build_parser()).parse_args(argv)
         return int(args.func(args))
-    except UsageError as err:
+    except _UsageError as err:
         if debug:
             traceback.print_exc()
         print(f"metalqr: error: {err}", file=sys.stderr)

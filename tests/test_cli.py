@@ -351,12 +351,12 @@ def test_warm_kernel_cache_is_silent_and_other_backends_skip(monkeypatch, capsys
 from helpers import assert_named_error  # noqa: E402
 
 MALFORMED = [   # (function, argument word, args, kwargs)
-    (cli.demo_table, "n_iterations", (0,), {}),
-    (cli.demo_table, "n_iterations", (-5,), {}),
-    (cli.demo_table, "n_iterations", (2.5,), {}),
-    (cli.demo_table, "n_iterations", ("20",), {}),
-    (cli.demo_table, "n_iterations", (True,), {}),
-    (cli.demo_table, "n_iterations", (None,), {}),
+    (cli.demo_table, "max_iterations", (0,), {}),
+    (cli.demo_table, "max_iterations", (-5,), {}),
+    (cli.demo_table, "max_iterations", (2.5,), {}),
+    (cli.demo_table, "max_iterations", ("20",), {}),
+    (cli.demo_table, "max_iterations", (True,), {}),
+    (cli.demo_table, "max_iterations", (None,), {}),
     (cli.main, "argv", ("demo --iterations 20",), {}),
     (cli.main, "argv", (5,), {}),
     (cli.main, "argv", ([b"demo"],), {}),

@@ -128,7 +128,7 @@ def test_same_seed_same_numbers_as_reproduce_fig1(tmp_path):
     from metalqr.meta.figure1 import Figure1Setting, reproduce_figure1
     s = Figure1Setting(1, 1, alpha=1e-3, eta=1e-5, n_iterations=3, n_perturbations=5,
                        inner_perturbations=5)
-    reproduce_figure1(output_dir=str(tmp_path), seed=2, settings=(s,), progress=False,
+    reproduce_figure1(output_dir=str(tmp_path), rng=2, settings=(s,), progress=False,
                       verbose=False, backend="numpy")
     import csv
     with open(tmp_path / "fig1.csv") as fh:
@@ -140,7 +140,7 @@ def test_same_seed_same_numbers_as_reproduce_fig1(tmp_path):
 
 
 def test_figure1_study_matches_paper_settings():
-    study = figure1_study(3, quick=True, iterations=5)
+    study = figure1_study(3, quick=True, n_iterations=5)
     assert len(study) == 9 and {r["seed"] for r in study.runs} == {0, 1, 2}
     big = [r for r in study.runs if r["d"] == 20]
     assert all(r["estimator"] == "two_point" and r["n_perturbations"] == 20 for r in big)
@@ -416,7 +416,7 @@ MALFORMED = [
     (execute_run, "n_tasks", ({"n_tasks": 2.0},), {}),
     (figure1_study, "seeds", (0,), {}),
     (figure1_study, "seeds", ("3",), {}),
-    (figure1_study, "n_iterations", (2,), {"iterations": -1}),
+    (figure1_study, "n_iterations", (2,), {"n_iterations": -1}),
     (figure1_study, "backend", (2,), {"backend": "cuda"}),
 ]
 

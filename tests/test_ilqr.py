@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 import metalqr
 from metalqr.ilqr import (backward_pass, box_qp, finite_difference_derivatives, ilqr,
                           problems)
-from metalqr.ilqr.forward_numba import forward_compiled, _forward_loop
+from metalqr.ilqr._forward_numba import forward_compiled, _forward_loop
 from metalqr.ilqr.problems import _batch_loop
 
 
@@ -30,6 +30,16 @@ def _assert_consistent(prob, res):
     assert np.allclose(res.X, _rollout(prob, res.U), rtol=1e-9, atol=1e-9)
     assert res.cost == pytest.approx(_total(prob, res.X, res.U), rel=1e-12)
     assert res.costs[-1] == res.cost
+
+
+def _vectorized_rollout(dyn, cost, term, x0, U):
+    """Roll-out of ``U`` through vectorised callables and its total cost, recomputed here."""
+    X = [np.asarray(x0, dtype=float)]
+    J = 0.0
+    for t in range(U.shape[0]):
+        J += float(cost(X[-1][None], U[t][None], np.array([t]))[0])
+        X.append(dyn(X[-1][None], U[t][None], np.array([t]))[0])
+    return np.array(X), J + float(term(X[-1][None])[0])
 
 
 def _rollout(prob, U):
@@ -173,9 +183,9 @@ def test_standard_problem_any_dt_compiled_equals_python(name, dt, T, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", STANDARD)
 def test_standard_forward_kernel_matches_generic(name):
-    """The problem's cached kernel and the generic (per-process) kernel of forward_numba run
+    """The problem's cached kernel and the generic (per-process) kernel of _forward_numba run
     the same step: bit-identical results (fails on a stale cached kernel after an edit of
-    forward_numba._forward_loop)."""
+    _forward_numba._forward_loop)."""
     prob = problems.standard_problem(name, T=25)
     spec, dt = problems.standard_problem_spec(name), prob.dt
     step = spec.step
@@ -349,8 +359,10 @@ def test_regularization_recovers_from_indefinite_quu():
 
     res = ilqr(dyn, cost, np.array([1.0]), np.zeros((10, 1)), terminal_cost=term, vectorized=True,
                max_iterations=50)
-    assert np.all(np.isfinite(res.U)) and res.cost < res.costs[0]
-    assert np.all(np.diff(res.costs) < 0)
+    assert np.all(np.isfinite(res.U))
+    X, J = _vectorized_rollout(dyn, cost, term, np.array([1.0]), res.U)
+    assert np.allclose(res.X, X, rtol=1e-12) and res.cost == pytest.approx(J, rel=1e-12)
+    assert J < _vectorized_rollout(dyn, cost, term, np.array([1.0]), np.zeros((10, 1)))[1]
     assert np.all(np.abs(np.abs(res.U) - 1.0) < 0.2)   # minimisers of -u^2/2 + u^4/4 are |u| = 1
 
 
@@ -369,7 +381,11 @@ def test_non_finite_forward_passes_are_rejected():
     res = ilqr(dyn, cost, np.zeros(1), np.zeros((3, 1)), terminal_cost=term, vectorized=True,
                max_iterations=30)
     assert math.isfinite(res.cost) and np.all(np.isfinite(res.X))
-    assert np.all(np.diff(res.costs) < 0)
+    X, J = _vectorized_rollout(dyn, cost, term, np.zeros(1), res.U)
+    assert np.array_equal(res.X, X) and res.cost == pytest.approx(J, rel=1e-12)
+    # independent bounds: below the cost of U = 0 (50 * 10^2), and not below the optimum over
+    # the finite region |u_t| <= 2 (u_t = 2: 0.5 * 3 * 4 + 50 * (6 - 10)^2 = 806)
+    assert 806.0 - 1e-9 <= J < 5000.0
 
 
 def test_finite_differences_match_analytic_and_scalar_callables():
@@ -482,7 +498,7 @@ def test_unstable_lq_from_exploding_rollout_reaches_riccati_cost_with_default_fd
                np.ones(1), np.zeros((T, 1)), terminal_cost=lambda x: x[:, 0] ** 2, vectorized=True)
     J_star = _scalar_riccati_cost(1.5, 1.0, 1.0, 1.0, 1.0, T, 1.0)
     assert round(J_star, 4) == 2.6302
-    assert res.converged, res.reason
+    assert res.converged, res.stop_reason
     assert res.cost == pytest.approx(J_star, rel=1e-9)
     assert res.costs[0] > 1e30 and np.all(np.diff(res.costs) < 0)
 
@@ -523,7 +539,7 @@ def test_rank_deficient_fu_escalates_regularisation_and_reaches_optimum(kw):
     # mu f_u'f_u cannot repair it (the solver used to stop at cost 15). Right answer J* = 1:
     # (x0 - 1)^2 = 1 is unavoidable and x_1 = 1 is reachable in one step.
     res = _two_actuators(**kw)
-    assert res.converged, res.reason
+    assert res.converged, res.stop_reason
     assert res.cost == pytest.approx(1.0, abs=1e-8)
     if not kw.get("regularization_type"):
         assert res.regularization_type == "state+control"
@@ -534,8 +550,8 @@ def test_reason_names_the_cause_when_no_regularisation_helps():
     res = ilqr(lambda x, u, t: x + 0.0 * u, lambda x, u, t: x[:, 0] ** 2 - 1e11 * u[:, 0] ** 2,
                np.ones(1), np.zeros((4, 1)), terminal_cost=lambda x: x[:, 0] ** 2, vectorized=True)
     assert not res.converged
-    assert re.search(r"f_u is ~0 at step \d", res.reason), res.reason
-    assert re.search(r"c_uu not positive definite at step \d", res.reason), res.reason
+    assert re.search(r"f_u is ~0 at step \d", res.stop_reason), res.stop_reason
+    assert re.search(r"c_uu not positive definite at step \d", res.stop_reason), res.stop_reason
     assert res.cost == res.costs[0]
 
 
@@ -545,10 +561,10 @@ def test_start_at_stationary_point_is_reported(value_model):
     U_star, _, _ = problems.finite_horizon_lqr(mats)
     res = ilqr(**{**prob.kwargs(), "U0": U_star}, value_model=value_model)
     assert res.converged and res.n_iterations == 1 and len(res.costs) == 1
-    assert res.reason.startswith("initial trajectory is stationary (gradient norm")
+    assert res.stop_reason.startswith("initial trajectory is stationary (gradient norm")
     assert res.gradient_norm < 1e-8
     moved = ilqr(**prob.kwargs(), value_model=value_model)
-    assert not moved.reason.startswith("initial trajectory is stationary")
+    assert not moved.stop_reason.startswith("initial trajectory is stationary")
 
 
 def test_vectorized_terminal_cost_receives_batches():
@@ -575,7 +591,7 @@ def test_non_finite_derivatives_reason_names_field_and_step():
         return d
 
     res = ilqr(**{**prob.kwargs(), "derivatives": bad})
-    assert not res.converged and "f_u at step 3" in res.reason
+    assert not res.converged and "f_u at step 3" in res.stop_reason
     assert res.cost == res.costs[0]
 
 
@@ -629,8 +645,8 @@ def test_wrong_user_derivatives_reason_says_predicted_and_actual_change():
         return d
 
     res = ilqr(**{**prob.kwargs(), "derivatives": wrong}, max_iterations=200)
-    assert not res.converged and res.reason.startswith("no improving step")
-    assert "against a predicted" in res.reason and "derivatives= matches" in res.reason
+    assert not res.converged and res.stop_reason.startswith("no improving step")
+    assert "against a predicted" in res.stop_reason and "derivatives= matches" in res.stop_reason
     assert res.cost == res.costs[0]
 
 
@@ -714,7 +730,7 @@ def test_fd_gradient_lost_to_rounding_is_not_reported_as_convergence():
         warnings.simplefilter("error")
         res = ilqr(dyn, cost, x0, np.zeros((20, 1)) + 1e-100)
     assert not res.converged
-    assert "cannot resolve the gradient" in res.reason
+    assert "cannot resolve the gradient" in res.stop_reason
     # with exact derivatives the solver does reach the optimum U = 0
     def derivs(X, U):
         T = U.shape[0]

@@ -134,7 +134,6 @@ for _name in ("spectral_radius", "is_stabilizing", "cost", "gradient", "natural_
     _gain_cases(_name, getattr(metalqr, _name))
 for _name in ("gradient", "natural_gradient", "gauss_newton_direction", "hessian", "evaluate"):
     case(_name, getattr(metalqr, _name), "K", T, KBAD)
-case("evaluate", metalqr.evaluate, "what", T, K, what=5)
 case("hessian", metalqr.hessian, "hessian_vp",
      metalqr.LQRTask(0.5 * np.eye(200), np.ones((200, 100)), np.eye(200), np.eye(100)),
      np.zeros((100, 200)))
@@ -150,13 +149,13 @@ case("hessian_vp", metalqr.hessian_vp, "K", T, KBAD, K)
 _po = metalqr.policy_optimization
 case("policy_optimization", _po, "method", T, K, method="newton")
 case("policy_optimization", _po, "method", T, K, method=None)
-case("policy_optimization", _po, "step_size", T, K, step_size=0.0)
-case("policy_optimization", _po, "step_size", T, K, step_size=NAN)
-case("policy_optimization", _po, "step_size", T, K, step_size=-1e-3)
-case("policy_optimization", _po, "step_size", T, K, step_size="0.1")
-case("policy_optimization", _po, "n_iterations", T, K, n_iterations=-1)
-case("policy_optimization", _po, "n_iterations", T, K, n_iterations=2.5)
-case("policy_optimization", _po, "n_iterations", T, K, n_iterations=True)
+case("policy_optimization", _po, "eta", T, K, eta=0.0)
+case("policy_optimization", _po, "eta", T, K, eta=NAN)
+case("policy_optimization", _po, "eta", T, K, eta=-1e-3)
+case("policy_optimization", _po, "eta", T, K, eta="0.1")
+case("policy_optimization", _po, "max_iterations", T, K, max_iterations=-1)
+case("policy_optimization", _po, "max_iterations", T, K, max_iterations=2.5)
+case("policy_optimization", _po, "max_iterations", T, K, max_iterations=True)
 case("policy_optimization", _po, "tol", T, K, tol=-1.0)
 case("policy_optimization", _po, "tol", T, K, tol=NAN)
 case("policy_optimization", _po, "K0", T, KT)

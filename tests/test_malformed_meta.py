@@ -280,9 +280,9 @@ def test_history_missing_file(tmp_path):
 
 @pytest.mark.parametrize("kwargs, word", [
     ({"quick": 1}, "quick"), ({"quick": "yes"}, "quick"),
-    ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"seed": "0"}, "seed"),
-    ({"iterations": 0}, "iterations"), ({"iterations": -2}, "iterations"),
-    ({"iterations": 2.5}, "iterations"),
+    ({"rng": -1}, "rng"), ({"rng": 1.5}, "rng"), ({"rng": "0"}, "rng"),
+    ({"n_iterations": 0}, "n_iterations"), ({"n_iterations": -2}, "n_iterations"),
+    ({"n_iterations": 2.5}, "n_iterations"),
     ({"backend": "gpu"}, "backend"), ({"backend": "numbaa"}, "backend"),
     ({"progress": 0}, "progress"), ({"resume": "no"}, "resume"), ({"verbose": None}, "verbose"),
     ({"output_dir": 5}, "output_dir"), ({"output_dir": ""}, "output_dir"),

@@ -152,7 +152,7 @@ def test_metalqr_kernels_use_the_per_user_cache_and_user_functions_do_not(tmp_pa
     probe = (
         "import sys, metalqr\n"
         "from metalqr import _numba_cache\n"
-        "from metalqr.rollouts import numba_kernel\n"
+        "from metalqr.rollouts import _numba_kernel as numba_kernel\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "import user_mod\n"
         "print(_numba_cache.installed_root())\n"

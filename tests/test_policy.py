@@ -184,7 +184,7 @@ def test_policy_optimization_converges_on_standard_systems(method, step):
             s = 0.5 / L if method == "gd" else 0.5 / np.linalg.norm(ev.RBPB[0], 2)
         else:
             s = step
-        res = metalqr.policy_optimization(task, K0, method=method, step_size=s, n_iterations=3000)
+        res = metalqr.policy_optimization(task, K0, method=method, eta=s, max_iterations=3000)
         assert np.all(np.diff(res.costs) <= 1e-12 * res.costs[0]), name
         assert res.costs[-1] <= res.costs[0]
         if method == "gauss_newton":
@@ -258,7 +258,7 @@ def test_small_step_gradient_descent_decreases_cost(pair):
     iterations."""
     task, K0 = pair
     step = 0.1 / np.max(np.abs(np.linalg.eigvalsh(metalqr.hessian(task, K0))))
-    res = metalqr.policy_optimization(task, K0, method="gd", step_size=step, n_iterations=25)
+    res = metalqr.policy_optimization(task, K0, method="gd", eta=step, max_iterations=25)
     assert np.all(np.isfinite(res.costs))
     assert np.all(np.diff(res.costs) <= 1e-12 * res.costs[0])
 

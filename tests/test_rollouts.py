@@ -11,9 +11,9 @@ import metalqr
 from metalqr.rollouts import backends as backends_mod
 from metalqr.rollouts.counter_rng import (GAMMA, ZIG_KI, ZIG_LAYERS, ZIG_R, ZIG_V, _mix, normals,
                                           ziggurat_tables)
-from metalqr.rollouts import array_kernel, numba_kernel, numpy_backend
+from metalqr.rollouts import _array_kernel as array_kernel, _numba_kernel as numba_kernel, numpy_backend
 from metalqr.rollouts.engine import noise_factors
-from metalqr.rollouts.numba_kernel import normals_numba
+from metalqr.rollouts._numba_kernel import normals_numba
 from helpers import random_task, stabilizing_gain
 
 

@@ -16,7 +16,7 @@ from metalqr.tow import (PerBatchStrategy, SGD, Adam, SinusoidTasks, WeightingSt
 SRC = SinusoidTasks()
 LEARNER = make_learner("fomaml", SRC, hidden=6, gamma=0.02)
 T, M = 2, 3
-SHORT = dict(n_iterations=2, T=T, M=M, alpha=0.01, n_test=4, n_val=3, seed=5, eval_every=1)
+SHORT = dict(n_iterations=2, T=T, M=M, alpha=0.01, n_test=4, n_val=3, rng=5, eval_every=1)
 OPTIONS = dict(beta_u=10.0, mu_u=1.0 / M, kappa=1.2, n_ilqr=2, value_model="diagonal")
 
 
@@ -95,11 +95,11 @@ def _reference(name, opt_name, **kw):
     T mini-batches from default_rng([seed, k]); baselines weight and step per mini-batch;
     TOW follows tow_weights' trajectory. Returns (params, weights)."""
     opt = tow.make_optimizer(opt_name, kw["alpha"])
-    z = opt.initial_state(LEARNER.init(kw["seed"]))
+    z = opt.initial_state(LEARNER.init(kw["rng"]))
     D = LEARNER.net.size
     Us = []
     for k in range(kw["n_iterations"]):
-        rng = np.random.default_rng([kw["seed"], k])
+        rng = np.random.default_rng([kw["rng"], k])
         batches = [SRC.sample(rng, M) for _ in range(T)]
         if name == "tow":
             res = tow_weights(LEARNER, z, batches, optimizer=opt, tau0=k * T, beta_u=10.0, n_ilqr=2,
@@ -125,7 +125,7 @@ def test_builtins_are_bit_identical_to_the_pre_registry_loop(opt_name):
         assert np.array_equal(r.params, params), r.name
         assert np.array_equal(r.weights, U), r.name
         assert np.array_equal(r.metric, LEARNER.evaluate(params, SRC.sample(
-            np.random.default_rng([kw["seed"], 10**6]), kw["n_test"], train=False))), r.name
+            np.random.default_rng([kw["rng"], 10**6]), kw["n_test"], train=False))), r.name
     # the strategies really differ (the comparison above could not pass by accident)
     assert len({r.params.tobytes() for r in results}) == len(names)
 

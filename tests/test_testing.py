@@ -138,13 +138,13 @@ def test_assert_bound_holds_for_the_corrected_h_G():
     assert "holds" in str(rep)
 
 
-def test_check_bound_ignore_and_seed():
+def test_check_bound_ignore_and_rng():
     def q(X):
         if X[0, 0] > 0:
             raise metalqr.UnstablePolicyError("skip me")
         return 0.0
     rep = mt.check_bound(lambda X: 1.0, q, mt.directions(1, 2), max_examples=20,
-                         ignore=(metalqr.UnstablePolicyError,), seed=3)
+                         ignore=(metalqr.UnstablePolicyError,), rng=3)
     assert rep.holds and rep.n_rejected > 0 and rep.n_examples > 0
 
     def always_unstable(X):

@@ -141,9 +141,11 @@ def test_callback_stops_and_tolerance():
                                            n_iterations=50, gradient="exact", progress=False,
                                            callback=lambda rec, K: rec["iteration"] >= 3)
     assert res.stop_reason == "callback" and len(res.history) == 1 + 3
+    assert res.n_iterations == 3 and not res.converged
     res = metalqr.meta_policy_optimization(ts, np.zeros((1, 2)), alpha=1e-3, eta=1e-5,
                                            n_iterations=50, gradient="exact", progress=False, tol=1e9)
     assert res.converged and len(res.history) == 1 + 1
+    assert res.stop_reason == "tolerance" and res.n_iterations == 1
 
 
 def test_figure1_runner_writes_outputs(tmp_path):
@@ -164,15 +166,29 @@ def test_figure1_runner_writes_outputs(tmp_path):
 
 @pytest.mark.slow
 def test_cli_reproduce_fig1_runs(tmp_path):
+    import csv
+
     from metalqr.cli import main
+
+    def read(name):
+        with open(tmp_path / name, newline="") as fh:
+            return list(csv.DictReader(fh))
+
     assert main(["reproduce", "fig1", "--quick", "--iterations", "2", "--output", str(tmp_path),
                  "--no-progress"]) == 0
-    rows = (tmp_path / "summary.csv").read_text().splitlines()
-    assert len(rows) == 4 and rows[0].startswith("setting,")
-    # --resume continues from the checkpoints instead of starting again
+    first, curve = read("summary.csv"), read("fig1.csv")
+    assert len(first) == 3 and [int(r["iterations"]) for r in first] == [2, 2, 2]
+    assert [int(r["iteration"]) for r in curve] == [0, 1, 2] * 3
+    # --resume continues from the checkpoints instead of starting again: iteration 3 is
+    # added to each setting and the first iterations are those of the first run, bit for bit
     assert main(["reproduce", "fig1", "--quick", "--iterations", "3", "--output", str(tmp_path),
                  "--no-progress", "--resume"]) == 0
-    assert "3" in (tmp_path / "summary.csv").read_text().splitlines()[1].split(",")
+    second, resumed = read("summary.csv"), read("fig1.csv")
+    assert [r["setting"] for r in second] == [r["setting"] for r in first]
+    assert [int(r["iterations"]) for r in second] == [3, 3, 3]
+    assert [int(r["iteration"]) for r in resumed] == [0, 1, 2, 3] * 3
+    kept = [r for r in resumed if int(r["iteration"]) <= 2]
+    assert [r["meta_objective"] for r in kept] == [r["meta_objective"] for r in curve]
 
 
 def test_figure1_stalled_setting_is_a_failure(tmp_path):
@@ -190,7 +206,7 @@ def test_figure1_summary_describes_itself(tmp_path):
     s = Figure1Setting(1, 1, alpha=1e-3, eta=1e-5, n_iterations=3, n_perturbations=10,
                        inner_perturbations=7, rollout_length=60)
     reproduce_figure1(output_dir=str(tmp_path), settings=(s,), progress=False, verbose=False,
-                      seed=4, backend="numpy")
+                      rng=4, backend="numpy")
     with open(tmp_path / "summary.csv") as fh:
         row = next(csv.DictReader(fh))
     assert {k: row[k] for k in ("seed", "r", "l", "M", "M'", "alpha", "eta", "estimator",

@@ -80,12 +80,12 @@ def test_other_argument_errors():
         metalqr.cost("not a task", np.zeros((1, 2)))
     with pytest.raises(metalqr.ValidationError, match="method"):
         metalqr.policy_optimization(task, np.zeros((1, 2)), method="newton")
-    with pytest.raises(metalqr.ValidationError, match="step_size"):
-        metalqr.policy_optimization(task, np.zeros((1, 2)), step_size=-1.0)
-    with pytest.raises(metalqr.ValidationError, match="n_iterations"):
-        metalqr.policy_optimization(task, np.zeros((1, 2)), n_iterations=2.5)
-    with pytest.raises(metalqr.UnstablePolicyError, match="step_size"):
-        metalqr.policy_optimization(task, np.zeros((1, 2)), step_size=1e3, n_iterations=5)
+    with pytest.raises(metalqr.ValidationError, match="eta"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), eta=-1.0)
+    with pytest.raises(metalqr.ValidationError, match="max_iterations"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), max_iterations=2.5)
+    with pytest.raises(metalqr.UnstablePolicyError, match="eta"):
+        metalqr.policy_optimization(task, np.zeros((1, 2)), eta=1e3, max_iterations=5)
 
 
 def test_from_statespace():

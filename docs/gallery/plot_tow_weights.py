@@ -20,7 +20,7 @@ from metalqr import tow
 
 results = tow.run_sinusoid_experiment(
     ("uniform", "tow"), hidden=16, n_iterations=20, T=2, M=4, alpha=0.05, beta_u=1.0,
-    n_test=50, n_val=20, eval_every=2, seed=0)
+    n_test=50, n_val=20, eval_every=2, rng=0)
 by_name = {r.name: r for r in results}
 weighted = by_name["tow"]
 M = weighted.weights.shape[-1]

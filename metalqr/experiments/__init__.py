@@ -12,6 +12,7 @@ with bands). See ``docs/experiments.md``.
 4
 """
 
+from .._api import public_names as _public_names
 from ._aggregate import CURVE_COLUMNS, METRICS, curves, mean_ci, plot_curves, summary_table, write_report
 from ._cli import (add_fig1_arguments, add_sweep_parser, fig1_main, fig1_seeds_command,
                    figure1_study, sweep_main)
@@ -21,13 +22,4 @@ from ._engine import StudyReport, dask_available, local_cluster, run_study, thre
 from ._runner import build_tasks, comparable, execute_run, run_rng
 from ._store import ResultStore
 
-__all__ = [
-    "Study", "load_study", "study_from_dict", "normalize_run", "run_id", "RUN_DEFAULTS",
-    "FAMILIES", "ESTIMATORS", "BACKENDS",
-    "run_study", "StudyReport", "local_cluster", "thread_limits", "dask_available",
-    "execute_run", "comparable", "run_rng", "build_tasks", "ResultStore",
-    "mean_ci", "summary_table", "curves", "plot_curves", "write_report", "METRICS",
-    "CURVE_COLUMNS",
-    "sweep_main", "add_sweep_parser", "fig1_main", "add_fig1_arguments", "fig1_seeds_command",
-    "figure1_study",
-]
+__all__ = _public_names(globals())

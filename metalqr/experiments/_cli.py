@@ -16,7 +16,7 @@ from ._engine import run_study
 __all__ = ["sweep_main", "fig1_main", "figure1_study", "add_sweep_parser", "add_fig1_arguments"]
 
 
-def figure1_study(seeds: int = 10, *, quick: bool = False, iterations: int | None = None,
+def figure1_study(seeds: int = 10, *, quick: bool = False, n_iterations: int | None = None,
                   backend: str | None = None) -> Study:
     """Return Figure 1 of the ZO-MAML paper as a study.
 
@@ -30,7 +30,7 @@ def figure1_study(seeds: int = 10, *, quick: bool = False, iterations: int | Non
         Number of seeds.
     quick : bool
         The reduced settings of ``--quick``.
-    iterations : int, optional
+    n_iterations : int, optional
         Override the number of iterations of every setting.
     backend : str, optional
         Roll-out backend (default: the best available).
@@ -47,8 +47,8 @@ def figure1_study(seeds: int = 10, *, quick: bool = False, iterations: int | Non
     """
     from ..meta.figure1 import PAPER_SETTINGS, QUICK_SETTINGS
     chosen = QUICK_SETTINGS if quick else PAPER_SETTINGS
-    if iterations is not None:
-        chosen = tuple(replace(s, n_iterations=iterations) for s in chosen)
+    if n_iterations is not None:
+        chosen = tuple(replace(s, n_iterations=n_iterations) for s in chosen)
     runs = []
     for s in chosen:
         run = {"family": "random", "d": s.d, "k": s.k, "alpha": s.alpha, "eta": s.eta,
@@ -206,7 +206,7 @@ def fig1_seeds_command(args: argparse.Namespace) -> int:
     def go(a):
         from .._validation import check_int
         study = figure1_study(check_int(a.seeds, "--seeds", minimum=1), quick=a.quick,
-                              iterations=a.iterations, backend=a.backend)
+                              n_iterations=a.iterations, backend=a.backend)
         return _execute(study, a, a.output)
     return _guard(go, args)
 

@@ -181,7 +181,7 @@ def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
         A bad setting (see :func:`normalize_run`).
     """
     if version is None:
-        from .. import __version__ as version
+        from .._version import __version__ as version
     cfg = normalize_run(config)
     return hashlib.sha256(canonical_json({"config": cfg, "metalqr": version}).encode()).hexdigest()[:16]
 

@@ -116,7 +116,7 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     MetalqrError
         Errors that do not follow from the configuration (e.g. BackendUnavailableError).
     """
-    from .. import __version__
+    from .._version import __version__
     from ..meta import common_stabilizing_gain, meta_policy_optimization
 
     config = normalize_run(config)

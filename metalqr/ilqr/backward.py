@@ -120,7 +120,7 @@ def _backward_compiled(d: Derivatives, T: int, M: int, D: int, mu: float, reg_ty
     # the arguments were checked by backward_pass / ilqr (shapes, finiteness) and _dense gives
     # C-contiguous float64: call the kernel, not backward_dense, which would check them again
     # on every backward pass (and every regularisation retry)
-    from .backward_numba import _backward_dense_kernel
+    from ._backward_numba import _backward_dense_kernel
     c_ux = np.zeros((T, M, D)) if d.c_ux is None else np.ascontiguousarray(d.c_ux, dtype=float)
     smu, cmu = _reg_split(mu, reg_type)
     K, k, dV1, dV2, failed, qn = _backward_dense_kernel(
@@ -178,7 +178,7 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
     ``f_x`` and ``c_xx`` are given as diagonals.
 
     The dense, unconstrained case with ``D <= COMPILED_MAX_D`` runs the compiled twin
-    ``metalqr.ilqr.backward_numba.backward_dense`` (``compiled=False`` forces Python;
+    ``metalqr.ilqr._backward_numba.backward_dense`` (``compiled=False`` forces Python;
     the two are checked against each other in the tests). Every shape is checked before.
 
     Parameters

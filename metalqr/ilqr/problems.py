@@ -5,7 +5,7 @@ Each standard problem is stated once, as a :class:`StandardProblem` registered w
 defaults (``T``, ``dt``, ``x0``) and the reference cost a good solver reaches. Everything
 else is derived from that one statement by :func:`standard_problem`: the vectorised Python
 dynamics and cost callables, the analytic cost derivatives (with central-difference dynamics
-Jacobians), and the compiled forward pass (:class:`~metalqr.ilqr.forward_numba.CompiledStep`),
+Jacobians), and the compiled forward pass (:class:`~metalqr.ilqr.CompiledStep`),
 all for the requested ``dt``. The compiled code is cached on disk by Numba and is not
 recompiled in a fresh process (see docs/ilqr.md, "Start-up").
 
@@ -45,7 +45,7 @@ from .._validation import (as_rng, check_bool, check_callable, check_choice, che
 from ..exceptions import ValidationError, ValidationTypeError
 from ._checks import real_array
 from .derivatives import Derivatives, fd_dynamics_jacobians, quadratic_cost_derivatives
-from .forward_numba import CompiledStep, _forward_loop
+from ._forward_numba import CompiledStep, _forward_loop
 
 __all__ = ["Problem", "StandardProblem", "register_problem", "standard_problems",
            "standard_problem", "standard_problem_spec", "acrobot", "pendulum", "cartpole", "linear_quadratic",
@@ -90,7 +90,7 @@ class Problem:  # numpydoc ignore=PR01
         A total cost that :func:`metalqr.ilqr.ilqr` with ``solver_options`` reaches from
         ``U0`` (at most this value); NaN if none is known (e.g. a standard problem at a
         non-default ``T`` or ``dt``).
-    compiled_step : :class:`~metalqr.ilqr.forward_numba.CompiledStep`, Numba-jitted
+    compiled_step : :class:`~metalqr.ilqr.CompiledStep`, Numba-jitted
         ``(x, u, t) -> x_next``, or None
         The same one-step dynamics as ``dynamics``, compiled (used for the forward passes).
     dt : float
@@ -188,7 +188,7 @@ class StandardProblem:  # numpydoc ignore=PR01
         ``_batch_loop(step, (dt,), X, U, ts)``, module-level and cached.
     forward : Numba-jitted forward kernel
         ``_forward_loop(step, (dt,), ...)``, module-level and cached
-        (:class:`~metalqr.ilqr.forward_numba.CompiledStep`).
+        (:class:`~metalqr.ilqr.CompiledStep`).
     x0 : (D,) ndarray
         Initial state.
     goal : (D,) ndarray

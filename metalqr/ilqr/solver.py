@@ -52,7 +52,7 @@ class ILQRResult:  # numpydoc ignore=PR01
         The total cost before the first iteration and after each accepted one.
     converged : bool
         Whether a stopping test on the cost decrease or the gradient was met.
-    reason : str
+    stop_reason : str
         Why it stopped (for a failure: the cause, e.g. ``"f_u is ~0 at step t"`` or
         ``"c_uu not positive definite at step t"``).
     n_iterations : int
@@ -75,7 +75,7 @@ class ILQRResult:  # numpydoc ignore=PR01
     cost: float
     costs: list = field(default_factory=list)
     converged: bool = False
-    reason: str = ""
+    stop_reason: str = ""
     n_iterations: int = 0
     regularization: float = 0.0
     regularization_type: str = "state"
@@ -215,17 +215,17 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     compiled_step : Numba-jitted function ``(x, u, t) -> x_next`` or CompiledStep, optional
         The same one-step dynamics as ``dynamics``, compiled. When given, roll-outs and the
         forward passes of the line search run in one compiled loop
-        (``metalqr.ilqr.forward_numba``); results are unchanged. It is checked against
+        (``metalqr.ilqr._forward_numba``); results are unchanged. It is checked against
         ``dynamics`` at ``(x0, U0[0], 0)``. A plain Numba function costs a compilation of
         the forward kernel once per process (about 1-2 s); a
-        :class:`~metalqr.ilqr.forward_numba.CompiledStep` (the standard problems) brings a
+        :class:`~metalqr.ilqr.CompiledStep` (the standard problems) brings a
         kernel that Numba caches on disk.
 
     Returns
     -------
     ILQRResult
         The optimised states ``X`` (T+1, D), controls ``U`` (T, M), gains and costs.
-        ``reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
+        ``stop_reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
         ...)"`` when ``U0`` is already optimal; for a failure, the cause at the failing
         step (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
 
@@ -364,7 +364,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         return c if math.isfinite(c) else math.inf
 
     if compiled_step is not None:
-        from .forward_numba import CompiledStep, forward_compiled
+        from ._forward_numba import CompiledStep, forward_compiled
         if not (isinstance(compiled_step, CompiledStep) or hasattr(compiled_step, "py_func")):
             raise ValidationTypeError("compiled_step must be a Numba-jitted function "
                                       "(@numba.njit) of (x, u, t) -> x_next or a CompiledStep; "

@@ -21,7 +21,7 @@ from .._parallel import map_chunks
 from .._validation import as_float_array
 from ..exceptions import UnstablePolicyError, ValidationError
 
-__all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair", "lyapunov_pair_one"]
+__all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair", "lyapunov_pair_one", "dlyap_unchecked"]
 
 #: Largest state dimension handled by the Kronecker kernel.
 KRON_MAX_D = 6

@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_size
-from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
+from ..exceptions import UnstablePolicyError, ValidationError
 from .lyapunov import (KRON_MAX_D, dlyap_unchecked, lyapunov_pair, lyapunov_pair_one,
                        spectral_radius_of)
 from .tasks import Batch, TaskLike, as_batch
 
 __all__ = [
     "spectral_radius", "is_stabilizing", "cost", "gradient", "hessian_vp", "hessian",
-    "natural_gradient", "gauss_newton_direction", "evaluate",
+    "natural_gradient", "gauss_newton_direction", "evaluate", "PolicyEvaluation",
+    # building blocks for the other metalqr packages (not re-exported by metalqr.lqr):
+    "check_gain", "closed_loop", "evaluate_batch", "costs_indexed", "hessian_entries",
 ]
 
 
@@ -67,7 +69,7 @@ def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class PolicyEvaluation:
+class PolicyEvaluation:  # numpydoc ignore=PR01
     """Exact quantities of a stabilising gain, one leading task axis.
 
     Attributes
@@ -77,6 +79,8 @@ class PolicyEvaluation:
         ``E_K`` and ``R + B'P_K B``.
     Psi : ndarray, shape (n, d, d), or None
         Noise covariance of each task (for :attr:`cost`).
+    B : ndarray, shape (n, d, k), or None
+        Input matrix of each task (for :meth:`hessian_vp`).
     """
 
     K: np.ndarray
@@ -86,6 +90,7 @@ class PolicyEvaluation:
     E: np.ndarray
     RBPB: np.ndarray
     Psi: np.ndarray | None = None
+    B: np.ndarray | None = None
 
     @property
     def cost(self) -> np.ndarray:
@@ -106,6 +111,43 @@ class PolicyEvaluation:
         """Eq. (2): ``2 E_K Sigma_K``."""
         return 2.0 * self.E @ self.Sigma
 
+    def hessian_vp(self, X: np.ndarray) -> np.ndarray:
+        """Apply the true Hessian of ``J`` at ``K`` to directions ``X``.
+
+        The Hessian-vector product of :func:`hessian_vp`, from this evaluation's ``P_K``,
+        ``Sigma_K`` and ``E_K`` (no new solve of the Lyapunov equations of ``K``).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, k, d) or (n, m, k, d)
+            One direction per task, or ``m`` directions per task (real, finite; not
+            validated here: this is the building block behind :func:`hessian_vp`).
+
+        Returns
+        -------
+        ndarray
+            ``H[X]``, the shape of ``X``.
+
+        Raises
+        ------
+        ValidationError
+            If this evaluation was built without ``B``.
+        """
+        if self.B is None:
+            raise ValidationError("this PolicyEvaluation was built without B; pass B= to "
+                                  "apply its Hessian (metalqr.evaluate always does).")
+        X = np.asarray(X, dtype=float)
+        one = X.ndim == 3
+        Xm = X[:, None] if one else X
+        AK, P, S, E = (a[:, None] for a in (self.AK, self.P, self.Sigma, self.E))
+        B, RBPB = self.B[:, None], self.RBPB[:, None]
+        XtE = _T(Xm) @ E
+        P_tilde = dlyap_unchecked(_T(AK), XtE + _T(XtE))          # dP_K[X]
+        BXSAt = B @ Xm @ S @ _T(AK)
+        S_tilde = dlyap_unchecked(AK, -(BXSAt + _T(BXSAt)))        # dSigma_K[X]
+        H = 2.0 * (RBPB @ Xm @ S - _T(B) @ P_tilde @ AK @ S + E @ S_tilde)
+        return H[:, 0] if one else H
+
 
 def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePolicyError,
                     gain: str = "K") -> None:
@@ -120,13 +162,13 @@ def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePoli
                     task_index=None if batch.single else i, spectral_radius=float(rho[i]))
 
 
-def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluation:
+def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
     """Solve both Lyapunov equations of Proposition 1 for a stabilising ``K``.
 
-    Returns a ``PolicyEvaluation`` with a leading task axis (length 1 for a single task):
-    ``ev.cost`` (``J(K)``, shape (n,)) and ``ev.gradient`` (Eq. (2), shape (n, k, d)) come
-    from one solve of ``P_K`` and ``Sigma_K``, so asking for both here costs about half of
-    :func:`cost` followed by :func:`gradient`.
+    Returns a :class:`PolicyEvaluation` with a leading task axis (length 1 for a single
+    task): ``ev.cost`` (``J(K)``, shape (n,)), ``ev.gradient`` (Eq. (2), shape (n, k, d))
+    and ``ev.hessian_vp(X)`` come from one solve of ``P_K`` and ``Sigma_K``, so asking for
+    both cost and gradient here costs about half of :func:`cost` followed by :func:`gradient`.
 
     Parameters
     ----------
@@ -134,25 +176,66 @@ def evaluate(task: TaskLike, K: Any, *, what: str = "evaluate") -> PolicyEvaluat
         The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
-    what : str
-        Name of the caller, used in error messages.
+
+    Returns
+    -------
+    PolicyEvaluation
+        ``K`` (n, k, d), ``AK``, ``P``, ``Sigma`` (n, d, d), ``E`` (n, k, d), ``RBPB`` (n, k, k),
+        with :attr:`~PolicyEvaluation.cost` (n,), :attr:`~PolicyEvaluation.gradient` (n, k, d)
+        and :meth:`~PolicyEvaluation.hessian_vp`.
 
     Raises
     ------
     ValidationError
-        On a malformed task, gain or ``what``.
+        On a malformed task or gain.
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1, Eq. (1) and Eq. (2).
+
+    Examples
+    --------
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.double_integrator()
+    >>> K = np.array([[1.0, 1.5]])
+    >>> ev = metalqr.evaluate(task, K)
+    >>> ev.cost.shape, ev.gradient.shape        # a leading task axis of length 1
+    ((1,), (1, 1, 2))
+    >>> bool(np.isclose(ev.cost[0], metalqr.cost(task, K)))
+    True
     """
-    if not isinstance(what, str):
-        raise ValidationTypeError(f"what must be a str (the caller's name used in error "
-                                  f"messages); got {type(what).__name__}.")
     batch = as_batch(task)
     Kb = check_gain(batch, K)
-    return _evaluate(batch, Kb, what)
+    return evaluate_batch(batch, Kb, "evaluate")
 
 
-def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
+def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluation:
+    """Evaluate stacked gains on an already validated batch (see :func:`evaluate`).
+
+    The building block of the meta-objective and the theory constants (not re-exported by
+    :mod:`metalqr.lqr`).
+
+    Parameters
+    ----------
+    batch : Batch
+        From :func:`~metalqr.lqr.tasks.as_batch`.
+    Kb : ndarray, shape (n, k, d)
+        One gain per task, validated by :func:`check_gain`.
+    caller : str
+        The public function named in the :class:`~metalqr.UnstablePolicyError` message.
+
+    Returns
+    -------
+    PolicyEvaluation
+
+    Raises
+    ------
+    UnstablePolicyError
+        If some ``Kb[i]`` does not stabilise task ``i``.
+    """
+    what = caller
     if batch.n == 1 and batch.d <= KRON_MAX_D:
         return _evaluate_one(batch, Kb, what)
     AK = closed_loop(batch, Kb)
@@ -164,13 +247,13 @@ def _evaluate(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
         _raise_unstable(rho, batch, what)
     RBPB = batch.R + _T(batch.B) @ P @ batch.B
     E = RBPB @ Kb - _T(batch.B) @ P @ batch.A
-    return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB, batch.Psi)
+    return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB, batch.Psi, batch.B)
 
 
 def _evaluate_one(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
     """Evaluate one task of small dimension on 2-D arrays.
 
-    :func:`_evaluate` for one task of small dimension on 2-D arrays (issue 15: the per-call
+    :func:`evaluate_batch` for one task of small dimension on 2-D arrays (issue 15: the per-call
     overhead of the batched path dominated at d = 2). Same formulas, same checks.
     """
     A, B, R, K = batch.A[0], batch.B[0], batch.R[0], Kb[0]
@@ -183,7 +266,8 @@ def _evaluate_one(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
         BTP = B.T @ P
         RBPB = R + BTP @ B
         E = RBPB @ K - BTP @ A
-    return PolicyEvaluation(Kb, AK[None], P[None], Sigma[None], E[None], RBPB[None], batch.Psi)
+    return PolicyEvaluation(Kb, AK[None], P[None], Sigma[None], E[None], RBPB[None], batch.Psi,
+                            batch.B)
 
 
 def spectral_radius(task: TaskLike, K: Any):
@@ -340,19 +424,8 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
     True
     """
     batch = as_batch(task)
-    ev = _evaluate(batch, check_gain(batch, K), "gradient")
+    ev = evaluate_batch(batch, check_gain(batch, K), "gradient")
     return batch.out(ev.gradient)
-
-
-def _hvp(batch: Batch, ev: PolicyEvaluation, X: np.ndarray) -> np.ndarray:
-    """Return the true Hessian-vector product (``X`` of shape (n, m, k, d): m directions per task)."""
-    AK, P, S, E = (a[:, None] for a in (ev.AK, ev.P, ev.Sigma, ev.E))
-    B, RBPB = batch.B[:, None], ev.RBPB[:, None]
-    XtE = _T(X) @ E
-    P_tilde = dlyap_unchecked(_T(AK), XtE + _T(XtE))          # dP_K[X]
-    BXSAt = B @ X @ S @ _T(AK)
-    S_tilde = dlyap_unchecked(AK, -(BXSAt + _T(BXSAt)))        # dSigma_K[X]
-    return 2.0 * (RBPB @ X @ S - _T(B) @ P_tilde @ AK @ S + E @ S_tilde)
 
 
 def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
@@ -399,15 +472,13 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     ZO-MAML paper [pan2025zomaml], Eq. (2) differentiated once more; Eq. (3) (see Notes).
     """
     batch = as_batch(task)
-    ev = _evaluate(batch, check_gain(batch, K), "hessian_vp")
+    ev = evaluate_batch(batch, check_gain(batch, K), "hessian_vp")
     Xb = check_gain(batch, X, name="X")
-    return batch.out(_hvp(batch, ev, Xb[:, None])[:, 0])
+    return batch.out(ev.hessian_vp(Xb))
 
 
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
     """Return the Hessian of the cost as a ``(k*d, k*d)`` matrix.
-
-    Return the Hessian of the cost as a ``(k*d, k*d)`` matrix.
 
     The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order (``(n, k*d, k*d)`` for
     a TaskSet), built from all ``k*d`` basis directions in one batched solve (Proposition 1 of
@@ -442,9 +513,9 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
                alternative=f"The full Hessian of a ({batch.k}, {batch.d}) gain has "
                            f"({kd})^2 entries per task; use hessian_vp(task, K, X) for "
                            f"Hessian-vector products instead (e.g. inside conjugate gradients).")
-    ev = _evaluate(batch, Kb, "hessian")
+    ev = evaluate_batch(batch, Kb, "hessian")
     basis = np.eye(kd).reshape(kd, batch.k, batch.d)
-    H = _hvp(batch, ev, np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
+    H = ev.hessian_vp(np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
     H = H.reshape(batch.n, kd, kd)  # row j = H[e_j]; symmetric, so also column j
     return batch.out(0.5 * (H + _T(H)))
 
@@ -484,7 +555,7 @@ def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
         As :func:`gradient`.
     """
     batch = as_batch(task)
-    ev = _evaluate(batch, check_gain(batch, K), "natural_gradient")
+    ev = evaluate_batch(batch, check_gain(batch, K), "natural_gradient")
     return batch.out(2.0 * ev.E)
 
 
@@ -511,7 +582,7 @@ def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
         As :func:`gradient`.
     """
     batch = as_batch(task)
-    ev = _evaluate(batch, check_gain(batch, K), "gauss_newton_direction")
+    ev = evaluate_batch(batch, check_gain(batch, K), "gauss_newton_direction")
     return batch.out(2.0 * np.linalg.solve(ev.RBPB, ev.E))
 
 

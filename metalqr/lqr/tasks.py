@@ -15,7 +15,9 @@ import numpy as np
 from .._validation import as_float_array, check_psd, check_symmetric
 from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["LQRTask", "TaskSet", "TaskLike", "TaskIndexError"]
+__all__ = ["LQRTask", "TaskSet", "TaskLike", "TaskIndexError",
+           # building blocks for the other metalqr packages (not re-exported by metalqr.lqr):
+           "Batch", "as_batch"]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -320,14 +322,17 @@ class Batch:
 
     @property
     def n(self) -> int:
+        """Number of tasks."""
         return self.A.shape[0]
 
     @property
     def d(self) -> int:
+        """State dimension."""
         return self.A.shape[1]
 
     @property
     def k(self) -> int:
+        """Input dimension."""
         return self.B.shape[2]
 
     def out(self, value: np.ndarray):

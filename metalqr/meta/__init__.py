@@ -4,6 +4,7 @@ Meta-policy optimisation for LQR: task families, MAML objective and exact meta-g
 zeroth-order estimators (Algorithms 1-2), the training loop (Algorithm 3), Figure 1.
 """
 
+from .._api import public_names as _public_names
 from .families import default_heterogeneity, perturb_tasks, sample_tasks
 from .history import History
 from .objective import (adapted_gains, check_meta_learnable, common_stabilizing_gain, cost_gap_ratio,
@@ -12,10 +13,4 @@ from .objective import (adapted_gains, check_meta_learnable, common_stabilizing_
 from .training import MetaTrainingResult, meta_policy_optimization, mixing_rollout_length, rollout_bias
 from .zeroth_order import sphere_perturbations, zo_gradient, zo_maml_gradient
 
-__all__ = [
-    "sample_tasks", "perturb_tasks", "default_heterogeneity", "maml_objective", "maml_gradient",
-    "first_order_maml_gradient", "is_maml_stabilizing", "adapted_gains", "cost_gap_ratio",
-    "optimal_costs", "check_meta_learnable", "common_stabilizing_gain", "zo_gradient",
-    "zo_maml_gradient", "sphere_perturbations", "meta_policy_optimization", "MetaTrainingResult",
-    "History", "rollout_bias", "mixing_rollout_length",
-]
+__all__ = _public_names(globals())

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._checkpoint import FolderLock, atomic_write_text
 from .._report import csv_text
-from .._validation import as_rng, check_bool, check_choice, check_int, check_real
+from .._validation import as_rng, as_seed, check_bool, check_choice, check_int, check_real
 from ..exceptions import (MetalqrWarning, TrainingDivergedError, TrainingStalledError,
                           ValidationError, ValidationTypeError)
 from ..lqr.policy import cost, gradient as policy_gradient
@@ -223,14 +223,14 @@ def _check_settings(settings: Any) -> tuple[Figure1Setting, ...]:
     return out
 
 
-def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", seed: int = 0,
-                      iterations: int | None = None, backend: str | None = None,
+def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", rng: Any = 0,
+                      n_iterations: int | None = None, backend: str | None = None,
                       progress: bool = True, resume: bool = False,
                       settings: tuple[Figure1Setting, ...] | None = None,
                       verbose: bool = True) -> Figure1Summary:
     """Run the Figure 1 experiment and write ``fig1.csv``, ``fig1.png`` and ``summary.csv``.
 
-    Each setting samples 5 tasks with :func:`metalqr.sample_tasks` (seed ``[seed, d, k]``),
+    Each setting samples 5 tasks with :func:`metalqr.sample_tasks` (seed ``[rng, d, k]``),
     starts from ``K0 = 0`` (which stabilises every task of the family) and runs
     :func:`metalqr.meta_policy_optimization` with ``gradient="zo"``. Checkpoints
     (``checkpoint_d{d}_k{k}*.npz``) let a killed run continue with ``resume=True``.
@@ -241,8 +241,10 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
         Use :data:`QUICK_SETTINGS` instead of :data:`PAPER_SETTINGS`.
     output_dir : str
         Folder for the outputs (locked against a second run writing into it).
-    seed : int >= 0
-    iterations : int >= 1, optional
+    rng : int seed >= 0, Generator or None
+        Root seed of the settings' streams (``0`` by default; a Generator gives one draw,
+        recorded as ``seed`` in the summary rows).
+    n_iterations : int >= 1, optional
         Override every setting's number of iterations.
     backend : {None, "numba", "numpy", "cupy"}
     progress, resume, verbose : bool
@@ -274,18 +276,18 @@ def reproduce_figure1(*, quick: bool = False, output_dir: str = "results/fig1", 
         raise ValidationError(f"output_dir must be a non-empty folder path; got {output_dir!r}.")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValidationError(f"output_dir {output_dir!r} exists and is a file; pass a folder.")
-    seed = check_int(seed, "seed", minimum=0)
-    if iterations is not None:
-        iterations = check_int(iterations, "iterations", minimum=1)
+    seed = as_seed(rng, "rng")
+    if n_iterations is not None:
+        n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
     backend = check_choice(backend, "backend", BACKENDS)
     progress = check_bool(progress, "progress")
     resume = check_bool(resume, "resume")
     verbose = check_bool(verbose, "verbose")
     chosen = (QUICK_SETTINGS if quick else PAPER_SETTINGS) if settings is None \
         else _check_settings(settings)
-    if iterations is not None:
-        chosen = tuple(replace(s, n_iterations=iterations) for s in chosen)
-    from .. import __version__
+    if n_iterations is not None:
+        chosen = tuple(replace(s, n_iterations=n_iterations) for s in chosen)
+    from .._version import __version__
     from ..rollouts.backends import DEFAULT_BACKEND
 
     runs, curve_rows, summary, failures, concerns = [], [], [], [], []

@@ -15,14 +15,16 @@ from .._validation import as_float_array, check_positive
 from ..exceptions import (NotMAMLStabilizingError, NotMetaLearnableError, UnstablePolicyError,
                           ValidationError, ValidationTypeError)
 from ..lqr.lyapunov import spectral_radius_of
-from ..lqr.policy import _evaluate, _hvp, check_gain, closed_loop, cost
+from ..lqr.policy import check_gain, closed_loop, cost, evaluate_batch
 from ..lqr.riccati import optimal_gain
 from ..lqr.tasks import LQRTask, TaskSet, as_batch
 
 __all__ = [
     "maml_objective", "maml_gradient", "first_order_maml_gradient", "is_maml_stabilizing",
     "adapted_gains", "cost_gap_ratio", "optimal_costs", "check_meta_learnable",
-    "common_stabilizing_gain",
+    "common_stabilizing_gain", "unstabilisable_mode",
+    # building blocks for metalqr.meta's other modules and metalqr.theory (not re-exported):
+    "as_taskset", "meta_gain",
 ]
 
 
@@ -67,8 +69,6 @@ def _eta(eta: Any) -> float:
 def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
     """Return the one-step adapted gains ``K_i' = K - eta grad J_i(K)`` (Eq. (6)).
 
-    Return the one-step adapted gains ``K_i' = K - eta grad J_i(K)`` (Eq. (6)).
-
     One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d) (Eq. (6) of the
     ZO-MAML paper with the exact gradient).
 
@@ -102,11 +102,12 @@ def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
 def _evaluate_maml(batch, Kb, what, eta=None):
     """Evaluate, reporting instability as a violation of Definition 1.
 
-    :func:`_evaluate` that reports instability as a violation of Definition 1: of ``K`` itself,
-    or (``eta`` given, ``Kb`` = adapted gains) of the adapted gains.
+    :func:`~metalqr.lqr.policy.evaluate_batch` that reports instability as a violation of
+    Definition 1: of ``K`` itself, or (``eta`` given, ``Kb`` = adapted gains) of the adapted
+    gains.
     """
     try:
-        return _evaluate(batch, Kb, what)
+        return evaluate_batch(batch, Kb, what)
     except UnstablePolicyError as err:
         i = 0 if err.task_index is None else err.task_index
         if eta is None:
@@ -155,7 +156,7 @@ def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
     eta = _eta(eta)
     if np.any(spectral_radius_of(closed_loop(batch, Kb)) >= 1.0):
         return False
-    K_ad = Kb - eta * _evaluate(batch, Kb, "is_maml_stabilizing").gradient
+    K_ad = Kb - eta * evaluate_batch(batch, Kb, "is_maml_stabilizing").gradient
     return bool(np.all(spectral_radius_of(closed_loop(batch, K_ad)) < 1.0))
 
 
@@ -244,7 +245,7 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     (1, 2)
     """
     batch, w, eta, ev, G_ad = _adapted_step(tasks, K, eta, weights, "maml_gradient")
-    per_task = G_ad - eta * _hvp(batch, ev, G_ad[:, None])[:, 0]
+    per_task = G_ad - eta * ev.hessian_vp(G_ad)
     return np.einsum("n,nij->ij", w, per_task)
 
 

@@ -47,7 +47,7 @@ from .objective import (as_taskset, check_meta_learnable, cost_gap_ratio, first_
 from .zeroth_order import zo_maml_gradient
 
 __all__ = ["meta_policy_optimization", "MetaTrainingResult", "rollout_bias",
-           "mixing_rollout_length"]
+           "mixing_rollout_length", "GRADIENTS", "GUARDS", "OUTER_UPDATES", "BACKENDS"]
 
 GradientKind = Literal["zo", "exact", "first_order"]
 GUARDS = ("rollouts", "model", "none")
@@ -72,7 +72,7 @@ CHECKPOINT_KIND = "meta_training"
 
 
 @dataclass
-class MetaTrainingResult:
+class MetaTrainingResult:  # numpydoc ignore=PR01
     """Result of :func:`meta_policy_optimization`.
 
     Attributes
@@ -103,6 +103,11 @@ class MetaTrainingResult:
     settings : dict
         Every setting of the run (seed, step sizes, estimator options with the roll-out
         length actually used, guard, outer update), for reports and reruns.
+    n_iterations : int
+        Outer iterations done (``len(history) - 1``; resumed ones included).
+    converged : bool
+        Whether the run stopped at ``tol`` (``stop_reason == "tolerance"``); set with
+        ``stop_reason``.
     """
 
     K: np.ndarray
@@ -113,11 +118,8 @@ class MetaTrainingResult:
     best_iteration: int = 0
     best_objective: float = math.inf
     settings: dict | None = None
-
-    @property
-    def converged(self) -> bool:
-        """Whether the run stopped at the tolerance ``tol``."""
-        return self.stop_reason == "tolerance"
+    n_iterations: int = 0
+    converged: bool = False
 
     @property
     def improved(self) -> bool:
@@ -194,8 +196,6 @@ def _relative_bias(terms, lengths: np.ndarray) -> np.ndarray:
 
 def mixing_rollout_length(tasks: Any, K: Any, *, tolerance: float = ROLLOUT_BIAS_TOLERANCE) -> int:
     """Return the shortest roll-out length whose expected cost is close to the ergodic cost.
-
-    Return the shortest roll-out length whose expected cost is close to the ergodic cost.
 
     Shortest roll-out length ``l`` whose expected cost is within ``tolerance`` (relative) of the
     ergodic cost ``J(K)`` on every task (see :func:`rollout_bias`), i.e. ``l`` of the order of
@@ -456,8 +456,6 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
                              **estimator_options: Any) -> MetaTrainingResult:
     """Optimise a meta-policy by Algorithm 3 of the ZO-MAML paper.
 
-    Optimise a meta-policy by Algorithm 3 of the ZO-MAML paper.
-
     Meta-policy optimisation ``K_{n+1} = K_n - alpha grad L(K_n)`` (Algorithm 3 of the ZO-MAML
     paper), with a stability guard, the best iterate and checkpoints.
 
@@ -644,7 +642,7 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
         history = History()
         history.append({"iteration": 0, **initial, "grad_norm": 0.0, "step": 0.0,
                         "backtracks": 0, "rejected": 0, "seconds": 0.0})
-    from .. import __version__
+    from .._version import __version__
     history.meta = {"settings": settings, "units": UNITS, "metalqr_version": __version__,
                     "n_iterations": n_iterations}
     K = state["K"]
@@ -660,7 +658,9 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     def result(reason: str) -> MetaTrainingResult:
         b = state["best_iteration"]
         return MetaTrainingResult(K.copy(), history, reason, initial, state["K_best"].copy(), b,
-                                  float(history.records[b]["meta_objective"]), settings)
+                                  float(history.records[b]["meta_objective"]), settings,
+                                  n_iterations=len(history) - 1,
+                                  converged=reason == "tolerance")
 
     def save() -> None:
         if path is not None:

@@ -80,7 +80,7 @@ class Backend(abc.ABC):
         ----------
         A, B, Q, R, L0, G : ndarray, shapes (n, d, d), (n, d, k), (n, d, d), (n, k, k), (n, d, d), (n, d, d)
             Task matrices and noise factors (``L0 L0' = Sigma0``, ``G G' = Psi``, see
-            ``metalqr.rollouts.factors.noise_factors``).
+            ``metalqr.rollouts._factors.noise_factors``).
         task_index : ndarray of int, shape (N,)
             Task of each roll-out.
         K : ndarray, shape (N, k, d)

@@ -30,7 +30,7 @@ __all__ = ["GAMMA", "block_stride", "normals", "draw_key", "ziggurat_tables", "L
            "SIGN_SHIFT", "INT_SHIFT", "UNIFORM_SHIFT", "MIX_SHIFTS", "M1", "M2", "INV_2_53"]
 
 # --- Bit layout, shared by this NumPy/CuPy generator and its Numba twin
-# (:mod:`metalqr.rollouts.counter_rng_numba`): change them here and both follow. ------------
+# (:mod:`metalqr.rollouts._counter_rng_numba`): change them here and both follow. ------------
 #: SplitMix64 increment (Weyl constant): state of number ``c`` is ``key + (c + 1) GAMMA``.
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 #: SplitMix64 output-function multipliers and shifts: ``x ^= x >> 30; x *= M1; x ^= x >> 27;
@@ -145,7 +145,7 @@ def _slow_path(xp, h):
 
     The normals whose first word ``h`` missed the one-multiplication test (the wedge test, the
     tail, and fresh tries with the stream seeded at ``h``); see the module docstring and
-    ``_slow_normal`` in :mod:`metalqr.rollouts.counter_rng_numba` (its Numba twin), the same
+    ``_slow_normal`` in :mod:`metalqr.rollouts._counter_rng_numba` (its Numba twin), the same
     algorithm.
     """
     KI, W, F = _tables(xp)

@@ -1,7 +1,7 @@
 """The ``"cupy"`` rollout backend (CUDA GPU).
 
 The ``"cupy"`` rollout backend: the array kernel
-(:func:`~metalqr.rollouts.array_kernel.simulate_costs_array`) and the counter-based generator with
+(:func:`~metalqr.rollouts._array_kernel.simulate_costs_array`) and the counter-based generator with
 CuPy on a CUDA GPU (``pip install metalqr[gpu]``).
 
 :class:`CupyBackend` takes its array module as an argument (CuPy by default), so the tests
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .array_kernel import simulate_costs_array
+from ._array_kernel import simulate_costs_array
 from .backends import Backend, cupy_available, register_backend
 from .counter_rng import normals as counter_normals
 

@@ -16,11 +16,12 @@ from ..exceptions import ValidationError, ValidationTypeError
 from ..lqr.tasks import Batch, TaskLike, as_batch
 from .backends import check_backend, get_backend
 from .counter_rng import block_stride, draw_key
-from .factors import (FACTOR_RTOL, WELL_CONDITIONED, equilibrated_factor,  # noqa: F401
+from ._factors import (FACTOR_RTOL, WELL_CONDITIONED, equilibrated_factor,  # noqa: F401
                       factor_error, lower_factor, noise_factors, well_conditioned)
 
 __all__ = ["simulate_costs", "expected_rollout_cost", "lower_factor", "noise_factors",
-           "factors_of", "run_rollouts", "factor_error", "DIVERGENCE_FACTOR"]
+           "factors_of", "run_rollouts", "factor_error", "DIVERGENCE_FACTOR",
+           "divergence_reference"]
 
 
 def factors_of(batch: Batch) -> tuple[np.ndarray, np.ndarray]:

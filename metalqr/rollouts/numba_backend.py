@@ -1,9 +1,9 @@
 """The ``"numba"`` rollout backend (the CPU default).
 
 The ``"numba"`` rollout backend (the CPU default): the compiled kernels of
-:mod:`~metalqr.rollouts.numba_kernel` and the compiled twin of the counter-based generator,
-:mod:`~metalqr.rollouts.counter_rng_numba`, parallel over roll-outs. Numba is imported on first use,
-not when metalqr is imported.
+:mod:`~metalqr.rollouts._numba_kernel` and the compiled twin of the counter-based generator,
+:mod:`~metalqr.rollouts._counter_rng_numba`, parallel over roll-outs. Numba is imported on first
+use, not when metalqr is imported.
 """
 
 from __future__ import annotations
@@ -34,24 +34,33 @@ class NumbaBackend(Backend):
     def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
                  factor=math.inf):
         """See :meth:`Backend.simulate`."""
-        from .numba_kernel import simulate_costs_numba
+        from ._numba_kernel import simulate_costs_numba
         return simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length, key,
                                     ref, factor)
 
     def normals(self, key, n):
         """See :meth:`Backend.normals`."""
-        from .counter_rng_numba import normals_numba
+        from ._counter_rng_numba import normals_numba
         return normals_numba(key, n)
 
     def sphere_points(self, key, rows, n, radius):
         """See :meth:`Backend.sphere_points`."""
-        from .counter_rng_numba import sphere_numba
+        from ._counter_rng_numba import sphere_numba
         return sphere_numba(key, rows, n, radius)
 
     def perturbed_gains(self, C, V, two_point):
         """See :meth:`Backend.perturbed_gains`."""
-        from .numba_kernel import perturbed_numba
+        from ._numba_kernel import perturbed_numba
         return perturbed_numba(C, V, two_point)
+
+    def kernels_cold(self) -> bool:
+        """Return whether the roll-out kernels are not yet compiled into metalqr's cache.
+
+        The first call will then compile them (see :mod:`metalqr._numba_cache`).
+        """
+        from .. import _numba_cache
+        from . import _numba_kernel
+        return _numba_cache.is_cold(_numba_kernel.__file__)
 
 
 register_backend(NumbaBackend())

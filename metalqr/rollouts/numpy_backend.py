@@ -1,8 +1,8 @@
 """The ``"numpy"`` rollout backend: the reference every other backend is tested against.
 
 The ``"numpy"`` rollout backend: the array kernel
-(:func:`~metalqr.rollouts.array_kernel.simulate_costs_array`) with NumPy, chunked over roll-outs and
-threaded over chunks; the reference every other backend is tested against.
+(:func:`~metalqr.rollouts._array_kernel.simulate_costs_array`) with NumPy, chunked over roll-outs
+and threaded over chunks; the reference every other backend is tested against.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .._parallel import map_chunks
-from .array_kernel import simulate_costs_array
+from ._array_kernel import simulate_costs_array
 from .backends import Backend, register_backend
 from .counter_rng import normals as counter_normals
 

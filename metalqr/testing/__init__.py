@@ -23,11 +23,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "metalqr: install it with  pip install \"metalqr[testing]\"  (the 'test' extra includes "
         "it too). The rest of metalqr works without it.") from exc
 
+from .._api import public_names as _public_names
 from .bounds import (BoundReport, assert_bound_holds, assert_gradient_matches_fd, assert_hvp_matches_fd,
                      check_bound, format_example)
 from .strategies import (STABILITY, MetaFamily, directions, lqr_tasks, meta_learnable_families,
                          stabilizing_gains, task_sets, tasks_and_gains)
 
-__all__ = ["lqr_tasks", "stabilizing_gains", "tasks_and_gains", "directions", "task_sets",
-           "meta_learnable_families", "MetaFamily", "STABILITY", "BoundReport", "check_bound",
-           "assert_bound_holds", "format_example", "assert_gradient_matches_fd", "assert_hvp_matches_fd"]
+__all__ = _public_names(globals())

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings, target
 from hypothesis.errors import Unsatisfiable
 from hypothesis.strategies import SearchStrategy
 
-from .._validation import as_float_array, as_rng, check_callable, check_int, check_positive, check_real
+from .._validation import as_float_array, as_rng, as_seed, check_callable, check_int, check_positive, check_real
 from ..exceptions import ValidationError, ValidationTypeError
 from ..lqr import LQRTask, TaskSet
 
@@ -175,7 +175,7 @@ def _pair(b: np.ndarray, q: np.ndarray, atol: float) -> tuple[float, float]:
 
 
 def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *, max_examples: int = 200,
-                rtol: float = 1e-9, atol: float = 0.0, seed: int | None = None,
+                rtol: float = 1e-9, atol: float = 0.0, rng: Any = None,
                 ignore: tuple = (), name: str = "bound") -> BoundReport:
     """Search ``strategy`` for examples where ``quantity(example) > bound(example)``.
 
@@ -198,8 +198,9 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
         Hypothesis' budget of valid examples (200 by default).
     rtol, atol : float >= 0
         Slack: a violation is ``quantity > bound (1 + rtol) + atol``.
-    seed : int >= 0, optional
-        Random seed; ``None`` (default) runs derandomised (the same examples every run).
+    rng : int seed >= 0, Generator or None
+        Hypothesis's random seed (a Generator gives one draw); ``None`` (default) runs
+        derandomised (the same examples every run).
     ignore : tuple of exception types
         Exceptions from ``bound``/``quantity`` that skip an example instead of failing
         (e.g. ``(metalqr.UnstablePolicyError,)``).
@@ -231,7 +232,7 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     >>> from metalqr.testing import check_bound, tasks_and_gains
     >>> report = check_bound(lambda task, K: cost(task, K),
     ...                      lambda task, K: cost(task, optimal_gain(task)[0]),
-    ...                      tasks_and_gains(max_d=2, max_k=1), max_examples=20, seed=0,
+    ...                      tasks_and_gains(max_d=2, max_k=1), max_examples=20, rng=0,
     ...                      name="J* <= J(K)")
     >>> report.holds, report.n_examples
     (True, 20)
@@ -244,8 +245,7 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     max_examples = check_int(max_examples, "max_examples", minimum=1, maximum=10**7)
     rtol = check_real(rtol, "rtol", minimum=0.0)
     atol = check_real(atol, "atol", minimum=0.0)
-    if seed is not None:
-        seed = check_int(seed, "seed", minimum=0)
+    seed = as_seed(rng, "rng", allow_none=True)
     if not isinstance(ignore, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException)
                                                 for e in ignore):
         raise ValidationTypeError(f"ignore must be a tuple of exception classes; got {ignore!r}.")

@@ -5,6 +5,7 @@ sub-level set, and the Lemma 6-7 / Theorem 1-2 certificate (see docs/theory.md f
 constants fail and what replaces them).
 """
 
+from .._api import public_names as _public_names
 from .certify import Certificate, certify, sublevel_constants
 
 from .constants import (VARIANTS, TaskConstants, bernstein_samples, cost_lipschitz, gradient_domination_lambda, h_c, h_cost,
@@ -12,7 +13,4 @@ from .constants import (VARIANTS, TaskConstants, bernstein_samples, cost_lipschi
                         h_sample_task, rollout_length_bound, rollout_length_meta, rollout_length_variance,
                         task_constants)
 
-__all__ = ["VARIANTS", "certify", "Certificate", "sublevel_constants", "TaskConstants", "task_constants", "cost_lipschitz", "h_G", "h_c", "h_H", "h_Delta", "h_cost", "h_grad",
-           "gradient_domination_lambda", "h_G_meta", "h_cost_meta", "bernstein_samples",
-           "rollout_length_bound", "h_hess", "h_L_grad", "h_sample_task", "h_r2",
-           "rollout_length_meta", "rollout_length_variance"]
+__all__ = _public_names(globals())

@@ -22,7 +22,7 @@ import numpy as np
 from .._validation import (as_float_array, check_choice, check_int, check_positive, check_probability,
                            check_real)
 from ..exceptions import ValidationError, ValidationTypeError
-from ..lqr.policy import check_gain, evaluate
+from ..lqr.policy import check_gain, evaluate_batch
 from ..lqr.riccati import optimal_gain
 from ..lqr.tasks import as_batch
 from ..meta.objective import as_taskset
@@ -207,9 +207,9 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
     batch = as_batch(ts)
     Kb = _common_gain(ts, K, "K")
     _check_definite(batch)
-    ev = evaluate(ts, Kb, what="task_constants")
+    ev = evaluate_batch(batch, check_gain(batch, Kb), "task_constants")
     K_star, _ = optimal_gain(ts)
-    ev_star = evaluate(ts, K_star, what="task_constants")
+    ev_star = evaluate_batch(batch, check_gain(batch, K_star), "task_constants")
     J = np.einsum("nij,nji->n", ev.P, batch.Psi)
     J_star = np.einsum("nij,nji->n", ev_star.P, batch.Psi)
     spec = lambda X: np.linalg.norm(X, 2, axis=(-2, -1))

@@ -7,6 +7,7 @@ exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`; s
 ``metalqr.tow.weighting_strategies``).
 """
 
+from .._api import public_names as _public_names
 from .experiment import (STRATEGIES, StrategyResult, make_learner, plot_curves, plot_weights, run_experiment,
                          run_sinusoid_experiment, save_results)
 from .learner import MAML, ProtoNet
@@ -17,19 +18,9 @@ from .tasks import (AnyShotTasks, DigitsTasks, HierarchicalClassificationTasks, 
 from .weighting import TOWProblem, TOWResult, dirichlet_weights, tow_weights
 from .weighting_strategies import (PerBatchStrategy, WeightingStrategy, Window, WindowResult, get_strategy,
                                    register_strategy, strategies, unregister_strategy)
-
-__all__ = ["run_experiment", "run_sinusoid_experiment", "make_learner", "save_results", "plot_curves",
-           "plot_weights", "StrategyResult", "STRATEGIES", "MLP", "MAML", "ProtoNet", "SGD", "Adam",
-           "make_optimizer", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
-           "ImageFolderTasks", "Task", "dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem",
-           "WeightingStrategy", "PerBatchStrategy", "Window", "WindowResult", "register_strategy",
-           "unregister_strategy", "strategies", "get_strategy"]
-
-from .convnet import ConvNet  # noqa: E402
-from .omniglot import (PUBLISHED_ONE_SHOT_ERRORS, OmniglotTasks, OneShotResult, OneShotRun, area_resize,  # noqa: E402
+from .convnet import ConvNet
+from .omniglot import (PUBLISHED_ONE_SHOT_ERRORS, OmniglotTasks, OneShotResult, OneShotRun, area_resize,
                        embedding_of, evaluate_one_shot_runs, load_omniglot, load_one_shot_runs, modified_hausdorff,
                        one_shot_run_tasks)
 
-__all__ += ["ConvNet", "OmniglotTasks", "load_omniglot", "area_resize", "OneShotRun", "OneShotResult",
-            "load_one_shot_runs", "evaluate_one_shot_runs", "one_shot_run_tasks", "embedding_of",
-            "modified_hausdorff", "PUBLISHED_ONE_SHOT_ERRORS"]
+__all__ = _public_names(globals())

@@ -24,15 +24,6 @@ def check_params(x: Any, name: str, size: int) -> np.ndarray:
     return x
 
 
-def check_learner(learner: Any, name: str = "learner"):
-    """Return a :class:`~metalqr.tow.MAML` or :class:`~metalqr.tow.ProtoNet`."""
-    from .learner import MAML, ProtoNet
-    if not isinstance(learner, (MAML, ProtoNet)):
-        raise ValidationTypeError(f"{name} must be a metalqr.tow.MAML or metalqr.tow.ProtoNet (see "
-                                  f"metalqr.tow.make_learner); got {type(learner).__name__}.")
-    return learner
-
-
 def param_size(learner) -> int:
     return learner.net.size
 

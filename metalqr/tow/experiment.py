@@ -19,15 +19,15 @@ import os
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .. import _checkpoint
-from .._validation import (as_float_array, check_bool, check_choice, check_int, check_real, check_size)
+from .._validation import (as_float_array, as_seed, check_bool, check_choice, check_int, check_real, check_size)
 from ..exceptions import CheckpointError, TrainingDivergedError, ValidationError, ValidationTypeError
-from ._checks import check_beta_u, check_learner, check_source
-from .learner import MAML, ProtoNet
+from ._checks import check_beta_u, check_source
+from .learner import MAML, ProtoNet, _check_learner as check_learner
 from .mlp import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
 from .tasks import SinusoidTasks
@@ -238,14 +238,14 @@ def _check_strategies(strategies) -> tuple:
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
     return __version__
 
 
 def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, n_iterations: int = 100,
                    T: int = 5, M: int = 5, optimizer: str = "sgd", alpha: float = 0.05,
                    beta_u: float = 10.0, kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600,
-                   n_val: int = 100, seed: int = 0, eval_every: int = 0, progress: bool = False,
+                   n_val: int = 100, rng: Any = 0, eval_every: int = 0, progress: bool = False,
                    value_model: str = "diagonal", checkpoint: str | None = None,
                    checkpoint_every: int = 10) -> list[StrategyResult]:
     """Train a learner with each weighting strategy (Section 5 of the TOW paper).
@@ -254,7 +254,8 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     ``M`` tasks (Section 5 of the TOW paper).
 
     Every strategy sees the same mini-batches (window ``k`` draws them from
-    ``default_rng([seed, k])``), starts from ``learner.init(seed)`` and uses the same
+    ``default_rng([seed, k])``, ``seed`` the root seed from ``rng``), starts from
+    ``learner.init(seed)`` and uses the same
     meta-optimiser. The strategies are **interleaved window by window** (window ``k`` of every
     strategy, then window ``k + 1``), and each strategy's training time is summed over its
     windows, so that a change of machine load during the run affects all of them alike and
@@ -301,8 +302,9 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
         Number of iLQR iterations per window for TOW.
     n_test, n_val : int, >= 2
         Held-out test tasks (final metric) and validation tasks (curve).
-    seed : int, >= 0
-        Seed of the task stream, the initial parameters and the strategies' generators.
+    rng : int seed >= 0, Generator or None
+        Root of every stream (``0`` by default). An int is the root ``seed`` itself; a
+        Generator gives one draw, recorded as ``settings["seed"]`` (pass that int to rerun).
     eval_every : int, >= 0
         Evaluate the validation curve every this many windows (0: never).
     progress : bool
@@ -361,7 +363,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     n_ilqr = check_int(n_ilqr, "n_ilqr", minimum=1)
     n_test = check_int(n_test, "n_test", minimum=2)
     n_val = check_int(n_val, "n_val", minimum=2)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = as_seed(rng, "rng")
     eval_every = check_int(eval_every, "eval_every", minimum=0)
     progress = check_bool(progress, "progress")
     value_model = check_choice(value_model, "value_model", VALUE_MODELS)

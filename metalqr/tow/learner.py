@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -364,3 +365,15 @@ class ProtoNet(_Learner):
 
     def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         return np.array([_metric("ce", self._logits(x, t)[0], t.yq) for t in tasks])
+
+
+def _check_learner(learner: Any, name: str = "learner"):
+    """Return ``learner`` if it is a :class:`~metalqr.tow.MAML` or :class:`~metalqr.tow.ProtoNet`.
+
+    It lives beside the two classes so that :mod:`metalqr.tow._checks` need not import this
+    module (no import cycle).
+    """
+    if not isinstance(learner, (MAML, ProtoNet)):
+        raise ValidationTypeError(f"{name} must be a metalqr.tow.MAML or metalqr.tow.ProtoNet (see "
+                                  f"metalqr.tow.make_learner); got {type(learner).__name__}.")
+    return learner

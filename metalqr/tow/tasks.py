@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import as_float_array, as_rng, check_bool, check_int, check_real, check_size
+from .._validation import as_float_array, as_rng, as_seed, check_bool, check_int, check_real, check_size
 from ..exceptions import BackendUnavailableError, ValidationError, ValidationTypeError
 
 #: One line telling a user how to get the digits extra (metalqr is installed from a clone).
@@ -25,7 +25,7 @@ DIGITS_HINT = ("DigitsTasks (--source digits) needs scikit-learn, which is not i
                "metalqr run  pip install \".[digits]\"  (or pip install scikit-learn).")
 
 __all__ = ["Task", "SinusoidTasks", "HierarchicalClassificationTasks", "AnyShotTasks", "DigitsTasks",
-           "ImageFolderTasks"]
+           "ImageFolderTasks", "DIGITS_HINT"]
 
 
 def _targets(value, name: str, n: int) -> np.ndarray:
@@ -96,11 +96,6 @@ class Task:
     def is_classification(self) -> bool:
         """Whether the targets are class labels (1-D ``y``) rather than regression targets."""
         return self.y.ndim == 1
-
-    @property
-    def amplitude(self) -> float:
-        """The sinusoid amplitude of a regression task (:attr:`group` as a float)."""
-        return float(self.group)
 
 
 def _sample_args(rng, n, train, entries_per_task: float, who: str):
@@ -237,8 +232,9 @@ class HierarchicalClassificationTasks:
         Ratio of successive training-alphabet probabilities.
     train_fraction : float in (0, 1)
         Fraction of each alphabet's classes used for training.
-    seed : int, >= 0
-        Seed of the synthetic world (maps, offsets, codes).
+    rng : int seed >= 0 or Generator
+        Seed of the synthetic world (maps, offsets, codes); a Generator gives one draw,
+        stored as the int ``rng`` so that the world can be rebuilt (``0`` by default).
 
     Raises
     ------
@@ -257,7 +253,7 @@ class HierarchicalClassificationTasks:
     noise_level: float = 0.1
     imbalance: float = 0.6
     train_fraction: float = 0.7
-    seed: int = 0
+    rng: int = 0
     _data: dict = field(default_factory=dict, repr=False)
 
     loss = "ce"
@@ -275,7 +271,7 @@ class HierarchicalClassificationTasks:
         self.imbalance = check_real(self.imbalance, "imbalance", minimum=0.0, min_inclusive=False)
         self.train_fraction = check_real(self.train_fraction, "train_fraction", minimum=0.0, maximum=1.0,
                                          min_inclusive=False, max_inclusive=False)
-        self.seed = check_int(self.seed, "seed", minimum=0)
+        self.rng = as_seed(self.rng, "rng")
         check_size(float(self.n_alphabets) * (self.dim + self.n_chars) * self.latent,
                    "HierarchicalClassificationTasks", what="float64 entries",
                    alternative="Use fewer alphabets, characters or dimensions.")
@@ -304,7 +300,7 @@ class HierarchicalClassificationTasks:
 
     def _world(self):
         if not self._data:
-            rng = np.random.default_rng([self.seed, 7])
+            rng = np.random.default_rng([self.rng, 7])
             Phi = rng.standard_normal((self.n_alphabets, self.dim, self.latent)) / np.sqrt(self.latent)
             offset = 0.5 * rng.standard_normal((self.n_alphabets, self.dim))
             codes = rng.standard_normal((self.n_alphabets, self.n_chars, self.latent))
@@ -403,8 +399,8 @@ class AnyShotTasks(HierarchicalClassificationTasks):
         Ratio of successive training-alphabet probabilities.
     train_fraction : float in (0, 1)
         Fraction of each alphabet's classes used for training.
-    seed : int, >= 0
-        Seed of the synthetic world.
+    rng : int seed >= 0 or Generator
+        The synthetic world's seed, as in :class:`HierarchicalClassificationTasks`.
     max_shot : int, >= 1
         Largest number of support examples of a class (default 5, as in ``metalqr tow`` and
         the results of docs/tow.md).

@@ -16,8 +16,8 @@ import scipy.optimize
 from .._validation import as_float_array, check_choice, check_int, check_real, check_size
 from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ilqr
-from ._checks import (check_batches, check_beta_u, check_learner, check_mu_u, check_optimizer,
-                      param_size)
+from ._checks import check_batches, check_beta_u, check_mu_u, check_optimizer, param_size
+from .learner import _check_learner as check_learner
 from .optimizers import SGD
 from .tasks import Task
 

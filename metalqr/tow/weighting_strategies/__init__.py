@@ -16,7 +16,7 @@ from ...exceptions import ValidationError, ValidationTypeError
 from .base import PerBatchStrategy, WeightingStrategy, Window, WindowResult
 
 __all__ = ["WeightingStrategy", "PerBatchStrategy", "Window", "WindowResult", "register_strategy",
-           "unregister_strategy", "strategies", "get_strategy"]
+           "unregister_strategy", "strategies", "get_strategy", "describe"]
 
 _REGISTRY: dict[str, WeightingStrategy] = {}
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from ..weighting import dirichlet_weights
 from .base import PerBatchStrategy
 
+__all__ = ["Exploration", "Exploitation"]
+
 
 class _Dirichlet(PerBatchStrategy):
     """Eq. (12) of the TOW paper with the sign chosen by the strategy's name.

@@ -9,6 +9,8 @@ from __future__ import annotations
 from ..weighting import tow_weights
 from .base import Window, WindowResult, WeightingStrategy
 
+__all__ = ["TOW"]
+
 
 class TOW(WeightingStrategy):
     """TOW, Algorithm 1 of the TOW paper: weights from iLQR over the window's mini-batches."""

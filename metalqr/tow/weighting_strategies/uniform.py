@@ -6,6 +6,8 @@ import numpy as np
 
 from .base import PerBatchStrategy
 
+__all__ = ["Uniform"]
+
 
 class Uniform(PerBatchStrategy):
     """Uniform baseline: every task of a mini-batch weighs ``1/M``."""

@@ -1,6 +1,6 @@
 """Compiled rollout kernel (Numba, parallel over blocks of rollouts).
 
-Same maths and the same counter-based noise as :mod:`metalqr.rollouts.array_kernel`.
+Same maths and the same counter-based noise as :mod:`metalqr.rollouts._array_kernel`.
 
 Layout: the rollouts of one task are simulated ``LANES`` at a time as a structure of arrays:
 the state is a ``(d, LANES)`` block whose rows are contiguous over rollouts, so every
@@ -35,11 +35,11 @@ import math
 import numba as nb
 import numpy as np
 
-from .blocks import task_blocks
+from ._blocks import task_blocks
 from .counter_rng import GAMMA, block_stride
-from .counter_rng_numba import lane_normals as _lane_normals
-from .counter_rng_numba import normals_numba, sphere_numba  # noqa: F401 (re-exported)
-from .factors import equilibrated_factor, well_conditioned
+from ._counter_rng_numba import lane_normals as _lane_normals
+from ._counter_rng_numba import normals_numba, sphere_numba  # noqa: F401 (re-exported)
+from ._factors import equilibrated_factor, well_conditioned
 
 __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
 
@@ -355,7 +355,7 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
                          lanes: int | None = None) -> np.ndarray:
     """Simulate roll-out costs with the compiled kernels.
 
-    Numba implementation of :func:`~metalqr.rollouts.array_kernel.simulate_costs_array` (``L0
+    Numba implementation of :func:`~metalqr.rollouts._array_kernel.simulate_costs_array` (``L0
     L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`; ``ref``
     and ``factor``: the divergence test, ``inf`` for a diverging roll-out). ``lanes`` rollouts
     of a task (default :data:`LANES`) are simulated together; the result does not depend on it

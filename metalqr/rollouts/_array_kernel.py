@@ -4,7 +4,7 @@ The same function serves the ``"numpy"`` backend (``xp = numpy``) and the ``"cup
 backend (``xp = cupy``), so CPU-only test runs exercise the GPU code path.
 
 Layout: the roll-outs are grouped by task into blocks of :data:`LANES`
-(:func:`~metalqr.rollouts.blocks.task_blocks`), states as rows, ``x`` of shape
+(:func:`~metalqr.rollouts._blocks.task_blocks`), states as rows, ``x`` of shape
 ``(nblocks, LANES, d)``. A step is then a few batched matrix products with one task matrix
 per block (``x A'``, ``u B'``, ``z G'``, ``x Q``, ``u R``: BLAS / cuBLAS GEMMs) and one
 per-roll-out product ``u = K x``. The noise of several steps is generated per call of the
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .blocks import task_blocks
+from ._blocks import task_blocks
 from .counter_rng import block_stride, normals
 
 __all__ = ["simulate_costs_array", "LANES", "NOISE_BYTES"]
