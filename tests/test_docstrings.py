@@ -104,6 +104,29 @@ REFERENCES_REQUIRED = {
 
 SECTIONS = ("Parameters", "Returns", "Yields", "Raises", "Examples", "References")
 
+#: Callables that take parameters and document no Raises section, each for a reason:
+#: exception constructors (they raise nothing); the methods a backend or a weighting strategy
+#: implements (the engine and ``run_experiment`` check their inputs); command-line entry points
+#: (they report bad input as an exit status); helpers whose inputs come from metalqr itself
+#: (study records, argparse objects, checked parameter vectors).  Every other callable with
+#: parameters says what it raises (house standard: every public argument is validated).
+NO_RAISES = frozenset({
+    "metalqr.UnstablePolicyError", "metalqr.NotMAMLStabilizingError",
+    "metalqr.TrainingStalledError", "metalqr.TrainingDivergedError",
+    "metalqr.Backend.simulate", "metalqr.Backend.normals", "metalqr.Backend.sphere_points",
+    "metalqr.Backend.perturbed_gains", "metalqr.tow.PerBatchStrategy.weights",
+    "metalqr.tow.PerBatchStrategy.window", "metalqr.tow.WeightingStrategy.window",
+    "metalqr.experiments.add_fig1_arguments", "metalqr.experiments.add_sweep_parser",
+    "metalqr.experiments.fig1_main", "metalqr.experiments.fig1_seeds_command",
+    "metalqr.experiments.sweep_main",
+    "metalqr.testing.format_example", "metalqr.experiments.plot_curves",
+    "metalqr.experiments.build_tasks", "metalqr.experiments.comparable",
+    "metalqr.experiments.run_rng", "metalqr.tow.ConvNet.init", "metalqr.tow.ConvNet.unpack",
+    "metalqr.tow.OneShotResult.table", "metalqr.experiments.ResultStore.path",
+    "metalqr.experiments.ResultStore.save", "metalqr.experiments.ResultStore.check",
+    "metalqr.experiments.ResultStore.records", "metalqr.experiments.ResultStore.save_study",
+})
+
 
 def _errors(path: str) -> list[tuple[str, str]]:
     result = numpydoc_validate.validate(WHERE[path])
@@ -128,6 +151,20 @@ def test_the_docs_build_and_this_test_skip_only_justified_checks():
 def test_numpydoc_validation(path):
     errors = _errors(path)
     assert not errors, f"{path}:\n" + "\n".join(f"  {code}: {msg}" for code, msg in errors)
+
+
+def test_callables_with_parameters_document_what_they_raise():
+    from numpydoc.docscrape import NumpyDocString
+
+    missing = []
+    for path, obj in OBJECTS.items():
+        if isinstance(obj, property) or path in NO_RAISES:
+            continue
+        doc = NumpyDocString(inspect.getdoc(obj) or "")
+        if doc["Parameters"] and not doc["Raises"]:
+            missing.append(path)
+    assert not missing, f"no Raises section: {missing}"
+    assert NO_RAISES <= set(OBJECTS), f"stale NO_RAISES entries: {sorted(NO_RAISES - set(OBJECTS))}"
 
 
 @pytest.mark.parametrize("path", EXAMPLES_REQUIRED)

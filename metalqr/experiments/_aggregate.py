@@ -176,6 +176,11 @@ def curves(store: ResultStore | str | os.PathLike, study: Study | None = None, *
         ``ci_high`` (arrays; the band is NaN-free: where fewer than two seeds reached an
         iteration, ``ci_low = ci_high = mean``) and ``n`` (seeds at each iteration; runs
         that stopped early contribute up to their last iteration).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown ``column`` or a ``confidence`` outside (0, 1).
     """
     column = check_choice(column, "column", CURVE_COLUMNS)
     confidence = check_probability(confidence, "confidence")
@@ -280,6 +285,11 @@ def write_report(store: ResultStore | str | os.PathLike, study: Study | None = N
     -------
     dict of str to str
         The paths written, by kind (``summary``, ``curves_csv``, ``curves_png``).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown ``column``, a ``confidence`` outside (0, 1), or a store without runs.
     """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     column = check_choice(column, "column", CURVE_COLUMNS)

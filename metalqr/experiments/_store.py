@@ -33,6 +33,13 @@ class ResultStore:
     ----------
     root : path
         Folder of the store (created on first write).
+
+    Raises
+    ------
+    ValidationTypeError
+        ``root`` not a path.
+    CheckpointError
+        ``root`` exists and is not a folder.
     """
 
     def __init__(self, root: str | os.PathLike) -> None:

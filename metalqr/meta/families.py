@@ -187,6 +187,11 @@ def default_heterogeneity(nominal: LQRTask, perturb: Iterable[str] = ("A", "B"))
     -------
     dict
         ``{name: standard deviation}`` for the names in ``perturb``.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed task or ``perturb`` (unknown matrix names are listed).
     """
     if not isinstance(nominal, LQRTask):
         raise ValidationTypeError(f"nominal must be an LQRTask; got {type(nominal).__name__}.")

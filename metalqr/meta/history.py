@@ -127,6 +127,11 @@ class History:
         ----------
         path : str or os.PathLike
             The CSV file.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``path`` not a file path (or an existing folder).
         """
         atomic_write_text(_check_out_path(path), csv_text(self.records))
 
@@ -137,6 +142,11 @@ class History:
         ----------
         path : str or os.PathLike
             The JSON file.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``path`` not a file path (or an existing folder).
         """
         atomic_write_text(_check_out_path(path), json.dumps({"records": self.records,
                                                              "meta": self.meta}, default=str))

@@ -46,6 +46,11 @@ class ConvNet:
         Output (embedding or logit) size.
     loss : {"mse", "ce"}
         Loss of :meth:`loss_and_grad`.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A size out of range, ``n_in`` not a square number, or too many blocks for the image.
     """
 
     n_in: int = 784

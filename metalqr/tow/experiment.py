@@ -563,6 +563,11 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
     -------
     dict
         ``{"table": rows, "settings": settings}``.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``results`` not a non-empty list of StrategyResult, or ``path_prefix`` not a file prefix.
     """
     results = _check_results(results)
     path_prefix = _check_path(path_prefix, "path_prefix")
@@ -607,6 +612,11 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
         Image file to write (format from the extension).
     title : str
         Figure title.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``results`` not a non-empty list of StrategyResult, or ``path`` not a file path.
     """
     results = _check_results(results)
     path = _check_path(path, "path")
@@ -655,6 +665,11 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
         Image file to write.
     n_bins : int, >= 1
         Group bins (quantiles).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``result`` not a StrategyResult with recorded weights, a bad ``path`` or ``n_bins``.
     """
     if not isinstance(result, StrategyResult):
         raise ValidationTypeError(f"result must be a StrategyResult; got {type(result).__name__}.")

@@ -157,6 +157,11 @@ class MAML(_Learner):
     first_order : bool
         First-order MAML (FOMAML) instead of the exact meta-gradient.
 
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed network or a parameter out of range, named.
+
     Notes
     -----
     Methods take meta-parameters ``x`` (D,) with ``D = net.size`` and tasks whose inputs have
@@ -272,6 +277,11 @@ class ProtoNet(_Learner):
     curvature_method : {"exact", "mc"}
     mc_samples : int, >= 1
         Samples per query for ``"mc"``.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed network or a parameter out of range, named.
 
     Notes
     -----

@@ -159,6 +159,11 @@ class MLP:
         -------
         x : (size,) ndarray
             The flat parameter vector.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``rng`` not a Generator, a non-negative int or None.
         """
         rng = as_rng(rng)
         parts = []

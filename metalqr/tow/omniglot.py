@@ -334,6 +334,11 @@ class OmniglotTasks:
         uniformly among the split's alphabets. True: classes drawn uniformly from all the
         split's characters.
 
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A parameter out of range, named (the data are read, and checked, on first use).
+
     Notes
     -----
     ``Task.group`` is the alphabet's index in :meth:`alphabet_names` (-1 for cross-alphabet

@@ -219,6 +219,11 @@ class TOWProblem:
             The tasks' validation losses.
         G : (D, M) ndarray
             Their gradients.
+
+        Raises
+        ------
+        ValidationError
+            ``t`` not a step index of the window.
         """
         zt, _ = self._check_step(zt, None, t)
         return self._evaluate(zt, t)
@@ -245,6 +250,11 @@ class TOWProblem:
         -------
         (S,) ndarray
             The next state.
+
+        Raises
+        ------
+        ValidationError
+            ``t`` not a step index of the window.
         """
         zt, u = self._check_step(zt, u, t)
         return self.optimizer.step(zt, self._evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
@@ -265,6 +275,11 @@ class TOWProblem:
         -------
         float
             The cost.
+
+        Raises
+        ------
+        ValidationError
+            ``t`` not a step index of the window.
         """
         zt, u = self._check_step(zt, u, t)
         return float(self._evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
@@ -285,6 +300,11 @@ class TOWProblem:
         -------
         Derivatives
             Diagonal ``f_x``, ``c_xx`` and ``cT_xx`` with the diagonal value model.
+
+        Raises
+        ------
+        ValidationError
+            ``Z`` or ``U`` of the wrong shape or not finite.
         """
         T, M, S, D = self._T, self._M, self._S, self.D
         Z = as_float_array(Z, "Z", ndim=2)
