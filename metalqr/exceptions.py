@@ -97,6 +97,10 @@ class NotMAMLStabilizingError(UnstablePolicyError):
         Index of the offending task.
     spectral_radius : float
         The offending closed loop's spectral radius.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 1.
     """
 
 
@@ -105,6 +109,10 @@ class NotMetaLearnableError(MetalqrError, ValueError):
 
     The task set provably has no common stabilising gain (for example the scalar pair A1=3, B1=4
     / A2=1, B2=-1 of Section 3.2 of the ZO-MAML paper).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 3.2 (a task set without a common stabilising gain).
     """
 
 

@@ -79,6 +79,12 @@ def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     ValidationError
         Malformed, non-finite or inconsistent arguments, ``lower > upper`` or a
         non-symmetric ``H``.
+
+    References
+    ----------
+    Tassa, Mansard and Todorov (2014), "Control-limited differential dynamic
+    programming", Algorithm 3; used by the backward pass of the TOW paper [nguyen2023tow],
+    Appendix E, with control bounds.
     """
     H = real_array(H, "H", ndim=2)
     n = H.shape[0]

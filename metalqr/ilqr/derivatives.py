@@ -94,6 +94,10 @@ class Derivatives:  # numpydoc ignore=PR01
         shapes disagree (``T``, ``D`` and ``M`` are read from ``f_u``). Non-finite entries are
         allowed here (derivatives at a diverged trajectory); :func:`backward_pass` refuses
         them and :func:`ilqr` stops with a reason.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix E, Eq. (64)-(65).
     """
 
     f_x: np.ndarray
@@ -536,6 +540,10 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
         Malformed arguments; a callback returning the wrong shape or a complex, boolean or
         string result (:class:`~metalqr.ValidationTypeError`); more than ``FD_WORK_LIMIT``
         point coordinates to evaluate (``T * 4 (D + M)^3``), with the alternative.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix E, Eq. (64)-(65) (the expansion these derivatives fill).
     """
     check_callable(dynamics, "dynamics")
     check_callable(cost, "cost")

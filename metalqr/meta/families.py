@@ -134,6 +134,10 @@ def sample_tasks(n_tasks: int, d: int, k: int, *, heterogeneity: float = 0.25, r
     ValidationError, ValidationTypeError
         A malformed argument, or a request above the size limits (``n_tasks`` > 100000, or
         more than 2**31 matrix entries).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 6 (the random task families of the numerical study).
     """
     n_tasks = _check_n_tasks(n_tasks, "sample_tasks")
     d = check_int(d, "d", minimum=1)

@@ -90,6 +90,10 @@ def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
     ------
     NotMAMLStabilizingError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (6) (with the exact gradient, Eq. (2)).
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
@@ -443,6 +447,10 @@ def check_meta_learnable(tasks: Any) -> None:
         A detected case (the message names the task or the intervals).
     ValidationError
         A malformed task set.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 3.2 and Definition 2.
     """
     ts = as_taskset(tasks)
     for i, t in enumerate(ts):

@@ -157,6 +157,10 @@ def rollout_bias(tasks: Any, K: Any, length: int) -> np.ndarray:
         If ``K`` does not stabilise some task.
     ValidationError
         If ``length`` is not a positive int.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 14 (the finite-horizon bias of the roll-out cost).
     """
     ts = as_taskset(tasks)
     length = check_int(length, "length", minimum=1)

@@ -68,6 +68,10 @@ def sphere_perturbations(rng: Any, shape: tuple[int, ...], radius: float,
     ValidationError
         On a malformed shape, a radius that is not finite and positive, an unknown backend,
         or a request above metalqr's size limit.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Algorithms 1 and 2 (the perturbations ``U_m``).
     """
     shape = _check_shape(shape)
     radius = check_positive(radius, "radius")

@@ -259,6 +259,10 @@ def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     ------
     ValidationError
         On a malformed task, gain or length.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 14 (the finite-horizon cost) and Algorithm 1.
     """
     from ..lqr.policy import check_gain, closed_loop
 

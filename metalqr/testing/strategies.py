@@ -516,6 +516,10 @@ def meta_learnable_families(n: int | None = None, d: int | None = None, k: int |
     ------
     ValidationError
         If an argument is malformed or out of range (names it).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 1.
     """
     if eta is not None:
         eta = check_positive(eta, "eta")

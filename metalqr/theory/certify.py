@@ -60,6 +60,10 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
         semidefinite ``Q_i`` / ``Psi_i`` (see :func:`task_constants`).
     UnstablePolicyError
         If ``K0`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 2 and Appendix A.
     """
     ts = as_taskset(tasks)
     gamma = check_positive(gamma, "gamma")
@@ -118,6 +122,10 @@ class Certificate:  # numpydoc ignore=PR01
     ------
     ValidationError, ValidationTypeError
         A malformed field (hand-built certificates are checked too).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Theorems 1-2 and Lemmas 6-7.
     """
 
     eta: float

@@ -340,6 +340,10 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 1 and 8, and Eq. (2).
     """
     c, variant = _tc(c), _variant(variant)
     base = c.J_max * _h0(c) / c.sigma_Q
@@ -369,6 +373,10 @@ def h_c(c: TaskConstants) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 1 and 8.
     """
     c = _tc(c)
     return _out((_h0(c) + c.BPA_F) / c.sigma_R, "h_c", allow_zero=True)
@@ -415,6 +423,10 @@ def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> fl
     ValidationError
         If ``c`` is not a TaskConstants, ``J_max_K0`` is not a finite positive number, or
         ``variant`` is not a valid name.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 1 and 8 (and their use in Lemma 7).
     """
     c, variant = _tc(c), _variant(variant)
     J_max_K0 = check_positive(J_max_K0, "J_max_K0")
@@ -453,6 +465,10 @@ def h_Delta(c: TaskConstants) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, if every ``B_i`` is zero, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9; Fazel et al. (2018), Lemma 16.
     """
     c = _tc(c)
     if c.norm_B == 0:
@@ -499,6 +515,10 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9; Fazel et al. (2018), Lemma 16.
     """
     c, variant = _tc(c), _variant(variant)
     hD = h_Delta(c)
@@ -554,6 +574,10 @@ def h_grad(c: TaskConstants) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9.
     """
     c = _tc(c)
     r = c.J_max / c.sigma_Q
@@ -617,6 +641,10 @@ def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9 and Appendix A.
     """
     c, variant = _tc(c), _variant(variant)
     if variant == "paper":
@@ -675,6 +703,10 @@ def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 3 and 10.
     """
     c = _tc(c)
     lam = c.mu**2 * c.sigma_R / c.Sigma_star
@@ -717,6 +749,10 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``eta`` or ``h_H_value`` is negative or non-finite, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 5 and 12 and Appendix A.
     """
     c, variant, eta, h_H_value = _tc(c), _variant(variant), _eta(eta), _hH(h_H_value)
     hh, hg = h_hess(c, variant), h_grad(c)
@@ -752,6 +788,10 @@ def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``eta`` or ``h_H_value`` is negative or non-finite, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 4 and 11.
     """
     c, eta, h_H_value = _tc(c), _eta(eta), _hH(h_H_value)
     return _out((c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c), "h_G_meta", allow_zero=True)
@@ -786,6 +826,10 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``eta`` is negative or non-finite, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 5 and 12.
     """
     c, variant, eta = _tc(c), _variant(variant), _eta(eta)
     if variant == "paper":
@@ -822,6 +866,10 @@ def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float,
     ------
     ValidationError
         If an argument is out of range (``delta = 5`` used to give -91) or the count overflows.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 13.
     """
     epsilon = check_positive(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
@@ -869,6 +917,10 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0``, ``delta`` outside (0, 1), or ``eta``/``h_H_value`` negative, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 7 (its proof) and Appendix B.
     """
     epsilon = check_positive(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
@@ -912,6 +964,10 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``eta``/``h_H_value`` negative, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 7 (its proof).
     """
     epsilon = check_positive(epsilon, "epsilon")
     return _out(epsilon / (6 * h_L_grad(c, eta, h_H_value)), "h_r2")
@@ -943,6 +999,10 @@ def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> floa
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``radius <= 0``, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 7 (its proof).
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
@@ -990,6 +1050,10 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``delta`` outside (0, 1), or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 6; Fazel et al. (2018), Lemma 32.
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
@@ -1033,6 +1097,10 @@ def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost"
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``which`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 14.
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")

@@ -168,6 +168,10 @@ class MAML(_Learner):
     ``net.n_in`` columns and whose outputs fit ``net.loss`` (real targets of width
     ``net.n_out`` for ``"mse"``, labels below ``net.n_out`` for ``"ce"``); anything else
     raises :class:`~metalqr.ValidationError` naming the argument.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Eq. (3)-(4); Finn, Abbeel and Levine (2017).
     """
 
     net: MLP

@@ -344,6 +344,10 @@ class OmniglotTasks:
     ``Task.group`` is the alphabet's index in :meth:`alphabet_names` (-1 for cross-alphabet
     tasks); labels are ``0..n_way-1`` in random class order. Images are float64 vectors
     (``size**2``), ink = 1.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5.1 (Omniglot, split by alphabet).
     """
 
     path: Any

@@ -409,6 +409,10 @@ class AnyShotTasks(HierarchicalClassificationTasks):
     ------
     ValidationError
         An argument out of range, or ``n_way`` larger than a split.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5.2 (any-shot classification).
     """
 
     max_shot: int = 5

@@ -166,6 +166,10 @@ class TOWProblem:
     ------
     ValidationError
         Any argument malformed or inconsistent (``D`` not the learner's parameter count).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Algorithm 1, Eq. (5)-(7) and Appendices G-H.
     """
 
     learner: object

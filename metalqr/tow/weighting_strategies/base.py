@@ -128,6 +128,10 @@ class PerBatchStrategy(WeightingStrategy):
 
     A strategy that weights each mini-batch from its losses, then takes one optimiser step with
     the weighted gradient ``G u`` (the baselines of Section 5 of the TOW paper).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5 (the baselines) and Eq. (12).
     """
 
     @abc.abstractmethod
