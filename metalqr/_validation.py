@@ -203,8 +203,7 @@ def _check_range(value, name, minimum, maximum, min_inclusive, max_inclusive) ->
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     """Check that ``value`` is one of ``choices``.
 
-    Check that ``value`` is one of ``choices`` (names of variants, backends, methods,
-    strategies...); the error lists the valid ones.
+    Names of variants, backends, methods, strategies... The error lists the valid ones.
     """
     choices = list(choices)
     if isinstance(value, np.ndarray) or not any(

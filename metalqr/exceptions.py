@@ -40,9 +40,9 @@ class ValidationError(MetalqrError, ValueError):
 class ValidationTypeError(ValidationError, TypeError):
     """An argument has the wrong type.
 
-    An argument has the wrong type (a string where a number is expected, a complex or boolean
-    array where a real one is, a non-callable callback...). It is a :class:`ValidationError`,
-    hence a ``ValueError``, and also a ``TypeError``.
+    A string where a number is expected, a complex or boolean array where a real one is, a
+    non-callable callback... It is a :class:`ValidationError`, hence a ``ValueError``, and also
+    a ``TypeError``.
     """
 
 
@@ -86,8 +86,8 @@ class UnstablePolicyError(MetalqrError, ValueError):
 class NotMAMLStabilizingError(UnstablePolicyError):
     """A gain is not MAML-stabilising (Definition 1 of the ZO-MAML paper).
 
-    A gain is not MAML-stabilising (Definition 1 of the ZO-MAML paper): either ``K`` or one of
-    its one-step adaptations ``K - eta grad J_i(K)`` does not stabilise its task.
+    Either ``K`` or one of its one-step adaptations ``K - eta grad J_i(K)`` does not stabilise
+    its task.
 
     Parameters
     ----------
@@ -107,8 +107,7 @@ class NotMAMLStabilizingError(UnstablePolicyError):
 class NotMetaLearnableError(MetalqrError, ValueError):
     """The task set provably has no common stabilising gain.
 
-    The task set provably has no common stabilising gain (for example the scalar pair A1=3, B1=4
-    / A2=1, B2=-1 of Section 3.2 of the ZO-MAML paper).
+    For example the scalar pair A1=3, B1=4 / A2=1, B2=-1 of Section 3.2 of the ZO-MAML paper.
 
     References
     ----------
@@ -127,8 +126,8 @@ class BackendUnavailableError(MetalqrError, RuntimeError):
 class TrainingStalledError(MetalqrError, RuntimeError):
     """Meta-training rejected too many consecutive updates.
 
-    Meta-training rejected too many consecutive updates (the gradient estimate keeps leaving the
-    stabilising set); a checkpoint of the last good state is kept.
+    The gradient estimate keeps leaving the stabilising set. A checkpoint of the last good state
+    is kept.
 
     Parameters
     ----------
@@ -179,9 +178,8 @@ class MetalqrWarning(UserWarning):
 class RolloutLengthWarning(MetalqrWarning):
     """The roll-out length is short compared with the closed loop's mixing time.
 
-    The roll-out length is short compared with the closed loop's mixing time: the expected
-    ``l``-step cost is biased and its gradient may point away from the true one. The message
-    names a length that keeps the bias within tolerance.
+    The expected ``l``-step cost is biased and its gradient may point away from the true one.
+    The message names a length that keeps the bias within tolerance.
     """
 
 

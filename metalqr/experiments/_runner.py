@@ -1,7 +1,7 @@
 """Execute one run of a study.
 
-Execute one run of a study: build its tasks and initial gain from its configuration, run Algorithm
-3, and return a JSON-able record (config, version, history, summary).
+Build its tasks and initial gain from its configuration, run Algorithm 3, and return a JSON-able
+record (config, version, history, summary).
 """
 
 from __future__ import annotations

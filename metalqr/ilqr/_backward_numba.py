@@ -1,7 +1,6 @@
 """Compiled dense backward pass for unconstrained problems.
 
-Compiled dense backward pass for unconstrained problems (same maths as
-:func:`metalqr.ilqr.backward.backward_pass` with ``value_model="full"`` and no bounds).
+Same maths as :func:`metalqr.ilqr.backward.backward_pass` with ``value_model="full"`` and no bounds.
 """
 
 from __future__ import annotations

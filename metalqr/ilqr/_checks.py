@@ -80,8 +80,8 @@ def bounds_array(value: Any, name: str, M: int, default: float) -> np.ndarray:
 def callback_output(value: Any, name: str, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Check what a user callback returned.
 
-    Check what a user callback returned: a real array of ``shape`` (entries may be non-finite;
-    the solver treats those as a failed trial). ``what`` describes the call.
+    A real array of ``shape`` (entries may be non-finite; the solver treats those as a failed
+    trial). ``what`` describes the call.
     """
     if type(value) is np.ndarray and value.dtype == np.float64 and value.shape == shape:
         return value                                   # the common case, checked cheaply

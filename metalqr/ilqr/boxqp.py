@@ -1,7 +1,6 @@
 """Box-constrained quadratic programme by projected Newton.
 
-Box-constrained quadratic programme by projected Newton (Tassa, Mansard & Todorov 2014,
-"Control-limited differential dynamic programming", Algorithm 3).
+Tassa, Mansard & Todorov 2014, "Control-limited differential dynamic programming", Algorithm 3.
 """
 
 from __future__ import annotations

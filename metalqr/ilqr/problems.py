@@ -270,8 +270,7 @@ _REGISTRY: dict[str, StandardProblem] = {}
 def register_problem(spec: StandardProblem) -> StandardProblem:
     """Add a standard problem to the registry.
 
-    Add a standard problem to the registry (its name becomes valid in :func:`standard_problem`,
-    and the contract tests cover it).
+    Its name becomes valid in :func:`standard_problem`, and the contract tests cover it.
 
     Parameters
     ----------

@@ -1,7 +1,6 @@
 """Exact policy evaluation, policy gradient and Hessian for LQR.
 
-Exact policy evaluation, policy gradient and Hessian for LQR (Section 3.1 and Proposition 1 of the
-ZO-MAML paper), batched over the tasks of a :class:`TaskSet`.
+Section 3.1 and Proposition 1 of the ZO-MAML paper. Batched over the tasks of a :class:`TaskSet`.
 
 Notation: ``A_K = A - B K``, ``P_K = A_K' P_K A_K + Q + K'RK``, ``Sigma_K = A_K Sigma_K A_K' + Psi``
 (Eq. (1)), ``E_K = (R + B'P_K B) K - B'P_K A`` and ``J(K) = Tr(P_K Psi) = Tr((Q + K'RK) Sigma_K)``.

@@ -300,8 +300,7 @@ class TaskSet:
 class TaskIndexError(ValidationError, IndexError):
     """A malformed or out-of-range index into a :class:`TaskSet`.
 
-    A malformed or out-of-range index into a :class:`TaskSet` (a
-    :class:`~metalqr.ValidationError` that is also an ``IndexError``).
+    A :class:`~metalqr.ValidationError` that is also an ``IndexError``.
     """
 
 

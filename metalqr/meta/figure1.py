@@ -1,8 +1,7 @@
 """Reproduction of Figure 1 of the ZO-MAML paper.
 
-Reproduction of Figure 1 of the ZO-MAML paper: the cost-gap ratio ``(sum_i J_i(K_n) - sum_i
-J_i(K_i*)) / sum_i J_i(K_i*)`` along Algorithm 3 with zeroth-order meta-gradients (Algorithm 2) on
-three random families of 5 tasks (Section 6).
+The cost-gap ratio ``(sum_i J_i(K_n) - sum_i J_i(K_i*)) / sum_i J_i(K_i*)`` along Algorithm 3 with
+zeroth-order meta-gradients (Algorithm 2) on three random families of 5 tasks (Section 6).
 """
 
 from __future__ import annotations

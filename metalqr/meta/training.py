@@ -405,11 +405,10 @@ def _load_checkpoint(path: str, fingerprint: str, rng: np.random.Generator, ts, 
 class _RolloutGuard:
     """Model-free safety check of a step from roll-outs with common random numbers.
 
-    Model-free safety check of a step from roll-outs with common random numbers: a candidate
-    gain is rejected when a roll-out overflows, when its mean ``l``-step cost on some task
-    exceeds ``GUARD_BLOWUP`` times that of the current gain, or when its cost grows from ``l``
-    to ``2 l`` steps by more than ``GUARD_GROWTH`` times the current gain's growth (a trajectory
-    that is diverging).
+    A candidate gain is rejected when a roll-out overflows, when its mean ``l``-step cost on
+    some task exceeds ``GUARD_BLOWUP`` times that of the current gain, or when its cost grows
+    from ``l`` to ``2 l`` steps by more than ``GUARD_GROWTH`` times the current gain's growth (a
+    trajectory that is diverging).
     """
 
     def __init__(self, ts, length: int, backend, rng: np.random.Generator) -> None:

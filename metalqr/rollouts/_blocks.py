@@ -1,7 +1,7 @@
 """Roll-outs grouped by task into fixed-size blocks.
 
-Roll-outs grouped by task into fixed-size blocks: the layout both rollout kernels use so that each
-step is a product with task-wide matrices (one per block) rather than per roll-out.
+The layout both rollout kernels use so that each step is a product with task-wide matrices (one per
+block) rather than per roll-out.
 """
 
 from __future__ import annotations

@@ -41,8 +41,6 @@ DEFAULT_BACKEND = os.environ.get("METALQR_BACKEND", "numba")
 class Backend(abc.ABC):
     """Interface of a rollout backend.
 
-    Interface of a rollout backend.
-
     Subclasses set :attr:`name` and :attr:`description` and implement the four operations on
     NumPy inputs with NumPy outputs.
 
@@ -126,8 +124,6 @@ class Backend(abc.ABC):
     def sphere_points(self, key: int, rows: int, n: int, radius: float) -> np.ndarray:
         """Return ``(rows, n)`` points on the sphere of radius ``radius``.
 
-        Return ``(rows, n)`` points on the sphere of radius ``radius``.
-
         ``(rows, n)`` points on the sphere of radius ``radius``: row ``m`` is ``z_{mn} ..
         z_{mn + n - 1}``, normalised.
 
@@ -149,8 +145,6 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def perturbed_gains(self, C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
         """Return the perturbed gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``).
-
-        Return the perturbed gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``).
 
         ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]`` with ``two_point``) for ``C`` (P, n) and
         ``V`` (P, Q, n): shape (P, Q, S, n) with ``S = 2`` or ``1``.
@@ -183,10 +177,8 @@ _REGISTRY: dict[str, Backend] = {}
 def register_backend(backend: Backend) -> Backend:
     """Add ``backend`` to the registry under ``backend.name``.
 
-    Add ``backend`` to the registry under ``backend.name``.
-
-    Add ``backend`` to the registry under ``backend.name`` (called by each backend module when
-    imported; a second registration under the same name replaces the first).
+    Called by each backend module when imported; a second registration under the same name
+    replaces the first.
 
     Parameters
     ----------
@@ -257,8 +249,6 @@ def available_backends() -> list[str]:
 def backend_help() -> str:
     """Return one line per registered backend (name, availability, description).
 
-    Return one line per registered backend.
-
     One line per registered backend (name, availability, description): for the CLI's
     ``--backend`` help and the documentation.
 
@@ -297,8 +287,6 @@ def cupy_available() -> bool:
 def check_backend(backend, name: str = "backend") -> str:
     """Validate a backend name against the registry and return the resolved name.
 
-    Validate a backend name against the registry and return the resolved name.
-
     Validate a backend name against the registry (``None`` gives ``DEFAULT_BACKEND``, itself
     checked, as it may come from ``METALQR_BACKEND``); return the resolved name. An unknown name
     raises a :class:`~metalqr.ValidationError` listing the registered ones.
@@ -330,7 +318,7 @@ def check_backend(backend, name: str = "backend") -> str:
 def get_backend(name: str | None = None) -> Backend:
     """Return the registered backend called ``name``.
 
-    Return the registered backend called ``name`` (``None`` gives ``DEFAULT_BACKEND``).
+    ``None`` gives ``DEFAULT_BACKEND``.
 
     Parameters
     ----------

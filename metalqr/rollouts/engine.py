@@ -232,8 +232,6 @@ def _check_rollout_size(N: int, length: int, k: int, d: int) -> None:
 def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     """Return the exact expectation of :func:`simulate_costs`.
 
-    Return the exact expectation of :func:`simulate_costs`.
-
     Exact expectation of :func:`simulate_costs`: ``(1/l) sum_{t=1}^{l} Tr((Q + K'RK) Sigma_t)``
     with ``Sigma_0 = Sigma0`` and ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon
     cost of Lemma 14 of the ZO-MAML paper).

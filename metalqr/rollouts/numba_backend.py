@@ -1,9 +1,8 @@
 """The ``"numba"`` rollout backend (the CPU default).
 
-The ``"numba"`` rollout backend (the CPU default): the compiled kernels of
-:mod:`~metalqr.rollouts._numba_kernel` and the compiled twin of the counter-based generator,
-:mod:`~metalqr.rollouts._counter_rng_numba`, parallel over roll-outs. Numba is imported on first
-use, not when metalqr is imported.
+The compiled kernels of :mod:`~metalqr.rollouts._numba_kernel` and the compiled twin of the
+counter-based generator, :mod:`~metalqr.rollouts._counter_rng_numba`, parallel over roll-outs. Numba
+is imported on first use, not when metalqr is imported.
 """
 
 from __future__ import annotations

@@ -437,8 +437,7 @@ def assert_hvp_matches_fd(grad: Callable, hvp: Callable, K: Any, X: Any = None, 
                           rtol: float = 1e-4, atol: float = 1e-8, n_directions: int = 3, rng: Any = 0) -> float:
     """Check a Hessian-vector product against central differences of the gradient.
 
-    Check a Hessian-vector product against central differences of the gradient: ``(grad(K + hX)
-    - grad(K - hX)) / 2h`` vs ``hvp(K, X)`` (Frobenius norms).
+    ``(grad(K + hX) - grad(K - hX)) / 2h`` vs ``hvp(K, X)`` (Frobenius norms).
 
     Parameters
     ----------

@@ -1,8 +1,7 @@
 """Argument checks shared inside :mod:`metalqr.tow`.
 
-Argument checks shared inside :mod:`metalqr.tow` (learners, task lists, sources, optimisers,
-parameter vectors). Built on :mod:`metalqr._validation`; every error names the argument and says how
-to fix it.
+Learners, task lists, sources, optimisers, parameter vectors. Built on :mod:`metalqr._validation`;
+every error names the argument and says how to fix it.
 """
 
 from __future__ import annotations

@@ -89,10 +89,9 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
 def area_resize(images: Any, size: int) -> np.ndarray:
     """Resize square images by area averaging.
 
-    Resize square images by area averaging (each output pixel is the mean of the input area it
-    covers, fractional pixels weighted by their overlap). Pillow's ``BOX`` filter agrees for
-    integer ratios; for 105 -> 28 (ratio 3.75) it weights whole pixels by their centres instead,
-    so it is not used.
+    Each output pixel is the mean of the input area it covers, fractional pixels weighted by
+    their overlap. Pillow's ``BOX`` filter agrees for integer ratios; for 105 -> 28 (ratio 3.75)
+    it weights whole pixels by their centres instead, so it is not used.
 
     Parameters
     ----------

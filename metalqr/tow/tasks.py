@@ -188,8 +188,8 @@ class SinusoidTasks:
 def _split_task(classes: list, shots, k_query: int, rng, group) -> Task:
     """Build an N-way task from per-class example arrays.
 
-    Build an N-way task from per-class example arrays: ``shots[j]`` support and ``k_query``
-    query examples of class ``classes[j]``, labels ``0..N-1``.
+    ``shots[j]`` support and ``k_query`` query examples of class ``classes[j]``, labels
+    ``0..N-1``.
     """
     s, y, sq, yq = [], [], [], []
     for label, (pool, k) in enumerate(zip(classes, shots)):

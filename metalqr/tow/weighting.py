@@ -1,8 +1,8 @@
 """The weight computations of the built-in strategies.
 
-The weight computations of the built-in strategies: ``exploration`` and ``exploitation`` (Eq. (12)
-of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via :func:`metalqr.ilqr.ilqr`). The
-strategy objects and their registry live in :mod:`metalqr.tow.weighting_strategies`.
+``exploration`` and ``exploitation`` (Eq. (12) of the TOW paper, solved exactly) and ``tow``
+(Algorithm 1, via :func:`metalqr.ilqr.ilqr`). The strategy objects and their registry live in
+:mod:`metalqr.tow.weighting_strategies`.
 """
 
 from __future__ import annotations

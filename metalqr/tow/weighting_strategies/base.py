@@ -1,7 +1,7 @@
 """The weighting-strategy interface.
 
-The weighting-strategy interface: what a training window provides, what a strategy returns, and the
-base classes a new strategy derives from (see :mod:`.registry`).
+What a training window provides, what a strategy returns, and the base classes a new strategy
+derives from (see :mod:`.registry`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class WindowResult:  # numpydoc ignore=PR01
 class WeightingStrategy(abc.ABC):
     """A task-weighting strategy.
 
-    A task-weighting strategy: a ``name``, a one-line ``description`` and one method,
+    A ``name``, a one-line ``description`` and one method,
     :meth:`~metalqr.tow.WeightingStrategy.window`, that trains through one window and returns
     the weights it used.
 

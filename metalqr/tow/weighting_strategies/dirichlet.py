@@ -1,7 +1,6 @@
 """The exploration and exploitation baselines, Eq. (12) of the TOW paper.
 
-The exploration and exploitation baselines, Eq. (12) of the TOW paper
-(:func:`metalqr.tow.dirichlet_weights`, with the experiment's ``kappa``).
+:func:`metalqr.tow.dirichlet_weights`, with the experiment's ``kappa``.
 """
 
 from __future__ import annotations
