@@ -32,10 +32,19 @@ numpydoc_validate = pytest.importorskip("numpydoc.validate", reason='numpydoc is
 
 
 def _conf():
+    """docs/conf.py as a module, for its API_MODULES and numpydoc settings.  The metalqr under
+    test (installed or source tree) is imported first, and the ``sys.path`` entry conf.py adds
+    for the docs build is taken out again."""
+    import metalqr  # noqa: F401
+
+    saved = list(sys.path)
     spec = importlib.util.spec_from_file_location("metalqr_docs_conf_docstrings",
                                                   ROOT / "docs" / "conf.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
     return module
 
 
