@@ -117,7 +117,8 @@ SECTIONS = ("Parameters", "Returns", "Yields", "Raises", "Examples", "References
 #: exception constructors (they raise nothing); the methods a backend or a weighting strategy
 #: implements (the engine and ``run_experiment`` check their inputs); command-line entry points
 #: (they report bad input as an exit status); helpers whose inputs come from metalqr itself
-#: (study records, argparse objects, checked parameter vectors).  Every other callable with
+#: (study records, argparse objects, checked parameter vectors); the passes of ConvNet, the
+#: unchecked fast path its learners call after checking.  Every other callable with
 #: parameters says what it raises (house standard: every public argument is validated).
 NO_RAISES = frozenset({
     "metalqr.UnstablePolicyError", "metalqr.NotMAMLStabilizingError",
@@ -131,7 +132,8 @@ NO_RAISES = frozenset({
     "metalqr.testing.format_example", "metalqr.experiments.plot_curves",
     "metalqr.experiments.build_tasks", "metalqr.experiments.comparable",
     "metalqr.experiments.run_rng", "metalqr.tow.ConvNet.init", "metalqr.tow.ConvNet.unpack",
-    "metalqr.tow.OneShotResult.table", "metalqr.experiments.ResultStore.path",
+    "metalqr.tow.OneShotResult.table", "metalqr.tow.ConvNet.predict", "metalqr.tow.ConvNet.vjp",
+    "metalqr.tow.ConvNet.loss_and_grad", "metalqr.tow.ConvNet.gauss_newton_diagonal", "metalqr.experiments.ResultStore.path",
     "metalqr.experiments.ResultStore.save", "metalqr.experiments.ResultStore.check",
     "metalqr.experiments.ResultStore.records", "metalqr.experiments.ResultStore.save_study",
 })

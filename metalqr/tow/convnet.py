@@ -181,10 +181,10 @@ class ConvNet:
         (n, n_out) ndarray
             Outputs (regression values or logits).
 
-        Raises
-        ------
-        ValidationError, ValidationTypeError
-            A malformed argument, named.
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
         """
         return self._forward(x, s)[2]
 
@@ -208,10 +208,10 @@ class ConvNet:
         (D,) or (..., D) ndarray
             The products, one per cotangent.
 
-        Raises
-        ------
-        ValidationError, ValidationTypeError
-            A malformed argument, named.
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
         """
         cache, feat, _ = self._forward(x, s)
         lead, (n, C) = dout.shape[:-2], dout.shape[-2:]
@@ -277,10 +277,10 @@ class ConvNet:
         grad : (D,) ndarray
             Its gradient.
 
-        Raises
-        ------
-        ValidationError, ValidationTypeError
-            A malformed argument, named.
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
         """
         value, dout, _ = output_loss(self.predict(x, s), y, self.loss)
         return value, self.vjp(x, s, dout)
@@ -322,10 +322,10 @@ class ConvNet:
         (D,) ndarray
             The Gauss-Newton diagonal (non-negative).
 
-        Raises
-        ------
-        ValidationError, ValidationTypeError
-            A malformed argument, named.
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
         """
         out = self.predict(x, s)
         n, C = out.shape
