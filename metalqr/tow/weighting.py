@@ -303,7 +303,8 @@ class TOWProblem:
         Returns
         -------
         Derivatives
-            Diagonal ``f_x``, ``c_xx`` and ``cT_xx`` with the diagonal value model.
+            Diagonal ``f_x`` (T, S), ``c_xx`` (T, S) and ``cT_xx`` (S,) (the Gauss-Newton
+            diagonals), ``f_u`` (T, S, M), zero terminal cost.
 
         Raises
         ------
