@@ -3,12 +3,15 @@
 The same function serves the ``"numpy"`` backend (``xp = numpy``) and the ``"cupy"``
 backend (``xp = cupy``), so CPU-only test runs exercise the GPU code path.
 
-Layout: the roll-outs are grouped by task into blocks of :data:`LANES`
-(:func:`~metalqr.rollouts._blocks.task_blocks`), states as rows, ``x`` of shape
-``(nblocks, LANES, d)``. A step is then a few batched matrix products with one task matrix
-per block (``x A'``, ``u B'``, ``z G'``, ``x Q``, ``u R``: BLAS / cuBLAS GEMMs) and one
-per-roll-out product ``u = K x``. The noise of several steps is generated per call of the
-counter-based generator, at most :data:`NOISE_BYTES` at a time.
+Layout: the roll-outs are grouped by task into blocks of ``L <= LANES`` lanes, as many as
+the roll-outs of a task need (:func:`~metalqr.rollouts._blocks.fitted_lanes`,
+:func:`~metalqr.rollouts._blocks.task_blocks`), states as rows, ``x`` of shape
+``(nblocks, L, d)``. A step is then a few batched matrix products with one task matrix per
+block (``x A'``, ``u B'``, ``z G'``, ``x Q``, ``u R``: BLAS / cuBLAS GEMMs, written into work
+arrays with ``out=``) and one per-roll-out product ``u = K x``; no Python loop over
+roll-outs or perturbations, only over time. The noise of several steps is generated per call
+of the counter-based generator (time-major, so step ``t``'s noise is one contiguous
+``(nblocks, L, d)`` slab), at most :data:`NOISE_BYTES` at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 
 import numpy as np
 
-from ._blocks import task_blocks
+from ._blocks import fitted_lanes, task_blocks
 from .counter_rng import block_stride, normals
 
 __all__ = ["simulate_costs_array", "LANES", "NOISE_BYTES"]
@@ -67,7 +70,8 @@ def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, leng
     out = xp.empty(N, dtype=xp.float64)
     if N == 0:
         return out
-    block_task, block_rows = task_blocks(np.asarray(task_index), LANES)
+    task_index = np.asarray(task_index)
+    block_task, block_rows = task_blocks(task_index, fitted_lanes(task_index, LANES))
     nblocks, L = block_rows.shape
     rows = xp.asarray(np.maximum(block_rows, 0))
     bt = xp.asarray(block_task)
@@ -84,26 +88,36 @@ def simulate_costs_array(xp, A, B, Q, R, L0, G, task_index, K, noise_index, leng
 
     def noise(t0, t1):                  # z for x_0 (t = 0) and w_{t-1} (t >= 1), t0 <= t < t1
         c = xp.arange(t0, t1, dtype=xp.uint64)[:, None] * np.uint64(d) + cols[None, :]
-        return normals(xp, key, base[:, :, None, None] + c[None, None])  # (nblocks, L, t, d)
+        return normals(xp, key, base[None, :, :, None] + c[:, None, None])  # (t, nblocks, L, d)
 
     ref_host = np.zeros(N) if ref is None else np.asarray(ref, dtype=np.float64)
     refb = xp.asarray(np.where(block_rows >= 0, ref_host[np.maximum(block_rows, 0)], 0.0))
     m = min(length, d + 1)
     watch = math.isfinite(factor)
     on_host = xp is np
-    x = noise(0, 1)[:, :, 0] @ L0t
+    x = noise(0, 1)[0] @ L0t
     u = xp.einsum("blkd,bld->blk", Kb, x)
+    xn = xp.empty_like(x)               # work arrays of the time loop (no temporaries)
+    tmp = xp.empty_like(x)
+    tk = xp.empty_like(u)
     total = xp.zeros((nblocks, L))
     early = xp.zeros((nblocks, L))
     diverged = xp.zeros((nblocks, L), dtype=bool)
     t, any_diverged = 0, False
     for t0 in range(1, length + 1, slab):
         Z = noise(t0, min(t0 + slab, length + 1))
-        for j in range(Z.shape[2]):
+        for j in range(Z.shape[0]):
             t += 1
-            x = x @ At - u @ Bt + Z[:, :, j] @ Gt
+            xp.matmul(x, At, out=xn)     # x_t = x A' - u B' + z G'
+            xp.matmul(u, Bt, out=tmp)
+            xn -= tmp
+            xp.matmul(Z[j], Gt, out=tmp)
+            xn += tmp
+            x, xn = xn, x
             u = xp.einsum("blkd,bld->blk", Kb, x)
-            c = xp.sum(x * (x @ Qb), axis=-1) + xp.sum(u * (u @ Rb), axis=-1)
+            xp.matmul(x, Qb, out=tmp)
+            xp.matmul(u, Rb, out=tk)
+            c = xp.einsum("bld,bld->bl", x, tmp) + xp.einsum("blk,blk->bl", u, tk)
             total += c
             if not watch:
                 continue

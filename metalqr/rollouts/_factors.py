@@ -10,10 +10,67 @@ backends).
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 __all__ = ["lower_factor", "factor_error", "noise_factors", "equilibrated_factor",
-           "well_conditioned", "WELL_CONDITIONED", "FACTOR_RTOL"]
+           "well_conditioned", "WELL_CONDITIONED", "FACTOR_RTOL", "memo_by_value"]
+
+#: Results kept by :func:`memo_by_value` (per decorated function).
+MEMO_SIZE = 8
+#: Calls whose array arguments exceed this many bytes are not cached (the key and the
+#: result would be kept in memory; such task sets are large enough that their roll-outs,
+#: not the factorisations, dominate).
+MEMO_MAX_BYTES = 4 << 20
+
+
+def memo_by_value(fn):
+    """Cache ``fn(*arrays)`` by the values of its array arguments.
+
+    Cache ``fn(*arrays)`` by the values of its array arguments (shape, dtype and bytes: an exact
+    match, no hash collisions), keeping the last :data:`MEMO_SIZE` results and returning fresh
+    copies of cached arrays (``None``, and the non-array members of a tuple, pass through).
+    Arguments above :data:`MEMO_MAX_BYTES` in total are not cached.
+
+    For the per-task factorisations that every roll-out call of an estimator repeats on the
+    same tasks (eigendecompositions, QR, condition numbers: 3 of the 9 ms of a (20, 10)
+    meta-gradient before this cache). The result is the function's own, so the same inputs
+    give the same bits whether or not the cache hits.
+    """
+    cache: OrderedDict = OrderedDict()
+    lock = threading.Lock()
+
+    def copy(out):
+        if out is None:
+            return None
+        if isinstance(out, tuple):
+            return tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a
+                         for a in out)
+        return np.array(out, copy=True)
+
+    @functools.wraps(fn)
+    def wrapper(*arrays):
+        if sum(np.asarray(a).nbytes for a in arrays) > MEMO_MAX_BYTES:
+            return fn(*arrays)
+        key = tuple((a.shape, a.dtype.str, np.ascontiguousarray(a).tobytes()) for a in
+                    (np.asarray(x) for x in arrays))
+        with lock:
+            hit = cache.get(key, cache)
+            if hit is not cache:
+                cache.move_to_end(key)
+                return copy(hit)
+        out = fn(*arrays)
+        with lock:
+            cache[key] = copy(out)
+            while len(cache) > MEMO_SIZE:
+                cache.popitem(last=False)
+        return out
+
+    wrapper.cache_clear = cache.clear
+    return wrapper
 
 
 def _equilibrate(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +153,7 @@ def well_conditioned(G: np.ndarray) -> bool:
         return bool(np.all(np.linalg.cond(GC) * WELL_CONDITIONED < 1.0))
 
 
+@memo_by_value
 def noise_factors(Sigma0: np.ndarray, Psi: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return square roots ``(L0, G)`` of ``Sigma0`` and ``Psi``.
 
@@ -110,6 +168,9 @@ def noise_factors(Sigma0: np.ndarray, Psi: np.ndarray, Q: np.ndarray) -> tuple[n
     this). Where ``L_Psi`` is ill-conditioned after equilibration (e.g. singular ``Psi``) or
     the rotated factor would lose accuracy (entrywise error above :data:`FACTOR_RTOL`),
     ``G = L_Psi``.
+
+    Cached by value (:func:`memo_by_value`): an estimator's repeated calls on the same tasks
+    factorise them once.
     """
     L = lower_factor(Psi)
     G = L.copy()

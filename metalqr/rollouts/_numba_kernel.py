@@ -17,15 +17,16 @@ in the noise coordinates ``y = G^{-1} x`` when ``Psi`` is well conditioned (then
 ``G`` from :func:`~metalqr.rollouts.engine.noise_factors` makes ``Q~`` diagonal) and in the
 original coordinates otherwise (``+ G z``, full quadratic form).
 
-Numba specifics that matter for speed (measured on a 2-core AMD EPYC, see
-``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"python"`` error model
-checks every float division for zero, which blocks vectorisation); one-dimensional row views
-with ``range`` loops (two-dimensional indexing is compiled with negative-index wrap-around and
-is not vectorised); four input rows and two output rows per pass, so that each output row is
-loaded and stored once per four multiply-adds; plain ``njit`` helpers rather than
-``inline="always"`` (same speed, a third of the compile time); a scalar loop for the 64-bit
-hash of the noise (LLVM's AVX2 emulation of 64-bit multiplies is twice as slow as scalar
-``imul`` on this machine), row by row, with the ziggurat's rare slow draws in a second pass.
+Numba specifics that matter for speed (measured on 2-core AMD EPYC machines, Zen 1 and
+Zen 5, see ``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"python"``
+error model checks every float division for zero, which blocks vectorisation);
+one-dimensional row views with ``range`` loops (two-dimensional indexing is compiled with
+negative-index wrap-around and is not vectorised); each product of a step in one function
+(:func:`_matvec_add`: four output rows by four input rows per pass, so each output row is
+loaded and stored once per sixteen multiply-adds; :func:`_gains_times`: two by four), since a
+helper call per row pair cost as much as a short row (110 -> 75 ns a roll-out step on Zen 5);
+the noise hashed lane-wise in a vectorised pass, with the ziggurat's table look-ups scalar
+(see :func:`~metalqr.rollouts._counter_rng_numba.lane_normals_into`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ import math
 import numba as nb
 import numpy as np
 
-from ._blocks import task_blocks
+from . import _pool
+from ._blocks import fitted_lanes, task_blocks
+from ._counter_rng_numba import lane_normals_into as _lane_normals
+from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba
+from ._factors import equilibrated_factor, memo_by_value, well_conditioned
 from .counter_rng import GAMMA, block_stride
-from ._counter_rng_numba import lane_normals as _lane_normals
-from ._counter_rng_numba import normals_numba, sphere_numba  # noqa: F401 (re-exported)
-from ._factors import equilibrated_factor, well_conditioned
 
 __all__ = ["simulate_costs_numba", "normals_numba", "sphere_numba", "perturbed_numba", "LANES"]
 
@@ -53,136 +55,140 @@ _JIT = dict(fastmath=True, error_model="numpy", cache=True)
 
 
 @nb.njit(**_JIT)
-def _add_rows(c, X, j0, j1, out):
-    """``out += sum_{j0 <= j < j1} c[j] X[j]`` (task-wide coefficients, rows over rollouts)."""
-    j = j0
-    while j + 4 <= j1:
-        c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(out.shape[0]):
-            out[r] += c0 * x0[r] + c1 * x1[r] + c2 * x2[r] + c3 * x3[r]
-        j += 4
-    while j < j1:
-        cj, xj = c[j], X[j]
-        for r in range(out.shape[0]):
-            out[r] += cj * xj[r]
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_rows_lanewise(C, X, out):
-    """``out += sum_j C[j] * X[j]`` (per-rollout coefficients ``C[j, r]``)."""
-    n = X.shape[0]
-    j = 0
-    while j + 4 <= n:
-        c0, c1, c2, c3 = C[j], C[j + 1], C[j + 2], C[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(out.shape[0]):
-            out[r] += c0[r] * x0[r] + c1[r] * x1[r] + c2[r] * x2[r] + c3[r] * x3[r]
-        j += 4
-    while j < n:
-        cj, xj = C[j], X[j]
-        for r in range(out.shape[0]):
-            out[r] += cj[r] * xj[r]
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_rows_lanewise_pair(C, E, X, o, p):
-    """Accumulate two per-roll-out linear combinations of the rows of ``X``.
-
-    ``o += sum_j C[j] * X[j]`` and ``p += sum_j E[j] * X[j]`` (per-rollout coefficients), two
-    output rows per pass so that each row of ``X`` is loaded once for both.
-    """
-    n = X.shape[0]
-    j = 0
-    while j + 4 <= n:
-        c0, c1, c2, c3 = C[j], C[j + 1], C[j + 2], C[j + 3]
-        e0, e1, e2, e3 = E[j], E[j + 1], E[j + 2], E[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(o.shape[0]):
-            v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
-            o[r] += c0[r] * v0 + c1[r] * v1 + c2[r] * v2 + c3[r] * v3
-            p[r] += e0[r] * v0 + e1[r] * v1 + e2[r] * v2 + e3[r] * v3
-        j += 4
-    while j < n:
-        cj, ej, xj = C[j], E[j], X[j]
-        for r in range(o.shape[0]):
-            o[r] += cj[r] * xj[r]
-            p[r] += ej[r] * xj[r]
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_rows_pair(c, e, X, j0, j1, o, p):
-    """Accumulate two linear combinations of the rows of ``X``.
-
-    ``o += sum_j c[j] X[j]`` and ``p += sum_j e[j] X[j]`` over ``j0 <= j < j1``: two output rows
-    per pass, so each row of ``X`` is loaded once for both.
-    """
-    j = j0
-    while j + 4 <= j1:
-        c0, c1, c2, c3 = c[j], c[j + 1], c[j + 2], c[j + 3]
-        e0, e1, e2, e3 = e[j], e[j + 1], e[j + 2], e[j + 3]
-        x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
-        for r in range(o.shape[0]):
-            v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
-            o[r] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
-            p[r] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
-        j += 4
-    while j < j1:
-        cj, ej, xj = c[j], e[j], X[j]
-        for r in range(o.shape[0]):
-            v = xj[r]
-            o[r] += cj * v
-            p[r] += ej * v
-        j += 1
-
-
-@nb.njit(**_JIT)
-def _add_matvec(M, X, OUT):
-    """``OUT[i] += sum_j M[i, j] X[j]`` for every row ``i`` (task-wide ``M``)."""
-    n, m = OUT.shape[0], X.shape[0]
-    i = 0
-    while i + 2 <= n:
-        _add_rows_pair(M[i], M[i + 1], X, 0, m, OUT[i], OUT[i + 1])
-        i += 2
-    if i < n:
-        _add_rows(M[i], X, 0, m, OUT[i])
-
-
-@nb.njit(**_JIT)
-def _add_quadratic(Mu, X, s, s2, total):
-    """Add ``x'Mx`` per roll-out to ``total``.
-
-    ``total += x'Mx`` per rollout, from ``Mu``: the upper triangle of ``M`` with doubled
-    off-diagonal entries (rows taken in pairs: ``s, s2`` are work rows).
-    """
-    n = X.shape[0]
-    i = 0
-    while i < n:
-        xi, mii = X[i], Mu[i, i]
-        for r in range(s.shape[0]):
-            s[r] = mii * xi[r]
-        if i + 1 < n:
-            s2[:] = 0.0
-            _add_rows_pair(Mu[i], Mu[i + 1], X, i + 1, n, s, s2)
-            xj = X[i + 1]
-            for r in range(s.shape[0]):
-                total[r] += xi[r] * s[r] + xj[r] * s2[r]
-        else:
-            for r in range(s.shape[0]):
-                total[r] += xi[r] * s[r]
-        i += 2
-
-
-@nb.njit(**_JIT)
 def _add_squares(M, X, total):
     """``total += sum_i M[i, i] X[i]^2`` (``x'Mx`` for diagonal ``M``)."""
     for i in range(X.shape[0]):
         xi, mii = X[i], M[i, i]
         for r in range(total.shape[0]):
             total[r] += mii * xi[r] * xi[r]
+
+
+@nb.njit(**_JIT)
+def _matvec_add(M, X, OUT):
+    """Add ``M X`` to ``OUT`` for a task-wide ``M``.
+
+    ``OUT += M X`` for a task-wide ``M`` (n, m) and rows over roll-outs ``X`` (m, L), ``OUT``
+    (n, L), in one function (no helper calls: a call costs as much as a short row): blocks of
+    four output rows by four input rows, so each output row is loaded and stored once per
+    sixteen multiply-adds.
+    """
+    n, m, L = OUT.shape[0], X.shape[0], OUT.shape[1]
+    i = 0
+    while i + 4 <= n:
+        o0, o1, o2, o3 = OUT[i], OUT[i + 1], OUT[i + 2], OUT[i + 3]
+        m0, m1, m2, m3 = M[i], M[i + 1], M[i + 2], M[i + 3]
+        j = 0
+        while j + 4 <= m:
+            x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+            a00, a01, a02, a03 = m0[j], m0[j + 1], m0[j + 2], m0[j + 3]
+            a10, a11, a12, a13 = m1[j], m1[j + 1], m1[j + 2], m1[j + 3]
+            a20, a21, a22, a23 = m2[j], m2[j + 1], m2[j + 2], m2[j + 3]
+            a30, a31, a32, a33 = m3[j], m3[j + 1], m3[j + 2], m3[j + 3]
+            for r in range(L):
+                v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
+                o0[r] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                o1[r] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                o2[r] += a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                o3[r] += a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+            j += 4
+        while j < m:
+            xj = X[j]
+            a0, a1, a2, a3 = m0[j], m1[j], m2[j], m3[j]
+            for r in range(L):
+                v = xj[r]
+                o0[r] += a0 * v
+                o1[r] += a1 * v
+                o2[r] += a2 * v
+                o3[r] += a3 * v
+            j += 1
+        i += 4
+    while i < n:
+        oi, mi = OUT[i], M[i]
+        j = 0
+        while j + 4 <= m:
+            x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+            a0, a1, a2, a3 = mi[j], mi[j + 1], mi[j + 2], mi[j + 3]
+            for r in range(L):
+                oi[r] += a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r]
+            j += 4
+        while j < m:
+            xj, a = X[j], mi[j]
+            for r in range(L):
+                oi[r] += a * xj[r]
+            j += 1
+        i += 1
+
+
+@nb.njit(**_JIT)
+def _gains_times(Kt, Y, U):
+    """Return ``U[a] = sum_j Kt[a, j] * Y[j]`` for per-roll-out gains.
+
+    ``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L)), two output
+    rows and four input rows per pass, in one function.
+    """
+    k, d, L = Kt.shape
+    U[:, :] = 0.0
+    a = 0
+    while a < k:
+        two = a + 1 < k
+        o, Ca = U[a], Kt[a]
+        p, Cb = (U[a + 1], Kt[a + 1]) if two else (U[a], Kt[a])
+        if two:
+            j = 0
+            while j + 4 <= d:
+                c0, c1, c2, c3 = Ca[j], Ca[j + 1], Ca[j + 2], Ca[j + 3]
+                e0, e1, e2, e3 = Cb[j], Cb[j + 1], Cb[j + 2], Cb[j + 3]
+                x0, x1, x2, x3 = Y[j], Y[j + 1], Y[j + 2], Y[j + 3]
+                for r in range(L):
+                    v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
+                    o[r] += c0[r] * v0 + c1[r] * v1 + c2[r] * v2 + c3[r] * v3
+                    p[r] += e0[r] * v0 + e1[r] * v1 + e2[r] * v2 + e3[r] * v3
+                j += 4
+            while j < d:
+                cj, ej, xj = Ca[j], Cb[j], Y[j]
+                for r in range(L):
+                    o[r] += cj[r] * xj[r]
+                    p[r] += ej[r] * xj[r]
+                j += 1
+            a += 2
+        else:
+            j = 0
+            while j + 4 <= d:
+                c0, c1, c2, c3 = Ca[j], Ca[j + 1], Ca[j + 2], Ca[j + 3]
+                x0, x1, x2, x3 = Y[j], Y[j + 1], Y[j + 2], Y[j + 3]
+                for r in range(L):
+                    o[r] += c0[r] * x0[r] + c1[r] * x1[r] + c2[r] * x2[r] + c3[r] * x3[r]
+                j += 4
+            while j < d:
+                cj, xj = Ca[j], Y[j]
+                for r in range(L):
+                    o[r] += cj[r] * xj[r]
+                j += 1
+            a += 1
+
+
+@nb.njit(**_JIT)
+def _add_quadratic_flat(Mu, X, total):
+    """Add ``x'Mx`` per roll-out to ``total``.
+
+    ``total += x'Mx`` per roll-out from ``Mu`` (upper triangle of ``M``, off-diagonal entries
+    doubled): ``sum_i x_i (sum_{j >= i} Mu[i, j] x_j)``, in one function.
+    """
+    n, L = X.shape
+    for i in range(n):
+        xi, mi = X[i], Mu[i]
+        j = i
+        while j + 4 <= n:
+            x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
+            a0, a1, a2, a3 = mi[j], mi[j + 1], mi[j + 2], mi[j + 3]
+            for r in range(L):
+                total[r] += xi[r] * (a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r])
+            j += 4
+        while j < n:
+            xj, a = X[j], mi[j]
+            for r in range(L):
+                total[r] += xi[r] * (a * xj[r])
+            j += 1
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -216,13 +222,11 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                     for j in range(d):
                         Kta[j, r] = K[rows[r], a, j]
             if white:
-                _add_matvec(GT[ti], Ka, Kt[a])
+                _matvec_add(GT[ti], Ka, Kt[a])
         Y = np.zeros((d, L))
         Yn = np.empty((d, L))
         U = np.empty((k, L))
         Z = np.empty((d, L))
-        s = np.empty(L)
-        s2 = np.empty(L)
         total = np.zeros(L)
         cst = np.zeros(L)
         early = np.zeros(L)
@@ -231,23 +235,18 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         for r in range(L):
             if rows[r] >= 0:
                 thr[r] = ref[rows[r]]
-        _lane_normals(x0, 0, Z)
-        _add_matvec(L0[ti], Z, Y)
+        H = np.empty(L, dtype=np.uint64)
+        _lane_normals(x0, 0, Z, H)
+        _matvec_add(L0[ti], Z, Y)
         for t in range(length + 1):
-            U[:, :] = 0.0
-            a = 0
-            while a + 2 <= k:
-                _add_rows_lanewise_pair(Kt[a], Kt[a + 1], Y, U[a], U[a + 1])
-                a += 2
-            if a < k:
-                _add_rows_lanewise(Kt[a], Y, U[a])
+            _gains_times(Kt, Y, U)
             if t > 0:                   # stage cost of x_t, t = 1 .. l
                 cst[:] = 0.0
                 if qdiag:
                     _add_squares(Qu[ti], Y, cst)
                 else:
-                    _add_quadratic(Qu[ti], Y, s, s2, cst)
-                _add_quadratic(Ru[ti], U, s, s2, cst)
+                    _add_quadratic_flat(Qu[ti], Y, cst)
+                _add_quadratic_flat(Ru[ti], U, cst)
                 for r in range(L):
                     total[r] += cst[r]
                 if watch:
@@ -271,14 +270,14 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                                         U[a, r] = 0.0
             if t == length:
                 break
-            _lane_normals(x0, (t + 1) * d, Z)
-            if white:
-                Yn[:, :] = Z
+            if white:                   # the noise is z itself: drawn straight into Yn
+                _lane_normals(x0, (t + 1) * d, Yn, H)
             else:
+                _lane_normals(x0, (t + 1) * d, Z, H)
                 Yn[:, :] = 0.0
-                _add_matvec(G[ti], Z, Yn)
-            _add_matvec(A[ti], Y, Yn)
-            _add_matvec(negB[ti], U, Yn)
+                _matvec_add(G[ti], Z, Yn)
+            _matvec_add(A[ti], Y, Yn)
+            _matvec_add(negB[ti], U, Yn)
             Y, Yn = Yn, Y
         for r in range(L):
             n = block_rows[b, r]
@@ -302,12 +301,44 @@ def _fill_perturbed(C, V, out):
                     o[1, j] = c[j] - v[j]
 
 
+@nb.njit(**_JIT)
+def _fill_perturbed_serial(C, V, out):
+    """Fill ``out`` with ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``), serial twin.
+
+    ``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] = C[p] -
+    V[p, q]`` (serial twin).
+    """
+    P, Q, S, n = out.shape
+    for p in range(P):
+        c = C[p]
+        for q in range(Q):
+            v, o = V[p, q], out[p, q]
+            for j in range(n):
+                o[0, j] = c[j] + v[j]
+            if S == 2:
+                for j in range(n):
+                    o[1, j] = c[j] - v[j]
+
+
 def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
-    """Compiled, parallel :func:`~metalqr.rollouts.backends.perturbed_gains`."""
-    out = np.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
-    _fill_perturbed(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
+    """Return the perturbed gains, compiled.
+
+    Compiled :func:`~metalqr.rollouts.backends.perturbed_gains` (parallel above
+    :data:`PARALLEL_MIN` entries; the array may be a reused buffer of
+    :mod:`~metalqr.rollouts._pool`).
+    """
+    out = _pool.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
+    fill = _fill_perturbed if out.size >= PARALLEL_MIN else _fill_perturbed_serial
+    fill(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
     return out
 
+
+#: Roll-out calls with fewer than this many ``roll-outs x length x d (d + k)`` (about 2 ms of
+#: one core) run on the calling thread: a parallel region costs a barrier, and on a loaded
+#: machine Numba's OpenMP threads wait (spinning) for each other to be scheduled. The 100
+#: adapted roll-outs of a (20, 10) meta-gradient (3e6) run serially, its 1,000 inner ones
+#: (3e7) in parallel: 34 -> 17 ms median at load 8 on 2 cores. Same bits either way.
+SERIAL_WORK = 10**7
 
 #: Largest ``tr(G^-1 Sigma0 G^-T) / d`` for which the noise coordinates are used: an initial
 #: state far larger than the noise (in the noise's own metric) would make the rounding
@@ -315,6 +346,7 @@ def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray
 WHITE_SIGMA0_MAX = 1e6
 
 
+@memo_by_value
 def _whiten(A, B, Q, L0, G):
     """Return the inputs in the noise coordinates, or None when inaccurate.
 
@@ -350,6 +382,26 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
     return Mu
 
 
+@memo_by_value
+def _kernel_inputs(A, B, Q, R, L0, G):
+    """Return the task arrays of :func:`_kernel`, contiguous.
+
+    Return the task arrays of :func:`_kernel`, contiguous: ``(A~, -B~, Q~u, Ru, L0~, G, G',
+    white, qdiag)`` in the noise coordinates where :func:`_whiten` allows, else the original
+    ones; ``Q~u``, ``Ru`` are the doubled upper triangles; ``qdiag`` says whether ``Q~`` is
+    diagonal (to 1e-13 of its largest entry). Cached by value: an estimator's calls on the same
+    tasks prepare them once.
+    """
+    white = _whiten(A, B, Q, L0, G)
+    if white is not None:
+        A, B, Q, L0 = white
+    off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
+    qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
+    c = np.ascontiguousarray
+    return (c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
+            c(np.swapaxes(G, -1, -2)), white is not None, qdiag)
+
+
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, ref=None, factor: float = math.inf,
                          lanes: int | None = None) -> np.ndarray:
@@ -358,10 +410,12 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     Numba implementation of :func:`~metalqr.rollouts._array_kernel.simulate_costs_array` (``L0
     L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`; ``ref``
     and ``factor``: the divergence test, ``inf`` for a diverging roll-out). ``lanes`` rollouts
-    of a task (default :data:`LANES`) are simulated together; the result does not depend on it
-    (to rounding).
+    of a task are simulated together (default: at most :data:`LANES`, as few more than the
+    roll-outs of a task as :func:`~metalqr.rollouts._blocks.fitted_lanes` allows); the result
+    does not depend on it (to rounding) and is a function of the inputs (same inputs, same
+    bits).
     """
-    N = K.shape[0]
+    N, k, d = K.shape
     out = np.empty(N)
     if N == 0:
         return out
@@ -369,17 +423,18 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     watch = bool(math.isfinite(factor))
     diverged = np.zeros(N, dtype=np.bool_)
     task_index = np.asarray(task_index, dtype=np.int64)
-    white = _whiten(A, B, Q, L0, G)
-    if white is not None:
-        A, B, Q, L0 = white
-    off = Q - np.einsum("nij,ij->nij", Q, np.eye(Q.shape[-1]))
-    qdiag = bool(np.all(np.abs(off) <= 1e-13 * np.abs(Q).max(axis=(1, 2), keepdims=True)))
-    block_task, block_rows = task_blocks(task_index, int(LANES if lanes is None else lanes))
-    c = np.ascontiguousarray
-    _kernel(c(A), c(-B), _upper_doubled(Q), _upper_doubled(R), c(L0), c(G),
-            c(np.swapaxes(G, -1, -2)), white is not None, qdiag, block_task, block_rows, c(K),
-            noise_index.astype(np.int64), int(length), np.uint64(key),
-            block_stride(length, A.shape[-1]), ref, float(factor) if watch else 0.0,
-            min(int(length), A.shape[-1] + 1), watch, out, diverged)
+    tasks = _kernel_inputs(A, B, Q, R, L0, G)
+    width = fitted_lanes(task_index, LANES) if lanes is None else int(lanes)
+    block_task, block_rows = task_blocks(task_index, width)
+    threads = nb.get_num_threads()
+    if N * length * d * (d + k) < SERIAL_WORK and threads > 1:
+        nb.set_num_threads(1)           # this thread only (Numba's setting is per thread)
+    try:
+        _kernel(*tasks, block_task, block_rows, np.ascontiguousarray(K),
+                noise_index.astype(np.int64), int(length), np.uint64(key),
+                block_stride(length, A.shape[-1]), ref, float(factor) if watch else 0.0,
+                min(int(length), A.shape[-1] + 1), watch, out, diverged)
+    finally:
+        nb.set_num_threads(threads)
     out[diverged] = math.inf
     return out

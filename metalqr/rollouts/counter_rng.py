@@ -113,11 +113,20 @@ def _uniform(xp, w):
 
 _TABLES: dict[str, tuple] = {}
 
+#: ``W`` with the sign folded in: entry ``i + 1024 s`` is ``(-1)^s W[i]``, so that bits 0-10 of
+#: the first word (layer and sign) index it and ``a W_signed`` has the bits of ``+-(a W)``.
+ZIG_W_SIGNED = np.concatenate([ZIG_W, -ZIG_W])
+LAYER_SIGN_MASK = np.uint64(2 * ZIG_LAYERS - 1)
+assert int(LAYER_MASK) + 1 == ZIG_LAYERS == 1 << int(SIGN_SHIFT)    # sign bit right above layer
+#: Counters per pass of the NumPy generator: its dozen or so work arrays stay in L2.
+NORMALS_BLOCK = 1 << 14
+
 
 def _tables(xp):
     name = xp.__name__
     if name not in _TABLES:
-        _TABLES[name] = (xp.asarray(ZIG_KI), xp.asarray(ZIG_W), xp.asarray(ZIG_F))
+        _TABLES[name] = (xp.asarray(ZIG_KI), xp.asarray(ZIG_W), xp.asarray(ZIG_F),
+                         xp.asarray(ZIG_W_SIGNED))
     return _TABLES[name]
 
 
@@ -148,7 +157,7 @@ def _slow_path(xp, h):
     ``_slow_normal`` in :mod:`metalqr.rollouts._counter_rng_numba` (its Numba twin), the same
     algorithm.
     """
-    KI, W, F = _tables(xp)
+    KI, W, F, _ = _tables(xp)
     out = xp.empty(h.shape[0])
     pending = xp.arange(h.shape[0])
     s = h.copy()
@@ -175,17 +184,59 @@ def _slow_path(xp, h):
     return out
 
 
+def _normals_flat(xp, key: int, index, out):
+    """Fill ``out`` with the normals whose fast test accepts.
+
+    ``out[j] = z_{index[j]}`` for 1-D ``index`` (uint64) and ``out`` (float64) where the
+    ziggurat's one-multiplication test accepts, with in-place operations (two work arrays
+    besides the look-ups); returns the positions and first words of the other draws, for
+    :func:`_slow_path`.
+    """
+    KI, _, _, WS = _tables(xp)
+    s1, s2, s3 = MIX_SHIFTS
+    h = index + np.uint64(1)
+    h *= GAMMA
+    h += np.uint64(key)
+    t = h >> s1                         # SplitMix64 output function, in place
+    h ^= t
+    h *= M1
+    xp.right_shift(h, s2, out=t)
+    h ^= t
+    h *= M2
+    xp.right_shift(h, s3, out=t)
+    h ^= t
+    xp.bitwise_and(h, LAYER_SIGN_MASK, out=t)
+    i = t.view(xp.int64)                # layer + 1024 sign (< 2048: the view is exact)
+    xp.take(WS, i, out=out)
+    xp.bitwise_and(i, np.int64(LAYER_MASK), out=i)
+    kb = xp.take(KI, i)
+    xp.right_shift(h, INT_SHIFT, out=t)  # a < 2^52, exact in float64
+    slow = xp.flatnonzero(t >= kb)
+    xp.multiply(out, t, out=out)        # +-W[i] a: the bits of +-(a W[i])
+    return slow, h[slow]
+
+
 def normals(xp, key: int, index):
-    """Return standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``)."""
-    KI, W, _ = _tables(xp)
-    h = _mix(np.uint64(key) + (index + np.uint64(1)) * GAMMA)
-    idx = (h & _LAYER).astype(xp.int64)
-    a = h >> INT_SHIFT
-    z = a.astype(xp.float64) * W[idx]
-    z = xp.where((h >> _SIGN) & np.uint64(1), -z, z)
-    slow = xp.flatnonzero(a >= KI[idx])
-    if slow.size:
-        flat = z.reshape(-1)
-        flat[slow] = _slow_path(xp, h.reshape(-1)[slow])
-        z = flat.reshape(h.shape)
-    return z
+    """Return standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``).
+
+    With NumPy the counters are processed :data:`NORMALS_BLOCK` at a time, so that the
+    work arrays stay in cache, and the ~0.4% of draws beyond the ziggurat's fast test are
+    completed together at the end (10.5 -> about 5 ns a number for a million counters);
+    with CuPy in one pass. Either way ``z_c`` depends on ``(key, c)`` only.
+    """
+    index = xp.asarray(index)
+    flat = index.reshape(-1)
+    out = xp.empty(flat.shape[0], dtype=xp.float64)
+    step = NORMALS_BLOCK if xp is np else max(1, flat.shape[0])
+    where, words = [], []
+    for s in range(0, flat.shape[0], step):
+        w, h = _normals_flat(xp, key, flat[s:s + step], out[s:s + step])
+        where.append(w + s)
+        words.append(h)
+    if len(where) > 1:
+        where, words = xp.concatenate(where), xp.concatenate(words)
+    elif where:
+        where, words = where[0], words[0]
+    if len(where):                      # the rare slow draws, all in one pass
+        out[where] = _slow_path(xp, words)
+    return out.reshape(index.shape)

@@ -45,7 +45,10 @@ def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
     stage cost driven by one draw of the noise or the initial state; invariant under a change of
     state coordinates), or ``||Q + K'RK||_F ||V||_F`` where it is zero.
 
-    Shape ``(N,)``; one GEMM per task and chunk (contiguous rows are not copied).
+    Shape ``(N,)``. The roll-outs are taken in task order (no copy when ``task_index`` is
+    already sorted, as the estimators pass it), ``chunk`` at a time; per task within a chunk
+    one single-threaded product ``K V`` (:func:`_rows_times`), then one reduction for the
+    whole chunk.
     """
     N = K.shape[0]
     ref = np.zeros(N)
@@ -54,27 +57,52 @@ def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
     k, d = K.shape[1], K.shape[2]
     V = batch.Psi + batch.Sigma0
     lam_R = np.linalg.eigvalsh(batch.R)[:, -1]
-    order = np.argsort(task_index, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(task_index[order]) != 0])
-    for group in np.split(order, starts[1:]):
-        j = int(task_index[group[0]])
-        Vj = V[j]
-        qv = float(np.sum(batch.Q[j] * Vj))
-        contiguous = group[-1] - group[0] + 1 == group.size
-        for s in range(0, group.size, chunk):
-            r = group[s:s + chunk]
-            Kc = K[r[0]:r[-1] + 1] if contiguous else K[r]
-            KV = (np.ascontiguousarray(Kc).reshape(-1, d) @ Vj).reshape(Kc.shape)
-            tr = qv + lam_R[j] * np.einsum("nij,nij->n", KV, Kc)
-            if np.any(tr <= 0.0):
-                M = batch.Q[j] + np.swapaxes(Kc, -1, -2) @ batch.R[j] @ Kc
-                tr = np.where(tr > 0.0, tr, np.linalg.norm(M, axis=(-2, -1))
-                              * float(np.linalg.norm(Vj)))
-            if contiguous:
-                ref[r[0]:r[-1] + 1] = tr
-            else:
-                ref[r] = tr
+    qv = np.einsum("nij,nij->n", batch.Q, V)
+    task_index = np.asarray(task_index)
+    ordered = bool(np.all(task_index[1:] >= task_index[:-1]))
+    order = None if ordered else np.argsort(task_index, kind="stable")
+    ts = task_index if ordered else task_index[order]
+    for s in range(0, N, chunk):
+        e = min(N, s + chunk)
+        Kc = np.ascontiguousarray(K[s:e] if ordered else K[order[s:e]])
+        rows = Kc.reshape(-1, d)
+        KV = np.empty_like(rows)
+        tc = ts[s:e]
+        cuts = np.flatnonzero(tc[1:] != tc[:-1]) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, e - s]):
+            _rows_times(rows[a * k:b * k], V[tc[a]], KV[a * k:b * k])
+        tr = qv[tc] + lam_R[tc] * np.einsum("ni,ni->n", KV.reshape(e - s, -1),
+                                            rows.reshape(e - s, -1))
+        low = np.flatnonzero(tr <= 0.0)
+        if low.size:
+            Kl, tl = Kc[low], tc[low]
+            M = batch.Q[tl] + np.swapaxes(Kl, -1, -2) @ batch.R[tl] @ Kl
+            tr[low] = np.linalg.norm(M, axis=(-2, -1)) * np.linalg.norm(V[tl], axis=(-2, -1))
+        if ordered:
+            ref[s:e] = tr
+        else:
+            ref[order[s:e]] = tr
     return ref
+
+
+#: Largest ``m d d`` of one product in :func:`_rows_times`: below OpenBLAS's threading
+#: threshold (``m n k < 2^18``), so each product runs on the calling thread. On a shared
+#: 2-core machine a threaded BLAS call for this little work waits for its threads to be
+#: scheduled: the (10000, 20) @ (20, 20) product of a (20, 10) meta-gradient took 0.3 ms on
+#: one thread and 2-80 ms threaded under load.
+SMALL_GEMM = 1 << 17
+
+
+def _rows_times(X: np.ndarray, V: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Return ``X @ V`` for a tall ``X`` and a small ``V``, in row blocks.
+
+    ``out = X @ V`` for a tall ``X`` (m, d) and a small ``V`` (d, d), as products of at most
+    ``SMALL_GEMM / d^2`` rows (at least 64) on the calling thread.
+    """
+    rows = max(64, SMALL_GEMM // max(1, V.shape[0] * V.shape[1]))
+    for s in range(0, X.shape[0], rows):
+        np.matmul(X[s:s + rows], V, out=out[s:s + rows])
+    return out
 
 
 def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: int, key: int,
