@@ -2,6 +2,8 @@
 synthetic hierarchical (imbalanced-alphabet) classification and its any-shot variant.
 
 Run:  python benchmarks/bench_tow.py [--quick] [--sources sinusoid classification anyshot]
+      python benchmarks/bench_tow.py --timing --omniglot PATH [--learners protonet maml]
+             [--windows 2] [--repeats 2] [--line-search metalqr|paper]
 
 For each source all strategies train the same learner on the same task stream and seed
 (Adam meta-optimiser, as in the paper's iLQR dynamics) and are tested on the same held-out
@@ -107,8 +109,72 @@ def seed_study(name: str, seeds, quick: bool, pair) -> None:
         print(f"mean gain over {len(gains)} seeds: {np.mean(gains):.4f} +- {half:.4f} (95% t-interval)")
 
 
+#: The paper preset (metalqr.tow.PAPER_PRESET, TOW paper Section 5.1), spelled out so that
+#: ``--timing`` also runs against older metalqr versions (before/after comparisons).
+TIMING_PAPER = dict(T=5, M=10, alpha=1e-4, beta_u=10.0, n_ilqr=2, kappa=1.2, gamma=0.1, inner_steps=5)
+
+
+def timing(data: str, learners, windows: int, repeats: int, line_search: str | None, channels: int) -> None:
+    """Wall time of one TOW window vs one uniform window at the paper's settings on Omniglot
+    (ConvNet ProtoNet / first-order MAML), interleaved: for every window and repeat, uniform
+    then TOW, then TOW then uniform, all from the same state and mini-batches."""
+    import time
+    from metalqr.tow.convnet import ConvNet
+    from metalqr.tow.omniglot import OmniglotTasks
+    from metalqr.tow.optimizers import Adam
+    p = TIMING_PAPER
+    preset = getattr(tow, "PAPER_PRESET", None)
+    if preset is not None:
+        assert all(preset[k] == v for k, v in p.items()), "TIMING_PAPER must match metalqr.tow.PAPER_PRESET"
+    src = OmniglotTasks(data)
+    opt = Adam(p["alpha"])
+    options = dict(beta_u=p["beta_u"], mu_u=1.0 / p["M"], kappa=p["kappa"], n_ilqr=p["n_ilqr"],
+                   value_model="diagonal")
+    if line_search is not None:
+        options["line_search"] = line_search
+    rows = []
+    for kind in learners:
+        if kind == "protonet":
+            learner = tow.ProtoNet(ConvNet(784, channels, 3, 64, "mse"))
+        else:
+            learner = tow.MAML(ConvNet(784, channels, 3, src.n_way, "ce"), p["gamma"], p["inner_steps"], True)
+        x0 = learner.init(0)
+        z = opt.initial_state(x0)
+        secs = {"uniform": [], "tow": []}
+        for k in range(windows):
+            rng = np.random.default_rng([0, k])
+            batches = [src.sample(rng, p["M"]) for _ in range(p["T"])]
+            for r in range(repeats):
+                order = ("uniform", "tow") if r % 2 == 0 else ("tow", "uniform")
+                for name in order:
+                    w = tow.Window(learner, z, x0.size, batches, opt, k * p["T"], np.random.default_rng(r), options)
+                    t0 = time.perf_counter()
+                    out = tow.get_strategy(name).window(w)
+                    secs[name].append(time.perf_counter() - t0)
+                    if name == "uniform":
+                        z_next = out.z
+            z = z_next                        # the next window starts from uniform's state
+        u, t = np.array(secs["uniform"]), np.array(secs["tow"])
+        rows.append({"learner": kind, "D": x0.size, "windows x repeats": f"{windows} x {repeats}",
+                     "uniform_s_per_window": u.mean(), "tow_s_per_window": t.mean(), "tow/uniform": t.sum() / u.sum(),
+                     "ratio_min": float(np.min(t / u)), "ratio_max": float(np.max(t / u))})
+    print_table(rows, f"TOW vs uniform wall time at the paper's settings (M={p['M']}, T={p['T']}, Adam "
+                      f"{p['alpha']:g}, {p['n_ilqr']} iLQR iterations, beta_u={p['beta_u']:g}; MAML gamma="
+                      f"{p['gamma']}, {p['inner_steps']} inner steps), Omniglot 5-way 1-shot, ConvNet({channels} maps), "
+                      f"line search {line_search or 'default'}; interleaved")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timing", action="store_true",
+                        help="only the TOW / uniform wall-time ratio at the paper's settings on Omniglot (needs "
+                             "--omniglot), windows interleaved")
+    parser.add_argument("--omniglot", default=None, metavar="PATH", help="your Omniglot copy (for --timing)")
+    parser.add_argument("--learners", nargs="+", default=["protonet", "maml"], choices=["protonet", "maml"])
+    parser.add_argument("--windows", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--line-search", default=None, choices=["metalqr", "paper"])
+    parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="a tenth of the windows, 200 test tasks")
     parser.add_argument("--sources", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--strategies", nargs="+", default=list(tow.strategies()), choices=list(tow.strategies()),
@@ -118,6 +184,11 @@ def main() -> None:
                              "the registry's first and last: uniform vs tow), 1 iLQR iteration, over "
                              "these seeds")
     args = parser.parse_args()
+    if args.timing:
+        if not args.omniglot:
+            parser.error("--timing needs --omniglot PATH")
+        timing(args.omniglot, args.learners, args.windows, args.repeats, args.line_search, args.channels)
+        return
     if args.seed_study and len(set(args.strategies)) < 2:
         parser.error("--seed-study needs two different --strategies")
     for name in args.sources:

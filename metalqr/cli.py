@@ -486,6 +486,39 @@ def _cmd_tow_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``metalqr tow`` settings shared by every source when neither a flag nor ``--preset`` gives them.
+TOW_COMMON_DEFAULTS = dict(T=5, M=5, beta_u=10.0, kappa=1.2, n_ilqr=2, n_val=100, n_test=TOW_N_TEST,
+                           inner_steps=1, value_model="diagonal", line_search="metalqr", terminal_cost="none",
+                           curve_smoothing=None)
+
+
+def _tow_settings(args: argparse.Namespace) -> dict:
+    """Return every ``metalqr tow`` setting, from flags, preset and defaults.
+
+    Every ``metalqr tow`` setting: an explicit flag, else the ``--preset`` value, else the
+    source's default (:data:`TOW_DEFAULTS`), else :data:`TOW_COMMON_DEFAULTS`; ``--quick``
+    shortens the windows (10) and test tasks (100) unless given.
+    """
+    from .tow import PRESETS
+    preset = PRESETS[args.preset] if args.preset else {}
+    out = {}
+    for name in ("learner", "optimizer", "alpha", "gamma", "iterations", *TOW_COMMON_DEFAULTS):
+        given = getattr(args, name, None)
+        if given is not None:
+            out[name] = given
+        elif name in preset:
+            out[name] = preset[name]
+        elif name in TOW_DEFAULTS[args.source]:
+            out[name] = TOW_DEFAULTS[args.source][name]
+        else:
+            out[name] = TOW_COMMON_DEFAULTS[name]
+    if args.quick and args.iterations is None:
+        out["iterations"] = 10
+    if args.quick and args.n_test is None:
+        out["n_test"] = 100
+    return out
+
+
 def _cmd_tow(args: argparse.Namespace) -> int:
     import glob
     import os
@@ -493,16 +526,20 @@ def _cmd_tow(args: argparse.Namespace) -> int:
     from . import tow
     from ._checkpoint import FolderLock
     from .exceptions import ValidationError
-    d = TOW_DEFAULTS[args.source]
-    pick = lambda name: d[name] if getattr(args, name) is None else getattr(args, name)
-    iterations = 10 if args.quick and args.iterations is None else pick("iterations")
-    n_test = 100 if args.quick and args.n_test is None else (TOW_N_TEST if args.n_test is None else args.n_test)
+    cfg = _tow_settings(args)
+    pick = cfg.__getitem__
+    iterations, n_test = cfg["iterations"], cfg["n_test"]
     learner_kind = pick("learner")
     if learner_kind == "protonet" and args.source == "sinusoid":
         raise ValidationError("--learner protonet needs a classification source; use --learner fomaml or maml "
                               "with --source sinusoid.")
+    if args.inner_steps is not None and learner_kind == "protonet":
+        raise ValidationError("--inner-steps applies to MAML (--learner fomaml or maml); ProtoNet has no inner loop.")
     source = _tow_source(args)
-    learner = tow.make_learner(learner_kind, source, hidden=args.hidden, gamma=pick("gamma"))
+    learner = tow.make_learner(learner_kind, source, hidden=args.hidden, gamma=pick("gamma"),
+                               inner_steps=pick("inner_steps"))
+    print(f"settings{f' (--preset {args.preset}; flags override it)' if args.preset else ''}: "
+          + ", ".join(f"{k}={v}" for k, v in cfg.items()))
     ckpt = os.path.join(args.output, f"checkpoints_{args.source}")
     eval_every = max(1, iterations // 20)
     t0 = time.perf_counter()
@@ -510,12 +547,15 @@ def _cmd_tow(args: argparse.Namespace) -> int:
         if not args.resume:             # a fresh run must not pick up an older one's state
             for path in glob.glob(os.path.join(ckpt, "*.ckpt")):
                 os.remove(path)
-        results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=args.T,
-                                     M=args.M, optimizer=pick("optimizer"), alpha=pick("alpha"),
-                                     beta_u=args.beta_u, kappa=args.kappa, n_ilqr=args.n_ilqr, n_test=n_test,
-                                     n_val=args.n_val, rng=args.seed, eval_every=eval_every,
-                                     progress=not args.no_progress, checkpoint=ckpt)
-        command = (f"metalqr tow --source {args.source}"
+        results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=pick("T"),
+                                     M=pick("M"), optimizer=pick("optimizer"), alpha=pick("alpha"),
+                                     beta_u=pick("beta_u"), kappa=pick("kappa"), n_ilqr=pick("n_ilqr"),
+                                     n_test=n_test, n_val=pick("n_val"), rng=args.seed, eval_every=eval_every,
+                                     progress=not args.no_progress, checkpoint=ckpt,
+                                     value_model=pick("value_model"), line_search=pick("line_search"),
+                                     terminal_cost=pick("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
+                                     preset=args.preset)
+        command = (f"metalqr tow --source {args.source}" + (f" --preset {args.preset}" if args.preset else "")
                    + (f" --images {args.images}" if args.images else "")
                    + (f" --max-shot {source.max_shot}" if args.source == "anyshot" else "")
                    + (f" --omniglot {args.omniglot} --n-way {source.n_way} --k-shot {source.k_shot}"
@@ -525,22 +565,27 @@ def _cmd_tow(args: argparse.Namespace) -> int:
                       + (" --cross-alphabet" if source.cross_alphabet else "")
                       if args.source == "omniglot" else "")
                    + f" --learner {learner_kind} --optimizer {pick('optimizer')} --alpha {pick('alpha')!r}"
-                   f" --gamma {pick('gamma')!r} --iterations {iterations} --T {args.T} --M {args.M}"
-                   f" --beta-u {args.beta_u!r} --kappa {args.kappa!r} --n-ilqr {args.n_ilqr}"
-                   f" --n-test {n_test} --n-val {args.n_val} --hidden {args.hidden}"
-                   f" --strategies {' '.join(args.strategies)} --seed {args.seed}")
+                   f" --gamma {pick('gamma')!r} --iterations {iterations} --T {pick('T')} --M {pick('M')}"
+                   f" --beta-u {pick('beta_u')!r} --kappa {pick('kappa')!r} --n-ilqr {pick('n_ilqr')}"
+                   f" --n-test {n_test} --n-val {pick('n_val')} --hidden {args.hidden}"
+                   + (f" --inner-steps {pick('inner_steps')}" if learner_kind != "protonet" else "")
+                   + f" --value-model {pick('value_model')} --line-search {pick('line_search')}"
+                   f" --terminal-cost {pick('terminal_cost')}"
+                   + (f" --curve-smoothing {pick('curve_smoothing')!r}" if pick("curve_smoothing") else "")
+                   + f" --strategies {' '.join(args.strategies)} --seed {args.seed}")
         for r in results:
             r.settings.update(command=command, source_name=args.source, learner_kind=learner_kind,
-                              hidden=args.hidden, gamma=pick("gamma"), quick=bool(args.quick))
+                              hidden=args.hidden, gamma=pick("gamma"), quick=bool(args.quick),
+                              cli_preset=args.preset)
         prefix = os.path.join(args.output, f"tow_{args.source}")
         table = tow.save_results(results, prefix)["table"]
         tow.plot_curves(results, prefix + "_curves.png",
-                        f"{args.source}, {learner_kind}, T={args.T} x M={args.M}, seed {args.seed}")
+                        f"{args.source}, {learner_kind}, T={pick('T')} x M={pick('M')}, seed {args.seed}")
         for r in results:
             if r.name != "uniform":
                 tow.plot_weights(r, f"{prefix}_weights_{r.name}.png")
     print(f"TOW task weighting on {args.source} ({learner_kind}, {pick('optimizer')} alpha={pick('alpha'):g}, "
-          f"{iterations} windows of T={args.T} x M={args.M} tasks, {n_test} test tasks, seed {args.seed}; "
+          f"{iterations} windows of T={pick('T')} x M={pick('M')} tasks, {n_test} test tasks, seed {args.seed}; "
           f"mean {results[0].metric_name} +- 95% CI; seconds = training time, strategies interleaved)")
     _print_table([{k: v for k, v in row.items() if not k.startswith("setting_")} for row in table])
     print(f"wrote {prefix}_table.csv, {prefix}_curves.csv/.png, {prefix}.json and weight plots "
@@ -648,28 +693,61 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {TOW_MAX_SHOT}, as in docs/tow.md)")
     p.add_argument("--learner", choices=["fomaml", "maml", "protonet"], default=None,
                    help=f"meta-learner (default per source: {per_source('learner')})")
+    from .tow import PAPER_PRESET as pp
+    paper = lambda key: f"; --preset paper: {pp[key]:g}" if isinstance(pp[key], float) else \
+        f"; --preset paper: {pp[key]}"
     p.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
-                   help=f"meta-optimiser, the TOW dynamics (default per source: {per_source('optimizer')})")
+                   help=f"meta-optimiser, the TOW dynamics (default per source: {per_source('optimizer')}; "
+                        f"{paper('optimizer')[2:]})")
     p.add_argument("--alpha", type=step, default=None,
-                   help=f"meta step size > 0 (default per source: {per_source('alpha')})")
+                   help=f"meta step size > 0 (default per source: {per_source('alpha')}{paper('alpha')})")
     p.add_argument("--gamma", type=nonneg, default=None,
-                   help=f"inner (adaptation) step size >= 0 of MAML (default per source: {per_source('gamma')})")
+                   help=f"inner (adaptation) step size >= 0 of MAML (default per source: {per_source('gamma')}; "
+                        f"{paper('gamma')[2:]})")
     p.add_argument("--iterations", type=count, default=None,
                    help=f"training windows >= 1 (default per source: {per_source('iterations')}; "
                         f"10 with --quick)")
-    p.add_argument("--T", type=count, default=5, help="mini-batches per TOW window, >= 1 (default: %(default)s)")
-    p.add_argument("--M", type=count, default=5, help="tasks per mini-batch, >= 1 (default: %(default)s)")
-    p.add_argument("--beta-u", type=step, default=10.0,
-                   help="TOW prior precision beta_u > 0 of Eq. (7) (default: %(default)s)")
-    p.add_argument("--kappa", type=kappa, default=1.2,
+    cd = TOW_COMMON_DEFAULTS
+    p.add_argument("--preset", choices=["paper"], default=None,
+                   help="start from the TOW paper's configuration (Section 5.1: M=10, T=5, Adam alpha=1e-4, "
+                        "MAML gamma=0.1 with 5 inner steps, 2 iLQR iterations, beta_u=10, mu_u=1/M, kappa=1.2, "
+                        "Algorithm 1's line search, 1000 test tasks, curves on 100 validation tasks with an EMA "
+                        "of factor 0.1); explicit flags override it (default: none)")
+    p.add_argument("--T", type=count, default=None,
+                   help=f"mini-batches per TOW window, >= 1 (default: {cd['T']}{paper('T')})")
+    p.add_argument("--M", type=count, default=None,
+                   help=f"tasks per mini-batch, >= 1 (default: {cd['M']}{paper('M')})")
+    p.add_argument("--beta-u", type=step, default=None,
+                   help=f"TOW prior precision beta_u > 0 of Eq. (7) (default: {cd['beta_u']:g}{paper('beta_u')})")
+    p.add_argument("--kappa", type=kappa, default=None,
                    help="Dirichlet concentration > 1 of the exploration/exploitation baselines, Eq. (12) "
-                        "(default: %(default)s)")
-    p.add_argument("--n-ilqr", type=count, default=2,
-                   help="iLQR iterations per TOW window, >= 1 (default: %(default)s, as in the paper)")
+                        f"(default: {cd['kappa']:g}{paper('kappa')})")
+    p.add_argument("--n-ilqr", type=count, default=None,
+                   help=f"iLQR iterations per TOW window, >= 1 (default: {cd['n_ilqr']}, as in the paper)")
     p.add_argument("--n-test", type=count2, default=None,
-                   help=f"held-out test tasks, >= 2 (default: {TOW_N_TEST}; 100 with --quick)")
-    p.add_argument("--n-val", type=count2, default=100,
-                   help="validation tasks for the learning curves, >= 2 (default: %(default)s)")
+                   help=f"held-out test tasks, >= 2 (default: {TOW_N_TEST}{paper('n_test')}; 100 with --quick)")
+    p.add_argument("--n-val", type=count2, default=None,
+                   help=f"validation tasks for the learning curves, >= 2 (default: {cd['n_val']}{paper('n_val')})")
+    p.add_argument("--inner-steps", type=count, default=None,
+                   help=f"MAML inner (adaptation) steps, >= 1 (default: {cd['inner_steps']}"
+                        f"{paper('inner_steps')})")
+    p.add_argument("--value-model", choices=["diagonal", "full"], default=None,
+                   help="TOW's iLQR value model: its diagonal (Section 3.1) or the full matrix (Appendix B) "
+                        f"(default: {cd['value_model']})")
+    p.add_argument("--line-search", choices=["metalqr", "paper"], default=None,
+                   help="TOW's line search: metalqr's (Tassa et al. step sizes, box-QP bounds, regularisation) "
+                        "or Algorithm 1's as printed (eps halving, (1/2) eps theta_1 test, rejecting any u < 0) "
+                        f"(default: {cd['line_search']}{paper('line_search')})")
+    p.add_argument("--terminal-cost", choices=["none", "validation"], default=None,
+                   help="TOW's terminal cost on x_{T+1}: none (Eq. (7): the last mini-batch keeps uniform "
+                        "weights) or the last mini-batch's validation losses "
+                        f"(default: {cd['terminal_cost']})")
+    p.add_argument("--curve-smoothing", type=_option_type("a number in (0, 1]", float,
+                                                          lambda v: check_real(v, "value", minimum=0.0, maximum=1.0,
+                                                                               min_inclusive=False)),
+                   default=None, metavar="F",
+                   help="exponential-moving-average factor of the saved/plotted validation curve "
+                        f"(default: none{paper('curve_smoothing')})")
     p.add_argument("--hidden", type=count, default=40, help="hidden width of the MLP (default: %(default)s)")
     from .tow.weighting_strategies import get_strategy, strategies as registered_strategies
     names = list(registered_strategies())

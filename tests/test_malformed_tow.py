@@ -387,6 +387,13 @@ CASES = [
     case("unreg-none", unregister_strategy, "name", None),
     case("unreg-int", unregister_strategy, "name", 1),
     case("unreg-empty", unregister_strategy, "name", ""),
+    # exponential_moving_average (the paper preset's curve smoothing)
+    case("ema-nan", tow.exponential_moving_average, "values", [1.0, NAN], 0.1),
+    case("ema-2d", tow.exponential_moving_average, "values", np.ones((2, 2)), 0.1),
+    case("ema-str", tow.exponential_moving_average, "values", "abc", 0.1),
+    case("ema-factor-0", tow.exponential_moving_average, "factor", [1.0, 2.0], 0.0),
+    case("ema-factor-big", tow.exponential_moving_average, "factor", [1.0, 2.0], 1.5),
+    case("ema-factor-str", tow.exponential_moving_average, "factor", [1.0, 2.0], "0.1"),
 ]
 
 
@@ -408,7 +415,8 @@ def test_every_public_name_has_at_least_four_cases():
                              "ProtoNet", "SGD", "Adam", "make_optimizer", "make_learner", "TOWProblem",
                              "TOWResult", "tow_weights", "run_experiment", "run_sinusoid_experiment",
                              "StrategyResult", "save_results", "plot_curves", "plot_weights", "softmax",
-                             "output_loss", "register_strategy", "get_strategy", "unregister_strategy"}
+                             "output_loss", "register_strategy", "get_strategy", "unregister_strategy",
+                             "exponential_moving_average"}
     mine = ("experiment", "learner", "mlp", "optimizers", "tasks", "weighting")   # omniglot/convnet: own tests
     public = {n for n in tow.__all__
               if getattr(getattr(tow, n), "__module__", "").rsplit(".", 1)[-1] in mine}

@@ -30,10 +30,10 @@ MEMO_MAX_BYTES = 4 << 20
 def memo_by_value(fn):
     """Cache ``fn(*arrays)`` by the values of its array arguments.
 
-    Cache ``fn(*arrays)`` by the values of its array arguments (shape, dtype and bytes: an exact
-    match, no hash collisions), keeping the last :data:`MEMO_SIZE` results and returning fresh
-    copies of cached arrays (``None``, and the non-array members of a tuple, pass through).
-    Arguments above :data:`MEMO_MAX_BYTES` in total are not cached.
+    Shape, dtype and bytes: an exact match, no hash collisions. Keeping the last
+    :data:`MEMO_SIZE` results and returning fresh copies of cached arrays (``None``, and the
+    non-array members of a tuple, pass through). Arguments above :data:`MEMO_MAX_BYTES` in total
+    are not cached.
 
     For the per-task factorisations that every roll-out call of an estimator repeats on the
     same tasks (eigendecompositions, QR, condition numbers: 3 of the 9 ms of a (20, 10)

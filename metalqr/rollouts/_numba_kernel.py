@@ -386,11 +386,10 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
 def _kernel_inputs(A, B, Q, R, L0, G):
     """Return the task arrays of :func:`_kernel`, contiguous.
 
-    Return the task arrays of :func:`_kernel`, contiguous: ``(A~, -B~, Q~u, Ru, L0~, G, G',
-    white, qdiag)`` in the noise coordinates where :func:`_whiten` allows, else the original
-    ones; ``Q~u``, ``Ru`` are the doubled upper triangles; ``qdiag`` says whether ``Q~`` is
-    diagonal (to 1e-13 of its largest entry). Cached by value: an estimator's calls on the same
-    tasks prepare them once.
+    ``(A~, -B~, Q~u, Ru, L0~, G, G', white, qdiag)`` in the noise coordinates where
+    :func:`_whiten` allows, else the original ones; ``Q~u``, ``Ru`` are the doubled upper
+    triangles; ``qdiag`` says whether ``Q~`` is diagonal (to 1e-13 of its largest entry). Cached
+    by value: an estimator's calls on the same tasks prepare them once.
     """
     white = _whiten(A, B, Q, L0, G)
     if white is not None:

@@ -23,4 +23,7 @@ from .omniglot import (PUBLISHED_ONE_SHOT_ERRORS, OmniglotTasks, OneShotResult, 
                        embedding_of, evaluate_one_shot_runs, load_omniglot, load_one_shot_runs, modified_hausdorff,
                        one_shot_run_tasks)
 
+from .experiment import PAPER_PRESET, PRESETS, exponential_moving_average
+from .weighting import LINE_SEARCHES, TERMINAL_COSTS
+
 __all__ = _public_names(globals())

@@ -31,10 +31,12 @@ from .learner import MAML, ProtoNet, _check_learner as check_learner
 from .mlp import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
 from .tasks import SinusoidTasks
+from .weighting import LINE_SEARCHES, TERMINAL_COSTS
 from .weighting_strategies import Window, get_strategy, strategies as registered_strategies
 
 __all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
-           "LEARNERS", "save_results", "plot_curves", "plot_weights"]
+           "LEARNERS", "save_results", "plot_curves", "plot_weights", "PRESETS", "PAPER_PRESET",
+           "exponential_moving_average"]
 
 #: The built-in strategies' names (a snapshot of the registry at import; the live list is
 #: :func:`metalqr.tow.strategies`).
@@ -42,6 +44,69 @@ STRATEGIES = registered_strategies()
 LEARNERS = ("fomaml", "maml", "protonet")
 VALUE_MODELS = ("diagonal", "full")
 CHECKPOINT_KIND = "tow_experiment"
+
+#: The TOW paper's Omniglot configuration, used by ``preset="paper"``.
+#:
+#: From Nguyen, Do & Carneiro 2023, Section 5.1 ("For all experiments, ..." paragraph) and
+#: Figure 1's caption:
+#:
+#: * ``M = 10`` tasks per mini-batch ("The mini-batch size is M = 10 tasks for Omniglot");
+#: * ``T = 5`` ("we report the result for the case M = 10 and T = 5"; the same paragraph first
+#:   says T = 10 for Omniglot, but the reported results use T = 5);
+#: * Adam meta-optimiser, ``alpha = 1e-4`` ("the state-transition dynamics f follows the
+#:   formula of Adam optimiser"; "The learning rate for the meta-parameters, alpha, is set at
+#:   10^-4");
+#: * inner loop ``gamma = 0.1`` with 5 gradient updates ("the learning rate gamma of task
+#:   adaptation ... is 0.1 for Omniglot ... with 5 gradient updates"): a learner setting,
+#:   used by ``metalqr tow --preset paper`` and checked by :func:`run_experiment`;
+#: * 2 iLQR iterations, ``beta_u = 10``, ``mu_u = 1/M``; ``kappa = 1.2`` for the baselines;
+#:   Algorithm 1's own line search and acceptance rule (``line_search="paper"``);
+#: * 1,000 test tasks (Table 1) and curves on 100 validation tasks (5-way 1-shot),
+#:   smoothed by an exponential moving average with smoothing factor 0.1 (Figure 1).
+PAPER_PRESET = dict(T=5, M=10, optimizer="adam", alpha=1e-4, beta_u=10.0, kappa=1.2, n_ilqr=2, n_test=1000,
+                    n_val=100, curve_smoothing=0.1, value_model="diagonal", line_search="paper",
+                    terminal_cost="none", gamma=0.1, inner_steps=5)
+#: The presets of :func:`run_experiment` and ``metalqr tow --preset``, by name.
+PRESETS = {"paper": PAPER_PRESET}
+#: run_experiment's own defaults (without a preset).
+_DEFAULTS = dict(T=5, M=5, optimizer="sgd", alpha=0.05, beta_u=10.0, kappa=1.2, n_ilqr=2, n_test=600, n_val=100,
+                 curve_smoothing=None, value_model="diagonal", line_search="metalqr", terminal_cost="none")
+
+
+def exponential_moving_average(values, factor: float) -> np.ndarray:
+    """Return the exponential moving average of ``values`` (the TOW paper's Figure 1).
+
+    ``s_0 = v_0``, ``s_i = factor v_i + (1 - factor) s_{i-1}``: the exponential moving average
+    "with smoothing factor 0.1" of the TOW paper's Figure 1 (``factor = 0.1``: a new point moves
+    the curve by a tenth of its distance).
+
+    Parameters
+    ----------
+    values : (n,) array_like of float
+        The curve ``v_0 .. v_{n-1}``.
+    factor : float, in (0, 1]
+        Weight of the newest point (1: no smoothing).
+
+    Returns
+    -------
+    (n,) ndarray
+        The smoothed curve ``s_0 .. s_{n-1}``.
+
+    Raises
+    ------
+    ValidationError
+        Non-finite or non-1-D values; ``factor`` outside ``(0, 1]``.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Figure 1 (smoothing factor 0.1).
+    """
+    values = as_float_array(values, "values", ndim=1)
+    factor = check_real(factor, "factor", minimum=0.0, maximum=1.0, min_inclusive=False)
+    out = np.empty_like(values)
+    for i, v in enumerate(values):
+        out[i] = v if i == 0 else factor * v + (1.0 - factor) * out[i - 1]
+    return out
 
 #: Units of the quantities written by :func:`save_results`.
 UNITS = {"seconds": "s (wall-clock, training updates only: weights and meta-updates, summed over "
@@ -243,11 +308,14 @@ def _version() -> str:
 
 
 def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, n_iterations: int = 100,
-                   T: int = 5, M: int = 5, optimizer: str = "sgd", alpha: float = 0.05,
-                   beta_u: float = 10.0, kappa: float = 1.2, n_ilqr: int = 2, n_test: int = 600,
-                   n_val: int = 100, rng: Any = 0, eval_every: int = 0, progress: bool = False,
-                   value_model: str = "diagonal", checkpoint: str | None = None,
-                   checkpoint_every: int = 10) -> list[StrategyResult]:
+                   T: int | None = None, M: int | None = None, optimizer: str | None = None,
+                   alpha: float | None = None, beta_u: float | None = None, kappa: float | None = None,
+                   n_ilqr: int | None = None, n_test: int | None = None, n_val: int | None = None,
+                   rng: Any = 0, eval_every: int = 0, progress: bool = False,
+                   value_model: str | None = None, checkpoint: str | None = None,
+                   checkpoint_every: int = 10, line_search: str | None = None,
+                   terminal_cost: str | None = None, curve_smoothing: float | None = None,
+                   preset: str | None = None) -> list[StrategyResult]:
     """Train a learner with each weighting strategy (Section 5 of the TOW paper).
 
     Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches of
@@ -289,19 +357,21 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     n_iterations : int, >= 1
         Training windows.
     T, M : int, >= 1
-        Mini-batches per window and tasks per mini-batch.
+        Mini-batches per window and tasks per mini-batch (default 5, 5; paper preset 5, 10).
     optimizer : {"sgd", "adam"}
-        Meta-optimiser (:class:`SGD` or :class:`Adam`).
+        Meta-optimiser (:class:`SGD` or :class:`Adam`); default "sgd" (paper preset: "adam").
     alpha : float, > 0
-        Meta step size.
+        Meta step size (default 0.05; paper preset 1e-4).
     beta_u : float, in (0, 1e12]
-        TOW's prior precision, Eq. (7).
+        TOW's prior precision, Eq. (7) (default 10).
     kappa : float, > 1
-        Dirichlet concentration of the exploration / exploitation baselines, Eq. (12).
+        Dirichlet concentration of the exploration / exploitation baselines, Eq. (12)
+        (default 1.2).
     n_ilqr : int, >= 1
-        Number of iLQR iterations per window for TOW.
+        Number of iLQR iterations per window for TOW (default 2).
     n_test, n_val : int, >= 2
-        Held-out test tasks (final metric) and validation tasks (curve).
+        Held-out test tasks (final metric) and validation tasks (curve) (default 600, 100;
+        paper preset 1000, 100).
     rng : int seed >= 0, Generator or None
         Root of every stream (``0`` by default). An int is the root ``seed`` itself; a
         Generator gives one draw, recorded as ``settings["seed"]`` (pass that int to rerun).
@@ -310,16 +380,33 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     progress : bool
         Show a progress bar.
     value_model : {"diagonal", "full"}
-        TOW's iLQR value model.
+        TOW's iLQR value model (default "diagonal").
     checkpoint : str or None
         Checkpoint folder.
     checkpoint_every : int, >= 1
         Save the checkpoint every this many windows (and at the end).
+    line_search : {"metalqr", "paper"}
+        TOW's line search and acceptance rule (:func:`tow_weights`; default "metalqr"; paper
+        preset "paper").
+    terminal_cost : {"none", "validation"}
+        TOW's terminal cost (:func:`tow_weights`; default "none", Eq. (7)).
+    curve_smoothing : float in (0, 1] or None
+        Smoothing factor of the exponential moving average of the validation curve
+        (:func:`exponential_moving_average`) written beside the raw curve by
+        :func:`save_results` and drawn by :func:`plot_curves` (default None: none; paper
+        preset 0.1, Figure 1).
+    preset : {"paper"} or None
+        Start from :data:`PAPER_PRESET` (Section 5.1 of the TOW paper) instead of the
+        defaults above; every argument given explicitly overrides its preset value. The
+        preset's inner loop (``gamma = 0.1``, 5 steps) belongs to the learner: a MAML
+        ``learner`` with other values is run as given, and the difference is listed in
+        ``settings["preset_overrides"]`` with every other override.
 
     Returns
     -------
     list of StrategyResult
-        In the order of ``strategies``; each carries ``settings``.
+        In the order of ``strategies``; each carries ``settings`` (every value used, the
+        ``preset`` and the ``preset_overrides``).
 
     Raises
     ------
@@ -353,6 +440,15 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     source = check_source(source)
     learner = check_learner(learner)
     strategies = _check_strategies(strategies)
+    if preset is not None:
+        preset = check_choice(preset, "preset", tuple(PRESETS))
+    given = dict(T=T, M=M, optimizer=optimizer, alpha=alpha, beta_u=beta_u, kappa=kappa, n_ilqr=n_ilqr,
+                 n_test=n_test, n_val=n_val, value_model=value_model, line_search=line_search,
+                 terminal_cost=terminal_cost, curve_smoothing=curve_smoothing)
+    base = PRESETS[preset] if preset is not None else _DEFAULTS
+    chosen = {k: (v if v is not None else base[k]) for k, v in given.items()}
+    (T, M, optimizer, alpha, beta_u, kappa, n_ilqr, n_test, n_val, value_model, line_search, terminal_cost,
+     curve_smoothing) = chosen.values()
     n_iterations = check_int(n_iterations, "n_iterations", minimum=1)
     T = check_int(T, "T", minimum=1)
     M = check_int(M, "M", minimum=1)
@@ -367,6 +463,11 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     eval_every = check_int(eval_every, "eval_every", minimum=0)
     progress = check_bool(progress, "progress")
     value_model = check_choice(value_model, "value_model", VALUE_MODELS)
+    line_search = check_choice(line_search, "line_search", LINE_SEARCHES)
+    terminal_cost = check_choice(terminal_cost, "terminal_cost", TERMINAL_COSTS)
+    if curve_smoothing is not None:
+        curve_smoothing = check_real(curve_smoothing, "curve_smoothing", minimum=0.0, maximum=1.0,
+                                     min_inclusive=False)
     checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
     if checkpoint is not None and (not isinstance(checkpoint, (str, os.PathLike)) or not os.fspath(checkpoint)):
         raise ValidationTypeError(f"checkpoint must be a folder path or None; got {checkpoint!r}.")
@@ -387,7 +488,11 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
                     strategies=list(strategies), n_iterations=n_iterations, T=T, M=M, optimizer=optimizer,
                     alpha=alpha, beta_u=beta_u, mu_u=1.0 / M, kappa=kappa, n_ilqr=n_ilqr, n_test=n_test,
                     n_val=n_val, seed=seed, eval_every=eval_every, value_model=value_model,
-                    metric=getattr(learner, "metric_name", "mse"), metalqr_version=_version())
+                    line_search=line_search, terminal_cost=terminal_cost, curve_smoothing=curve_smoothing,
+                    learner_gamma=getattr(learner, "gamma", None),
+                    learner_inner_steps=getattr(learner, "inner_steps", None),
+                    metric=getattr(learner, "metric_name", "mse"), metalqr_version=_version(),
+                    preset=preset, preset_overrides=_overrides(preset, given, learner))
     opt = make_optimizer(optimizer, alpha)
     x0 = learner.init(seed)
     D = x0.size
@@ -398,26 +503,43 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
         checkpoint = os.fspath(checkpoint)
         lock = _checkpoint.FolderLock(checkpoint).acquire()
     try:
+        options = dict(beta_u=beta_u, mu_u=1.0 / M, kappa=kappa, n_ilqr=n_ilqr, value_model=value_model,
+                       line_search=line_search, terminal_cost=terminal_cost)
         return _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_tasks, checkpoint,
-                      n_iterations, T, M, seed, eval_every, checkpoint_every, beta_u, kappa, n_ilqr,
-                      value_model, alpha, progress)
+                      n_iterations, T, M, seed, eval_every, checkpoint_every, options, alpha, progress)
     finally:
         if lock is not None:
             lock.release()
 
 
+def _overrides(preset, given: dict, learner) -> dict:
+    """Return ``{setting: [preset value, value used]}`` for every override of the preset.
+
+    Return ``{setting: [preset value, value used]}`` for every explicit argument (and MAML inner
+    loop) that differs from the preset's value.
+    """
+    if preset is None:
+        return {}
+    ref = PRESETS[preset]
+    out = {k: [ref[k], v] for k, v in given.items() if v is not None and v != ref[k]}
+    if isinstance(learner, MAML):
+        for k, attr in (("gamma", "gamma"), ("inner_steps", "inner_steps")):
+            if getattr(learner, attr) != ref[k]:
+                out[k] = [ref[k], getattr(learner, attr)]
+    return out
+
+
 def _fingerprint(settings: dict, name: str, x0: np.ndarray) -> str:
     keep = {k: v for k, v in settings.items() if k not in ("strategies", "n_iterations", "n_test",
-                                                           "metalqr_version")}
+                                                           "metalqr_version", "curve_smoothing", "preset",
+                                                           "preset_overrides")}
     blob = json.dumps(dict(keep, strategy=name), sort_keys=True).encode() + x0.tobytes()
     return hashlib.sha256(blob).hexdigest()
 
 
 def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_tasks, checkpoint,
-           n_iterations, T, M, seed, eval_every, checkpoint_every, beta_u, kappa, n_ilqr, value_model,
-           alpha, progress):
+           n_iterations, T, M, seed, eval_every, checkpoint_every, options, alpha, progress):
     state = {}
-    options = dict(beta_u=beta_u, mu_u=1.0 / M, kappa=kappa, n_ilqr=n_ilqr, value_model=value_model)
     curve0 = []
     if eval_every:                      # window 0: the common initial parameters
         v = learner.evaluate(x0, val_tasks)
@@ -584,13 +706,18 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
     _checkpoint.atomic_write_text(f"{path_prefix}_table.csv", buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["strategy", "window", "validation_" + results[0].metric_name, "ci95", *flat])
+    smoothing = settings.get("curve_smoothing")
+    ema_col = [f"validation_{results[0].metric_name}_ema{smoothing:g}"] if smoothing else []
+    w.writerow(["strategy", "window", "validation_" + results[0].metric_name, "ci95", *ema_col, *flat])
     for r in results:
-        w.writerows([(r.name, *point, *flat.values()) for point in r.curve])
+        ema = _curve_ema(r, smoothing)
+        w.writerows([(r.name, *point[:3], *([ema[i]] if smoothing else []), *flat.values())
+                     for i, point in enumerate(r.curve)])
     _checkpoint.atomic_write_text(f"{path_prefix}_curves.csv", buf.getvalue())
     doc = {"settings": settings, "units": UNITS, "table": table,
            "curves": {r.name: [list(p) for p in r.curve] for r in results},
            "curve_columns": ["window", "mean", "ci95"],
+           "curves_ema": ({r.name: _curve_ema(r, smoothing).tolist() for r in results} if smoothing else {}),
            "window_seconds": {r.name: r.window_seconds.tolist() for r in results if r.window_seconds is not None},
            "weights": {r.name: r.weights.tolist() for r in results if r.weights is not None},
            "groups": {r.name: r.groups.tolist() for r in results if r.groups is not None}}
@@ -598,11 +725,20 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
     return {"table": table, "settings": settings}
 
 
+def _curve_ema(result: StrategyResult, smoothing) -> np.ndarray:
+    """Return the exponential moving average of a result's validation means (empty without one)."""
+    if not smoothing or not result.curve:
+        return np.zeros(len(result.curve))
+    return exponential_moving_average([p[1] for p in result.curve], smoothing)
+
+
 def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -> None:
     """Plot the validation metric against the training windows.
 
     Validation metric against training windows, one line per strategy with its 95% confidence
-    band over the validation tasks (like Figure 1 of the TOW paper).
+    band over the validation tasks (like Figure 1 of the TOW paper); with a ``curve_smoothing``
+    setting, also its exponential moving average (dashed, Figure 1's smoothing factor 0.1 in the
+    paper preset).
 
     Parameters
     ----------
@@ -628,6 +764,10 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
         if r.curve:
             pts = np.array([p if len(p) == 3 else (*p, np.nan) for p in r.curve], dtype=float)
             line, = ax.plot(pts[:, 0], pts[:, 1], label=r.name)
+            smoothing = r.settings.get("curve_smoothing")
+            if smoothing:
+                ax.plot(pts[:, 0], _curve_ema(r, smoothing), linestyle="--", color=line.get_color(),
+                        label=f"{r.name} (EMA {smoothing:g})")
             if np.any(np.isfinite(pts[:, 2])):
                 ax.fill_between(pts[:, 0], pts[:, 1] - pts[:, 2], pts[:, 1] + pts[:, 2], alpha=0.2,
                                 color=line.get_color(), linewidth=0)

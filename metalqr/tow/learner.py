@@ -118,9 +118,13 @@ class _Learner:
         """
         x, tasks = self._x(x), self._tasks(tasks)
         curvature = check_bool(curvature, "curvature")
+        if curvature:               # one adaptation / forward pass per task for all three
+            out = [self._task_loss_grad_curvature(x, task) for task in tasks]
+            return (np.array([o[0] for o in out]), np.stack([o[1] for o in out], axis=1),
+                    np.stack([o[2] for o in out], axis=1))
         pairs = [self._task_loss_and_grad(x, task) for task in tasks]
         G = np.stack([g for _, g in pairs], axis=1)
-        return np.array([loss for loss, _ in pairs]), G, (self._curvature(x, tasks) if curvature else None)
+        return np.array([loss for loss, _ in pairs]), G, None
 
     def task_loss_and_grad(self, x: np.ndarray, task: Task):
         """Return validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
@@ -240,15 +244,21 @@ class MAML(_Learner):
             phis.append(phis[-1] - self.gamma * _fast(self.net).loss_and_grad(phis[-1], task.s, task.y)[1])
         return phis if trajectory else phis[-1]
 
-    def _task_loss_and_grad(self, x: np.ndarray, task: Task):
-        """Return validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
-        phis = self._adapt(x, task, trajectory=True)
+    def _task_loss_and_grad(self, x: np.ndarray, task: Task, phis=None):
+        """Return the validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
+        phis = self._adapt(x, task, trajectory=True) if phis is None else phis
         net = _fast(self.net)
         loss, g = net.loss_and_grad(phis[-1], task.sq, task.yq)
         if not self.first_order:
             for phi in reversed(phis[:-1]):
                 g = g - self.gamma * net.hvp(phi, task.s, task.y, g)
         return loss, g
+
+    def _task_loss_grad_curvature(self, x, task):
+        """Loss, gradient and Gauss-Newton diagonal of one task from one adaptation."""
+        phis = self._adapt(x, task, trajectory=True)
+        loss, g = self._task_loss_and_grad(x, task, phis)
+        return loss, g, _fast(self.net).gnd(phis[-1], task.sq)
 
     def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Per-task Gauss-Newton diagonals of the query loss at the adapted parameters (D, M)."""
@@ -313,10 +323,22 @@ class ProtoNet(_Learner):
             raise ValidationError(f"{name}: ProtoNet needs at least one support example of every class "
                                   f"0..{n_way - 1}.")
 
-    def _logits(self, x, task):
+    def _logits(self, x, task, vjp: bool = False):
+        """Return the logits, query-prototype differences and prototype matrix.
+
+        Logits (n_q, N), query-prototype differences and the prototype matrix ``A``; with
+        ``vjp``, also the network's vjp on ``[support; query]`` from the same forward pass
+        (networks with ``_linearize``, e.g. the ConvNet: one forward pass instead of three).
+        """
         n_way = int(max(task.y.max(), task.yq.max())) + 1
-        predict = _fast(self.net).predict
-        es, eq = predict(x, task.s), predict(x, task.sq)
+        lin = getattr(self.net, "_linearize", None) if vjp else None
+        net_vjp = None
+        if lin is not None:
+            out, net_vjp = lin(x, np.concatenate([task.s, task.sq]))
+            es, eq = out[:task.s.shape[0]], out[task.s.shape[0]:]
+        else:
+            predict = _fast(self.net).predict
+            es, eq = predict(x, task.s), predict(x, task.sq)
         onehot = np.eye(n_way)[task.y]                              # (n_s, N)
         counts = onehot.sum(0)
         if np.any(counts == 0):
@@ -324,58 +346,71 @@ class ProtoNet(_Learner):
         A = onehot / counts                                         # prototype = A' es
         protos = A.T @ es                                           # (N, e)
         diff = eq[:, None, :] - protos[None, :, :]                  # (n_q, N, e)
-        return -np.sum(diff * diff, axis=-1), diff, A
+        logits = -np.sum(diff * diff, axis=-1)
+        return (logits, diff, A, net_vjp) if vjp else (logits, diff, A)
 
-    def _logit_vjp(self, x, task, dlogits, diff, A):
-        """Back-propagate ``dlogits`` (..., n_q, N) to the parameters (..., D)."""
+    def _logit_vjp(self, x, task, dlogits, diff, A, net_vjp=None):
+        """Back-propagate ``dlogits`` to the parameters.
+
+        Back-propagate ``dlogits`` (..., n_q, N) to the parameters (..., D) (through
+        ``net_vjp`` from :meth:`_logits` when given).
+        """
         # logits = -|eq - A'es|^2 -> d/d eq = -2 sum_k dl_k diff_k ; d/d protos_k = 2 sum_q dl_qk diff_qk
         d_eq = -2.0 * np.einsum("...qk,qke->...qe", dlogits, diff)
         d_protos = 2.0 * np.einsum("...qk,qke->...ke", dlogits, diff)
         d_es = np.einsum("sk,...ke->...se", A, d_protos)
-        s_all = np.concatenate([task.s, task.sq])
-        return _fast(self.net).vjp(x, s_all, np.concatenate([d_es, d_eq], axis=-2))
+        dout = np.concatenate([d_es, d_eq], axis=-2)
+        if net_vjp is not None:
+            return net_vjp(dout)
+        return _fast(self.net).vjp(x, np.concatenate([task.s, task.sq]), dout)
 
     def _task_loss_and_grad(self, x: np.ndarray, task: Task):
-        logits, diff, A = self._logits(x, task)
+        logits, diff, A, net_vjp = self._logits(x, task, vjp=True)
         loss, dlogits, _ = output_loss(logits, task.yq, "ce")
-        return loss, self._logit_vjp(x, task, dlogits, diff, A)
+        return loss, self._logit_vjp(x, task, dlogits, diff, A, net_vjp)
+
+    def _task_loss_grad_curvature(self, x, task):
+        """Loss, gradient and Gauss-Newton diagonal of one task from one forward pass."""
+        logits, diff, A, net_vjp = self._logits(x, task, vjp=True)
+        loss, dlogits, _ = output_loss(logits, task.yq, "ce")
+        g = self._logit_vjp(x, task, dlogits, diff, A, net_vjp)
+        return loss, g, self._task_gn(x, task, logits, diff, A, net_vjp)
 
     def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         """Return per-task Gauss-Newton diagonals of the query cross-entropy.
 
-        Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with
-        the exact logit Jacobian ``J`` (one back-propagated row per query and class).
+        Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
+        exact logit Jacobian ``J`` (one back-propagated row per query and class).
         """
-        gn = []
-        for task in tasks:
-            logits, diff, A = self._logits(x, task)
-            nq, N = logits.shape
-            if self.curvature_method == "mc":
-                p = softmax(logits)
-                rng = np.random.default_rng([zlib.crc32(x.tobytes()), zlib.crc32(task.sq.tobytes())])
-                S = self.mc_samples
-                check_size(float(S * nq) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
-                           "ProtoNet.curvature", what="float64 entries (Monte-Carlo Gauss-Newton rows)",
-                           alternative="Use fewer mc_samples, or fewer query examples per task.")
-                rows = np.zeros((S * nq, nq, N))
-                for j in range(S):
-                    y = (rng.random((nq, 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, N - 1)
-                    rows[j * nq + np.arange(nq), np.arange(nq)] = p
-                    rows[j * nq + np.arange(nq), np.arange(nq), y] -= 1.0
-                R = self._logit_vjp(x, task, rows, diff, A)
-                gn.append(np.sum(R * R, axis=0) / (nq * S))
-                continue
-            check_size(float(nq * N) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
-                       "ProtoNet.curvature", what="float64 entries (exact Gauss-Newton rows)",
-                       alternative="Use ProtoNet(net, curvature_method='mc') (DiagGGN-MC), or fewer query "
-                                   "examples or classes per task.")
-            rows = np.zeros((nq * N, nq, N))
-            rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
-            J = self._logit_vjp(x, task, rows, diff, A).reshape(nq, N, -1)
+        return np.stack([self._task_gn(x, task, *self._logits(x, task, vjp=True)) for task in tasks], axis=1)
+
+    def _task_gn(self, x, task, logits, diff, A, net_vjp):
+        """Return the Gauss-Newton diagonal (D,) of one task from its logits (see :meth:`_curvature`)."""
+        nq, N = logits.shape
+        if self.curvature_method == "mc":
             p = softmax(logits)
-            H = (np.einsum("qk,kl->qkl", p, np.eye(N)) - p[:, :, None] * p[:, None, :]) / nq
-            gn.append(np.sum(J * (H @ J), axis=(0, 1)))
-        return np.stack(gn, axis=1)
+            rng = np.random.default_rng([zlib.crc32(x.tobytes()), zlib.crc32(task.sq.tobytes())])
+            S = self.mc_samples
+            check_size(float(S * nq) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
+                       "ProtoNet.curvature", what="float64 entries (Monte-Carlo Gauss-Newton rows)",
+                       alternative="Use fewer mc_samples, or fewer query examples per task.")
+            rows = np.zeros((S * nq, nq, N))
+            for j in range(S):
+                y = (rng.random((nq, 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, N - 1)
+                rows[j * nq + np.arange(nq), np.arange(nq)] = p
+                rows[j * nq + np.arange(nq), np.arange(nq), y] -= 1.0
+            R = self._logit_vjp(x, task, rows, diff, A, net_vjp)
+            return np.sum(R * R, axis=0) / (nq * S)
+        check_size(float(nq * N) * (nq * N + self.net.size + _n_examples(task) * _width(self.net)),
+                   "ProtoNet.curvature", what="float64 entries (exact Gauss-Newton rows)",
+                   alternative="Use ProtoNet(net, curvature_method='mc') (DiagGGN-MC), or fewer query "
+                               "examples or classes per task.")
+        rows = np.zeros((nq * N, nq, N))
+        rows[np.arange(nq * N), np.repeat(np.arange(nq), N), np.tile(np.arange(N), nq)] = 1.0
+        J = self._logit_vjp(x, task, rows, diff, A, net_vjp).reshape(nq, N, -1)
+        p = softmax(logits)
+        H = (np.einsum("qk,kl->qkl", p, np.eye(N)) - p[:, :, None] * p[:, None, :]) / nq
+        return np.sum(J * (H @ J), axis=(0, 1))
 
     def _evaluate(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
         return np.array([_metric("ce", self._logits(x, t)[0], t.yq) for t in tasks])

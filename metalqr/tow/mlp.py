@@ -276,6 +276,9 @@ class MLP:
         lead, (n, C) = dout.shape[:-2], dout.shape[-2:]
         R = int(np.prod(lead))
         h = self.hidden
+        nz = np.any(dout.reshape(R, n, C) != 0.0, axis=-1)
+        if R > 1 and 2 * int(nz.sum()) <= R * n:           # rows of one or few samples (GN rows)
+            return self._vjp_sparse(x, s, dout.reshape(R, n, C), nz, a1, a2).reshape(*lead, -1)
         dout2 = dout.reshape(R * n, C)                     # 2-D products: one BLAS call each
         dz2 = (dout2 @ W3).reshape(R, n, h) * (1 - a2 * a2)
         dz1 = (dz2.reshape(R * n, h) @ W2).reshape(R, n, h) * (1 - a1 * a1)
@@ -283,6 +286,41 @@ class MLP:
         g = np.concatenate([outer(dz1, s), dz1.sum(1), outer(dz2, a1), dz2.sum(1),
                             outer(dout2.reshape(R, n, C), a2), dout2.reshape(R, n, C).sum(1)], axis=-1)
         return g.reshape(*lead, -1)
+
+    def _vjp_sparse(self, x, s, dout, nz, a1, a2):
+        """Return :meth:`_vjp` for rows that each touch few samples.
+
+        :meth:`_vjp` for rows that each touch few samples: one back-propagation per (row,
+        sample) pair with a nonzero cotangent, summed per row (the dense sums in another
+        order).
+        """
+        W1, b1, W2, b2, W3, b3 = self._unpack(x)
+        R = dout.shape[0]
+        rows, samples = np.nonzero(nz)
+        counts = nz.sum(axis=1)
+        c = int(counts[0])
+        if c > 0 and np.all(counts == c):          # c pairs in every row: batched products per row
+            dp = dout[rows, samples].reshape(R, c, -1)
+            m = samples.reshape(R, c)
+            dz2 = (dp @ W3) * (1 - a2[m] * a2[m])                              # (R, c, h)
+            dz1 = (dz2 @ W2) * (1 - a1[m] * a1[m])
+            outer = lambda d, a: np.matmul(np.swapaxes(d, 1, 2), a).reshape(R, -1)
+            return np.concatenate([outer(dz1, s[m]), dz1.sum(1), outer(dz2, a1[m]), dz2.sum(1),
+                                   outer(dp, a2[m]), dp.sum(1)], axis=1)
+        out = np.zeros((R, self.size))
+        step = max(1, 4_000_000 // self.size)
+        for i in range(0, rows.size, step):
+            r, m = rows[i:i + step], samples[i:i + step]
+            dp = dout[r, m]                                                    # (P, C)
+            dz2 = (dp @ W3) * (1 - a2[m] * a2[m])
+            dz1 = (dz2 @ W2) * (1 - a1[m] * a1[m])
+            P = len(m)
+            g = np.concatenate([(dz1[:, :, None] * s[m][:, None, :]).reshape(P, -1), dz1,
+                                (dz2[:, :, None] * a1[m][:, None, :]).reshape(P, -1), dz2,
+                                (dp[:, :, None] * a2[m][:, None, :]).reshape(P, -1), dp], axis=1)
+            starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+            out[r[starts]] += np.add.reduceat(g, starts, axis=0)
+        return out
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
         """Return the network's loss on ``(s, y)`` and its gradient with respect to ``x``.

@@ -15,15 +15,22 @@ import scipy.optimize
 
 from .._validation import as_float_array, check_choice, check_int, check_real, check_size
 from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
-from ..ilqr import Derivatives, ilqr
+from ..ilqr import Derivatives, ILQRResult, backward_pass, ilqr
 from ._checks import check_batches, check_beta_u, check_mu_u, check_optimizer, param_size
 from .learner import _check_learner as check_learner
 from .optimizers import SGD
 from .tasks import Task
 
-__all__ = ["dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem"]
+__all__ = ["dirichlet_weights", "tow_weights", "TOWResult", "TOWProblem", "LINE_SEARCHES", "TERMINAL_COSTS"]
 
 MODES = ("exploration", "exploitation")
+#: Line-search and acceptance rules of :func:`tow_weights`: ``"metalqr"`` (the solver's
+#: default: Tassa et al.'s step sizes, acceptance on the quadratic model, box-QP bounds,
+#: Levenberg-Marquardt regularisation) and ``"paper"`` (Algorithm 1 as printed).
+LINE_SEARCHES = ("metalqr", "paper")
+#: Terminal costs of the window: ``"none"`` (Eq. (7) as printed) or ``"validation"``.
+TERMINAL_COSTS = ("none", "validation")
+_PREFETCH = True        # tests switch it off to compare with the plain evaluation
 
 
 def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
@@ -122,11 +129,20 @@ class TOWResult:  # numpydoc ignore=PR01
         The optimiser states along the trajectory (``S = D`` for SGD, ``3 D`` for Adam).
     ilqr : ILQRResult
         The iLQR result (``costs[0]`` is the uniform nominal trajectory's cost).
+    trials : list of dict
+        ``line_search="paper"`` only: every line-search trial, in order, with keys
+        ``iteration`` (1-based), ``eps``, ``theta_1`` (the predicted slope ``dJ/d eps`` at
+        0), ``change`` (``J(u) - J(u_hat)``, None when not evaluated), ``threshold``
+        (``eps theta_1 / 2``) and ``verdict``: ``"accepted"``, ``"cost"`` (change above
+        the threshold), ``"negative"`` (a weight ``u_ti < 0``; the trial stops at that
+        step), ``"not finite"``; and ``"kept nominal"`` (``eps = 0``) when every halving
+        failed.
     """
 
     U: np.ndarray
     X: np.ndarray
     ilqr: object
+    trials: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.U = as_float_array(self.U, "U", ndim=2, allow_empty=False)
@@ -161,6 +177,12 @@ class TOWProblem:
         cost and pin every weight to ``mu`` anyway).
     mu : float, in [0, 1e6]
         Prior mean of every weight (``1/M`` in the paper).
+    terminal : {"none", "validation"}
+        Terminal cost on ``x_{T+1}``: none (Eq. (7) and Algorithm 2's ``V_{T+1} = 0``: the
+        last mini-batch's weights then move nothing the cost sees and stay at ``mu``) or the
+        validation losses of the window's last mini-batch at ``x_{T+1}``,
+        ``1' l_T(x_{T+1})`` (gradient ``sum_j grad l_j``, curvature the sum of the
+        Gauss-Newton diagonals, on the ``x`` part of the state).
 
     Raises
     ------
@@ -179,7 +201,14 @@ class TOWProblem:
     tau0: int = 0
     beta_u: float = 10.0
     mu: float = 0.2
+    terminal: str = "none"
     _cache: dict = field(default_factory=dict, repr=False)
+    _gn: dict = field(default_factory=dict, repr=False)
+    #: Set by :func:`tow_weights`: until the first derivatives() call (the nominal roll-out,
+    #: whose every point the first iLQR iteration linearises), evaluations also compute the
+    #: Gauss-Newton diagonals, sharing the learner's adaptation / forward pass
+    #: (``learner.batch(..., curvature=True)``). Off for other uses of the problem.
+    _prefetch: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         check_learner(self.learner)
@@ -192,6 +221,7 @@ class TOWProblem:
         self.tau0 = check_int(self.tau0, "tau0", minimum=0)
         self.beta_u = check_beta_u(self.beta_u)
         self.mu = check_mu_u(self.mu, "mu")
+        self.terminal = check_choice(self.terminal, "terminal", TERMINAL_COSTS)
         self._T, self._M = len(self.batches), len(self.batches[0])
         self._S = self.optimizer.state_size(self.D)
 
@@ -226,17 +256,65 @@ class TOWProblem:
 
         Raises
         ------
-        ValidationError
-            ``t`` not a step index of the window.
+        ValidationError, ValidationTypeError
+            ``t`` not a step index of the window, or ``zt`` (or ``u``) of the wrong shape or
+            not finite.
         """
         zt, _ = self._check_step(zt, None, t)
         return self._evaluate(zt, t)
 
     def _evaluate(self, zt, t):
+        """Return the losses and gradients of mini-batch ``t`` (cached).
+
+        Losses and gradients of mini-batch ``t`` at ``zt`` (``t = T``: the last mini-batch
+        at ``x_{T+1}``, the terminal cost), cached per ``t``.
+        """
         key = zt[:self.D].tobytes()
         if self._cache.get(t, (None,))[0] != key:
-            self._cache[t] = (key, *self.learner.batch(zt[:self.D], self.batches[t])[:2])
+            batch = self.batches[min(t, self._T - 1)]
+            if self._prefetch:
+                losses, G, GN = self.learner.batch(zt[:self.D], batch, curvature=True)
+                self._gn[t] = (key, GN)
+            else:
+                losses, G = self.learner.batch(zt[:self.D], batch)[:2]
+            self._cache[t] = (key, losses, G)
         return self._cache[t][1:]
+
+    def _curvature(self, zt, t):
+        """Return the per-task Gauss-Newton diagonals of mini-batch ``t`` (cached).
+
+        Per-task Gauss-Newton diagonals (D, M) of mini-batch ``t`` at ``zt``, cached per
+        ``t`` (``x_1`` is the same in every iteration of a window).
+        """
+        key = zt[:self.D].tobytes()
+        if self._gn.get(t, (None,))[0] != key:
+            self._gn[t] = (key, self.learner.curvature(zt[:self.D], self.batches[min(t, self._T - 1)]))
+        return self._gn[t][1]
+
+    def terminal_cost(self, zT) -> float:
+        """Return the cost of ``x_{T+1}``.
+
+        Cost of ``x_{T+1}``: 0 (``terminal="none"``) or ``1' l_T(x_{T+1})``.
+
+        Parameters
+        ----------
+        zT : (S,) ndarray
+            The final optimiser state.
+
+        Returns
+        -------
+        float
+            0 (``terminal_cost="none"``) or ``1' l_T(x_{T+1})``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            With a terminal cost, ``zT`` of the wrong shape or not finite.
+        """
+        if self.terminal == "none":
+            return 0.0
+        zT = as_float_array(zT, "zT", shape=(self._S,))
+        return float(self._evaluate(zT, self._T)[0].sum())
 
     def dynamics(self, zt, u, t):
         """Apply one optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97)).
@@ -257,8 +335,9 @@ class TOWProblem:
 
         Raises
         ------
-        ValidationError
-            ``t`` not a step index of the window.
+        ValidationError, ValidationTypeError
+            ``t`` not a step index of the window, or ``zt`` (or ``u``) of the wrong shape or
+            not finite.
         """
         zt, u = self._check_step(zt, u, t)
         return self.optimizer.step(zt, self._evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
@@ -282,8 +361,9 @@ class TOWProblem:
 
         Raises
         ------
-        ValidationError
-            ``t`` not a step index of the window.
+        ValidationError, ValidationTypeError
+            ``t`` not a step index of the window, or ``zt`` (or ``u``) of the wrong shape or
+            not finite.
         """
         zt, u = self._check_step(zt, u, t)
         return float(self._evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
@@ -313,25 +393,34 @@ class TOWProblem:
         """
         T, M, S, D = self._T, self._M, self._S, self.D
         Z = as_float_array(Z, "Z", ndim=2)
-        if Z.shape not in ((T + 1, S), (T, S)):
-            raise ValidationError(f"Z must have shape ({T + 1}, {S}) (or its first {T} rows); got {Z.shape}.")
+        shapes = ((T + 1, S),) if self.terminal != "none" else ((T + 1, S), (T, S))
+        if Z.shape not in shapes:
+            raise ValidationError(f"Z must have shape ({T + 1}, {S})"
+                                  + (f" (or its first {T} rows)" if len(shapes) == 2 else
+                                     " (the terminal cost needs x_{T+1})") + f"; got {Z.shape}.")
         U = as_float_array(U, "U", shape=(T, M))
         f_x, f_u, c_x, c_xx = (np.empty((T, S)), np.empty((T, S, M)), np.zeros((T, S)), np.zeros((T, S)))
         for t in range(T):
             G = self._evaluate(Z[t], t)[1]
-            GN = self.learner.curvature(Z[t, :D], self.batches[t])
+            GN = self._curvature(Z[t], t)
             f_x[t], f_u[t] = self.optimizer.linearize(Z[t], G @ U[t], G, GN @ U[t], self.tau0 + t + 1)
             c_x[t, :D] = G.sum(axis=1)
             c_xx[t, :D] = GN.sum(axis=1)
+        cT_x, cT_xx = np.zeros(S), np.zeros(S)
+        if self.terminal == "validation":
+            cT_x[:D] = self._evaluate(Z[T], T)[1].sum(axis=1)
+            cT_xx[:D] = self._curvature(Z[T], T).sum(axis=1)
+        self._prefetch = False          # later evaluations are line-search trials
         return Derivatives(f_x=f_x, f_u=f_u, c_x=c_x, c_u=self.beta_u * (U - self.mu), c_xx=c_xx,
                            c_uu=np.broadcast_to(self.beta_u * np.eye(M), (T, M, M)).copy(), c_ux=None,
-                           cT_x=np.zeros(S), cT_xx=np.zeros(S))
+                           cT_x=cT_x, cT_xx=cT_xx)
 
 
 def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha: float | None = None,
                 optimizer=None, tau0: int = 0, beta_u: float = 10.0, mu_u: float | None = None,
-                n_ilqr: int = 2, value_model: str = "diagonal", constraint: str = "boxqp",
-                tol: float = 0.0) -> TOWResult:
+                n_ilqr: int = 2, value_model: str = "diagonal", constraint: str | None = None,
+                tol: float = 0.0, line_search: str = "metalqr", max_halvings: int = 10,
+                terminal_cost: str = "none") -> TOWResult:
     """Optimise the task weights of one window by Algorithm 1 of the TOW paper.
 
     The window has ``T = len(batches)`` mini-batches of ``M`` tasks.
@@ -343,8 +432,36 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``. Derivatives (Appendix G, H): ``f_z`` and ``f_u``
     from the optimiser's linearisation with the Gauss-Newton diagonal ``sum_j u_j GN_j`` as
     the Hessian, ``c_x = sum_j grad l_j``, ``c_xx ~ diag(sum_j GN_j)`` (zero on ``m, v``),
-    ``c_u = beta_u (u - mu_u)``, ``c_uu = beta_u I``. Solved by :func:`metalqr.ilqr.ilqr` from
-    the uniform nominal ``u = mu_u`` with ``u >= 0``.
+    ``c_u = beta_u (u - mu_u)``, ``c_uu = beta_u I``. Solved by iLQR from the uniform
+    nominal ``u = mu_u`` with ``u >= 0``.
+
+    **Line search** (``line_search``):
+
+    * ``"metalqr"`` (default): :func:`metalqr.ilqr.ilqr` with its step sizes
+      ``10**linspace(0, -3, 11)``, acceptance ``J(u) - J(u_hat) <= 0.1 dJ(eps)`` with the
+      quadratic model ``dJ(eps) = eps sum k'Q_u + eps^2/2 sum k'Q_uu k``, bounds by box QP
+      (``constraint="boxqp"``) or rejection (``"reject"``), and Levenberg-Marquardt
+      regularisation raised after a failed line search.
+    * ``"paper"``: Algorithm 1 lines 9-19 as printed: unconstrained gains (Algorithm 2, no
+      regularisation), ``eps = 1, 1/2, 1/4, ...`` (``eps = 2`` halved before the first
+      trial), accepting the first trial with ``J(u) - J(u_hat) <= eps theta_1 / 2`` **and**
+      every ``u_ti >= 0`` (line 17; Eq. (72) prints ``<``). ``theta_1`` is the slope
+      ``dJ/d eps`` at ``eps = 0``, ``sum_t k_t'q_u,t`` (Appendix F, Eq. (79)-(81)); the
+      printed Eq. (74) / Algorithm 2 line 17, ``theta_t = theta_{t+1} - q_u'Q_uu q_u``, and
+      Eq. (80), ``k = -Q_uu q_u``, drop the inverse of ``Q_uu`` (with it,
+      ``theta_1 = -sum q_u'Q_uu^{-1} q_u < 0`` as Lemma 11 states). After ``max_halvings``
+      failed trials ``eps`` is taken as 0: the nominal trajectory is kept (the paper's
+      "worst case ... uniform weighting"). A trial stops at the first step with a negative
+      weight (the rule rejects it whatever its cost), saving the remaining evaluations.
+      Other typos read through: line 20 ``x_1 <- x_T`` is ``x_{T+1}``; line 7's "random"
+      nominal actions are the uniform ones of Section 3.1; ``N`` in line 17 is ``T``.
+
+    **Terminal cost** (``terminal_cost``): with ``"none"`` (Eq. (7) and Algorithm 2's
+    ``V_{T+1} = 0``), ``u_T`` changes only ``x_{T+1}``, which no cost term sees: its
+    gradient is ``beta_u (u_T - mu_u)``, so **the last mini-batch of every window keeps the
+    uniform weights** ``mu_u`` (exactly, up to the feedback term, which is 0 there). With
+    ``"validation"`` the window's cost gains ``1' l_T(x_{T+1})``, the last mini-batch's
+    validation losses after the window, so its weights move too.
 
     Parameters
     ----------
@@ -369,10 +486,15 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
         Number of iLQR iterations (the paper: 2).
     value_model : {"diagonal", "full"}
         iLQR's value model (the paper's is diagonal, Section 3.1).
-    constraint : {"boxqp", "reject"}
-        How iLQR keeps ``u >= 0`` (see :func:`metalqr.ilqr.ilqr`).
+    constraint : {"boxqp", "reject"}, optional
+        How ``"metalqr"`` imposes ``u >= 0`` (default ``"boxqp"``); ``"paper"`` rejects
+        (``"reject"``, the only value it accepts).
     tol : float, >= 0
         Relative stopping tolerance of iLQR (0: always run ``n_ilqr`` iterations).
+    line_search : {"metalqr", "paper"}
+    max_halvings : int, in [1, 60]
+        ``"paper"``: trials ``eps = 1 ... 2**(1 - max_halvings)`` before ``eps = 0``.
+    terminal_cost : {"none", "validation"}
 
     Returns
     -------
@@ -427,16 +549,31 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     mu = 1.0 / M if mu_u is None else check_mu_u(mu_u)
     n_ilqr = check_int(n_ilqr, "n_ilqr", minimum=1)
     value_model = check_choice(value_model, "value_model", ("diagonal", "full"))
+    line_search = check_choice(line_search, "line_search", LINE_SEARCHES)
+    if constraint is None:
+        constraint = "boxqp" if line_search == "metalqr" else "reject"
     constraint = check_choice(constraint, "constraint", ("boxqp", "reject"))
+    if line_search == "paper" and constraint != "reject":
+        raise ValidationError("constraint: line_search='paper' imposes u >= 0 by rejecting trials "
+                              "(Algorithm 1, line 17); constraint='boxqp' applies to line_search='metalqr' "
+                              "only. Omit constraint (or pass 'reject').")
+    max_halvings = check_int(max_halvings, "max_halvings", minimum=1, maximum=60)
+    terminal_cost = check_choice(terminal_cost, "terminal_cost", TERMINAL_COSTS)
     tol = check_real(tol, "tol", minimum=0.0)
     if value_model == "full":               # dense S x S value matrices and gains over the window
         check_size(float(S) * S * (len(batches) + 3) + float(len(batches)) * M * S, "tow_weights",
                    what="float64 entries (full value model)",
                    alternative="Use value_model='diagonal' (the TOW paper's choice, O(S M^2) per step).")
-    problem = TOWProblem(learner, batches, optimizer, D, tau0, beta_u, mu)
-    res = ilqr(problem.dynamics, problem.cost, z, np.full((len(batches), M), mu), terminal_cost=lambda zT: 0.0,
-               derivatives=problem.derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
-               max_iterations=n_ilqr, tol=tol)
+    problem = TOWProblem(learner, batches, optimizer, D, tau0, beta_u, mu, terminal_cost)
+    problem._prefetch = _PREFETCH           # the nominal roll-out also computes the curvature
+    U0 = np.full((len(batches), M), mu)
+    trials: list = []
+    if line_search == "paper":
+        res = _paper_ilqr(problem, z, U0, n_ilqr, value_model, max_halvings, tol, trials)
+    else:
+        res = ilqr(problem.dynamics, problem.cost, z, U0, terminal_cost=problem.terminal_cost,
+                   derivatives=problem.derivatives, value_model=value_model, u_min=0.0, constraint=constraint,
+                   max_iterations=n_ilqr, tol=tol)
     # Check iLQR's answer before using it (issue 13 C): a finite trajectory, feasible weights,
     # and a cost no worse than the uniform nominal's (iLQR only accepts decreasing steps).
     if not (np.all(np.isfinite(res.X)) and np.all(np.isfinite(res.U)) and np.isfinite(res.cost)):
@@ -448,4 +585,76 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     if res.cost > res.costs[0] + 1e-9 * max(1.0, abs(res.costs[0])):
         raise MetalqrError(f"tow_weights: iLQR's final cost {res.cost:.6g} exceeds the uniform nominal's "
                            f"{res.costs[0]:.6g}; please report this input.")
-    return TOWResult(res.U, res.X, res)
+    return TOWResult(res.U, res.X, res, trials)
+
+
+def _paper_ilqr(problem: TOWProblem, z: np.ndarray, U: np.ndarray, n_ilqr: int, value_model: str,
+                max_halvings: int, tol: float, trials: list) -> ILQRResult:
+    """Algorithm 1, lines 8-19, as printed (see :func:`tow_weights`); every trial is appended to ``trials``.
+
+    Returns an :class:`~metalqr.ilqr.ILQRResult`.
+    """
+    T, M = U.shape
+
+    def total(X, U):
+        return sum(problem.cost(X[t], U[t], t) for t in range(T)) + problem.terminal_cost(X[T])
+
+    def forward(X, U, K, k, eps):
+        """Line 14-16; stops at the first negative weight (returns its step)."""
+        Xn, Un = np.empty_like(X), np.empty_like(U)
+        Xn[0] = X[0]
+        for t in range(T):
+            u = U[t] + eps * k[t] + K[t] @ (Xn[t] - X[t])
+            if np.any(u < 0.0):
+                return None, None, t
+            Un[t] = u
+            with np.errstate(all="ignore"):
+                Xn[t + 1] = problem.dynamics(Xn[t], u, t)
+            if not np.all(np.isfinite(Xn[t + 1])):
+                return None, None, -2
+        return Xn, Un, -1
+
+    X = np.empty((T + 1, z.size))
+    X[0] = z
+    for t in range(T):                                      # line 8: the nominal (uniform) roll-out
+        X[t + 1] = problem.dynamics(X[t], U[t], t)
+    J = total(X, U)
+    costs, reason, converged, it = [J], "max_iterations", False, 0
+    K, k, gnorm = np.zeros((T, M, z.size)), np.zeros((T, M)), float("nan")
+    for it in range(1, n_ilqr + 1):
+        back = backward_pass(problem.derivatives(X, U), U, mu=0.0, value_model=value_model,
+                             u_min=None, u_max=None)
+        if not back.ok:
+            reason = (f"Q_uu not positive definite at step {back.failed_at} (Algorithm 2 has no "
+                      f"regularisation): nominal kept")
+            break
+        K, k, gnorm = back.K, back.k, back.gradient_norm
+        theta1 = back.dV[0]                                   # sum_t k_t'q_u,t = dJ/d eps at 0
+        if not theta1 < -tol * max(1.0, abs(J)):
+            reason, converged = f"stationary (theta_1 = {theta1:.3g})", True
+            break
+        eps, accepted = 2.0, False
+        for _ in range(max_halvings):
+            eps *= 0.5
+            Xn, Un, where = forward(X, U, K, k, eps)
+            trial = dict(iteration=it, eps=eps, theta_1=theta1, change=None, threshold=0.5 * eps * theta1)
+            if where >= 0:
+                trial["verdict"] = "negative"
+            elif where == -2:
+                trial["verdict"] = "not finite"
+            else:
+                Jn = total(Xn, Un)
+                trial["change"] = Jn - J
+                ok = np.isfinite(Jn) and Jn - J <= 0.5 * eps * theta1
+                trial["verdict"] = "accepted" if ok else ("cost" if np.isfinite(Jn) else "not finite")
+            trials.append(trial)
+            if trial["verdict"] == "accepted":
+                X, U, J, accepted = Xn, Un, Jn, True
+                break
+        if not accepted:
+            trials.append(dict(iteration=it, eps=0.0, theta_1=theta1, change=0.0, threshold=0.0,
+                               verdict="kept nominal"))
+            reason = f"no step accepted in {max_halvings} halvings (eps = 0, nominal kept)"
+            break
+        costs.append(J)
+    return ILQRResult(X, U, K, k, J, costs, converged, reason, it, 0.0, "none", gnorm)

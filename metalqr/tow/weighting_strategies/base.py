@@ -39,7 +39,7 @@ class Window:  # numpydoc ignore=PR01
         the same for every rerun, independent of which other strategies run.
     options : mapping
         The experiment's strategy settings: ``beta_u``, ``mu_u``, ``kappa``, ``n_ilqr``,
-        ``value_model``.
+        ``value_model``, ``line_search``, ``terminal_cost``.
     """
 
     learner: Any

@@ -17,8 +17,9 @@ class TOW(WeightingStrategy):
 
     name = "tow"
     normalised = False          # Algorithm 1 imposes u >= 0 only
-    reads = ("beta_u", "n_ilqr", "value_model", "gauss_newton")
-    description = "Algorithm 1: weights from iLQR over the window (beta_u, n_ilqr, value_model)"
+    reads = ("beta_u", "n_ilqr", "value_model", "line_search", "terminal_cost", "gauss_newton")
+    description = ("Algorithm 1: weights from iLQR over the window (beta_u, n_ilqr, value_model, line_search, "
+                   "terminal_cost)")
 
     def window(self, w: Window) -> WindowResult:
         """Optimise the window's weights by :func:`metalqr.tow.tow_weights` and follow them.
@@ -35,5 +36,7 @@ class TOW(WeightingStrategy):
         """
         o = w.options
         res = tow_weights(w.learner, w.z, w.batches, optimizer=w.optimizer, tau0=w.tau0, beta_u=o["beta_u"],
-                          n_ilqr=o["n_ilqr"], value_model=o["value_model"])
+                          n_ilqr=o["n_ilqr"], value_model=o["value_model"],
+                          line_search=o.get("line_search", "metalqr"),
+                          terminal_cost=o.get("terminal_cost", "none"))
         return WindowResult(res.X[-1], res.U)

@@ -1,0 +1,115 @@
+"""Malformed-input table for the arguments added by issue 17's Algorithm-1 work: the line
+search and terminal cost of ``tow_weights`` / ``TOWProblem``, the preset and new options of
+``run_experiment``, and the ``metalqr tow`` flags (one line, exit code 2, naming the flag)."""
+
+import numpy as np
+import pytest
+
+from helpers import assert_named_error
+from metalqr.tow import MAML, MLP, SGD, SinusoidTasks, TOWProblem, run_experiment, tow_weights
+
+NET = MLP(hidden=4)
+X = NET.init(0)
+SIN = SinusoidTasks()
+FO = MAML(NET)
+BATCHES = [SIN.sample(3, 2) for _ in range(2)]
+EXP = dict(n_iterations=1, T=1, M=2, n_test=2, n_val=2)
+NAN = float("nan")
+
+
+def case(id_, fn, word, *args, **kwargs):
+    return pytest.param(fn, word, args, kwargs, id=id_)
+
+
+CASES = [
+    # tow_weights: line_search, max_halvings, terminal_cost, constraint with the paper's rule
+    case("tw-ls-unknown", tow_weights, "line_search", FO, X, BATCHES, alpha=0.1, line_search="tassa"),
+    case("tw-ls-typo", tow_weights, "line_search", FO, X, BATCHES, alpha=0.1, line_search="papr"),
+    case("tw-ls-none", tow_weights, "line_search", FO, X, BATCHES, alpha=0.1, line_search=None),
+    case("tw-ls-int", tow_weights, "line_search", FO, X, BATCHES, alpha=0.1, line_search=1),
+    case("tw-ls-boxqp", tow_weights, "constraint", FO, X, BATCHES, alpha=0.1, line_search="paper",
+         constraint="boxqp"),
+    case("tw-halvings-0", tow_weights, "max_halvings", FO, X, BATCHES, alpha=0.1, line_search="paper",
+         max_halvings=0),
+    case("tw-halvings-float", tow_weights, "max_halvings", FO, X, BATCHES, alpha=0.1, max_halvings=2.0),
+    case("tw-halvings-big", tow_weights, "max_halvings", FO, X, BATCHES, alpha=0.1, max_halvings=61),
+    case("tw-halvings-bool", tow_weights, "max_halvings", FO, X, BATCHES, alpha=0.1, max_halvings=True),
+    case("tw-terminal-unknown", tow_weights, "terminal_cost", FO, X, BATCHES, alpha=0.1, terminal_cost="val"),
+    case("tw-terminal-none", tow_weights, "terminal_cost", FO, X, BATCHES, alpha=0.1, terminal_cost=None),
+    case("tw-terminal-bool", tow_weights, "terminal_cost", FO, X, BATCHES, alpha=0.1, terminal_cost=True),
+    case("tw-terminal-float", tow_weights, "terminal_cost", FO, X, BATCHES, alpha=0.1, terminal_cost=0.0),
+    # TOWProblem: terminal, and the terminal cost's state
+    case("tp-terminal-unknown", TOWProblem, "terminal", FO, BATCHES, SGD(0.1), NET.size, terminal="loss"),
+    case("tp-terminal-none", TOWProblem, "terminal", FO, BATCHES, SGD(0.1), NET.size, terminal=None),
+    case("tp-terminal-int", TOWProblem, "terminal", FO, BATCHES, SGD(0.1), NET.size, terminal=1),
+    case("tp-terminal-case", TOWProblem, "terminal", FO, BATCHES, SGD(0.1), NET.size, terminal="Validation"),
+    case("tp-zT-len", TOWProblem(FO, BATCHES, SGD(0.1), NET.size, terminal="validation").terminal_cost, "zT",
+         X[:-1]),
+    case("tp-zT-nan", TOWProblem(FO, BATCHES, SGD(0.1), NET.size, terminal="validation").terminal_cost, "zT",
+         np.full_like(X, NAN)),
+    case("tp-zT-str", TOWProblem(FO, BATCHES, SGD(0.1), NET.size, terminal="validation").terminal_cost, "zT",
+         "x"),
+    case("tp-derivs-T-rows", TOWProblem(FO, BATCHES, SGD(0.1), NET.size, terminal="validation").derivatives, "Z",
+         np.tile(X, (2, 1)), np.full((2, 2), 0.5)),
+    # run_experiment: preset, line_search, terminal_cost, curve_smoothing
+    case("re-preset-unknown", run_experiment, "preset", SIN, FO, **EXP, preset="icml"),
+    case("re-preset-case", run_experiment, "preset", SIN, FO, **EXP, preset="Paper"),
+    case("re-preset-int", run_experiment, "preset", SIN, FO, **EXP, preset=1),
+    case("re-preset-true", run_experiment, "preset", SIN, FO, **EXP, preset=True),
+    case("re-preset-bad-M", run_experiment, "M", SIN, FO, n_iterations=1, n_test=2, n_val=2, preset="paper",
+         M=0),
+    case("re-preset-bad-alpha", run_experiment, "alpha", SIN, FO, n_iterations=1, n_test=2, n_val=2,
+         preset="paper", alpha=-1.0),
+    case("re-ls", run_experiment, "line_search", SIN, FO, **EXP, line_search="armijo"),
+    case("re-ls-int", run_experiment, "line_search", SIN, FO, **EXP, line_search=0),
+    case("re-terminal", run_experiment, "terminal_cost", SIN, FO, **EXP, terminal_cost="test"),
+    case("re-terminal-int", run_experiment, "terminal_cost", SIN, FO, **EXP, terminal_cost=1),
+    case("re-smooth-0", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing=0.0),
+    case("re-smooth-big", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing=2.0),
+    case("re-smooth-nan", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing=NAN),
+    case("re-smooth-str", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing="0.1"),
+]
+
+
+@pytest.mark.parametrize("fn,word,args,kwargs", CASES)
+def test_malformed_input_raises_named_metalqr_error(fn, word, args, kwargs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_named_error(fn, word, *args, **kwargs)
+
+
+CLI_CASES = [
+    (["--preset", "icml"], "--preset"), (["--preset"], "--preset"), (["--line-search", "armijo"], "--line-search"),
+    (["--line-search"], "--line-search"), (["--terminal-cost", "loss"], "--terminal-cost"),
+    (["--terminal-cost", "1"], "--terminal-cost"), (["--value-model", "dense"], "--value-model"),
+    (["--value-model", ""], "--value-model"), (["--inner-steps", "0"], "--inner-steps"),
+    (["--inner-steps", "2.5"], "--inner-steps"), (["--inner-steps", "-1"], "--inner-steps"),
+    (["--inner-steps", "x"], "--inner-steps"), (["--curve-smoothing", "0"], "--curve-smoothing"),
+    (["--curve-smoothing", "1.5"], "--curve-smoothing"), (["--curve-smoothing", "nan"], "--curve-smoothing"),
+    (["--curve-smoothing", "x"], "--curve-smoothing"),
+    (["--preset", "paper", "--M", "0"], "--M"), (["--preset", "paper", "--alpha", "-1"], "--alpha"),
+    (["--preset", "paper", "--beta-u", "0"], "--beta-u"), (["--preset", "paper", "--n-test", "1"], "--n-test"),
+]
+
+
+@pytest.mark.parametrize("argv,word", CLI_CASES)
+def test_tow_command_rejects_bad_new_flags_with_one_line(argv, word, capsys, tmp_path):
+    from metalqr.cli import main
+    try:
+        code = main(["tow", *argv, "--output", str(tmp_path / "never")])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert not (tmp_path / "never").exists()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and word in err
+
+
+def test_inner_steps_with_protonet_is_refused(capsys, tmp_path):
+    from metalqr.cli import main
+    code = main(["tow", "--source", "classification", "--learner", "protonet", "--inner-steps", "5",
+                 "--output", str(tmp_path / "never")])
+    assert code == 2 and "--inner-steps" in capsys.readouterr().err
+
+
+def test_table_size():
+    assert len(CASES) + len(CLI_CASES) >= 50
