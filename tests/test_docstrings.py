@@ -27,6 +27,8 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if __name__ == "__main__":          # as a script: count the source tree's docstrings
+    sys.path.insert(0, str(ROOT))
 numpydoc_validate = pytest.importorskip("numpydoc.validate", reason='numpydoc is not installed: '
                                         'pip install -e ".[test]"') if __name__ != "__main__" else None
 
@@ -242,6 +244,5 @@ def counts() -> dict[str, collections.Counter]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     for kind, c in counts().items():
         print(kind, dict(c))
