@@ -2,12 +2,15 @@
 
 Run:  python benchmarks/bench_ilqr.py [--quick]
 
-Prints wall time (best of 3 after a warm-up), iterations and final cost for the acrobot,
-pendulum (T = 300) and cart-pole (T = 50) problems of ``metalqr.ilqr.problems``
-(finite-difference dynamics derivatives, exact quadratic-cost derivatives), with the
-forward passes compiled (``compiled_step``) and in plain Python. The ratio column compares with
-the JIT-compiled JAX iLQR timings quoted in the issue (26 / 130 / 120 ms on a 2-core
-machine; JAX is not installed here, so they are quoted figures, not measured in this run).
+Prints wall time, iterations and final cost for the acrobot, pendulum (T = 300) and
+cart-pole (T = 50) problems of ``metalqr.ilqr.problems`` (finite-difference dynamics
+derivatives, exact quadratic-cost derivatives), with the forward passes compiled
+(``compiled_step``) and in plain Python. When JAX is installed (``pip install '.[bench]'``)
+trajax's ``ilqr`` (vendored under ``benchmarks/peers/``, Apache-2.0) solves the same problems
+at trajax's own settings in the same run (``benchmarks/peers/trajax_problems.py``): its first
+call (tracing + XLA compilation + solve) and warm calls, interleaved with metalqr's calls;
+medians of the rounds. metalqr's first call in this process (loading its compiled kernels
+from the Numba cache) is shown too. Without JAX the trajax columns are skipped (said so).
 The last rows run the diagonal value model at D = 1e5 with analytic derivatives and report
 the peak traced memory against one D-vector (it must stay O(D)).
 
@@ -37,7 +40,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from _common import print_table  # noqa: E402
 from metalqr.ilqr import ilqr, problems  # noqa: E402
 
-JAX_QUOTED_MS = {"acrobot": 26.0, "pendulum": 130.0, "cartpole": 120.0}
+
+
+def _trajax():
+    """The vendored trajax problems module, or ``None`` (with a note) without JAX."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+    try:
+        import trajax_problems
+    except ImportError as exc:
+        print(f"JAX is not installed ({exc}): trajax's iLQR is skipped "
+              f"(pip install '.[bench]' to time it).")
+        return None
+    return trajax_problems
 
 
 _STARTUP = """
@@ -128,23 +142,48 @@ def main() -> None:
     if args.references:
         references()
         return
+    tp = _trajax()
+    rounds = 1 if args.quick else 5
     rows = []
     cases = [problems.standard_problem(name) for name in problems.standard_problems()]
     for prob, compiled in itertools.product(cases, (True, False)):
         kw = {"max_iterations": 100, **prob.solver_options}
-        ilqr(**prob.kwargs(compiled), max_iterations=2)       # compile the problem's dynamics
-        best, res = float("inf"), None
-        for _ in range(1 if args.quick else 3):
+        t0 = time.perf_counter()
+        ilqr(**prob.kwargs(compiled), max_iterations=2)       # load/compile the problem's kernels
+        first = time.perf_counter() - t0
+        fns = {"metalqr": lambda: ilqr(**prob.kwargs(compiled), **kw)}
+        row = {"problem": prob.name, "forward": "compiled" if compiled else "python"}
+        if tp is not None and compiled and prob.name in tp.TRAJAX_MAXITER:
+            solve, x0 = tp.solver(problems.standard_problem_spec(prob.name))
             t0 = time.perf_counter()
-            res = ilqr(**prob.kwargs(compiled), **kw)
-            best = min(best, time.perf_counter() - t0)
-        rows.append({"problem": prob.name, "forward": "compiled" if compiled else "python",
-                     "ms": 1e3 * best, "iterations": res.n_iterations,
-                     "initial_cost": res.costs[0], "final_cost": res.cost,
-                     "reference": prob.reference,
-                     "jax_quoted_ms": JAX_QUOTED_MS.get(prob.name, float("nan")),
-                     "ratio_vs_jax": 1e3 * best / JAX_QUOTED_MS.get(prob.name, float("nan"))})
-    print_table(rows, "iLQR on standard problems (finite-difference derivatives)")
+            out = tp.block(solve(x0))
+            row["trajax_first_s"] = time.perf_counter() - t0
+            fns["trajax"] = lambda: tp.block(solve(x0))
+        times = {name: [] for name in fns}
+        results = {}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                results[name] = fn()
+                times[name].append(time.perf_counter() - t0)
+        res = results["metalqr"]
+        ms = 1e3 * float(np.median(times["metalqr"]))
+        row.update({"metalqr_first_s": first, "ms": ms, "iterations": res.n_iterations,
+                    "final_cost": res.cost, "reference": prob.reference})
+        if "trajax" in fns:
+            _, obj, it = results["trajax"]
+            tms = 1e3 * float(np.median(times["trajax"]))
+            row.update({"trajax_ms": tms, "trajax_iterations": int(it),
+                        "trajax_cost": float(obj), "ratio_vs_trajax": ms / tms})
+        elif tp is not None:
+            row.update({"trajax_first_s": float("nan"), "trajax_ms": float("nan"),
+                        "trajax_iterations": -1, "trajax_cost": float("nan"),
+                        "ratio_vs_trajax": float("nan")})
+        rows.append(row)
+    print_table(rows, f"iLQR on standard problems (finite-difference derivatives; ms: median of "
+                      f"{rounds} interleaved warm calls; ratio_vs_trajax = metalqr ms / trajax ms"
+                      f"{'' if tp is None else f', JAX {tp.version}'}; load average "
+                      f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
     print()
     D = 10_000 if args.quick else 100_000
     rows = []

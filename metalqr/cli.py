@@ -40,7 +40,7 @@ import numpy as np
 from ._version import __version__
 from ._checkpoint import FolderLock
 from ._report import print_table as _print_table
-from ._validation import check_int, check_real
+from ._validation import check_choice, check_int, check_real
 from .exceptions import MetalqrError, ValidationError, ValidationTypeError
 
 __all__ = ["main", "demo_table", "build_parser"]
@@ -492,6 +492,22 @@ TOW_COMMON_DEFAULTS = dict(T=5, M=5, beta_u=10.0, kappa=1.2, n_ilqr=2, n_val=100
                            curve_smoothing=None)
 
 
+#: ``metalqr tow`` network defaults: --hidden (MLP), --channels (ConvNet); sources of images.
+TOW_HIDDEN, TOW_CHANNELS = 40, 8
+TOW_IMAGE_SOURCES = ("digits", "images", "omniglot")
+
+
+def _tow_net(args: argparse.Namespace) -> str:
+    """Return the network of ``metalqr tow``.
+
+    ``--net``, else ``conv`` for ``--preset paper --source omniglot`` (the paper's network is a
+    ConvNet), else ``mlp``.
+    """
+    if args.net is not None:
+        return args.net
+    return "conv" if args.preset == "paper" and args.source == "omniglot" else "mlp"
+
+
 def _tow_settings(args: argparse.Namespace) -> dict:
     """Return every ``metalqr tow`` setting, from flags, preset and defaults.
 
@@ -535,9 +551,24 @@ def _cmd_tow(args: argparse.Namespace) -> int:
                               "with --source sinusoid.")
     if args.inner_steps is not None and learner_kind == "protonet":
         raise ValidationError("--inner-steps applies to MAML (--learner fomaml or maml); ProtoNet has no inner loop.")
+    net = _tow_net(args)
+    if net == "conv" and args.hidden is not None:
+        raise ValidationError("--hidden is the MLP's width; with --net conv give --channels instead (or use --net mlp).")
+    if net == "mlp" and args.channels is not None:
+        raise ValidationError("--channels applies to --net conv; the MLP's width is --hidden.")
+    if net == "conv" and learner_kind == "maml":
+        raise ValidationError("--net conv has no Hessian-vector product, so --learner maml (second order) is not "
+                              "available on it; use --learner fomaml or protonet, or --net mlp.")
+    if net == "conv" and args.source not in TOW_IMAGE_SOURCES:
+        raise ValidationError(f"--net conv needs a source of images ({', '.join(TOW_IMAGE_SOURCES)}); --source "
+                              f"{args.source} gives feature vectors: use --net mlp.")
+    hidden = TOW_HIDDEN if args.hidden is None else args.hidden
+    channels = TOW_CHANNELS if args.channels is None else args.channels
     source = _tow_source(args)
-    learner = tow.make_learner(learner_kind, source, hidden=args.hidden, gamma=pick("gamma"),
+    learner = tow.make_learner(learner_kind, source, net=net, hidden=hidden, channels=channels, gamma=pick("gamma"),
                                inner_steps=pick("inner_steps"))
+    print(f"network: {net} ({type(learner.net).__name__}, {learner.net.size} parameters"
+          + (f", {channels} channels x {learner.net.blocks} blocks)" if net == "conv" else f", {hidden} hidden)"))
     print(f"settings{f' (--preset {args.preset}; flags override it)' if args.preset else ''}: "
           + ", ".join(f"{k}={v}" for k, v in cfg.items()))
     ckpt = os.path.join(args.output, f"checkpoints_{args.source}")
@@ -567,15 +598,17 @@ def _cmd_tow(args: argparse.Namespace) -> int:
                    + f" --learner {learner_kind} --optimizer {pick('optimizer')} --alpha {pick('alpha')!r}"
                    f" --gamma {pick('gamma')!r} --iterations {iterations} --T {pick('T')} --M {pick('M')}"
                    f" --beta-u {pick('beta_u')!r} --kappa {pick('kappa')!r} --n-ilqr {pick('n_ilqr')}"
-                   f" --n-test {n_test} --n-val {pick('n_val')} --hidden {args.hidden}"
+                   f" --n-test {n_test} --n-val {pick('n_val')} --net {net}"
+                   + (f" --channels {channels}" if net == "conv" else f" --hidden {hidden}")
                    + (f" --inner-steps {pick('inner_steps')}" if learner_kind != "protonet" else "")
                    + f" --value-model {pick('value_model')} --line-search {pick('line_search')}"
                    f" --terminal-cost {pick('terminal_cost')}"
                    + (f" --curve-smoothing {pick('curve_smoothing')!r}" if pick("curve_smoothing") else "")
                    + f" --strategies {' '.join(args.strategies)} --seed {args.seed}")
         for r in results:
-            r.settings.update(command=command, source_name=args.source, learner_kind=learner_kind,
-                              hidden=args.hidden, gamma=pick("gamma"), quick=bool(args.quick),
+            r.settings.update(command=command, source_name=args.source, learner_kind=learner_kind, net=net,
+                              hidden=hidden if net == "mlp" else None,
+                              channels=channels if net == "conv" else None, gamma=pick("gamma"), quick=bool(args.quick),
                               cli_preset=args.preset)
         prefix = os.path.join(args.output, f"tow_{args.source}")
         table = tow.save_results(results, prefix)["table"]
@@ -748,7 +781,15 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, metavar="F",
                    help="exponential-moving-average factor of the saved/plotted validation curve "
                         f"(default: none{paper('curve_smoothing')})")
-    p.add_argument("--hidden", type=count, default=40, help="hidden width of the MLP (default: %(default)s)")
+    p.add_argument("--net", type=_option_type("mlp or conv", str, lambda v: check_choice(v, "--net", ("mlp", "conv"))), default=None, metavar="{mlp,conv}",
+                   help="network of the learner: mlp (one hidden layer of --hidden units) or conv (the small "
+                        "NumPy ConvNet: 3 blocks of 3x3 convolution with --channels maps, ReLU, 2x2 max-pooling; "
+                        f"image sources only: {', '.join(TOW_IMAGE_SOURCES)}; not with --learner maml) "
+                        "(default: conv with --preset paper --source omniglot, mlp otherwise)")
+    p.add_argument("--hidden", type=count, default=None,
+                   help=f"hidden width of the MLP, --net mlp only (default: {TOW_HIDDEN})")
+    p.add_argument("--channels", type=count, default=None,
+                   help=f"feature maps of every convolution, --net conv only (default: {TOW_CHANNELS})")
     from .tow.weighting_strategies import get_strategy, strategies as registered_strategies
     names = list(registered_strategies())
     p.add_argument("--strategies", nargs="+", default=names, choices=names,

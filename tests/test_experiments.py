@@ -14,8 +14,9 @@ from hypothesis import given, strategies as st
 
 import metalqr
 from metalqr.experiments import (ResultStore, Study, comparable, curves, execute_run,
-                                 figure1_study, load_study, mean_ci, normalize_run, run_id,
-                                 run_study, summary_table, sweep_main, write_report)
+                                 figure1_study, limit_threads, load_study, mean_ci, normalize_run,
+                                 run_cost, run_id, run_study, summary_table, sweep_main,
+                                 write_report)
 from metalqr.experiments import _engine
 from helpers import assert_named_error
 
@@ -272,6 +273,75 @@ def test_dask_study_survives_a_killed_worker_and_matches_serial(tmp_path, serial
     assert ran_in <= set(pids.values()) | set(new_pids.values())            # on the workers
 
 
+@pytest.mark.slow
+def test_killed_dask_study_then_rerun_runs_only_the_missing_runs(tmp_path, serial_reference):
+    """The process running a study on a 2-worker LocalCluster is killed (SIGKILL, as a
+    killed job) right after its 3rd run is stored; the rerun finds exactly those 3 intact,
+    runs only the 5 others, and every run equals the serial run."""
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+    study, ref = serial_reference
+    code = ("import json, os, signal, sys\n"
+            "from metalqr.experiments import Study, run_study\n"
+            "study = Study(json.loads(sys.argv[1]), name='tiny')\n"
+            "def cb(rid, record, n=[0]):\n"
+            "    n[0] += 1\n"
+            "    if n[0] == 3:\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "run_study(study, sys.argv[2], workers=2, progress=False, callback=cb)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(study.runs), str(tmp_path)],
+                            env=dict(os.environ, PYTHONPATH=root), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)        # the orphaned worker processes
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    store = ResultStore(tmp_path)
+    before = set(store.ids())
+    assert len(before) == 3 and store.check(study.ids) == (before, {})
+    rep = run_study(study, tmp_path, engine="serial", progress=False)
+    assert set(rep.skipped) == before and not rep.damaged
+    assert rep.ran == [i for i in study.ids if i not in before]
+    assert stored(tmp_path, study) == ref
+    assert run_study(study, tmp_path, engine="serial", progress=False).ran == []
+
+
+def test_device_is_recorded_and_a_cupy_run_without_gpu_is_an_error_not_stored(tmp_path):
+    import socket
+    rec = execute_run({**TINY, "seed": 1})
+    assert rec["device"] == {"host": socket.gethostname(), "pid": os.getpid(), "backend": "numpy"}
+    if "cupy" in metalqr.available_backends():
+        pytest.skip("a GPU is available here: the CuPy run would succeed")
+    study = Study([{**TINY, "backend": "cupy"}], name="gpu")
+    rep = run_study(study, tmp_path, engine="serial", progress=False)
+    assert not rep.complete and "cupy" in rep.errors[study.ids[0]].lower()
+    assert ResultStore(tmp_path).ids() == []                 # not stored: a rerun on a GPU retries
+
+
+def test_limit_threads_and_run_cost():
+    numba = pytest.importorskip("numba")
+    from metalqr.experiments import limit_threads, run_cost
+    before = numba.get_num_threads()
+    try:
+        assert limit_threads(1) == 1 and numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
+    base = {"d": 2, "k": 1, "n_iterations": 10, "M": 10, "M_prime": 10}
+    cost = run_cost(base)
+    assert run_cost({**base, "n_iterations": 20}) == 2 * cost
+    assert run_cost({**base, "M": 20}) == 2 * cost
+    exact = {k: v for k, v in base.items() if k not in ("M", "M_prime")}
+    assert run_cost({**base, "d": 4}) > cost > run_cost({**exact, "estimator": "exact"})
+    tow = {"kind": "tow", "n_iterations": 10}
+    assert run_cost({**tow, "strategy": "tow"}) > run_cost(tow) > 0
+
+
 def test_engine_choice_without_dask(tmp_path, monkeypatch, serial_reference):
     study, ref = serial_reference
     monkeypatch.setattr(_engine, "dask_available", lambda: False)
@@ -414,6 +484,14 @@ MALFORMED = [
     (execute_run, "family", ({"family": "cartpole"},), {}),
     (execute_run, "run", ([("alpha", 1.0)],), {}),
     (execute_run, "n_tasks", ({"n_tasks": 2.0},), {}),
+    (limit_threads, "threads", (0,), {}),
+    (limit_threads, "threads", ("2",), {}),
+    (limit_threads, "threads", (1.5,), {}),
+    (limit_threads, "threads", (True,), {}),
+    (run_cost, "alpha", ({"alpha": -1.0},), {}),
+    (run_cost, "run", ("x",), {}),
+    (run_cost, "strategy", ({"kind": "tow", "strategy": "best"},), {}),
+    (run_cost, "kind", ({"kind": None},), {}),
     (figure1_study, "seeds", (0,), {}),
     (figure1_study, "seeds", ("3",), {}),
     (figure1_study, "n_iterations", (2,), {"n_iterations": -1}),

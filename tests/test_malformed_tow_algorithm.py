@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from helpers import assert_named_error
-from metalqr.tow import MAML, MLP, SGD, SinusoidTasks, TOWProblem, run_experiment, tow_weights
+from metalqr.tow import (MAML, MLP, SGD, DigitsTasks, HierarchicalClassificationTasks, ImageFolderTasks,
+                         SinusoidTasks, TOWProblem, make_learner, run_experiment, tow_weights)
 
 NET = MLP(hidden=4)
 X = NET.init(0)
@@ -15,6 +16,7 @@ FO = MAML(NET)
 BATCHES = [SIN.sample(3, 2) for _ in range(2)]
 EXP = dict(n_iterations=1, T=1, M=2, n_test=2, n_val=2)
 NAN = float("nan")
+DIGITS = DigitsTasks()            # 8 x 8 images; sizes only (scikit-learn is not needed until sampling)
 
 
 def case(id_, fn, word, *args, **kwargs):
@@ -68,6 +70,20 @@ CASES = [
     case("re-smooth-big", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing=2.0),
     case("re-smooth-nan", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing=NAN),
     case("re-smooth-str", run_experiment, "curve_smoothing", SIN, FO, **EXP, curve_smoothing="0.1"),
+    # make_learner: net (and the ConvNet's channels)
+    case("ml-net-unknown", make_learner, "net", "protonet", DIGITS, net="cnn"),
+    case("ml-net-typo", make_learner, "net", "protonet", DIGITS, net="comv"),
+    case("ml-net-case", make_learner, "net", "protonet", DIGITS, net="Conv"),
+    case("ml-net-none", make_learner, "net", "protonet", DIGITS, net=None),
+    case("ml-net-int", make_learner, "net", "protonet", DIGITS, net=1),
+    case("ml-conv-sinusoid", make_learner, "net", "fomaml", SIN, net="conv"),
+    case("ml-conv-vectors", make_learner, "net", "protonet", HierarchicalClassificationTasks(), net="conv"),
+    case("ml-conv-1px", make_learner, "net", "protonet", ImageFolderTasks(".", size=1), net="conv"),
+    case("ml-conv-maml", make_learner, "net", "maml", DIGITS, net="conv"),
+    case("ml-channels-0", make_learner, "channels", "protonet", DIGITS, net="conv", channels=0),
+    case("ml-channels-float", make_learner, "channels", "protonet", DIGITS, net="conv", channels=2.5),
+    case("ml-channels-bool", make_learner, "channels", "protonet", DIGITS, net="conv", channels=True),
+    case("ml-channels-str", make_learner, "channels", "protonet", DIGITS, net="conv", channels="8"),
 ]
 
 
@@ -88,6 +104,12 @@ CLI_CASES = [
     (["--curve-smoothing", "x"], "--curve-smoothing"),
     (["--preset", "paper", "--M", "0"], "--M"), (["--preset", "paper", "--alpha", "-1"], "--alpha"),
     (["--preset", "paper", "--beta-u", "0"], "--beta-u"), (["--preset", "paper", "--n-test", "1"], "--n-test"),
+    (["--net", "cnn"], "--net"), (["--net"], "--net"), (["--net", ""], "--net"), (["--net", "CONV"], "--net"),
+    (["--net", "conv"], "--net"), (["--net", "conv", "--source", "classification"], "--net"),
+    (["--net", "conv", "--source", "anyshot"], "--net"),
+    (["--net", "conv", "--source", "digits", "--learner", "maml"], "--net"),
+    (["--net", "conv", "--source", "digits", "--hidden", "8"], "--hidden"),
+    (["--channels", "4"], "--channels"), (["--channels", "0"], "--channels"), (["--channels", "x"], "--channels"),
 ]
 
 

@@ -96,12 +96,18 @@ def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> 
                        scheduler=args.scheduler, workers=args.workers, retries=args.retries,
                        progress=not args.no_progress)
     paths = write_report(args.store, study, report_dir)
-    rows = summary_table(args.store, study, metrics=("final_cost_gap_ratio",))
-    keys = ["setting", "n_seeds", "n_stalled", "n_diverged", "n_failed", "final_cost_gap_ratio_mean",
-            "final_cost_gap_ratio_ci_low", "final_cost_gap_ratio_ci_high"]
     print(f"study {study.name!r}: {len(study)} runs ({len(report.ran)} run now, "
           f"{len(report.skipped)} already stored) on {report.engine} in {report.seconds:.1f} s")
-    _print_rows(rows, keys)
+    kinds = {r.get("kind", "zo_maml") for r in study.runs}
+    for kind, metric in (("zo_maml", "final_cost_gap_ratio"), ("tow", "final_test_metric")):
+        if kind not in kinds:
+            continue
+        rows = [r for r in summary_table(args.store, study, metrics=(metric,))
+                if r["kind"] == kind]
+        extra = ["metric"] if kind == "tow" else ["n_stalled"]
+        keys = ["setting", "n_seeds", *extra, "n_diverged", "n_failed", f"{metric}_mean",
+                f"{metric}_ci_low", f"{metric}_ci_high"]
+        _print_rows(rows, keys)
     print(f"wrote {paths['summary']}, {paths['curves_csv']}, {paths['curves_png']}")
     for rid, why in report.errors.items():
         print(f"run {rid} did not finish: {why}", file=sys.stderr)

@@ -9,11 +9,16 @@ import math
 import os
 from typing import Any, Iterable, Mapping
 
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_choice, check_int, check_positive, check_real
 from ..exceptions import ValidationError, ValidationTypeError
 
-__all__ = ["RUN_DEFAULTS", "FAMILIES", "ESTIMATORS", "BACKENDS", "normalize_run", "run_id",
-           "Study", "load_study"]
+__all__ = ["RUN_DEFAULTS", "TOW_RUN_DEFAULTS", "TOW_SOURCE_DEFAULTS", "KINDS", "TOW_SOURCES", "FAMILIES", "ESTIMATORS",
+           "BACKENDS", "normalize_run", "run_id", "Study", "load_study"]
+
+#: Kinds of run: ``"zo_maml"`` (default), meta-training of an LQR policy (Algorithm 3 of the
+#: ZO-MAML paper, :func:`metalqr.meta_policy_optimization`); ``"tow"``, one weighting
+#: strategy of the TOW paper on a few-shot task source (:func:`metalqr.tow.run_experiment`).
+KINDS = ("zo_maml", "tow")
 
 #: Task families: ``"random"`` is the generator of Section 6 of the ZO-MAML paper
 #: (:func:`metalqr.sample_tasks`); the others perturb a standard system
@@ -54,37 +59,105 @@ RUN_DEFAULTS: dict[str, Any] = {
 #: Short names accepted in study files (``M = 20`` is ``n_perturbations = 20``).
 ALIASES = {"M": "n_perturbations", "M_prime": "inner_perturbations", "r": "radius",
            "l": "rollout_length", "iterations": "n_iterations"}
+#: Task sources of TOW runs: skewed sinusoid regression (:class:`metalqr.tow.SinusoidTasks`),
+#: synthetic alphabets (:class:`metalqr.tow.HierarchicalClassificationTasks`, its world seeded
+#: by the run's seed, as ``metalqr tow``), Omniglot (:class:`metalqr.tow.OmniglotTasks`,
+#: needs ``data``: your copy of Omniglot).
+TOW_SOURCES = ("sinusoid", "classification", "omniglot")
+TOW_LEARNERS = ("fomaml", "maml", "protonet")
+#: Every key of a TOW run (``kind = "tow"``) and its default. ``"auto"`` takes the source's
+#: default of ``metalqr tow`` (:data:`TOW_SOURCE_DEFAULTS`); ``eval_every = "auto"`` is
+#: ``max(1, n_iterations // 20)``; ``None`` for ``k_shot``/``k_query``/``n_way`` is the
+#: source's own default.
+TOW_RUN_DEFAULTS: dict[str, Any] = {
+    "kind": "tow",
+    "seed": 0,
+    "source": "sinusoid",
+    "data": None,                    # omniglot: path of your Omniglot copy
+    "k_shot": None,
+    "k_query": None,
+    "n_way": None,                   # classification / omniglot
+    "strategy": "uniform",           # one registered strategy (metalqr.tow.strategies())
+    "learner": "auto",               # fomaml (sinusoid) / protonet (classification, omniglot)
+    "hidden": 40,
+    "gamma": "auto",                 # MAML's inner step size
+    "optimizer": "auto",
+    "alpha": "auto",                 # meta step size
+    "n_iterations": "auto",          # training windows
+    "T": 5,                          # mini-batches per window
+    "M": 5,                          # tasks per mini-batch
+    "beta_u": 10.0,                  # strategy "tow": prior precision, Eq. (7)
+    "n_ilqr": 2,                     # strategy "tow": iLQR iterations per window
+    "value_model": "diagonal",       # strategy "tow": iLQR value model
+    "kappa": 1.2,                    # exploration / exploitation: Dirichlet concentration
+    "line_search": None,             # strategy "tow": metalqr.tow.LINE_SEARCHES (None: default)
+    "terminal_cost": None,           # strategy "tow": metalqr.tow.TERMINAL_COSTS (None: default)
+    "n_test": 600,
+    "n_val": 100,
+    "eval_every": "auto",
+}
+TOW_ALIASES = {"iterations": "n_iterations"}
+_TOW_SOURCE_ONLY = {"data": ("omniglot",), "n_way": ("classification", "omniglot")}
 _ZO = ("one_point", "two_point")
 _NOT_APPLICABLE = ("d", "k", "n_perturbations", "inner_perturbations", "radius", "rollout_length",
                    "backend", "heterogeneity")
 
 
-def _check_key(key: Any, where: str) -> str:
+def _keys(kind: str) -> tuple[dict[str, Any], dict[str, str]]:
+    return (TOW_RUN_DEFAULTS, TOW_ALIASES) if kind == "tow" else (RUN_DEFAULTS, ALIASES)
+
+
+def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
+    """Return a run key resolved through the aliases of ``kind``.
+
+    ``None``: any kind's key is accepted as written; used before a run's kind is known.
+    """
     if not isinstance(key, str):
         raise ValidationTypeError(f"{where}: keys must be strings; got {key!r}.")
-    key = ALIASES.get(key, key)
-    valid = list(RUN_DEFAULTS)
-    if key not in RUN_DEFAULTS:
+    if kind is None:
+        if key == "kind" or any(key in d or key in a for d, a in map(_keys, KINDS)):
+            return key
+        valid = sorted(set(RUN_DEFAULTS) | set(TOW_RUN_DEFAULTS) | set(ALIASES) | set(TOW_ALIASES))
         import difflib
-        close = difflib.get_close_matches(key, valid + list(ALIASES), n=1)
+        close = difflib.get_close_matches(key, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValidationError(f"{where}: unknown run key {key!r}; valid keys are "
-                              f"{', '.join(valid)} (aliases {', '.join(ALIASES)}).{hint}")
+                              f"{', '.join(valid)}.{hint}")
+    defaults, aliases = _keys(kind)
+    key = aliases.get(key, key)
+    valid = list(defaults) if kind == "tow" else ["kind", *defaults]
+    if key not in defaults and not (key == "kind" and kind == "zo_maml"):
+        import difflib
+        close = difflib.get_close_matches(key, valid + list(aliases), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        other = [k for k in KINDS if k != kind and key in _keys(k)[0]]
+        if other:
+            hint += f" ({key!r} is a key of kind = {other[0]!r} runs; this run has kind {kind!r}.)"
+        raise ValidationError(f"{where}: unknown run key {key!r} for a run of kind {kind!r}; valid "
+                              f"keys are {', '.join(valid)} (aliases "
+                              f"{', '.join(aliases) or 'none'}).{hint}")
     return key
+
+
+def _run_kind(run: Mapping[str, Any]) -> str:
+    return check_choice(run.get("kind", "zo_maml"), "kind", KINDS)
 
 
 def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     """Validate a run's settings and return its full configuration.
 
     Validate a run's settings and return the full configuration (every key of
-    :data:`RUN_DEFAULTS`, in that order, defaults filled in, aliases resolved).
+    :data:`RUN_DEFAULTS`, or of :data:`TOW_RUN_DEFAULTS` for ``kind = "tow"``, in that order,
+    defaults filled in, aliases resolved; a zo_maml configuration does not store its default
+    ``kind``).
 
     Parameters
     ----------
     run : mapping
-        Run settings (keys of :data:`RUN_DEFAULTS`).
+        Run settings; ``kind`` (one of :data:`KINDS`, default ``"zo_maml"``) selects the keys
+        that apply (a key of the other kind is refused, naming its kind).
     where : str
-        How the messages name this run.
+        How the run is named in error messages (e.g. ``"runs[3]"``).
 
     Returns
     -------
@@ -99,8 +172,13 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     if not isinstance(run, Mapping):
         raise ValidationTypeError(f"{where} must be a mapping of run settings; got "
                                   f"{type(run).__name__}.")
+    kind = _run_kind(run)
+    if kind == "tow":
+        return _normalize_tow(run, where)
     given: dict[str, Any] = {}
     for key, value in run.items():
+        if key == "kind":    # "zo_maml" is the default: not stored (ids of older stores kept)
+            continue
         k = _check_key(key, where)
         if k in given:
             raise ValidationError(f"{where}: key {k!r} given twice (directly and as an alias).")
@@ -149,6 +227,100 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     out["max_consecutive_rejections"] = check_positive(c["max_consecutive_rejections"],
                                                        "max_consecutive_rejections", integer=True)
     out["tol"] = check_positive(c["tol"], "tol", allow_zero=True)
+    return out
+
+
+#: Per-source defaults of a TOW run's ``"auto"`` keys: those of ``metalqr tow``
+#: (``metalqr.cli.TOW_DEFAULTS``; a test keeps the two equal; not imported from there, as
+#: metalqr.cli imports this package).
+TOW_SOURCE_DEFAULTS = {
+    "sinusoid": dict(learner="fomaml", optimizer="adam", alpha=3e-3, gamma=0.02, iterations=500),
+    "classification": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1,
+                           iterations=100),
+    "omniglot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
+}
+
+
+def _tow_defaults(source: str) -> dict[str, Any]:
+    return TOW_SOURCE_DEFAULTS[source]
+
+
+def _normalize_tow(run: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Normalise a TOW run (``kind = "tow"``).
+
+    :func:`normalize_run` of a TOW run (``kind = "tow"``): every key of
+    :data:`TOW_RUN_DEFAULTS`, ``"auto"`` resolved from the source's defaults.
+    """
+    from .. import tow
+    given: dict[str, Any] = {}
+    for key, value in run.items():
+        k = _check_key(key, where, "tow")
+        if k in given:
+            raise ValidationError(f"{where}: key {k!r} given twice (directly and as an alias).")
+        given[k] = value
+    c = {**TOW_RUN_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    out: dict[str, Any] = {"kind": "tow"}
+    out["seed"] = check_int(c["seed"], "seed", minimum=0)
+    out["source"] = source = check_choice(c["source"], "source", TOW_SOURCES)
+    for key, sources in _TOW_SOURCE_ONLY.items():
+        if given.get(key) is not None and source not in sources:
+            raise ValidationError(f"{where}: {key} applies only to source "
+                                  f"{' or '.join(map(repr, sources))}; source is {source!r}. "
+                                  f"Remove {key}.")
+    if source == "omniglot":
+        data = c["data"]
+        if data is None:
+            raise ValidationError(f"{where}: source 'omniglot' needs data = PATH (your Omniglot "
+                                  f"copy: the images_background*.zip files or their folder; "
+                                  f"docs/omniglot.md).")
+        if not isinstance(data, str) or not data:
+            raise ValidationTypeError(f"{where}: data must be a non-empty path string; got "
+                                      f"{data!r}.")
+        out["data"] = data
+    else:
+        out["data"] = None
+    for key in ("k_shot", "k_query"):
+        out[key] = None if c[key] is None else check_positive(c[key], key, integer=True)
+    if c["n_way"] is None:
+        out["n_way"] = None
+    else:
+        out["n_way"] = check_int(c["n_way"], "n_way", minimum=2)
+    out["strategy"] = check_choice(c["strategy"], "strategy", tow.strategies())
+    auto = _tow_defaults(source)
+
+    def pick(key):
+        return auto[key if key != "n_iterations" else "iterations"] if c[key] == "auto" else c[key]
+    out["learner"] = check_choice(pick("learner"), "learner", TOW_LEARNERS)
+    if out["learner"] == "protonet" and source == "sinusoid":
+        raise ValidationError(f"{where}: learner 'protonet' needs a classification source; use "
+                              f"learner 'fomaml' or 'maml' with source 'sinusoid'.")
+    out["hidden"] = check_positive(c["hidden"], "hidden", integer=True)
+    out["gamma"] = check_positive(pick("gamma"), "gamma", allow_zero=True)
+    out["optimizer"] = check_choice(pick("optimizer"), "optimizer", ("sgd", "adam"))
+    out["alpha"] = check_positive(pick("alpha"), "alpha")
+    out["n_iterations"] = check_positive(pick("n_iterations"), "n_iterations", integer=True)
+    out["T"] = check_positive(c["T"], "T", integer=True)
+    out["M"] = check_positive(c["M"], "M", integer=True)
+    out["beta_u"] = check_real(c["beta_u"], "beta_u", minimum=0.0, min_inclusive=False,
+                               maximum=1e12)
+    out["n_ilqr"] = check_positive(c["n_ilqr"], "n_ilqr", integer=True)
+    out["value_model"] = check_choice(c["value_model"], "value_model", ("diagonal", "full"))
+    out["kappa"] = check_real(c["kappa"], "kappa", minimum=1.0, min_inclusive=False)
+    for key, names in (("line_search", "LINE_SEARCHES"), ("terminal_cost", "TERMINAL_COSTS")):
+        if c[key] is None:
+            out[key] = None
+            continue
+        choices = getattr(tow, names, None)
+        if choices is None:
+            raise ValidationError(f"{where}: {key} is not an option of this metalqr's "
+                                  f"metalqr.tow.run_experiment; remove {key}.")
+        out[key] = check_choice(c[key], key, tuple(choices))
+    out["n_test"] = check_int(c["n_test"], "n_test", minimum=2)
+    out["n_val"] = check_int(c["n_val"], "n_val", minimum=2)
+    if c["eval_every"] == "auto":
+        out["eval_every"] = max(1, out["n_iterations"] // 20)
+    else:
+        out["eval_every"] = check_positive(c["eval_every"], "eval_every", integer=True)
     return out
 
 
@@ -305,13 +477,13 @@ class Study:
             Bad settings (the message names the key), or two identical runs.
         """
         def resolve(mapping: Any, where: str) -> dict[str, Any]:
-            # aliases resolved here, so that a run's n_iterations overrides base's iterations
+            # keys checked here against every kind's (a run's kind is known once merged)
             if not isinstance(mapping, Mapping):
                 raise ValidationTypeError(f"{where} must be a mapping; got {type(mapping).__name__}.")
             out: dict[str, Any] = {}
             for key, value in mapping.items():
-                k = _check_key(key, where)
-                if k in out:
+                k = _check_key(key, where, None)
+                if any(_same_key(k, o) for o in out):
                     raise ValidationError(f"{where}: key {k!r} given twice (directly and as an "
                                           f"alias).")
                 out[k] = value
@@ -338,11 +510,35 @@ class Study:
         for seed in (seed_list or [None]):
             for v in variants:
                 for combo in itertools.product(*values):
-                    run = {**base, **v, **dict(zip(keys, combo))}
+                    run = _layer(base, v, dict(zip(keys, combo)))
                     if seed is not None:
                         run["seed"] = seed
                     out.append(run)
         return cls(out, name=name)
+
+
+def _same_key(a: str, b: str) -> bool:
+    """Return whether keys ``a`` and ``b`` name one setting.
+
+    Whether keys ``a`` and ``b`` name one setting under some kind's aliases (``M`` and
+    ``n_perturbations`` for zo_maml runs; ``iterations`` and ``n_iterations`` for all).
+    """
+    return a == b or any(aliases.get(a, a) == aliases.get(b, b) for aliases in (ALIASES, TOW_ALIASES))
+
+
+def _layer(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge layers of settings, a later layer's key replacing an earlier one's.
+
+    Merge settings, a later layer's key replacing an earlier one's (alias or not), so that a
+    run's ``n_iterations`` overrides base's ``iterations``.
+    """
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            for old in [o for o in out if _same_key(o, key)]:
+                del out[old]
+            out[key] = value
+    return out
 
 
 _TOP_KEYS = ("study", "base", "grid", "runs")

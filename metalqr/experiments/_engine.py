@@ -19,7 +19,8 @@ from ._config import Study
 from ._runner import execute_run
 from ._store import ResultStore
 
-__all__ = ["run_study", "StudyReport", "thread_limits", "dask_available", "local_cluster"]
+__all__ = ["run_study", "StudyReport", "thread_limits", "limit_threads", "dask_available",
+           "local_cluster", "run_cost"]
 
 ENGINES = ("auto", "dask", "serial")
 _THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -49,6 +50,112 @@ def thread_limits(threads: int = 1) -> dict[str, str]:
     """
     threads = check_int(threads, "threads", minimum=1)
     return {name: str(threads) for name in _THREAD_VARS}
+
+
+def limit_threads(threads: int | None = None) -> int | None:
+    """Limit Numba's (and BLAS's) threads in the calling thread.
+
+    Limit Numba's threads (and BLAS's, through ``threadpoolctl`` when installed) in the calling
+    thread of this process to ``threads``; ``None``: to ``NUMBA_NUM_THREADS`` of the
+    environment, if set. Returns the limit applied (``None``: none).
+
+    Dask workers import Numba before a cluster's ``env`` reaches ``os.environ`` (a worker
+    process re-imports the main module, which imports metalqr), so ``NUMBA_NUM_THREADS``
+    in the worker's environment does not take effect by itself; each run on a worker calls
+    this first. :func:`numba.set_num_threads` is per thread, hence per run.
+
+    Parameters
+    ----------
+    threads : int >= 1, optional
+        Thread limit (``None``: ``NUMBA_NUM_THREADS`` of the environment, if set).
+
+    Returns
+    -------
+    int or None
+        The limit applied (``None``: none).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``threads`` is not an int >= 1.
+    """
+    if threads is None:
+        env = os.environ.get("NUMBA_NUM_THREADS", "")
+        if not env.isdigit() or int(env) < 1:
+            return None
+        threads = int(env)
+    threads = check_int(threads, "threads", minimum=1)
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        numba = None
+    if numba is not None:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    _blas_limit(threads)
+    return threads
+
+
+_BLAS_LIMITED: dict[int, Any] = {}
+
+
+def _blas_limit(threads: int) -> None:
+    if threads in _BLAS_LIMITED:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        _BLAS_LIMITED[threads] = None
+        return
+    _BLAS_LIMITED[threads] = threadpool_limits(limits=threads, user_api="blas")
+
+
+def _worker_run(config: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
+    """Run one configuration on a Dask worker: :func:`limit_threads`, then :func:`execute_run`."""
+    limit_threads(threads)
+    return execute_run(config)
+
+
+def run_cost(config: Mapping[str, Any]) -> float:
+    """Return a rough relative cost of a run.
+
+    Floating-point work, arbitrary units. Used to start the longest runs first so that the
+    study's tail is short (longest processing time first). For zo_maml runs: iterations x tasks
+    x d (d + k) x M (M' + 1) x l (l = 50 for ``"auto"``), or x d^2 for the exact and first-order
+    gradients; for TOW runs: windows x T x M x hidden width (x (1 + n_ilqr) for strategy
+    ``"tow"``).
+
+    Parameters
+    ----------
+    config : mapping
+        A run's settings (normalised by :func:`normalize_run`).
+
+    Returns
+    -------
+    float
+        The relative cost (arbitrary units).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed configuration (as :func:`normalize_run`).
+    """
+    from ._config import normalize_run
+    return _cost(normalize_run(config))
+
+
+def _cost(config: Mapping[str, Any]) -> float:
+    if config.get("kind") == "tow":
+        return float(config["n_iterations"] * config["T"] * config["M"]
+                     * (1 + (config["strategy"] == "tow") * config["n_ilqr"]) * config["hidden"])
+    d = config["d"] or 4
+    k = config["k"] or 2
+    work = float(config["n_iterations"] * config["n_tasks"] * d * (d + k))
+    if config["n_perturbations"] is not None:
+        length = 50 if config["rollout_length"] == "auto" else config["rollout_length"]
+        work *= config["n_perturbations"] * (config["inner_perturbations"] + 1) * length
+    else:
+        work *= d * d
+    return work
 
 
 def dask_available() -> bool:
@@ -96,13 +203,17 @@ def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwa
     """
     import logging
 
+    import dask
     from distributed import LocalCluster
     n = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", minimum=1)
     t = check_int(threads_per_worker, "threads_per_worker", minimum=1)
     options = dict(n_workers=n, threads_per_worker=t, processes=True, env=thread_limits(t),
                    dashboard_address=None, silence_logs=logging.ERROR)
     options.update(kwargs)
-    return LocalCluster(**options)
+    # the workers' statistical profiler samples every thread's stack every 10 ms: CPU taken
+    # from the runs on a machine with one worker per core (the workers copy this config)
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return LocalCluster(**options)
 
 
 @dataclass
@@ -149,7 +260,8 @@ class StudyReport:  # numpydoc ignore=PR01
 
 
 def _describe(cfg: Mapping[str, Any]) -> str:
-    keys = ("family", "d", "k", "estimator", "alpha", "eta", "seed")
+    keys = (("source", "strategy", "learner", "alpha", "seed") if cfg.get("kind") == "tow"
+            else ("family", "d", "k", "estimator", "alpha", "eta", "seed"))
     return " ".join(f"{k}={cfg[k]}" for k in keys if cfg.get(k) is not None)
 
 
@@ -253,6 +365,11 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
         if record["status"] == "failed":
             report.failed[rid] = record["error"]
             tail = record["error"]
+        elif record["summary"] is None:
+            tail = f"{record['status']}: {record.get('error')}"
+        elif record["config"].get("kind") == "tow":
+            tail = (f"{record['status']}, final test {record['summary']['metric']} "
+                    f"{record['summary']['final_test_metric']:.4g}")
         else:
             tail = (f"{record['status']}, final cost-gap ratio "
                     f"{record['summary']['final_cost_gap_ratio']:.4g}")
@@ -283,6 +400,7 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
 
 
 def _run_dask(todo, report, finish, log, *, scheduler, workers, client, retries) -> None:
+    threads = None       # an existing cluster: its workers' NUMBA_NUM_THREADS, if set
     from distributed import Client, as_completed
 
     own_cluster = own_client = None
@@ -298,16 +416,22 @@ def _run_dask(todo, report, finish, log, *, scheduler, workers, client, retries)
             else:
                 own_cluster = local_cluster(workers)
                 own_client = Client(own_cluster)
+                threads = 1
             client = own_client
         report.engine = str(client.scheduler.address)
         gpu_workers = any("GPU" in (w.get("resources") or {})
                           for w in client.scheduler_info()["workers"].values())
         tag = uuid.uuid4().hex[:8]
         futures, meta = [], {}
-        for rid, cfg in todo:
-            resources = {"GPU": 1} if (gpu_workers and cfg["backend"] == "cupy") else None
-            fut = client.submit(execute_run, cfg, key=f"metalqr-run-{rid}-{tag}", pure=False,
-                                retries=retries, resources=resources)
+        # longest runs first (a study's tail is then made of short runs); Dask runs
+        # higher priorities first, ties in submission order
+        order = sorted(range(len(todo)), key=lambda i: -_cost(todo[i][1]))
+        rank = {i: len(todo) - r for r, i in enumerate(order)}
+        for i, (rid, cfg) in enumerate(todo):
+            resources = {"GPU": 1} if (gpu_workers and cfg.get("backend") == "cupy") else None
+            fut = client.submit(_worker_run, cfg, threads, key=f"metalqr-run-{rid}-{tag}",
+                                pure=False, retries=retries, resources=resources,
+                                priority=rank[i])
             futures.append(fut)
             meta[fut.key] = (rid, cfg)
         for fut in as_completed(futures):

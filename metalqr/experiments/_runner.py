@@ -33,9 +33,9 @@ _DETERMINISTIC = (ValidationError, NotMAMLStabilizingError, NotMetaLearnableErro
 def run_rng(config: Mapping[str, Any]) -> np.random.Generator:
     """Return the run's only source of randomness, seeded from its configuration.
 
-    The run's only source of randomness, seeded from its configuration: ``[seed, d, k]`` for the
-    random family (as ``metalqr reproduce fig1``), ``[seed, crc32(family)]`` else. It draws the
-    tasks first, then the perturbations of training.
+    Return the (zo_maml) run's only source of randomness, seeded from its configuration:
+    ``[seed, d, k]`` for the random family (as ``metalqr reproduce fig1``), ``[seed,
+    crc32(family)]`` else. It draws the tasks first, then the perturbations of training.
 
     Parameters
     ----------
@@ -79,8 +79,8 @@ def build_tasks(config: Mapping[str, Any], rng: np.random.Generator):
 
 def _device(config: Mapping[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                            "backend": config["backend"]}
-    if config["backend"] == "cupy":
+                            "backend": config.get("backend")}
+    if config.get("backend") == "cupy":
         try:
             import cupy
             dev = cupy.cuda.runtime.getDevice()
@@ -93,6 +93,9 @@ def _device(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """Run one configuration (normalised by :func:`normalize_run`) and return its record.
+
+    A ``kind = "tow"`` configuration runs one TOW weighting strategy instead (see
+    :func:`metalqr.experiments.execute_tow_run` for its record).
 
     The run seeds its own generator from its configuration (:func:`run_rng`), so the same
     configuration gives the same numbers in any process, on any worker.
@@ -124,6 +127,9 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"format": RECORD_FORMAT, "format_version": RECORD_VERSION,
                               "run_id": run_id(config), "config": dict(config),
                               "metalqr_version": __version__, "device": _device(config)}
+    if config.get("kind") == "tow":
+        from ._tow import execute_tow_run
+        return execute_tow_run(config, record)
     rng = run_rng(config)
     est = config["estimator"]
     options: dict[str, Any] = {}
@@ -213,6 +219,7 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
     dict
         A copy without the non-deterministic keys.
     """
-    out = {k: v for k, v in record.items() if k not in ("device", "wall_seconds", "warnings")}
+    out = {k: v for k, v in record.items()
+           if k not in ("device", "wall_seconds", "warnings", "train_seconds", "window_seconds")}
     out["history"] = [{k: v for k, v in r.items() if k != "seconds"} for r in record["history"]]
     return out

@@ -35,6 +35,26 @@ MAX_ITERATIONS = 60
 EARLY = 1e-8
 
 
+#: Batches of ``d <= COMPILED_MAX_D`` with at least ``COMPILED_MIN_BATCH`` tasks run the same
+#: iteration compiled, task by task (:func:`metalqr.lqr._lyap_numba.sda_small`), when Numba
+#: is installed.
+COMPILED_MAX_D = 6
+COMPILED_MIN_BATCH = 64
+_KERNEL: list = []
+
+
+def _compiled():
+    """Return the compiled SDA kernel, or ``None`` without Numba (looked up once, lazily)."""
+    if not _KERNEL:
+        import importlib.util
+        if importlib.util.find_spec("numba") is None:
+            _KERNEL.append(None)
+        else:
+            from ._lyap_numba import sda_small
+            _KERNEL.append(sda_small)
+    return _KERNEL[0]
+
+
 def _sym(X: np.ndarray) -> np.ndarray:
     return 0.5 * (X + np.swapaxes(X, -1, -2))
 
@@ -54,6 +74,17 @@ def sda(A: np.ndarray, G: np.ndarray, H: np.ndarray, *, rtol: float = 1e-15,
         Doubling steps taken per task.
     """
     n, d = A.shape[0], A.shape[-1]
+    if d <= COMPILED_MAX_D and n >= COMPILED_MIN_BATCH:
+        kernel = _compiled()
+        if kernel is not None:
+            out = np.zeros((n, d, d))
+            converged = np.zeros(n, dtype=np.bool_)
+            iterations = np.zeros(n, dtype=np.int64)
+            c = np.ascontiguousarray
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                kernel(c(A, dtype=float), c(G, dtype=float), c(H, dtype=float), float(rtol),
+                       EARLY, int(max_iterations), out, converged, iterations, (0,) * d)
+            return out, converged, iterations.astype(int)
     out = np.zeros((n, d, d))
     converged = np.zeros(n, dtype=bool)
     iterations = np.zeros(n, dtype=int)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._parallel import blas_single_thread
 from .._validation import as_float_array, check_size
 from ..exceptions import UnstablePolicyError, ValidationError
 from .lyapunov import (KRON_MAX_D, dlyap_unchecked, lyapunov_pair, lyapunov_pair_one,
@@ -237,6 +238,92 @@ def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluatio
     what = caller
     if batch.n == 1 and batch.d <= KRON_MAX_D:
         return _evaluate_one(batch, Kb, what)
+    if batch.n > 1 and batch.d > KRON_MAX_D:
+        # metalqr's threads split the batch; BLAS threads on top oversubscribe the cores
+        with blas_single_thread():
+            return _evaluate_batched(batch, Kb, what)
+    return _evaluate_batched(batch, Kb, what)
+
+
+def _evaluate_batched(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
+    if batch.d <= KRON_MAX_D and batch.n >= COMPILED_MIN_BATCH:
+        kernel = _compiled_kernel()
+        if kernel is not None:
+            return _evaluate_compiled(kernel, batch, Kb, what)
+    return _evaluate_numpy(batch, Kb, what)
+
+
+#: Batches of ``d <= KRON_MAX_D`` with at least this many tasks use the compiled kernel
+#: :func:`metalqr.lqr._lyap_numba.evaluate_small` when Numba is installed (issue 15: 1000
+#: small tasks).
+COMPILED_MIN_BATCH = 64
+_KERNEL: list = []
+
+
+def _compiled_kernel():
+    """Return the compiled small-task kernel, or None without Numba.
+
+    Return the compiled small-task kernel, or ``None`` without Numba (looked up once; imported
+    lazily so that ``import metalqr`` does not import Numba).
+    """
+    if not _KERNEL:
+        import importlib.util
+        if importlib.util.find_spec("numba") is None:
+            _KERNEL.append(None)
+        else:
+            from ._lyap_numba import evaluate_2x2, evaluate_small
+            _KERNEL.append((evaluate_2x2, evaluate_small))
+    return _KERNEL[0]
+
+
+def _compiled_pair(kernel, A, B, Q, R, Psi, K, want_sigma: bool = True):
+    """Solve Proposition 1 for stacked small tasks by the compiled kernel.
+
+    Proposition 1 for stacked small tasks by the compiled kernel: same formulas as the NumPy
+    path (one LU of the Kronecker matrix per task shared by ``P_K`` and ``Sigma_K``); every task
+    whose stability the kernel does not certify (unstable, ``rho`` near 1, non-finite) is solved
+    again by the NumPy kernel, which decides stability from the eigenvalues as before. Returns
+    ``stable, AK, P, Sigma, E, RBPB`` (the last three zeros when ``want_sigma`` is False; zeros
+    for unstable tasks).
+    """
+    n, d, k = A.shape[0], A.shape[-1], B.shape[-1]
+    c = np.ascontiguousarray
+    A, B, Q, R, Psi, K = c(A), c(B), c(Q), c(R), c(Psi), c(K)
+    AK, P, S = np.empty((n, d, d)), np.zeros((n, d, d)), np.zeros((n, d, d))
+    E, RBPB = np.zeros((n, k, d)), np.zeros((n, k, k))
+    certified = np.empty(n, dtype=np.bool_)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if d == 2:
+            kernel[0](A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified)
+        else:
+            kernel[1](A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified, (0,) * d)
+    stable = certified.copy()
+    redo = np.flatnonzero(~certified)
+    if redo.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            AKr = A[redo] - B[redo] @ K[redo]
+            Mr = Q[redo] + _T(K[redo]) @ R[redo] @ K[redo]
+        st, Pr, Sr = lyapunov_pair(AKr, Mr, Psi[redo] if want_sigma else None)
+        AK[redo], P[redo], stable[redo] = AKr, Pr, st
+        if want_sigma:
+            S[redo] = Sr
+            with np.errstate(over="ignore", invalid="ignore"):
+                RBPB[redo] = R[redo] + _T(B[redo]) @ Pr @ B[redo]
+                E[redo] = RBPB[redo] @ K[redo] - _T(B[redo]) @ Pr @ A[redo]
+    return stable, AK, P, S, E, RBPB
+
+
+def _evaluate_compiled(kernel, batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
+    """:func:`_evaluate_numpy` by the compiled kernel (:func:`_compiled_pair`)."""
+    stable, AK, P, S, E, RBPB = _compiled_pair(kernel, batch.A, batch.B, batch.Q, batch.R,
+                                               batch.Psi, Kb)
+    if not np.all(stable):
+        rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
+        _raise_unstable(rho, batch, what)
+    return PolicyEvaluation(Kb, AK, P, S, E, RBPB, batch.Psi)
+
+
+def _evaluate_numpy(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
     AK = closed_loop(batch, Kb)
     with np.errstate(over="ignore", invalid="ignore"):
         M = batch.Q + _T(Kb) @ batch.R @ Kb
@@ -244,8 +331,9 @@ def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluatio
     if not np.all(stable):
         rho = np.where(stable, 0.0, np.maximum(spectral_radius_of(AK), 1.0))
         _raise_unstable(rho, batch, what)
-    RBPB = batch.R + _T(batch.B) @ P @ batch.B
-    E = RBPB @ Kb - _T(batch.B) @ P @ batch.A
+    BtP = _T(batch.B) @ P                  # once for both (same association as before)
+    RBPB = batch.R + BtP @ batch.B
+    E = RBPB @ Kb - BtP @ batch.A
     return PolicyEvaluation(Kb, AK, P, Sigma, E, RBPB, batch.Psi, batch.B)
 
 
@@ -364,7 +452,11 @@ def cost(task: TaskLike, K: Any):
             J = float(np.einsum("ij,ji->", P, batch.Psi[0]))
         J = J if stable and math.isfinite(J) else math.inf
         return J if batch.single else np.array([J])
-    J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
+    if batch.n > 1 and batch.d > KRON_MAX_D:
+        with blas_single_thread():
+            J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
+    else:
+        J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
     return float(J[0]) if batch.single else J
 
 
@@ -374,9 +466,14 @@ def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
     ``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
     unstable or the value overflows (never NaN).
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        AK, M = A - B @ K, Q + _T(K) @ R @ K
-    stable, P, _ = lyapunov_pair(AK, M)
+    kernel = (_compiled_kernel() if A.shape[-1] <= KRON_MAX_D and A.shape[0] >= COMPILED_MIN_BATCH
+              else None)
+    if kernel is not None:
+        stable, _, P, _, _, _ = _compiled_pair(kernel, A, B, Q, R, Psi, K, want_sigma=False)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            AK, M = A - B @ K, Q + _T(K) @ R @ K
+        stable, P, _ = lyapunov_pair(AK, M)
     with np.errstate(over="ignore", invalid="ignore"):
         J = np.einsum("nij,nji->n", P, Psi)
     return np.where(stable & np.isfinite(J), J, math.inf)
@@ -503,10 +600,6 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
         :func:`hessian_vp`.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
-
-    References
-    ----------
-    ZO-MAML paper [pan2025zomaml], Proposition 1 and Eq. (2), differentiated once more (see :func:`hessian_vp`).
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)

@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from .._parallel import blas_single_thread
 from .._validation import as_float_array
 from ..exceptions import ValidationError
 from ._doubling import sda
 from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair
+from .policy import COMPILED_MIN_BATCH, _compiled_kernel, _compiled_pair
 from .tasks import Batch, TaskLike, as_batch
 
 __all__ = ["optimal_gain", "solve_dare_checked", "check_dare_solution", "riccati_residual",
@@ -274,7 +276,12 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
     psd = (lam_min >= -PSD_TOL * normP) & (asym <= 1e-12 * np.maximum(normP, 1e-300))
     AK = A - B @ Ks
     W_T = Q + _T(Ks) @ R @ Ks
-    stable, Sigma = _closed_loop_covariance(AK, Psi)
+    kernel = _compiled_kernel() if d <= KRON_MAX_D and n >= COMPILED_MIN_BATCH else None
+    if kernel is not None:
+        # compiled small-task kernel (same Lyapunov maths; uncertified tasks by NumPy)
+        stable, _, _, Sigma, _, _ = _compiled_pair(kernel, A, B, Q, R, Psi, Ks)
+    else:
+        stable, Sigma = _closed_loop_covariance(AK, Psi)
     rho = np.zeros(n)
     with np.errstate(over="ignore", invalid="ignore"):
         J_ric = np.einsum("nij,nji->n", Ps, Psi)
@@ -438,6 +445,14 @@ def _scaled(T: np.ndarray, A, B, Q, Psi, G):
 
 
 def _solve(batch: Batch) -> DareSolution:
+    if batch.n > 1 and batch.d > KRON_MAX_D:
+        # metalqr's threads split the Lyapunov solves; BLAS threads on top oversubscribe
+        with blas_single_thread():
+            return _solve_batch(batch)
+    return _solve_batch(batch)
+
+
+def _solve_batch(batch: Batch) -> DareSolution:
     A, B, Q, R, Psi = batch.A, batch.B, batch.Q, batch.R, batch.Psi
     n, d = batch.n, batch.d
     G = _sym(B @ np.linalg.solve(R, _T(B)))

@@ -35,7 +35,7 @@ from .weighting import LINE_SEARCHES, TERMINAL_COSTS
 from .weighting_strategies import Window, get_strategy, strategies as registered_strategies
 
 __all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
-           "LEARNERS", "save_results", "plot_curves", "plot_weights", "PRESETS", "PAPER_PRESET",
+           "LEARNERS", "NETS", "save_results", "plot_curves", "plot_weights", "PRESETS", "PAPER_PRESET",
            "exponential_moving_average"]
 
 #: The built-in strategies' names (a snapshot of the registry at import; the live list is
@@ -189,9 +189,27 @@ def _ci95(values: np.ndarray) -> float:
     return float(1.96 * values.std(ddof=1) / np.sqrt(values.size))
 
 
-def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, inner_steps: int = 1,
-                 embedding: int = 16):
-    """Return a learner on an MLP sized for ``source``.
+#: The networks of :func:`make_learner` and ``metalqr tow --net``.
+NETS = ("mlp", "conv")
+
+
+def _image_side(source) -> int | None:
+    """Return the side of the square images ``source`` yields, or None.
+
+    Side of the square grey images ``source`` yields (flattened to ``n_in = side**2``), or None
+    when its inputs are not images (sinusoid inputs, feature vectors).
+    """
+    from .omniglot import OmniglotTasks
+    from .tasks import DigitsTasks, ImageFolderTasks
+    if not isinstance(source, (OmniglotTasks, DigitsTasks, ImageFolderTasks)):
+        return None
+    side = int(round(np.sqrt(source.n_in)))
+    return side if side * side == source.n_in else None
+
+
+def make_learner(kind: str, source, *, net: str = "mlp", hidden: int = 40, gamma: float = 0.01,
+                 inner_steps: int = 1, embedding: int = 16, channels: int = 8):
+    """Return a learner on a network sized for ``source``: the MLP, or the small ConvNet on image sources.
 
     Parameters
     ----------
@@ -199,38 +217,69 @@ def make_learner(kind: str, source, *, hidden: int = 40, gamma: float = 0.01, in
         First-order MAML, second-order MAML, or Prototypical Networks.
     source : task source, or any object with ``n_in``, ``n_out`` and ``loss``
         Sizes the network (e.g. :class:`SinusoidTasks`).
+    net : {"mlp", "conv"}
+        ``"mlp"`` (default): :class:`MLP` with one hidden layer of ``hidden`` units.
+        ``"conv"``: :class:`~metalqr.tow.ConvNet`, ``min(3, log2 side)`` blocks of [3 x 3
+        convolution with ``channels`` maps, ReLU, 2 x 2 max-pooling] and a linear layer (the
+        "Conv-4" embedding of MAML / Prototypical Networks on Omniglot, shrunk for a CPU);
+        only for sources whose inputs are square grey images (:class:`OmniglotTasks`,
+        :class:`DigitsTasks`, :class:`ImageFolderTasks`), and not with ``kind="maml"``
+        (the ConvNet has no Hessian-vector product).
     hidden : int, >= 1
-        Hidden width of the MLP.
+        Hidden width of the MLP (``net="mlp"``).
     gamma : float, >= 0
         Inner (adaptation) step size of MAML, Eq. (4) (ignored by ProtoNet).
     inner_steps : int, >= 1
         Inner gradient steps of MAML.
     embedding : int, >= 1
-        Embedding width of ProtoNet.
+        Embedding width of ProtoNet (either network).
+    channels : int, >= 1
+        Feature maps of every convolution (``net="conv"``).
 
     Returns
     -------
     MAML or ProtoNet
-        The learner, on a new :class:`MLP` (``loss`` from ``source``).
+        The learner, on a new network (``loss`` from ``source``).
 
     Raises
     ------
     ValidationError
-        Unknown ``kind`` (valid ones listed), a malformed source or size, or ProtoNet on a
-        regression source.
+        Unknown ``kind`` or ``net`` (valid ones listed), a malformed source or size, ProtoNet
+        on a regression source, ``net="conv"`` on a source whose inputs are not images, or
+        ``net="conv"`` with ``kind="maml"``.
     """
     kind = check_choice(kind, "kind", LEARNERS)
+    net = check_choice(net, "net", NETS)
     source = check_source(source, need_sample=False)      # only its sizes and loss are used
     hidden = check_int(hidden, "hidden", minimum=1)
     gamma = check_real(gamma, "gamma", minimum=0.0)
     inner_steps = check_int(inner_steps, "inner_steps", minimum=1)
     embedding = check_int(embedding, "embedding", minimum=1)
-    if kind in ("fomaml", "maml"):
-        net = MLP(source.n_in, hidden, source.n_out, source.loss)
-        return MAML(net, gamma, inner_steps, first_order=(kind == "fomaml"))
-    if source.loss != "ce":
+    channels = check_int(channels, "channels", minimum=1)
+    if kind == "protonet" and source.loss != "ce":
         raise ValidationError("kind='protonet' needs a classification source (loss 'ce'); use 'fomaml' or "
                               "'maml' for regression.")
+    if net == "conv":
+        side = _image_side(source)
+        if side is None:
+            raise ValidationError(f"net='conv' needs a source of square images (OmniglotTasks, DigitsTasks, "
+                                  f"ImageFolderTasks); {type(source).__name__} gives vectors of width "
+                                  f"{source.n_in}: use net='mlp'.")
+        if side < 2:
+            raise ValidationError(f"net='conv' needs images of at least 2 x 2 pixels; the source's are "
+                                  f"{side} x {side}: use net='mlp'.")
+        if kind == "maml":
+            raise ValidationError("net='conv' has no Hessian-vector product, so kind='maml' (second order) is not "
+                                  "available on it; use kind='fomaml' or 'protonet', or net='mlp'.")
+        from .convnet import ConvNet
+        blocks = min(3, side.bit_length() - 1)
+        if kind == "fomaml":
+            return MAML(ConvNet(source.n_in, channels, blocks, source.n_out, source.loss), gamma, inner_steps,
+                        first_order=True)
+        return ProtoNet(ConvNet(source.n_in, channels, blocks, embedding, "mse"))
+    if kind in ("fomaml", "maml"):
+        return MAML(MLP(source.n_in, hidden, source.n_out, source.loss), gamma, inner_steps,
+                    first_order=(kind == "fomaml"))
     return ProtoNet(MLP(source.n_in, hidden, embedding, "mse"))
 
 
