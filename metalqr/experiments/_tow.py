@@ -83,6 +83,10 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
         :data:`TOW_METRICS`, ``n_test``, ``windows``), ``test_metric`` (per test task),
         ``tow_settings`` (``run_experiment``'s settings), ``train_seconds`` and
         ``window_seconds`` (s; timings are not part of :func:`comparable`).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5 and Algorithm 1.
     """
     from .. import tow
     t0 = time.perf_counter()

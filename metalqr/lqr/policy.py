@@ -600,6 +600,10 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
         :func:`hessian_vp`.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1 and Eq. (2), differentiated once more (see :func:`hessian_vp`).
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
