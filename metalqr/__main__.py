@@ -1,3 +1,5 @@
+"""``python -m metalqr``: the command-line interface (:func:`metalqr.cli.main`)."""
+
 import sys
 
 from .cli import main

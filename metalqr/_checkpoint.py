@@ -1,4 +1,4 @@
-"""Safe checkpoints and result files: versioned, checksummed, atomically written, locked.
+r"""Safe checkpoints and result files: versioned, checksummed, atomically written, locked.
 
 A checkpoint file is one line of header followed by a body::
 
@@ -68,8 +68,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def save(path: str | os.PathLike, kind: str, fingerprint: str, arrays: dict[str, np.ndarray],
          meta: dict[str, Any]) -> None:
-    """Save a state: named arrays plus JSON-able ``meta``, tagged with ``kind`` (e.g.
-    ``"meta_training"``) and the run's ``fingerprint``."""
+    """Save a state: named arrays plus JSON-able ``meta``, tagged with a kind and fingerprint.
+
+    Save a state: named arrays plus JSON-able ``meta``, tagged with ``kind`` (e.g.
+    ``"meta_training"``) and the run's ``fingerprint``.
+    """
     buf = io.BytesIO()
     full_meta = dict(meta, fingerprint=fingerprint, kind=kind, format_version=FORMAT_VERSION)
     np.savez(buf, __meta__=np.frombuffer(json.dumps(full_meta, sort_keys=True).encode(), np.uint8),
@@ -135,9 +138,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class FolderLock:
-    """Exclusive use of an output folder by one run (a ``.metalqr.lock`` file holding the
-    owner's pid). A lock left by a dead process is taken over; a live owner gives a
-    :class:`~metalqr.CheckpointError` that names the folder and the pid."""
+    """Exclusive use of an output folder by one run (a ``.metalqr.lock`` file holding the owner's pid).
+
+    A lock left by a dead process is taken over; a live owner gives a
+    :class:`~metalqr.CheckpointError` that names the folder and the pid.
+    """
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = os.fspath(folder)

@@ -31,7 +31,7 @@ _ROOT: str | None = None
 
 
 def cache_root(version: str) -> str:
-    """The per-user cache folder of metalqr ``version`` (see the module docstring)."""
+    """Return the per-user cache folder of metalqr ``version`` (see the module docstring)."""
     base = os.environ.get("METALQR_CACHE_DIR", "").strip()
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
@@ -83,9 +83,12 @@ def _locator_class(root: str):
 
 
 def install(version: str) -> str | None:
-    """Register metalqr's cache locator (idempotent); must run before any metalqr module
-    that defines a cached kernel is imported. Returns the cache folder, or ``None`` when
-    Numba's default locations stay in use (``NUMBA_CACHE_DIR`` set, or hooks missing)."""
+    """Register metalqr's cache locator (idempotent).
+
+    Register metalqr's cache locator (idempotent); must run before any metalqr module that
+    defines a cached kernel is imported. Returns the cache folder, or ``None`` when Numba's
+    default locations stay in use (``NUMBA_CACHE_DIR`` set, or hooks missing).
+    """
     global _ROOT
     try:
         from numba.core import caching, config
@@ -106,13 +109,16 @@ def install(version: str) -> str | None:
 
 
 def installed_root() -> str | None:
-    """The folder metalqr's kernels are cached in (``None``: Numba's default locations)."""
+    """Return the folder metalqr's kernels are cached in (``None``: Numba's default locations)."""
     return _ROOT
 
 
 def is_cold(module_file: str) -> bool:
-    """Whether no compiled kernel of the source file ``module_file`` is cached yet in
-    metalqr's folder (``False`` when Numba's default locations are in use: unknown)."""
+    """Return whether no compiled kernel of ``module_file`` is cached yet.
+
+    Whether no compiled kernel of the source file ``module_file`` is cached yet in metalqr's
+    folder (``False`` when Numba's default locations are in use: unknown).
+    """
     if _ROOT is None:
         return False
     from numba.core.caching import _CacheLocator

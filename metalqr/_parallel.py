@@ -36,9 +36,12 @@ _CONTROLLER: list = []
 
 
 def blas_single_thread():
-    """Context manager that limits the BLAS libraries to one thread (threadpoolctl), or a
-    no-op without threadpoolctl. The controller is looked up once, at the first parallel
-    call (after NumPy's BLAS is loaded)."""
+    """Limit the BLAS libraries to one thread (a context manager).
+
+    Context manager that limits the BLAS libraries to one thread (threadpoolctl), or a no-op
+    without threadpoolctl. The controller is looked up once, at the first parallel call (after
+    NumPy's BLAS is loaded).
+    """
     if not _CONTROLLER:
         try:
             from threadpoolctl import ThreadpoolController
@@ -57,8 +60,10 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 def map_chunks(fn: Callable[..., tuple], arrays: Sequence[np.ndarray], n: int,
                work: float, min_work: float = 2e6) -> tuple:
-    """Apply ``fn(*chunk_arrays) -> tuple of arrays`` to contiguous chunks of the leading
-    axis (length ``n``) in parallel and concatenate the results along that axis.
+    """Apply ``fn`` to contiguous chunks of the leading axis in parallel.
+
+    Apply ``fn(*chunk_arrays) -> tuple of arrays`` to contiguous chunks of the leading axis
+    (length ``n``) in parallel and concatenate the results along that axis.
 
     Runs serially when ``work`` (an estimate of the flop count) is below ``min_work`` or
     only one thread is available: the result is identical either way.

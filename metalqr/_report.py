@@ -44,8 +44,11 @@ def print_table(rows: Sequence[dict], out: IO[str] | None = None) -> None:
 
 
 def csv_text(rows: Sequence[dict]) -> str:
-    """``rows`` as CSV text (``\\n`` line ends): a header with the union of the rows' keys in
-    first-seen order, then one line per row (missing cells empty)."""
+    r"""Return ``rows`` as CSV text.
+
+    ``rows`` as CSV text (``\n`` line ends): a header with the union of the rows' keys in
+    first-seen order, then one line per row (missing cells empty).
+    """
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]

@@ -77,8 +77,11 @@ def as_float_array(value: Any, name: str, ndim: int | None = None,
 
 
 def check_symmetric(arr: np.ndarray, name: str) -> np.ndarray:
-    """Check that the trailing two axes of ``arr`` form symmetric matrices; return the
-    exactly symmetrised array."""
+    """Check that ``arr`` holds symmetric matrices and return them exactly symmetrised.
+
+    Check that the trailing two axes of ``arr`` form symmetric matrices; return the exactly
+    symmetrised array.
+    """
     asym = np.max(np.abs(arr - np.swapaxes(arr, -1, -2)), initial=0.0)
     scale = max(1.0, float(np.max(np.abs(arr), initial=0.0)))
     if asym > SYM_RTOL * scale:
@@ -134,8 +137,11 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False, integer: 
 def check_real(value: Any, name: str, *, minimum: float | None = None,
                maximum: float | None = None, min_inclusive: bool = True,
                max_inclusive: bool = True) -> float:
-    """Check a finite real scalar, optionally within ``[minimum, maximum]`` (open ends by
-    ``min_inclusive`` / ``max_inclusive``); return it as ``float``."""
+    """Check a finite real scalar, optionally within bounds, and return it as ``float``.
+
+    Check a finite real scalar, optionally within ``[minimum, maximum]`` (open ends by
+    ``min_inclusive`` / ``max_inclusive``); return it as ``float``.
+    """
     if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
         raise ValidationTypeError(f"{name} must be a real number; got {value!r}.")
     if isinstance(value, complex) or (isinstance(value, np.generic)
@@ -159,8 +165,11 @@ def check_real(value: Any, name: str, *, minimum: float | None = None,
 
 def check_int(value: Any, name: str, *, minimum: int | None = None,
               maximum: int | None = None) -> int:
-    """Check an integer scalar (bools rejected; integral floats such as ``5.0`` rejected
-    too, so that a typo like ``1e3`` for a count is seen); return it as ``int``."""
+    """Check an integer scalar and return it as ``int``.
+
+    Check an integer scalar (bools rejected; integral floats such as ``5.0`` rejected too, so
+    that a typo like ``1e3`` for a count is seen); return it as ``int``.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValidationTypeError(f"{name} must be an integer; got {value!r} "
                                   f"({type(value).__name__}).")
@@ -192,8 +201,10 @@ def _check_range(value, name, minimum, maximum, min_inclusive, max_inclusive) ->
 
 
 def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
-    """Check that ``value`` is one of ``choices`` (names of variants, backends, methods,
-    strategies...); the error lists the valid ones."""
+    """Check that ``value`` is one of ``choices``.
+
+    Names of variants, backends, methods, strategies... The error lists the valid ones.
+    """
     choices = list(choices)
     if isinstance(value, np.ndarray) or not any(
             type(value) is type(c) and value == c for c in choices):
@@ -226,8 +237,10 @@ def check_callable(value: Any, name: str, *, allow_none: bool = False):
 
 def check_size(n_entries: float, name: str, *, what: str, alternative: str,
                limit: float = MAX_ARRAY_ENTRIES) -> None:
-    """Refuse a request whose estimated size (float64 entries or elementary steps)
-    exceeds ``limit``, before allocating or looping.
+    """Refuse a request whose estimated size exceeds ``limit``, before allocating.
+
+    Refuse a request whose estimated size (float64 entries or elementary steps) exceeds
+    ``limit``, before allocating or looping.
 
     The message states the request, the estimate and the alternative.
     """

@@ -1,5 +1,8 @@
-"""The version of metalqr, in a leaf module so that any module can read it without
-importing the package ``__init__`` (no import cycle)."""
+"""The version of metalqr.
+
+A leaf module, so that any module can read it without importing the package ``__init__``
+(no import cycle).
+"""
 
 #: The version of metalqr (the one place it is stated besides pyproject.toml; a test checks
 #: that they agree).

@@ -82,8 +82,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors raise :class:`_UsageError` (so :func:`main` prints them
-    on one line) and whose help shows defaults; sub-parsers inherit both."""
+    """ArgumentParser whose errors raise :class:`UsageError`.
+
+    ArgumentParser whose errors raise :class:`_UsageError` (so :func:`main` prints them on one
+    line) and whose help shows defaults; sub-parsers inherit both.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
@@ -99,8 +102,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _SubParser(_Parser):
-    """A sub-command's parser: also accepts ``--debug`` after the sub-command (the decision
-    is taken from argv by :func:`main`, so the value is not stored here)."""
+    """A sub-command's parser that also accepts ``--debug``.
+
+    A sub-command's parser: also accepts ``--debug`` after the sub-command (the decision is
+    taken from argv by :func:`main`, so the value is not stored here).
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -111,8 +117,11 @@ class _SubParser(_Parser):
 
 def _option_type(what: str, parse: Callable[[str], object],
                  check: Callable[[object], object]) -> Callable[[str], object]:
-    """An argparse ``type=`` function: ``parse`` the text, then validate it with a
-    :mod:`metalqr._validation` check; failures become one-line argparse errors."""
+    """Return an argparse ``type=`` function that parses and validates.
+
+    An argparse ``type=`` function: ``parse`` the text, then validate it with a
+    :mod:`metalqr._validation` check; failures become one-line argparse errors.
+    """
 
     def convert(text: str):
         try:
@@ -136,7 +145,7 @@ seed_option = _option_type("an integer >= 0", int, lambda v: check_int(v, "value
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type=`` function for integers >= ``low`` (no upper bound)."""
+    """Return an argparse ``type=`` function for integers >= ``low`` (no upper bound)."""
     return _option_type(f"an integer >= {low}", int, lambda v: check_int(v, "value", minimum=low))
 
 
@@ -146,8 +155,7 @@ positive_option = _option_type("a number > 0", float,
 
 
 def _backend_name(text: str) -> str:
-    """A roll-out backend name known to metalqr (:func:`metalqr.rollouts.known_backends`) and
-    runnable here."""
+    """Return a roll-out backend name known to metalqr and runnable here."""
     from .rollouts import get_backend, known_backends
     if text not in known_backends():
         close = [n for n in known_backends() if n.startswith(text[:3])] if text else []
@@ -161,7 +169,7 @@ def _backend_name(text: str) -> str:
 
 
 def _output_folder(text: str) -> str:
-    """An output folder: may exist (as a folder) or not yet."""
+    """Return an output folder: may exist (as a folder) or not yet."""
     if not text.strip():
         raise argparse.ArgumentTypeError("the output folder must be a non-empty path")
     if os.path.exists(text) and not os.path.isdir(text):
@@ -171,8 +179,11 @@ def _output_folder(text: str) -> str:
 
 
 def _add_backend_option(p: argparse.ArgumentParser) -> None:
-    """``--backend NAME``: choices and help text from the roll-out backend registry
-    (:func:`metalqr.rollouts.known_backends`, :func:`metalqr.rollouts.backend_help`)."""
+    """Add ``--backend NAME`` with choices and help from the backend registry.
+
+    ``--backend NAME``: choices and help text from the roll-out backend registry
+    (:func:`metalqr.rollouts.known_backends`, :func:`metalqr.rollouts.backend_help`).
+    """
     from .rollouts import backend_help, known_backends
     p.add_argument("--backend", type=_backend_name, choices=known_backends(), default=None,
                    metavar="NAME",
@@ -181,8 +192,11 @@ def _add_backend_option(p: argparse.ArgumentParser) -> None:
 
 
 def _validated_ints(p: argparse.ArgumentParser, minimum: dict[str, int]) -> None:
-    """Replace bare ``type=int`` options added by :mod:`metalqr.experiments` with validated
-    types (``minimum``: option string -> least value) and make their help state the default."""
+    """Replace bare ``type=int`` options with validated types.
+
+    Replace bare ``type=int`` options added by :mod:`metalqr.experiments` with validated types
+    (``minimum``: option string -> least value) and make their help state the default.
+    """
     for action in p._actions:
         if action.type is int:
             low = minimum.get(action.option_strings[-1], 0)
@@ -195,7 +209,9 @@ def _validated_ints(p: argparse.ArgumentParser, minimum: dict[str, int]) -> None
 
 # --------------------------------------------------------------------------- demo
 def demo_table(max_iterations: int = 200) -> list[dict]:
-    """Controller design on the standard systems: DARE vs python-control vs the three
+    """Compare controller designs on the standard systems.
+
+    Controller design on the standard systems: DARE vs python-control vs the three
     policy-optimisation methods started from a stabilising, suboptimal gain.
 
     Parameters
@@ -292,10 +308,13 @@ _COMPILE_SECONDS = "about 30 s on 2 cores"
 
 
 def _compile_kernels(backend: str | None, *, delay: float = 2.0) -> float | None:
-    """Compile (or load from the per-user cache) the compiled roll-out kernels before a run,
-    so that progress bars and their ETAs exclude compilation. Says so on stderr, in one
-    line, when the cache is cold (or when loading takes longer than ``delay`` seconds);
-    returns the seconds spent compiling when it said so, else ``None``."""
+    """Compile (or load from the cache) the roll-out kernels before a run.
+
+    Compile (or load from the per-user cache) the compiled roll-out kernels before a run, so
+    that progress bars and their ETAs exclude compilation. Says so on stderr, in one line, when
+    the cache is cold (or when loading takes longer than ``delay`` seconds); returns the seconds
+    spent compiling when it said so, else ``None``.
+    """
     from .rollouts.backends import DEFAULT_BACKEND
     if (backend or DEFAULT_BACKEND) != "numba":
         return None
@@ -378,7 +397,7 @@ TOW_N_TEST = 600      # held-out test tasks of a full run
 
 
 def _tow_source(args: argparse.Namespace):
-    """The task source named by ``--source`` (with ``--images`` / ``--max-shot``)."""
+    """Return the task source named by ``--source`` (with ``--images`` / ``--max-shot``)."""
     from . import tow
     from .exceptions import BackendUnavailableError, ValidationError
     if args.images is not None and args.source != "images":
@@ -479,17 +498,23 @@ TOW_IMAGE_SOURCES = ("digits", "images", "omniglot")
 
 
 def _tow_net(args: argparse.Namespace) -> str:
-    """``--net``, else ``conv`` for ``--preset paper --source omniglot`` (the paper's network is
-    a ConvNet), else ``mlp``."""
+    """Return the network of ``metalqr tow``.
+
+    ``--net``, else ``conv`` for ``--preset paper --source omniglot`` (the paper's network is a
+    ConvNet), else ``mlp``.
+    """
     if args.net is not None:
         return args.net
     return "conv" if args.preset == "paper" and args.source == "omniglot" else "mlp"
 
 
 def _tow_settings(args: argparse.Namespace) -> dict:
-    """Every ``metalqr tow`` setting: an explicit flag, else the ``--preset`` value, else the
+    """Return every ``metalqr tow`` setting, from flags, preset and defaults.
+
+    Every ``metalqr tow`` setting: an explicit flag, else the ``--preset`` value, else the
     source's default (:data:`TOW_DEFAULTS`), else :data:`TOW_COMMON_DEFAULTS`; ``--quick``
-    shortens the windows (10) and test tasks (100) unless given."""
+    shortens the windows (10) and test tasks (100) unless given.
+    """
     from .tow import PRESETS
     preset = PRESETS[args.preset] if args.preset else {}
     out = {}
@@ -602,8 +627,11 @@ def _cmd_tow(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``metalqr`` argument parser (sub-commands ``demo``, ``reproduce``, ``sweep``,
-    ``tow``, ``tow-runs``)."""
+    """Return the ``metalqr`` argument parser.
+
+    The ``metalqr`` argument parser (sub-commands ``demo``, ``reproduce``, ``sweep``, ``tow``,
+    ``tow-runs``).
+    """
     parser = _Parser(prog="metalqr", description=_PROG_DESCRIPTION, epilog=_PROG_EPILOG)
     parser.add_argument("--version", action="version", version=f"metalqr {__version__}",
                         help="print the version and exit")
@@ -800,8 +828,11 @@ def _iterable(value) -> list:
 
 
 def _uniform_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Drop per-instance ``error`` overrides of sub-parsers, so that every sub-command
-    reports a usage error the same way (one line ``metalqr: error: ...``, status 2)."""
+    """Drop per-instance ``error`` overrides of sub-parsers.
+
+    Drop per-instance ``error`` overrides of sub-parsers, so that every sub-command reports a
+    usage error the same way (one line ``metalqr: error: ...``, status 2).
+    """
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():

@@ -30,24 +30,42 @@ class MetalqrError(Exception):
 
 
 class ValidationError(MetalqrError, ValueError):
-    """An argument has the wrong shape, contains non-finite values or violates
-    a mathematical requirement (symmetry, definiteness, ...)."""
+    """An argument has the wrong shape or value.
+
+    An argument has the wrong shape, contains non-finite values or violates a mathematical
+    requirement (symmetry, definiteness, ...).
+    """
 
 
 class ValidationTypeError(ValidationError, TypeError):
-    """An argument has the wrong type (a string where a number is expected, a complex or
-    boolean array where a real one is, a non-callable callback...). It is a
-    :class:`ValidationError`, hence a ``ValueError``, and also a ``TypeError``."""
+    """An argument has the wrong type.
+
+    A string where a number is expected, a complex or boolean array where a real one is, a
+    non-callable callback... It is a :class:`ValidationError`, hence a ``ValueError``, and also
+    a ``TypeError``.
+    """
 
 
 class CheckpointError(MetalqrError, ValueError):
-    """A checkpoint or result file is damaged, from another run or another format version,
-    or its folder is in use by another run. The message names the file and the way out
-    (start afresh, or use another output folder)."""
+    """A checkpoint or result file cannot be used.
+
+    A checkpoint or result file is damaged, from another run or another format version, or its
+    folder is in use by another run. The message names the file and the way out (start afresh,
+    or use another output folder).
+    """
 
 
 class UnstablePolicyError(MetalqrError, ValueError):
     """A gain ``K`` does not stabilise a task: ``rho(A - B K) >= 1``.
+
+    Parameters
+    ----------
+    message : str
+        What failed and how to fix it.
+    task_index : int or None
+        Sets ``task_index``.
+    spectral_radius : float
+        Sets ``spectral_radius``.
 
     Attributes
     ----------
@@ -66,14 +84,35 @@ class UnstablePolicyError(MetalqrError, ValueError):
 
 
 class NotMAMLStabilizingError(UnstablePolicyError):
-    """A gain is not MAML-stabilising (Definition 1 of the ZO-MAML paper):
-    either ``K`` or one of its one-step adaptations ``K - eta grad J_i(K)``
-    does not stabilise its task."""
+    """A gain is not MAML-stabilising (Definition 1 of the ZO-MAML paper).
+
+    Either ``K`` or one of its one-step adaptations ``K - eta grad J_i(K)`` does not stabilise
+    its task.
+
+    Parameters
+    ----------
+    message : str
+        What failed and how to fix it.
+    task_index : int or None
+        Index of the offending task.
+    spectral_radius : float
+        The offending closed loop's spectral radius.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 1.
+    """
 
 
 class NotMetaLearnableError(MetalqrError, ValueError):
-    """The task set provably has no common stabilising gain (for example the
-    scalar pair A1=3, B1=4 / A2=1, B2=-1 of Section 3.2 of the ZO-MAML paper)."""
+    """The task set provably has no common stabilising gain.
+
+    For example the scalar pair A1=3, B1=4 / A2=1, B2=-1 of Section 3.2 of the ZO-MAML paper.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 3.2 (a task set without a common stabilising gain).
+    """
 
 
 class RolloutOverflowError(MetalqrError, ArithmeticError):
@@ -85,8 +124,17 @@ class BackendUnavailableError(MetalqrError, RuntimeError):
 
 
 class TrainingStalledError(MetalqrError, RuntimeError):
-    """Meta-training rejected too many consecutive updates (the gradient estimate keeps
-    leaving the stabilising set); a checkpoint of the last good state is kept.
+    """Meta-training rejected too many consecutive updates.
+
+    The gradient estimate keeps leaving the stabilising set. A checkpoint of the last good state
+    is kept.
+
+    Parameters
+    ----------
+    message : str
+        What failed and how to fix it.
+    result : MetaTrainingResult or None
+        Sets ``result``.
 
     Attributes
     ----------
@@ -100,8 +148,17 @@ class TrainingStalledError(MetalqrError, RuntimeError):
 
 
 class TrainingDivergedError(MetalqrError, ArithmeticError):
-    """Meta-training produced non-finite parameters or losses (step size too large), or,
-    with ``guard="none"``, an update left the stabilising set.
+    """Meta-training produced non-finite values or left the stabilising set.
+
+    Meta-training produced non-finite parameters or losses (step size too large), or, with
+    ``guard="none"``, an update left the stabilising set.
+
+    Parameters
+    ----------
+    message : str
+        What failed and how to fix it.
+    result : MetaTrainingResult or None
+        Sets ``result``.
 
     Attributes
     ----------
@@ -119,11 +176,16 @@ class MetalqrWarning(UserWarning):
 
 
 class RolloutLengthWarning(MetalqrWarning):
-    """The roll-out length is short compared with the closed loop's mixing time: the
-    expected ``l``-step cost is biased and its gradient may point away from the true one.
-    The message names a length that keeps the bias within tolerance."""
+    """The roll-out length is short compared with the closed loop's mixing time.
+
+    The expected ``l``-step cost is biased and its gradient may point away from the true one.
+    The message names a length that keeps the bias within tolerance.
+    """
 
 
 class TrainingWorsenedWarning(MetalqrWarning):
-    """A training run ended with a worse objective than it started with; the result's
-    ``K_best`` holds the best iterate seen."""
+    """A training run ended with a worse objective than it started with.
+
+    A training run ended with a worse objective than it started with; the result's ``K_best``
+    holds the best iterate seen.
+    """

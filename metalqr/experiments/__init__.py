@@ -1,8 +1,10 @@
-"""Studies: grids of meta-training runs (LQR meta-policy optimisation, ``kind = "zo_maml"``,
-or TOW task-weighting strategies, ``kind = "tow"``) over seeds and settings, executed serially or on
-Dask (an embedded LocalCluster or an existing cluster, e.g. SLURM through dask-jobqueue),
-stored one file per run in a resumable result store, aggregated across seeds (mean and 95%
-confidence interval, curves with bands). See ``docs/experiments.md``.
+"""Meta-policy optimisation for LQR (the ZO-MAML paper).
+
+Studies: grids of meta-training runs (LQR meta-policy optimisation, ``kind = "zo_maml"``, or TOW
+task-weighting strategies, ``kind = "tow"``) over seeds and settings, executed serially or on Dask
+(an embedded LocalCluster or an existing cluster, e.g. SLURM through dask-jobqueue), stored one file
+per run in a resumable result store, aggregated across seeds (mean and 95% confidence interval,
+curves with bands). See ``docs/experiments.md``.
 
 >>> from metalqr.experiments import Study
 >>> study = Study.grid(base={"d": 1, "k": 1, "n_iterations": 3}, grid={"alpha": [1e-3, 1e-4]},

@@ -1,5 +1,8 @@
-"""Aggregation across seeds: final metrics per setting with mean and 95% confidence
-interval (Student t), curves with bands (CSV and PNG)."""
+"""Aggregation across seeds: final metrics and curves with confidence intervals.
+
+Aggregation across seeds: final metrics per setting with mean and 95% confidence interval (Student
+t), curves with bands (CSV and PNG).
+"""
 
 from __future__ import annotations
 
@@ -44,8 +47,11 @@ def _default_column(kind: str) -> str:
 
 
 def _series(record: Mapping[str, Any], column: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, values)`` of a history column: iterations from 0 (zo_maml) or the evaluated
-    windows, window 0 included (TOW)."""
+    """Return ``(x, values)`` of a history column.
+
+    ``(x, values)`` of a history column: iterations from 0 (zo_maml) or the evaluated windows,
+    window 0 included (TOW).
+    """
     if _kind(record["config"]) == "tow":
         h = record["history"]
         return (np.array([r["window"] for r in h], dtype=int),
@@ -55,9 +61,31 @@ def _series(record: Mapping[str, Any], column: str) -> tuple[np.ndarray, np.ndar
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
-    """Mean and two-sided ``confidence`` interval of the mean, ``mean -+ t_{n-1} s / sqrt(n)``
+    """Return the mean and the two-sided confidence interval of the mean.
+
+    Mean and two-sided ``confidence`` interval of the mean, ``mean -+ t_{n-1} s / sqrt(n)``
     (Student t, :func:`scipy.stats.t.ppf`). With one value the interval is ``(None, None)``
-    (undefined), never NaN."""
+    (undefined), never NaN.
+
+    Parameters
+    ----------
+    values : iterable of float
+        The sample (at least one finite value).
+    confidence : float in (0, 1)
+        Confidence level.
+
+    Returns
+    -------
+    mean : float
+        The sample mean.
+    low, high : float or None
+        The interval's ends (None with one value).
+
+    Raises
+    ------
+    ValidationError
+        No value, a non-finite value, or ``confidence`` outside (0, 1).
+    """
     from scipy import stats
     confidence = check_probability(confidence, "confidence")
     from .._validation import as_float_array
@@ -83,8 +111,11 @@ def _records(store: ResultStore | str | os.PathLike, study: Study | None) -> lis
 
 
 def _groups(records: list[dict]) -> tuple[list[tuple[str, list[dict]]], list[str]]:
-    """Records grouped by setting (configuration without seed), in first-seen order, and the
-    keys whose value differs between settings (used for labels)."""
+    """Group records by setting.
+
+    Records grouped by setting (configuration without seed), in first-seen order, and the keys
+    whose value differs between settings (used for labels).
+    """
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(setting_key(r["config"]), []).append(r)
@@ -110,20 +141,34 @@ def _label(config: Mapping[str, Any], varying: list[str], default: str) -> str:
 
 def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = None, *,
                   metrics: Iterable[str] | None = None, confidence: float = 0.95) -> list[dict]:
-    """One row per setting: the setting's varying keys, ``kind``, ``n_seeds``, ``n_stalled``,
+    """Return one summary row per setting.
+
+    One row per setting: the setting's varying keys, ``kind``, ``n_seeds``, ``n_stalled``,
     ``n_diverged``, ``n_failed`` and for each metric ``<metric>_mean``, ``_ci_low``,
-    ``_ci_high`` (mean over seeds and its Student-t interval, :func:`mean_ci`). Rows of TOW
-    runs also give ``metric`` (``"mse"`` or ``"accuracy"``) and ``metric_units``.
+    ``_ci_high`` (mean over seeds and its Student-t interval, :func:`mean_ci`). Rows of TOW runs
+    also give ``metric`` (``"mse"`` or ``"accuracy"``) and ``metric_units``.
 
     Parameters
     ----------
     store : ResultStore or path
+        The result store.
     study : Study, optional
         Only this study's runs (default every run in the store).
     metrics : iterable of str, optional
         Keys of :data:`METRICS` (zo_maml runs) or :data:`TOW_METRICS` (TOW runs); default
         all of a setting's kind. A metric of the other kind is left empty (``None``).
     confidence : float in (0, 1)
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    list of dict
+        One row per setting.
+
+    Raises
+    ------
+    ValidationError
+        An unknown metric or a bad ``confidence``.
     """
     if metrics is not None:
         if isinstance(metrics, str):
@@ -155,15 +200,21 @@ def summary_table(store: ResultStore | str | os.PathLike, study: Study | None = 
 
 def curves(store: ResultStore | str | os.PathLike, study: Study | None = None, *,
            column: str | None = None, confidence: float = 0.95) -> list[dict]:
-    """Per setting, the mean curve of ``column`` over seeds with its confidence band.
+    """Return, per setting, the mean curve of ``column`` over seeds with its confidence band.
 
     Parameters
     ----------
+    store : ResultStore or path
+        The result store.
+    study : Study, optional
+        Only this study's runs (default every run in the store).
     column : str, optional
         A column of :data:`CURVE_COLUMNS` (zo_maml runs, by iteration) or
         :data:`TOW_CURVE_COLUMNS` (TOW runs, by window); default ``"cost_gap_ratio"`` for
         zo_maml settings and ``"validation_metric"`` for TOW settings. Settings of the other
         kind than an explicit ``column`` are left out.
+    confidence : float in (0, 1)
+        Confidence level of the bands.
 
     Returns
     -------
@@ -174,6 +225,11 @@ def curves(store: ResultStore | str | os.PathLike, study: Study | None = None, *
         seeds reached a point, ``ci_low = ci_high = mean``), ``n`` (seeds at each point;
         runs that stopped early contribute up to their last point) and ``metric`` (TOW:
         ``"mse"`` or ``"accuracy"``; zo_maml: the column).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown ``column`` or a ``confidence`` outside (0, 1).
     """
     if column is not None:
         column = check_choice(column, "column", CURVE_COLUMNS + TOW_CURVE_COLUMNS)
@@ -219,8 +275,24 @@ def _write_csv(path: str, rows: list[dict]) -> None:
 
 def plot_curves(path: str, data: list[dict], *, column: str | None = None,
                 title: str = "", logy: bool = False) -> None:
-    """Mean curves with confidence bands to a PNG (matplotlib's object API with the Agg
-    canvas; the global backend is left alone)."""
+    """Plot mean curves with confidence bands to a PNG file.
+
+    Mean curves with confidence bands to a PNG (matplotlib's object API with the Agg canvas; the
+    global backend is left alone).
+
+    Parameters
+    ----------
+    path : str
+        The image file.
+    data : list of dict
+        Curves of :func:`curves`.
+    column : str
+        The plotted column (axis label).
+    title : str
+        Figure title.
+    logy : bool
+        Logarithmic y axis.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(8, 5))
@@ -249,10 +321,38 @@ def plot_curves(path: str, data: list[dict], *, column: str | None = None,
 def write_report(store: ResultStore | str | os.PathLike, study: Study | None = None,
                  output_dir: str | os.PathLike | None = None, *, column: str | None = None,
                  confidence: float = 0.95, logy: bool = False) -> dict[str, str]:
-    """Write ``summary.csv`` (:func:`summary_table`), ``curves.csv`` (long format: label,
-    column, iteration or window, mean, ci_low, ci_high, n) and ``curves.png``
-    (:func:`curves`; ``column`` as there) to ``output_dir`` (default
-    ``<store>/report/<study name>``). Returns the paths."""
+    """Write the summary table, the curves CSV and the curves figure of a study.
+
+    Write ``summary.csv`` (:func:`summary_table`), ``curves.csv`` (long format: label, column,
+    iteration or window, mean, ci_low, ci_high, n) and ``curves.png`` (:func:`curves`;
+    ``column`` as there) to ``output_dir`` (default ``<store>/report/<study name>``). Returns
+    the paths.
+
+    Parameters
+    ----------
+    store : ResultStore or path
+        The result store.
+    study : Study, optional
+        Only this study's runs (default every run in the store).
+    output_dir : path, optional
+        The report folder.
+    column : str, optional
+        The history column of the curves (as in :func:`curves`).
+    confidence : float in (0, 1)
+        Confidence level.
+    logy : bool
+        Logarithmic y axis in the figure.
+
+    Returns
+    -------
+    dict of str to str
+        The paths written, by kind.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown ``column``, a ``confidence`` outside (0, 1), or a store without runs.
+    """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     if column is not None:
         column = check_choice(column, "column", CURVE_COLUMNS + TOW_CURVE_COLUMNS)

@@ -18,9 +18,33 @@ __all__ = ["sweep_main", "fig1_main", "figure1_study", "add_sweep_parser", "add_
 
 def figure1_study(seeds: int = 10, *, quick: bool = False, n_iterations: int | None = None,
                   backend: str | None = None) -> Study:
-    """Figure 1 of the ZO-MAML paper as a study: its three settings (``quick``: the
-    ``metalqr reproduce fig1 --quick`` ones) x seeds ``0..seeds-1``. Seed ``s`` of a setting
-    gives the same numbers as ``metalqr reproduce fig1 --seed s``."""
+    """Return Figure 1 of the ZO-MAML paper as a study.
+
+    Figure 1 of the ZO-MAML paper as a study: its three settings (``quick``: the ``metalqr
+    reproduce fig1 --quick`` ones) x seeds ``0..seeds-1``. Seed ``s`` of a setting gives the
+    same numbers as ``metalqr reproduce fig1 --seed s``.
+
+    Parameters
+    ----------
+    seeds : int, >= 1
+        Number of seeds.
+    quick : bool
+        The reduced settings of ``--quick``.
+    n_iterations : int, optional
+        Override the number of iterations of every setting.
+    backend : str, optional
+        Roll-out backend (default: the best available).
+
+    Returns
+    -------
+    Study
+        ``3 * seeds`` runs.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A bad argument, named.
+    """
     from ..meta.figure1 import PAPER_SETTINGS, QUICK_SETTINGS
     chosen = QUICK_SETTINGS if quick else PAPER_SETTINGS
     if n_iterations is not None:
@@ -94,7 +118,18 @@ def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> 
 
 
 def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``sweep`` sub-command to ``subparsers`` (its handler is ``func``)."""
+    """Add the ``sweep`` sub-command to ``subparsers`` (its handler is ``func``).
+
+    Parameters
+    ----------
+    subparsers : argparse sub-parsers action
+        What :meth:`argparse.ArgumentParser.add_subparsers` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``sweep`` parser.
+    """
     p = subparsers.add_parser("sweep", help="run a study (grid of runs over seeds and settings) "
                                             "on Dask, with a resumable result store")
     p.add_argument("config", metavar="CONFIG", help="study file (TOML), see docs/experiments.md")
@@ -118,9 +153,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> int:
-    """``metalqr sweep CONFIG [--scheduler ADDRESS] [--workers N] [--store DIR] [--serial]``;
-    returns the exit status (0: every run stored, 1: some runs failed to finish, 2: bad
-    input)."""
+    """Run ``metalqr sweep CONFIG`` and return the exit status.
+
+    ``metalqr sweep CONFIG [--scheduler ADDRESS] [--workers N] [--store DIR] [--serial]``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``sweep`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 every run stored, 1 some runs failed to finish, 2 bad input.
+    """
     parser = argparse.ArgumentParser(prog="metalqr")
     add_sweep_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
@@ -128,10 +174,18 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_fig1_arguments(p: argparse.ArgumentParser) -> None:
-    """Add ``--seeds N`` and the engine options (``--scheduler``, ``--workers``, ``--store``,
+    """Add ``--seeds`` and the engine options to the ``metalqr reproduce fig1`` parser.
+
+    Add ``--seeds N`` and the engine options (``--scheduler``, ``--workers``, ``--store``,
     ``--serial``, ``--retries``; options the parser already has are kept) to the parser of
     ``metalqr reproduce fig1``. When ``args.seeds`` is not None, hand ``args`` to
-    :func:`fig1_seeds_command` (multi-seed Figure 1 through the experiments engine)."""
+    :func:`fig1_seeds_command` (multi-seed Figure 1 through the experiments engine).
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The ``fig1`` parser (modified in place).
+    """
     try:
         p.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="run seeds 0..N-1 of every setting through the experiments engine "
@@ -142,8 +196,19 @@ def add_fig1_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fig1_seeds_command(args: argparse.Namespace) -> int:
-    """Run Figure 1 over ``args.seeds`` seeds (needs ``seeds``, ``quick``, ``iterations``,
-    ``backend``, ``output`` plus the :func:`add_fig1_arguments` ones)."""
+    """Run Figure 1 over ``args.seeds`` seeds.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Needs ``seeds``, ``quick``, ``iterations``, ``backend``, ``output`` and the options of
+        :func:`add_fig1_arguments`.
+
+    Returns
+    -------
+    int
+        Exit status (0 on success).
+    """
     def go(a):
         from .._validation import check_int
         study = figure1_study(check_int(a.seeds, "--seeds", minimum=1), quick=a.quick,
@@ -153,9 +218,22 @@ def fig1_seeds_command(args: argparse.Namespace) -> int:
 
 
 def fig1_main(argv: Sequence[str] | None = None) -> int:
-    """``metalqr reproduce fig1 --seeds N [--quick] [--iterations I] [--backend B]
-    [--output DIR] [--store DIR] [--scheduler ADDRESS] [--workers N] [--serial]``: Figure 1 as
-    mean +- 95% CI over seeds 0..N-1; returns the exit status."""
+    """Run ``metalqr reproduce fig1 --seeds N`` and return the exit status.
+
+    ``metalqr reproduce fig1 --seeds N [--quick] [--iterations I] [--backend B] [--output DIR]
+    [--store DIR] [--scheduler ADDRESS] [--workers N] [--serial]``: Figure 1 as mean +- 95% CI
+    over seeds 0..N-1.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``fig1`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status (0 on success).
+    """
     p = argparse.ArgumentParser(prog="metalqr reproduce fig1")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--iterations", type=int, default=None)

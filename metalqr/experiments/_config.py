@@ -111,8 +111,10 @@ def _keys(kind: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
-    """A run key resolved through the aliases of ``kind`` (``None``: any kind's key is
-    accepted as written; used before a run's kind is known)."""
+    """Return a run key resolved through the aliases of ``kind``.
+
+    ``None``: any kind's key is accepted as written; used before a run's kind is known.
+    """
     if not isinstance(key, str):
         raise ValidationTypeError(f"{where}: keys must be strings; got {key!r}.")
     if kind is None:
@@ -145,10 +147,12 @@ def _run_kind(run: Mapping[str, Any]) -> str:
 
 
 def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
-    """Validate a run's settings and return the full configuration (every key of
-    :data:`RUN_DEFAULTS`, or of :data:`TOW_RUN_DEFAULTS` for ``kind = "tow"``, in that
-    order, defaults filled in, aliases resolved; a zo_maml configuration does not store its
-    default ``kind``).
+    """Validate a run's settings and return its full configuration.
+
+    Validate a run's settings and return the full configuration (every key of
+    :data:`RUN_DEFAULTS`, or of :data:`TOW_RUN_DEFAULTS` for ``kind = "tow"``, in that order,
+    defaults filled in, aliases resolved; a zo_maml configuration does not store its default
+    ``kind``).
 
     Parameters
     ----------
@@ -161,6 +165,7 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     Returns
     -------
     dict
+        The full configuration.
 
     Raises
     ------
@@ -244,8 +249,11 @@ def _tow_defaults(source: str) -> dict[str, Any]:
 
 
 def _normalize_tow(run: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """:func:`normalize_run` of a TOW run (``kind = "tow"``): every key of
-    :data:`TOW_RUN_DEFAULTS`, ``"auto"`` resolved from the source's defaults."""
+    """Normalise a TOW run (``kind = "tow"``).
+
+    :func:`normalize_run` of a TOW run (``kind = "tow"``): every key of
+    :data:`TOW_RUN_DEFAULTS`, ``"auto"`` resolved from the source's defaults.
+    """
     from .. import tow
     given: dict[str, Any] = {}
     for key, value in run.items():
@@ -325,8 +333,28 @@ def canonical_json(obj: Any) -> str:
 
 
 def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
-    """Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
-    configuration (canonical JSON) and the metalqr version."""
+    """Return the identifier of a run.
+
+    Identifier of a run: the first 16 hex digits of the sha256 of its full, normalised
+    configuration (canonical JSON) and the metalqr version.
+
+    Parameters
+    ----------
+    config : mapping
+        The run's settings (normalised first by :func:`normalize_run`).
+    version : str, optional
+        The metalqr version (default: this one).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A bad setting (see :func:`normalize_run`).
+    """
     if version is None:
         from .._version import __version__ as version
     cfg = normalize_run(config)
@@ -334,7 +362,7 @@ def run_id(config: Mapping[str, Any], version: str | None = None) -> str:
 
 
 def setting_key(config: Mapping[str, Any]) -> str:
-    """The configuration without its seed (runs of one setting differ only by seed)."""
+    """Return the configuration without its seed (runs of one setting differ only by seed)."""
     return canonical_json({k: v for k, v in config.items() if k != "seed"})
 
 
@@ -378,6 +406,16 @@ class Study:
     ------
     ValidationError
         Bad settings (the message names the key), or two identical runs.
+
+    Examples
+    --------
+    Two settings of the step size, two seeds each:
+
+    >>> from metalqr.experiments import Study
+    >>> study = Study.grid(base={"n_iterations": 3, "estimator": "exact", "n_tasks": 2},
+    ...                    grid={"alpha": [1e-3, 1e-4]}, seeds=2, name="demo")
+    >>> len(study), [config["alpha"] for run_id, config in study]
+    (4, [0.001, 0.0001, 0.001, 0.0001])
     """
 
     def __init__(self, runs: Iterable[Mapping[str, Any]], name: str = "study") -> None:
@@ -428,6 +466,18 @@ class Study:
             with the grid.
         seeds : int or list of int
             ``N`` gives seeds ``0..N-1``. Ignored if ``grid`` has a ``seed`` key.
+        name : str
+            Name of the study.
+
+        Returns
+        -------
+        Study
+            One run per seed, variant and grid combination.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            Bad settings (the message names the key), or two identical runs.
         """
         def resolve(mapping: Any, where: str) -> dict[str, Any]:
             # keys checked here against every kind's (a run's kind is known once merged)
@@ -471,14 +521,20 @@ class Study:
 
 
 def _same_key(a: str, b: str) -> bool:
-    """Whether keys ``a`` and ``b`` name one setting under some kind's aliases (``M`` and
-    ``n_perturbations`` for zo_maml runs; ``iterations`` and ``n_iterations`` for all)."""
+    """Return whether keys ``a`` and ``b`` name one setting.
+
+    Whether keys ``a`` and ``b`` name one setting under some kind's aliases (``M`` and
+    ``n_perturbations`` for zo_maml runs; ``iterations`` and ``n_iterations`` for all).
+    """
     return a == b or any(aliases.get(a, a) == aliases.get(b, b) for aliases in (ALIASES, TOW_ALIASES))
 
 
 def _layer(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge settings, a later layer's key replacing an earlier one's (alias or not), so
-    that a run's ``n_iterations`` overrides base's ``iterations``."""
+    """Merge layers of settings, a later layer's key replacing an earlier one's.
+
+    Merge settings, a later layer's key replacing an earlier one's (alias or not), so that a
+    run's ``n_iterations`` overrides base's ``iterations``.
+    """
     out: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
@@ -493,7 +549,25 @@ _STUDY_KEYS = ("name", "seeds")
 
 
 def study_from_dict(doc: Mapping[str, Any], default_name: str = "study") -> Study:
-    """Build a :class:`Study` from a parsed study file (see ``docs/experiments.md``)."""
+    """Build a :class:`Study` from a parsed study file (see ``docs/experiments.md``).
+
+    Parameters
+    ----------
+    doc : mapping
+        The parsed file: sections ``study``, ``base``, ``grid``, ``runs``.
+    default_name : str
+        The study's name when ``doc`` gives none.
+
+    Returns
+    -------
+    Study
+        The expanded study.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown section or key (the valid ones are listed) or a bad value.
+    """
     if not isinstance(doc, Mapping):
         raise ValidationTypeError(f"a study must be a mapping; got {type(doc).__name__}.")
     for key in doc:
@@ -509,6 +583,16 @@ def study_from_dict(doc: Mapping[str, Any], default_name: str = "study") -> Stud
 
 def load_study(path: str | os.PathLike) -> Study:
     """Read a study from a TOML file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The study file (format: ``docs/experiments.md``).
+
+    Returns
+    -------
+    Study
+        The study (its name defaults to the file's stem).
 
     Raises
     ------

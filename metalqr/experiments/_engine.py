@@ -1,5 +1,8 @@
-"""Execution of a study: serially in this process, or on Dask (an embedded LocalCluster or
-an existing cluster), writing each finished run to the result store as it arrives."""
+"""Execution of a study, serially or on Dask.
+
+Execution of a study: serially in this process, or on Dask (an embedded LocalCluster or an existing
+cluster), writing each finished run to the result store as it arrives.
+"""
 
 from __future__ import annotations
 
@@ -25,15 +28,35 @@ _THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 
 def thread_limits(threads: int = 1) -> dict[str, str]:
-    """Environment variables that limit Numba, BLAS and metalqr's own thread pools to
-    ``threads`` in a worker process (so that one worker per core does not oversubscribe)."""
+    """Return environment variables that limit a worker's thread pools.
+
+    Environment variables that limit Numba, BLAS and metalqr's own thread pools to ``threads``
+    in a worker process (so that one worker per core does not oversubscribe).
+
+    Parameters
+    ----------
+    threads : int, >= 1
+        Threads per pool.
+
+    Returns
+    -------
+    dict of str to str
+        Variable names and values.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``threads`` not a positive int.
+    """
     threads = check_int(threads, "threads", minimum=1)
     return {name: str(threads) for name in _THREAD_VARS}
 
 
 def limit_threads(threads: int | None = None) -> int | None:
-    """Limit Numba's threads (and BLAS's, through ``threadpoolctl`` when installed) in the
-    calling thread of this process to ``threads``; ``None``: to ``NUMBA_NUM_THREADS`` of the
+    """Limit Numba's (and BLAS's) threads in the calling thread.
+
+    Limit Numba's threads (and BLAS's, through ``threadpoolctl`` when installed) in the calling
+    thread of this process to ``threads``; ``None``: to ``NUMBA_NUM_THREADS`` of the
     environment, if set. Returns the limit applied (``None``: none).
 
     Dask workers import Numba before a cluster's ``env`` reaches ``os.environ`` (a worker
@@ -44,6 +67,12 @@ def limit_threads(threads: int | None = None) -> int | None:
     Parameters
     ----------
     threads : int >= 1, optional
+        Thread limit (``None``: ``NUMBA_NUM_THREADS`` of the environment, if set).
+
+    Returns
+    -------
+    int or None
+        The limit applied (``None``: none).
 
     Raises
     ------
@@ -81,23 +110,29 @@ def _blas_limit(threads: int) -> None:
 
 
 def _worker_run(config: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
-    """A run on a Dask worker: thread limits (:func:`limit_threads`), then
-    :func:`execute_run`."""
+    """Run one configuration on a Dask worker: :func:`limit_threads`, then :func:`execute_run`."""
     limit_threads(threads)
     return execute_run(config)
 
 
 def run_cost(config: Mapping[str, Any]) -> float:
-    """A rough relative cost of a run (floating-point work, arbitrary units), used to start
-    the longest runs first so that the study's tail is short (longest processing time
-    first). For zo_maml runs: iterations x tasks x d (d + k) x M (M' + 1) x l (l = 50 for
-    ``"auto"``), or x d^2 for the exact and first-order gradients; for TOW runs: windows x T x
-    M x hidden width (x (1 + n_ilqr) for strategy ``"tow"``).
+    """Return a rough relative cost of a run.
+
+    Floating-point work, arbitrary units. Used to start the longest runs first so that the
+    study's tail is short (longest processing time first). For zo_maml runs: iterations x tasks
+    x d (d + k) x M (M' + 1) x l (l = 50 for ``"auto"``), or x d^2 for the exact and first-order
+    gradients; for TOW runs: windows x T x M x hidden width (x (1 + n_ilqr) for strategy
+    ``"tow"``).
 
     Parameters
     ----------
     config : mapping
         A run's settings (normalised by :func:`normalize_run`).
+
+    Returns
+    -------
+    float
+        The relative cost (arbitrary units).
 
     Raises
     ------
@@ -124,7 +159,13 @@ def _cost(config: Mapping[str, Any]) -> float:
 
 
 def dask_available() -> bool:
-    """Whether ``dask.distributed`` can be imported (``pip install 'metalqr[distributed]'``)."""
+    """Return whether ``dask.distributed`` can be imported.
+
+    Returns
+    -------
+    bool
+        False without the ``distributed`` extra (``pip install 'metalqr[distributed]'``).
+    """
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -133,9 +174,33 @@ def dask_available() -> bool:
 
 
 def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwargs: Any):
-    """An embedded :class:`distributed.LocalCluster`: ``workers`` processes (default one
-    per core) of ``threads_per_worker`` threads, with Numba/BLAS/metalqr thread pools limited
-    to ``threads_per_worker`` by :func:`thread_limits`. Extra ``kwargs`` go to LocalCluster."""
+    """Start an embedded Dask LocalCluster with limited thread pools.
+
+    An embedded :class:`distributed.LocalCluster`: ``workers`` processes (default one per core)
+    of ``threads_per_worker`` threads, with Numba/BLAS/metalqr thread pools limited to
+    ``threads_per_worker`` by :func:`thread_limits`.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default one per core).
+    threads_per_worker : int
+        Threads per worker, and the size of each worker's thread pools.
+    **kwargs
+        Passed to :class:`distributed.LocalCluster`.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        The running cluster (close it when done).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``workers`` or ``threads_per_worker`` not a positive int.
+    ImportError
+        ``distributed`` is not installed (:func:`dask_available`).
+    """
     import logging
 
     import dask
@@ -152,12 +217,13 @@ def local_cluster(workers: int | None = None, threads_per_worker: int = 1, **kwa
 
 
 @dataclass
-class StudyReport:
+class StudyReport:  # numpydoc ignore=PR01
     """What :func:`run_study` did.
 
     Attributes
     ----------
     name : str
+        The study's name.
     ids : list of str
         Every run of the study, in order.
     skipped : list of str
@@ -208,6 +274,7 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
     Parameters
     ----------
     study : Study
+        The runs.
     store : path or ResultStore
         Result store; finished runs are skipped, damaged run files are moved aside and redone.
     engine : {"auto", "dask", "serial"}
@@ -230,12 +297,29 @@ def run_study(study: Study, store: str | os.PathLike | ResultStore, *, engine: s
     Returns
     -------
     StudyReport
+        Which runs were skipped, ran, failed or raised, and the wall time.
 
     Raises
     ------
     ValidationError
         Bad arguments; ``engine="dask"``/``scheduler`` without Dask installed; a scheduler
         that cannot be reached.
+
+    Examples
+    --------
+    A rerun skips the runs already in the store:
+
+    >>> import tempfile
+    >>> from metalqr.experiments import Study, run_study
+    >>> study = Study.grid(base={"n_iterations": 3, "estimator": "exact", "n_tasks": 2},
+    ...                    seeds=2, name="demo")
+    >>> store = tempfile.mkdtemp()
+    >>> report = run_study(study, store, engine="serial", progress=False)
+    >>> len(report.ran), len(report.skipped), report.failed
+    (2, 0, {})
+    >>> again = run_study(study, store, engine="serial", progress=False)
+    >>> len(again.ran), len(again.skipped)
+    (0, 2)
     """
     if not isinstance(study, Study):
         raise ValidationTypeError(f"study must be a metalqr.experiments.Study; got "

@@ -1,5 +1,8 @@
-"""Execute one run of a study: build its tasks and initial gain from its configuration,
-run Algorithm 3, and return a JSON-able record (config, version, history, summary)."""
+"""Execute one run of a study.
+
+Build its tasks and initial gain from its configuration, run Algorithm 3, and return a JSON-able
+record (config, version, history, summary).
+"""
 
 from __future__ import annotations
 
@@ -28,16 +31,42 @@ _DETERMINISTIC = (ValidationError, NotMAMLStabilizingError, NotMetaLearnableErro
 
 
 def run_rng(config: Mapping[str, Any]) -> np.random.Generator:
-    """The (zo_maml) run's only source of randomness, seeded from its configuration: ``[seed, d, k]``
-    for the random family (as ``metalqr reproduce fig1``), ``[seed, crc32(family)]`` else.
-    It draws the tasks first, then the perturbations of training."""
+    """Return the run's only source of randomness, seeded from its configuration.
+
+    Return the (zo_maml) run's only source of randomness, seeded from its configuration:
+    ``[seed, d, k]`` for the random family (as ``metalqr reproduce fig1``), ``[seed,
+    crc32(family)]`` else. It draws the tasks first, then the perturbations of training.
+
+    Parameters
+    ----------
+    config : mapping
+        A full run configuration (:func:`normalize_run`).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A new generator.
+    """
     if config["family"] == "random":
         return np.random.default_rng([config["seed"], config["d"], config["k"]])
     return np.random.default_rng([config["seed"], zlib.crc32(config["family"].encode())])
 
 
 def build_tasks(config: Mapping[str, Any], rng: np.random.Generator):
-    """The run's task family (a :class:`metalqr.TaskSet`)."""
+    """Return the run's task family.
+
+    Parameters
+    ----------
+    config : mapping
+        A full run configuration (:func:`normalize_run`).
+    rng : numpy.random.Generator
+        The run's generator (:func:`run_rng`); random families draw from it.
+
+    Returns
+    -------
+    metalqr.TaskSet
+        The ``n_tasks`` tasks.
+    """
     from ..lqr import standard_systems
     from ..meta import perturb_tasks, sample_tasks
     if config["family"] == "random":
@@ -64,11 +93,17 @@ def _device(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """Run one configuration (normalised by :func:`normalize_run`) and return its record.
+
     A ``kind = "tow"`` configuration runs one TOW weighting strategy instead (see
     :func:`metalqr.experiments.execute_tow_run` for its record).
 
     The run seeds its own generator from its configuration (:func:`run_rng`), so the same
     configuration gives the same numbers in any process, on any worker.
+
+    Parameters
+    ----------
+    config : mapping
+        A full run configuration (:func:`normalize_run`).
 
     Returns
     -------
@@ -152,8 +187,11 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def curve(initial: Mapping[str, Any], history: list[dict], column: str) -> list[float]:
-    """A history column from iteration 0 (the initial gain) on: the history's own row 0 when
-    it has one, else ``initial[column]`` prepended."""
+    """Return a history column from iteration 0 on.
+
+    A history column from iteration 0 (the initial gain) on: the history's own row 0 when it has
+    one, else ``initial[column]`` prepended.
+    """
     values = [r[column] for r in history]
     if history and history[0].get("iteration") == 0:
         return values
@@ -161,13 +199,26 @@ def curve(initial: Mapping[str, Any], history: list[dict], column: str) -> list[
 
 
 def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The deterministic part of a record (drops timings, host and process id, and the
-    recorded warnings): two runs of one configuration give equal ``comparable`` records,
-    whichever worker ran them.
+    """Return the deterministic part of a run record.
+
+    The deterministic part of a record (drops timings, host and process id, and the recorded
+    warnings): two runs of one configuration give equal ``comparable`` records, whichever worker
+    ran them.
 
     Warnings are left out because Python's warning capture is process-wide: when several
     runs share a process in threads, a warning may be recorded by another run (or shown
-    normally instead); the numbers and ``summary["stop_reason"]`` are not affected."""
+    normally instead); the numbers and ``summary["stop_reason"]`` are not affected.
+
+    Parameters
+    ----------
+    record : mapping
+        A record of :func:`execute_run`.
+
+    Returns
+    -------
+    dict
+        A copy without the non-deterministic keys.
+    """
     out = {k: v for k, v in record.items()
            if k not in ("device", "wall_seconds", "warnings", "train_seconds", "window_seconds")}
     out["history"] = [{k: v for k, v in r.items() if k != "seconds"} for r in record["history"]]

@@ -33,6 +33,13 @@ class ResultStore:
     ----------
     root : path
         Folder of the store (created on first write).
+
+    Raises
+    ------
+    ValidationTypeError
+        ``root`` not a path.
+    CheckpointError
+        ``root`` exists and is not a folder.
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -48,11 +55,33 @@ class ResultStore:
         return f"ResultStore({self.root!r})"
 
     def path(self, rid: str) -> str:
-        """File of run ``rid``."""
+        """Return the file of run ``rid``.
+
+        Parameters
+        ----------
+        rid : str
+            A run id (:func:`run_id`).
+
+        Returns
+        -------
+        str
+            ``<root>/runs/<rid>.json``.
+        """
         return os.path.join(self.runs_dir, f"{rid}.json")
 
     def save(self, record: Mapping[str, Any]) -> str:
-        """Write a run's record atomically; return the file."""
+        """Write a run's record atomically.
+
+        Parameters
+        ----------
+        record : mapping
+            A record of :func:`execute_run` (with ``run_id`` and ``config``).
+
+        Returns
+        -------
+        str
+            The file written.
+        """
         body = {"format": RECORD_FORMAT, "format_version": RECORD_VERSION,
                 "sha256": _digest(record), "record": record}
         path = self.path(record["run_id"])
@@ -61,6 +90,16 @@ class ResultStore:
 
     def load(self, rid: str) -> dict[str, Any]:
         """Read run ``rid``'s record.
+
+        Parameters
+        ----------
+        rid : str
+            A run id.
+
+        Returns
+        -------
+        dict
+            The record, checked against its checksum and configuration.
 
         Raises
         ------
@@ -98,9 +137,24 @@ class ResultStore:
         return record
 
     def check(self, ids: Iterable[str]) -> tuple[set[str], dict[str, str]]:
-        """Which of ``ids`` are finished: ``(done, damaged)`` where ``damaged`` maps a run id
+        """Return which of ``ids`` are finished and which are damaged.
+
+        Which of ``ids`` are finished: ``(done, damaged)`` where ``damaged`` maps a run id
         to the reason its file could not be used (that file is moved aside to
-        ``<id>.json.damaged-<time>`` so that nothing is lost, and the run is to be redone)."""
+        ``<id>.json.damaged-<time>`` so that nothing is lost, and the run is to be redone).
+
+        Parameters
+        ----------
+        ids : iterable of str
+            Run ids.
+
+        Returns
+        -------
+        done : set of str
+            The finished runs.
+        damaged : dict of str to str
+            The damaged runs and why.
+        """
         done: set[str] = set()
         damaged: dict[str, str] = {}
         for rid in ids:
@@ -119,13 +173,30 @@ class ResultStore:
         return done, damaged
 
     def ids(self) -> list[str]:
-        """Ids of every run file in the store (damaged or not)."""
+        """Return the ids of every run file in the store (damaged or not).
+
+        Returns
+        -------
+        list of str
+            Sorted run ids.
+        """
         if not os.path.isdir(self.runs_dir):
             return []
         return sorted(f[:-5] for f in os.listdir(self.runs_dir) if f.endswith(".json"))
 
     def records(self, ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
-        """The valid records among ``ids`` (default: the whole store); damaged files skipped."""
+        """Yield the valid records among ``ids``, skipping damaged files.
+
+        Parameters
+        ----------
+        ids : iterable of str, optional
+            Run ids (default: the whole store).
+
+        Yields
+        ------
+        dict
+            One record per readable run.
+        """
         for rid in (self.ids() if ids is None else ids):
             try:
                 yield self.load(rid)
@@ -133,7 +204,22 @@ class ResultStore:
                 continue
 
     def save_study(self, name: str, ids: list[str], configs: list[dict]) -> str:
-        """Write the manifest of a study (``<root>/studies/<name>.json``) atomically."""
+        """Write the manifest of a study (``<root>/studies/<name>.json``) atomically.
+
+        Parameters
+        ----------
+        name : str
+            The study's name.
+        ids : list of str
+            Its run ids.
+        configs : list of dict
+            Their configurations.
+
+        Returns
+        -------
+        str
+            The file written.
+        """
         path = os.path.join(self.root, "studies", f"{name}.json")
         atomic_write_text(path, json.dumps({"name": name, "runs": [
             {"run_id": i, "config": c} for i, c in zip(ids, configs)]}, sort_keys=True, indent=1))

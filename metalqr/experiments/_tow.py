@@ -1,5 +1,8 @@
-"""Execute one TOW run of a study (``kind = "tow"``): one weighting strategy of the TOW
-paper on one task source, through the public :func:`metalqr.tow.run_experiment`."""
+"""Execute one TOW run of a study (``kind = "tow"``).
+
+One weighting strategy of the TOW paper on one task source, through the public
+:func:`metalqr.tow.run_experiment`.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,11 @@ TOW_CURVE_COLUMNS = ("validation_metric", "validation_ci95")
 
 
 def _seed_keyword(fn) -> str:
-    """``"rng"`` (metalqr's name for a seed or Generator argument) or, in older versions of
-    :mod:`metalqr.tow`, ``"seed"``: the name under which ``fn`` takes its integer seed."""
+    """Return the name under which ``fn`` takes its seed.
+
+    ``"rng"`` (metalqr's name for a seed or Generator argument) or, in older versions of
+    :mod:`metalqr.tow`, ``"seed"``: the name under which ``fn`` takes its integer seed.
+    """
     params = inspect.signature(fn).parameters
     return "rng" if "rng" in params else "seed"
 
@@ -49,7 +55,9 @@ def _source(config: Mapping[str, Any]):
 
 
 def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """Fill ``record`` (from :func:`metalqr.experiments.execute_run`) with the TOW run of the
+    """Fill ``record`` with the TOW run of the normalised ``config``.
+
+    Fill ``record`` (from :func:`metalqr.experiments.execute_run`) with the TOW run of the
     normalised ``config``: :func:`metalqr.tow.run_experiment` with the single strategy
     ``config["strategy"]`` (TOW paper, Section 5; Algorithm 1 for ``"tow"``).
 
@@ -58,6 +66,13 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
     ``config["seed"]``, so the run gives the same numbers on any worker; a strategy's run
     here equals its column of a ``metalqr tow`` run with the same settings and seed (the
     strategies of one ``run_experiment`` call share mini-batches, not state).
+
+    Parameters
+    ----------
+    config : mapping
+        A normalised TOW run configuration (``kind = "tow"``).
+    record : dict
+        The record begun by :func:`metalqr.experiments.execute_run` (filled in place).
 
     Returns
     -------
@@ -68,6 +83,10 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
         :data:`TOW_METRICS`, ``n_test``, ``windows``), ``test_metric`` (per test task),
         ``tow_settings`` (``run_experiment``'s settings), ``train_seconds`` and
         ``window_seconds`` (s; timings are not part of :func:`comparable`).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5 and Algorithm 1.
     """
     from .. import tow
     t0 = time.perf_counter()

@@ -1,5 +1,8 @@
-"""Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2,
-corrected), with dense or diagonal value models and box-constrained controls."""
+"""Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2).
+
+Generic iLQR trajectory optimiser (TOW paper Section 2.1, Appendix E, Algorithms 1-2, corrected),
+with dense or diagonal value models and box-constrained controls.
+"""
 
 from .._api import public_names as _public_names
 from . import problems

@@ -1,5 +1,7 @@
-"""Compiled dense backward pass for unconstrained problems (same maths as
-:func:`metalqr.ilqr.backward.backward_pass` with ``value_model="full"`` and no bounds)."""
+"""Compiled dense backward pass for unconstrained problems.
+
+Same maths as :func:`metalqr.ilqr.backward.backward_pass` with ``value_model="full"`` and no bounds.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def _chol_solve(H, rhs):
 
 @nb.njit(inline="always", cache=True)
 def _mm(A, B):
-    """A @ B with explicit loops (small matrices: no BLAS call overhead)."""
+    """Return ``A @ B`` computed with explicit loops (small matrices: no BLAS call overhead)."""
     n, m = A.shape
     p = B.shape[1]
     C = np.zeros((n, p))
@@ -98,9 +100,11 @@ def _mv(A, v):
 
 @nb.njit(cache=True)
 def _backward_dense_kernel(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu_state, mu_control):
-    """Returns (K, k, dV1, dV2, failed_at, |Q_u|) with failed_at = -1 on success. No bounds checks:
-    call :func:`backward_dense`, which checks every shape first (or pass arguments already
-    checked, as ``metalqr.ilqr.backward`` does)."""
+    """Return (K, k, dV1, dV2, failed_at, |Q_u|) with failed_at = -1 on success.
+
+    No bounds checks: call :func:`backward_dense`, which checks every shape first (or pass
+    arguments already checked, as ``metalqr.ilqr.backward`` does).
+    """
     T, D, M = f_u.shape
     K = np.zeros((T, M, D))
     k = np.zeros((T, M))
@@ -148,9 +152,11 @@ def _backward_dense_kernel(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu
 
 
 def backward_dense(f_x, f_u, c_x, c_u, c_xx, c_uu, c_ux, cT_x, cT_xx, mu_state, mu_control):
-    """Compiled dense backward pass (TOW paper Algorithm 2, corrected as in
-    :mod:`metalqr.ilqr.backward`), after checking every shape: the kernel itself does no
-    bounds checks, so nothing reaches it unchecked.
+    """Run the compiled dense backward pass after checking every shape.
+
+    Compiled dense backward pass (TOW paper Algorithm 2, corrected as in
+    :mod:`metalqr.ilqr.backward`), after checking every shape: the kernel itself does no bounds
+    checks, so nothing reaches it unchecked.
 
     Parameters
     ----------

@@ -24,9 +24,12 @@ def _shape_text(shape) -> str:
 def real_array(value: Any, name: str, *, ndim: int | None = None,
                shape: tuple[int | None, ...] | None = None, finite: bool = True,
                allow_empty: bool = True) -> np.ndarray:
-    """A real float64 array named ``name``; ragged, complex, boolean, string and object input
-    is a :class:`~metalqr.ValidationTypeError`. ``finite=False`` admits NaN and inf entries
-    (the caller decides what to do with them)."""
+    """Return ``value`` as a real float64 array.
+
+    A real float64 array named ``name``; ragged, complex, boolean, string and object input is a
+    :class:`~metalqr.ValidationTypeError`. ``finite=False`` admits NaN and inf entries (the
+    caller decides what to do with them).
+    """
     if value is None or isinstance(value, (str, bytes, dict, set)):
         raise ValidationTypeError(f"{name} must be a real numeric array; got "
                                   f"{type(value).__name__}.")
@@ -53,8 +56,10 @@ def real_array(value: Any, name: str, *, ndim: int | None = None,
 
 
 def bounds_array(value: Any, name: str, M: int, default: float) -> np.ndarray:
-    """Control bounds as an (M,) float array from ``None`` (``default``, +-inf), a scalar or
-    an (M,) array. NaN is refused, and so is a lower bound of +inf or an upper bound of -inf."""
+    """Control bounds as an (M,) float array from ``None`` (``default``, +-inf), a scalar or an (M,) array.
+
+    NaN is refused, and so is a lower bound of +inf or an upper bound of -inf.
+    """
     if value is None:
         return np.full(M, default)
     arr = real_array(value, name, finite=False)
@@ -73,8 +78,11 @@ def bounds_array(value: Any, name: str, M: int, default: float) -> np.ndarray:
 
 
 def callback_output(value: Any, name: str, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Check what a user callback returned: a real array of ``shape`` (entries may be
-    non-finite; the solver treats those as a failed trial). ``what`` describes the call."""
+    """Check what a user callback returned.
+
+    A real array of ``shape`` (entries may be non-finite; the solver treats those as a failed
+    trial). ``what`` describes the call.
+    """
     if type(value) is np.ndarray and value.dtype == np.float64 and value.shape == shape:
         return value                                   # the common case, checked cheaply
     try:

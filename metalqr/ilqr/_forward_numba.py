@@ -32,11 +32,14 @@ __all__ = ["forward_compiled", "CompiledStep"]
 
 @nb.njit(inline="always")
 def _forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip):
-    """``u_t = U_t + alpha k_t + K_t (x_t - X_t)`` (clipped to [lo, hi] if ``clip``) and
-    ``x_{t+1} = step(x_t, u_t, t, *params)``; returns the new (X, U).
+    """Run the forward pass in one compiled loop.
+
+    ``u_t = U_t + alpha k_t + K_t (x_t - X_t)`` (clipped to [lo, hi] if ``clip``) and ``x_{t+1}
+    = step(x_t, u_t, t, *params)``; returns the new (X, U).
 
     Inlined (Numba IR) into its callers, so a caller that names ``step`` as a module-level
-    global is cacheable. No bounds checks: callers check shapes first."""
+    global is cacheable. No bounds checks: callers check shapes first.
+    """
     T, M = U.shape
     D = x0.shape[0]
     Xn = np.empty((T + 1, D))
@@ -65,13 +68,16 @@ def _is_numba(fn) -> bool:
 
 
 class CompiledStep:
-    """A compiled one-step dynamics ``x_{t+1} = step(x_t, u_t, t, *params)`` with its
-    cached forward kernel (how the standard problems supply ``compiled_step`` to
+    """A compiled one-step dynamics with its cached forward kernel.
+
+    A compiled one-step dynamics ``x_{t+1} = step(x_t, u_t, t, *params)`` with its cached
+    forward kernel (how the standard problems supply ``compiled_step`` to
     :func:`metalqr.ilqr.ilqr`).
 
     Parameters
     ----------
     step : Numba-jitted ``(x (D,), u (M,), t int, *params) -> (D,)``
+        The one-step dynamics.
     forward : Numba-jitted ``(x0, X, U, K, k, alpha, lo, hi, clip, *params) -> (X, U)``
         A module-level ``@njit(cache=True)`` function returning
         ``_forward_loop(step, params, x0, X, U, K, k, alpha, lo, hi, clip)`` with ``step``
@@ -119,7 +125,20 @@ class CompiledStep:
         self.dims = (int(dims[0]), int(dims[1]))
 
     def check_shapes(self, D: int, M: int, what: str = "compiled_step") -> None:
-        """Refuse a state size ``D`` or control size ``M`` other than ``dims`` (named error)."""
+        """Refuse a state size ``D`` or control size ``M`` other than ``dims``.
+
+        Parameters
+        ----------
+        D, M : int
+            The state and control sizes of the caller's problem.
+        what : str
+            How the message names the compiled step.
+
+        Raises
+        ------
+        ValidationError
+            ``(D, M)`` differs from ``dims``.
+        """
         if (D, M) != self.dims:
             raise ValidationError(f"{what} is compiled for states of size {self.dims[0]} and "
                                   f"controls of size {self.dims[1]}; got D={D}, M={M}. Pass the "
@@ -155,9 +174,11 @@ def _check_forward_arrays(x0, X, U, K, k, lo, hi) -> None:
 
 
 def forward_compiled(step, x0, X, U, K, k, alpha, lo, hi, clip):
-    """``u_t = U_t + alpha k_t + K_t (x_t - X_t)`` (clipped to [lo, hi] if ``clip``) and
-    ``x_{t+1} = step(x_t, u_t, t)`` in one compiled loop, after checking every shape (the
-    kernel does no bounds checks). The forward pass of TOW Algorithm 1, lines 12-17.
+    """Run the compiled forward pass after checking every shape.
+
+    ``u_t = U_t + alpha k_t + K_t (x_t - X_t)`` (clipped to [lo, hi] if ``clip``) and ``x_{t+1}
+    = step(x_t, u_t, t)`` in one compiled loop, after checking every shape (the kernel does no
+    bounds checks). The forward pass of TOW Algorithm 1, lines 12-17.
 
     Parameters
     ----------

@@ -1,5 +1,7 @@
-"""iLQR backward pass (Appendix E and Algorithm 2 of the TOW paper, corrected), with a full
-or a diagonal model of the value Hessian ``V_t``.
+"""iLQR backward pass (Appendix E and Algorithm 2 of the TOW paper, corrected).
+
+iLQR backward pass (Appendix E and Algorithm 2 of the TOW paper, corrected), with a full or a
+diagonal model of the value Hessian ``V_t``.
 
 Corrections to Algorithm 2 as printed, following Tassa, Erez & Todorov (2012):
 
@@ -36,12 +38,25 @@ __all__ = ["BackwardResult", "backward_pass"]
 
 
 @dataclass
-class BackwardResult:
+class BackwardResult:  # numpydoc ignore=PR01
     """Gains and expected-decrease terms of one backward pass.
 
-    ``K`` (T, M, D), ``k`` (T, M); the expected change for step ``eps`` is
-    ``eps * dV[0] + eps**2 * dV[1]``. ``ok`` is False when a ``Q_uu`` (plus regularisation)
-    was not positive definite; ``failed_at`` is then that step ``t`` (else -1).
+    The expected change for step ``eps`` is ``eps * dV[0] + eps**2 * dV[1]``.
+
+    Attributes
+    ----------
+    K : (T, M, D) ndarray
+        Feedback gains.
+    k : (T, M) ndarray
+        Feed-forward gains.
+    dV : (2,) ndarray
+        Terms of the expected cost change.
+    ok : bool
+        False when a ``Q_uu`` (plus regularisation) was not positive definite.
+    failed_at : int
+        The step ``t`` where ``Q_uu`` failed (-1 when ``ok``).
+    gradient_norm : float
+        ``(sum_t |Q_u,t|^2)^(1/2)``, the gradient with respect to the feed-forward controls.
     """
 
     K: np.ndarray
@@ -56,8 +71,20 @@ class BackwardResult:
     gradient_norm: float = float("nan")
 
     def expected_change(self, eps: float) -> float:
-        """Predicted cost change ``eps dV[0] + eps^2 dV[1]`` of a forward pass with step
+        """Return the predicted cost change of a forward pass with step ``eps``.
+
+        Predicted cost change ``eps dV[0] + eps^2 dV[1]`` of a forward pass with step
         ``eps`` (TOW Algorithm 2 line 17, corrected; see the module docstring).
+
+        Parameters
+        ----------
+        eps : float >= 0
+            Line-search step size.
+
+        Returns
+        -------
+        float
+            The predicted change of the total cost (negative: a decrease).
 
         Raises
         ------
@@ -141,8 +168,10 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
                   u_min: np.ndarray | None, u_max: np.ndarray | None,
                   k_warm: np.ndarray | None = None, reg_type: str = "state",
                   compiled: bool = True) -> BackwardResult:
-    """Run the backward recursion from ``V_{T+1} = cT_xx``, ``v_{T+1} = cT_x`` (TOW paper
-    Appendix E, Algorithm 2 with the corrections of the module docstring).
+    """Run the iLQR backward recursion (TOW paper Appendix E, Algorithm 2, corrected).
+
+    Run the backward recursion from ``V_{T+1} = cT_xx``, ``v_{T+1} = cT_x`` (TOW paper Appendix
+    E, Algorithm 2 with the corrections of the module docstring).
 
     ``value_model="full"`` keeps ``V_t`` dense (``O(D^2)``); ``"diagonal"`` keeps its
     diagonal only (TOW Section 3.1): ``O(D M^2)`` time and ``O(D M)`` memory per step when
@@ -162,6 +191,7 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
     mu : float >= 0
         Levenberg-Marquardt regularisation.
     value_model : {"full", "diagonal"}
+        Dense ``V_t`` or its diagonal only (TOW Section 3.1).
     u_min, u_max : None, scalar or (M,) array
         Box limits (``-inf``/``inf`` allowed, ``u_min <= u_max``); ``None`` for none.
     k_warm : (T, M) array, optional
@@ -173,6 +203,8 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
         ``Q_uu``, also where ``F_u`` is rank-deficient). The unregularised ``Q_uu`` enters
         the expected decrease.
     compiled : bool
+        Allow the compiled kernel for the dense, unconstrained case with
+        ``D <= COMPILED_MAX_D`` (``False`` forces Python; results agree).
 
     Returns
     -------
@@ -186,6 +218,11 @@ def backward_pass(d: Derivatives, U: np.ndarray, *, mu: float, value_model: str,
         Malformed or mutually inconsistent arguments (checked before any compiled code
         runs), non-finite derivatives, or a dense value model beyond the memory limit
         (``value_model="diagonal"`` is the alternative).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix E and Algorithm 2 (corrected as listed in the module
+    docstring); Tassa, Erez and Todorov (2012), Eq. (10), for the regularisation.
     """
     if not isinstance(d, Derivatives):
         raise ValidationTypeError(f"d must be a metalqr.ilqr.Derivatives; got {type(d).__name__}.")

@@ -1,5 +1,7 @@
-"""Box-constrained quadratic programme by projected Newton (Tassa, Mansard & Todorov 2014,
-"Control-limited differential dynamic programming", Algorithm 3)."""
+"""Box-constrained quadratic programme by projected Newton.
+
+Tassa, Mansard & Todorov 2014, "Control-limited differential dynamic programming", Algorithm 3.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ __all__ = ["box_qp", "BoxQPResult"]
 
 
 @dataclass
-class BoxQPResult:
+class BoxQPResult:  # numpydoc ignore=PR01
     """Solution of ``min 0.5 x'Hx + g'x  subject to  lower <= x <= upper``.
 
     Attributes
     ----------
     x : ndarray (n,)
+        The minimiser.
     free : ndarray of bool (n,)
         Components not clamped at a bound at the solution.
     H_free_inv : ndarray (n_free, n_free)
@@ -41,9 +44,10 @@ class BoxQPResult:
 
 def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
            x0: np.ndarray | None = None, max_iterations: int = 100, tol: float = 1e-10) -> BoxQPResult:
-    """Projected-Newton solution of a small box-constrained QP
-    ``min 0.5 x'Hx + g'x  subject to  lower <= x <= upper`` (Tassa, Mansard & Todorov 2014,
-    Algorithm 3).
+    """Solve a small box-constrained QP by projected Newton.
+
+    Projected-Newton solution of a small box-constrained QP ``min 0.5 x'Hx + g'x  subject to
+    lower <= x <= upper`` (Tassa, Mansard & Todorov 2014, Algorithm 3).
 
     At each iteration the variables at a bound whose gradient pushes outward are clamped;
     a Newton step is taken in the free subspace and followed by an Armijo line search
@@ -60,6 +64,7 @@ def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     x0 : (n,) array, optional
         Finite starting point (projected into the box).
     max_iterations : int >= 1
+        Most projected-Newton iterations.
     tol : float > 0
         Gradient-norm and relative-decrease tolerance.
 
@@ -73,6 +78,12 @@ def box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     ValidationError
         Malformed, non-finite or inconsistent arguments, ``lower > upper`` or a
         non-symmetric ``H``.
+
+    References
+    ----------
+    Tassa, Mansard and Todorov (2014), "Control-limited differential dynamic
+    programming", Algorithm 3; used by the backward pass of the TOW paper [nguyen2023tow],
+    Appendix E, with control bounds.
     """
     H = real_array(H, "H", ndim=2)
     n = H.shape[0]

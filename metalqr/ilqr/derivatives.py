@@ -1,5 +1,7 @@
-"""Derivatives of the dynamics and cost along a trajectory, from the user or by finite
-differences (vectorised over the horizon when the callables accept batches).
+"""Derivatives of the dynamics and cost along a trajectory.
+
+Derivatives of the dynamics and cost along a trajectory, from the user or by finite differences
+(vectorised over the horizon when the callables accept batches).
 
 Finite-difference steps (issue 13 A). A central difference with step ``h`` has rounding
 error about ``eps |f| / h``. The classic step ``h = eps^(1/3) max(1, |z_j|)`` is relative to
@@ -58,21 +60,32 @@ FD_WORK_LIMIT = 2 ** 34
 
 
 @dataclass
-class Derivatives:
-    """First derivatives of the dynamics and second-order expansion of the cost along a
-    trajectory ``X`` (T+1, D), ``U`` (T, M) (TOW paper Appendix E, Eq. (64)-(65)).
+class Derivatives:  # numpydoc ignore=PR01
+    """Derivatives of the dynamics and cost along a trajectory (TOW paper Eq. (64)-(65)).
+
+    First derivatives of the dynamics and second-order expansion of the cost along a trajectory
+    ``X`` (T+1, D), ``U`` (T, M) (TOW paper Appendix E, Eq. (64)-(65)).
 
     Attributes
     ----------
-    f_x : (T, D, D) dense or (T, D) diagonal
-    f_u : (T, D, M)
-    c_x : (T, D)
-    c_u : (T, M)
-    c_xx : (T, D, D) dense or (T, D) diagonal
-    c_uu : (T, M, M)
-    c_ux : (T, M, D) or None (zero)
-    cT_x : (D,)
-    cT_xx : (D, D) dense or (D,) diagonal
+    f_x : (T, D, D) dense or (T, D) diagonal ndarray
+        State Jacobians of the dynamics, ``d x_{t+1} / d x_t``.
+    f_u : (T, D, M) ndarray
+        Control Jacobians of the dynamics, ``d x_{t+1} / d u_t``.
+    c_x : (T, D) ndarray
+        State gradients of the stage costs.
+    c_u : (T, M) ndarray
+        Control gradients of the stage costs.
+    c_xx : (T, D, D) dense or (T, D) diagonal ndarray
+        State Hessians of the stage costs.
+    c_uu : (T, M, M) ndarray
+        Control Hessians of the stage costs.
+    c_ux : (T, M, D) ndarray or None
+        Mixed second derivatives of the stage costs (None: zero).
+    cT_x : (D,) ndarray
+        Gradient of the terminal cost.
+    cT_xx : (D, D) dense or (D,) diagonal ndarray
+        Hessian of the terminal cost.
 
     Raises
     ------
@@ -81,6 +94,10 @@ class Derivatives:
         shapes disagree (``T``, ``D`` and ``M`` are read from ``f_u``). Non-finite entries are
         allowed here (derivatives at a diverged trajectory); :func:`backward_pass` refuses
         them and :func:`ilqr` stops with a reason.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix E, Eq. (64)-(65).
     """
 
     f_x: np.ndarray
@@ -104,10 +121,28 @@ class Derivatives:
     def check(self, T: int | None = None, D: int | None = None, M: int | None = None, *,
               finite: bool = False, name: str = "derivatives",
               against: str = "the trajectory") -> "Derivatives":
-        """Validate every field (real dtype, shapes consistent with ``f_u`` (T, D, M) and with
+        """Validate every field and convert it to C-contiguous float64 in place.
+
+        Validate every field (real dtype, shapes consistent with ``f_u`` (T, D, M) and with
         the given ``T``, ``D``, ``M``; all finite if ``finite``); convert to C-contiguous
-        float64 in place. ``name`` and ``against`` (what gave ``T``, ``D``, ``M``) appear in
-        the messages. Returns ``self``.
+        float64 in place.
+
+        Parameters
+        ----------
+        T, D, M : int, optional
+            Horizon, state size and control size the fields must match (None: read from
+            ``f_u``).
+        finite : bool
+            Whether to refuse non-finite entries.
+        name : str
+            How the messages name this object (``name.f_x`` ...).
+        against : str
+            What gave ``T``, ``D``, ``M`` (for the messages).
+
+        Returns
+        -------
+        Derivatives
+            ``self``, its fields converted.
 
         Raises
         ------
@@ -152,24 +187,36 @@ class Derivatives:
         return self
 
     def all_finite(self) -> bool:
-        """Whether every array is finite."""
+        """Return whether every array is finite.
+
+        Returns
+        -------
+        bool
+            True when no field holds NaN or an infinity.
+        """
         return all(np.all(np.isfinite(getattr(self, n))) for n in
                    ("f_x", "f_u", "c_x", "c_u", "c_xx", "c_uu", "cT_x", "cT_xx")) and (
             self.c_ux is None or bool(np.all(np.isfinite(self.c_ux))))
 
 
 def _base(h: float | None, order: int) -> float:
-    """Relative step: ``eps^(1/3)`` (first) / ``eps^(1/4)`` (second derivatives), or the user's
-    ``h`` / ``h^(3/4)``."""
+    """Return the relative finite-difference step.
+
+    Relative step: ``eps^(1/3)`` (first) / ``eps^(1/4)`` (second derivatives), or the user's
+    ``h`` / ``h^(3/4)``.
+    """
     if order == 1:
         return _EPS ** (1 / 3) if h is None else h
     return _EPS ** 0.25 if h is None else h ** 0.75
 
 
 def _batched(fn: Callable, vectorized: bool, D: int | None, name: str, p: int | None) -> Callable:
-    """``f(points (N, n), t (N,)) -> (N, p)`` from a user callable: ``fn(x, u, t)`` when ``D``
+    """Return a batched version of a user callable.
+
+    ``f(points (N, n), t (N,)) -> (N, p)`` from a user callable: ``fn(x, u, t)`` when ``D``
     splits the points into (x, u), ``fn(x)`` (terminal cost) when ``D`` is None; ``p`` is the
-    output size (None: a scalar, returned as (N, 1)). The output shape is checked."""
+    output size (None: a scalar, returned as (N, 1)). The output shape is checked.
+    """
     def check(out, N):
         if vectorized:
             want = (N,) if p is None else (N, p)
@@ -196,8 +243,11 @@ def _rows_in_chunks(per_row: int, R: int):
 
 
 def _grad_once(f, Z, ts, h):
-    """Central differences at rows ``Z`` (R, n) with steps ``h`` (R, n): estimate (R, n, p),
-    rounding bound, resolution in units of rounding, and smallest resolvable derivative."""
+    """Return central differences at many points.
+
+    Central differences at rows ``Z`` (R, n) with steps ``h`` (R, n): estimate (R, n, p),
+    rounding bound, resolution in units of rounding, and smallest resolvable derivative.
+    """
     R, n = Z.shape
     out = []
     for a, b in _rows_in_chunks(2 * n * n, R):
@@ -216,9 +266,12 @@ def _grad_once(f, Z, ts, h):
 
 
 def _hess_once(f, Z, ts, h):
-    """Second differences ``(f(++) - f(+-) - f(-+) + f(--)) / (4 h_i h_j)`` of a scalar ``f``
-    at rows ``Z`` (R, n): estimate, rounding bound, resolution and smallest resolvable
-    second derivative, each (R, n, n)."""
+    """Return second differences of a scalar function at many points.
+
+    Second differences ``(f(++) - f(+-) - f(-+) + f(--)) / (4 h_i h_j)`` of a scalar ``f`` at
+    rows ``Z`` (R, n): estimate, rounding bound, resolution and smallest resolvable second
+    derivative, each (R, n, n).
+    """
     R, n = Z.shape
     signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=float)
     eye = np.eye(n)
@@ -249,9 +302,12 @@ def _hess_once(f, Z, ts, h):
 
 
 def _adapt(once, Z, ts, h0, fixed, hessian=False):
-    """Run ``once`` at steps ``h0``; refine the at-risk entries on a ladder of growing steps
+    """Run ``once`` and refine the entries at risk on a ladder of steps.
+
+    Run ``once`` at steps ``h0``; refine the at-risk entries on a ladder of growing steps
     (module docstring). ``once`` returns (estimate, rounding bound, resolution, smallest
-    resolvable value), entries indexed (row, coordinate, ...)."""
+    resolvable value), entries indexed (row, coordinate, ...).
+    """
     est, err, ratio, smin = once(Z, ts, h0)
     if fixed:
         return est
@@ -347,17 +403,22 @@ def _dynamics_jacobians(dynamics, X, U, vectorized, step):
 
 def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
                           vectorized: bool = False, step: float | None = None):
-    """Central-difference ``f_x`` (T, D, D) and ``f_u`` (T, D, M) along (X, U), with the
-    checked, output-scaled steps of the module docstring.
+    """Return central-difference dynamics Jacobians along a trajectory.
+
+    Central-difference ``f_x`` (T, D, D) and ``f_u`` (T, D, M) along (X, U), with the checked,
+    output-scaled steps of the module docstring.
 
     Parameters
     ----------
     dynamics : callable ``(x, u, t) -> x_next``
         One step (``vectorized=False``: (D,), (M,), int -> (D,)) or a batch
         (``vectorized=True``: (N, D), (N, M), (N,) -> (N, D)).
-    X : (T+1, D) array; U : (T, M) array
-        Finite real trajectory.
+    X : (T+1, D) array
+        Finite real states.
+    U : (T, M) array
+        Finite real controls.
     vectorized : bool
+        Whether the callables take batches (see above).
     step : float in (0, 0.1], optional
         Fixed relative step ``h`` (``h max(1, |z|)``, no adaptation); default adaptive.
 
@@ -379,7 +440,9 @@ def fd_dynamics_jacobians(dynamics: Callable, X: np.ndarray, U: np.ndarray, *,
 
 def quadratic_cost_derivatives(X: np.ndarray, U: np.ndarray, goal: np.ndarray, q: float, r: float,
                                q_final: float) -> dict:
-    """Exact derivatives of ``q |x - goal|^2 + r |u|^2`` (stage) and ``q_final |x_T - goal|^2``
+    """Return the exact derivatives of a diagonal quadratic cost.
+
+    Exact derivatives of ``q |x - goal|^2 + r |u|^2`` (stage) and ``q_final |x_T - goal|^2``
     (terminal), as keyword arguments of :class:`Derivatives` (diagonal Hessians).
 
     Parameters
@@ -435,8 +498,10 @@ def _fd_derivatives(dynamics, cost, terminal_cost, X, U, vectorized, step) -> De
 def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_cost: Callable,
                                   X: np.ndarray, U: np.ndarray, *, vectorized: bool = False,
                                   step: float | None = None) -> Derivatives:
-    """Central finite differences of ``dynamics``, ``cost`` and ``terminal_cost`` along
-    ``(X, U)`` (the expansion of TOW paper Appendix E, Eq. (64)-(65)).
+    """Differentiate the dynamics and costs along a trajectory by central differences.
+
+    Central finite differences of ``dynamics``, ``cost`` and ``terminal_cost`` along ``(X, U)``
+    (the expansion of TOW paper Appendix E, Eq. (64)-(65)).
 
     Jacobians use ``2 (D + M)`` evaluations per time step; the cost Hessian uses the
     central second-difference formula on ``z = (x, u)`` with ``4 (D + M)^2`` evaluations.
@@ -455,9 +520,12 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
     terminal_cost : callable ``(x)``
         Cost of ``x_T``: a scalar for ``x`` (D,), or (N,) for a batch ``x`` (N, D) with
         ``vectorized=True`` (it then receives batches of perturbed copies of ``x_T``).
-    X : (T+1, D) array; U : (T, M) array
-        Finite real trajectory (``T, D, M >= 1``).
+    X : (T+1, D) array
+        Finite real states (``T, D >= 1``).
+    U : (T, M) array
+        Finite real controls (``M >= 1``).
     vectorized : bool
+        Whether the callables take batches (see above).
     step : float in (0, 0.1], optional
         Fixed relative step instead of the adaptive default.
 
@@ -472,6 +540,10 @@ def finite_difference_derivatives(dynamics: Callable, cost: Callable, terminal_c
         Malformed arguments; a callback returning the wrong shape or a complex, boolean or
         string result (:class:`~metalqr.ValidationTypeError`); more than ``FD_WORK_LIMIT``
         point coordinates to evaluate (``T * 4 (D + M)^3``), with the alternative.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix E, Eq. (64)-(65) (the expansion these derivatives fill).
     """
     check_callable(dynamics, "dynamics")
     check_callable(cost, "cost")

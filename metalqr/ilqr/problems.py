@@ -67,18 +67,25 @@ def _check_options(value: Any, name: str) -> dict:
 
 
 @dataclass
-class Problem:
+class Problem:  # numpydoc ignore=PR01
     """A trajectory-optimisation problem in the form :func:`metalqr.ilqr.ilqr` takes.
 
     Attributes
     ----------
     name : str
-    dynamics, cost : callables ``(x, u, t)``; terminal_cost : callable ``(x)``
+        Name of the problem.
+    dynamics, cost : callables ``(x, u, t)``
         Batch-first when ``vectorized`` (see :func:`metalqr.ilqr.ilqr`).
-    x0 : (D,) array; U0 : (T, M) array
-        Initial state and nominal controls (finite, real).
+    terminal_cost : callable ``(x)``
+        Cost of the final state.
+    x0 : (D,) array
+        Initial state (finite, real).
+    U0 : (T, M) array
+        Nominal controls (finite, real).
     derivatives : callable ``(X, U) -> Derivatives`` or None
+        Analytic derivatives along a trajectory (None: finite differences).
     vectorized : bool
+        Whether the callables take batches.
     reference : float
         A total cost that :func:`metalqr.ilqr.ilqr` with ``solver_options`` reaches from
         ``U0`` (at most this value); NaN if none is known (e.g. a standard problem at a
@@ -146,6 +153,8 @@ class Problem:
         Returns
         -------
         dict
+            ``dynamics``, ``cost``, ``terminal_cost``, ``x0``, ``U0``, ``derivatives``,
+            ``vectorized`` and (if ``compiled``) ``compiled_step``.
 
         Raises
         ------
@@ -166,7 +175,7 @@ def _is_numba(fn) -> bool:
 
 
 @dataclass(frozen=True)
-class StandardProblem:
+class StandardProblem:  # numpydoc ignore=PR01
     """The one statement of a standard problem (see the module docstring).
 
     Attributes
@@ -180,20 +189,26 @@ class StandardProblem:
     forward : Numba-jitted forward kernel
         ``_forward_loop(step, (dt,), ...)``, module-level and cached
         (:class:`~metalqr.ilqr.CompiledStep`).
-    x0 : (D,) initial state; goal : (D,) target state
+    x0 : (D,) ndarray
+        Initial state.
+    goal : (D,) ndarray
+        Target state.
     M : int >= 1
         Number of controls (``U0`` is zero).
     q, r, q_final : float >= 0
         Cost weights: stage ``s (q |x - goal|^2 + r |u|^2)``, terminal ``q_final |x_T - goal|^2``.
     stage_times_dt : bool
         ``s = dt`` (a running cost integrated over time) or ``s = 1``.
-    T : int >= 1; dt : float in (0, 1]
-        Default horizon and time step (s).
+    T : int >= 1
+        Default horizon.
+    dt : float in (0, 1]
+        Default time step (s).
     reference : float
         Total cost :func:`metalqr.ilqr.ilqr` reaches at the defaults with ``solver_options``.
     reference_source : str
         Where ``reference`` comes from (an independent solver or a published figure).
     solver_options : dict
+        :func:`metalqr.ilqr.ilqr` options under which ``reference`` is reached.
     summary : str
         One line for the module docstring.
 
@@ -253,12 +268,14 @@ _REGISTRY: dict[str, StandardProblem] = {}
 
 
 def register_problem(spec: StandardProblem) -> StandardProblem:
-    """Add a standard problem to the registry (its name becomes valid in
-    :func:`standard_problem`, and the contract tests cover it).
+    """Add a standard problem to the registry.
+
+    Its name becomes valid in :func:`standard_problem`, and the contract tests cover it.
 
     Parameters
     ----------
     spec : StandardProblem
+        The problem's one statement; its ``name`` must be new.
 
     Returns
     -------
@@ -282,11 +299,12 @@ def register_problem(spec: StandardProblem) -> StandardProblem:
 
 
 def standard_problems() -> tuple[str, ...]:
-    """Names of the registered standard problems, in registration order.
+    """Return the names of the registered standard problems, in registration order.
 
     Returns
     -------
     tuple of str
+        The names, valid in :func:`standard_problem`.
 
     Examples
     --------
@@ -298,7 +316,7 @@ def standard_problems() -> tuple[str, ...]:
 
 
 def standard_problem_spec(name: str) -> StandardProblem:
-    """The registered :class:`StandardProblem` called ``name``.
+    """Return the registered :class:`StandardProblem` called ``name``.
 
     Parameters
     ----------
@@ -308,6 +326,7 @@ def standard_problem_spec(name: str) -> StandardProblem:
     Returns
     -------
     StandardProblem
+        The registered statement.
 
     Raises
     ------
@@ -405,12 +424,15 @@ def standard_problem(name: str, T: int | None = None, dt: float | None = None) -
 
 @nb.njit(inline="always")
 def _batch_loop(step, params, X, U, ts):
-    """``out[n] = step(X[n], U[n], ts[n], *params)`` for ``n < N``: the batched dynamics of a
+    """Apply a step to a batch of states and controls.
+
+    ``out[n] = step(X[n], U[n], ts[n], *params)`` for ``n < N``: the batched dynamics of a
     standard problem, X (N, D), U (N, M), ts (N,) int64 -> (N, D).
 
     Inlined (Numba IR) into each problem's cached batch kernel, which names its step as a
     module-level global (that keeps the kernel cacheable across processes). No bounds checks:
-    :func:`standard_problem`'s dynamics passes contiguous float64 arrays of matching rows."""
+    :func:`standard_problem`'s dynamics passes contiguous float64 arrays of matching rows.
+    """
     out = np.empty_like(X)
     for n in range(X.shape[0]):
         out[n] = step(X[n], U[n], ts[n], *params)
@@ -466,7 +488,7 @@ register_problem(StandardProblem(
 
 
 def acrobot(T: int = 50, dt: float = 0.1) -> Problem:
-    """The trajax acrobot (``standard_problem("acrobot", T, dt)``; see the module docstring).
+    """Return the trajax acrobot (``standard_problem("acrobot", T, dt)``; see the module docstring).
 
     Parameters
     ----------
@@ -540,6 +562,8 @@ def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
     Returns
     -------
     Problem
+        The swing-up problem (state: angle in rad, angular velocity in rad/s; control:
+        torque).
 
     Raises
     ------
@@ -553,8 +577,11 @@ def pendulum(T: int = 300, dt: float = 0.01) -> Problem:
 
 @nb.njit(cache=True)
 def _cartpole_step(x, u, t, dt):
-    """Euler step; M(q) qdd = [F + mp l thd^2 sin th, -mp g l sin th],
-    M = [[mc + mp, mp l cos th], [mp l cos th, mp l^2]], F = 5 tanh(u)."""
+    """Take one Euler step of the cart-pole.
+
+    Euler step; M(q) qdd = [F + mp l thd^2 sin th, -mp g l sin th], M = [[mc + mp, mp l cos th],
+    [mp l cos th, mp l^2]], F = 5 tanh(u).
+    """
     mc, mp, l, g = 10.0, 1.0, 0.5, 9.81
     out = np.empty_like(x)
     th, dx, dth = x[1], x[2], x[3]
@@ -609,6 +636,7 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
     Returns
     -------
     Problem
+        The swing-up problem.
 
     Raises
     ------
@@ -621,17 +649,21 @@ def cartpole(T: int = 50, dt: float = 0.1) -> Problem:
 # ---- other problems -------------------------------------------------------------------------
 
 def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tuple[Problem, dict]:
-    """Random time-varying LQ problem ``x' = A_t x + B_t u + c_t``, cost
-    ``0.5 x'Q_t x + 0.5 u'R_t u + q_t'x``, terminal ``0.5 x'Q_T x``; returns the problem
-    (analytic derivatives) and its matrices. ``diagonal=True`` makes everything diagonal
-    (requires ``D == M``), i.e. D decoupled scalar problems.
+    """Build a random time-varying linear-quadratic problem.
+
+    Random time-varying LQ problem ``x' = A_t x + B_t u + c_t``, cost ``0.5 x'Q_t x + 0.5 u'R_t
+    u + q_t'x``, terminal ``0.5 x'Q_T x``; returns the problem (analytic derivatives) and its
+    matrices. ``diagonal=True`` makes everything diagonal (requires ``D == M``), i.e. D
+    decoupled scalar problems.
 
     Parameters
     ----------
     D, M, T : int >= 1
         State size, control size, horizon.
     rng : numpy Generator, int seed >= 0 or None
+        Source of the random matrices.
     diagonal : bool
+        Make every matrix diagonal (requires ``D == M``).
 
     Returns
     -------
@@ -699,9 +731,11 @@ def linear_quadratic(D: int, M: int, T: int, rng, diagonal: bool = False) -> tup
 
 
 def finite_horizon_lqr(mats: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact solution of the LQ problem of :func:`linear_quadratic` by the Riccati recursion
-    with affine terms: returns the optimal controls (T, M), feedback (T, M, D) and feed-forward
-    (T, M) gains (``u_t = K_t x_t + k_t``).
+    """Solve the LQ problem of :func:`linear_quadratic` exactly by the Riccati recursion.
+
+    Exact solution of the LQ problem of :func:`linear_quadratic` by the Riccati recursion with
+    affine terms: returns the optimal controls (T, M), feedback (T, M, D) and feed-forward (T,
+    M) gains (``u_t = K_t x_t + k_t``).
 
     Parameters
     ----------
@@ -711,7 +745,12 @@ def finite_horizon_lqr(mats: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns
     -------
-    U (T, M), K (T, M, D), k (T, M)
+    U : (T, M) ndarray
+        Optimal controls.
+    K : (T, M, D) ndarray
+        Feedback gains.
+    k : (T, M) ndarray
+        Feed-forward gains.
 
     Raises
     ------
@@ -770,6 +809,7 @@ def diagonal_quadratic(D: int, M: int, T: int, rng=0, lr: float = 0.5, beta: flo
     D, M, T : int >= 1
         State size, number of tasks (controls), horizon.
     rng : numpy Generator, int seed >= 0 or None
+        Source of the random task losses.
     lr : float > 0
         Step size of the inner gradient step.
     beta : float >= 0
@@ -778,6 +818,7 @@ def diagonal_quadratic(D: int, M: int, T: int, rng=0, lr: float = 0.5, beta: flo
     Returns
     -------
     Problem
+        The problem, with analytic diagonal derivatives.
 
     Raises
     ------

@@ -1,6 +1,9 @@
-"""The iLQR solver: backward pass, forward pass with backtracking line search,
-Levenberg-Marquardt regularisation, box-constrained controls (TOW paper Algorithm 1 lines
-9-19 and Appendix E, with the corrections of :mod:`metalqr.ilqr.backward`)."""
+"""The iLQR solver: backward pass, line search, regularisation and control bounds.
+
+The iLQR solver: backward pass, forward pass with backtracking line search, Levenberg-Marquardt
+regularisation, box-constrained controls (TOW paper Algorithm 1 lines 9-19 and Appendix E, with the
+corrections of :mod:`metalqr.ilqr.backward`).
+"""
 
 from __future__ import annotations
 
@@ -30,18 +33,32 @@ REGULARIZATION_TYPES = ("state", "control")
 
 
 @dataclass
-class ILQRResult:
+class ILQRResult:  # numpydoc ignore=PR01
     """Result of :func:`ilqr`.
 
     Attributes
     ----------
-    X : (T+1, D) states; U : (T, M) controls.
-    K : (T, M, D) feedback and k : (T, M) feed-forward gains of the last backward pass.
-    cost : float, total cost of (X, U).
-    costs : list of float, the total cost before the first iteration and after each accepted one.
-    converged : bool; stop_reason : str, why it stopped (for a failure: the cause, e.g.
-        ``"f_u is ~0 at step t"`` or ``"c_uu not positive definite at step t"``).
-    n_iterations : int; regularization : float, the final mu.
+    X : (T+1, D) ndarray
+        States of the final trajectory.
+    U : (T, M) ndarray
+        Controls of the final trajectory.
+    K : (T, M, D) ndarray
+        Feedback gains of the last backward pass.
+    k : (T, M) ndarray
+        Feed-forward gains of the last backward pass.
+    cost : float
+        Total cost of ``(X, U)``.
+    costs : list of float
+        The total cost before the first iteration and after each accepted one.
+    converged : bool
+        Whether a stopping test on the cost decrease or the gradient was met.
+    stop_reason : str
+        Why it stopped (for a failure: the cause, e.g. ``"f_u is ~0 at step t"`` or
+        ``"c_uu not positive definite at step t"``).
+    n_iterations : int
+        Iterations run.
+    regularization : float
+        The final Levenberg-Marquardt ``mu``.
     regularization_type : str
         The regularisation in use at the end: the requested one, or ``"state+control"``
         after an escalation (state regularisation cannot repair a rank-deficient ``f_u``).
@@ -66,8 +83,11 @@ class ILQRResult:
 
 
 def _min_eig(A: np.ndarray) -> float:
-    """Smallest eigenvalue of the symmetric part of ``A``; ``nan`` when ``A`` is not finite
-    or the eigen-solver fails (never raises: issue 1, ``eigvalsh`` on an overflowed matrix)."""
+    """Return the smallest eigenvalue of the symmetric part of ``A``.
+
+    Smallest eigenvalue of the symmetric part of ``A``; ``nan`` when ``A`` is not finite or the
+    eigen-solver fails (never raises: issue 1, ``eigvalsh`` on an overflowed matrix).
+    """
     if not np.all(np.isfinite(A)):
         return float("nan")
     scale = float(np.max(np.abs(A)))
@@ -82,8 +102,11 @@ def _min_eig(A: np.ndarray) -> float:
 
 
 def _diagnose(d: Derivatives, t: int, fd: bool, X: np.ndarray) -> str:
-    """Why ``Q_uu`` at step ``t`` could not be made positive definite: the cause in terms of
-    the derivatives, not only the symptom. Never raises, also for non-finite matrices."""
+    """Explain why ``Q_uu`` could not be made positive definite.
+
+    Why ``Q_uu`` at step ``t`` could not be made positive definite: the cause in terms of the
+    derivatives, not only the symptom. Never raises, also for non-finite matrices.
+    """
     T = d.f_u.shape[0]
     with np.errstate(all="ignore"):
         fu_scale = lambda s: bool(np.max(np.abs(d.f_u[s])) <= 1e-12 * max(
@@ -124,9 +147,11 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
          line_search: Any = None, accept_ratio: float = 0.1,
          callback: Callable[[int, np.ndarray, np.ndarray, float], Any] | None = None,
          fd_step: float | None = None, compiled_step: Any = None) -> ILQRResult:
-    """Iterative LQR for ``min_U sum_t cost(x_t, u_t, t) + terminal_cost(x_T)``,
-    ``x_{t+1} = dynamics(x_t, u_t, t)``, ``x_0 = x0`` (TOW paper Section 2.1, Algorithms 1-2,
-    Appendix E, corrected; Tassa, Erez & Todorov 2012).
+    """Optimise a trajectory by iterative LQR (TOW paper Algorithms 1-2, Appendix E).
+
+    Iterative LQR for ``min_U sum_t cost(x_t, u_t, t) + terminal_cost(x_T)``, ``x_{t+1} =
+    dynamics(x_t, u_t, t)``, ``x_0 = x0`` (TOW paper Section 2.1, Algorithms 1-2, Appendix E,
+    corrected; Tassa, Erez & Todorov 2012).
 
     Parameters
     ----------
@@ -151,7 +176,9 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         ``cT_xx`` may be diagonals (vectors), the TOW case. Every returned shape is checked
         against ``(T, D, M)`` before any compiled code runs.
     vectorized : bool
+        Whether ``dynamics``, ``cost`` and ``terminal_cost`` take batches (see above).
     max_iterations : int >= 0
+        Most iLQR iterations (backward pass, then forward passes of the line search).
     tol : float >= 0
         Stop when the relative cost decrease of an accepted step, or the relative expected
         decrease, falls below ``tol``.
@@ -197,6 +224,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     Returns
     -------
     ILQRResult
+        The optimised states ``X`` (T+1, D), controls ``U`` (T, M), gains and costs.
         ``stop_reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
         ...)"`` when ``U0`` is already optimal; for a failure, the cause at the failing
         step (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
@@ -220,6 +248,27 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     of the evaluation points cannot hide a gradient worth more than ``tol`` of the cost (else
     ``converged=False`` with the reason); entries whose refinement overflowed are reported
     as non-finite derivatives, never read as 0.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 2.1, Appendix E and Algorithms 1-2 (the iLQR
+    recursion, with the corrections listed in :mod:`metalqr.ilqr`); Tassa, Erez and Todorov
+    (2012) for the regularisation and line search; Tassa, Mansard and Todorov (2014),
+    Algorithm 3, for the box-constrained controls.
+
+    Examples
+    --------
+    Drive a discretised double integrator (``dt = 0.1``) to the origin in 20 steps:
+
+    >>> import numpy as np
+    >>> from metalqr.ilqr import ilqr
+    >>> dynamics = lambda x, u, t: np.array([x[0] + 0.1 * x[1], x[1] + 0.1 * u[0]])
+    >>> cost = lambda x, u, t: x @ x + 0.1 * u @ u
+    >>> res = ilqr(dynamics, cost, x0=np.array([1.0, 0.0]), U0=np.zeros((20, 1)))
+    >>> res.converged, res.U.shape, res.X.shape
+    (True, (20, 1), (21, 2))
+    >>> bool(res.cost < res.costs[0])
+    True
     """
     # ---- arguments ---------------------------------------------------------------------
     dynamics = check_callable(dynamics, "dynamics")
@@ -481,10 +530,13 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
 
 def _fd_hidden_decrease(d: Derivatives, X: np.ndarray, U: np.ndarray,
                         fd_step: float | None) -> float:
-    """Upper estimate of the cost decrease a gradient invisible to central differences could
-    give: an evaluation point ``z +- h`` is rounded by up to ``eps (|z| + h)``, which shifts a
+    """Estimate the cost decrease that a gradient hidden by rounding could give.
+
+    Upper estimate of the cost decrease a gradient invisible to central differences could give:
+    an evaluation point ``z +- h`` is rounded by up to ``eps (|z| + h)``, which shifts a
     derivative by ``|c_zz| eps (|z| + h)``; such a hidden gradient ``g`` is worth ``g^2 / (2
-    c_zz)``, i.e. ``c_zz (eps (|z| + h))^2 / 2`` per coordinate."""
+    c_zz)``, i.e. ``c_zz (eps (|z| + h))^2 / 2`` per coordinate.
+    """
     eps = np.finfo(float).eps
     rel = eps ** (1 / 3) if fd_step is None else fd_step
     with np.errstate(all="ignore"):
@@ -501,9 +553,12 @@ _CALLBACK_BUGS = (ArithmeticError, LookupError, TypeError, ValueError, Attribute
 
 
 def _guarded(fn: Callable, name: str, vectorized: bool, D: int, M: int) -> Callable:
-    """``fn`` with any non-metalqr exception it raises re-raised as a :class:`ValidationError`
-    that names the callback, the calling convention in use and the likely fix, chained to the
-    original (issue 4)."""
+    """Wrap a user callback so that its exceptions name the callback.
+
+    ``fn`` with any non-metalqr exception it raises re-raised as a :class:`ValidationError` that
+    names the callback, the calling convention in use and the likely fix, chained to the
+    original (issue 4).
+    """
     if vectorized:
         conv = ("vectorized=True was set: it receives a batch x of shape (N, D) = (N, "
                 f"{D})" + ("" if name == "terminal_cost" else f", u (N, {M}), t (N,) int")
@@ -540,8 +595,11 @@ def _first_non_finite(d: Derivatives) -> str:
 
 
 def _rank_deficient(fu: np.ndarray) -> bool:
-    """Whether ``f_u`` (D, M) has numerical rank below ``M`` (state regularisation
-    ``mu f_u'f_u`` cannot then make ``Q_uu`` positive definite)."""
+    """Return whether ``f_u`` has numerical rank below ``M``.
+
+    Whether ``f_u`` (D, M) has numerical rank below ``M`` (state regularisation ``mu f_u'f_u``
+    cannot then make ``Q_uu`` positive definite).
+    """
     if fu.shape[0] < fu.shape[1]:
         return True
     sv = np.linalg.svd(fu, compute_uv=False)

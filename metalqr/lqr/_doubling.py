@@ -44,7 +44,7 @@ _KERNEL: list = []
 
 
 def _compiled():
-    """The compiled SDA kernel, or ``None`` without Numba (looked up once, lazily)."""
+    """Return the compiled SDA kernel, or ``None`` without Numba (looked up once, lazily)."""
     if not _KERNEL:
         import importlib.util
         if importlib.util.find_spec("numba") is None:

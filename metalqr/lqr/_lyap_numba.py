@@ -29,8 +29,11 @@ __all__ = ["pair_2x2", "evaluate_small", "evaluate_2x2", "sda_small"]
 
 @nb.njit(cache=True, error_model="numpy")
 def pair_2x2(A, WT, W, XT, X, stable):
-    """Fill ``XT``, ``X`` (n, 2, 2) and ``stable`` (n,) for ``X_T = A' X_T A + W_T`` and
-    ``X = A X A' + W``; zeros where not stable."""
+    """Solve the 2x2 Stein equations of a batch in closed form.
+
+    Fill ``XT``, ``X`` (n, 2, 2) and ``stable`` (n,) for ``X_T = A' X_T A + W_T`` and ``X = A X
+    A' + W``; zeros where not stable.
+    """
     n = A.shape[0]
     L = np.empty((4, 4))
     piv = np.empty(4, dtype=np.int64)
@@ -152,8 +155,11 @@ def _solve_lu(L, piv, b, dd):
 
 @nb.njit(cache=True, error_model="numpy")
 def _solve_lu_t(L, piv, b, dd):
-    """``L' x = b`` in place from :func:`_lu`'s factors (``P L = LU``: ``U' y = b``,
-    ``L_unit' z = y``, ``x = P' z``)."""
+    """Solve ``L' x = b`` in place from :func:`_lu`'s factors.
+
+    ``L' x = b`` in place from :func:`_lu`'s factors (``P L = LU``: ``U' y = b``, ``L_unit' z =
+    y``, ``x = P' z``).
+    """
     for r in range(dd):
         s = b[r]
         for c in range(r):
@@ -182,8 +188,11 @@ def _symmetric_enough(W, d):
 
 @nb.njit(cache=True, error_model="numpy")
 def _residual(AK, transpose, W, X, T, Rm, d):
-    """``Rm = sym(W) - (X - A X A')`` with ``A = AK`` (or ``AK'`` if ``transpose``); ``T`` is
-    work space (d, d)."""
+    """Return the Lyapunov residual ``sym(W) - (X - A X A')``.
+
+    ``Rm = sym(W) - (X - A X A')`` with ``A = AK`` (or ``AK'`` if ``transpose``); ``T`` is work
+    space (d, d).
+    """
     for r in range(d):                        # T = A X
         for c in range(d):
             s = 0.0
@@ -200,10 +209,13 @@ def _residual(AK, transpose, W, X, T, Rm, d):
 
 @nb.njit(cache=True, error_model="numpy")
 def _build_sym(AK, transpose, iu, ju, L, m):
-    """The Lyapunov operator ``X -> X - A X A'`` (``A = AK``, or ``AK'`` if ``transpose``)
-    restricted to symmetric ``X`` in the basis ``X[s, u] = X[u, s] = x_(s,u)``, ``s <= u``
-    (``m = d (d + 1) / 2`` unknowns): row ``(p, q)``, column ``(s, u)`` holds
-    ``delta - (A[p, s] A[q, u] + [s != u] A[p, u] A[q, s])``."""
+    """Return the Lyapunov operator restricted to symmetric matrices.
+
+    Return the Lyapunov operator ``X -> X - A X A'`` (``A = AK``, or ``AK'`` if ``transpose``)
+    restricted to symmetric ``X`` in the basis ``X[s, u] = X[u, s] = x_(s,u)``, ``s <= u`` (``m
+    = d (d + 1) / 2`` unknowns): row ``(p, q)``, column ``(s, u)`` holds ``delta - (A[p, s] A[q,
+    u] + [s != u] A[p, u] A[q, s])``.
+    """
     for r in range(m):
         p, q = iu[r], ju[r]
         for c in range(m):
@@ -374,11 +386,14 @@ def evaluate_small(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified,
 
 @nb.njit(cache=True, error_model="numpy")
 def evaluate_2x2(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
-    """:func:`evaluate_small` for ``d = 2`` (same arguments and contract, no ``dims``):
-    the Schur-Cohn test decides ``rho(A_K) < 1`` exactly, and :func:`pair_2x2` solves both
-    Lyapunov equations with one LU of the 4 x 4 Kronecker matrix (SciPy's 'direct' method
-    for small matrices), then once more for one step of iterative refinement; symmetrised
-    when the right-hand side is symmetric to 1e-12."""
+    """Evaluate ``d = 2`` tasks (:func:`evaluate_small` for 2 x 2).
+
+    :func:`evaluate_small` for ``d = 2`` (same arguments and contract, no ``dims``): the
+    Schur-Cohn test decides ``rho(A_K) < 1`` exactly, and :func:`pair_2x2` solves both Lyapunov
+    equations with one LU of the 4 x 4 Kronecker matrix (SciPy's 'direct' method for small
+    matrices), then once more for one step of iterative refinement; symmetrised when the
+    right-hand side is symmetric to 1e-12.
+    """
     n, k = A.shape[0], B.shape[2]
     M = np.empty((n, 2, 2))
     for i in range(n):
@@ -451,10 +466,13 @@ def evaluate_2x2(A, B, Q, R, Psi, K, want_sigma, AK, P, S, E, RBPB, certified):
 
 @nb.njit(cache=True, error_model="numpy")
 def sda_small(A, G, H, rtol, early, max_iterations, out, converged, iterations, dims):
-    """The structure-preserving doubling iteration of :func:`metalqr.lqr._doubling.sda`
-    task by task (same updates, symmetrisation, stopping rules and outputs), for ``d <= 6``
+    """Run the structure-preserving doubling iteration task by task (compiled).
+
+    Return the structure-preserving doubling iteration of :func:`metalqr.lqr._doubling.sda` task
+    by task (same updates, symmetrisation, stopping rules and outputs), for ``d <= 6``
     (``dims``: a tuple of ``d`` zeros). ``W_j = I + G_j H_j`` is solved by LU with partial
-    pivoting; a zero pivot or a non-finite increment ends the task unconverged."""
+    pivoting; a zero pivot or a non-finite increment ends the task unconverged.
+    """
     n = A.shape[0]
     d = len(dims)
     Aj = np.empty((d, d))

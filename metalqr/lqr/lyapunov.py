@@ -35,8 +35,11 @@ MAX_DOUBLINGS = 64
 
 
 def spectral_radius_of(A: np.ndarray) -> np.ndarray:
-    """Spectral radius of each matrix in the trailing two axes of ``A``; ``inf`` for a
-    matrix with non-finite entries (e.g. ``A - B K`` overflowed for a huge finite ``K``)."""
+    """Return the spectral radius of each matrix in the trailing two axes of ``A``.
+
+    Spectral radius of each matrix in the trailing two axes of ``A``; ``inf`` for a matrix with
+    non-finite entries (e.g. ``A - B K`` overflowed for a huge finite ``K``).
+    """
     finite = np.all(np.isfinite(A), axis=(-2, -1))
     if not np.all(finite):
         safe = np.where(finite[..., None, None], A, 0.0)
@@ -159,12 +162,14 @@ def _sym_if_unguarded(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def _schur_stable_2x2(A: np.ndarray) -> np.ndarray:
-    """``rho(A) < 1`` for real 2 x 2 matrices by the Schur-Cohn (Jury) test on the
-    characteristic polynomial ``z^2 - t z + det``: ``|det| < 1`` and ``|t| < 1 + det``
-    (``p(1) > 0``, ``p(-1) > 0``). Exact at the boundary where eigenvalues are (e.g.
-    ``diag(1, 0.5)`` is unstable) and free of the ``sqrt(eps)`` error of the closed-form
-    eigenvalues at a double root; ``False`` for non-finite entries. A tenth of the cost of
-    ``eigvals`` on a batch."""
+    """Test ``rho(A) < 1`` for real 2 x 2 matrices by the Schur-Cohn (Jury) test.
+
+    ``rho(A) < 1`` for real 2 x 2 matrices by the Schur-Cohn (Jury) test on the characteristic
+    polynomial ``z^2 - t z + det``: ``|det| < 1`` and ``|t| < 1 + det`` (``p(1) > 0``, ``p(-1) >
+    0``). Exact at the boundary where eigenvalues are (e.g. ``diag(1, 0.5)`` is unstable) and
+    free of the ``sqrt(eps)`` error of the closed-form eigenvalues at a double root; ``False``
+    for non-finite entries. A tenth of the cost of ``eigvals`` on a batch.
+    """
     a, b, c, e = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
     t, det = a + e, a * e - b * c
     return (np.abs(det) < 1.0) & (np.abs(t) < 1.0 + det)
@@ -177,7 +182,7 @@ _NUMBA_PAIR = []
 
 
 def _numba_pair():
-    """The compiled ``d = 2`` kernel, or ``None`` without Numba (looked up once)."""
+    """Return the compiled ``d = 2`` kernel, or ``None`` without Numba (looked up once)."""
     if not _NUMBA_PAIR:
         import importlib.util
         if importlib.util.find_spec("numba") is None:
@@ -189,13 +194,15 @@ def _numba_pair():
 
 
 def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
-    """The Kronecker kernel of :func:`lyapunov_pair` (``d <= KRON_MAX_D``) with its per-call
+    """Solve the Lyapunov pairs by the Kronecker kernel.
+
+    The Kronecker kernel of :func:`lyapunov_pair` (``d <= KRON_MAX_D``) with its per-call
     overhead cut for small batches (issue 15, small-task latency): one ``errstate`` for the
     whole call, stability from ``eigvals`` when every entry is finite (the Schur-Cohn test
-    :func:`_schur_stable_2x2` for ``d = 2``),
-    no masking when every member is stable, and both equations in one batched solve.
-    Same results as before (stability decided by ``rho(A) < 1``, members with
-    ``rho >= 1`` zeroed and flagged)."""
+    :func:`_schur_stable_2x2` for ``d = 2``), no masking when every member is stable, and both
+    equations in one batched solve. Same results as before (stability decided by ``rho(A) < 1``,
+    members with ``rho >= 1`` zeroed and flagged).
+    """
     n, d = A.shape[0], A.shape[-1]
     if d == 2 and W is not None and n >= NUMBA_MIN_BATCH and np.isfinite(A).all():
         kernel = _numba_pair()
@@ -233,8 +240,11 @@ _EYES: dict[int, np.ndarray] = {}
 
 
 def _pair_2x2_compiled(kernel, A, W_T, W):
-    """:func:`_lyapunov_pair_kron` for a batch of 2 x 2 members by the compiled kernel (same
-    stability test, same symmetrisation rule)."""
+    """Solve the Lyapunov pairs of a batch of 2 x 2 members by the compiled kernel.
+
+    :func:`_lyapunov_pair_kron` for a batch of 2 x 2 members by the compiled kernel (same
+    stability test, same symmetrisation rule).
+    """
     n = A.shape[0]
     W_T = np.ascontiguousarray(np.broadcast_to(W_T, A.shape))
     W = np.ascontiguousarray(np.broadcast_to(W, A.shape))
@@ -248,8 +258,10 @@ def _pair_2x2_compiled(kernel, A, W_T, W):
 
 
 def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
-    """:func:`lyapunov_pair` for ONE closed loop ``A`` of shape (d, d) with
-    ``d <= KRON_MAX_D`` (internal fast path of the single-task cost and gradient, issue 15).
+    """Solve the Lyapunov pair for one small closed loop.
+
+    :func:`lyapunov_pair` for ONE closed loop ``A`` of shape (d, d) with ``d <= KRON_MAX_D``
+    (internal fast path of the single-task cost and gradient, issue 15).
 
     Same maths and the same decisions as the batched Kronecker kernel: stable iff
     ``rho(A) < 1`` (``eigvals``; the Schur-Cohn test for ``d = 2``); ``X_T`` from ``(I - A (x) A)' vec(X_T) = vec(W_T)`` and
@@ -335,6 +347,10 @@ def dlyap(A: Any, W: Any) -> np.ndarray:
     With ``A = (A_i - B_i K)'`` and ``W = Q_i + K'R_i K`` this gives ``P_K`` of
     Proposition 1; with ``A = A_i - B_i K`` and ``W = Psi`` the state covariance
     ``Sigma_K`` of Eq. (1) of the ZO-MAML paper.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (1) and Proposition 1 (the two Lyapunov equations).
 
     Examples
     --------

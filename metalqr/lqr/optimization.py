@@ -1,5 +1,8 @@
-"""Model-based policy optimisation for single tasks: the three updates of Section 3.1 of
-the ZO-MAML paper (after Fazel et al. 2018), batched over a TaskSet."""
+"""Model-based policy optimisation for single tasks (Section 3.1 of the ZO-MAML paper).
+
+Model-based policy optimisation for single tasks: the three updates of Section 3.1 of the ZO-MAML
+paper (after Fazel et al. 2018), batched over a TaskSet.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ Method = Literal["gd", "natural", "gauss_newton"]
 
 
 @dataclass
-class PolicyOptimizationResult:
+class PolicyOptimizationResult:  # numpydoc ignore=PR01
     """Result of :func:`policy_optimization`.
 
     Attributes
@@ -69,6 +72,7 @@ def policy_optimization(task: TaskLike, K0: Any, method: Method = "gd", eta: flo
     K0 : array_like, shape (k, d) or (n, k, d)
         Stabilising initial gain(s): one shared gain, or one per task of a TaskSet.
     method : {"gd", "natural", "gauss_newton"}
+        The update (see above).
     eta : float
         Step size ``eta`` of Section 3.1, finite and > 0 (Fazel et al. give safe values;
         ``1/2`` for Gauss-Newton).
@@ -77,12 +81,34 @@ def policy_optimization(task: TaskLike, K0: Any, method: Method = "gd", eta: flo
     tol : float
         Stop when every task's gradient Frobenius norm is below ``tol`` (finite, >= 0).
 
+    Returns
+    -------
+    PolicyOptimizationResult
+        The final gain(s), the costs and gradient norms along the way, ``converged`` and
+        ``stop_reason``.
+
     Raises
     ------
     ValidationError
         On an unknown method, a malformed gain or out-of-range numbers.
     UnstablePolicyError
         If ``K0`` or an iterate does not stabilise a task (reduce ``eta``).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 3.1 (the three model-based updates, after Fazel et
+    al. 2018).
+
+    Examples
+    --------
+    Gauss-Newton with ``eta = 1/2`` (policy iteration) reaches the optimal gain in a few steps:
+
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.double_integrator()
+    >>> res = metalqr.policy_optimization(task, [[1.0, 1.5]], method="gauss_newton", eta=0.5,
+    ...                                   max_iterations=20)
+    >>> res.converged, bool(np.allclose(res.K, metalqr.optimal_gain(task)[0]))
+    (True, True)
     """
     method = check_choice(method, "method", ("gd", "natural", "gauss_newton"))
     step = check_positive(eta, "eta")

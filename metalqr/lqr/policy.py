@@ -1,5 +1,6 @@
-"""Exact policy evaluation, policy gradient and Hessian for LQR (Section 3.1 and
-Proposition 1 of the ZO-MAML paper), batched over the tasks of a :class:`TaskSet`.
+"""Exact policy evaluation, policy gradient and Hessian for LQR.
+
+Section 3.1 and Proposition 1 of the ZO-MAML paper. Batched over the tasks of a :class:`TaskSet`.
 
 Notation: ``A_K = A - B K``, ``P_K = A_K' P_K A_K + Q + K'RK``, ``Sigma_K = A_K Sigma_K A_K' + Psi``
 (Eq. (1)), ``E_K = (R + B'P_K B) K - B'P_K A`` and ``J(K) = Tr(P_K Psi) = Tr((Q + K'RK) Sigma_K)``.
@@ -34,7 +35,9 @@ def _T(X: np.ndarray) -> np.ndarray:
 
 def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
     """Validate a gain for ``batch``: shape (k, d), or (n, k, d) for a TaskSet of n tasks.
-    Returns it broadcast to (n, k, d)."""
+
+    Returns it broadcast to (n, k, d).
+    """
     n, d, k = batch.n, batch.d, batch.k
     if (n == 1 and type(K) is np.ndarray and K.dtype == np.float64 and K.shape == (k, d)
             and np.isfinite(K).all()):
@@ -56,14 +59,17 @@ def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
 
 
 def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
-    """``A - B K`` for every task, shape (n, d, d) (``inf`` entries where a huge finite ``K``
-    overflows; they count as unstable)."""
+    """Return ``A - B K`` for every task.
+
+    ``A - B K`` for every task, shape (n, d, d) (``inf`` entries where a huge finite ``K``
+    overflows; they count as unstable).
+    """
     with np.errstate(over="ignore", invalid="ignore"):
         return batch.A - batch.B @ K
 
 
 @dataclass(frozen=True)
-class PolicyEvaluation:
+class PolicyEvaluation:  # numpydoc ignore=PR01
     """Exact quantities of a stabilising gain, one leading task axis.
 
     Attributes
@@ -88,8 +94,11 @@ class PolicyEvaluation:
 
     @property
     def cost(self) -> np.ndarray:
-        """Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,), from the same solve
-        of ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN)."""
+        """Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,).
+
+        Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,), from the same solve of
+        ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN).
+        """
         if self.Psi is None:
             raise ValidationError("this PolicyEvaluation was built without Psi; pass Psi= "
                                   "to read its cost (metalqr.evaluate always does).")
@@ -164,8 +173,16 @@ def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    PolicyEvaluation
+        ``K`` (n, k, d), ``AK``, ``P``, ``Sigma`` (n, d, d), ``E`` (n, k, d), ``RBPB`` (n, k, k),
+        with :attr:`~PolicyEvaluation.cost` (n,), :attr:`~PolicyEvaluation.gradient` (n, k, d)
+        and :meth:`~PolicyEvaluation.hessian_vp`.
 
     Raises
     ------
@@ -173,6 +190,21 @@ def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
         On a malformed task or gain.
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1, Eq. (1) and Eq. (2).
+
+    Examples
+    --------
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.double_integrator()
+    >>> K = np.array([[1.0, 1.5]])
+    >>> ev = metalqr.evaluate(task, K)
+    >>> ev.cost.shape, ev.gradient.shape        # a leading task axis of length 1
+    ((1,), (1, 1, 2))
+    >>> bool(np.isclose(ev.cost[0], metalqr.cost(task, K)))
+    True
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
@@ -228,8 +260,11 @@ _KERNEL: list = []
 
 
 def _compiled_kernel():
-    """The compiled small-task kernel, or ``None`` without Numba (looked up once; imported
-    lazily so that ``import metalqr`` does not import Numba)."""
+    """Return the compiled small-task kernel, or None without Numba.
+
+    Return the compiled small-task kernel, or ``None`` without Numba (looked up once; imported
+    lazily so that ``import metalqr`` does not import Numba).
+    """
     if not _KERNEL:
         import importlib.util
         if importlib.util.find_spec("numba") is None:
@@ -241,12 +276,15 @@ def _compiled_kernel():
 
 
 def _compiled_pair(kernel, A, B, Q, R, Psi, K, want_sigma: bool = True):
-    """Proposition 1 for stacked small tasks by the compiled kernel: same formulas as the
-    NumPy path (one LU of the Kronecker matrix per task shared by ``P_K`` and ``Sigma_K``);
-    every task whose stability the kernel does not certify (unstable, ``rho`` near 1,
-    non-finite) is solved again by the NumPy kernel, which decides stability from the
-    eigenvalues as before. Returns ``stable, AK, P, Sigma, E, RBPB`` (the last three zeros
-    when ``want_sigma`` is False; zeros for unstable tasks)."""
+    """Solve Proposition 1 for stacked small tasks by the compiled kernel.
+
+    Proposition 1 for stacked small tasks by the compiled kernel: same formulas as the NumPy
+    path (one LU of the Kronecker matrix per task shared by ``P_K`` and ``Sigma_K``); every task
+    whose stability the kernel does not certify (unstable, ``rho`` near 1, non-finite) is solved
+    again by the NumPy kernel, which decides stability from the eigenvalues as before. Returns
+    ``stable, AK, P, Sigma, E, RBPB`` (the last three zeros when ``want_sigma`` is False; zeros
+    for unstable tasks).
+    """
     n, d, k = A.shape[0], A.shape[-1], B.shape[-1]
     c = np.ascontiguousarray
     A, B, Q, R, Psi, K = c(A), c(B), c(Q), c(R), c(Psi), c(K)
@@ -299,8 +337,11 @@ def _evaluate_numpy(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation
 
 
 def _evaluate_one(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
-    """:func:`evaluate_batch` for one task of small dimension on 2-D arrays (issue 15: the
-    per-call overhead of the batched path dominated at d = 2). Same formulas, same checks."""
+    """Evaluate one task of small dimension on 2-D arrays.
+
+    :func:`evaluate_batch` for one task of small dimension on 2-D arrays (issue 15: the per-call
+    overhead of the batched path dominated at d = 2). Same formulas, same checks.
+    """
     A, B, R, K = batch.A[0], batch.B[0], batch.R[0], Kb[0]
     with np.errstate(over="ignore", invalid="ignore"):
         AK = A - B @ K
@@ -321,8 +362,14 @@ def spectral_radius(task: TaskLike, K: Any):
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    float or (n,) ndarray
+        ``rho(A - B K)``, one per task for a TaskSet (``inf`` where ``A - B K`` overflows).
 
     Raises
     ------
@@ -340,8 +387,14 @@ def is_stabilizing(task: TaskLike, K: Any):
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    bool or (n,) ndarray of bool
+        ``rho(A - B K) < 1``, one per task for a TaskSet.
 
     Raises
     ------
@@ -361,13 +414,23 @@ def cost(task: TaskLike, K: Any):
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    float or (n,) ndarray
+        ``J(K)`` (the cost's units: those of ``x'Qx``), ``inf`` where ``K`` does not stabilise.
 
     Raises
     ------
     ValidationError
         On a malformed task or gain.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1 and Eq. (1).
 
     Examples
     --------
@@ -397,8 +460,11 @@ def cost(task: TaskLike, K: Any):
 
 
 def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
-    """``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
-    unstable or the value overflows (never NaN)."""
+    """Return ``J = Tr(P_K Psi)`` for stacked task matrices and gains.
+
+    ``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
+    unstable or the value overflows (never NaN).
+    """
     kernel = (_compiled_kernel() if A.shape[-1] <= KRON_MAX_D and A.shape[0] >= COMPILED_MIN_BATCH
               else None)
     if kernel is not None:
@@ -420,8 +486,14 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``grad J(K) = 2 E_K Sigma_K`` with ``E_K = (R + B'P_K B) K - B'P_K A``.
 
     Raises
     ------
@@ -429,6 +501,22 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
         On a malformed task or gain.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (2).
+
+    Examples
+    --------
+    The gradient vanishes at the optimal gain:
+
+    >>> import numpy as np, metalqr
+    >>> task = metalqr.double_integrator()
+    >>> K_star, _ = metalqr.optimal_gain(task)
+    >>> metalqr.gradient(task, K_star).shape
+    (1, 2)
+    >>> bool(np.abs(metalqr.gradient(task, K_star)).max() < 1e-8)
+    True
     """
     batch = as_batch(task)
     ev = evaluate_batch(batch, check_gain(batch, K), "gradient")
@@ -448,11 +536,17 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
     X : array_like, same shapes as ``K``
         The direction (one per task for a stacked ``K``-shaped array); real and finite
         (a complex direction is rejected, not truncated).
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``Hess J(K)[X]``, symmetric as an operator.
 
     Raises
     ------
@@ -467,6 +561,10 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     correct as a *quadratic form*: ``<X, H[X]>`` agrees, but as an operator it is not
     symmetric and is not the Hessian (it drops the ``Sigma~`` term). This function returns
     the true, symmetric Hessian-vector product; both facts are checked in the tests.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (2) differentiated once more; Eq. (3) (see Notes).
     """
     batch = as_batch(task)
     ev = evaluate_batch(batch, check_gain(batch, K), "hessian_vp")
@@ -475,15 +573,23 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
 
 
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
-    """The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order
-    (``(n, k*d, k*d)`` for a TaskSet), built from all ``k*d`` basis directions in one
-    batched solve (Proposition 1 of the ZO-MAML paper, differentiated twice).
+    """Return the Hessian of the cost as a ``(k*d, k*d)`` matrix.
+
+    The Hessian as a ``(k*d, k*d)`` matrix in row-major ``vec(K)`` order (``(n, k*d, k*d)`` for
+    a TaskSet), built from all ``k*d`` basis directions in one batched solve (Proposition 1 of
+    the ZO-MAML paper, differentiated twice).
 
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k*d, k*d) or (n, k*d, k*d)
+        Symmetric, in row-major ``vec(K)`` order.
 
     Raises
     ------
@@ -493,6 +599,10 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
         :func:`hessian_vp`.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1 and Eq. (2), differentiated once more (see :func:`hessian_vp`).
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
@@ -510,9 +620,12 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
 
 
 def hessian_entries(n: int, k: int, d: int) -> float:
-    """Estimated float64 entries of the work arrays of :func:`hessian`: ``k d`` directions
-    per task, each with a handful of ``d x d`` matrices and (for ``d`` above the Kronecker
-    kernel's limit) up to about 20 stored squarings, plus the ``(k d)^2`` result."""
+    """Return the estimated float64 entries of the work arrays of :func:`hessian`.
+
+    Estimated float64 entries of the work arrays of :func:`hessian`: ``k d`` directions per
+    task, each with a handful of ``d x d`` matrices and (for ``d`` above the Kronecker kernel's
+    limit) up to about 20 stored squarings, plus the ``(k d)^2`` result.
+    """
     kd = float(k) * d
     return n * kd * (kd + 24.0 * d * d + 4.0 * kd)
 
@@ -526,8 +639,14 @@ def natural_gradient(task: TaskLike, K: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``2 E_K``.
 
     Raises
     ------
@@ -547,8 +666,14 @@ def gauss_newton_direction(task: TaskLike, K: Any) -> np.ndarray:
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks (batched).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
         Real and finite; ``u = -K x``. Any other leading axes are rejected.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        ``2 (R + B'P_K B)^{-1} E_K``.
 
     Raises
     ------

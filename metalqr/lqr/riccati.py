@@ -73,8 +73,11 @@ def _fro(X: np.ndarray) -> np.ndarray:
 
 
 def _gain_and_residual(A, B, Q, R, P):
-    """``K(P)``, the scaled Riccati residual of ``P`` (shape (n,), inf where non-finite) and
-    the scale it is relative to (``||Q|| + ||A'PA|| + ||A'PB K|| + ||P||``)."""
+    """Return ``K(P)`` and the scaled Riccati residual of ``P``.
+
+    ``K(P)``, the scaled Riccati residual of ``P`` (shape (n,), inf where non-finite) and the
+    scale it is relative to (``||Q|| + ||A'PA|| + ||A'PB K|| + ||P||``).
+    """
     K, _, r, scale = _gain_residual_matrix(A, B, Q, R, P)
     return K, r, scale
 
@@ -203,12 +206,15 @@ class DareCheck:
 
 
 def _closed_loop_covariance(AK: np.ndarray, Psi: np.ndarray):
-    """``Sigma_K = A_K Sigma_K A_K' + Psi`` (Eq. (1)) by metalqr's Lyapunov solver, and whether
+    """Return the closed-loop covariance (Eq. (1)) and whether the loop is stable.
+
+    ``Sigma_K = A_K Sigma_K A_K' + Psi`` (Eq. (1)) by metalqr's Lyapunov solver, and whether
     ``rho(A_K) < 1`` (powers of ``A_K`` vanish). Uses the squared Smith (doubling) kernel with
     one refinement step for large batches (for small ``d`` several times faster than the
     Kronecker kernel on 1000 tasks and as accurate; both are checked against SciPy), and
     :func:`~metalqr.lqr.lyapunov.lyapunov_pair` (Kronecker kernel for ``d <= 6``) for a few
-    tasks, where the doubling's Python-level steps would dominate."""
+    tasks, where the doubling's Python-level steps would dominate.
+    """
     if AK.shape[-1] > KRON_MAX_D or AK.shape[0] <= SMALL_BATCH:
         stable, Sigma, _ = lyapunov_pair(_T(AK), Psi)
         return stable, Sigma
@@ -309,8 +315,10 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
 
 
 def _newton_refine(A, B, Q, R, P, res, K=None, Res=None):
-    """Newton / Hewer steps in correction form, keeping for each task the iterate with the
-    smallest scaled residual.
+    """Refine by Newton / Hewer steps in correction form.
+
+    Newton / Hewer steps in correction form, keeping for each task the iterate with the smallest
+    scaled residual.
 
     With ``K = K(P)`` and ``A_K = A - BK`` the residual satisfies
     ``Res(P) = Q + K'RK + A_K' P A_K - P``, so the Newton iterate ``P_K`` (the value matrix of
@@ -406,9 +414,12 @@ def solve_dare_checked(task: TaskLike) -> DareSolution:
 
 
 def _balance_factors(P: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Powers of two ``f`` (shape (n, d)) that bring the diagonal of ``P / (f f')`` near a
-    common value; ones where ``ok`` is False, for zero diagonal entries and for tasks whose
-    diagonal already spans less than ``BALANCE_RATIO``."""
+    """Return powers of two that balance the diagonal of ``P``.
+
+    Powers of two ``f`` (shape (n, d)) that bring the diagonal of ``P / (f f')`` near a common
+    value; ones where ``ok`` is False, for zero diagonal entries and for tasks whose diagonal
+    already spans less than ``BALANCE_RATIO``.
+    """
     n, d = P.shape[0], P.shape[-1]
     f = np.ones((n, d))
     if d == 1 or not np.any(ok):
@@ -547,7 +558,9 @@ def optimal_gain(task: TaskLike) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     K_star : ndarray, shape (k, d) or (n, k, d)
+        The optimal gain(s) (``u = -K* x``).
     P_star : ndarray, shape (d, d) or (n, d, d)
+        The stabilising solution(s) of the DARE, ``P_{K*}``.
 
     Raises
     ------
@@ -556,6 +569,11 @@ def optimal_gain(task: TaskLike) -> tuple[np.ndarray, np.ndarray]:
         passes the checks. The message names the task index and the reason: ``(A, B)`` not
         stabilisable (an unstable eigenvalue not reachable from ``B``), an unobservable mode
         of ``(A, Q^1/2)`` on the unit circle, or which check each solver's answer failed.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Proposition 1 (``P* = P_{K*}``); Chu, Fan, Lin and Wang
+    (2004) for the doubling algorithm.
 
     Examples
     --------

@@ -11,9 +11,23 @@ __all__ = ["boeing747", "double_integrator", "inverted_pendulum", "standard_syst
 
 
 def boeing747() -> LQRTask:
-    """Discretised Boeing 747 longitudinal dynamics (4 states, 2 inputs), Q = I, R = I.
+    """Return the discretised Boeing 747 longitudinal dynamics (4 states, 2 inputs).
 
-    The matrices used in the LQR literature (e.g. Toso et al. 2024, Mohammadi et al.)."""
+    The matrices used in the LQR literature (e.g. Toso et al. 2024, Mohammadi et al.), in the
+    units of that published model; ``Q = I``, ``R = I``, ``Psi = I``. Open-loop stable.
+
+    Returns
+    -------
+    LQRTask
+        ``A`` (4, 4), ``B`` (4, 2).
+
+    Examples
+    --------
+    >>> from metalqr import boeing747
+    >>> task = boeing747()
+    >>> task.d, task.k
+    (4, 2)
+    """
     A = [[0.99, 0.03, -0.02, -0.32],
          [0.01, 0.47, 4.7, 0.0],
          [0.02, -0.06, 0.4, 0.0],
@@ -26,13 +40,24 @@ def boeing747() -> LQRTask:
 
 
 def double_integrator(dt: float = 0.1) -> LQRTask:
-    """Exactly discretised double integrator (position, velocity; force input), open-loop
+    """Return the exactly discretised double integrator.
+
+    Exactly discretised double integrator (position, velocity; force input), open-loop
     marginally stable (both eigenvalues at 1).
+
+    The state is ``(position, velocity)`` (m, m/s), the input an acceleration (m/s^2, a
+    force on a unit mass), held constant over each period: ``A = [[1, dt], [0, 1]]``,
+    ``B = [[dt^2 / 2], [dt]]``; ``Q = I``, ``R = 1``.
 
     Parameters
     ----------
     dt : float
-        Sampling period, finite and > 0 (``dt = 0`` would give ``B = 0``: uncontrollable).
+        Sampling period (s), finite and > 0 (``dt = 0`` would give ``B = 0``: uncontrollable).
+
+    Returns
+    -------
+    LQRTask
+        ``A`` (2, 2), ``B`` (2, 1).
 
     Raises
     ------
@@ -47,18 +72,29 @@ def double_integrator(dt: float = 0.1) -> LQRTask:
 
 def inverted_pendulum(dt: float = 0.05, g: float = 9.81, length: float = 1.0,
                       damping: float = 0.1) -> LQRTask:
-    """Forward-Euler pendulum linearised about the upright position (open-loop unstable).
+    """Return the forward-Euler pendulum linearised about the upright position.
+
+    The state is ``(theta, omega)``: the angle from upright (rad) and the angular velocity
+    (rad/s); the input ``u`` is an angular acceleration (rad/s^2, a torque divided by the
+    moment of inertia). The linearisation of ``theta'' = (g / length) theta - damping omega
+    + u`` stepped by forward Euler: ``A = [[1, dt], [dt g / length, 1 - dt damping]]``,
+    ``B = [[0], [dt]]``; ``Q = diag(10, 1)``, ``R = 0.1``. Open-loop unstable.
 
     Parameters
     ----------
     dt : float
-        Step, finite and > 0.
+        Step (s), finite and > 0.
     g : float
-        Gravitational acceleration, finite and > 0.
+        Gravitational acceleration (m/s^2), finite and > 0.
     length : float
-        Pendulum length, finite and > 0.
+        Pendulum length (m), finite and > 0.
     damping : float
-        Viscous damping, finite and >= 0.
+        Viscous damping coefficient (1/s), finite and >= 0.
+
+    Returns
+    -------
+    LQRTask
+        ``A`` (2, 2), ``B`` (2, 1).
 
     Raises
     ------
@@ -75,6 +111,12 @@ def inverted_pendulum(dt: float = 0.05, g: float = 9.81, length: float = 1.0,
 
 
 def standard_systems() -> dict[str, LQRTask]:
-    """The named standard systems used by the demo, tests and benchmarks."""
+    """Return the named standard systems used by the demo, tests and benchmarks.
+
+    Returns
+    -------
+    dict of str to LQRTask
+        ``boeing747``, ``double_integrator`` and ``inverted_pendulum`` at their defaults.
+    """
     return {"boeing747": boeing747(), "double_integrator": double_integrator(),
             "inverted_pendulum": inverted_pendulum()}

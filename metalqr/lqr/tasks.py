@@ -27,10 +27,13 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _check_psd_equilibrated(M: np.ndarray, name: str) -> None:
-    """Semidefiniteness relative to each entry's own scale: ``M_ii >= 0`` and the diagonally
+    """Check semidefiniteness relative to each entry's own scale.
+
+    Semidefiniteness relative to each entry's own scale: ``M_ii >= 0`` and the diagonally
     equilibrated ``D^-1 M D^-1`` (``D = diag(sqrt(M_ii))``) PSD to ``1e-8``. The plain
     eigenvalue test only sees ``-1e-8 ||M||``, so a badly scaled indefinite matrix such as
-    ``diag(1e12, -1)`` passed it (and its noise factor silently lost the negative part)."""
+    ``diag(1e12, -1)`` passed it (and its noise factor silently lost the negative part).
+    """
     dg = np.diag(M)
     top = float(np.max(np.abs(dg), initial=0.0))
     off = np.abs(M - np.diag(dg))
@@ -143,6 +146,20 @@ class LQRTask:
                         Sigma0: Any = None) -> "LQRTask":
         """Build a task from a discrete-time :class:`control.StateSpace`.
 
+        Parameters
+        ----------
+        sys : control.StateSpace
+            A discrete-time system (``sys.dt`` not 0); its ``A`` and ``B`` are used.
+        Q, R : array_like
+            State (d, d) and input (k, k) weights.
+        Psi, Sigma0 : array_like, optional
+            Noise and initial-state covariances (d, d) (default identity).
+
+        Returns
+        -------
+        LQRTask
+            The task ``(sys.A, sys.B, Q, R, Psi, Sigma0)``.
+
         Raises
         ------
         ValidationError
@@ -174,6 +191,11 @@ class TaskSet:
     The stacked matrices are available as ``A`` (n, d, d), ``B`` (n, d, k), ``Q``, ``R``,
     ``Psi`` and ``Sigma0``. A ``TaskSet`` is indexable (an int gives an ``LQRTask``, a
     slice or index array gives a ``TaskSet``), iterable and has ``len``.
+
+    Parameters
+    ----------
+    tasks : sequence of LQRTask
+        At least one task; all of equal ``(d, k)``.
 
     Raises
     ------
@@ -224,7 +246,9 @@ class TaskSet:
     def __getitem__(self, index: Union[slice, Sequence[int], np.ndarray]) -> "TaskSet": ...
 
     def __getitem__(self, index):
-        """An int gives an :class:`LQRTask`; a slice, a 1-D integer array (negative entries
+        """Return one task (int index) or a TaskSet (slice, index array or mask).
+
+        An int gives an :class:`LQRTask`; a slice, a 1-D integer array (negative entries
         count from the end) or a boolean mask of length ``len(self)`` gives a TaskSet.
 
         Raises
@@ -274,8 +298,10 @@ class TaskSet:
 
 
 class TaskIndexError(ValidationError, IndexError):
-    """A malformed or out-of-range index into a :class:`TaskSet` (a
-    :class:`~metalqr.ValidationError` that is also an ``IndexError``)."""
+    """A malformed or out-of-range index into a :class:`TaskSet`.
+
+    A :class:`~metalqr.ValidationError` that is also an ``IndexError``.
+    """
 
 
 TaskLike = Union[LQRTask, TaskSet]
@@ -295,14 +321,17 @@ class Batch:
 
     @property
     def n(self) -> int:
+        """Number of tasks."""
         return self.A.shape[0]
 
     @property
     def d(self) -> int:
+        """State dimension."""
         return self.A.shape[1]
 
     @property
     def k(self) -> int:
+        """Input dimension."""
         return self.B.shape[2]
 
     def out(self, value: np.ndarray):

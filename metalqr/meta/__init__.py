@@ -1,5 +1,8 @@
-"""Meta-policy optimisation for LQR: task families, MAML objective and exact meta-gradient,
-zeroth-order estimators (Algorithms 1-2), the training loop (Algorithm 3), Figure 1."""
+"""Meta-policy optimisation for LQR (the ZO-MAML paper).
+
+Meta-policy optimisation for LQR: task families, MAML objective and exact meta-gradient,
+zeroth-order estimators (Algorithms 1-2), the training loop (Algorithm 3), Figure 1.
+"""
 
 from .._api import public_names as _public_names
 from .families import default_heterogeneity, perturb_tasks, sample_tasks

@@ -1,5 +1,8 @@
-"""Task families: the random generator of Section 6 of the ZO-MAML paper and perturbation
-families around a user's own system."""
+"""Task families: the random generator of Section 6 of the ZO-MAML paper and perturbations.
+
+Task families: the random generator of Section 6 of the ZO-MAML paper and perturbation families
+around a user's own system.
+"""
 
 from __future__ import annotations
 
@@ -50,8 +53,10 @@ def repair_stable(A: Any, max_spectral_radius: float) -> np.ndarray:
 
 
 def repair_spd(M: Any, min_eigenvalue: float) -> np.ndarray:
-    """Symmetric part of ``M`` with its eigenvalues clipped below at ``min_eigenvalue``
-    (the nearest matrix, in Frobenius norm, with that property).
+    """Return the nearest symmetric matrix with eigenvalues at least ``min_eigenvalue``.
+
+    Symmetric part of ``M`` with its eigenvalues clipped below at ``min_eigenvalue`` (the
+    nearest matrix, in Frobenius norm, with that property).
 
     Parameters
     ----------
@@ -110,20 +115,29 @@ def sample_tasks(n_tasks: int, d: int, k: int, *, heterogeneity: float = 0.25, r
     heterogeneity : float >= 0
         Variance of each task's entries around the nominal ones.
     rng : Generator, int seed >= 0 or None
+        Source of randomness (the nominal matrices, then the tasks).
     max_spectral_radius : float in (0, 1)
+        Spectral radius every ``A`` is scaled down to if it exceeds it (step 3).
     min_eigenvalue : float > 0
+        Floor of the eigenvalues of ``Q``, ``R``, ``Psi`` (step 3).
     return_nominal : bool
         Also return the repaired nominal task.
 
     Returns
     -------
-    TaskSet, or (TaskSet, LQRTask) with ``return_nominal=True``.
+    TaskSet or (TaskSet, LQRTask)
+        ``n_tasks`` tasks of shapes ``A`` (d, d), ``B`` (d, k); with ``return_nominal=True``
+        also the repaired nominal task.
 
     Raises
     ------
     ValidationError, ValidationTypeError
         A malformed argument, or a request above the size limits (``n_tasks`` > 100000, or
         more than 2**31 matrix entries).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 6 (the random task families of the numerical study).
     """
     n_tasks = _check_n_tasks(n_tasks, "sample_tasks")
     d = check_int(d, "d", minimum=1)
@@ -166,10 +180,22 @@ def default_heterogeneity(nominal: LQRTask, perturb: Iterable[str] = ("A", "B"))
     nominal optimal closed loop: the family's spread is relative to the system's own scale
     and to how far its closed loop is from instability.
 
+    Parameters
+    ----------
+    nominal : LQRTask
+        The user's system.
+    perturb : iterable of str
+        Names of the perturbed matrices (any of ``"A", "B", "Q", "R", "Psi"``).
+
     Returns
     -------
     dict
         ``{name: standard deviation}`` for the names in ``perturb``.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed task or ``perturb`` (unknown matrix names are listed).
     """
     if not isinstance(nominal, LQRTask):
         raise ValidationTypeError(f"nominal must be an LQRTask; got {type(nominal).__name__}.")
@@ -216,7 +242,7 @@ def perturb_tasks(nominal: LQRTask, n_tasks: int, *, heterogeneity: float | None
                   rng: Any = None, perturb: Iterable[str] = ("A", "B"),
                   min_eigenvalue: float = 1e-3, max_spectral_radius: float | None = None,
                   require_common_gain: bool = True) -> TaskSet:
-    """A family of tasks around a user's own system (e.g. :func:`metalqr.boeing747`).
+    """Return a family of tasks around a user's own system (e.g. :func:`metalqr.boeing747`).
 
     Each task adds i.i.d. Gaussian noise to the entries of the matrices named in
     ``perturb`` (any of ``"A", "B", "Q", "R", "Psi"``). Perturbed weights are repaired to
@@ -227,12 +253,15 @@ def perturb_tasks(nominal: LQRTask, n_tasks: int, *, heterogeneity: float | None
     Parameters
     ----------
     nominal : LQRTask
+        The user's system, the centre of the family.
     n_tasks : int in [1, 100000]
+        Number of tasks.
     heterogeneity : float >= 0 or None
         Variance of the noise added to every perturbed entry (absolute). ``None``
         (default): relative to the system's scale, see :func:`default_heterogeneity`
         (standard deviation ``0.1 * (1 - rho(A - B K*)) * rms(X)`` for each matrix ``X``).
     rng : Generator, int seed >= 0 or None
+        Source of the noise.
     perturb : tuple of str
         Names of the matrices to perturb (default ``("A", "B")``).
     min_eigenvalue : float > 0
@@ -245,6 +274,7 @@ def perturb_tasks(nominal: LQRTask, n_tasks: int, *, heterogeneity: float | None
     Returns
     -------
     TaskSet
+        ``n_tasks`` tasks with the nominal task's shapes.
 
     Raises
     ------

@@ -1,6 +1,8 @@
-"""Reproduction of Figure 1 of the ZO-MAML paper: the cost-gap ratio
-``(sum_i J_i(K_n) - sum_i J_i(K_i*)) / sum_i J_i(K_i*)`` along Algorithm 3 with zeroth-order
-meta-gradients (Algorithm 2) on three random families of 5 tasks (Section 6)."""
+"""Reproduction of Figure 1 of the ZO-MAML paper.
+
+The cost-gap ratio ``(sum_i J_i(K_n) - sum_i J_i(K_i*)) / sum_i J_i(K_i*)`` along Algorithm 3 with
+zeroth-order meta-gradients (Algorithm 2) on three random families of 5 tasks (Section 6).
+"""
 
 from __future__ import annotations
 
@@ -34,8 +36,11 @@ UNITS = ("ratios dimensionless ((sum J - sum J*) / sum J*); alpha, eta, r in uni
 
 @dataclass(frozen=True)
 class Figure1Setting:
-    """One curve of Figure 1 (the caption's settings; ``M`` = ``n_perturbations``, ``M'`` =
-    ``inner_perturbations``, ``r`` = ``radius``, ``l`` = ``rollout_length``)."""
+    """One curve of Figure 1 (the caption's settings).
+
+    One curve of Figure 1 (the caption's settings; ``M`` = ``n_perturbations``, ``M'`` =
+    ``inner_perturbations``, ``r`` = ``radius``, ``l`` = ``rollout_length``).
+    """
 
     d: int
     k: int
@@ -64,10 +69,12 @@ class Figure1Setting:
 
     @property
     def estimator(self) -> str:
+        """``"two-point"`` or ``"one-point"``."""
         return "two-point" if self.two_point else "one-point"
 
     @property
     def label(self) -> str:
+        """Legend label of the setting's curve."""
         extra = [] if not self.two_point else ["two-point"]
         if self.outer_update != "plain":
             extra.append(self.outer_update)
@@ -111,15 +118,18 @@ class Figure1Summary(list):
 
     @property
     def ok(self) -> bool:
+        """Whether no check failed."""
         return not self.failures
 
 
 def floor_ratio(tasks: Any, *, max_iterations: int = 100) -> float:
-    """The smallest cost-gap ratio a single gain reaches: ``min_K (sum_i J_i(K) - sum_i J_i*)
-    / sum_i J_i*``, by L-BFGS on ``sum_i J_i`` with the exact gradient from ``K = 0`` (gains
-    that destabilise a task count as a huge cost). This is the floor of Figure 1's curves
-    as ``eta -> 0``; it uses the model. With the default 100 L-BFGS iterations it is within
-    about 0.01% of the minimum on the Figure 1 families (checked against 500 iterations).
+    """Return the smallest cost-gap ratio a single gain reaches.
+
+    The smallest cost-gap ratio a single gain reaches: ``min_K (sum_i J_i(K) - sum_i J_i*) /
+    sum_i J_i*``, by L-BFGS on ``sum_i J_i`` with the exact gradient from ``K = 0`` (gains that
+    destabilise a task count as a huge cost). This is the floor of Figure 1's curves as ``eta ->
+    0``; it uses the model. With the default 100 L-BFGS iterations it is within about 0.01% of
+    the minimum on the Figure 1 families (checked against 500 iterations).
 
     Parameters
     ----------
@@ -157,7 +167,7 @@ def floor_ratio(tasks: Any, *, max_iterations: int = 100) -> float:
 
 
 def _curve(res) -> tuple[np.ndarray, np.ndarray]:
-    """Iterations and cost-gap ratios (the history starts at iteration 0, the initial gain)."""
+    """Return the iterations and cost-gap ratios (from iteration 0, the initial gain)."""
     h = res.history
     return h["iteration"], h["cost_gap_ratio"]
 

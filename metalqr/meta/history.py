@@ -86,7 +86,18 @@ class History:
             raise ValidationTypeError(f"meta must be a dict; got {type(self.meta).__name__}.")
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record (same columns as the others; values real, never NaN)."""
+        """Append one record (same columns as the others; values real, never NaN).
+
+        Parameters
+        ----------
+        record : dict of str to float
+            One iteration's values.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            Another set of keys, a value that is not a real number, or a NaN.
+        """
         rec = _check_record(record)
         if self.records and set(rec) != set(self.records[0]):
             raise ValidationError(f"record has columns {list(rec)} but the history has "
@@ -106,20 +117,53 @@ class History:
 
     @property
     def columns(self) -> list[str]:
+        """Names of the recorded columns (empty before the first record)."""
         return list(self.records[0]) if self.records else []
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write one row per iteration (header = column names), atomically."""
+        """Write one row per iteration (header = column names), atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The CSV file.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``path`` not a file path (or an existing folder).
+        """
         atomic_write_text(_check_out_path(path), csv_text(self.records))
 
     def to_json(self, path: str | os.PathLike) -> None:
-        """Write ``{"records": [...], "meta": {...}}`` atomically (``inf`` as ``Infinity``)."""
+        """Write ``{"records": [...], "meta": {...}}`` atomically (``inf`` as ``Infinity``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``path`` not a file path (or an existing folder).
+        """
         atomic_write_text(_check_out_path(path), json.dumps({"records": self.records,
                                                              "meta": self.meta}, default=str))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "History":
         """Read a file written by :meth:`to_json`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file.
+
+        Returns
+        -------
+        History
+            The records and ``meta``.
 
         Raises
         ------
@@ -144,7 +188,28 @@ class History:
         """Plot a column against ``iteration`` (iteration 0 included) with matplotlib.
 
         Creates a :class:`matplotlib.figure.Figure` with an Agg canvas when ``ax`` is None
-        (the global backend is never changed). Returns the axes.
+        (the global backend is never changed).
+
+        Parameters
+        ----------
+        column : str
+            A column name (see :attr:`columns`).
+        ax : matplotlib.axes.Axes, optional
+            Where to draw (default: a new figure).
+        label : str, optional
+            Legend label of the line.
+        logy : bool
+            Logarithmic y axis.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+
+        Raises
+        ------
+        ValidationError
+            An unknown column (the valid ones are listed).
         """
         if not isinstance(column, str):
             raise ValidationTypeError(f"column must be a column name (str); got "

@@ -29,7 +29,7 @@ __all__ = [
 
 
 def as_taskset(tasks: Any) -> TaskSet:
-    """A TaskSet from a TaskSet or a single LQRTask."""
+    """Return a TaskSet from a TaskSet or a single LQRTask."""
     if isinstance(tasks, TaskSet):
         return tasks
     if isinstance(tasks, LQRTask):
@@ -39,9 +39,11 @@ def as_taskset(tasks: Any) -> TaskSet:
 
 
 def meta_gain(batch, K: Any, name: str = "K") -> np.ndarray:
-    """Validate the one meta-gain ``K`` of shape ``(k, d)`` shared by every task (a stack of
-    per-task gains is rejected: it is not a meta-gain); returns it broadcast to
-    ``(n, k, d)``."""
+    """Validate the one meta-gain ``K`` shared by every task.
+
+    Validate the one meta-gain ``K`` of shape ``(k, d)`` shared by every task (a stack of
+    per-task gains is rejected: it is not a meta-gain); returns it broadcast to ``(n, k, d)``.
+    """
     Kb = check_gain(batch, K, name)
     if np.ndim(K) != 2:
         raise ValidationError(f"{name} must be one meta-gain of shape (k, d) = ({batch.k}, "
@@ -65,21 +67,33 @@ def _eta(eta: Any) -> float:
 
 
 def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
-    """One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d) (Eq. (6) of
-    the ZO-MAML paper with the exact gradient).
+    """Return the one-step adapted gains ``K_i' = K - eta grad J_i(K)`` (Eq. (6)).
+
+    One-step adapted gains ``K_i' = K - eta grad J_i(K)``, shape (n, k, d) (Eq. (6) of the
+    ZO-MAML paper with the exact gradient).
 
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family (a single LQRTask counts as one task).
     K : array_like, shape (k, d)
         The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
     eta : float
         Adaptation rate, finite and >= 0.
 
+    Returns
+    -------
+    ndarray, shape (n, k, d)
+        One adapted gain per task.
+
     Raises
     ------
     NotMAMLStabilizingError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (6) (with the exact gradient, Eq. (2)).
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
@@ -90,8 +104,12 @@ def adapted_gains(tasks: Any, K: Any, eta: float) -> np.ndarray:
 
 
 def _evaluate_maml(batch, Kb, what, eta=None):
-    """:func:`~metalqr.lqr.policy.evaluate_batch` that reports instability as a violation of Definition 1: of ``K``
-    itself, or (``eta`` given, ``Kb`` = adapted gains) of the adapted gains."""
+    """Evaluate, reporting instability as a violation of Definition 1.
+
+    :func:`~metalqr.lqr.policy.evaluate_batch` that reports instability as a violation of
+    Definition 1: of ``K`` itself, or (``eta`` given, ``Kb`` = adapted gains) of the adapted
+    gains.
+    """
     try:
         return evaluate_batch(batch, Kb, what)
     except UnstablePolicyError as err:
@@ -108,12 +126,15 @@ def _evaluate_maml(batch, Kb, what, eta=None):
 
 
 def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
-    """Definition 1: ``rho(A_i - B_i K) < 1`` and ``rho(A_i - B_i (K - eta grad J_i(K))) < 1``
-    for every task.
+    """Return whether ``K`` is MAML-stabilising for ``eta`` (Definition 1).
+
+    Definition 1: ``rho(A_i - B_i K) < 1`` and ``rho(A_i - B_i (K - eta grad J_i(K))) < 1`` for
+    every task.
 
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family (a single LQRTask counts as one task).
     K : array_like, shape (k, d)
         The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
     eta : float
@@ -122,11 +143,16 @@ def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:
     Returns
     -------
     bool
+        True when ``K`` and every adapted gain stabilise their task.
 
     Raises
     ------
     ValidationError
         On malformed arguments.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 1.
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
@@ -146,6 +172,7 @@ def maml_objective(tasks: Any, K: Any, eta: float, weights: Any = None) -> float
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family (a single LQRTask counts as one task).
     K : array_like, shape (k, d)
         The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
     eta : float
@@ -153,10 +180,19 @@ def maml_objective(tasks: Any, K: Any, eta: float, weights: Any = None) -> float
     weights : array_like, shape (n,), optional
         Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
 
+    Returns
+    -------
+    float
+        ``L(K)``; ``inf`` when ``K`` is not MAML-stabilising.
+
     Raises
     ------
     ValidationError
         On malformed arguments.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (4) with the adaptation of Eq. (6).
     """
     ts = as_taskset(tasks)
     w = _weights(weights, len(ts))
@@ -178,6 +214,7 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family (a single LQRTask counts as one task).
     K : array_like, shape (k, d)
         The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
     eta : float
@@ -185,12 +222,31 @@ def maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = None) -> np.nda
     weights : array_like, shape (n,), optional
         Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
 
+    Returns
+    -------
+    ndarray, shape (k, d)
+        The exact meta-gradient ``grad L(K)``.
+
     Raises
     ------
     ValidationError
         On malformed arguments.
     NotMAMLStabilizingError
         If ``K`` or an adapted gain ``K_i'`` does not stabilise its task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], the gradient of Eq. (4) through the adaptation of Eq. (6)
+    (the Hessian term as in Eq. (3), with the true Hessian-vector product).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metalqr import maml_gradient, sample_tasks
+    >>> tasks = sample_tasks(3, 2, 1, rng=0)
+    >>> g = maml_gradient(tasks, np.zeros((1, 2)), eta=1e-3)
+    >>> g.shape
+    (1, 2)
     """
     batch, w, eta, ev, G_ad = _adapted_step(tasks, K, eta, weights, "maml_gradient")
     per_task = G_ad - eta * ev.hessian_vp(G_ad)
@@ -203,6 +259,7 @@ def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = Non
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family (a single LQRTask counts as one task).
     K : array_like, shape (k, d)
         The meta-gain shared by all tasks (a per-task stack (n, k, d) is rejected).
     eta : float
@@ -210,20 +267,33 @@ def first_order_maml_gradient(tasks: Any, K: Any, eta: float, weights: Any = Non
     weights : array_like, shape (n,), optional
         Task weights, finite, >= 0 with a positive sum (normalised; uniform by default).
 
+    Returns
+    -------
+    ndarray, shape (k, d)
+        ``sum_i w_i grad J_i(K_i')``.
+
     Raises
     ------
     ValidationError
         On malformed arguments.
     NotMAMLStabilizingError
         If ``K`` or an adapted gain does not stabilise its task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Eq. (4) and Eq. (6) (first-order MAML drops the Hessian
+    term of the meta-gradient).
     """
     _, w, _, _, G_ad = _adapted_step(tasks, K, eta, weights, "first_order_maml_gradient")
     return np.einsum("n,nij->ij", w, G_ad)
 
 
 def _adapted_step(tasks, K, eta, weights, what):
-    """Shared part of the meta-gradients: the evaluation at ``K`` and the gradients
-    ``grad J_i(K_i')`` at the adapted gains."""
+    """Evaluate at ``K`` and at the adapted gains (shared part of the meta-gradients).
+
+    Shared part of the meta-gradients: the evaluation at ``K`` and the gradients ``grad
+    J_i(K_i')`` at the adapted gains.
+    """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
     eta = _eta(eta)
@@ -235,7 +305,23 @@ def _adapted_step(tasks, K, eta, weights, what):
 
 
 def optimal_costs(tasks: Any) -> np.ndarray:
-    """``J_i(K_i*)`` of every task (shape (n,))."""
+    """``J_i(K_i*)`` of every task (shape (n,)).
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+        The task family.
+
+    Returns
+    -------
+    (n,) ndarray
+        ``J_i(K_i*)`` of each task.
+
+    Raises
+    ------
+    ValidationError
+        A malformed task set, or a task without a stabilising DARE solution.
+    """
     ts = as_taskset(tasks)
     K_star, _ = optimal_gain(ts)
     return np.asarray(cost(ts, K_star))
@@ -247,7 +333,9 @@ def cost_gap_ratio(tasks: Any, K: Any, J_star: Any = None) -> float:
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family (a single LQRTask counts as one task).
     K : array_like, shape (k, d), or (n, k, d) (one gain per task, e.g. adapted gains)
+        The gain(s) evaluated.
     J_star : array_like, shape (n,), optional
         The optimal costs ``J_i(K_i*)`` (from :func:`optimal_costs`), to avoid re-solving
         the DAREs: finite, >= 0, with a positive sum.
@@ -281,7 +369,9 @@ PBH_RTOL = 1e-10
 
 
 def unstabilisable_mode(A: np.ndarray, B: np.ndarray):
-    """Popov-Belevitch-Hautus test per eigenspace: an eigenvalue ``lambda`` of ``A`` with
+    """Return an unstabilisable eigenvalue of ``(A, B)`` by the PBH test, or None.
+
+    Popov-Belevitch-Hautus test per eigenspace: an eigenvalue ``lambda`` of ``A`` with
     ``|lambda| >= 1`` and ``rank [A - lambda I, B] < d``, or ``None`` if there is none.
 
     Eigenvalues are grouped into clusters of numerically coincident values (a repeated or
@@ -345,6 +435,22 @@ def check_meta_learnable(tasks: Any) -> None:
     eigenvalues included, see ``unstabilisable_mode``), and for scalar systems (d = k = 1) disjoint stabilising intervals
     ``{K : |a_i - b_i K| < 1}`` (the example of Section 3.2 of the ZO-MAML paper). Passing
     this check does not prove that a common stabilising gain exists.
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+        The task family.
+
+    Raises
+    ------
+    NotMetaLearnableError
+        A detected case (the message names the task or the intervals).
+    ValidationError
+        A malformed task set.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Section 3.2 and Definition 2.
     """
     ts = as_taskset(tasks)
     for i, t in enumerate(ts):
@@ -379,7 +485,17 @@ def check_meta_learnable(tasks: Any) -> None:
 
 
 def common_stabilizing_gain(tasks: Any) -> np.ndarray:
-    """A gain that stabilises every task, found by trying ``0``, each ``K_i*`` and their mean.
+    """Return a gain that stabilises every task, found by trying ``0``, each ``K_i*`` and their mean.
+
+    Parameters
+    ----------
+    tasks : TaskSet (or LQRTask)
+        The task family.
+
+    Returns
+    -------
+    ndarray, shape (k, d)
+        A gain that stabilises every task.
 
     Raises
     ------

@@ -28,7 +28,7 @@ Oracle = Literal["rollout", "exact"]
 
 
 def _check_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
-    """A tuple of at least two positive ints ending in ``(k, d)``."""
+    """Return a tuple of at least two positive ints ending in ``(k, d)``."""
     if isinstance(shape, (str, bytes, np.ndarray)) or not isinstance(shape, (tuple, list)):
         raise ValidationTypeError(f"{name} must be a tuple of ints ending in (k, d), e.g. "
                                   f"(M, k, d); got {shape!r}.")
@@ -48,6 +48,7 @@ def sphere_perturbations(rng: Any, shape: tuple[int, ...], radius: float,
     Parameters
     ----------
     rng : numpy.random.Generator, int seed >= 0 or None
+        Source of the generator's key.
     shape : tuple of int
         ``(..., k, d)``: any number (>= 0) of leading axes, then the matrix shape; every
         entry >= 1.
@@ -59,13 +60,18 @@ def sphere_perturbations(rng: Any, shape: tuple[int, ...], radius: float,
 
     Returns
     -------
-    ndarray of the given shape
+    ndarray
+        Of the given shape; each trailing ``(k, d)`` matrix has Frobenius norm ``radius``.
 
     Raises
     ------
     ValidationError
         On a malformed shape, a radius that is not finite and positive, an unknown backend,
         or a request above metalqr's size limit.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Algorithms 1 and 2 (the perturbations ``U_m``).
     """
     shape = _check_shape(shape)
     radius = check_positive(radius, "radius")
@@ -114,16 +120,18 @@ def _signs(two_point: bool) -> np.ndarray:
 
 
 def _combine(J: np.ndarray, U: np.ndarray, two_point: bool, dk: int, radius: float) -> np.ndarray:
-    """ZO estimate from costs ``J[..., m, s]`` and perturbations ``U[..., m, k, d]``:
-    one-point ``(dk/r^2) mean_m J_m U_m``; two-point ``(dk/(2 r^2)) mean_m (J_m^+ - J_m^-) U_m``."""
+    """Combine costs and perturbations into a zeroth-order estimate.
+
+    ZO estimate from costs ``J[..., m, s]`` and perturbations ``U[..., m, k, d]``: one-point
+    ``(dk/r^2) mean_m J_m U_m``; two-point ``(dk/(2 r^2)) mean_m (J_m^+ - J_m^-) U_m``.
+    """
     coeff = J[..., 0] - J[..., 1] if two_point else J[..., 0]
     scale = dk / radius**2 / (2.0 if two_point else 1.0)
     return scale * np.einsum("...m,...mij->...ij", coeff, U) / U.shape[-3]
 
 
 def _check_common(n_perturbations, rollout_length, radius, oracle, backend, two_point):
-    """Validate the options shared by the estimators; returns ``(M, r, l, backend, two_point,
-    oracle)``."""
+    """Validate the estimators' shared options; return ``(M, r, l, backend, two_point, oracle)``."""
     oracle = check_choice(oracle, "oracle", ("rollout", "exact"))
     M = check_positive(n_perturbations, "n_perturbations", integer=True)
     r = check_positive(radius, "radius")
@@ -166,6 +174,7 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
     task : LQRTask or TaskSet
         For a TaskSet, one independent estimate per task (shape (n, k, d)).
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks (one gain per task)
+        The gain(s) at which the gradient is estimated.
     n_perturbations : int
         ``M`` (>= 1).
     rollout_length : int
@@ -173,6 +182,7 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
     radius : float
         Smoothing radius ``r``.
     rng : Generator or seed
+        Source of the perturbations and of the roll-outs' noise.
     backend : str, optional
         A name of :func:`metalqr.rollouts.known_backends` (``"numba"``, ``"numpy"``,
         ``"cupy"``; default ``METALQR_BACKEND`` or ``"numba"``).
@@ -181,6 +191,11 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
         share their noise (common random numbers), which removes most roll-out variance.
     oracle : {"rollout", "exact"}
         ``"exact"`` replaces ``J~`` by the exact ``J``.
+
+    Returns
+    -------
+    ndarray, shape (k, d) or (n, k, d)
+        The estimate, in the gain's shape (one per task for a TaskSet).
 
     Raises
     ------
@@ -191,6 +206,19 @@ def zo_gradient(task: Any, K: Any, *, n_perturbations: int = 100, rollout_length
         If a roll-out overflowed or diverged (perturbed gain far from stabilising).
     UnstablePolicyError
         With ``oracle="exact"``, if a perturbed gain is not stabilising.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Algorithm 1 and Eq. (5).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metalqr import double_integrator, gradient, zo_gradient
+    >>> task, K = double_integrator(), np.array([[1.0, 1.5]])
+    >>> g = zo_gradient(task, K, n_perturbations=400, rng=0, two_point=True, oracle="exact")
+    >>> g.shape, bool(np.linalg.norm(g - gradient(task, K)) < 0.2 * np.linalg.norm(g))
+    ((1, 2), True)
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
@@ -225,25 +253,55 @@ def zo_maml_gradient(tasks: Any, K: Any, *, eta: float, n_perturbations: int = 1
     Parameters
     ----------
     tasks : TaskSet (or LQRTask)
+        The task family ``T``.
     K : array_like, shape (k, d)
         The meta-gain (no per-task axis).
     eta : float
         Adaptation rate (finite, >= 0).
     n_perturbations, inner_perturbations : int
         Outer ``M`` and inner ``M'`` (default ``M``; the paper uses ``M' = M``).
-    rollout_length, radius, rng, backend, two_point, oracle
-        As in :func:`zo_gradient`, applied to both layers.
+    rollout_length : int
+        Roll-out length ``l`` of both layers (ignored with ``oracle="exact"``).
+    radius : float
+        Smoothing radius ``r`` of both layers.
+    rng : Generator or seed
+        Source of the task batch, the perturbations and the roll-outs' noise.
+    backend : str, optional
+        Roll-out backend (see :func:`zo_gradient`).
     task_batch : int, optional
         Sample this many tasks without replacement (default: every task once).
+    two_point : bool
+        Antithetic estimator in both layers (see :func:`zo_gradient`).
+    oracle : {"rollout", "exact"}
+        ``"exact"`` replaces the empirical costs by the exact ones.
 
     Returns
     -------
     ndarray, shape (k, d)
+        The estimate of the meta-gradient ``grad L(K)``.
 
     Raises
     ------
     ValidationError, RolloutOverflowError, UnstablePolicyError
         As :func:`zo_gradient`; also ``task_batch`` larger than the number of tasks.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Algorithm 2 (with Algorithm 1 inside and the
+    adaptation of Eq. (6)).
+
+    Examples
+    --------
+    The estimate approaches the exact meta-gradient of :func:`metalqr.maml_gradient`:
+
+    >>> import numpy as np
+    >>> from metalqr import maml_gradient, sample_tasks, zo_maml_gradient
+    >>> tasks = sample_tasks(3, 2, 1, rng=0)
+    >>> K = np.zeros((1, 2))
+    >>> g = zo_maml_gradient(tasks, K, eta=1e-3, n_perturbations=100, rng=1, two_point=True)
+    >>> g_exact = maml_gradient(tasks, K, eta=1e-3)
+    >>> g.shape, bool(np.linalg.norm(g - g_exact) < 0.25 * np.linalg.norm(g_exact))
+    ((1, 2), True)
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)

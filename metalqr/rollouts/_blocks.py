@@ -1,5 +1,8 @@
-"""Roll-outs grouped by task into fixed-size blocks: the layout both rollout kernels use so
-that each step is a product with task-wide matrices (one per block) rather than per roll-out."""
+"""Roll-outs grouped by task into fixed-size blocks.
+
+The layout both rollout kernels use so that each step is a product with task-wide matrices (one per
+block) rather than per roll-out.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,11 @@ __all__ = ["task_blocks", "fitted_lanes"]
 
 
 def fitted_lanes(task_index: np.ndarray, lanes: int, multiple: int = 8) -> int:
-    """Block width for :func:`task_blocks` with little padding: at most ``lanes``, and just
-    wide enough for the largest task's roll-outs split into ``ceil(n / lanes)`` equal blocks,
-    rounded up to a ``multiple`` (a SIMD width) unless that would exceed ``lanes``.
+    """Return a block width for :func:`task_blocks` with little padding.
+
+    Block width for :func:`task_blocks` with little padding: at most ``lanes``, and just wide
+    enough for the largest task's roll-outs split into ``ceil(n / lanes)`` equal blocks, rounded
+    up to a ``multiple`` (a SIMD width) unless that would exceed ``lanes``.
 
     With 20 roll-outs a task (the adapted roll-outs of a (20, 10) meta-gradient) and
     ``lanes = 128`` this gives 24 rather than 128 lanes, a sixth of the padded work.
@@ -28,8 +33,10 @@ def fitted_lanes(task_index: np.ndarray, lanes: int, multiple: int = 8) -> int:
 
 
 def task_blocks(task_index: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Roll-outs grouped by task into blocks of ``lanes`` (the last block of a task padded
-    with ``-1``): ``(block_task, block_rows)`` of shapes ``(nblocks,)`` and ``(nblocks, lanes)``.
+    """Group roll-outs by task into blocks of ``lanes``.
+
+    Roll-outs grouped by task into blocks of ``lanes`` (the last block of a task padded with
+    ``-1``): ``(block_task, block_rows)`` of shapes ``(nblocks,)`` and ``(nblocks, lanes)``.
     """
     task_index = np.asarray(task_index, dtype=np.int64)
     order = np.argsort(task_index, kind="stable")

@@ -1,8 +1,8 @@
-"""Numba twin of :mod:`metalqr.rollouts.counter_rng`: the same counter-based normals
-``z_c``, compiled. Every bit-layout constant (SplitMix64 increment, multipliers and shifts,
-layer mask, sign and integer bits, uniform shift, ziggurat tables) is read from
-:mod:`~metalqr.rollouts.counter_rng`, so the two cannot drift apart; the tests check that
-they give the same bits.
+"""Numba twin of :mod:`metalqr.rollouts.counter_rng`: the same counter-based normals ``z_c``, compiled.
+
+Every bit-layout constant (SplitMix64 increment, multipliers and shifts, layer mask, sign and
+integer bits, uniform shift, ziggurat tables) is read from :mod:`~metalqr.rollouts.counter_rng`, so
+the two cannot drift apart; the tests check that they give the same bits.
 
 The fast path is branch-free (:func:`fast_normal` marks the ~0.4% of draws beyond the
 ziggurat's one-multiplication test with :data:`PENDING`, and :func:`repair` fills them in a
@@ -51,10 +51,13 @@ def _uniform(w):
 
 @nb.njit(error_model="numpy", cache=True)
 def _slow_normal(h):
-    """The ziggurat beyond its one-multiplication test, for first word ``h``: the wedge test,
+    """Run the ziggurat beyond its one-multiplication test.
+
+    The ziggurat beyond its one-multiplication test, for first word ``h``: the wedge test,
     Marsaglia's tail and fresh tries, with further words from the SplitMix64 stream seeded at
     ``h``. Same algorithm as ``_slow_path`` in :mod:`metalqr.rollouts.counter_rng`; no
-    ``fastmath``, so that the arithmetic is NumPy's."""
+    ``fastmath``, so that the arithmetic is NumPy's.
+    """
     s = h
     while True:
         i = np.int64(h & _LAYER)
@@ -83,10 +86,13 @@ def _slow_normal(h):
 
 @nb.njit(inline="always", error_model="numpy", cache=True)
 def fast_normal(x):
-    """Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
+    """Return the normal of a state when the ziggurat's fast test accepts.
+
+    Normal number of the SplitMix64 state ``x = key + (c + 1) GAMMA`` when the ziggurat's
     one-multiplication test accepts (about 99.6% of draws; then ``|z| < R``), else
     :data:`_PENDING` (see :func:`repair`). Branch-free: calling the slow path from this loop
-    made it three times slower."""
+    made it three times slower.
+    """
     h = _mix(x)
     i = np.int64(h & _LAYER)
     a = h >> _S12
@@ -97,19 +103,22 @@ def fast_normal(x):
 
 @nb.njit(error_model="numpy", cache=True)
 def repair(x):
-    """The normal number of state ``x`` that :func:`fast_normal` left :data:`_PENDING`."""
+    """Return the normal number of state ``x`` that :func:`fast_normal` left :data:`_PENDING`."""
     return _slow_normal(_mix(x))
 
 
 @nb.njit(**_JIT)
 def lane_normals_into(x0, off, Z, H):
-    """``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
+    """Fill one step's noise for a block of roll-outs.
+
+    ``Z[i, r] = z_{c_r + off + i}`` for the SplitMix64 states ``x0[r] = key + (c_r + 1) GAMMA``
     of a block of rollouts (one step's noise), row by row, with ``H`` (uint64, ``L``) as work
-    space. Two passes a row: the hash of every lane (vectorised: AVX-512 multiplies 64-bit
-    words natively), then the ziggurat's table look-ups one lane at a time (the vectorised
-    look-up compiles to gathers, slower than scalar loads on AMD Zen 5: 1.0 -> 1.2 G
-    normals/s a core). The 0.4% of draws beyond the fast test take the slow path in line
-    (predicted branch; it no longer blocks vectorisation, the hash pass is separate)."""
+    space. Two passes a row: the hash of every lane (vectorised: AVX-512 multiplies 64-bit words
+    natively), then the ziggurat's table look-ups one lane at a time (the vectorised look-up
+    compiles to gathers, slower than scalar loads on AMD Zen 5: 1.0 -> 1.2 G normals/s a core).
+    The 0.4% of draws beyond the fast test take the slow path in line (predicted branch; it no
+    longer blocks vectorisation, the hash pass is separate).
+    """
     d, L = Z.shape
     for i in range(d):
         Zi = Z[i]
@@ -148,8 +157,11 @@ def _consecutive_normals(key, c0, out):
 
 @nb.njit(error_model="numpy", cache=True)
 def _sum_squares(x):
-    """``sum_j x_j^2`` in a fixed order (eight interleaved partial sums, no ``fastmath``): the
-    same bits whether the caller was compiled serial or parallel."""
+    """Return ``sum_j x_j^2`` in a fixed order.
+
+    ``sum_j x_j^2`` in a fixed order (eight interleaved partial sums, no ``fastmath``): the same
+    bits whether the caller was compiled serial or parallel.
+    """
     n = x.shape[0]
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     j = 0
@@ -171,8 +183,11 @@ def _sum_squares(x):
 
 @nb.njit(error_model="numpy", cache=True)
 def _to_sphere(x, radius):
-    """``x <- x radius / ||x||`` without ``fastmath`` (under which the serial and the
-    parallel compilation rounded differently): the same bits in both."""
+    """Scale ``x`` to norm ``radius`` with the same bits serial or parallel.
+
+    ``x <- x radius / ||x||`` without ``fastmath`` (under which the serial and the parallel
+    compilation rounded differently): the same bits in both.
+    """
     scale = radius / math.sqrt(_sum_squares(x))
     for j in range(x.shape[0]):
         x[j] *= scale
@@ -188,8 +203,11 @@ def _fill_normals_parallel(key, out):
 
 @nb.njit(parallel=True, **_JIT)
 def _fill_sphere_parallel(key, radius, out):
-    """Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
-    Euclidean norm ``radius``."""
+    """Fill each row of ``out`` with normals scaled to norm ``radius``.
+
+    Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
+    Euclidean norm ``radius``.
+    """
     rows, n = out.shape
     for m in nb.prange(rows):
         row = out[m]
@@ -207,8 +225,11 @@ def _fill_normals_serial(key, out):
 
 @nb.njit(**_JIT)
 def _fill_sphere_serial(key, radius, out):
-    """Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
-    Euclidean norm ``radius`` (serial twin)."""
+    """Fill each row of ``out`` with normals scaled to norm ``radius`` (serial twin).
+
+    Row ``m`` of ``out`` (``n`` columns): the normals ``z_{m n} .. z_{m n + n - 1}`` scaled to
+    Euclidean norm ``radius`` (serial twin).
+    """
     rows, n = out.shape
     for m in range(rows):
         row = out[m]
@@ -223,9 +244,12 @@ PARALLEL_MIN = 1 << 20
 
 
 def sphere_numba(key: int, rows: int, n: int, radius: float) -> np.ndarray:
-    """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
-    the normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled; the
-    array may be a reused buffer of :mod:`~metalqr.rollouts._pool`)."""
+    """Return ``(rows, n)`` points uniform on a sphere (compiled).
+
+    ``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is the
+    normals ``z_{m n} ..`` of the counter-based generator, normalised (compiled; the array may
+    be a reused buffer of :mod:`~metalqr.rollouts._pool`).
+    """
     out = _pool.empty((rows, n))
     fill = _fill_sphere_parallel if rows * n >= PARALLEL_MIN else _fill_sphere_serial
     fill(np.uint64(key), float(radius), out)

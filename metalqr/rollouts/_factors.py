@@ -1,5 +1,7 @@
-"""Square roots of the noise covariances (``L0 L0' = Sigma0``, ``G G' = Psi``) that every
-rollout backend uses to map the counter-based normals to states and noise.
+"""Square roots of the noise covariances used by every rollout backend.
+
+Square roots of the noise covariances (``L0 L0' = Sigma0``, ``G G' = Psi``) that every rollout
+backend uses to map the counter-based normals to states and noise.
 
 A leaf module (NumPy only), so that the kernels and the engine can both import it without
 an import cycle (it used to live in :mod:`~metalqr.rollouts.engine`, which imports the
@@ -26,10 +28,12 @@ MEMO_MAX_BYTES = 4 << 20
 
 
 def memo_by_value(fn):
-    """Cache ``fn(*arrays)`` by the values of its array arguments (shape, dtype and bytes:
-    an exact match, no hash collisions), keeping the last :data:`MEMO_SIZE` results and
-    returning fresh copies of cached arrays (``None``, and the non-array members of a tuple,
-    pass through). Arguments above :data:`MEMO_MAX_BYTES` in total are not cached.
+    """Cache ``fn(*arrays)`` by the values of its array arguments.
+
+    Shape, dtype and bytes: an exact match, no hash collisions. Keeping the last
+    :data:`MEMO_SIZE` results and returning fresh copies of cached arrays (``None``, and the
+    non-array members of a tuple, pass through). Arguments above :data:`MEMO_MAX_BYTES` in total
+    are not cached.
 
     For the per-task factorisations that every roll-out call of an estimator repeats on the
     same tasks (eigendecompositions, QR, condition numbers: 3 of the 9 ms of a (20, 10)
@@ -70,8 +74,11 @@ def memo_by_value(fn):
 
 
 def _equilibrate(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``S = D C D`` with ``D = diag(sqrt(S_ii))`` (zero where ``S_ii <= 0``) and ``C`` the
-    correlation-type matrix (unit diagonal where ``S_ii > 0``, zero rows/columns elsewhere)."""
+    """Split ``S`` into ``D C D`` with ``C`` of unit diagonal.
+
+    ``S = D C D`` with ``D = diag(sqrt(S_ii))`` (zero where ``S_ii <= 0``) and ``C`` the
+    correlation-type matrix (unit diagonal where ``S_ii > 0``, zero rows/columns elsewhere).
+    """
     dg = np.diagonal(S, axis1=-2, axis2=-1)
     sc = np.sqrt(np.where(dg > 0.0, dg, 0.0))
     inv = np.divide(1.0, sc, out=np.zeros_like(sc), where=sc > 0.0)
@@ -100,9 +107,12 @@ def lower_factor(S: np.ndarray) -> np.ndarray:
 
 
 def factor_error(G: np.ndarray, S: np.ndarray) -> float:
-    """Largest entrywise relative error of a square root: ``max_ij |(G G' - S)_ij| /
-    sqrt(S_ii S_jj)`` (``0/0`` counts as ``0``; an error where ``S_ii S_jj = 0`` is measured
-    against ``max_i S_ii``)."""
+    """Return the largest entrywise relative error of a square root.
+
+    Largest entrywise relative error of a square root: ``max_ij |(G G' - S)_ij| / sqrt(S_ii
+    S_jj)`` (``0/0`` counts as ``0``; an error where ``S_ii S_jj = 0`` is measured against
+    ``max_i S_ii``).
+    """
     E = np.abs(G @ np.swapaxes(G, -1, -2) - S)
     dg = np.clip(np.diagonal(S, axis1=-2, axis2=-1), 0.0, None)
     scale = np.sqrt(dg[..., :, None] * dg[..., None, :])
@@ -119,17 +129,23 @@ FACTOR_RTOL = 1e-10
 
 
 def equilibrated_factor(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``G = diag(h) G_C`` with ``h_i`` the Euclidean norm of row ``i`` of ``G`` (so
-    ``h_i^2 = Psi_ii``) and ``G_C`` rows of unit norm (zero rows stay zero)."""
+    """Split a factor into row norms and unit rows.
+
+    ``G = diag(h) G_C`` with ``h_i`` the Euclidean norm of row ``i`` of ``G`` (so ``h_i^2 =
+    Psi_ii``) and ``G_C`` rows of unit norm (zero rows stay zero).
+    """
     h = np.sqrt(np.einsum("...ij,...ij->...i", G, G))
     inv = np.divide(1.0, h, out=np.zeros_like(h), where=h > 0.0)
     return h, G * inv[..., :, None]
 
 
 def well_conditioned(G: np.ndarray) -> bool:
-    """Whether every factor in the batch ``G`` inverts accurately: the condition number of
-    its diagonally equilibrated version (:func:`equilibrated_factor`) is below
-    ``1 / WELL_CONDITIONED``. A diagonal scaling of the state does not change the answer."""
+    """Return whether every factor in the batch inverts accurately.
+
+    Whether every factor in the batch ``G`` inverts accurately: the condition number of its
+    diagonally equilibrated version (:func:`equilibrated_factor`) is below ``1 /
+    WELL_CONDITIONED``. A diagonal scaling of the state does not change the answer.
+    """
     h, GC = equilibrated_factor(G)
     if np.any(h <= 0.0):
         return False
@@ -139,7 +155,9 @@ def well_conditioned(G: np.ndarray) -> bool:
 
 @memo_by_value
 def noise_factors(Sigma0: np.ndarray, Psi: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Square roots ``(L0, G)`` with ``L0 L0' = Sigma0`` and ``G G' = Psi`` that map the
+    """Return square roots ``(L0, G)`` of ``Sigma0`` and ``Psi``.
+
+    Square roots ``(L0, G)`` with ``L0 L0' = Sigma0`` and ``G G' = Psi`` that map the
     counter-based normals to ``x_0 = L0 z`` and ``w_t = G z`` on every backend (batched).
 
     Both are accurate entry by entry (``|(G G' - Psi)_ij| <~ eps sqrt(Psi_ii Psi_jj)``) for

@@ -1,5 +1,6 @@
-"""Compiled rollout kernel (Numba, parallel over blocks of rollouts). Same maths and the same
-counter-based noise as :mod:`metalqr.rollouts._array_kernel`.
+"""Compiled rollout kernel (Numba, parallel over blocks of rollouts).
+
+Same maths and the same counter-based noise as :mod:`metalqr.rollouts._array_kernel`.
 
 Layout: the rollouts of one task are simulated ``LANES`` at a time as a structure of arrays:
 the state is a ``(d, LANES)`` block whose rows are contiguous over rollouts, so every
@@ -64,10 +65,13 @@ def _add_squares(M, X, total):
 
 @nb.njit(**_JIT)
 def _matvec_add(M, X, OUT):
-    """``OUT += M X`` for a task-wide ``M`` (n, m) and rows over roll-outs ``X`` (m, L),
-    ``OUT`` (n, L), in one function (no helper calls: a call costs as much as a short row):
-    blocks of four output rows by four input rows, so each output row is loaded and stored
-    once per sixteen multiply-adds."""
+    """Add ``M X`` to ``OUT`` for a task-wide ``M``.
+
+    ``OUT += M X`` for a task-wide ``M`` (n, m) and rows over roll-outs ``X`` (m, L), ``OUT``
+    (n, L), in one function (no helper calls: a call costs as much as a short row): blocks of
+    four output rows by four input rows, so each output row is loaded and stored once per
+    sixteen multiply-adds.
+    """
     n, m, L = OUT.shape[0], X.shape[0], OUT.shape[1]
     i = 0
     while i + 4 <= n:
@@ -117,8 +121,11 @@ def _matvec_add(M, X, OUT):
 
 @nb.njit(**_JIT)
 def _gains_times(Kt, Y, U):
-    """``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L)), two
-    output rows and four input rows per pass, in one function."""
+    """Return ``U[a] = sum_j Kt[a, j] * Y[j]`` for per-roll-out gains.
+
+    ``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L)), two output
+    rows and four input rows per pass, in one function.
+    """
     k, d, L = Kt.shape
     U[:, :] = 0.0
     a = 0
@@ -162,8 +169,11 @@ def _gains_times(Kt, Y, U):
 
 @nb.njit(**_JIT)
 def _add_quadratic_flat(Mu, X, total):
-    """``total += x'Mx`` per roll-out from ``Mu`` (upper triangle of ``M``, off-diagonal
-    entries doubled): ``sum_i x_i (sum_{j >= i} Mu[i, j] x_j)``, in one function."""
+    """Add ``x'Mx`` per roll-out to ``total``.
+
+    ``total += x'Mx`` per roll-out from ``Mu`` (upper triangle of ``M``, off-diagonal entries
+    doubled): ``sum_i x_i (sum_{j >= i} Mu[i, j] x_j)``, in one function.
+    """
     n, L = X.shape
     for i in range(n):
         xi, mi = X[i], Mu[i]
@@ -184,12 +194,15 @@ def _add_quadratic_flat(Mu, X, total):
 @nb.njit(parallel=True, **_JIT)
 def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K, noise_index,
             length, key, S, ref, factor, m, watch, out, diverged):
-    """Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K G``) or of
-    ``x <- A x - B u + G z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]``
-    (``-1``: padding) of task ``block_task[b]``. With ``qdiag`` the state cost matrix is
-    diagonal and only the diagonal of ``Qu`` is used. With ``watch``, a roll-out whose stage
-    cost at a step ``t > m`` exceeds ``factor (ref + max(c_1 .. c_m))`` is flagged in
-    ``diverged`` and its state reset to zero (so that it cannot overflow)."""
+    """Run the roll-outs of one block.
+
+    Roll-outs of ``y <- A~ y - B~ u + z``, ``u = K~ y`` (``white``; ``K~ = K G``) or of ``x <- A
+    x - B u + G z``, ``u = K x``. Block ``b`` holds the rollouts ``block_rows[b]`` (``-1``:
+    padding) of task ``block_task[b]``. With ``qdiag`` the state cost matrix is diagonal and
+    only the diagonal of ``Qu`` is used. With ``watch``, a roll-out whose stage cost at a step
+    ``t > m`` exceeds ``factor (ref + max(c_1 .. c_m))`` is flagged in ``diverged`` and its
+    state reset to zero (so that it cannot overflow).
+    """
     nblocks, L = block_rows.shape
     k, d = K.shape[1], K.shape[2]
     key = np.uint64(key)
@@ -275,8 +288,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
 
 @nb.njit(parallel=True, **_JIT)
 def _fill_perturbed(C, V, out):
-    """``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] =
-    C[p] - V[p, q]``."""
+    """Fill ``out[p, q, 0] = C[p] + V[p, q]`` (and ``out[p, q, 1] = C[p] - V[p, q]``)."""
     P, Q, S, n = out.shape
     for p in nb.prange(P):
         c = C[p]
@@ -291,8 +303,11 @@ def _fill_perturbed(C, V, out):
 
 @nb.njit(**_JIT)
 def _fill_perturbed_serial(C, V, out):
-    """``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] =
-    C[p] - V[p, q]`` (serial twin)."""
+    """Fill ``out`` with ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``), serial twin.
+
+    ``out[p, q, 0] = C[p] + V[p, q]`` and, if ``out`` has two slots, ``out[p, q, 1] = C[p] -
+    V[p, q]`` (serial twin).
+    """
     P, Q, S, n = out.shape
     for p in range(P):
         c = C[p]
@@ -306,9 +321,12 @@ def _fill_perturbed_serial(C, V, out):
 
 
 def perturbed_numba(C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
-    """Compiled :func:`~metalqr.rollouts.backends.perturbed_gains` (parallel above
+    """Return the perturbed gains, compiled.
+
+    Compiled :func:`~metalqr.rollouts.backends.perturbed_gains` (parallel above
     :data:`PARALLEL_MIN` entries; the array may be a reused buffer of
-    :mod:`~metalqr.rollouts._pool`)."""
+    :mod:`~metalqr.rollouts._pool`).
+    """
     out = _pool.empty(V.shape[:2] + (2 if two_point else 1, V.shape[2]))
     fill = _fill_perturbed if out.size >= PARALLEL_MIN else _fill_perturbed_serial
     fill(np.ascontiguousarray(C), np.ascontiguousarray(V), out)
@@ -330,14 +348,17 @@ WHITE_SIGMA0_MAX = 1e6
 
 @memo_by_value
 def _whiten(A, B, Q, L0, G):
-    """Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None``
-    when that would not be accurate: some ``G`` is ill-conditioned after diagonal
-    equilibration (e.g. singular ``Psi``), or ``Sigma0`` is far larger than ``Psi`` in the
-    noise's metric (:data:`WHITE_SIGMA0_MAX`).
+    """Return the inputs in the noise coordinates, or None when inaccurate.
+
+    Inputs in the noise coordinates ``y = G^{-1} x`` (see :func:`_kernel`), or ``None`` when
+    that would not be accurate: some ``G`` is ill-conditioned after diagonal equilibration (e.g.
+    singular ``Psi``), or ``Sigma0`` is far larger than ``Psi`` in the noise's metric
+    (:data:`WHITE_SIGMA0_MAX`).
 
     ``G = diag(h) G_C`` (:func:`~metalqr.rollouts.engine.equilibrated_factor`) and every
     product is formed as ``G_C^{-1} (diag(h)^{-1} M diag(h)) G_C``, so a diagonal scaling of
-    the state (``x' = S x``) leaves the whitened inputs unchanged up to rounding."""
+    the state (``x' = S x``) leaves the whitened inputs unchanged up to rounding.
+    """
     if not well_conditioned(G):
         return None
     h, GC = equilibrated_factor(G)
@@ -363,11 +384,13 @@ def _upper_doubled(M: np.ndarray) -> np.ndarray:
 
 @memo_by_value
 def _kernel_inputs(A, B, Q, R, L0, G):
-    """The task arrays of :func:`_kernel`, contiguous: ``(A~, -B~, Q~u, Ru, L0~, G, G',
-    white, qdiag)`` in the noise coordinates where :func:`_whiten` allows, else the original
-    ones; ``Q~u``, ``Ru`` are the doubled upper triangles; ``qdiag`` says whether ``Q~`` is
-    diagonal (to 1e-13 of its largest entry). Cached by value: an estimator's calls on the
-    same tasks prepare them once."""
+    """Return the task arrays of :func:`_kernel`, contiguous.
+
+    ``(A~, -B~, Q~u, Ru, L0~, G, G', white, qdiag)`` in the noise coordinates where
+    :func:`_whiten` allows, else the original ones; ``Q~u``, ``Ru`` are the doubled upper
+    triangles; ``qdiag`` says whether ``Q~`` is diagonal (to 1e-13 of its largest entry). Cached
+    by value: an estimator's calls on the same tasks prepare them once.
+    """
     white = _whiten(A, B, Q, L0, G)
     if white is not None:
         A, B, Q, L0 = white
@@ -381,13 +404,16 @@ def _kernel_inputs(A, B, Q, R, L0, G):
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,
                          key: int, ref=None, factor: float = math.inf,
                          lanes: int | None = None) -> np.ndarray:
-    """Numba implementation of :func:`~metalqr.rollouts._array_kernel.simulate_costs_array`
-    (``L0 L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`;
-    ``ref`` and ``factor``: the divergence test, ``inf`` for a diverging roll-out).
-    ``lanes`` rollouts of a task are simulated together (default: at most :data:`LANES`, as
-    few more than the roll-outs of a task as :func:`~metalqr.rollouts._blocks.fitted_lanes`
-    allows); the result does not depend on it (to rounding) and is a function of the inputs
-    (same inputs, same bits)."""
+    """Simulate roll-out costs with the compiled kernels.
+
+    Numba implementation of :func:`~metalqr.rollouts._array_kernel.simulate_costs_array` (``L0
+    L0' = Sigma0``, ``G G' = Psi``, see :func:`~metalqr.rollouts.engine.noise_factors`; ``ref``
+    and ``factor``: the divergence test, ``inf`` for a diverging roll-out). ``lanes`` rollouts
+    of a task are simulated together (default: at most :data:`LANES`, as few more than the
+    roll-outs of a task as :func:`~metalqr.rollouts._blocks.fitted_lanes` allows); the result
+    does not depend on it (to rounding) and is a function of the inputs (same inputs, same
+    bits).
+    """
     N, k, d = K.shape
     out = np.empty(N)
     if N == 0:

@@ -35,8 +35,11 @@ _OWN_REFS = 2
 
 
 def empty(shape: tuple[int, ...]) -> np.ndarray:
-    """A float64 array of ``shape`` (uninitialised), from a free pooled buffer when one of the
-    same size exists."""
+    """Return a float64 array of ``shape`` from the buffer pool.
+
+    Return a float64 array of ``shape`` (uninitialised), from a free pooled buffer when one of
+    the same size exists.
+    """
     n = 1
     for s in shape:
         n *= int(s)

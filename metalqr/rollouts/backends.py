@@ -39,8 +39,10 @@ DEFAULT_BACKEND = os.environ.get("METALQR_BACKEND", "numba")
 
 
 class Backend(abc.ABC):
-    """Interface of a rollout backend. Subclasses set :attr:`name` and :attr:`description`
-    and implement the four operations on NumPy inputs with NumPy outputs.
+    """Interface of a rollout backend.
+
+    Subclasses set :attr:`name` and :attr:`description` and implement the four operations on
+    NumPy inputs with NumPy outputs.
 
     Every backend must give the same numbers as the ``"numpy"`` backend: the same normals
     bit for bit (the counter-based generator of ``metalqr.rollouts.counter_rng``), the
@@ -56,7 +58,15 @@ class Backend(abc.ABC):
     install_hint: str = ""
 
     def available(self) -> bool:
-        """Whether the backend can run on this machine (default: always)."""
+        """Return whether the backend can run on this machine (default: always).
+
+        Whether the backend can run on this machine (default: always).
+
+        Returns
+        -------
+        bool
+            True when :meth:`simulate` and the generators can run here.
+        """
         return True
 
     @abc.abstractmethod
@@ -70,6 +80,7 @@ class Backend(abc.ABC):
             Task matrices and noise factors (``L0 L0' = Sigma0``, ``G G' = Psi``, see
             ``metalqr.rollouts._factors.noise_factors``).
         task_index : ndarray of int, shape (N,)
+            Task of each roll-out.
         K : ndarray, shape (N, k, d)
             Gain of each roll-out, C-contiguous.
         noise_index : ndarray of int, shape (N,)
@@ -92,17 +103,66 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def normals(self, key: int, n: int) -> np.ndarray:
-        """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``, shape (n,)."""
+        """Return ``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``.
+
+        ``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``, shape (n,).
+
+        Parameters
+        ----------
+        key : int
+            Key of the counter-based generator.
+        n : int
+            Number of normals.
+
+        Returns
+        -------
+        (n,) ndarray
+            Standard normals, the same bits on every backend.
+        """
 
     @abc.abstractmethod
     def sphere_points(self, key: int, rows: int, n: int, radius: float) -> np.ndarray:
-        """``(rows, n)`` points on the sphere of radius ``radius``: row ``m`` is
-        ``z_{mn} .. z_{mn + n - 1}``, normalised."""
+        """Return ``(rows, n)`` points on the sphere of radius ``radius``.
+
+        ``(rows, n)`` points on the sphere of radius ``radius``: row ``m`` is ``z_{mn} ..
+        z_{mn + n - 1}``, normalised.
+
+        Parameters
+        ----------
+        key : int
+            Key of the counter-based generator.
+        rows, n : int
+            Number of points and their dimension.
+        radius : float
+            Euclidean norm of every point.
+
+        Returns
+        -------
+        (rows, n) ndarray
+            Row ``m`` is ``z_{mn} .. z_{mn + n - 1}``, normalised to ``radius``.
+        """
 
     @abc.abstractmethod
     def perturbed_gains(self, C: np.ndarray, V: np.ndarray, two_point: bool) -> np.ndarray:
-        """``C[p] + V[p, q]`` (and ``C[p] - V[p, q]`` with ``two_point``) for ``C`` (P, n)
-        and ``V`` (P, Q, n): shape (P, Q, S, n) with ``S = 2`` or ``1``."""
+        """Return the perturbed gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``).
+
+        ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]`` with ``two_point``) for ``C`` (P, n) and
+        ``V`` (P, Q, n): shape (P, Q, S, n) with ``S = 2`` or ``1``.
+
+        Parameters
+        ----------
+        C : (P, n) ndarray
+            Centres (flattened gains).
+        V : (P, Q, n) ndarray
+            Perturbations of each centre.
+        two_point : bool
+            Also return ``C[p] - V[p, q]``.
+
+        Returns
+        -------
+        (P, Q, S, n) ndarray
+            ``S = 2`` with ``two_point`` (``+`` then ``-``), else 1.
+        """
 
     def __repr__(self) -> str:
         return f"<metalqr rollout backend {self.name!r}>"
@@ -115,8 +175,10 @@ _REGISTRY: dict[str, Backend] = {}
 
 
 def register_backend(backend: Backend) -> Backend:
-    """Add ``backend`` to the registry under ``backend.name`` (called by each backend module
-    when imported; a second registration under the same name replaces the first).
+    """Add ``backend`` to the registry under ``backend.name``.
+
+    Called by each backend module when imported; a second registration under the same name
+    replaces the first.
 
     Parameters
     ----------
@@ -159,18 +221,42 @@ def _registry() -> dict[str, Backend]:
 
 
 def known_backends() -> tuple[str, ...]:
-    """Names of every registered backend, whether or not it can run here."""
+    """Return the names of every registered backend, whether or not it can run here.
+
+    Names of every registered backend, whether or not it can run here.
+
+    Returns
+    -------
+    tuple of str
+        In registration order.
+    """
     return tuple(_registry())
 
 
 def available_backends() -> list[str]:
-    """Names of the registered backends that can run on this machine."""
+    """Return the names of the registered backends that can run on this machine.
+
+    Names of the registered backends that can run on this machine.
+
+    Returns
+    -------
+    list of str
+        In registration order (``"numpy"`` is always there).
+    """
     return [name for name, b in _registry().items() if b.available()]
 
 
 def backend_help() -> str:
-    """One line per registered backend (name, availability, description): for the CLI's
-    ``--backend`` help and the documentation."""
+    """Return one line per registered backend (name, availability, description).
+
+    One line per registered backend (name, availability, description): for the CLI's
+    ``--backend`` help and the documentation.
+
+    Returns
+    -------
+    str
+        The lines, for the CLI's ``--backend`` help and the documentation.
+    """
     return "; ".join(f"{name}{'' if b.available() else ' (unavailable here)'}: {b.description}"
                      for name, b in _registry().items())
 
@@ -182,7 +268,15 @@ def __getattr__(name):           # KNOWN_BACKENDS is read from the registry on f
 
 
 def cupy_available() -> bool:
-    """Whether CuPy imports and sees at least one CUDA device."""
+    """Return whether CuPy imports and sees at least one CUDA device.
+
+    Whether CuPy imports and sees at least one CUDA device.
+
+    Returns
+    -------
+    bool
+        False without CuPy or without a device.
+    """
     try:
         import cupy
         return cupy.cuda.runtime.getDeviceCount() > 0
@@ -191,10 +285,30 @@ def cupy_available() -> bool:
 
 
 def check_backend(backend, name: str = "backend") -> str:
-    """Validate a backend name against the registry (``None`` gives
-    ``DEFAULT_BACKEND``, itself checked, as it may come from ``METALQR_BACKEND``);
-    return the resolved name. An unknown name raises a :class:`~metalqr.ValidationError`
-    listing the registered ones."""
+    """Validate a backend name against the registry and return the resolved name.
+
+    Validate a backend name against the registry (``None`` gives ``DEFAULT_BACKEND``, itself
+    checked, as it may come from ``METALQR_BACKEND``); return the resolved name. An unknown name
+    raises a :class:`~metalqr.ValidationError` listing the registered ones.
+
+    Parameters
+    ----------
+    backend : str or None
+        A registered name; ``None`` gives ``DEFAULT_BACKEND`` (itself checked, as it may come
+        from ``METALQR_BACKEND``).
+    name : str
+        How the message names the argument.
+
+    Returns
+    -------
+    str
+        The resolved name.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        An unknown name (the registered ones are listed) or not a string.
+    """
     if backend is None:
         return check_choice(DEFAULT_BACKEND, "the METALQR_BACKEND environment variable (the "
                             "default backend)", known_backends())
@@ -202,7 +316,19 @@ def check_backend(backend, name: str = "backend") -> str:
 
 
 def get_backend(name: str | None = None) -> Backend:
-    """The registered backend called ``name`` (``None`` gives ``DEFAULT_BACKEND``).
+    """Return the registered backend called ``name``.
+
+    ``None`` gives ``DEFAULT_BACKEND``.
+
+    Parameters
+    ----------
+    name : str, optional
+        A registered name (``None`` gives ``DEFAULT_BACKEND``).
+
+    Returns
+    -------
+    Backend
+        The registered instance.
 
     Raises
     ------
@@ -220,22 +346,27 @@ def get_backend(name: str | None = None) -> Backend:
 
 
 def standard_normals(key: int, n: int, backend: str | None = None) -> np.ndarray:
-    """``z_0 .. z_{n-1}`` of the counter-based generator with key ``key``: the same numbers
-    on every backend."""
+    """Return ``z_0 .. z_{n-1}`` of the counter-based generator (the same on every backend)."""
     return get_backend(backend).normals(key, n)
 
 
 def sphere_points(key: int, rows: int, n: int, radius: float,
                   backend: str | None = None) -> np.ndarray:
-    """``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
+    """Return ``(rows, n)`` points uniform on a sphere from the counter-based generator.
+
+    ``(rows, n)`` points uniform on the sphere of radius ``radius`` in ``R^n``: row ``m`` is
     ``z_{mn} .. z_{mn + n - 1}`` of the counter-based generator with key ``key``, normalised.
-    The same points on every backend (to rounding)."""
+    The same points on every backend (to rounding).
+    """
     return get_backend(backend).sphere_points(key, rows, n, radius)
 
 
 def perturbed_gains(C: np.ndarray, V: np.ndarray, two_point: bool,
                     backend: str | None = None) -> np.ndarray:
-    """Gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``) for centres ``C`` of shape ``(P, n)``
-    and perturbations ``V`` of shape ``(P, Q, n)``: an array ``(P, Q, S, n)``, ``S = 2`` with
-    ``two_point``."""
+    """Return the perturbed gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``).
+
+    Gains ``C[p] + V[p, q]`` (and ``C[p] - V[p, q]``) for centres ``C`` of shape ``(P, n)`` and
+    perturbations ``V`` of shape ``(P, Q, n)``: an array ``(P, Q, S, n)``, ``S = 2`` with
+    ``two_point``.
+    """
     return get_backend(backend).perturbed_gains(C, V, two_point)

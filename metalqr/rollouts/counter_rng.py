@@ -61,8 +61,7 @@ _SIGN = SIGN_SHIFT
 
 
 def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Marsaglia & Tsang's tables for :data:`ZIG_LAYERS` layers and 52-bit integers:
-    ``(KI, W, F)``.
+    """Marsaglia & Tsang's tables for :data:`ZIG_LAYERS` layers and 52-bit integers: ``(KI, W, F)``.
 
     Layer ``i >= 1`` is the rectangle ``[0, x_i] x [f(x_i), f(x_{i-1})]`` with
     ``f(x) = exp(-x^2/2)``, ``x_{N-1} = R`` and ``x_{i-1}`` from ``x_{i-1} (f(x_{i-1}) - f(x_i))
@@ -95,7 +94,7 @@ def block_stride(length: int, d: int) -> int:
 
 
 def draw_key(rng: np.random.Generator) -> int:
-    """A fresh 64-bit key from the caller's generator (one draw per engine call)."""
+    """Return a fresh 64-bit key from the caller's generator (one draw per engine call)."""
     return int(rng.integers(0, 2**63, dtype=np.int64))
 
 
@@ -132,8 +131,11 @@ def _tables(xp):
 
 
 def _tail(xp, s):
-    """Marsaglia's tail method, ``R + xx`` with ``xx = -log(U1) / R`` accepted when
-    ``-2 log(U2) > xx^2``, for each seed in ``s`` (advanced in place, two words a try)."""
+    """Draw from the normal tail by Marsaglia's method.
+
+    Marsaglia's tail method, ``R + xx`` with ``xx = -log(U1) / R`` accepted when ``-2 log(U2) >
+    xx^2``, for each seed in ``s`` (advanced in place, two words a try).
+    """
     out = xp.empty(s.shape[0])
     pending = xp.arange(s.shape[0])
     while pending.size:
@@ -148,10 +150,13 @@ def _tail(xp, s):
 
 
 def _slow_path(xp, h):
-    """The normals whose first word ``h`` missed the one-multiplication test (the wedge test,
-    the tail, and fresh tries with the stream seeded at ``h``); see the module docstring and
-    ``_slow_normal`` in :mod:`metalqr.rollouts._counter_rng_numba` (its Numba twin), the
-    same algorithm."""
+    """Return the normals that missed the one-multiplication test.
+
+    The normals whose first word ``h`` missed the one-multiplication test (the wedge test, the
+    tail, and fresh tries with the stream seeded at ``h``); see the module docstring and
+    ``_slow_normal`` in :mod:`metalqr.rollouts._counter_rng_numba` (its Numba twin), the same
+    algorithm.
+    """
     KI, W, F, _ = _tables(xp)
     out = xp.empty(h.shape[0])
     pending = xp.arange(h.shape[0])
@@ -180,10 +185,13 @@ def _slow_path(xp, h):
 
 
 def _normals_flat(xp, key: int, index, out):
-    """``out[j] = z_{index[j]}`` for 1-D ``index`` (uint64) and ``out`` (float64) where the
+    """Fill ``out`` with the normals whose fast test accepts.
+
+    ``out[j] = z_{index[j]}`` for 1-D ``index`` (uint64) and ``out`` (float64) where the
     ziggurat's one-multiplication test accepts, with in-place operations (two work arrays
     besides the look-ups); returns the positions and first words of the other draws, for
-    :func:`_slow_path`."""
+    :func:`_slow_path`.
+    """
     KI, _, _, WS = _tables(xp)
     s1, s2, s3 = MIX_SHIFTS
     h = index + np.uint64(1)
@@ -209,12 +217,13 @@ def _normals_flat(xp, key: int, index, out):
 
 
 def normals(xp, key: int, index):
-    """Standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``).
+    """Return standard normals ``z_c`` for a uint64 array of counters ``index`` (array module ``xp``).
 
     With NumPy the counters are processed :data:`NORMALS_BLOCK` at a time, so that the
     work arrays stay in cache, and the ~0.4% of draws beyond the ziggurat's fast test are
     completed together at the end (10.5 -> about 5 ns a number for a million counters);
-    with CuPy in one pass. Either way ``z_c`` depends on ``(key, c)`` only."""
+    with CuPy in one pass. Either way ``z_c`` depends on ``(key, c)`` only.
+    """
     index = xp.asarray(index)
     flat = index.reshape(-1)
     out = xp.empty(flat.shape[0], dtype=xp.float64)

@@ -1,9 +1,12 @@
-"""The ``"cupy"`` rollout backend: the array kernel
-(:func:`~metalqr.rollouts._array_kernel.simulate_costs_array`) and the counter-based generator
-with CuPy on a CUDA GPU (``pip install metalqr[gpu]``).
+"""The ``"cupy"`` rollout backend (CUDA GPU).
+
+The ``"cupy"`` rollout backend: the array kernel
+(:func:`~metalqr.rollouts._array_kernel.simulate_costs_array`) and the counter-based generator with
+CuPy on a CUDA GPU (``pip install metalqr[gpu]``).
 
 :class:`CupyBackend` takes its array module as an argument (CuPy by default), so the tests
-run this very code on a CPU with NumPy standing in for CuPy."""
+run this very code on a CPU with NumPy standing in for CuPy.
+"""
 
 from __future__ import annotations
 
@@ -40,12 +43,14 @@ class CupyBackend(Backend):
 
     @property
     def xp(self):
+        """The ``cupy`` module (imported on first use)."""
         if self._xp is None:
             import cupy
             self._xp = cupy
         return self._xp
 
     def available(self):
+        """See :meth:`Backend.available`."""
         if self._xp is not None:
             return True
         if self._available is None:            # CuPy and the device count: fixed per process
@@ -66,6 +71,7 @@ class CupyBackend(Backend):
 
     def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
                  factor=math.inf):
+        """See :meth:`Backend.simulate`."""
         xp = self.xp
         dev = [xp.asarray(a) for a in (A, B, Q, R, L0, G)]
         N, k, d = K.shape
@@ -87,14 +93,17 @@ class CupyBackend(Backend):
         return xp.concatenate(parts) if parts else xp.empty(0)
 
     def normals(self, key, n):
+        """See :meth:`Backend.normals`."""
         return self._host(self._normals_device(key, n))
 
     def sphere_points(self, key, rows, n, radius):
+        """See :meth:`Backend.sphere_points`."""
         G = self._normals_device(key, rows * n).reshape(rows, n)
         G *= (radius / self.xp.sqrt(self.xp.einsum("ij,ij->i", G, G)))[:, None]
         return self._host(G)
 
     def perturbed_gains(self, C, V, two_point):
+        """See :meth:`Backend.perturbed_gains`."""
         signs = np.array([1.0, -1.0] if two_point else [1.0])
         return C[:, None, None, :] + signs[None, None, :, None] * V[:, :, None, :]
 

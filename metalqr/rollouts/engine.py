@@ -1,5 +1,8 @@
-"""The rollout engine: empirical costs of many (task, policy) pairs at once, plus the exact
-finite-horizon expectation that those costs estimate."""
+"""The rollout engine: empirical costs of many (task, policy) pairs at once.
+
+The rollout engine: empirical costs of many (task, policy) pairs at once, plus the exact
+finite-horizon expectation that those costs estimate.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +38,12 @@ DIVERGENCE_FACTOR = 1e10
 
 def divergence_reference(batch: Batch, task_index: np.ndarray, K: np.ndarray,
                          chunk: int = 65536) -> np.ndarray:
-    """Deterministic part of the divergence bound of each roll-out: the upper bound
-    ``tr(Q V) + lambda_max(R) tr(K V K') >= tr((Q + K'RK) V)`` with ``V = Psi + Sigma0`` (the
-    scale of a stage cost driven by one draw of the noise or the initial state; invariant
-    under a change of state coordinates), or ``||Q + K'RK||_F ||V||_F`` where it is zero.
+    """Return the deterministic part of the divergence bound of each roll-out.
+
+    Deterministic part of the divergence bound of each roll-out: the upper bound ``tr(Q V) +
+    lambda_max(R) tr(K V K') >= tr((Q + K'RK) V)`` with ``V = Psi + Sigma0`` (the scale of a
+    stage cost driven by one draw of the noise or the initial state; invariant under a change of
+    state coordinates), or ``||Q + K'RK||_F ||V||_F`` where it is zero.
 
     Shape ``(N,)``. The roll-outs are taken in task order (no copy when ``task_index`` is
     already sorted, as the estimators pass it), ``chunk`` at a time; per task within a chunk
@@ -89,8 +94,11 @@ SMALL_GEMM = 1 << 17
 
 
 def _rows_times(X: np.ndarray, V: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out = X @ V`` for a tall ``X`` (m, d) and a small ``V`` (d, d), as products of at
-    most ``SMALL_GEMM / d^2`` rows (at least 64) on the calling thread."""
+    """Return ``X @ V`` for a tall ``X`` and a small ``V``, in row blocks.
+
+    ``out = X @ V`` for a tall ``X`` (m, d) and a small ``V`` (d, d), as products of at most
+    ``SMALL_GEMM / d^2`` rows (at least 64) on the calling thread.
+    """
     rows = max(64, SMALL_GEMM // max(1, V.shape[0] * V.shape[1]))
     for s in range(0, X.shape[0], rows):
         np.matmul(X[s:s + rows], V, out=out[s:s + rows])
@@ -100,8 +108,11 @@ def _rows_times(X: np.ndarray, V: np.ndarray, out: np.ndarray) -> np.ndarray:
 def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: int, key: int,
                  backend: str | None, noise_index: np.ndarray | None = None,
                  factors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Internal engine call on validated arrays; costs of roll-outs that overflowed or
-    diverged (see ``DIVERGENCE_FACTOR``) come back as ``inf``."""
+    """Run the engine on validated arrays.
+
+    Internal engine call on validated arrays; costs of roll-outs that overflowed or diverged
+    (see ``DIVERGENCE_FACTOR``) come back as ``inf``.
+    """
     L0, G = factors_of(batch) if factors is None else factors
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
@@ -125,6 +136,7 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
     Parameters
     ----------
     tasks : LQRTask or TaskSet
+        The task, or a TaskSet (roll-outs pick tasks by ``task_index``).
     K : array_like, shape (k, d) or (N, k, d)
         One gain for all rollouts, or one per rollout.
     length : int
@@ -149,6 +161,17 @@ def simulate_costs(tasks: TaskLike, K: Any, *, length: int, rng: Any = None,
         ``DIVERGENCE_FACTOR`` (1e10) times ``tr(Q V) + lambda_max(R) tr(K V K') +
         max(c_1 .. c_m)`` (``V = Psi + Sigma0``, ``m = min(l, d + 1)``), detected from the
         roll-out itself on every backend.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed argument (named), or a request above metalqr's size limits.
+    BackendUnavailableError
+        ``backend`` cannot run here.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Algorithm 1 (the empirical cost ``J~`` of one roll-out).
     """
     batch = as_batch(tasks, "tasks")
     length = check_int(length, "length", minimum=1, maximum=MAX_LENGTH)
@@ -210,7 +233,7 @@ ROLLOUT_WORK_LIMIT = 1e13
 
 
 def _index_array(value: Any, name: str) -> np.ndarray:
-    """A 1-D integer array (bool, float, complex and object arrays rejected)."""
+    """Return a 1-D integer array (bool, float, complex and object arrays rejected)."""
     if isinstance(value, (str, bytes)):
         raise ValidationTypeError(f"{name} must be a 1-D array of integers; got a string.")
     arr = np.asarray(value)
@@ -235,15 +258,18 @@ def _check_rollout_size(N: int, length: int, k: int, d: int) -> None:
 
 
 def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
-    """Exact expectation of :func:`simulate_costs`:
-    ``(1/l) sum_{t=1}^{l} Tr((Q + K'RK) Sigma_t)`` with ``Sigma_0 = Sigma0`` and
-    ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon cost of Lemma 14 of the
-    ZO-MAML paper).
+    """Return the exact expectation of :func:`simulate_costs`.
+
+    Exact expectation of :func:`simulate_costs`: ``(1/l) sum_{t=1}^{l} Tr((Q + K'RK) Sigma_t)``
+    with ``Sigma_0 = Sigma0`` and ``Sigma_{t+1} = A_K Sigma_t A_K' + Psi`` (the finite-horizon
+    cost of Lemma 14 of the ZO-MAML paper).
 
     Parameters
     ----------
     tasks : LQRTask or TaskSet
+        The task, or a TaskSet of ``n`` tasks.
     K : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks
+        The gain(s) (any, stabilising or not).
     length : int
         ``l`` in ``[1, 2**40]``. Up to ``RECURSION_MAX_LENGTH`` steps the recursion
         above is run; beyond, the same sum by doubling in ``O(log l)`` matrix products:
@@ -259,6 +285,10 @@ def expected_rollout_cost(tasks: TaskLike, K: Any, length: int):
     ------
     ValidationError
         On a malformed task, gain or length.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 14 (the finite-horizon cost) and Algorithm 1.
     """
     from ..lqr.policy import check_gain, closed_loop
 
@@ -293,7 +323,7 @@ def _T(X: np.ndarray) -> np.ndarray:
 
 
 def _mat_power(A: np.ndarray, n: int) -> np.ndarray:
-    """``A^n`` by repeated squaring (batched)."""
+    """Return ``A^n`` by repeated squaring (batched)."""
     out = np.broadcast_to(np.eye(A.shape[-1]), A.shape).copy()
     P = A
     while n:
@@ -306,9 +336,12 @@ def _mat_power(A: np.ndarray, n: int) -> np.ndarray:
 
 
 def _power_sums(A: np.ndarray, M: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``S_n = sum_{j<n} A'^j M A^j`` and ``T_n = sum_{j<n} j A'^j M A^j`` by doubling: a block
-    of ``q`` terms ``(S, T, A^q)`` followed by another of ``q'`` terms combines into
-    ``(S + P'S'P, T + P'(T' + q S')P, P'..)`` with ``P = A^q``."""
+    """Return the power sums ``S_n`` and ``T_n`` by doubling.
+
+    ``S_n = sum_{j<n} A'^j M A^j`` and ``T_n = sum_{j<n} j A'^j M A^j`` by doubling: a block of
+    ``q`` terms ``(S, T, A^q)`` followed by another of ``q'`` terms combines into ``(S + P'S'P,
+    T + P'(T' + q S')P, P'..)`` with ``P = A^q``.
+    """
     S_r = np.zeros_like(M)
     T_r = np.zeros_like(M)
     P_r = np.broadcast_to(np.eye(A.shape[-1]), A.shape).copy()

@@ -1,7 +1,9 @@
-"""The ``"numba"`` rollout backend (the CPU default): the compiled kernels of
-:mod:`~metalqr.rollouts._numba_kernel` and the compiled twin of the counter-based generator,
-:mod:`~metalqr.rollouts._counter_rng_numba`, parallel over roll-outs. Numba is imported on
-first use, not when metalqr is imported."""
+"""The ``"numba"`` rollout backend (the CPU default).
+
+The compiled kernels of :mod:`~metalqr.rollouts._numba_kernel` and the compiled twin of the
+counter-based generator, :mod:`~metalqr.rollouts._counter_rng_numba`, parallel over roll-outs. Numba
+is imported on first use, not when metalqr is imported.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class NumbaBackend(Backend):
     install_hint = "Install Numba (pip install numba) or use backend='numpy'."
 
     def available(self):
+        """See :meth:`Backend.available`."""
         if self._available is None:            # installed or not: fixed for the process
             self._available = importlib.util.find_spec("numba") is not None
         return self._available
@@ -29,19 +32,23 @@ class NumbaBackend(Backend):
 
     def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
                  factor=math.inf):
+        """See :meth:`Backend.simulate`."""
         from ._numba_kernel import simulate_costs_numba
         return simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length, key,
                                     ref, factor)
 
     def normals(self, key, n):
+        """See :meth:`Backend.normals`."""
         from ._counter_rng_numba import normals_numba
         return normals_numba(key, n)
 
     def sphere_points(self, key, rows, n, radius):
+        """See :meth:`Backend.sphere_points`."""
         from ._counter_rng_numba import sphere_numba
         return sphere_numba(key, rows, n, radius)
 
     def perturbed_gains(self, C, V, two_point):
+        """See :meth:`Backend.perturbed_gains`."""
         from ._numba_kernel import perturbed_numba
         return perturbed_numba(C, V, two_point)
 

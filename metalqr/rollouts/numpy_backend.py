@@ -1,6 +1,9 @@
-"""The ``"numpy"`` rollout backend: the array kernel
-(:func:`~metalqr.rollouts._array_kernel.simulate_costs_array`) with NumPy, chunked over
-roll-outs and threaded over chunks; the reference every other backend is tested against."""
+"""The ``"numpy"`` rollout backend: the reference every other backend is tested against.
+
+The ``"numpy"`` rollout backend: the array kernel
+(:func:`~metalqr.rollouts._array_kernel.simulate_costs_array`) with NumPy, chunked over roll-outs
+and threaded over chunks; the reference every other backend is tested against.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ class NumpyBackend(Backend):
 
     def simulate(self, A, B, Q, R, L0, G, task_index, K, noise_index, length, key, ref=None,
                  factor=math.inf):
+        """See :meth:`Backend.simulate`."""
         N, d = K.shape[0], A.shape[-1]
         ref = np.zeros(N) if ref is None else ref
 
@@ -44,6 +48,7 @@ class NumpyBackend(Backend):
                           work=N * length * d * d * 20)[0]
 
     def normals(self, key, n):
+        """See :meth:`Backend.normals`."""
         out = np.empty(n)
         for s in range(0, n, NORMALS_CHUNK):
             out[s:s + NORMALS_CHUNK] = counter_normals(
@@ -51,11 +56,13 @@ class NumpyBackend(Backend):
         return out
 
     def sphere_points(self, key, rows, n, radius):
+        """See :meth:`Backend.sphere_points`."""
         G = self.normals(key, rows * n).reshape(rows, n)
         G *= (radius / np.sqrt(np.einsum("ij,ij->i", G, G)))[:, None]     # in place
         return G
 
     def perturbed_gains(self, C, V, two_point):
+        """See :meth:`Backend.perturbed_gains`."""
         signs = np.array([1.0, -1.0] if two_point else [1.0])
         return C[:, None, None, :] + signs[None, None, :, None] * V[:, :, None, :]
 

@@ -34,8 +34,10 @@ def _mat(name: str, M: np.ndarray, indent: str) -> str:
 
 
 def format_example(example: Any, indent: str = "  ") -> str:
-    """Readable text of an example: every matrix of a task, task set, family or array printed
-    in full, tuples element by element.
+    """Format an example as readable text.
+
+    Readable text of an example: every matrix of a task, task set, family or array printed in
+    full, tuples element by element.
 
     Parameters
     ----------
@@ -47,6 +49,7 @@ def format_example(example: Any, indent: str = "  ") -> str:
     Returns
     -------
     str
+        The text (several lines).
     """
     if isinstance(example, LQRTask):
         lines = [indent + f"LQRTask(d={example.d}, k={example.k})"]
@@ -82,7 +85,7 @@ def format_example(example: Any, indent: str = "  ") -> str:
 
 # ---------------------------------------------------------------------------- bounds
 @dataclass
-class BoundReport:
+class BoundReport:  # numpydoc ignore=PR01
     """Result of :func:`check_bound`.
 
     Attributes
@@ -104,6 +107,8 @@ class BoundReport:
         Examples skipped because ``bound`` or ``quantity`` raised one of ``ignore``.
     name : str
         Label used in the text.
+    settings : dict
+        Free-form settings attached to the report (:func:`check_bound` leaves it empty).
     """
 
     holds: bool
@@ -157,8 +162,11 @@ def _call(fn: Callable, example: Any, what: str) -> np.ndarray:
 
 
 def _pair(b: np.ndarray, q: np.ndarray, atol: float) -> tuple[float, float]:
-    """The (bound, quantity) pair with the largest ratio: elementwise when both return one value
-    per task (same size), else the maxima."""
+    """Return the (bound, quantity) pair with the largest ratio.
+
+    The (bound, quantity) pair with the largest ratio: elementwise when both return one value
+    per task (same size), else the maxima.
+    """
     if b.size == q.size and b.size > 1:
         ratios = [_ratio(float(qi), float(bi), atol) for qi, bi in zip(q, b)]
         i = int(np.nanargmax(ratios)) if not all(math.isnan(r) for r in ratios) else 0
@@ -202,6 +210,7 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     Returns
     -------
     BoundReport
+        Whether the bound held, the worst ratio and the shrunk counterexample.
 
     Raises
     ------
@@ -214,6 +223,19 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
     Notes
     -----
     Call it from a plain function or test, not from inside another ``@given`` test.
+
+    Examples
+    --------
+    Check that no gain beats the optimal cost, ``J(K*) <= J(K)``:
+
+    >>> from metalqr import cost, optimal_gain
+    >>> from metalqr.testing import check_bound, tasks_and_gains
+    >>> report = check_bound(lambda task, K: cost(task, K),
+    ...                      lambda task, K: cost(task, optimal_gain(task)[0]),
+    ...                      tasks_and_gains(max_d=2, max_k=1), max_examples=20, rng=0,
+    ...                      name="J* <= J(K)")
+    >>> report.holds, report.n_examples
+    (True, 20)
     """
     check_callable(bound, "bound")
     check_callable(quantity, "quantity")
@@ -284,13 +306,21 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
 
 
 def assert_bound_holds(bound: Callable, quantity: Callable, strategy: SearchStrategy, **kwargs) -> BoundReport:
-    """:func:`check_bound` for pytest: raise ``AssertionError`` with the report (worst ratio,
+    """Assert that a bound holds (:func:`check_bound` for pytest).
+
+    :func:`check_bound` for pytest: raise ``AssertionError`` with the report (worst ratio,
     shrunk counterexample with its matrices) if the bound is violated.
 
     Parameters
     ----------
-    bound, quantity, strategy, **kwargs
+    bound : callable
         As in :func:`check_bound`.
+    quantity : callable
+        As in :func:`check_bound`.
+    strategy : hypothesis SearchStrategy
+        As in :func:`check_bound`.
+    **kwargs
+        More options of :func:`check_bound`.
 
     Returns
     -------
@@ -405,7 +435,8 @@ def assert_gradient_matches_fd(f: Callable, grad: Callable, K: Any, *, h: float 
 
 def assert_hvp_matches_fd(grad: Callable, hvp: Callable, K: Any, X: Any = None, *, h: float | None = None,
                           rtol: float = 1e-4, atol: float = 1e-8, n_directions: int = 3, rng: Any = 0) -> float:
-    """Check a Hessian-vector product against central differences of the gradient:
+    """Check a Hessian-vector product against central differences of the gradient.
+
     ``(grad(K + hX) - grad(K - hX)) / 2h`` vs ``hvp(K, X)`` (Frobenius norms).
 
     Parameters
@@ -423,7 +454,9 @@ def assert_hvp_matches_fd(grad: Callable, hvp: Callable, K: Any, X: Any = None, 
     rtol, atol : float >= 0
         Pass when ``||fd - hvp|| <= rtol ||hvp|| + atol`` for every direction.
     n_directions : int >= 1
+        Number of random directions when ``X`` is not given.
     rng : Generator, int or None
+        Source of the random directions.
 
     Returns
     -------

@@ -42,7 +42,7 @@ _UNSTABLE_GAP = 0.05
 _PBH_TOL = 1e-6
 
 
-class MetaFamily(NamedTuple):
+class MetaFamily(NamedTuple):  # numpydoc ignore=PR01
     """A meta-learnable family drawn by :func:`meta_learnable_families`.
 
     Attributes
@@ -77,8 +77,11 @@ MAX_DIMENSION = 1000
 
 
 def _stabilisable(A: np.ndarray, B: np.ndarray, controllable: bool) -> bool:
-    """PBH test: ``[A - lambda I, B]`` has full row rank (with a relative margin) for every
-    eigenvalue (``controllable``) or every eigenvalue with ``|lambda| >= 1 - 1e-9``."""
+    """Run the PBH stabilisability test.
+
+    PBH test: ``[A - lambda I, B]`` has full row rank (with a relative margin) for every
+    eigenvalue (``controllable``) or every eigenvalue with ``|lambda| >= 1 - 1e-9``.
+    """
     d = A.shape[0]
     scale = max(1.0, float(np.linalg.norm(A, 2)), float(np.linalg.norm(B, 2)))
     for lam in np.linalg.eigvals(A):
@@ -91,10 +94,13 @@ def _stabilisable(A: np.ndarray, B: np.ndarray, controllable: bool) -> bool:
 
 
 def _spd(draw, n: int, condition_number: float) -> np.ndarray:
-    """Symmetric positive definite ``U diag(lam) U'`` with ``lam`` in ``[1, condition_number]``
-    (shrink to 1) and ``U = I - 2 v v' / v'v`` a Householder
-    reflection (``v`` entries in ``[-1, 1]``; ``v = 0``, the shrinking target, gives ``U = I``).
-    ``2n - 1`` draws instead of ``n^2``."""
+    """Draw a symmetric positive definite matrix with a bounded condition number.
+
+    Symmetric positive definite ``U diag(lam) U'`` with ``lam`` in ``[1, condition_number]``
+    (shrink to 1) and ``U = I - 2 v v' / v'v`` a Householder reflection (``v`` entries in ``[-1,
+    1]``; ``v = 0``, the shrinking target, gives ``U = I``). ``2n - 1`` draws instead of
+    ``n^2``.
+    """
     lam = np.ones(n)
     if condition_number > 1:
         lam = draw(hnp.arrays(np.float64, n, elements=st.floats(1.0, condition_number, allow_nan=False)))
@@ -157,6 +163,7 @@ def lqr_tasks(d: int | None = None, k: int | None = None, *, max_d: int = 4, max
     Returns
     -------
     hypothesis.strategies.SearchStrategy[LQRTask]
+        Draws stabilisable tasks.
 
     Raises
     ------
@@ -212,11 +219,14 @@ def _lqr_tasks(draw, d_st, k_st, lo, hi, controllable, condition_number, badly_s
 
 # ---------------------------------------------------------------------------- gains
 def _reference_gain(ts: TaskSet, limit: float):
-    """The first candidate centre whose closed loops all have spectral radius <= ``limit``:
-    0 (the simplest gain; no Riccati equation needed for open-loop stable tasks), the optimal
-    gain (mean of the optimal gains, then each, for a TaskSet), cheaper-control optimal gains
-    (R / 10^2, 10^4, 10^6: closed loops further inside the unit disc); ``None`` if none
-    qualifies. Candidates are computed lazily."""
+    """Return the first candidate centre gain whose closed loops are stable enough.
+
+    The first candidate centre whose closed loops all have spectral radius <= ``limit``: 0 (the
+    simplest gain; no Riccati equation needed for open-loop stable tasks), the optimal gain
+    (mean of the optimal gains, then each, for a TaskSet), cheaper-control optimal gains (R /
+    10^2, 10^4, 10^6: closed loops further inside the unit disc); ``None`` if none qualifies.
+    Candidates are computed lazily.
+    """
     def candidates():
         yield np.zeros((ts.k, ts.d))
         K_star, _ = optimal_gain(ts)
@@ -250,9 +260,11 @@ def _as_taskset(task: Any, name: str = "task") -> TaskSet:
 
 def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = None,
                       K0: Any = None, scale: float = 1.0):
-    """Strategy for gains ``K`` (shape ``(k, d)``) that stabilise ``task`` (every task of a
-    TaskSet) with closed-loop spectral radius at most ``1 - margin``, and optionally lie in
-    the sub-level set ``J_i(K) <= gamma J_i(K0)`` of every task.
+    """Strategy for gains ``K`` of shape ``(k, d)`` that stabilise ``task``.
+
+    Strategy for gains ``K`` (shape ``(k, d)``) that stabilise ``task`` (every task of a
+    TaskSet) with closed-loop spectral radius at most ``1 - margin``, and optionally lie in the
+    sub-level set ``J_i(K) <= gamma J_i(K0)`` of every task.
 
     ``K = K_ref + t U`` with ``U`` entries in ``[-scale s, scale s]`` (``s = max(1, max|K_ref|)``),
     ``t`` halved from 1 until the conditions hold. ``K_ref`` is ``K0`` if given, else the
@@ -263,6 +275,7 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
     Parameters
     ----------
     task : LQRTask or TaskSet
+        The task(s) the gains must stabilise.
     margin : float in [0, 1)
         Required stability margin: ``rho(A_i - B_i K) <= 1 - margin`` (and ``< 1`` always).
     gamma : float >= 1, optional
@@ -276,6 +289,7 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[ndarray]
+        Draws (k, d) gains or directions.
 
     Raises
     ------
@@ -320,12 +334,22 @@ def _stabilizing_gains(draw, ts, K_ref, limit, gamma, scale):
 
 
 def tasks_and_gains(margin: float = 0.05, **task_kwargs):
-    """Strategy for pairs ``(task, K)``: a task from :func:`lqr_tasks` (``task_kwargs``) and a
-    gain from :func:`stabilizing_gains` with ``margin``.
+    """Strategy for pairs ``(task, K)`` of a task and a stabilising gain.
+
+    Strategy for pairs ``(task, K)``: a task from :func:`lqr_tasks` (``task_kwargs``) and a gain
+    from :func:`stabilizing_gains` with ``margin``.
+
+    Parameters
+    ----------
+    margin : float in [0, 1)
+        Stability margin of the gains (see :func:`stabilizing_gains`).
+    **task_kwargs
+        Options of :func:`lqr_tasks`.
 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[tuple[LQRTask, ndarray]]
+        Draws ``(task, K)`` pairs.
 
     Raises
     ------
@@ -338,8 +362,10 @@ def tasks_and_gains(margin: float = 0.05, **task_kwargs):
 
 
 def directions(k: int, d: int, *, norm: float = 1.0):
-    """Strategy for directions ``X`` of shape ``(k, d)`` with ``||X||_F = norm`` (entries in
-    ``[-1, 1]`` normalised; the all-zero draw, the shrinking target, gives ``X = norm e_1 e_1'``).
+    """Strategy for directions ``X`` of shape ``(k, d)`` with a given Frobenius norm.
+
+    Strategy for directions ``X`` of shape ``(k, d)`` with ``||X||_F = norm`` (entries in ``[-1,
+    1]`` normalised; the all-zero draw, the shrinking target, gives ``X = norm e_1 e_1'``).
 
     Parameters
     ----------
@@ -351,6 +377,7 @@ def directions(k: int, d: int, *, norm: float = 1.0):
     Returns
     -------
     hypothesis.strategies.SearchStrategy[ndarray]
+        Draws (k, d) gains or directions.
 
     Raises
     ------
@@ -394,13 +421,23 @@ def task_sets(n: int | None = None, d: int | None = None, k: int | None = None,
     heterogeneity : float >= 0
         Size ``h`` of the per-task perturbations.
     max_n, max_d, max_k : int >= 1
-    stability, max_spectral_radius, condition_number, badly_scaled, max_exponent
+        Largest sizes drawn when ``n``, ``d``, ``k`` are ``None``.
+    stability : {"any", "stable", "unstable"}
         As in :func:`lqr_tasks` (for the nominal task; the per-task perturbations are then
         relative to its scale).
+    max_spectral_radius : float > 0
+        As in :func:`lqr_tasks`.
+    condition_number : float >= 1
+        As in :func:`lqr_tasks`.
+    badly_scaled : bool
+        As in :func:`lqr_tasks`.
+    max_exponent : int >= 0
+        As in :func:`lqr_tasks`.
 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[TaskSet]
+        Draws task families.
 
     Raises
     ------
@@ -443,10 +480,12 @@ def _task_sets(draw, n_st, h, nominal, stable):
 def meta_learnable_families(n: int | None = None, d: int | None = None, k: int | None = None,
                             heterogeneity: float = 0.1, *, eta: float | None = None, margin: float = 0.02,
                             max_eta: float = 0.1, **task_set_kwargs):
-    """Strategy for :class:`MetaFamily` triples ``(tasks, K, eta)``: a family from
-    :func:`task_sets` with a common MAML-stabilising gain ``K`` for ``eta`` (Definition 1 of
-    the ZO-MAML paper: ``K`` and every adapted gain ``K - eta grad J_i(K)`` stabilise their
-    task), each closed loop with spectral radius at most ``1 - margin``.
+    """Strategy for meta-learnable families ``(tasks, K, eta)``.
+
+    Strategy for :class:`MetaFamily` triples ``(tasks, K, eta)``: a family from
+    :func:`task_sets` with a common MAML-stabilising gain ``K`` for ``eta`` (Definition 1 of the
+    ZO-MAML paper: ``K`` and every adapted gain ``K - eta grad J_i(K)`` stabilise their task),
+    each closed loop with spectral radius at most ``1 - margin``.
 
     ``K`` is :func:`metalqr.common_stabilizing_gain` of the family (families without one are
     rejected). With ``eta=None`` a step size is drawn in ``[max_eta / 1000, max_eta]`` and
@@ -455,7 +494,9 @@ def meta_learnable_families(n: int | None = None, d: int | None = None, k: int |
 
     Parameters
     ----------
-    n, d, k, heterogeneity, **task_set_kwargs
+    n, d, k : int >= 1 or None
+        As in :func:`task_sets`.
+    heterogeneity : float >= 0
         As in :func:`task_sets`.
     eta : float > 0, optional
         Fixed adaptation step size.
@@ -463,15 +504,22 @@ def meta_learnable_families(n: int | None = None, d: int | None = None, k: int |
         Stability margin of ``K`` and of the adapted gains.
     max_eta : float > 0
         Largest drawn step size when ``eta`` is ``None``.
+    **task_set_kwargs
+        More options of :func:`task_sets`.
 
     Returns
     -------
     hypothesis.strategies.SearchStrategy[MetaFamily]
+        Draws ``(tasks, K, eta)`` triples.
 
     Raises
     ------
     ValidationError
         If an argument is malformed or out of range (names it).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 1.
     """
     if eta is not None:
         eta = check_positive(eta, "eta")

@@ -1,6 +1,9 @@
-"""Executable versions of the ZO-MAML paper's constants (Lemmas 1-5 and 8-14), their
-suprema over the sub-level set, and the Lemma 6-7 / Theorem 1-2 certificate (see
-docs/theory.md for which printed constants fail and what replaces them)."""
+"""Executable versions of the ZO-MAML paper's constants and certificates.
+
+Executable versions of the ZO-MAML paper's constants (Lemmas 1-5 and 8-14), their suprema over the
+sub-level set, and the Lemma 6-7 / Theorem 1-2 certificate (see docs/theory.md for which printed
+constants fail and what replaces them).
+"""
 
 from .._api import public_names as _public_names
 from .certify import Certificate, certify, sublevel_constants

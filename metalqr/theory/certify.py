@@ -1,6 +1,8 @@
-"""Suprema of the constants over the stabilising sub-level set and the step-size,
-sample-size and iteration conditions of Lemmas 6-7 and Theorems 1-2 of the ZO-MAML paper,
-as a report."""
+"""Sub-level-set suprema of the constants and the conditions of Theorems 1-2.
+
+Suprema of the constants over the stabilising sub-level set and the step-size, sample-size and
+iteration conditions of Lemmas 6-7 and Theorems 1-2 of the ZO-MAML paper, as a report.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ __all__ = ["sublevel_constants", "Certificate", "certify"]
 
 @_guarded
 def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants:
-    """Bounds valid on the whole sub-level set ``S = {K : J_i(K) - J_i* <= gamma (J_i(K0) - J_i*)}``
-    (Definition 2).
+    """Bound the constants on the whole sub-level set (Definition 2).
+
+    Bounds valid on the whole sub-level set ``S = {K : J_i(K) - J_i* <= gamma (J_i(K0) -
+    J_i*)}`` (Definition 2).
 
     Method (closed form, conservative): on ``S``, ``J_i(K) <= J_i* + gamma Delta_0^i`` so
     ``J_max <= Jbar = max_i (J_i* + gamma Delta_0^i)``; ``||P_K|| <= J(K) / mu`` (as
@@ -56,6 +60,10 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
         semidefinite ``Q_i`` / ``Psi_i`` (see :func:`task_constants`).
     UnstablePolicyError
         If ``K0`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Definition 2 and Appendix A.
     """
     ts = as_taskset(tasks)
     gamma = check_positive(gamma, "gamma")
@@ -80,8 +88,45 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
 
 
 @dataclass
-class Certificate:
-    """What Lemmas 6-7 and Theorems 1-2 require, evaluated on a task set (see :func:`certify`)."""
+class Certificate:  # numpydoc ignore=PR01
+    """What Lemmas 6-7 and Theorems 1-2 require, evaluated on a task set (see :func:`certify`).
+
+    Attributes
+    ----------
+    eta, alpha : float
+        The inner and outer step sizes given.
+    epsilon, delta : float
+        The accuracy and failure probability given.
+    eta_max, alpha_max : float
+        The largest step sizes Theorem 1 allows.
+    radius_max : float
+        The largest smoothing radius of Lemma 6.
+    n_perturbations_min : float
+        The fewest perturbations of Lemma 6.
+    rollout_length_min : float
+        The shortest roll-out of Lemma 6.
+    task_batch_min : float
+        The smallest task batch of Lemma 7.
+    meta_radius_max : float
+        The largest smoothing radius of Lemma 7.
+    meta_rollout_length_min : float
+        The shortest outer roll-out of Lemma 7.
+    iterations_min : float
+        The iteration count of Theorem 2 (``inf`` when it does not apply).
+    psi0 : float
+        The initial optimality gap ``L(K0) - L(K*)`` used (an upper bound by default).
+    constants : dict
+        The constants behind these figures (``h_grad``, ``h_H``, ...).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed field (hand-built certificates are checked too).
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Theorems 1-2 and Lemmas 6-7.
+    """
 
     eta: float
     alpha: float
@@ -100,7 +145,9 @@ class Certificate:
     constants: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Validate the fields (filled by :func:`certify`; hand-built ones are checked too):
+        """Validate the fields of a certificate.
+
+        Validate the fields (filled by :func:`certify`; hand-built ones are checked too):
         real numbers, never NaN, ``>= 0`` (``iterations_min`` may be ``inf``: Theorem 2 does
         not apply when ``eta h_H >= 1``).
 
@@ -122,11 +169,13 @@ class Certificate:
 
     @property
     def conditions(self) -> dict[str, bool]:
+        """The step-size conditions of Theorem 1: ``{"eta <= eta_max": bool, "alpha <= alpha_max": bool}``."""
         return {"eta <= eta_max": self.eta <= self.eta_max,
                 "alpha <= alpha_max": self.alpha <= self.alpha_max}
 
     @property
     def holds(self) -> bool:
+        """Whether every condition of :attr:`conditions` holds."""
         return all(self.conditions.values())
 
     def __str__(self) -> str:
@@ -150,9 +199,11 @@ class Certificate:
 @_guarded
 def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, delta: float,
             gamma: float = 1.0, epsilon0: float | None = None, L_star: float | None = None) -> Certificate:
-    """Evaluate the step-size conditions of Theorem 1, the estimation conditions of Lemmas 6
-    and 7 and the iteration count of Theorem 2 on a task set, with suprema over the
-    sub-level set from :func:`sublevel_constants`.
+    """Certify Theorems 1-2 and Lemmas 6-7 on a task set.
+
+    Evaluate the step-size conditions of Theorem 1, the estimation conditions of Lemmas 6 and 7
+    and the iteration count of Theorem 2 on a task set, with suprema over the sub-level set from
+    :func:`sublevel_constants`.
 
     * Theorem 1: ``eta <= min(sqrt(1 / (4 (hg^2 k^2 + hg^2 hH^2 + hH^2))), 1 / (4 hg))`` and
       ``alpha <= 1 / (2 phi_2 hg)`` with ``phi_2 = (k^2 + eta^2 hH^2)(2 + 2 hg^2 eta^2)``.
@@ -203,12 +254,19 @@ def certify(tasks: Any, K0: Any, *, eta: float, alpha: float, epsilon: float, de
     Returns
     -------
     Certificate
+        The conditions, the bounds and the constants behind them; ``holds`` says whether
+        the step sizes satisfy Theorem 1.
 
     Raises
     ------
     ValidationError
         On malformed or out-of-range arguments (each named), semidefinite ``Q_i``/``Psi_i``,
         an ``L_star`` above ``L(K0)``, or if ``K0`` is not MAML-stabilising for ``eta``.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Theorems 1-2 and Lemmas 6-7 (with the corrected
+    constants of docs/theory.md).
     """
     ts = as_taskset(tasks)
     eta = check_positive(eta, "eta")

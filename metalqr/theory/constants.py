@@ -46,8 +46,11 @@ _DIVISORS = ("J_max", "J_min", "mu", "sigma_Q", "sigma_R", "norm_Q_min", "norm_Q
 
 
 def _guarded(fn):
-    """Report float over/underflow inside a constant (``x / eps**2`` with a tiny ``eps``...) as a
-    named :class:`~metalqr.ValidationError`, never a raw ZeroDivisionError/OverflowError."""
+    """Report float over/underflow inside a constant as a named error.
+
+    Report float over/underflow inside a constant (``x / eps**2`` with a tiny ``eps``...) as a
+    named :class:`~metalqr.ValidationError`, never a raw ZeroDivisionError/OverflowError.
+    """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -61,8 +64,49 @@ def _guarded(fn):
 
 
 @dataclass(frozen=True)
-class TaskConstants:
-    """Quantities of a TaskSet at a gain ``K`` that the lemmas' polynomials are built from."""
+class TaskConstants:  # numpydoc ignore=PR01
+    """Quantities of a TaskSet at a gain ``K`` that the lemmas' polynomials are built from.
+
+    Norms are spectral unless marked ``_F`` (Frobenius); ``max`` / ``min`` run over the tasks.
+
+    Attributes
+    ----------
+    J, J_star : (n,) ndarray
+        Costs ``J_i(K)`` and optimal costs ``J_i(K_i*)``.
+    J_max, J_min : float
+        Largest and smallest ``J_i(K)``.
+    mu : float
+        ``min_i sigma_min(Psi_i)``.
+    sigma_Q, sigma_R : float
+        ``min_i sigma_min(Q_i)`` and ``min_i sigma_min(R_i)``.
+    norm_A, norm_B, norm_R, norm_Q : float
+        ``max_i ||A_i||``, ``max_i ||B_i||``, ``max_i ||R_i||``, ``max_i ||Q_i||``.
+    norm_Q_min : float
+        ``min_i ||Q_i||``.
+    norm_AK : float
+        ``max_i ||A_i - B_i K||``.
+    norm_K, norm_K_F : float
+        ``||K||`` and ``||K||_F``.
+    RBPB : float
+        ``max_i ||R_i + B_i'P_i B_i||``.
+    BPA_F : float
+        ``max_i ||B_i'P_i A_i||_F``.
+    trace_Psi, trace_R, trace_Sigma0 : float
+        ``max_i Tr(Psi_i)``, ``max_i Tr(R_i)``, ``max_i Tr(Sigma0_i)``.
+    norm_Sigma0 : float
+        ``max_i ||Sigma0_i||``.
+    norm_AK_F : float
+        ``max_i ||A_i - B_i K||_F``.
+    Sigma_star : (n,) ndarray
+        ``||Sigma_{K_i*}||`` per task.
+    d, k : int
+        State and input dimensions.
+
+    Raises
+    ------
+    ValidationError
+        A malformed field (hand-built objects are checked too).
+    """
 
     J: np.ndarray            # J_i(K), (n,)
     J_star: np.ndarray       # J_i(K_i*), (n,)
@@ -91,7 +135,9 @@ class TaskConstants:
     k: int
 
     def __post_init__(self) -> None:
-        """Validate the fields (they are normally filled by :func:`task_constants` or
+        """Validate the fields of the task constants.
+
+        Validate the fields (they are normally filled by :func:`task_constants` or
         :func:`~metalqr.theory.sublevel_constants`; hand-built objects are checked too).
 
         Raises
@@ -125,8 +171,10 @@ class TaskConstants:
 
 @_guarded
 def task_constants(tasks: Any, K: Any) -> TaskConstants:
-    """Evaluate the building blocks of the lemmas' constants at a common gain ``K``
-    (Appendix A of the ZO-MAML paper).
+    """Evaluate the building blocks of the lemmas' constants at a common gain.
+
+    Evaluate the building blocks of the lemmas' constants at a common gain ``K`` (Appendix A of
+    the ZO-MAML paper).
 
     Parameters
     ----------
@@ -138,6 +186,7 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
     Returns
     -------
     TaskConstants
+        The quantities at ``K``.
 
     Raises
     ------
@@ -148,6 +197,11 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
         ``mu = sigma_min(Psi)``: with a singular one the constants are infinite).
     UnstablePolicyError
         If ``K`` does not stabilise some task.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Appendix A (the quantities the constants of Lemmas 1-5
+    and 8-14 are built from).
     """
     ts = as_taskset(tasks)
     batch = as_batch(ts)
@@ -178,8 +232,11 @@ def task_constants(tasks: Any, K: Any) -> TaskConstants:
 
 
 def _common_gain(ts, K: Any, name: str) -> np.ndarray:
-    """Validate one gain of shape (k, d) shared by all tasks (per-task gains are refused:
-    the constants are stated for a single meta-policy ``K``)."""
+    """Validate one gain shared by all tasks.
+
+    Validate one gain of shape (k, d) shared by all tasks (per-task gains are refused: the
+    constants are stated for a single meta-policy ``K``).
+    """
     arr = as_float_array(K, name)
     if arr.ndim == 3:
         raise ValidationError(f"{name} must be one gain of shape (k, d) = ({ts.k}, {ts.d}) shared by all "
@@ -188,7 +245,7 @@ def _common_gain(ts, K: Any, name: str) -> np.ndarray:
 
 
 def _check_definite(batch) -> None:
-    """The lemmas divide by ``sigma_min(Q_i)``, ``sigma_min(Psi_i)`` and ``||B||``."""
+    """Check the quantities the lemmas divide by: ``sigma_min(Q_i)``, ``sigma_min(Psi_i)`` and ``||B||``."""
     for name in ("Q", "Psi"):
         lo = np.linalg.eigvalsh(getattr(batch, name))[:, 0]
         bad = np.flatnonzero(lo <= 0.0)
@@ -222,8 +279,7 @@ def _hH(h_H_value: Any) -> float:
 
 
 def _count(m: float, name: str, culprit: str) -> int:
-    """A sample count: at least 1, and an overflow reported (``int(inf)`` would raise
-    OverflowError)."""
+    """Return a sample count: at least 1, an overflow reported (``int(inf)`` raises OverflowError)."""
     if not math.isfinite(m):
         raise ValidationError(f"{name}: the sample count overflows float64 ({m!r}); {culprit} is too small "
                               f"(or the variance bound too large) for a representable count.")
@@ -231,8 +287,11 @@ def _count(m: float, name: str, culprit: str) -> int:
 
 
 def _out(value: float, name: str, allow_zero: bool = False) -> float:
-    """Every constant is finite and > 0 for valid input (``h_G``, ``h_c`` may be exactly 0 at
-    a common optimum); an overflow or underflow is reported, not returned."""
+    """Check that every constant is finite and positive.
+
+    Every constant is finite and > 0 for valid input (``h_G``, ``h_c`` may be exactly 0 at a
+    common optimum); an overflow or underflow is reported, not returned.
+    """
     if value == 0 and not allow_zero:
         raise ValidationError(
             f"{name} underflows to 0 on these tasks (the bound is astronomically small: badly conditioned "
@@ -248,8 +307,11 @@ def _out(value: float, name: str, allow_zero: bool = False) -> float:
 
 
 def _h0(c: TaskConstants) -> float:
-    """Bound on ``||E_K^i||_F``: by the lower gradient-domination bound (Lemma 3),
-    ``Tr(E'E) <= ||R + B'PB|| (J_i(K) - J_i*) / mu <= ||R + B'PB||_max (J_max - J_min) / mu``."""
+    """Bound ``||E_K^i||_F`` by gradient domination (Lemma 3).
+
+    Bound on ``||E_K^i||_F``: by the lower gradient-domination bound (Lemma 3), ``Tr(E'E) <= ||R
+    + B'PB|| (J_i(K) - J_i*) / mu <= ||R + B'PB||_max (J_max - J_min) / mu``.
+    """
     return math.sqrt(max(c.RBPB * (c.J_max - c.J_min), 0.0) / c.mu)
 
 
@@ -278,6 +340,10 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 1 and 8, and Eq. (2).
     """
     c, variant = _tc(c), _variant(variant)
     base = c.J_max * _h0(c) / c.sigma_Q
@@ -286,9 +352,11 @@ def h_G(c: TaskConstants, variant: Variant = "corrected") -> float:
 
 @_guarded
 def h_c(c: TaskConstants) -> float:
-    """Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from
-    ``K = (R + B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for
-    ``||K||_F``; the paper's ``||.||_max`` is ambiguous).
+    """Return the gain norm bound of Lemmas 1 and 8.
+
+    Lemma 1/8: ``||K||_F <= h_c(K) = (h_0 + ||B'PA||_F,max) / sigma_min(R)`` from ``K = (R +
+    B'PB)^{-1} (E + B'PA)`` (Frobenius norm of ``B'PA``, so the bound holds for ``||K||_F``; the
+    paper's ``||.||_max`` is ambiguous).
 
     Parameters
     ----------
@@ -305,6 +373,10 @@ def h_c(c: TaskConstants) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 1 and 8.
     """
     c = _tc(c)
     return _out((_h0(c) + c.BPA_F) / c.sigma_R, "h_c", allow_zero=True)
@@ -351,6 +423,10 @@ def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> fl
     ValidationError
         If ``c`` is not a TaskConstants, ``J_max_K0`` is not a finite positive number, or
         ``variant`` is not a valid name.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 1 and 8 (and their use in Lemma 7).
     """
     c, variant = _tc(c), _variant(variant)
     J_max_K0 = check_positive(J_max_K0, "J_max_K0")
@@ -368,8 +444,10 @@ def h_H(c: TaskConstants, J_max_K0: float, variant: Variant = "corrected") -> fl
 
 @_guarded
 def h_Delta(c: TaskConstants) -> float:
-    """Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al.
-    2018, Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
+    """Return the perturbation radius of Lemmas 2 and 9.
+
+    Lemma 2/9 radius: ``sigma_Q mu / (4 ||B|| J_max (||A - BK|| + 1))`` (Fazel et al. 2018,
+    Lemma 16, with ``C(K) -> J_max``). The paper prints ``max_i sigma_min(Q_i)`` in the
     numerator, which is not conservative for heterogeneous tasks; this uses the min.
 
     Parameters
@@ -387,6 +465,10 @@ def h_Delta(c: TaskConstants) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, if every ``B_i`` is zero, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9; Fazel et al. (2018), Lemma 16.
     """
     c = _tc(c)
     if c.norm_B == 0:
@@ -433,6 +515,10 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9; Fazel et al. (2018), Lemma 16.
     """
     c, variant = _tc(c), _variant(variant)
     hD = h_Delta(c)
@@ -444,8 +530,10 @@ def h_cost(c: TaskConstants, variant: Variant = "corrected") -> float:
 
 @_guarded
 def cost_lipschitz(c: TaskConstants) -> float:
-    """Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K``
-    (see :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``.
+    """Return the Lipschitz constant of every cost on the ``h_Delta`` ball.
+
+    Absolute Lipschitz constant of every ``J_i`` on the ``h_Delta`` ball around ``K`` (see
+    :func:`h_cost`): ``(2 J_max / sigma_Q)(2 h_0 + ||R + B'PB||_max h_Delta)``.
 
     Parameters
     ----------
@@ -486,6 +574,10 @@ def h_grad(c: TaskConstants) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9.
     """
     c = _tc(c)
     r = c.J_max / c.sigma_Q
@@ -495,10 +587,13 @@ def h_grad(c: TaskConstants) -> float:
 
 
 def _ball_bounds(c: TaskConstants) -> dict:
-    """Suprema over the ``h_Delta`` ball around ``K`` used by :func:`h_hess` (all spectral norms):
+    """Bound the quantities on the ``h_Delta`` ball used by :func:`h_hess`.
+
+    Suprema over the ``h_Delta`` ball around ``K`` used by :func:`h_hess` (all spectral norms):
     ``J <= Jb = J_max + cost_lipschitz h_Delta``; ``||Sigma|| <= min(2 J_max, Jb) / sigma_Q``
-    (Fazel et al. 2018, Lemma 16); ``||P|| <= Jb / mu``; ``||A - BK|| <= ||A - BK|| + ||B|| h_Delta``;
-    ``||E||_F <= sqrt(||R + B'PB|| (Jb - J_min) / mu)`` (Lemma 3)."""
+    (Fazel et al. 2018, Lemma 16); ``||P|| <= Jb / mu``; ``||A - BK|| <= ||A - BK|| + ||B||
+    h_Delta``; ``||E||_F <= sqrt(||R + B'PB|| (Jb - J_min) / mu)`` (Lemma 3).
+    """
     hD = h_Delta(c)
     Jb = c.J_max + cost_lipschitz(c) * hD
     s = min(2 * c.J_max, Jb) / c.sigma_Q
@@ -510,8 +605,10 @@ def _ball_bounds(c: TaskConstants) -> dict:
 
 @_guarded
 def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
-    """Lemma 2/9: ``||Hess J_i(K') - Hess J_i(K)||_F <= h_hess ||K' - K||_F`` for
-    ``||K' - K||_F <= h_Delta`` (Hessians as ``dk x dk`` matrices).
+    """Return the Hessian Lipschitz constant of Lemmas 2 and 9.
+
+    Lemma 2/9: ``||Hess J_i(K') - Hess J_i(K)||_F <= h_hess ||K' - K||_F`` for ``||K' - K||_F <=
+    h_Delta`` (Hessians as ``dk x dk`` matrices).
 
     Paper: ``2 (h_1 + 2 h_2)`` with the ``h_1..h_9`` of Appendix A, which use ``mu~`` without
     defining it; here ``mu~ := J_max / sigma_Q`` (the bound on ``||Sigma_K||``), ``Tr(A - BK)``
@@ -544,6 +641,10 @@ def h_hess(c: TaskConstants, variant: Variant = "corrected") -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 2 and 9 and Appendix A.
     """
     c, variant = _tc(c), _variant(variant)
     if variant == "paper":
@@ -582,7 +683,9 @@ def _h_hess_paper(c: TaskConstants) -> float:
 
 @_guarded
 def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
-    """Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
+    """Return the gradient-domination constants of Lemmas 3 and 10.
+
+    Lemma 3/10: ``lambda_i = mu^2 sigma_min(R_i) / ||Sigma_{K_i*}||`` (with the common
     ``sigma_R``), so that ``J_i(K) - J_i* <= ||grad J_i(K)||_F^2 / lambda_i``.
 
     Parameters
@@ -600,6 +703,10 @@ def gradient_domination_lambda(c: TaskConstants) -> np.ndarray:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 3 and 10.
     """
     c = _tc(c)
     lam = c.mu**2 * c.sigma_R / c.Sigma_star
@@ -642,6 +749,10 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``eta`` or ``h_H_value`` is negative or non-finite, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 5 and 12 and Appendix A.
     """
     c, variant, eta, h_H_value = _tc(c), _variant(variant), _eta(eta), _hH(h_H_value)
     hh, hg = h_hess(c, variant), h_grad(c)
@@ -653,7 +764,9 @@ def h_L_grad(c: TaskConstants, eta: float, h_H_value: float, variant: Variant = 
 
 @_guarded
 def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
-    """Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
+    """Return the meta-gradient norm bound of Lemmas 4 and 11.
+
+    Lemma 4/11: ``||grad L(K)||_F <= (k + eta h_H)(1 + eta h_grad) h_G`` (as printed; ``k``
     stands for ``||I||``; with the corrected ``h_G``).
 
     Parameters
@@ -675,6 +788,10 @@ def h_G_meta(c: TaskConstants, eta: float, h_H_value: float) -> float:
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``eta`` or ``h_H_value`` is negative or non-finite, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 4 and 11.
     """
     c, eta, h_H_value = _tc(c), _eta(eta), _hH(h_H_value)
     return _out((c.k + eta * h_H_value) * (1 + eta * h_grad(c)) * h_G(c), "h_G_meta", allow_zero=True)
@@ -709,6 +826,10 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``eta`` is negative or non-finite, or ``variant`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemmas 5 and 12.
     """
     c, variant, eta = _tc(c), _variant(variant), _eta(eta)
     if variant == "paper":
@@ -718,8 +839,10 @@ def h_cost_meta(c: TaskConstants, eta: float, variant: Variant = "corrected") ->
 
 @_guarded
 def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float, d1: int, d2: int) -> int:
-    """Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples
-    ``m >= 2 min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``.
+    """Return the matrix Bernstein sample size of Lemma 13.
+
+    Lemma 13 (matrix Bernstein, Gross 2011 as used by the paper): the number of samples ``m >= 2
+    min(d1,d2)/eps^2 (sigma^2 + B eps / (3 sqrt(min(d1,d2)))) log((d1+d2)/delta)``.
 
     Parameters
     ----------
@@ -743,6 +866,10 @@ def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float,
     ------
     ValidationError
         If an argument is out of range (``delta = 5`` used to give -91) or the count overflows.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 13.
     """
     epsilon = check_positive(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
@@ -760,10 +887,12 @@ def bernstein_samples(epsilon: float, delta: float, sigma2: float, bound: float,
 
 @_guarded
 def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_H_value: float) -> int:
-    """Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)``
-    ``= 8 min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with
-    ``B_T = 2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the
-    task-sampling error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``).
+    """Return the task batch size of the proof of Lemma 7.
+
+    Lemma 7 (proof, Appendix B): task batch ``|T_n| >= h_sample,task(2/eps, delta/2)`` ``= 8
+    min(d,k)/eps^2 (sigma_T^2 + B_T eps / (6 sqrt(min(d,k)))) log(2 (d+k)/delta)`` with ``B_T =
+    2 (1 + eta h_H) h_G`` and ``sigma_T^2 = 2 (1 + eta h_H)^2 h_G^2`` (so that the task-sampling
+    error of the meta-gradient is at most ``eps/2`` w.p. ``1 - delta/2``).
 
     Parameters
     ----------
@@ -788,6 +917,10 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0``, ``delta`` outside (0, 1), or ``eta``/``h_H_value`` negative, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 7 (its proof) and Appendix B.
     """
     epsilon = check_positive(epsilon, "epsilon")
     delta = check_probability(delta, "delta")
@@ -802,11 +935,13 @@ def h_sample_task(epsilon: float, delta: float, c: TaskConstants, eta: float, h_
 
 @_guarded
 def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> float:
-    """Lemma 7 (proof): smoothing radius ``r <= h_r^2(6/eps) = eps / (6 h_{L,grad})`` making the
-    meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant
-    ``eta h_hess h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected
-    :func:`h_L_grad`. The paper prints ``1 / (6 (...))``, dropping the ``eps`` that the
-    proof's conclusion ``(i) <= eps/6`` needs.
+    """Return the smoothing radius of the proof of Lemma 7.
+
+    Lemma 7 (proof): smoothing radius ``r <= h_r^2(6/eps) = eps / (6 h_{L,grad})`` making the
+    meta-gradient smoothing bias at most ``eps/6``; the proof's Lipschitz constant ``eta h_hess
+    h_G + (1 + eta h_H)(1 + eta h_grad) h_grad`` is the corrected :func:`h_L_grad`. The paper
+    prints ``1 / (6 (...))``, dropping the ``eps`` that the proof's conclusion ``(i) <= eps/6``
+    needs.
 
     Parameters
     ----------
@@ -829,6 +964,10 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``eta``/``h_H_value`` negative, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 7 (its proof).
     """
     epsilon = check_positive(epsilon, "epsilon")
     return _out(epsilon / (6 * h_L_grad(c, eta, h_H_value)), "h_r2")
@@ -836,8 +975,10 @@ def h_r2(epsilon: float, c: TaskConstants, eta: float, h_H_value: float) -> floa
 
 @_guarded
 def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> float:
-    """Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2)
-    / (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error.
+    """Return the outer roll-out length of the proof of Lemma 7.
+
+    Lemma 7 (proof): ``l >= h^2_{l,grad}(12/eps) = 32 d^2 k^2 J_max^2 (||Q|| + ||R|| ||K||^2) /
+    (eps r mu sigma_Q^2)`` for the outer roll-outs' finite-horizon error.
 
     Parameters
     ----------
@@ -858,6 +999,10 @@ def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> floa
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``radius <= 0``, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 7 (its proof).
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
@@ -868,9 +1013,11 @@ def rollout_length_meta(c: TaskConstants, epsilon: float, radius: float) -> floa
 
 @_guarded
 def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> float:
-    """Roll-out length ``l`` after which one roll-out's empirical cost is within ``epsilon``
-    of its expectation with probability ``>= 1 - delta`` (the role of ``h_{l,var}`` in
-    Lemma 6, which the paper delegates to Fazel et al. 2018, Lemma 32, without a formula).
+    """Return the roll-out length that concentrates one roll-out's cost (Lemma 6).
+
+    Roll-out length ``l`` after which one roll-out's empirical cost is within ``epsilon`` of its
+    expectation with probability ``>= 1 - delta`` (the role of ``h_{l,var}`` in Lemma 6, which
+    the paper delegates to Fazel et al. 2018, Lemma 32, without a formula).
 
     Derived here. With all noise stacked in a standard normal ``zeta``, the empirical cost is
     a Gaussian quadratic form ``zeta' W zeta``, ``W = (1/l) sum_t Phi_t' M Phi_t >= 0``,
@@ -903,6 +1050,10 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``delta`` outside (0, 1), or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 6; Fazel et al. (2018), Lemma 32.
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")
@@ -921,9 +1072,11 @@ def rollout_length_variance(c: TaskConstants, epsilon: float, delta: float) -> f
 
 @_guarded
 def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost", "covariance"] = "cost") -> float:
-    """Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``)
-    or cost (``"cost"``) is within ``epsilon`` of the ergodic one:
-    ``d J_max^2 / (eps mu sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost.
+    """Return the roll-out length of Lemma 14.
+
+    Lemma 14: roll-out length after which the finite-horizon covariance (``"covariance"``) or
+    cost (``"cost"``) is within ``epsilon`` of the ergodic one: ``d J_max^2 / (eps mu
+    sigma_Q^2)`` times ``(||Q|| + ||R|| ||K||^2)`` for the cost.
 
     Parameters
     ----------
@@ -944,6 +1097,10 @@ def rollout_length_bound(c: TaskConstants, epsilon: float, which: Literal["cost"
     ------
     ValidationError
         If ``c`` is not a TaskConstants, ``epsilon <= 0`` or ``which`` is not a valid name, or the value over/underflows float64.
+
+    References
+    ----------
+    ZO-MAML paper [pan2025zomaml], Lemma 14.
     """
     c = _tc(c)
     epsilon = check_positive(epsilon, "epsilon")

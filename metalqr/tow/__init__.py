@@ -1,6 +1,8 @@
-"""Task weighting by trajectory optimisation (TOW paper): NumPy few-shot meta-learners
-(first- and second-order MAML, Prototypical Networks), SGD / Adam meta-optimisers with
-their linearisations, offline task sources, and the weighting strategies behind one interface and registry (uniform,
+"""Task weighting by trajectory optimisation (the TOW paper).
+
+Task weighting by trajectory optimisation (TOW paper): NumPy few-shot meta-learners (first- and
+second-order MAML, Prototypical Networks), SGD / Adam meta-optimisers with their linearisations,
+offline task sources, and the weighting strategies behind one interface and registry (uniform,
 exploration, exploitation, and TOW as a thin adapter over :mod:`metalqr.ilqr`; see
 ``metalqr.tow.weighting_strategies``).
 """

@@ -1,6 +1,8 @@
-"""Argument checks shared inside :mod:`metalqr.tow` (learners, task lists, sources,
-optimisers, parameter vectors). Built on :mod:`metalqr._validation`; every error names the
-argument and says how to fix it."""
+"""Argument checks shared inside :mod:`metalqr.tow`.
+
+Learners, task lists, sources, optimisers, parameter vectors. Built on :mod:`metalqr._validation`;
+every error names the argument and says how to fix it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from ..exceptions import ValidationError, ValidationTypeError
 
 
 def check_params(x: Any, name: str, size: int) -> np.ndarray:
-    """A finite real parameter vector of length ``size``."""
+    """Return a finite real parameter vector of length ``size``."""
     x = as_float_array(x, name, ndim=1)
     if x.size != size:
         raise ValidationError(f"{name} must have length {size} (the network's parameter count); "
@@ -26,9 +28,13 @@ def param_size(learner) -> int:
 
 
 def check_optimizer(optimizer: Any, name: str = "optimizer"):
-    """A meta-optimiser as TOW dynamics: it must carry its own state size and linearisation
-    (``state_size(D)``, ``initial_state(x)``, ``step(z, g, tau)``, ``linearize(z, g, G, H, tau)``),
-    as :class:`metalqr.tow.SGD` and :class:`metalqr.tow.Adam` do; no type is special-cased."""
+    """Check a meta-optimiser for use as TOW dynamics.
+
+    A meta-optimiser as TOW dynamics: it must carry its own state size and linearisation
+    (``state_size(D)``, ``initial_state(x)``, ``step(z, g, tau)``, ``linearize(z, g, G, H,
+    tau)``), as :class:`metalqr.tow.SGD` and :class:`metalqr.tow.Adam` do; no type is
+    special-cased.
+    """
     missing = [m for m in ("state_size", "initial_state", "step", "linearize")
                if not callable(getattr(optimizer, m, None))]
     if missing:
@@ -40,8 +46,11 @@ def check_optimizer(optimizer: Any, name: str = "optimizer"):
 
 
 def check_source(source: Any, name: str = "source", *, need_sample: bool = True):
-    """A task source: ``sample(rng, n, train)`` (unless ``need_sample`` is false), ``n_in``,
-    ``n_out`` and ``loss``."""
+    """Check a task source.
+
+    A task source: ``sample(rng, n, train)`` (unless ``need_sample`` is false), ``n_in``,
+    ``n_out`` and ``loss``.
+    """
     if need_sample and not callable(getattr(source, "sample", None)):
         raise ValidationTypeError(f"{name} must be a task source with a sample(rng, n, train) method "
                                   f"(e.g. metalqr.tow.SinusoidTasks()); got {type(source).__name__}.")
@@ -58,7 +67,7 @@ def check_source(source: Any, name: str = "source", *, need_sample: bool = True)
 
 
 def check_tasks(tasks: Any, name: str, *, allow_empty: bool = False) -> list:
-    """A list (or tuple) of :class:`~metalqr.tow.Task`."""
+    """Return a list (or tuple) of :class:`~metalqr.tow.Task`."""
     from .tasks import Task
     if isinstance(tasks, Task):
         raise ValidationTypeError(f"{name} must be a list of Task objects; got a single Task "
@@ -75,7 +84,7 @@ def check_tasks(tasks: Any, name: str, *, allow_empty: bool = False) -> list:
 
 
 def check_batches(batches: Any, name: str = "batches") -> list:
-    """A non-empty sequence of ``T`` mini-batches, each a list of ``M >= 1`` tasks (same M)."""
+    """Return a non-empty sequence of ``T`` mini-batches, each a list of ``M >= 1`` tasks (same M)."""
     if not isinstance(batches, (list, tuple)) or not batches:
         got = (f"an empty {type(batches).__name__}" if isinstance(batches, (list, tuple))
                else f"a {type(batches).__name__}")
@@ -98,8 +107,11 @@ MU_U_MAX = 1e6
 
 
 def check_beta_u(value: Any, name: str = "beta_u") -> float:
-    """TOW's prior precision (Eq. (7)) as a float in ``(0, BETA_U_MAX]`` (1e12: a larger
-    precision pins every weight to ``mu_u`` anyway and overflows the iLQR cost)."""
+    """Check TOW's prior precision ``beta_u`` (Eq. (7)).
+
+    TOW's prior precision (Eq. (7)) as a float in ``(0, BETA_U_MAX]`` (1e12: a larger precision
+    pins every weight to ``mu_u`` anyway and overflows the iLQR cost).
+    """
     from .._validation import check_real
     return check_real(value, f"{name} (TOW prior precision)",
                       minimum=0.0, maximum=BETA_U_MAX, min_inclusive=False)

@@ -30,8 +30,10 @@ _PAIR_CHUNK = 200_000        # the same for the per-(row, sample) path (cache-si
 
 @dataclass(frozen=True)
 class ConvNet:
-    """``side x side`` grey images -> ``blocks`` x [conv 3x3 (``channels``), ReLU, max-pool 2]
-    -> linear ``n_out``.
+    """A small convolutional network for square grey images.
+
+    ``side x side`` grey images -> ``blocks`` x [conv 3x3 (``channels``), ReLU, max-pool 2] ->
+    linear ``n_out``.
 
     Parameters
     ----------
@@ -45,6 +47,11 @@ class ConvNet:
         Output (embedding or logit) size.
     loss : {"mse", "ce"}
         Loss of :meth:`loss_and_grad`.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A size out of range, ``n_in`` not a square number, or too many blocks for the image.
     """
 
     n_in: int = 784
@@ -69,10 +76,12 @@ class ConvNet:
     # ------------------------------------------------------------------ layout
     @property
     def side(self) -> int:
+        """Image side in pixels (``n_in = side**2``)."""
         return int(round(np.sqrt(self.n_in)))
 
     @property
     def shapes(self):
+        """Shapes of the parameter blocks, in the order of the flat vector (list of tuples)."""
         c, shapes, cin = self.channels, [], 1
         for _ in range(self.blocks):
             shapes += [(c, cin * 9), (c,)]
@@ -82,10 +91,22 @@ class ConvNet:
 
     @property
     def size(self) -> int:
+        """Number of parameters ``D`` (the length of the flat vector ``x``)."""
         return int(sum(np.prod(s) for s in self.shapes))
 
     def init(self, rng) -> np.ndarray:
-        """He-normal convolution kernels, Glorot-uniform output layer, zero biases."""
+        """Draw initial parameters: He-normal kernels, Glorot-uniform output layer, zero biases.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int or None
+            Source of randomness (an int is a seed).
+
+        Returns
+        -------
+        x : (D,) ndarray
+            The flat parameter vector, ``D =`` :attr:`size`.
+        """
         rng = np.random.default_rng(rng)
         parts = []
         shapes = self.shapes
@@ -100,6 +121,18 @@ class ConvNet:
         return np.concatenate(parts)
 
     def unpack(self, x: np.ndarray):
+        """Split the flat parameter vector into its blocks (views, shapes of :attr:`shapes`).
+
+        Parameters
+        ----------
+        x : (D,) ndarray
+            Flat parameter vector (not checked: the learners check it).
+
+        Returns
+        -------
+        list of ndarray
+            One view of ``x`` per block, shaped as :attr:`shapes`.
+        """
         out, pos = [], 0
         for shape in self.shapes:
             n = int(np.prod(shape))
@@ -135,12 +168,52 @@ class ConvNet:
         return cache, feat, out
 
     def predict(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Network output for inputs ``s`` (n, n_in)."""
+        """Return the network output.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+
+        Returns
+        -------
+        (n, n_out) ndarray
+            Outputs (regression values or logits).
+
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
+        """
         return self._forward(x, s)[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
-        """``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch (..., n, n_out)
-        -> (..., D), by back-propagation (chunked over the batch to bound memory)."""
+        """Return vector-Jacobian products by back-propagation.
+
+        ``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch (..., n, n_out)
+        -> (..., D), by back-propagation (chunked over the batch to bound memory).
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+        dout : (n, n_out) or (..., n, n_out) array_like
+            Output cotangents.
+
+        Returns
+        -------
+        (D,) or (..., D) ndarray
+            The products, one per cotangent.
+
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
+        """
         cache, feat, _ = self._forward(x, s)
         return self._vjp_from(x, cache, feat, dout)
 
@@ -158,10 +231,13 @@ class ConvNet:
         return g.reshape(*lead, -1)
 
     def _vjp_sparse(self, x, cache, feat, dout, nz):
-        """The vjp of rows that each touch few samples (Jacobian rows of one sample, as in the
-        Gauss-Newton diagonals): one back-propagation per (row, sample) pair with a nonzero
-        cotangent instead of one per row through the whole batch, summed per row. The same
-        sums as :meth:`_backward` in another order (equal to rounding)."""
+        """Return the vjp of rows that each touch few samples.
+
+        Jacobian rows of one sample, as in the Gauss-Newton diagonals. One back-propagation
+        per (row, sample) pair with a nonzero cotangent instead of one per row through the
+        whole batch, summed per row. The same sums as :meth:`_backward` in another order
+        (equal to rounding).
+        """
         R = dout.shape[0]
         rows, samples = np.nonzero(nz)                                      # row-major: rows sorted
         out = np.zeros((R, self.size))
@@ -248,26 +324,84 @@ class ConvNet:
         return np.concatenate(grads, axis=-1)
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """The network's loss on ``(s, y)`` and its gradient w.r.t. ``x``."""
+        """Return the network's loss on ``(s, y)`` and its gradient with respect to ``x``.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+        y : (n, n_out) real targets (``"mse"``) or (n,) int labels (``"ce"``)
+            Targets.
+
+        Returns
+        -------
+        loss : float
+            Mean squared error or mean cross-entropy.
+        grad : (D,) ndarray
+            Its gradient.
+
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
+        """
         cache, feat, out = self._forward(x, s)          # one forward pass, reused by the backward one
         value, dout, _ = output_loss(out, y, self.loss)
         return value, self._backward(x, cache, feat, dout[None])[0]
 
     def _linearize(self, x: np.ndarray, s: np.ndarray):
-        """Outputs (n, n_out) for inputs ``s`` and their vjp ``dout (..., n, n_out) -> (..., D)``
-        from the same forward pass (what :meth:`predict` then :meth:`vjp` compute, with one
-        forward pass instead of two)."""
+        """Return the outputs for inputs ``s`` and their vjp from one forward pass.
+
+        Outputs (n, n_out) and ``dout (..., n, n_out) -> (..., D)``: what :meth:`predict` then
+        :meth:`vjp` compute, with one forward pass instead of two.
+        """
         cache, feat, out = self._forward(x, s)
         return out, lambda dout: self._vjp_from(x, cache, feat, dout)
 
     def hvp(self, x, s, y, v):
+        """Refuse: the network has no Hessian-vector product.
+
+        Parameters
+        ----------
+        x, s, y, v : ndarray
+            As for :meth:`metalqr.tow.MLP.hvp`.
+
+        Raises
+        ------
+        metalqr.ValidationError
+            Always: use first-order MAML or ProtoNet on this network.
+        """
         raise ValidationError("ConvNet has no Hessian-vector product: second-order MAML is not available on it; "
                               "use first-order MAML (learner 'fomaml') or ProtoNet.")
 
     def gauss_newton_diagonal(self, x: np.ndarray, s: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        """Diagonal of ``sum_n J_n' H_n J_n`` (``J_n = d out_n / d x``, ``H_n`` the output
-        Hessian of the loss: ``2/n I`` for MSE, ``(diag p_n - p_n p_n') / n`` for CE), exact,
-        from ``n * n_out`` back-propagated rows ``e_n (H_n^{1/2})_k``."""
+        """Return the exact diagonal of the Gauss-Newton matrix of the loss.
+
+        Diagonal of ``sum_n J_n' H_n J_n`` (``J_n = d out_n / d x``, ``H_n`` the output
+        Hessian of the loss: ``2/n I`` for MSE, ``(diag p_n - p_n p_n') / n`` for CE),
+        exact, from ``n * n_out`` back-propagated rows ``e_n (H_n^{1/2})_k``.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Flattened images.
+        y : array_like, optional
+            Accepted for symmetry with :meth:`loss_and_grad` and ignored.
+
+        Returns
+        -------
+        (D,) ndarray
+            The Gauss-Newton diagonal (non-negative).
+
+        Notes
+        -----
+        The arguments are not checked here: this is the fast path the learners call after
+        checking them (:meth:`check_input` checks a batch of images).
+        """
         out = self.predict(x, s)
         n, C = out.shape
         if self.loss == "mse":
@@ -283,5 +417,21 @@ class ConvNet:
         return np.sum(Jrows * Jrows, axis=0)
 
     def check_input(self, s) -> np.ndarray:
-        """Validate a batch of flattened images (n, n_in)."""
+        """Validate a batch of flattened images.
+
+        Parameters
+        ----------
+        s : (n, n_in) array_like
+            Flattened images (finite, real).
+
+        Returns
+        -------
+        (n, n_in) ndarray
+            ``s`` as float64.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``s`` not a finite real matrix with ``n_in`` columns.
+        """
         return as_float_array(s, "s", ndim=2, shape=(None, self.n_in))

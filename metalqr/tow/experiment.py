@@ -1,5 +1,7 @@
-"""Train one learner with each weighting strategy on the same task stream and evaluate it
-on held-out tasks (Section 5 of the TOW paper, at CPU scale).
+"""Compare the weighting strategies on one task stream (Section 5 of the TOW paper).
+
+Train one learner with each weighting strategy on the same task stream and evaluate it on held-out
+tasks (Section 5 of the TOW paper, at CPU scale).
 
 Every strategy sees the same mini-batches (window ``k`` draws its ``T`` mini-batches of
 ``M`` tasks from ``default_rng([seed, k])``), starts from the same initialisation and uses
@@ -72,24 +74,32 @@ _DEFAULTS = dict(T=5, M=5, optimizer="sgd", alpha=0.05, beta_u=10.0, kappa=1.2, 
 
 
 def exponential_moving_average(values, factor: float) -> np.ndarray:
-    """``s_0 = v_0``, ``s_i = factor v_i + (1 - factor) s_{i-1}``: the exponential moving
-    average "with smoothing factor 0.1" of the TOW paper's Figure 1 (``factor = 0.1``: a new
-    point moves the curve by a tenth of its distance).
+    """Return the exponential moving average of ``values`` (the TOW paper's Figure 1).
+
+    ``s_0 = v_0``, ``s_i = factor v_i + (1 - factor) s_{i-1}``: the exponential moving average
+    "with smoothing factor 0.1" of the TOW paper's Figure 1 (``factor = 0.1``: a new point moves
+    the curve by a tenth of its distance).
 
     Parameters
     ----------
     values : (n,) array_like of float
+        The curve ``v_0 .. v_{n-1}``.
     factor : float, in (0, 1]
         Weight of the newest point (1: no smoothing).
 
     Returns
     -------
     (n,) ndarray
+        The smoothed curve ``s_0 .. s_{n-1}``.
 
     Raises
     ------
     ValidationError
         Non-finite or non-1-D values; ``factor`` outside ``(0, 1]``.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Figure 1 (smoothing factor 0.1).
     """
     values = as_float_array(values, "values", ndim=1)
     factor = check_real(factor, "factor", minimum=0.0, maximum=1.0, min_inclusive=False)
@@ -110,7 +120,7 @@ UNITS = {"seconds": "s (wall-clock, training updates only: weights and meta-upda
 
 
 @dataclass
-class StrategyResult:
+class StrategyResult:  # numpydoc ignore=PR01
     """Result of one strategy in :func:`run_experiment`.
 
     Attributes
@@ -122,6 +132,7 @@ class StrategyResult:
     seconds : float
         Wall time of the training updates (weights and meta-updates) summed over windows, s.
     metric_name : {"mse", "accuracy"}
+        What ``metric`` measures.
     curve : list of (window, mean, ci95)
         Validation metric over the ``n_val`` validation tasks at window 0 (the initial
         parameters) and every ``eval_every`` windows: its mean and the half-width of its
@@ -158,12 +169,16 @@ class StrategyResult:
 
     @property
     def mean(self) -> float:
+        """Mean of :attr:`metric` over the test tasks."""
         return float(self.metric.mean())
 
     @property
     def ci95(self) -> float:
-        """Half-width of the normal 95% confidence interval of the mean over test tasks
-        (NaN with a single test task)."""
+        """Return the half-width of the 95% confidence interval of the mean.
+
+        Half-width of the normal 95% confidence interval of the mean over test tasks (NaN
+        with a single test task).
+        """
         return _ci95(self.metric)
 
 
@@ -179,8 +194,11 @@ NETS = ("mlp", "conv")
 
 
 def _image_side(source) -> int | None:
-    """Side of the square grey images ``source`` yields (flattened to ``n_in = side**2``), or
-    None when its inputs are not images (sinusoid inputs, feature vectors)."""
+    """Return the side of the square images ``source`` yields, or None.
+
+    Side of the square grey images ``source`` yields (flattened to ``n_in = side**2``), or None
+    when its inputs are not images (sinusoid inputs, feature vectors).
+    """
     from .omniglot import OmniglotTasks
     from .tasks import DigitsTasks, ImageFolderTasks
     if not isinstance(source, (OmniglotTasks, DigitsTasks, ImageFolderTasks)):
@@ -191,8 +209,7 @@ def _image_side(source) -> int | None:
 
 def make_learner(kind: str, source, *, net: str = "mlp", hidden: int = 40, gamma: float = 0.01,
                  inner_steps: int = 1, embedding: int = 16, channels: int = 8):
-    """A learner on a network sized for ``source``: the MLP, or the small ConvNet on image
-    sources.
+    """Return a learner on a network sized for ``source``: the MLP, or the small ConvNet on image sources.
 
     Parameters
     ----------
@@ -222,6 +239,7 @@ def make_learner(kind: str, source, *, net: str = "mlp", hidden: int = 40, gamma
     Returns
     -------
     MAML or ProtoNet
+        The learner, on a new network (``loss`` from ``source``).
 
     Raises
     ------
@@ -276,8 +294,11 @@ def _save_state(path: str, fingerprint: str, k: int, z, curve, weights, groups, 
 
 def _load_state(path: str, fingerprint: str, *, z_size: int, T: int, M: int, eval_every: int,
                 n_iterations: int):
-    """Load and cross-check one strategy's checkpoint; any inconsistency (a bumped window
-    counter, a truncated history, a wrong state size) is one :class:`CheckpointError`."""
+    """Load and cross-check one strategy's checkpoint.
+
+    Load and cross-check one strategy's checkpoint; any inconsistency (a bumped window counter,
+    a truncated history, a wrong state size) is one :class:`CheckpointError`.
+    """
     arrays, meta = _checkpoint.load(path, CHECKPOINT_KIND, fingerprint)
     fail = lambda why: CheckpointError(f"checkpoint {path!r} is inconsistent ({why}); delete it (or run "
                                        f"without --resume / checkpoint) to start afresh.")
@@ -344,8 +365,10 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
                    checkpoint_every: int = 10, line_search: str | None = None,
                    terminal_cost: str | None = None, curve_smoothing: float | None = None,
                    preset: str | None = None) -> list[StrategyResult]:
-    """Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches
-    of ``M`` tasks (Section 5 of the TOW paper).
+    """Train a learner with each weighting strategy (Section 5 of the TOW paper).
+
+    Train ``learner`` with each strategy for ``n_iterations`` windows of ``T`` mini-batches of
+    ``M`` tasks (Section 5 of the TOW paper).
 
     Every strategy sees the same mini-batches (window ``k`` draws them from
     ``default_rng([seed, k])``, ``seed`` the root seed from ``rng``), starts from
@@ -372,7 +395,9 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
 
     Parameters
     ----------
-    source : task source (e.g. :class:`SinusoidTasks`)
+    source : task source
+        Where tasks come from (e.g. :class:`SinusoidTasks`): ``sample(rng, n, train)``,
+        ``n_in``, ``n_out`` and ``loss``.
     learner : MAML or ProtoNet
         Built for ``source`` (see :func:`make_learner`).
     strategies : sequence of str, optional
@@ -383,7 +408,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     T, M : int, >= 1
         Mini-batches per window and tasks per mini-batch (default 5, 5; paper preset 5, 10).
     optimizer : {"sgd", "adam"}
-        Default "sgd" (paper preset: "adam").
+        Meta-optimiser (:class:`SGD` or :class:`Adam`); default "sgd" (paper preset: "adam").
     alpha : float, > 0
         Meta step size (default 0.05; paper preset 1e-4).
     beta_u : float, in (0, 1e12]
@@ -408,6 +433,7 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     checkpoint : str or None
         Checkpoint folder.
     checkpoint_every : int, >= 1
+        Save the checkpoint every this many windows (and at the end).
     line_search : {"metalqr", "paper"}
         TOW's line search and acceptance rule (:func:`tow_weights`; default "metalqr"; paper
         preset "paper").
@@ -440,6 +466,25 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
         A damaged, edited or foreign checkpoint, or a checkpoint folder in use by another run.
     TrainingDivergedError
         A strategy's parameters became non-finite (reduce ``alpha``).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5 (the experiments), Algorithm 1 (TOW) and Eq. (12)
+    (the exploration / exploitation baselines).
+
+    Examples
+    --------
+    A tiny comparison of uniform weighting and TOW on skewed sinusoids:
+
+    >>> from metalqr.tow import SinusoidTasks, make_learner, run_experiment
+    >>> source = SinusoidTasks()
+    >>> learner = make_learner("fomaml", source, hidden=8)
+    >>> results = run_experiment(source, learner, ["uniform", "tow"], n_iterations=2, T=2, M=3,
+    ...                          n_test=4, n_val=2)
+    >>> [r.name for r in results], results[1].weights.shape   # (windows, T, M)
+    (['uniform', 'tow'], (2, 2, 3))
+    >>> results[0].metric_name, results[0].metric.shape        # per-test-task MSE
+    ('mse', (4,))
     """
     source = check_source(source)
     learner = check_learner(learner)
@@ -517,8 +562,11 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
 
 
 def _overrides(preset, given: dict, learner) -> dict:
-    """``{setting: [preset value, value used]}`` for every explicit argument (and MAML inner
-    loop) that differs from the preset's value."""
+    """Return ``{setting: [preset value, value used]}`` for every override of the preset.
+
+    Return ``{setting: [preset value, value used]}`` for every explicit argument (and MAML inner
+    loop) that differs from the preset's value.
+    """
     if preset is None:
         return {}
     ref = PRESETS[preset]
@@ -603,9 +651,37 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
 def run_sinusoid_experiment(strategies: Sequence[str] | None = None, *, hidden: int = 40, gamma: float = 0.01,
                             source: SinusoidTasks | None = None, learner: str = "fomaml",
                             **kwargs) -> list[StrategyResult]:
-    """:func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`)
-    with ``learner`` (``"fomaml"`` or ``"maml"``) on a tanh MLP of width ``hidden`` and inner
-    step ``gamma``; ``kwargs`` go to :func:`run_experiment`."""
+    """Run :func:`run_experiment` on skewed sinusoids.
+
+    :func:`run_experiment` on skewed sinusoids (``source``, default :class:`SinusoidTasks`) with
+    ``learner`` (``"fomaml"`` or ``"maml"``) on a tanh MLP of width ``hidden`` and inner step
+    ``gamma``; ``kwargs`` go to :func:`run_experiment`.
+
+    Parameters
+    ----------
+    strategies : sequence of str, optional
+        Registered strategy names (default: every registered one).
+    hidden : int, >= 1
+        Hidden width of the MLP.
+    gamma : float, >= 0
+        Inner (adaptation) step size, Eq. (4) of the TOW paper.
+    source : SinusoidTasks, optional
+        The task source (default: ``SinusoidTasks()``).
+    learner : {"fomaml", "maml"}
+        First- or second-order MAML.
+    **kwargs
+        Passed to :func:`run_experiment` (``n_iterations``, ``T``, ``M``, ...).
+
+    Returns
+    -------
+    list of StrategyResult
+        One result per strategy (see :func:`run_experiment`).
+
+    Raises
+    ------
+    ValidationError
+        A malformed argument (see :func:`make_learner` and :func:`run_experiment`).
+    """
     source = SinusoidTasks() if source is None else check_source(source)
     learner = check_choice(learner, "learner", ("fomaml", "maml"))
     return run_experiment(source, make_learner(learner, source, hidden=hidden, gamma=gamma), strategies, **kwargs)
@@ -636,10 +712,12 @@ def _check_path(path, name: str) -> str:
 
 
 def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
-    """Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform and every
-    setting), ``<prefix>_curves.csv`` (window, validation mean and ci95 and every setting)
-    and ``<prefix>.json`` (settings, units, table, curves, weights, groups, window times).
-    Each file is written atomically; the settings suffice to rerun the experiment.
+    """Write the results table, curves and raw results of an experiment.
+
+    Write ``<prefix>_table.csv`` (strategy, mean, ci95, seconds, time vs uniform and every
+    setting), ``<prefix>_curves.csv`` (window, validation mean and ci95 and every setting) and
+    ``<prefix>.json`` (settings, units, table, curves, weights, groups, window times). Each file
+    is written atomically; the settings suffice to rerun the experiment.
 
     ``seconds`` is the training time (weights and meta-updates) summed over windows and
     ``time_vs_uniform`` its ratio to uniform's (to the first strategy's without uniform);
@@ -648,6 +726,7 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
     Parameters
     ----------
     results : list of StrategyResult
+        The results of one :func:`run_experiment` call.
     path_prefix : str
         File prefix; its folder is created if needed.
 
@@ -655,6 +734,11 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
     -------
     dict
         ``{"table": rows, "settings": settings}``.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``results`` not a non-empty list of StrategyResult, or ``path_prefix`` not a file prefix.
     """
     results = _check_results(results)
     path_prefix = _check_path(path_prefix, "path_prefix")
@@ -691,24 +775,33 @@ def save_results(results: Sequence[StrategyResult], path_prefix: str) -> dict:
 
 
 def _curve_ema(result: StrategyResult, smoothing) -> np.ndarray:
-    """The exponential moving average of a result's validation means (empty without one)."""
+    """Return the exponential moving average of a result's validation means (empty without one)."""
     if not smoothing or not result.curve:
         return np.zeros(len(result.curve))
     return exponential_moving_average([p[1] for p in result.curve], smoothing)
 
 
 def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -> None:
-    """Validation metric against training windows, one line per strategy with its 95%
-    confidence band over the validation tasks (like Figure 1 of the TOW paper); with a
-    ``curve_smoothing`` setting, also its exponential moving average (dashed, Figure 1's
-    smoothing factor 0.1 in the paper preset).
+    """Plot the validation metric against the training windows.
+
+    Validation metric against training windows, one line per strategy with its 95% confidence
+    band over the validation tasks (like Figure 1 of the TOW paper); with a ``curve_smoothing``
+    setting, also its exponential moving average (dashed, Figure 1's smoothing factor 0.1 in the
+    paper preset).
 
     Parameters
     ----------
     results : list of StrategyResult
+        The results of one :func:`run_experiment` call (with ``eval_every > 0``).
     path : str
         Image file to write (format from the extension).
     title : str
+        Figure title.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``results`` not a non-empty list of StrategyResult, or ``path`` not a file path.
     """
     results = _check_results(results)
     path = _check_path(path, "path")
@@ -738,7 +831,7 @@ def plot_curves(results: Sequence[StrategyResult], path: str, title: str = "") -
 
 
 def _figure(size):
-    """A figure on its own non-interactive Agg canvas (never switches the user's backend)."""
+    """Return a figure on its own non-interactive Agg canvas (never switches the user's backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=size)
@@ -747,9 +840,11 @@ def _figure(size):
 
 
 def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
-    """Weight visualisation (like Figure 4 of the TOW paper): the mean weight a strategy gives
-    a task against its group (amplitude / alphabet) over training (heat map: window x group
-    bin), and the histogram of all weights.
+    """Plot the weights a strategy gave each task group (like Figure 4 of the TOW paper).
+
+    Weight visualisation (like Figure 4 of the TOW paper): the mean weight a strategy gives a
+    task against its group (amplitude / alphabet) over training (heat map: window x group bin),
+    and the histogram of all weights.
 
     Parameters
     ----------
@@ -759,6 +854,11 @@ def plot_weights(result: StrategyResult, path: str, n_bins: int = 10) -> None:
         Image file to write.
     n_bins : int, >= 1
         Group bins (quantiles).
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``result`` not a StrategyResult with recorded weights, a bad ``path`` or ``n_bins``.
     """
     if not isinstance(result, StrategyResult):
         raise ValidationTypeError(f"result must be a StrategyResult; got {type(result).__name__}.")

@@ -1,7 +1,9 @@
-"""Few-shot meta-learners on the MLP, all behind one interface used by the weighting
-strategies: ``batch(x, tasks, curvature)`` returns the per-task validation losses ``l(x)``
-(M,), their gradients (the Jacobian ``J_t'``, D x M) and, on request, per-task Gauss-Newton
-diagonals (D x M); ``evaluate(x, tasks)`` returns the per-task test metric.
+"""Few-shot meta-learners behind one interface.
+
+Few-shot meta-learners on the MLP, all behind one interface used by the weighting strategies:
+``batch(x, tasks, curvature)`` returns the per-task validation losses ``l(x)`` (M,), their gradients
+(the Jacobian ``J_t'``, D x M) and, on request, per-task Gauss-Newton diagonals (D x M);
+``evaluate(x, tasks)`` returns the per-task test metric.
 
 * :class:`MAML` - inner loop Eq. (4) of the TOW paper, ``phi_i = x - gamma grad l(S_i^s; x)``,
   first order (``d phi / d x ~ I``) or full second order (exact Hessian-vector products).
@@ -48,8 +50,11 @@ def _width(net) -> int:
 
 
 def _check_net(net):
-    """An :class:`MLP`, or another network with its interface (e.g. ``metalqr.tow.ConvNet``):
-    ``size``, ``n_in``, ``n_out``, ``loss`` and the methods of :data:`_NET_METHODS`."""
+    """Check a network.
+
+    An :class:`MLP`, or another network with its interface (e.g. ``metalqr.tow.ConvNet``):
+    ``size``, ``n_in``, ``n_out``, ``loss`` and the methods of :data:`_NET_METHODS`.
+    """
     if isinstance(net, MLP):
         return net
     missing = [m for m in _NET_METHODS if not callable(getattr(net, m, None))]
@@ -61,8 +66,11 @@ def _check_net(net):
 
 
 class _Net:
-    """The unchecked fast path of an :class:`MLP` (its arguments are checked once by the
-    learner), or the public methods of any other network."""
+    """The unchecked fast path of a network.
+
+    The unchecked fast path of an :class:`MLP` (its arguments are checked once by the learner),
+    or the public methods of any other network.
+    """
 
     def __init__(self, net):
         fast = isinstance(net, MLP)
@@ -78,8 +86,11 @@ def _fast(net) -> _Net:
 
 
 class _Learner:
-    """The interface shared by the learners; subclasses define ``_task_loss_and_grad``,
-    ``_curvature``, ``_evaluate`` and ``_check_task``."""
+    """The interface shared by the learners.
+
+    The interface shared by the learners; subclasses define ``_task_loss_and_grad``,
+    ``_curvature``, ``_evaluate`` and ``_check_task``.
+    """
 
     def _x(self, x) -> np.ndarray:
         return check_params(x, "x", self.net.size)
@@ -96,12 +107,15 @@ class _Learner:
                                   f"n_in = {self.net.n_in}; build the learner for this task source.")
 
     def init(self, rng) -> np.ndarray:
-        """Initial meta-parameters (see :meth:`MLP.init`); ``rng`` a Generator or an int seed."""
+        """Return initial meta-parameters (see :meth:`MLP.init`); ``rng`` a Generator or an int seed."""
         return self.net.init(as_rng(rng))
 
     def batch(self, x: np.ndarray, tasks: list[Task], curvature: bool = False):
-        """Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D, M)
-        of the tasks at meta-parameters ``x`` (D,)."""
+        """Return the validation losses, gradients and curvatures of tasks.
+
+        Validation losses (M,), gradients (D, M) and, with ``curvature``, GN diagonals (D,
+        M) of the tasks at meta-parameters ``x`` (D,).
+        """
         x, tasks = self._x(x), self._tasks(tasks)
         curvature = check_bool(curvature, "curvature")
         if curvature:               # one adaptation / forward pass per task for all three
@@ -113,7 +127,7 @@ class _Learner:
         return np.array([loss for loss, _ in pairs]), G, None
 
     def task_loss_and_grad(self, x: np.ndarray, task: Task):
-        """Validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
+        """Return validation loss ``l_i(x)`` of one task and its gradient (D,) at ``x`` (D,)."""
         x = self._x(x)
         self._check_task(check_tasks([task], "task")[0], "task")
         return self._task_loss_and_grad(x, task)
@@ -139,10 +153,18 @@ class MAML(_Learner):
     Parameters
     ----------
     net : MLP
+        The network (or another network with its interface, e.g. :class:`ConvNet`).
     gamma : float, >= 0
         Inner step size.
     inner_steps : int, >= 1
+        Inner gradient steps, Eq. (4).
     first_order : bool
+        First-order MAML (FOMAML) instead of the exact meta-gradient.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed network or a parameter out of range, named.
 
     Notes
     -----
@@ -150,6 +172,10 @@ class MAML(_Learner):
     ``net.n_in`` columns and whose outputs fit ``net.loss`` (real targets of width
     ``net.n_out`` for ``"mse"``, labels below ``net.n_out`` for ``"ce"``); anything else
     raises :class:`~metalqr.ValidationError` naming the argument.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Eq. (3)-(4); Finn, Abbeel and Levine (2017).
     """
 
     net: MLP
@@ -165,6 +191,7 @@ class MAML(_Learner):
 
     @property
     def metric_name(self) -> str:
+        """``"mse"`` for regression networks, ``"accuracy"`` for classifiers."""
         return "mse" if self.net.loss == "mse" else "accuracy"
 
     def _check_task(self, task: Task, name: str) -> None:
@@ -183,8 +210,30 @@ class MAML(_Learner):
                                       f"classes.")
 
     def adapt(self, x: np.ndarray, task: Task, trajectory: bool = False):
-        """Inner loop Eq. (4): ``inner_steps`` gradient steps of size ``gamma`` on the support
-        set from ``x`` (D,); the adapted parameters, or the list of iterates with ``trajectory``."""
+        """Adapt the parameters to a task by the inner loop, Eq. (4).
+
+        Inner loop Eq. (4) of the TOW paper: ``inner_steps`` gradient steps of size ``gamma``
+        on the support set.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Meta-parameters.
+        task : Task
+            The task (its support set is used).
+        trajectory : bool
+            Return every iterate instead of the last.
+
+        Returns
+        -------
+        (D,) ndarray or list of (D,) ndarray
+            The adapted parameters ``phi``, or the iterates ``x, ..., phi`` with ``trajectory``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         x = self._x(x)
         self._check_task(check_tasks([task], "task")[0], "task")
         return self._adapt(x, task, check_bool(trajectory, "trajectory"))
@@ -196,7 +245,7 @@ class MAML(_Learner):
         return phis if trajectory else phis[-1]
 
     def _task_loss_and_grad(self, x: np.ndarray, task: Task, phis=None):
-        """Validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
+        """Return the validation loss ``l_i(x) = l(S^q; phi_i(x))`` and its (first- or second-order) gradient."""
         phis = self._adapt(x, task, trajectory=True) if phis is None else phis
         net = _fast(self.net)
         loss, g = net.loss_and_grad(phis[-1], task.sq, task.yq)
@@ -243,6 +292,11 @@ class ProtoNet(_Learner):
     mc_samples : int, >= 1
         Samples per query for ``"mc"``.
 
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A malformed network or a parameter out of range, named.
+
     Notes
     -----
     Tasks must be classification tasks with at least one support example of every class.
@@ -270,9 +324,12 @@ class ProtoNet(_Learner):
                                   f"0..{n_way - 1}.")
 
     def _logits(self, x, task, vjp: bool = False):
-        """Logits (n_q, N), query-prototype differences and the prototype matrix ``A``; with
+        """Return the logits, query-prototype differences and prototype matrix.
+
+        Logits (n_q, N), query-prototype differences and the prototype matrix ``A``; with
         ``vjp``, also the network's vjp on ``[support; query]`` from the same forward pass
-        (networks with ``_linearize``, e.g. the ConvNet: one forward pass instead of three)."""
+        (networks with ``_linearize``, e.g. the ConvNet: one forward pass instead of three).
+        """
         n_way = int(max(task.y.max(), task.yq.max())) + 1
         lin = getattr(self.net, "_linearize", None) if vjp else None
         net_vjp = None
@@ -293,8 +350,11 @@ class ProtoNet(_Learner):
         return (logits, diff, A, net_vjp) if vjp else (logits, diff, A)
 
     def _logit_vjp(self, x, task, dlogits, diff, A, net_vjp=None):
-        """Back-propagate ``dlogits`` (..., n_q, N) to the parameters (..., D) (through
-        ``net_vjp`` from :meth:`_logits` when given)."""
+        """Back-propagate ``dlogits`` to the parameters.
+
+        Back-propagate ``dlogits`` (..., n_q, N) to the parameters (..., D) (through
+        ``net_vjp`` from :meth:`_logits` when given).
+        """
         # logits = -|eq - A'es|^2 -> d/d eq = -2 sum_k dl_k diff_k ; d/d protos_k = 2 sum_q dl_qk diff_qk
         d_eq = -2.0 * np.einsum("...qk,qke->...qe", dlogits, diff)
         d_protos = 2.0 * np.einsum("...qk,qke->...ke", dlogits, diff)
@@ -317,12 +377,15 @@ class ProtoNet(_Learner):
         return loss, g, self._task_gn(x, task, logits, diff, A, net_vjp)
 
     def _curvature(self, x: np.ndarray, tasks: list[Task]) -> np.ndarray:
-        """Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
-        exact logit Jacobian ``J`` (one back-propagated row per query and class)."""
+        """Return per-task Gauss-Newton diagonals of the query cross-entropy.
+
+        Per-task Gauss-Newton diagonals ``diag(J' H J)`` of the query cross-entropy, with the
+        exact logit Jacobian ``J`` (one back-propagated row per query and class).
+        """
         return np.stack([self._task_gn(x, task, *self._logits(x, task, vjp=True)) for task in tasks], axis=1)
 
     def _task_gn(self, x, task, logits, diff, A, net_vjp):
-        """The Gauss-Newton diagonal (D,) of one task from its logits (see :meth:`_curvature`)."""
+        """Return the Gauss-Newton diagonal (D,) of one task from its logits (see :meth:`_curvature`)."""
         nq, N = logits.shape
         if self.curvature_method == "mc":
             p = softmax(logits)

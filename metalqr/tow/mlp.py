@@ -40,10 +40,12 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def output_loss(out: np.ndarray, y: np.ndarray, loss: Loss):
-    """Loss value, its gradient w.r.t. the outputs ``out`` (n, C), and a function applying the
-    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n - y_n|^2``
-    with real targets ``y`` (n, C); CE: ``mean_n -log softmax(out_n)[y_n]`` with integer
-    labels ``y`` (n,) in ``[0, C)``.
+    """Return the loss, its output gradient and its output Hessian operator.
+
+    Loss value, its gradient w.r.t. the outputs ``out`` (n, C), and a function applying the
+    per-sample output Hessian: ``hess(V)`` for ``V`` (..., n, C). MSE: ``mean_n |out_n -
+    y_n|^2`` with real targets ``y`` (n, C); CE: ``mean_n -log softmax(out_n)[y_n]`` with
+    integer labels ``y`` (n,) in ``[0, C)``.
 
     Raises
     ------
@@ -136,15 +138,33 @@ class MLP:
 
     @property
     def shapes(self):
+        """Shapes of the six parameter blocks ``W1, b1, W2, b2, W3, b3`` (list of tuples)."""
         h = self.hidden
         return [(h, self.n_in), (h,), (h, h), (h,), (self.n_out, h), (self.n_out,)]
 
     @property
     def size(self) -> int:
+        """Number of parameters ``D`` (the length of the flat vector ``x``)."""
         return int(sum(np.prod(s) for s in self.shapes))
 
     def init(self, rng) -> np.ndarray:
-        """Glorot-uniform weights, zero biases; ``rng`` a Generator, an int seed >= 0 or None."""
+        """Draw initial parameters: Glorot-uniform weights, zero biases.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator, int seed >= 0 or None
+            Source of randomness.
+
+        Returns
+        -------
+        x : (size,) ndarray
+            The flat parameter vector.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``rng`` not a Generator, a non-negative int or None.
+        """
         rng = as_rng(rng)
         parts = []
         for shape in self.shapes:
@@ -165,7 +185,23 @@ class MLP:
         return out
 
     def unpack(self, x: np.ndarray):
-        """Views of the six parameter blocks of the flat vector ``x`` (size,)."""
+        """Return views of the six parameter blocks of the flat vector ``x``.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector (finite, real).
+
+        Returns
+        -------
+        list of ndarray
+            ``W1, b1, W2, b2, W3, b3``, shaped as :attr:`shapes`.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``x`` not a finite real vector of length :attr:`size`.
+        """
         return self._unpack(self._x(x))
 
     def _unpack(self, x: np.ndarray):
@@ -181,12 +217,52 @@ class MLP:
         return a1, a2, a2 @ W3.T + b3
 
     def predict(self, x: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Network output (n, n_out) for parameters ``x`` (size,) and inputs ``s`` (n, n_in)."""
+        """Return the network output.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+
+        Returns
+        -------
+        (n, n_out) ndarray
+            Outputs (regression values or logits).
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         return self._forward(self._x(x), self._s(s))[2]
 
     def vjp(self, x: np.ndarray, s: np.ndarray, dout: np.ndarray) -> np.ndarray:
-        """``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them
-        (..., n, n_out) -> (..., D): Jacobian rows by batched back-propagation."""
+        """Return vector-Jacobian products by back-propagation.
+
+        ``sum_n dout_n' d out_n / d x`` for ``dout`` (n, n_out), or a batch of them (..., n,
+        n_out) -> (..., D): Jacobian rows by batched back-propagation.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        dout : (n, n_out) or (..., n, n_out) array_like
+            Output cotangents.
+
+        Returns
+        -------
+        (size,) or (..., size) ndarray
+            The products, one per cotangent.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         x, s = self._x(x), self._s(s)
         dout = as_float_array(dout, "dout")
         if dout.ndim < 2 or dout.shape[-2:] != (s.shape[0], self.n_out):
@@ -212,8 +288,12 @@ class MLP:
         return g.reshape(*lead, -1)
 
     def _vjp_sparse(self, x, s, dout, nz, a1, a2):
-        """:meth:`_vjp` for rows that each touch few samples: one back-propagation per (row,
-        sample) pair with a nonzero cotangent, summed per row (the dense sums in another order)."""
+        """Return :meth:`_vjp` for rows that each touch few samples.
+
+        :meth:`_vjp` for rows that each touch few samples: one back-propagation per (row,
+        sample) pair with a nonzero cotangent, summed per row (the dense sums in another
+        order).
+        """
         W1, b1, W2, b2, W3, b3 = self._unpack(x)
         R = dout.shape[0]
         rows, samples = np.nonzero(nz)
@@ -243,7 +323,29 @@ class MLP:
         return out
 
     def loss_and_grad(self, x: np.ndarray, s: np.ndarray, y: np.ndarray):
-        """The network's loss on ``(s, y)`` and its gradient (size,) w.r.t. ``x``."""
+        """Return the network's loss on ``(s, y)`` and its gradient with respect to ``x``.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        y : (n, n_out) real targets (``"mse"``) or (n,) int labels (``"ce"``)
+            Targets.
+
+        Returns
+        -------
+        loss : float
+            Mean squared error or mean cross-entropy.
+        grad : (size,) ndarray
+            Its gradient.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         x, s = self._x(x), self._s(s)
         return self._loss_and_grad(x, s, _check_targets(y, "y", s.shape[0], self.n_out, self.loss))
 
@@ -252,8 +354,33 @@ class MLP:
         return value, self._vjp(x, s, dout)
 
     def hvp(self, x: np.ndarray, s: np.ndarray, y: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` (size,) by the R-operator
-        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v`` (size,)."""
+        """Return the exact Hessian-vector product of the loss.
+
+        Exact Hessian-vector product ``Hess_x loss(s, y; x) v`` (size,) by the R-operator
+        (Pearlmutter 1994): forward-mode derivative of the backward pass along ``v``
+        (size,).
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        y : (n, n_out) real targets or (n,) int labels
+            Targets.
+        v : (size,) array_like
+            The direction.
+
+        Returns
+        -------
+        (size,) ndarray
+            ``Hess_x loss v``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         x, s = self._x(x), self._s(s)
         y = _check_targets(y, "y", s.shape[0], self.n_out, self.loss)
         v = as_float_array(v, "v", shape=(self.size,))
@@ -278,11 +405,32 @@ class MLP:
                                Rdz2.sum(0), (Rdout.T @ a2 + dout.T @ Ra2).ravel(), Rdout.sum(0)])
 
     def gauss_newton_diagonal(self, x: np.ndarray, s: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        """Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with
-        ``J_n = d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
+        """Return the diagonal of the Gauss-Newton matrix of the loss.
+
+        Diagonal of the Gauss-Newton matrix ``sum_n J_n' H_n J_n`` of the loss, with ``J_n =
+        d out_n / d x`` and ``H_n`` the output Hessian of the loss (``2/n I`` for MSE,
         ``(diag p_n - p_n p_n') / n`` for softmax cross-entropy, which needs no labels).
-        Exact Hessian diagonal for MSE minus the residual term. ``x`` (size,), ``s`` (n, n_in);
-        ``y`` is accepted for symmetry with :meth:`loss_and_grad` and ignored."""
+        Exact Hessian diagonal for MSE minus the residual term.
+
+        Parameters
+        ----------
+        x : (size,) array_like
+            Flat parameter vector.
+        s : (n, n_in) array_like
+            Inputs.
+        y : array_like, optional
+            Accepted for symmetry with :meth:`loss_and_grad` and ignored.
+
+        Returns
+        -------
+        (size,) ndarray
+            The Gauss-Newton diagonal (non-negative).
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         return self._gauss_newton_diagonal(self._x(x), self._s(s))
 
     def _gauss_newton_diagonal(self, x, s, y=None):

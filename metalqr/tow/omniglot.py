@@ -74,8 +74,11 @@ _ROTATIONS = (0, 90, 180, 270)
 # --------------------------------------------------------------------------------------------
 
 def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """``R`` (n_out, n_in): output pixel ``i`` averages the input interval
-    ``[i s, (i + 1) s)``, ``s = n_in / n_out``, each input pixel weighted by its overlap."""
+    """Return the area-averaging matrix.
+
+    ``R`` (n_out, n_in): output pixel ``i`` averages the input interval ``[i s, (i + 1) s)``,
+    ``s = n_in / n_out``, each input pixel weighted by its overlap.
+    """
     edges = np.arange(n_out + 1) * (n_in / n_out)
     lo, hi = edges[:-1, None], edges[1:, None]
     j = np.arange(n_in)[None, :]
@@ -84,10 +87,11 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def area_resize(images: Any, size: int) -> np.ndarray:
-    """Resize square images by area averaging (each output pixel is the mean of the input
-    area it covers, fractional pixels weighted by their overlap). Pillow's ``BOX`` filter
-    agrees for integer ratios; for 105 -> 28 (ratio 3.75) it weights whole pixels by their
-    centres instead, so it is not used.
+    """Resize square images by area averaging.
+
+    Each output pixel is the mean of the input area it covers, fractional pixels weighted by
+    their overlap. Pillow's ``BOX`` filter agrees for integer ratios; for 105 -> 28 (ratio 3.75)
+    it weights whole pixels by their centres instead, so it is not used.
 
     Parameters
     ----------
@@ -152,8 +156,11 @@ def _as_paths(path: Any, name: str = "path") -> tuple[str, ...]:
 
 
 def _layout_key(parts: Sequence[str]) -> tuple[str, str, str] | None:
-    """``(alphabet, character, drawing)`` from a path's components, or None (not a drawing,
-    or a file of the one-shot runs ``runNN/...``)."""
+    """Return ``(alphabet, character, drawing)`` from a path's components.
+
+    ``(alphabet, character, drawing)`` from a path's components, or None (not a drawing, or a
+    file of the one-shot runs ``runNN/...``).
+    """
     if len(parts) < 3 or not parts[-1].lower().endswith(".png"):
         return None
     if any(_RUN_DIR.match(p) for p in parts):
@@ -182,8 +189,11 @@ def _read_file(p: str) -> bytes:
 
 
 def _walk_files(root: str):
-    """Every file under ``root`` in a deterministic (sorted) order, as ``(parts, f, full)``:
-    the folders from ``root`` down (``[]`` at the top), the file name and its full path."""
+    """Walk every file under ``root`` in sorted order.
+
+    Every file under ``root`` in a deterministic (sorted) order, as ``(parts, f, full)``: the
+    folders from ``root`` down (``[]`` at the top), the file name and its full path.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel = os.path.relpath(dirpath, root)
@@ -295,7 +305,9 @@ def load_omniglot(path: Any, size: int = 28) -> dict[str, dict[str, np.ndarray]]
 
 @dataclass
 class OmniglotTasks:
-    """N-way k-shot Omniglot tasks, split into training and test **by alphabet** (TOW paper,
+    """N-way k-shot Omniglot tasks, split into training and test by alphabet.
+
+    N-way k-shot Omniglot tasks, split into training and test **by alphabet** (TOW paper,
     Section 5.1; Vinyals et al. 2016 / Finn et al. 2017 protocol at 28 x 28).
 
     Parameters
@@ -321,11 +333,20 @@ class OmniglotTasks:
         uniformly among the split's alphabets. True: classes drawn uniformly from all the
         split's characters.
 
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A parameter out of range, named (the data are read, and checked, on first use).
+
     Notes
     -----
     ``Task.group`` is the alphabet's index in :meth:`alphabet_names` (-1 for cross-alphabet
     tasks); labels are ``0..n_way-1`` in random class order. Images are float64 vectors
     (``size**2``), ink = 1.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5.1 (Omniglot, split by alphabet).
     """
 
     path: Any
@@ -374,25 +395,45 @@ class OmniglotTasks:
     # ---------------------------------------------------------------- interface
     @property
     def n_in(self) -> int:
+        """Input size: ``size**2`` pixels."""
         return self.size * self.size
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     # ---------------------------------------------------------------- data
     def data(self) -> dict[str, dict[str, np.ndarray]]:
-        """``{alphabet: {character: (n_drawings, size, size) float32}}`` (cached)."""
+        """Return the drawings by alphabet and character (read once, then cached).
+
+        Returns
+        -------
+        dict
+            ``{alphabet: {character: (n_drawings, size, size) float32 ndarray}}``.
+        """
         if "data" not in self._state:
             self._state["data"] = load_omniglot(self.path, self.size)
         return self._state["data"]
 
     def alphabet_names(self) -> list[str]:
-        """All alphabets, sorted (``Task.group`` indexes this list)."""
+        """Return all alphabets, sorted.
+
+        Returns
+        -------
+        list of str
+            The alphabet names (``Task.group`` indexes this list).
+        """
         return sorted(self.data())
 
     def split(self) -> tuple[list[str], list[str]]:
-        """``(training alphabets, test alphabets)``, each sorted; deterministic."""
+        """Return the training and test alphabets (deterministic).
+
+        Returns
+        -------
+        train, test : list of str
+            The training and the test alphabets, each sorted.
+        """
         names = self.alphabet_names()
         if isinstance(self.test_alphabets, tuple):
             for a in self.test_alphabets:
@@ -455,9 +496,11 @@ class OmniglotTasks:
         Parameters
         ----------
         rng : numpy.random.Generator or int seed
+            Source of randomness.
         n : int
             Number of tasks (>= 0).
         train : bool
+            Draw from the training alphabets (else the test alphabets).
 
         Returns
         -------
@@ -501,11 +544,24 @@ class OmniglotTasks:
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class OneShotRun:
-    """One 20-way one-shot run: ``train`` (n_classes, h, h) one drawing per class, ``test``
-    (n_test, h, h), ``labels`` (n_test,) the 0-based index into ``train`` of each test item's
-    class, and the file names (training sorted by name, test in the order of
-    ``class_labels.txt``). Full-resolution ink images (ink = 1)."""
+class OneShotRun:  # numpydoc ignore=PR01
+    """One 20-way one-shot run (Lake et al. 2015), full-resolution ink images (ink = 1).
+
+    Attributes
+    ----------
+    name : str
+        The run's folder name (``runNN``).
+    train : (n_classes, h, h) ndarray
+        One drawing per class.
+    test : (n_test, h, h) ndarray
+        The test drawings.
+    labels : (n_test,) ndarray of int
+        The 0-based index into ``train`` of each test item's class.
+    train_files : tuple of str
+        File names of the training drawings, sorted by name.
+    test_files : tuple of str
+        File names of the test drawings, in the order of ``class_labels.txt``.
+    """
 
     name: str
     train: np.ndarray
@@ -516,8 +572,7 @@ class OneShotRun:
 
 
 def _run_members(root: str) -> dict:
-    """``{(runNN, sub, file): reader}`` from a zip, a folder of runs, or a folder holding
-    ``all_runs.zip``."""
+    """Return ``{(runNN, sub, file): reader}`` from a zip or a folder of runs (or of ``all_runs.zip``)."""
     found: dict = {}
 
     def add(parts, where, read):
@@ -551,7 +606,9 @@ def _run_members(root: str) -> dict:
 
 
 def load_one_shot_runs(path: Any) -> list[OneShotRun]:
-    """Read the one-shot runs (``runNN/training/classXX.png``, ``runNN/test/itemXX.png``,
+    """Read the one-shot runs of Lake et al. (2015).
+
+    Read the one-shot runs (``runNN/training/classXX.png``, ``runNN/test/itemXX.png``,
     ``runNN/class_labels.txt``) of Lake et al. (2015).
 
     Parameters
@@ -627,18 +684,28 @@ def load_one_shot_runs(path: Any) -> list[OneShotRun]:
 
 
 def one_shot_run_tasks(runs: Any, size: int = 28) -> list[Task]:
-    """The runs as :class:`Task` s (support: the training drawings, labels ``0..n_classes-1``;
+    """Return the one-shot runs as tasks.
+
+    The runs as :class:`Task` s (support: the training drawings, labels ``0..n_classes-1``;
     query: the test drawings with their labels), resized to ``size x size`` and flattened, so
     that any learner's ``evaluate(x, tasks)`` scores them (accuracy = 1 - error).
 
     Parameters
     ----------
     runs : list of OneShotRun, or a path accepted by :func:`load_one_shot_runs`
+        The runs.
     size : int
+        Side of the resized square images.
 
     Returns
     -------
     list of Task
+        One task per run: ``s`` (n_classes, size**2), ``sq`` (n_test, size**2).
+
+    Raises
+    ------
+    ValidationError
+        Malformed runs or ``size``.
     """
     runs = _runs_arg(runs)
     size = check_int(size, "size", minimum=1, maximum=min(r.train.shape[-1] for r in runs))
@@ -665,17 +732,22 @@ def _ink_points(img: np.ndarray) -> np.ndarray:
 
 
 def modified_hausdorff(A: Any, B: Any) -> float:
-    """Modified Hausdorff distance (Dubuisson & Jain 1994) between point sets:
-    ``max(mean_a min_b |a - b|, mean_b min_a |a - b|)``.
+    """Return the modified Hausdorff distance between two point sets.
+
+    Modified Hausdorff distance (Dubuisson & Jain 1994) between point sets: ``max(mean_a min_b
+    |a - b|, mean_b min_a |a - b|)``.
 
     Parameters
     ----------
     A : array_like, shape (n, d)
+        The first point set.
     B : array_like, shape (m, d)
+        The second point set.
 
     Returns
     -------
     float
+        The distance (in the points' units).
 
     Raises
     ------
@@ -689,9 +761,20 @@ def modified_hausdorff(A: Any, B: Any) -> float:
 
 
 @dataclass
-class OneShotResult:
-    """Error rates on the one-shot runs: ``per_run`` (n_runs,) fractions, ``predictions``
-    (n_runs, n_test) predicted class indices, ``label`` the method's name."""
+class OneShotResult:  # numpydoc ignore=PR01
+    """Error rates on the Omniglot one-shot runs.
+
+    Attributes
+    ----------
+    label : str
+        The method's name.
+    per_run : (n_runs,) ndarray
+        Error rate (a fraction) of each run.
+    predictions : (n_runs, n_test) ndarray of int
+        Predicted class indices.
+    run_names : tuple of str
+        The runs' names.
+    """
 
     label: str
     per_run: np.ndarray
@@ -710,8 +793,21 @@ class OneShotResult:
         return float(1.96 * self.per_run.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
 
     def table(self, others: Sequence["OneShotResult"] = ()) -> str:
-        """Markdown table: the published error rates (:data:`PUBLISHED_ONE_SHOT_ERRORS`) and this
-        result (and ``others``), in percent."""
+        """Return a Markdown table of the published error rates and this result.
+
+        Markdown table: the published error rates (:data:`PUBLISHED_ONE_SHOT_ERRORS`) and
+        this result (and ``others``), in percent.
+
+        Parameters
+        ----------
+        others : sequence of OneShotResult
+            More results to list.
+
+        Returns
+        -------
+        str
+            The table.
+        """
         rows = ["| method | error (%) | source |", "|---|---|---|"]
         rows += [f"| {k} | {v:.1f} | Lake et al. 2015 |" for k, v in PUBLISHED_ONE_SHOT_ERRORS.items()]
         for r in (self, *others):
@@ -747,6 +843,7 @@ def evaluate_one_shot_runs(runs: Any, embed: Callable | None = None, *, distance
     Returns
     -------
     OneShotResult
+        Error rate per run and the predictions.
 
     Raises
     ------
@@ -802,13 +899,16 @@ def evaluate_one_shot_runs(runs: Any, embed: Callable | None = None, *, distance
 
 
 def embedding_of(learner: Any, x: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """The embedding ``X -> learner.net.predict(x, X)`` of a trained :class:`~metalqr.tow.ProtoNet`
+    """Return the embedding function of a trained prototypical network.
+
+    The embedding ``X -> learner.net.predict(x, X)`` of a trained :class:`~metalqr.tow.ProtoNet`
     with parameters ``x``, for :func:`evaluate_one_shot_runs` (nearest neighbour in the
     embedding = nearest prototype in a one-shot task).
 
     Parameters
     ----------
     learner : ProtoNet
+        The trained learner.
     x : array_like, shape (D,)
         Its parameters (``D = learner.net.size``).
 

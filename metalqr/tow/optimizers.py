@@ -1,5 +1,4 @@
-"""Meta-optimisers as TOW state-transition dynamics and their linearisations
-(Appendix G of the TOW paper).
+"""Meta-optimisers as TOW state-transition dynamics and their linearisations (Appendix G of the TOW paper).
 
 The TOW state ``z`` is the optimiser's full state: ``x`` for SGD, ``(x, m, v)`` stacked for
 Adam. ``step(z, g, tau)`` applies one update with the weighted gradient ``g = J' u``;
@@ -29,7 +28,7 @@ class _Optimizer:
         return self._k * check_int(D, "D", minimum=1)
 
     def params(self, z: np.ndarray, D: int) -> np.ndarray:
-        """The meta-parameters ``x`` (D,) inside the state ``z``."""
+        """Return the meta-parameters ``x`` (D,) inside the state ``z``."""
         D = check_int(D, "D", minimum=1)
         return self._z(z, D * self._k)[:D]
 
@@ -63,19 +62,31 @@ __all__ = ["SGD", "Adam", "make_optimizer"]
 
 @dataclass(frozen=True)
 class SGD(_Optimizer):
-    """Eq. (90) of the TOW paper: ``x_{t+1} = x_t - alpha J_t' u_t``; Eq. (92):
-    ``f_x = I - alpha H``, ``f_u = -alpha J_t'``.
+    """Plain SGD as TOW dynamics, Eq. (90) and (92) of the TOW paper.
+
+    Eq. (90) of the TOW paper: ``x_{t+1} = x_t - alpha J_t' u_t``; Eq. (92): ``f_x = I - alpha
+    H``, ``f_u = -alpha J_t'``.
 
     Parameters
     ----------
     alpha : float, > 0
         Meta step size.
 
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        ``alpha`` not a finite positive real number.
+
     Notes
     -----
     Methods take ``z`` (D,) the state, ``g`` (D,) the weighted gradient, ``G`` (D, M) the
     task gradients, ``H`` (D,) or (D, D) the Hessian (diagonal) of ``u'l`` and ``tau >= 1``
     the 1-based update count.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix G, Eq. (90) (the update) and Eq. (92) (its
+    linearisation).
     """
 
     alpha: float
@@ -85,16 +96,78 @@ class SGD(_Optimizer):
         object.__setattr__(self, "alpha", check_real(self.alpha, "alpha", minimum=0.0, min_inclusive=False))
 
     def initial_state(self, x: np.ndarray) -> np.ndarray:
-        """The state for meta-parameters ``x`` (D,): ``x`` itself."""
+        """Return the state for meta-parameters ``x``: ``x`` itself.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Meta-parameters (finite, real).
+
+        Returns
+        -------
+        (D,) ndarray
+            A copy of ``x``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``x`` not a non-empty finite real vector.
+        """
         return as_float_array(x, "x", ndim=1, allow_empty=False).copy()
 
     def step(self, z: np.ndarray, g: np.ndarray, tau: int) -> np.ndarray:
-        """One update Eq. (90)."""
+        """Apply one update, Eq. (90) of the TOW paper.
+
+        Parameters
+        ----------
+        z : (D,) array_like
+            The state (the meta-parameters).
+        g : (D,) array_like
+            The weighted gradient ``J' u``.
+        tau : int >= 1
+            The 1-based update count (unused by SGD; checked).
+
+        Returns
+        -------
+        (D,) ndarray
+            ``z - alpha g``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed or inconsistent argument, named.
+        """
         z, g, tau, _ = self._args(z, g, tau)
         return z - self.alpha * g
 
     def linearize(self, z, g, G, H, tau):
-        """``(f_z, f_u)`` of Eq. (92): (D, D) or (D,) with ``H``'s form, and (D, M)."""
+        """Return the Jacobians ``(f_z, f_u)`` of one update, Eq. (92) of the TOW paper.
+
+        Parameters
+        ----------
+        z : (D,) array_like
+            The state.
+        g : (D,) array_like
+            The weighted gradient.
+        G : (D, M) array_like
+            The task gradients ``J'`` (one column per task).
+        H : (D,) or (D, D) array_like
+            The Hessian of ``u' l(x)``, or its (Gauss-Newton) diagonal.
+        tau : int >= 1
+            The 1-based update count.
+
+        Returns
+        -------
+        f_z : (D, D) or (D,) ndarray
+            ``I - alpha H`` (a diagonal when ``H`` is one).
+        f_u : (D, M) ndarray
+            ``-alpha G``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed or inconsistent argument, named.
+        """
         z, g, G, H, tau = self._lin_args(z, g, G, H, tau)
         f_z = np.eye(z.size) - self.alpha * H if H.ndim == 2 else 1.0 - self.alpha * H
         return f_z, -self.alpha * G
@@ -102,15 +175,35 @@ class SGD(_Optimizer):
 
 @dataclass(frozen=True)
 class Adam(_Optimizer):
-    """Eq. (94)-(98) of the TOW paper (``eps`` inside the square root, as printed):
-    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``x = x - alpha (m / c1) / sqrt(v / c2 + eps)`` with ``c_i = 1 - b_i^tau`` and ``tau`` the
-    1-based update count.
+    """Adam as TOW dynamics, Eq. (94)-(98) of the TOW paper.
+
+    Eq. (94)-(98) of the TOW paper (``eps`` inside the square root, as printed): ``m = b1 m +
+    (1-b1) g``, ``v = b2 v + (1-b2) g^2``, ``x = x - alpha (m / c1) / sqrt(v / c2 + eps)`` with
+    ``c_i = 1 - b_i^tau`` and ``tau`` the 1-based update count.
 
     Linearisation (Eq. (99)-(105), re-derived): with ``s = sqrt(v'/c2 + eps)``,
     ``dx'/dm' = -alpha / (c1 s)`` and ``dx'/dv' = alpha m' / (2 c1 c2 s^3)``. The paper's
     Eq. (102) writes the latter's denominator as ``2 sqrt((1 - b2^t) v)``, which is exact only
     for ``eps = 0``.
+
+    Parameters
+    ----------
+    alpha : float, > 0
+        Meta step size.
+    beta1, beta2 : float in [0, 1)
+        Decay rates of the first and second moments.
+    eps : float, > 0
+        Added to ``v / c2`` inside the square root.
+
+    Raises
+    ------
+    ValidationError, ValidationTypeError
+        A parameter out of range or not a real number.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix G, Eq. (94)-(98) (the update) and Eq. (99)-(105)
+    (its linearisation).
     """
 
     alpha: float
@@ -127,7 +220,23 @@ class Adam(_Optimizer):
         object.__setattr__(self, "eps", check_real(self.eps, "eps", minimum=0.0, min_inclusive=False))
 
     def initial_state(self, x: np.ndarray) -> np.ndarray:
-        """The state ``(x, m = 0, v = 0)`` (3 D,) for meta-parameters ``x`` (D,)."""
+        """Return the state ``(x, m = 0, v = 0)`` for meta-parameters ``x``.
+
+        Parameters
+        ----------
+        x : (D,) array_like
+            Meta-parameters (finite, real).
+
+        Returns
+        -------
+        (3 D,) ndarray
+            ``x`` followed by zero first and second moments.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``x`` not a non-empty finite real vector.
+        """
         x = as_float_array(x, "x", ndim=1, allow_empty=False)
         return np.concatenate([x, np.zeros_like(x), np.zeros_like(x)])
 
@@ -141,13 +250,60 @@ class Adam(_Optimizer):
         return x, m2, v2, c1, c2, s
 
     def step(self, z: np.ndarray, g: np.ndarray, tau: int) -> np.ndarray:
-        """One update Eq. (94)-(98) with update count ``tau >= 1``."""
+        """Apply one update, Eq. (94)-(98) of the TOW paper.
+
+        Parameters
+        ----------
+        z : (3 D,) array_like
+            The state ``(x, m, v)``.
+        g : (D,) array_like
+            The weighted gradient ``J' u``.
+        tau : int >= 1
+            The 1-based update count (bias correction).
+
+        Returns
+        -------
+        (3 D,) ndarray
+            The next state ``(x', m', v')``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed or inconsistent argument, named.
+        """
         z, g, tau, _ = self._args(z, g, tau)
         x, m2, v2, c1, c2, s = self._parts(z, g, tau)
         return np.concatenate([x - self.alpha * m2 / (c1 * s), m2, v2])
 
     def linearize(self, z, g, G, H, tau):
-        """``(f_z, f_u)``: (3D, 3D) or, for a diagonal ``H``, (3D,) diagonal; and (3D, M)."""
+        """Return the Jacobians ``(f_z, f_u)`` of one update, Eq. (99)-(105) of the TOW paper.
+
+        Parameters
+        ----------
+        z : (3 D,) array_like
+            The state ``(x, m, v)``.
+        g : (D,) array_like
+            The weighted gradient.
+        G : (D, M) array_like
+            The task gradients ``J'`` (one column per task).
+        H : (D,) or (D, D) array_like
+            The Hessian of ``u' l(x)``, or its (Gauss-Newton) diagonal.
+        tau : int >= 1
+            The 1-based update count.
+
+        Returns
+        -------
+        f_z : (3 D, 3 D) or (3 D,) ndarray
+            The state Jacobian; for a diagonal ``H``, its diagonal (off-diagonal blocks
+            dropped).
+        f_u : (3 D, M) ndarray
+            The control Jacobian.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed or inconsistent argument, named.
+        """
         z, g, G, H, tau = self._lin_args(z, g, G, H, tau)
         x, m2, v2, c1, c2, s = self._parts(z, g, tau)
         b1, b2 = self.beta1, self.beta2
@@ -171,7 +327,19 @@ class Adam(_Optimizer):
 
 
 def make_optimizer(name: str, alpha: float):
-    """The meta-optimiser ``name`` (``"sgd"`` or ``"adam"``) with meta step size ``alpha > 0``.
+    """Return the meta-optimiser ``name`` with meta step size ``alpha``.
+
+    Parameters
+    ----------
+    name : {"sgd", "adam"}
+        The optimiser.
+    alpha : float, > 0
+        Meta step size.
+
+    Returns
+    -------
+    SGD or Adam
+        The optimiser (Adam with its default ``beta1``, ``beta2``, ``eps``).
 
     Raises
     ------

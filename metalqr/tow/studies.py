@@ -1,5 +1,6 @@
-"""Studies of the TOW paper's Section 5.1 and Appendices B, C, D on any task source
-(Omniglot in the paper), built on the public API of :mod:`metalqr.tow`
+"""Studies of the TOW paper's Section 5.1 and Appendices B, C, D on any task source.
+
+Omniglot in the paper. Built on the public API of :mod:`metalqr.tow`
 (:func:`~metalqr.tow.run_experiment`, :func:`~metalqr.tow.tow_weights`).
 
 * :func:`run_table1_study` - Table 1: the four weightings (uniform, exploration,
@@ -81,7 +82,7 @@ _CELL_KIND = "tow_table1_cell"
 # --------------------------------------------------------------------------------------------
 
 def _figure(size):
-    """A figure on its own non-interactive Agg canvas (never switches the user's backend)."""
+    """Return a figure on its own non-interactive Agg canvas (never switches the user's backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=size)
@@ -134,7 +135,9 @@ def _log(progress: bool, msg: str) -> None:
 
 
 def ema(values: Any, smoothing: float = 0.1) -> np.ndarray:
-    """Exponential moving average ``s_0 = v_0``, ``s_k = smoothing v_k + (1 - smoothing) s_{k-1}``
+    """Return the exponential moving average of ``values``.
+
+    Exponential moving average ``s_0 = v_0``, ``s_k = smoothing v_k + (1 - smoothing) s_{k-1}``
     (the smoothing of Figure 6 of the TOW paper, factor 0.1).
 
     Parameters
@@ -186,10 +189,13 @@ class Table1Study:
 
     # ------------------------------------------------------------------ tables
     def rows(self) -> list[dict]:
-        """One row per learner, seed and strategy: ``mean``, ``ci95``, ``seconds``,
+        """Return one row per learner, seed and strategy.
+
+        One row per learner, seed and strategy: ``mean``, ``ci95``, ``seconds``,
         ``time_vs_uniform``, and for TOW the paired ``gain`` to the best baseline, its
         ``gain_ci95``, the baseline's name, ``beats`` and the empirical ``delta`` of its
-        weights (:func:`estimate_delta`) (see :attr:`units`)."""
+        weights (:func:`estimate_delta`) (see :attr:`units`).
+        """
         out = []
         for (lname, seed), results in sorted(self.cells.items()):
             by = {r.name: r for r in results}
@@ -214,9 +220,12 @@ class Table1Study:
         return out
 
     def seed_summary(self) -> list[dict]:
-        """Per learner: seeds done, seeds where TOW beats the best baseline beyond the paired
+        """Return the per-learner summary over seeds.
+
+        Per learner: seeds done, seeds where TOW beats the best baseline beyond the paired
         95% CI, the mean gain over seeds with its 95% t-interval, the mean time ratio of TOW
-        and the largest empirical delta of its weights."""
+        and the largest empirical delta of its weights.
+        """
         rows = [r for r in self.rows() if r["strategy"] == "tow"]
         out = []
         for lname in sorted({r["learner"] for r in rows}):
@@ -240,8 +249,11 @@ class Table1Study:
         return out
 
     def markdown(self) -> str:
-        """A Table-1-style markdown table (mean over seeds of the per-seed mean, and the
-        per-seed figures), the paper's Omniglot numbers beside it, and the seed summary."""
+        """Return a Table-1-style markdown table.
+
+        A Table-1-style markdown table (mean over seeds of the per-seed mean, and the
+        per-seed figures), the paper's Omniglot numbers beside it, and the seed summary.
+        """
         rows = self.rows()
         pct = 100.0 if rows and rows[0]["metric"] == "accuracy" else 1.0
         lines = ["| learner | strategy | " + " | ".join(f"seed {s}" for s in self.settings["seeds"])
@@ -274,10 +286,13 @@ class Table1Study:
 
     # ------------------------------------------------------------------ output
     def plot_curves(self, smoothing: float = 1.0):
-        """Learning curves: one panel per learner, one line per strategy (mean over seeds of
+        """Plot the learning curves, one panel per learner.
+
+        Learning curves: one panel per learner, one line per strategy (mean over seeds of
         the validation metric) with a 95% t-interval band over seeds (the per-seed 95% CI
-        over validation tasks when there is one seed). ``smoothing`` < 1 applies
-        :func:`ema` to each seed's curve first. Returns a matplotlib Figure."""
+        over validation tasks when there is one seed). ``smoothing`` < 1 applies :func:`ema`
+        to each seed's curve first. Returns a matplotlib Figure.
+        """
         smoothing = check_probability(smoothing, "smoothing", allow_one=True)
         learners = [l for l in self.settings["learners"] if any(k[0] == l for k in self.cells)]
         fig = _figure((5.5 * max(1, len(learners)), 4))
@@ -306,10 +321,13 @@ class Table1Study:
         return fig
 
     def save(self, prefix: str) -> dict:
-        """Write ``<prefix>_table.csv`` (:meth:`rows`), ``<prefix>_seeds.csv``
+        """Write every table, the curves and the figures of the study.
+
+        Write ``<prefix>_table.csv`` (:meth:`rows`), ``<prefix>_seeds.csv``
         (:meth:`seed_summary`), ``<prefix>_curves.csv`` (:meth:`curves`), ``<prefix>.md``
         (:meth:`markdown`), ``<prefix>_curves.png`` and ``<prefix>.json`` (settings, units,
-        all of the above), each atomically. Returns ``{name: path}``."""
+        all of the above), each atomically. Returns ``{name: path}``.
+        """
         prefix = _check_prefix(prefix)
         paths = {}
         for name, rows in (("table", self.rows()), ("seeds", self.seed_summary()), ("curves", self.curves())):
@@ -373,8 +391,10 @@ def _load_cell(path, fingerprint) -> list[StrategyResult]:
 def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] = (0, 1, 2), *,
                      strategies: Sequence[str] = TABLE1_STRATEGIES, folder: str | None = None,
                      compute: bool = True, progress: bool = False, **experiment) -> Table1Study:
-    """Table 1 of the TOW paper (Section 5.1): every strategy for every learner, on the same
-    task stream and seed, for each seed.
+    """Run Table 1 of the TOW paper (Section 5.1) for every learner, strategy and seed.
+
+    Table 1 of the TOW paper (Section 5.1): every strategy for every learner, on the same task
+    stream and seed, for each seed.
 
     Each (learner, seed) cell is one :func:`~metalqr.tow.run_experiment` call: all strategies
     see the same mini-batches (``default_rng([seed, k])`` for window ``k``), start from the
@@ -575,8 +595,11 @@ def estimate_delta(weights: Any, mu: float | None = None, *, exclude_last: bool 
 # --------------------------------------------------------------------------------------------
 
 def _train_windows(source, learner, strategy, opt, z, k0, k1, T, M, seed, options):
-    """Windows ``k0 .. k1 - 1`` of ``strategy`` on :func:`run_experiment`'s task stream
-    (window ``k`` draws its batches from ``default_rng([seed, k])``); returns the state."""
+    """Train ``strategy`` through windows ``k0 .. k1 - 1`` of the task stream.
+
+    Windows ``k0 .. k1 - 1`` of ``strategy`` on :func:`run_experiment`'s task stream (window
+    ``k`` draws its batches from ``default_rng([seed, k])``); returns the state.
+    """
     import zlib
     from .weighting_strategies import Window, get_strategy
     strat = get_strategy(strategy, "train_strategy")
@@ -639,9 +662,12 @@ class WeightProbeStudy:
         return out
 
     def summary(self) -> list[dict]:
-        """Per probe and point: mean, min and max of ``M u`` over the probe's first ``T - 1``
+        """Return the weight summary per probe and point.
+
+        Per probe and point: mean, min and max of ``M u`` over the probe's first ``T - 1``
         mini-batches (the last gets the nominal weights when there is no terminal cost), and
-        ``M u`` of the single task of interest (mini-batch 0, task 0), as in Figure 4."""
+        ``M u`` of the single task of interest (mini-batch 0, task 0), as in Figure 4.
+        """
         out = []
         M = self.settings["M"]
         for probe, W in self.weights.items():
@@ -653,10 +679,12 @@ class WeightProbeStudy:
         return out
 
     def plot(self):
-        """Figure 4-like plot: ``M u`` of each probe against training windows (solid: mean
-        over the probe's first ``T - 1`` mini-batches; dashed: the task of interest; band:
-        min-max over those mini-batches).
-        Returns a matplotlib Figure."""
+        """Plot ``M u`` of each probe against the training windows (like Figure 4).
+
+        Figure 4-like plot: ``M u`` of each probe against training windows (solid: mean over
+        the probe's first ``T - 1`` mini-batches; dashed: the task of interest; band:
+        min-max over those mini-batches). Returns a matplotlib Figure.
+        """
         fig = _figure((7, 4))
         ax = fig.subplots()
         summ = self.summary()
@@ -676,8 +704,11 @@ class WeightProbeStudy:
         return fig
 
     def save(self, prefix: str) -> dict:
-        """Write ``<prefix>_weights.csv`` (:meth:`rows`), ``<prefix>_summary.csv``,
-        ``<prefix>.json`` (settings, units, summary, delta per probe) and ``<prefix>.png``."""
+        """Write the weights, summary, raw results and figure of the study.
+
+        Write ``<prefix>_weights.csv`` (:meth:`rows`), ``<prefix>_summary.csv``,
+        ``<prefix>.json`` (settings, units, summary, delta per probe) and ``<prefix>.png``.
+        """
         prefix = _check_prefix(prefix)
         paths = {"weights": f"{prefix}_weights.csv", "summary": f"{prefix}_summary.csv", "json": f"{prefix}.json",
                  "png": f"{prefix}.png"}
@@ -738,8 +769,7 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
                        optimizer: str = "adam", alpha: float = 1e-3, beta_u: float = 10.0, n_ilqr: int = 2,
                        kappa: float = 1.2, train_strategy: str = "tow", n_val: int = 50, rng: Any = 0,
                        progress: bool = False) -> WeightProbeStudy:
-    """Appendix C of the TOW paper (Figure 4): the TOW weights of fixed probe windows as
-    training progresses.
+    """Appendix C of the TOW paper (Figure 4): the TOW weights of fixed probe windows as training progresses.
 
     Four probe windows of ``T`` mini-batches of ``M`` tasks are drawn once (from
     ``default_rng([seed, 999_999])``, ``seed`` the root seed from ``rng``): *same* (each mini-batch's ``M`` tasks from one
@@ -847,8 +877,9 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
 
 @dataclass
 class CurveStudy:
-    """Result of :func:`ilqr_iterations_study` and :func:`value_model_study`: TOW variants
-    (and optional reference strategies) trained on the same task stream and seed.
+    """Result of :func:`ilqr_iterations_study` and :func:`value_model_study`.
+
+    TOW variants (and optional reference strategies) trained on the same task stream and seed.
 
     Attributes
     ----------
@@ -862,9 +893,12 @@ class CurveStudy:
     units: dict
 
     def rows(self) -> list[dict]:
-        """Per variant: test mean, ci95, seconds, time relative to the first variant, paired
+        """Return one summary row per variant.
+
+        Per variant: test mean, ci95, seconds, time relative to the first variant, paired
         gain over the first variant (positive = better) with its 95% CI, and the empirical
-        delta of its weights (:func:`estimate_delta`, NaN for the baselines)."""
+        delta of its weights (:func:`estimate_delta`, NaN for the baselines).
+        """
         labels = list(self.results)
         first = self.results[labels[0]]
         sign = 1.0 if first.metric_name == "accuracy" else -1.0
@@ -894,8 +928,10 @@ class CurveStudy:
         return out
 
     def plot(self, smoothing: float = 0.1):
-        """Validation curves, EMA-smoothed (Figure 6 uses 0.1), raw curves faint.
-        Returns a matplotlib Figure."""
+        """Return validation curves, EMA-smoothed (Figure 6 uses 0.1), raw curves faint.
+
+        Returns a matplotlib Figure.
+        """
         fig = _figure((6, 4))
         ax = fig.subplots()
         for lab, r in self.results.items():
@@ -912,8 +948,11 @@ class CurveStudy:
         return fig
 
     def save(self, prefix: str) -> dict:
-        """Write ``<prefix>_table.csv``, ``<prefix>_curves.csv``, ``<prefix>.json`` and
-        ``<prefix>.png``; returns ``{name: path}``."""
+        """Write the table, curves, raw results and figure of the study.
+
+        Write ``<prefix>_table.csv``, ``<prefix>_curves.csv``, ``<prefix>.json`` and
+        ``<prefix>.png``; returns ``{name: path}``.
+        """
         prefix = _check_prefix(prefix)
         paths = {"table": f"{prefix}_table.csv", "curves": f"{prefix}_curves.csv", "json": f"{prefix}.json",
                  "png": f"{prefix}.png"}
@@ -966,8 +1005,10 @@ def _variants_study(source, learner, variants, reference, title, folder, progres
 
 def ilqr_iterations_study(source, learner, n_ilqr: Sequence[int] = (2, 10), *, reference: Sequence[str] = (),
                           folder: str | None = None, progress: bool = False, **experiment) -> CurveStudy:
-    """Appendix D of the TOW paper (Figure 6): TOW with different numbers of iLQR iterations
-    (the paper: 2 vs 10) on the same task stream, seed and test tasks.
+    """Compare numbers of iLQR iterations in TOW (Appendix D, Figure 6 of the TOW paper).
+
+    Appendix D of the TOW paper (Figure 6): TOW with different numbers of iLQR iterations (the
+    paper: 2 vs 10) on the same task stream, seed and test tasks.
 
     Parameters
     ----------
@@ -1007,12 +1048,13 @@ def ilqr_iterations_study(source, learner, n_ilqr: Sequence[int] = (2, 10), *, r
 
 def value_model_study(source, learner, *, reference: Sequence[str] = (), folder: str | None = None,
                       progress: bool = False, **experiment) -> CurveStudy:
-    """Appendix B of the TOW paper: TOW with the diagonal value matrix ``V_t`` (the paper's
-    choice) and with the exact (full) ``V_t`` of the cost-to-go, Eq. (61)/(68), on the same
-    task stream, seed and test tasks. Uses :func:`~metalqr.tow.tow_weights`'
-    ``value_model="full"``, whose dense ``S x S`` matrices (``S = 3 D`` with Adam) restrict it
-    to small networks (it refuses sizes above metalqr's memory limit, naming the
-    alternative).
+    """Compare TOW's diagonal and full value models (Appendix B of the TOW paper).
+
+    Appendix B of the TOW paper: TOW with the diagonal value matrix ``V_t`` (the paper's choice)
+    and with the exact (full) ``V_t`` of the cost-to-go, Eq. (61)/(68), on the same task stream,
+    seed and test tasks. Uses :func:`~metalqr.tow.tow_weights`' ``value_model="full"``, whose
+    dense ``S x S`` matrices (``S = 3 D`` with Adam) restrict it to small networks (it refuses
+    sizes above metalqr's memory limit, naming the alternative).
 
     Parameters
     ----------

@@ -1,8 +1,10 @@
-"""Few-shot task sources that run offline on a laptop (Section 5 of the TOW paper at CPU
-scale): skewed sinusoid regression (as in TR-MAML), synthetic hierarchical N-way k-shot
-classification with imbalanced "alphabets", its any-shot variant (Section 5.2), N-way
-k-shot from scikit-learn's bundled digits (optional extra), and a loader for image folders
-in the Omniglot / mini-ImageNet layout ``root/{train,val,test}/<class>/*.png``.
+"""Few-shot task sources that run offline (Section 5 of the TOW paper at CPU scale).
+
+Few-shot task sources that run offline on a laptop (Section 5 of the TOW paper at CPU scale): skewed
+sinusoid regression (as in TR-MAML), synthetic hierarchical N-way k-shot classification with
+imbalanced "alphabets", its any-shot variant (Section 5.2), N-way k-shot from scikit-learn's bundled
+digits (optional extra), and a loader for image folders in the Omniglot / mini-ImageNet layout
+``root/{train,val,test}/<class>/*.png``.
 
 Every source has ``sample(rng, n, train=True) -> list[Task]``; classification tasks carry
 integer labels ``0..N-1`` in a random class order.
@@ -48,15 +50,21 @@ def _targets(value, name: str, n: int) -> np.ndarray:
 
 @dataclass
 class Task:
-    """One few-shot task: support ``(s, y)`` and query ``(sq, yq)`` sets, and ``group``: the
+    """One few-shot task: support and query sets and a group.
+
+    One few-shot task: support ``(s, y)`` and query ``(sq, yq)`` sets, and ``group``: the
     amplitude of a sinusoid task or the alphabet of a classification task (for analysis).
 
     Parameters
     ----------
-    s, sq : (n_s, n_in), (n_q, n_in) array_like of float
-        Support and query inputs (at least one row each, finite, real).
-    y, yq : (n_s, C), (n_q, C) real targets, or (n_s,), (n_q,) int labels >= 0
-        Support and query outputs (both of the same kind).
+    s : (n_s, n_in) array_like of float
+        Support inputs (at least one row, finite, real).
+    y : (n_s, C) real targets, or (n_s,) int labels >= 0
+        Support outputs.
+    sq : (n_q, n_in) array_like of float
+        Query inputs (at least one row, finite, real).
+    yq : (n_q, C) real targets, or (n_q,) int labels >= 0
+        Query outputs (of the same kind as ``y``).
     group : float
         Amplitude or alphabet index, for analysis only.
 
@@ -86,6 +94,7 @@ class Task:
 
     @property
     def is_classification(self) -> bool:
+        """Whether the targets are class labels (1-D ``y``) rather than regression targets."""
         return self.y.ndim == 1
 
 
@@ -139,8 +148,27 @@ class SinusoidTasks:
         self.rare_fraction = check_real(self.rare_fraction, "rare_fraction", minimum=0.0, maximum=1.0)
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed); training or
-        test amplitude distribution by ``train``."""
+        """Draw ``n`` tasks from the training or the test distribution.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from the training (skewed) or the test amplitude distribution.
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks; ``group`` is the amplitude.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         rng, n, train = _sample_args(rng, n, train, 2.0 * (self.k_shot + self.k_query), "SinusoidTasks")
         tasks = []
         for _ in range(n):
@@ -158,8 +186,11 @@ class SinusoidTasks:
 
 
 def _split_task(classes: list, shots, k_query: int, rng, group) -> Task:
-    """Build an N-way task from per-class example arrays: ``shots[j]`` support and ``k_query``
-    query examples of class ``classes[j]``, labels ``0..N-1``."""
+    """Build an N-way task from per-class example arrays.
+
+    ``shots[j]`` support and ``k_query`` query examples of class ``classes[j]``, labels
+    ``0..N-1``.
+    """
     s, y, sq, yq = [], [], [], []
     for label, (pool, k) in enumerate(zip(classes, shots)):
         idx = rng.choice(len(pool), size=k + k_query, replace=len(pool) < k + k_query)
@@ -189,8 +220,10 @@ class HierarchicalClassificationTasks:
         Classes per task; at most the classes per alphabet of the smaller split.
     k_shot, k_query : int, >= 1
         Support and query examples per class.
-    n_alphabets : int, >= 1; n_chars : int, >= 2
-        Alphabets and classes per alphabet.
+    n_alphabets : int, >= 1
+        Alphabets.
+    n_chars : int, >= 2
+        Classes per alphabet.
     dim, latent : int, >= 1
         Example and latent dimensions.
     within, noise_level : float, >= 0
@@ -257,10 +290,12 @@ class HierarchicalClassificationTasks:
 
     @property
     def n_in(self) -> int:
+        """Input size: the feature dimension ``dim``."""
         return self.dim
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     def _world(self):
@@ -288,8 +323,28 @@ class HierarchicalClassificationTasks:
         return self.k_shot
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks drawn with ``rng`` (a Generator or an int seed) from the training
-        (imbalanced alphabets) or test (uniform alphabets, held-out classes) split."""
+        """Draw ``n`` tasks from the training or the test split.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from the training (imbalanced alphabets) or the test (uniform alphabets,
+            held-out classes) split.
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks; ``group`` is the alphabet index.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self._max_shot() + self.k_query)
                                      * self.dim, type(self).__name__)
         n_train = int(round(self.train_fraction * self.n_chars))
@@ -318,16 +373,46 @@ def _split_task_from_fresh(classes: list, shots: list[int], group) -> Task:
 
 @dataclass
 class AnyShotTasks(HierarchicalClassificationTasks):
-    """Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its
-    own number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
+    """Any-shot variant of the hierarchical tasks (Section 5.2 of the TOW paper).
+
+    Any-shot variant (Section 5.2 of the TOW paper): every class of every task has its own
+    number of support examples, uniform in ``[1, max_shot]``, so tasks differ in how much
     evidence they carry as well as in their alphabet.
 
     Parameters
     ----------
+    n_way : int, >= 2
+        Classes per task (as in :class:`HierarchicalClassificationTasks`).
+    k_shot : int, >= 1
+        Not used (each class draws its own shot count).
+    k_query : int, >= 1
+        Query examples per class.
+    n_alphabets : int, >= 1
+        Alphabets.
+    n_chars : int, >= 2
+        Classes per alphabet.
+    dim, latent : int, >= 1
+        Example and latent dimensions.
+    within, noise_level : float, >= 0
+        Within-class spread (latent) and observation noise.
+    imbalance : float, > 0
+        Ratio of successive training-alphabet probabilities.
+    train_fraction : float in (0, 1)
+        Fraction of each alphabet's classes used for training.
+    rng : int seed >= 0 or Generator
+        The synthetic world's seed, as in :class:`HierarchicalClassificationTasks`.
     max_shot : int, >= 1
         Largest number of support examples of a class (default 5, as in ``metalqr tow`` and
-        the results of docs/tow.md; ``k_shot`` is not used). The other parameters as
-        :class:`HierarchicalClassificationTasks`.
+        the results of docs/tow.md).
+
+    Raises
+    ------
+    ValidationError
+        An argument out of range, or ``n_way`` larger than a split.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5.2 (any-shot classification).
     """
 
     max_shot: int = 5
@@ -345,15 +430,20 @@ class AnyShotTasks(HierarchicalClassificationTasks):
 
 @dataclass
 class DigitsTasks:
-    """N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra:
-    ``pip install ".[digits]"`` from a clone): training tasks use the digits in ``train_classes``,
-    test tasks the others (so ``n_way`` is at most the smaller split, 3 by default).
+    """N-way k-shot tasks from scikit-learn's 8x8 digits.
+
+    N-way k-shot tasks from scikit-learn's bundled 8x8 digits (optional extra: ``pip install
+    ".[digits]"`` from a clone): training tasks use the digits in ``train_classes``, test tasks
+    the others (so ``n_way`` is at most the smaller split, 3 by default).
 
     Parameters
     ----------
     n_way : int, >= 2
+        Classes per task.
     k_shot, k_query : int, >= 1
+        Support and query examples per class.
     train_classes : tuple of distinct ints in 0..9
+        The digits of the training tasks (the test tasks use the others).
 
     Raises
     ------
@@ -393,6 +483,7 @@ class DigitsTasks:
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     def _by_class(self):
@@ -405,7 +496,29 @@ class DigitsTasks:
         return {c: X[d.target == c] for c in range(10)}
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks from the training or test digits, drawn with ``rng``."""
+        """Draw ``n`` tasks from the training or the test digits.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from ``train_classes`` (else the other digits).
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks of 64-pixel inputs.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            A malformed argument, named.
+        BackendUnavailableError
+            scikit-learn is not installed.
+        """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self.k_shot + self.k_query) * 64,
                                      "DigitsTasks")
         data = self._by_class()
@@ -434,17 +547,20 @@ def _load_image(path: str, size: int) -> np.ndarray:
 
 @dataclass
 class ImageFolderTasks:
-    """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot /
-    mini-ImageNet layout). Images are read with matplotlib, converted to grayscale and
-    resized (nearest neighbour) to ``size x size``; training tasks use ``train_split``,
-    test tasks ``test_split``. Every class needs at least one image.
+    """N-way k-shot tasks from ``root/<split>/<class>/*.png`` (the usual Omniglot / mini-ImageNet layout).
+
+    Images are read with matplotlib, converted to grayscale and resized (nearest neighbour) to
+    ``size x size``; training tasks use ``train_split``, test tasks ``test_split``. Every class
+    needs at least one image.
 
     Parameters
     ----------
     root : str
         Dataset folder.
     n_way : int, >= 2
+        Classes per task.
     k_shot, k_query : int, >= 1
+        Support and query examples per class.
     size : int in [1, 1024]
         Side of the resized square images.
     train_split, test_split : str
@@ -485,15 +601,32 @@ class ImageFolderTasks:
 
     @property
     def n_in(self) -> int:
+        """Input size: ``size**2`` pixels."""
         return self.size * self.size
 
     @property
     def n_out(self) -> int:
+        """Output size: ``n_way`` classes."""
         return self.n_way
 
     def classes(self, split: str) -> dict:
-        """The images of every class of ``split`` (a sub-folder of ``root``), as
-        ``{class name: (n_images, size*size) array}``."""
+        """Return the images of every class of ``split``.
+
+        Parameters
+        ----------
+        split : str
+            A sub-folder of ``root``.
+
+        Returns
+        -------
+        dict
+            ``{class name: (n_images, size*size) ndarray}`` (read once, then cached).
+
+        Raises
+        ------
+        ValidationError
+            A missing folder or an empty class.
+        """
         if not isinstance(split, str) or not split:
             raise ValidationError(f"split must be a sub-folder name of root; got {split!r}.")
         if split not in self._cache:
@@ -515,7 +648,27 @@ class ImageFolderTasks:
         return self._cache[split]
 
     def sample(self, rng: np.random.Generator, n: int, train: bool = True) -> list[Task]:
-        """``n >= 1`` tasks from ``train_split`` (``train=True``) or ``test_split``."""
+        """Draw ``n`` tasks from ``train_split`` or ``test_split``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int seed
+            Source of randomness.
+        n : int, >= 1
+            Number of tasks.
+        train : bool
+            Draw from ``train_split`` (else ``test_split``).
+
+        Returns
+        -------
+        list of Task
+            ``n`` tasks of ``size**2``-pixel inputs.
+
+        Raises
+        ------
+        ValidationError
+            A malformed argument, a missing folder, an empty class or too few classes.
+        """
         rng, n, train = _sample_args(rng, n, train, float(self.n_way) * (self.k_shot + self.k_query)
                                      * self.size ** 2, "ImageFolderTasks")
         data = self.classes(self.train_split if train else self.test_split)

@@ -1,7 +1,9 @@
-"""The weight computations of the built-in strategies: ``exploration`` and ``exploitation``
-(Eq. (12) of the TOW paper, solved exactly) and ``tow`` (Algorithm 1, via
-:func:`metalqr.ilqr.ilqr`). The strategy objects and their registry live in
-:mod:`metalqr.tow.weighting_strategies`."""
+"""The weight computations of the built-in strategies.
+
+``exploration`` and ``exploitation`` (Eq. (12) of the TOW paper, solved exactly) and ``tow``
+(Algorithm 1, via :func:`metalqr.ilqr.ilqr`). The strategy objects and their registry live in
+:mod:`metalqr.tow.weighting_strategies`.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ _PREFETCH = True        # tests switch it off to compare with the plain evaluati
 
 
 def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
-    r"""The exploration / exploitation baselines, Eq. (12) of the TOW paper, solved exactly.
+    r"""Return the exploration / exploitation baselines, Eq. (12) of the TOW paper, solved exactly.
 
     ``u* = argmin_u  s u'l - ln Dir(u; kappa)`` over the open simplex ``{u > 0, 1'u = 1}``,
     with ``s = -1`` for ``"exploration"`` (hard tasks get more weight) and ``s = +1`` for
@@ -73,6 +75,10 @@ def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
     ------
     ValidationError
         Non-finite, complex, empty or non-1-D ``losses``; ``kappa <= 1``; unknown ``mode``.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Eq. (12) (the exploration and exploitation baselines).
     """
     losses = as_float_array(losses, "losses", ndim=1, allow_empty=False)
     kappa = check_real(kappa, "kappa", minimum=1.0, min_inclusive=False)
@@ -112,7 +118,7 @@ def dirichlet_weights(losses: Any, kappa: float, mode: str) -> np.ndarray:
 
 
 @dataclass
-class TOWResult:
+class TOWResult:  # numpydoc ignore=PR01
     """Result of :func:`tow_weights`.
 
     Attributes
@@ -148,14 +154,18 @@ class TOWResult:
 
 @dataclass
 class TOWProblem:
-    """The trajectory-optimisation problem of one TOW window (Algorithm 1 of the TOW paper),
-    in the form :func:`metalqr.ilqr.ilqr` takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and
+    """The trajectory-optimisation problem of one TOW window (Algorithm 1).
+
+    The trajectory-optimisation problem of one TOW window (Algorithm 1 of the TOW paper), in the
+    form :func:`metalqr.ilqr.ilqr` takes: ``dynamics(z, u, t)``, ``cost(z, u, t)`` and
     ``derivatives(Z, U)`` (see :func:`tow_weights`).
 
     Parameters
     ----------
     learner : MAML or ProtoNet
+        Gives the tasks' losses, gradients and curvatures.
     batches : sequence of T lists of M :class:`Task`
+        The window's mini-batches.
     optimizer : SGD or Adam
         The meta-optimiser whose update is the dynamics (Eq. (90) / (97)).
     D : int
@@ -178,6 +188,10 @@ class TOWProblem:
     ------
     ValidationError
         Any argument malformed or inconsistent (``D`` not the learner's parameter count).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Algorithm 1, Eq. (5)-(7) and Appendices G-H.
     """
 
     learner: object
@@ -220,15 +234,41 @@ class TOWProblem:
         return zt, u
 
     def evaluate(self, zt: np.ndarray, t: int):
-        """Losses (M,) and gradients (D, M) of mini-batch ``t`` at state ``zt``. The forward
-        pass asks for the dynamics and the cost at the same ``(zt, t)``, and the derivatives
-        at the accepted trajectory, so the last evaluation per step ``t`` is kept."""
+        """Return the losses and gradients of mini-batch ``t`` at state ``zt``.
+
+        The forward pass asks for the dynamics and the cost at the same ``(zt, t)``, and the
+        derivatives at the accepted trajectory, so the last evaluation per step ``t`` is
+        kept.
+
+        Parameters
+        ----------
+        zt : (S,) ndarray
+            Optimiser state.
+        t : int
+            Mini-batch index.
+
+        Returns
+        -------
+        losses : (M,) ndarray
+            The tasks' validation losses.
+        G : (D, M) ndarray
+            Their gradients.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``t`` not a step index of the window, or ``zt`` (or ``u``) of the wrong shape or
+            not finite.
+        """
         zt, _ = self._check_step(zt, None, t)
         return self._evaluate(zt, t)
 
     def _evaluate(self, zt, t):
-        """Losses and gradients of mini-batch ``t`` at ``zt`` (``t = T``: the last mini-batch
-        at ``x_{T+1}``, the terminal cost), cached per ``t``."""
+        """Return the losses and gradients of mini-batch ``t`` (cached).
+
+        Losses and gradients of mini-batch ``t`` at ``zt`` (``t = T``: the last mini-batch
+        at ``x_{T+1}``, the terminal cost), cached per ``t``.
+        """
         key = zt[:self.D].tobytes()
         if self._cache.get(t, (None,))[0] != key:
             batch = self.batches[min(t, self._T - 1)]
@@ -241,33 +281,116 @@ class TOWProblem:
         return self._cache[t][1:]
 
     def _curvature(self, zt, t):
-        """Per-task Gauss-Newton diagonals (D, M) of mini-batch ``t`` at ``zt``, cached per
-        ``t`` (``x_1`` is the same in every iteration of a window)."""
+        """Return the per-task Gauss-Newton diagonals of mini-batch ``t`` (cached).
+
+        Per-task Gauss-Newton diagonals (D, M) of mini-batch ``t`` at ``zt``, cached per
+        ``t`` (``x_1`` is the same in every iteration of a window).
+        """
         key = zt[:self.D].tobytes()
         if self._gn.get(t, (None,))[0] != key:
             self._gn[t] = (key, self.learner.curvature(zt[:self.D], self.batches[min(t, self._T - 1)]))
         return self._gn[t][1]
 
     def terminal_cost(self, zT) -> float:
-        """Cost of ``x_{T+1}``: 0 (``terminal="none"``) or ``1' l_T(x_{T+1})``."""
+        """Return the cost of ``x_{T+1}``.
+
+        Cost of ``x_{T+1}``: 0 (``terminal="none"``) or ``1' l_T(x_{T+1})``.
+
+        Parameters
+        ----------
+        zT : (S,) ndarray
+            The final optimiser state.
+
+        Returns
+        -------
+        float
+            0 (``terminal_cost="none"``) or ``1' l_T(x_{T+1})``.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            With a terminal cost, ``zT`` of the wrong shape or not finite.
+        """
         if self.terminal == "none":
             return 0.0
         zT = as_float_array(zT, "zT", shape=(self._S,))
         return float(self._evaluate(zT, self._T)[0].sum())
 
     def dynamics(self, zt, u, t):
-        """One optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97))."""
+        """Apply one optimiser update with the weighted gradient ``J_t' u`` (Eq. (90) / (97)).
+
+        Parameters
+        ----------
+        zt : (S,) ndarray
+            Optimiser state.
+        u : (M,) ndarray
+            Task weights.
+        t : int
+            Mini-batch index.
+
+        Returns
+        -------
+        (S,) ndarray
+            The next state.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``t`` not a step index of the window, or ``zt`` (or ``u``) of the wrong shape or
+            not finite.
+        """
         zt, u = self._check_step(zt, u, t)
         return self.optimizer.step(zt, self._evaluate(zt, t)[1] @ u, self.tau0 + t + 1)
 
     def cost(self, zt, u, t):
-        """Eq. (7): ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``."""
+        """Return the stage cost of Eq. (7), ``1'l(x_t) + beta_u/2 |u_t - mu_u|^2``.
+
+        Parameters
+        ----------
+        zt : (S,) ndarray
+            Optimiser state.
+        u : (M,) ndarray
+            Task weights.
+        t : int
+            Mini-batch index.
+
+        Returns
+        -------
+        float
+            The cost.
+
+        Raises
+        ------
+        ValidationError, ValidationTypeError
+            ``t`` not a step index of the window, or ``zt`` (or ``u``) of the wrong shape or
+            not finite.
+        """
         zt, u = self._check_step(zt, u, t)
         return float(self._evaluate(zt, t)[0].sum() + 0.5 * self.beta_u * np.sum((u - self.mu) ** 2))
 
     def derivatives(self, Z, U) -> Derivatives:
-        """Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)) along
-        ``Z`` (T+1, S) or its first T rows (T, S), ``U`` (T, M)."""
+        """Return the linearised dynamics and quadratised cost along a trajectory.
+
+        Linearised dynamics and quadratised cost (Eq. (92)/(99)-(105), (106)-(108)).
+
+        Parameters
+        ----------
+        Z : (T+1, S) or (T, S) ndarray
+            Optimiser states (only the first ``T`` rows are read).
+        U : (T, M) ndarray
+            Task weights.
+
+        Returns
+        -------
+        Derivatives
+            Diagonal ``f_x`` (T, S), ``c_xx`` (T, S) and ``cT_xx`` (S,) (the Gauss-Newton
+            diagonals), ``f_u`` (T, S, M), zero terminal cost.
+
+        Raises
+        ------
+        ValidationError
+            ``Z`` or ``U`` of the wrong shape or not finite.
+        """
         T, M, S, D = self._T, self._M, self._S, self.D
         Z = as_float_array(Z, "Z", ndim=2)
         shapes = ((T + 1, S),) if self.terminal != "none" else ((T + 1, S), (T, S))
@@ -298,7 +421,9 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
                 n_ilqr: int = 2, value_model: str = "diagonal", constraint: str | None = None,
                 tol: float = 0.0, line_search: str = "metalqr", max_halvings: int = 10,
                 terminal_cost: str = "none") -> TOWResult:
-    """Algorithm 1 of the TOW paper for one window of ``T = len(batches)`` mini-batches.
+    """Optimise the task weights of one window by Algorithm 1 of the TOW paper.
+
+    The window has ``T = len(batches)`` mini-batches of ``M`` tasks.
 
     State: the optimiser state ``z`` (the meta-parameters ``x`` for SGD, ``(x, m, v)`` for
     Adam; see ``metalqr.tow.optimizers``); action: weights ``u`` of the ``M`` tasks of a
@@ -341,12 +466,15 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     Parameters
     ----------
     learner : MAML or ProtoNet
+        Gives the tasks' validation losses, gradients and Gauss-Newton diagonals.
     z : (S,) array_like
         Optimiser state, ``S = D`` (SGD) or ``3 D`` (Adam), ``D`` the learner's parameter count.
     batches : sequence of T >= 1 lists of M >= 1 :class:`Task`
+        The window's mini-batches.
     alpha : float, > 0, optional
         Meta step size of plain SGD; give either ``alpha`` or ``optimizer``.
     optimizer : SGD or Adam, optional
+        The meta-optimiser whose update is the dynamics.
     tau0 : int, >= 0
         Updates done before this window.
     beta_u : float, in (0, 1e12]
@@ -357,6 +485,7 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     n_ilqr : int, >= 1
         Number of iLQR iterations (the paper: 2).
     value_model : {"diagonal", "full"}
+        iLQR's value model (the paper's is diagonal, Section 3.1).
     constraint : {"boxqp", "reject"}, optional
         How ``"metalqr"`` imposes ``u >= 0`` (default ``"boxqp"``); ``"paper"`` rejects
         (``"reject"``, the only value it accepts).
@@ -370,6 +499,7 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     Returns
     -------
     TOWResult
+        The (T, M) weights ``U``, the (T+1, S) optimiser states ``X`` and the iLQR result.
 
     Raises
     ------
@@ -379,6 +509,23 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
         The optimised trajectory is not finite (reduce the meta step size).
     MetalqrError
         iLQR's answer failed its checks (negative weights, or a cost above the nominal's).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Algorithm 1 and Eq. (5)-(7); the linearisation of Appendix G
+    and the quadratised cost of Appendix H.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from metalqr.tow import SinusoidTasks, make_learner, tow_weights
+    >>> source = SinusoidTasks()
+    >>> learner = make_learner("fomaml", source, hidden=8)
+    >>> rng = np.random.default_rng(0)
+    >>> batches = [source.sample(rng, 3, train=True) for _ in range(2)]   # T = 2, M = 3
+    >>> res = tow_weights(learner, learner.init(0), batches, alpha=0.05)
+    >>> res.U.shape, bool((res.U >= 0).all())
+    ((2, 3), True)
     """
     learner = check_learner(learner)
     batches = check_batches(batches)
@@ -443,8 +590,10 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
 
 def _paper_ilqr(problem: TOWProblem, z: np.ndarray, U: np.ndarray, n_ilqr: int, value_model: str,
                 max_halvings: int, tol: float, trials: list) -> ILQRResult:
-    """Algorithm 1, lines 8-19, as printed (see :func:`tow_weights`); every trial is
-    appended to ``trials``. Returns an :class:`~metalqr.ilqr.ILQRResult`."""
+    """Algorithm 1, lines 8-19, as printed (see :func:`tow_weights`); every trial is appended to ``trials``.
+
+    Returns an :class:`~metalqr.ilqr.ILQRResult`.
+    """
     T, M = U.shape
 
     def total(X, U):

@@ -65,17 +65,52 @@ def register_strategy(strategy: WeightingStrategy, *, replace: bool = False) -> 
 
 
 def unregister_strategy(name: str) -> WeightingStrategy:
-    """Remove and return the strategy registered as ``name`` (unknown names are listed)."""
+    """Remove and return the strategy registered as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered strategy name.
+
+    Returns
+    -------
+    WeightingStrategy
+        The strategy removed.
+
+    Raises
+    ------
+    ValidationError
+        ``name`` is not registered (the registered names are listed).
+    """
     return _REGISTRY.pop(check_choice(name, "name", tuple(_REGISTRY)))
 
 
 def strategies() -> tuple[str, ...]:
-    """Names of the registered strategies, in registration order."""
+    """Return the names of the registered strategies, in registration order.
+
+    Returns
+    -------
+    tuple of str
+        The names (the built-ins first: ``uniform``, ``exploration``, ``exploitation``,
+        ``tow``).
+    """
     return tuple(_REGISTRY)
 
 
 def get_strategy(name: str, argname: str = "strategy") -> WeightingStrategy:
-    """The registered strategy ``name``.
+    """Return the registered strategy ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered strategy name.
+    argname : str
+        How an error message names the argument.
+
+    Returns
+    -------
+    WeightingStrategy
+        The registered instance.
 
     Raises
     ------

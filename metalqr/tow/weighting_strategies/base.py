@@ -1,5 +1,8 @@
-"""The weighting-strategy interface: what a training window provides, what a strategy
-returns, and the base classes a new strategy derives from (see :mod:`.registry`)."""
+"""The weighting-strategy interface.
+
+What a training window provides, what a strategy returns, and the base classes a new strategy
+derives from (see :mod:`.registry`).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ __all__ = ["Window", "WindowResult", "WeightingStrategy", "PerBatchStrategy"]
 
 
 @dataclass(frozen=True)
-class Window:
-    """Everything one training window gives a strategy (built by
-    :func:`metalqr.tow.run_experiment`).
+class Window:  # numpydoc ignore=PR01
+    """Everything one training window gives a strategy (built by :func:`metalqr.tow.run_experiment`).
 
     Attributes
     ----------
@@ -61,7 +63,7 @@ class Window:
 
 
 @dataclass
-class WindowResult:
+class WindowResult:  # numpydoc ignore=PR01
     """What a strategy returns for one window.
 
     Attributes
@@ -79,7 +81,9 @@ class WindowResult:
 
 
 class WeightingStrategy(abc.ABC):
-    """A task-weighting strategy: a ``name``, a one-line ``description`` and one method,
+    """A task-weighting strategy.
+
+    A ``name``, a one-line ``description`` and one method,
     :meth:`~metalqr.tow.WeightingStrategy.window`, that trains through one window and returns
     the weights it used.
 
@@ -107,10 +111,12 @@ class WeightingStrategy(abc.ABC):
         Parameters
         ----------
         w : Window
+            The window: learner, state, mini-batches, optimiser, generator and options.
 
         Returns
         -------
         WindowResult
+            The state after the window and the (T, M) weights used.
         """
 
     def __repr__(self) -> str:
@@ -118,12 +124,19 @@ class WeightingStrategy(abc.ABC):
 
 
 class PerBatchStrategy(WeightingStrategy):
-    """A strategy that weights each mini-batch from its losses, then takes one optimiser step
-    with the weighted gradient ``G u`` (the baselines of Section 5 of the TOW paper)."""
+    """A strategy that weights each mini-batch from its losses.
+
+    A strategy that weights each mini-batch from its losses, then takes one optimiser step with
+    the weighted gradient ``G u`` (the baselines of Section 5 of the TOW paper).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5 (the baselines) and Eq. (12).
+    """
 
     @abc.abstractmethod
     def weights(self, losses: np.ndarray, w: Window) -> np.ndarray:
-        """Weights ``u`` (M,) of one mini-batch, a probability vector.
+        """Return the weights ``u`` (M,) of one mini-batch, a probability vector.
 
         Parameters
         ----------
@@ -131,9 +144,26 @@ class PerBatchStrategy(WeightingStrategy):
             The tasks' validation losses at the current meta-parameters (finite).
         w : Window
             The window (for ``options``, ``rng`` and sizes).
+
+        Returns
+        -------
+        (M,) ndarray
+            Non-negative weights summing to 1.
         """
 
     def window(self, w: Window) -> WindowResult:
+        """Weight each mini-batch by :meth:`weights` and take one optimiser step per mini-batch.
+
+        Parameters
+        ----------
+        w : Window
+            The window: learner, state, mini-batches, optimiser and options.
+
+        Returns
+        -------
+        WindowResult
+            The state after the window's ``T`` steps and the (T, M) weights used.
+        """
         z = w.z
         U = np.full((w.T, w.M), np.nan)
         for t, batch in enumerate(w.batches):
