@@ -153,7 +153,7 @@ sphinx_gallery_conf = {
 #: exports the same object (``metalqr.lqr.cost`` is ``metalqr.cost``).
 API_MODULES = ("metalqr", "metalqr.lqr", "metalqr.meta", "metalqr.rollouts", "metalqr.exceptions",
                "metalqr.ilqr", "metalqr.ilqr.problems", "metalqr.tow", "metalqr.theory",
-               "metalqr.testing", "metalqr.experiments")
+               "metalqr.tow.studies", "metalqr.testing", "metalqr.experiments")
 
 
 def _data_attributes() -> set[str]:

@@ -143,12 +143,14 @@ def ema(values: Any, smoothing: float = 0.1) -> np.ndarray:
     Parameters
     ----------
     values : (n,) array_like of float
+        The series to smooth (e.g. a validation curve).
     smoothing : float, in (0, 1]
         Weight of the newest value (1: no smoothing).
 
     Returns
     -------
     (n,) ndarray
+        The smoothed series, ``s_0 = v_0``.
 
     Raises
     ------
@@ -168,7 +170,7 @@ def ema(values: Any, smoothing: float = 0.1) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class Table1Study:
+class Table1Study:  # numpydoc ignore=PR01
     """Result of :func:`run_table1_study`.
 
     Attributes
@@ -195,6 +197,11 @@ class Table1Study:
         ``time_vs_uniform``, and for TOW the paired ``gain`` to the best baseline, its
         ``gain_ci95``, the baseline's name, ``beats`` and the empirical ``delta`` of its
         weights (:func:`estimate_delta`) (see :attr:`units`).
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
         """
         out = []
         for (lname, seed), results in sorted(self.cells.items()):
@@ -225,6 +232,11 @@ class Table1Study:
         Per learner: seeds done, seeds where TOW beats the best baseline beyond the paired
         95% CI, the mean gain over seeds with its 95% t-interval, the mean time ratio of TOW
         and the largest empirical delta of its weights.
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
         """
         rows = [r for r in self.rows() if r["strategy"] == "tow"]
         out = []
@@ -239,7 +251,16 @@ class Table1Study:
         return out
 
     def curves(self) -> list[dict]:
-        """Long-form validation curves: learner, strategy, seed, window, mean, ci95."""
+        """Return the validation curves in long form.
+
+        One row per learner, strategy, seed and window: ``mean`` and ``ci95`` of the
+        validation metric.
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
+        """
         out = []
         for (lname, seed), results in sorted(self.cells.items()):
             for r in results:
@@ -253,6 +274,11 @@ class Table1Study:
 
         A Table-1-style markdown table (mean over seeds of the per-seed mean, and the
         per-seed figures), the paper's Omniglot numbers beside it, and the seed summary.
+
+        Returns
+        -------
+        str
+            The markdown text, ending with a newline.
         """
         rows = self.rows()
         pct = 100.0 if rows and rows[0]["metric"] == "accuracy" else 1.0
@@ -290,8 +316,22 @@ class Table1Study:
 
         Learning curves: one panel per learner, one line per strategy (mean over seeds of
         the validation metric) with a 95% t-interval band over seeds (the per-seed 95% CI
-        over validation tasks when there is one seed). ``smoothing`` < 1 applies :func:`ema`
-        to each seed's curve first. Returns a matplotlib Figure.
+        over validation tasks when there is one seed).
+
+        Parameters
+        ----------
+        smoothing : float, in (0, 1]
+            Below 1, :func:`ema` is applied to each seed's curve first.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A figure not attached to any pyplot backend.
+
+        Raises
+        ------
+        ValidationError
+            ``smoothing`` outside (0, 1].
         """
         smoothing = check_probability(smoothing, "smoothing", allow_one=True)
         learners = [l for l in self.settings["learners"] if any(k[0] == l for k in self.cells)]
@@ -326,7 +366,22 @@ class Table1Study:
         Write ``<prefix>_table.csv`` (:meth:`rows`), ``<prefix>_seeds.csv``
         (:meth:`seed_summary`), ``<prefix>_curves.csv`` (:meth:`curves`), ``<prefix>.md``
         (:meth:`markdown`), ``<prefix>_curves.png`` and ``<prefix>.json`` (settings, units,
-        all of the above), each atomically. Returns ``{name: path}``.
+        all of the above), each atomically.
+
+        Parameters
+        ----------
+        prefix : str
+            Path prefix of the files (its folder must exist; not a folder itself).
+
+        Returns
+        -------
+        dict
+            ``{name: path}`` of the files written.
+
+        Raises
+        ------
+        ValidationError
+            ``prefix`` empty, not a string or an existing folder.
         """
         prefix = _check_prefix(prefix)
         paths = {}
@@ -435,6 +490,7 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
     Returns
     -------
     Table1Study
+        The finished cells with the study's settings and units.
 
     Raises
     ------
@@ -442,6 +498,10 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
         Malformed arguments (named); ``compute=False`` without ``folder``.
     CheckpointError
         A damaged or foreign checkpoint in ``folder``.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Section 5.1 and Table 1.
     """
     source = check_source(source)
     if not isinstance(learners, Mapping) or not learners:
@@ -503,7 +563,7 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class DeltaEstimate:
+class DeltaEstimate:  # numpydoc ignore=PR01
     """Result of :func:`estimate_delta`.
 
     Attributes
@@ -560,12 +620,17 @@ def estimate_delta(weights: Any, mu: float | None = None, *, exclude_last: bool 
     Returns
     -------
     DeltaEstimate
+        The estimate with its quantiles, exceedance bound and settings.
 
     Raises
     ------
     ValidationError
         Empty, non-finite or wrongly shaped ``weights``; negative ``mu``; ``exclude_last``
         with ``T = 1`` or 2-D weights.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Theorem 5 and Corollary 6.
     """
     W = as_float_array(weights, "weights", allow_empty=False)
     if W.ndim not in (2, 3) or W.shape[-1] < 1 or W.size == 0:
@@ -625,7 +690,7 @@ PROBES = ("same/train", "same/test", "different/train", "different/test")
 
 
 @dataclass
-class WeightProbeStudy:
+class WeightProbeStudy:  # numpydoc ignore=PR01
     """Result of :func:`weight_probe_study`.
 
     Attributes
@@ -650,7 +715,16 @@ class WeightProbeStudy:
     units: dict
 
     def rows(self) -> list[dict]:
-        """Long form: probe, window, t, j, alphabet, weight, weight_x_M."""
+        """Return the probes' weights in long form.
+
+        One row per probe, window, mini-batch ``t`` and task ``j``: its alphabet, ``weight``
+        and ``weight_x_M`` (``M u``, 1 = uniform).
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
+        """
         out = []
         M = self.settings["M"]
         for probe, W in self.weights.items():
@@ -667,6 +741,11 @@ class WeightProbeStudy:
         Per probe and point: mean, min and max of ``M u`` over the probe's first ``T - 1``
         mini-batches (the last gets the nominal weights when there is no terminal cost), and
         ``M u`` of the single task of interest (mini-batch 0, task 0), as in Figure 4.
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
         """
         out = []
         M = self.settings["M"]
@@ -683,7 +762,12 @@ class WeightProbeStudy:
 
         Figure 4-like plot: ``M u`` of each probe against training windows (solid: mean over
         the probe's first ``T - 1`` mini-batches; dashed: the task of interest; band:
-        min-max over those mini-batches). Returns a matplotlib Figure.
+        min-max over those mini-batches).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A figure not attached to any pyplot backend.
         """
         fig = _figure((7, 4))
         ax = fig.subplots()
@@ -708,6 +792,21 @@ class WeightProbeStudy:
 
         Write ``<prefix>_weights.csv`` (:meth:`rows`), ``<prefix>_summary.csv``,
         ``<prefix>.json`` (settings, units, summary, delta per probe) and ``<prefix>.png``.
+
+        Parameters
+        ----------
+        prefix : str
+            Path prefix of the files (its folder must exist; not a folder itself).
+
+        Returns
+        -------
+        dict
+            ``{name: path}`` of the files written.
+
+        Raises
+        ------
+        ValidationError
+            ``prefix`` empty, not a string or an existing folder.
         """
         prefix = _check_prefix(prefix)
         paths = {"weights": f"{prefix}_weights.csv", "summary": f"{prefix}_summary.csv", "json": f"{prefix}.json",
@@ -794,8 +893,11 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
         Window length and tasks per mini-batch (the paper: 5 and 5).
     optimizer : {"sgd", "adam"}
     alpha : float, > 0
+        Outer (meta) step size of the optimiser.
     beta_u : float, > 0
+        Weight of the control cost, Eq. (7) (the paper: 10).
     n_ilqr : int, >= 1
+        Number of iLQR iterations per window (Algorithm 1).
     kappa : float, > 1
         For ``train_strategy`` exploration / exploitation.
     train_strategy : str
@@ -811,11 +913,16 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
     Returns
     -------
     WeightProbeStudy
+        The probes' weights at each probe point, with settings and units.
 
     Raises
     ------
     ValidationError
         Malformed arguments (named), or a source without alphabets.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix C and Figure 4.
     """
     from .optimizers import make_optimizer
     from .weighting import tow_weights
@@ -876,7 +983,7 @@ def weight_probe_study(source, learner, *, n_iterations: int = 50, probe_every: 
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class CurveStudy:
+class CurveStudy:  # numpydoc ignore=PR01
     """Result of :func:`ilqr_iterations_study` and :func:`value_model_study`.
 
     TOW variants (and optional reference strategies) trained on the same task stream and seed.
@@ -898,6 +1005,11 @@ class CurveStudy:
         Per variant: test mean, ci95, seconds, time relative to the first variant, paired
         gain over the first variant (positive = better) with its 95% CI, and the empirical
         delta of its weights (:func:`estimate_delta`, NaN for the baselines).
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
         """
         labels = list(self.results)
         first = self.results[labels[0]]
@@ -915,7 +1027,25 @@ class CurveStudy:
         return out
 
     def curves(self, smoothing: float = 0.1) -> list[dict]:
-        """Long form: variant, window, validation mean, its ci95 and its EMA (``smoothing``)."""
+        """Return the validation curves in long form.
+
+        One row per variant and window: validation ``mean``, its ``ci95`` and its EMA.
+
+        Parameters
+        ----------
+        smoothing : float, in (0, 1]
+            Factor of :func:`ema` (Figure 6 uses 0.1; 1: no smoothing).
+
+        Returns
+        -------
+        list of dict
+            The rows, ready for :mod:`csv` or a table.
+
+        Raises
+        ------
+        ValidationError
+            ``smoothing`` outside (0, 1].
+        """
         out = []
         for lab, r in self.results.items():
             if not r.curve:
@@ -928,9 +1058,22 @@ class CurveStudy:
         return out
 
     def plot(self, smoothing: float = 0.1):
-        """Return validation curves, EMA-smoothed (Figure 6 uses 0.1), raw curves faint.
+        """Plot the validation curves, EMA-smoothed, with the raw curves faint.
 
-        Returns a matplotlib Figure.
+        Parameters
+        ----------
+        smoothing : float, in (0, 1]
+            Factor of :func:`ema` (Figure 6 uses 0.1; 1: no smoothing).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A figure not attached to any pyplot backend.
+
+        Raises
+        ------
+        ValidationError
+            ``smoothing`` outside (0, 1].
         """
         fig = _figure((6, 4))
         ax = fig.subplots()
@@ -951,7 +1094,22 @@ class CurveStudy:
         """Write the table, curves, raw results and figure of the study.
 
         Write ``<prefix>_table.csv``, ``<prefix>_curves.csv``, ``<prefix>.json`` and
-        ``<prefix>.png``; returns ``{name: path}``.
+        ``<prefix>.png``.
+
+        Parameters
+        ----------
+        prefix : str
+            Path prefix of the files (its folder must exist; not a folder itself).
+
+        Returns
+        -------
+        dict
+            ``{name: path}`` of the files written.
+
+        Raises
+        ------
+        ValidationError
+            ``prefix`` empty, not a string or an existing folder.
         """
         prefix = _check_prefix(prefix)
         paths = {"table": f"{prefix}_table.csv", "curves": f"{prefix}_curves.csv", "json": f"{prefix}.json",
@@ -1013,7 +1171,9 @@ def ilqr_iterations_study(source, learner, n_ilqr: Sequence[int] = (2, 10), *, r
     Parameters
     ----------
     source : task source
+        Source of tasks (:class:`~metalqr.tow.OmniglotTasks` or another task source).
     learner : MAML or ProtoNet
+        The learner to train (its network sets the value model's size).
     n_ilqr : sequence of int, >= 1
         The iteration counts compared (distinct); the first is the reference of
         ``time_vs_first`` and ``gain_vs_first``.
@@ -1022,17 +1182,23 @@ def ilqr_iterations_study(source, learner, n_ilqr: Sequence[int] = (2, 10), *, r
     folder : str or None
         Checkpoint folder (resumable).
     progress : bool
+        Print a line per variant as it starts.
     **experiment
         Arguments of :func:`run_experiment` (not ``n_ilqr``, ``checkpoint``, ``progress``).
 
     Returns
     -------
     CurveStudy
+        The TOW variants (and references) with their settings and units.
 
     Raises
     ------
     ValidationError
         Malformed arguments (named).
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix D and Figure 6.
     """
     if isinstance(n_ilqr, (str, bytes)) or not isinstance(n_ilqr, (list, tuple)) or not n_ilqr:
         raise ValidationTypeError(f"n_ilqr must be a non-empty list of iteration counts (e.g. (2, 10)); got "
@@ -1059,6 +1225,7 @@ def value_model_study(source, learner, *, reference: Sequence[str] = (), folder:
     Parameters
     ----------
     source : task source
+        Omniglot-like source of tasks (:class:`~metalqr.tow.OmniglotTasks` or another task source).
     learner : MAML or ProtoNet
         A small network (e.g. ``D`` of a few hundred parameters).
     reference : sequence of str
@@ -1066,6 +1233,7 @@ def value_model_study(source, learner, *, reference: Sequence[str] = (), folder:
     folder : str or None
         Checkpoint folder (resumable).
     progress : bool
+        Print a line per variant as it starts.
     **experiment
         Arguments of :func:`run_experiment` (not ``value_model``, ``checkpoint``,
         ``progress``).
@@ -1073,12 +1241,17 @@ def value_model_study(source, learner, *, reference: Sequence[str] = (), folder:
     Returns
     -------
     CurveStudy
+        The TOW variants (and references) with their settings and units.
         Variants ``"tow diagonal"`` (first) and ``"tow full"``.
 
     Raises
     ------
     ValidationError
         Malformed arguments (named), or a network too large for the full model.
+
+    References
+    ----------
+    TOW paper [nguyen2023tow], Appendix B, Eq. (61) and (68).
     """
     if "value_model" in experiment:
         raise ValidationError("value_model is the compared setting; do not pass it.")
