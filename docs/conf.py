@@ -88,9 +88,6 @@ numpydoc_validation_checks = {
 # (dataclass fields, ``name`` / ``description`` of the registries' base classes) by their
 # ``#:`` comments and their class's Attributes section (see _data_attributes below).
 numpydoc_validation_exclude = {r"\.__\w+__$"}
-# metalqr.tow.studies (the TOW paper's studies) landed after the checks above were tightened;
-# its docstrings predate them and are not validated yet (follow-up of issue 16).
-numpydoc_validation_exclude.add(r"^metalqr\.tow\.studies\.")
 
 
 def _patch_numpydoc_lambda_properties() -> None:
