@@ -396,10 +396,15 @@ class Table1Study:  # numpydoc ignore=PR01
              "curves": self.curves()}, default=float))
         if self.cells:
             paths["curves_png"] = f"{prefix}_curves.png"
-            buf = io.BytesIO()
-            self.plot_curves().savefig(buf, format="png", dpi=110)
-            _checkpoint.atomic_write_bytes(paths["curves_png"], buf.getvalue())
+            _write_png(paths["curves_png"], self.plot_curves())
         return paths
+
+
+def _write_png(path: str, fig) -> None:
+    """Write ``fig`` to ``path`` as a PNG (110 dpi), atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _checkpoint.atomic_write_bytes(path, buf.getvalue())
 
 
 def _csv(rows: list[dict]) -> str:
@@ -816,9 +821,7 @@ class WeightProbeStudy:  # numpydoc ignore=PR01
         _checkpoint.atomic_write_text(paths["json"], json.dumps(dict(settings=self.settings, units=self.units,
                                                                      summary=self.summary(),
                                                                      alphabets=self.alphabets), default=float))
-        buf = io.BytesIO()
-        self.plot().savefig(buf, format="png", dpi=110)
-        _checkpoint.atomic_write_bytes(paths["png"], buf.getvalue())
+        _write_png(paths["png"], self.plot())
         return paths
 
 
@@ -1119,9 +1122,7 @@ class CurveStudy:  # numpydoc ignore=PR01
         _checkpoint.atomic_write_text(paths["json"], json.dumps(dict(settings=self.settings, units=self.units,
                                                                      table=self.rows(), curves=self.curves()),
                                                                 default=float))
-        buf = io.BytesIO()
-        self.plot().savefig(buf, format="png", dpi=110)
-        _checkpoint.atomic_write_bytes(paths["png"], buf.getvalue())
+        _write_png(paths["png"], self.plot())
         return paths
 
 
