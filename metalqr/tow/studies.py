@@ -39,7 +39,7 @@ from .. import _checkpoint
 from .._validation import as_float_array, as_seed, check_bool, check_int, check_probability, check_real
 from ..exceptions import CheckpointError, ValidationError, ValidationTypeError
 from ._checks import check_source
-from .experiment import StrategyResult, run_experiment
+from .experiment import StrategyResult, _ci95, _figure, run_experiment
 from .learner import _check_learner as check_learner
 
 __all__ = ["Table1Study", "run_table1_study", "PAPER_TABLE1", "TABLE1_STRATEGIES", "DeltaEstimate",
@@ -80,22 +80,6 @@ _CELL_KIND = "tow_table1_cell"
 # --------------------------------------------------------------------------------------------
 # small shared helpers
 # --------------------------------------------------------------------------------------------
-
-def _figure(size):
-    """Return a figure on its own non-interactive Agg canvas (never switches the user's backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _ci95(values) -> float:
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        return float("nan")
-    return float(1.96 * values.std(ddof=1) / np.sqrt(values.size))
-
 
 def _t_half_width(values) -> float:
     """Half-width of the 95% t-interval of the mean (NaN for fewer than 2 values)."""
