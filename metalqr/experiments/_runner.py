@@ -162,7 +162,9 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
                       history=[], K=None, summary=None, warnings=[],
                       wall_seconds=time.perf_counter() - t0)
         return record
-    kept = _record_warnings(caught)
+    for w in caught:   # metalqr's warnings go into the record, others on as usual
+        if not issubclass(w.category, MetalqrWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     records = [dict(r) for r in res.history.records]
     updates = [r for r in records if r["iteration"] > 0]
     ratio = curve(res.initial, records, "cost_gap_ratio")
@@ -178,18 +180,10 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
                   initial={k: float(v) for k, v in res.initial.items()}, history=records,
                   K=np.asarray(res.K).tolist(),
                   K_best=None if K_best is None else np.asarray(K_best).tolist(), summary=summary,
-                  warnings=kept,
+                  warnings=[f"{w.category.__name__}: {w.message}" for w in caught
+                            if issubclass(w.category, MetalqrWarning)],
                   wall_seconds=time.perf_counter() - t0)
     return record
-
-
-def _record_warnings(caught) -> list[str]:
-    """Re-issue the non-metalqr warnings of ``caught``; return metalqr's, as record strings."""
-    for w in caught:   # metalqr's warnings go into the record, others on as usual
-        if not issubclass(w.category, MetalqrWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return [f"{w.category.__name__}: {w.message}" for w in caught
-            if issubclass(w.category, MetalqrWarning)]
 
 
 def curve(initial: Mapping[str, Any], history: list[dict], column: str) -> list[float]:

@@ -16,7 +16,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..exceptions import MetalqrWarning, TrainingDivergedError, ValidationError
-from ._runner import _record_warnings
 
 __all__ = ["execute_tow_run", "TOW_METRICS", "TOW_CURVE_COLUMNS"]
 
@@ -121,7 +120,11 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
         record.update(status="failed", error=f"{type(err).__name__}: {err}", initial=None,
                       history=[], summary=None, warnings=[], wall_seconds=time.perf_counter() - t0)
         return record
-    kept = _record_warnings(caught)
+    for w in caught:   # metalqr's warnings go into the record, others on as usual
+        if not issubclass(w.category, MetalqrWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    kept = [f"{w.category.__name__}: {w.message}" for w in caught
+            if issubclass(w.category, MetalqrWarning)]
     if result is None:
         record.update(status=status, error=error, initial=None, history=[], summary=None,
                       warnings=kept, wall_seconds=time.perf_counter() - t0)
