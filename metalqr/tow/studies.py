@@ -39,7 +39,7 @@ from .. import _checkpoint
 from .._validation import as_float_array, as_seed, check_bool, check_int, check_probability, check_real
 from ..exceptions import CheckpointError, ValidationError, ValidationTypeError
 from ._checks import check_source
-from .experiment import StrategyResult, run_experiment
+from .experiment import StrategyResult, _ci95, _figure, run_experiment
 from .learner import _check_learner as check_learner
 
 __all__ = ["Table1Study", "run_table1_study", "PAPER_TABLE1", "TABLE1_STRATEGIES", "DeltaEstimate",
@@ -80,22 +80,6 @@ _CELL_KIND = "tow_table1_cell"
 # --------------------------------------------------------------------------------------------
 # small shared helpers
 # --------------------------------------------------------------------------------------------
-
-def _figure(size):
-    """Return a figure on its own non-interactive Agg canvas (never switches the user's backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _ci95(values) -> float:
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        return float("nan")
-    return float(1.96 * values.std(ddof=1) / np.sqrt(values.size))
-
 
 def _t_half_width(values) -> float:
     """Half-width of the 95% t-interval of the mean (NaN for fewer than 2 values)."""
@@ -396,10 +380,15 @@ class Table1Study:  # numpydoc ignore=PR01
              "curves": self.curves()}, default=float))
         if self.cells:
             paths["curves_png"] = f"{prefix}_curves.png"
-            buf = io.BytesIO()
-            self.plot_curves().savefig(buf, format="png", dpi=110)
-            _checkpoint.atomic_write_bytes(paths["curves_png"], buf.getvalue())
+            _write_png(paths["curves_png"], self.plot_curves())
         return paths
+
+
+def _write_png(path: str, fig) -> None:
+    """Write ``fig`` to ``path`` as a PNG (110 dpi), atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _checkpoint.atomic_write_bytes(path, buf.getvalue())
 
 
 def _csv(rows: list[dict]) -> str:
@@ -816,9 +805,7 @@ class WeightProbeStudy:  # numpydoc ignore=PR01
         _checkpoint.atomic_write_text(paths["json"], json.dumps(dict(settings=self.settings, units=self.units,
                                                                      summary=self.summary(),
                                                                      alphabets=self.alphabets), default=float))
-        buf = io.BytesIO()
-        self.plot().savefig(buf, format="png", dpi=110)
-        _checkpoint.atomic_write_bytes(paths["png"], buf.getvalue())
+        _write_png(paths["png"], self.plot())
         return paths
 
 
@@ -1119,9 +1106,7 @@ class CurveStudy:  # numpydoc ignore=PR01
         _checkpoint.atomic_write_text(paths["json"], json.dumps(dict(settings=self.settings, units=self.units,
                                                                      table=self.rows(), curves=self.curves()),
                                                                 default=float))
-        buf = io.BytesIO()
-        self.plot().savefig(buf, format="png", dpi=110)
-        _checkpoint.atomic_write_bytes(paths["png"], buf.getvalue())
+        _write_png(paths["png"], self.plot())
         return paths
 
 
