@@ -209,3 +209,52 @@ def test_compiled_2x2_pair_is_as_accurate_as_lapack_against_exact_solutions(rng)
     err = [np.abs(XT[i] - (X := _exact_lyap_2x2(A[i], W[i]))).max() / np.abs(X).max()
            for i in range(0, n, 4)]
     assert max(err) < 2e-13
+
+
+@pytest.mark.parametrize("d", [7, 12, 30])
+def test_pair_doubling_per_task_powers_match_scipy(rng, d, monkeypatch):
+    # issue 15: the doubling path of lyapunov_pair (d > KRON_MAX_D) drops each task from the
+    # squarings once its powers are negligible and checks the residual with probe vectors.
+    # Mixed spectral radii in one batch (incl. 0.999 and a nilpotent-fast 0.05) and one
+    # unstable member must give SciPy's solutions per task and flag the unstable one.
+    rhos = [0.05, 0.5, 0.9, 0.999, 1.02, 0.7]
+    A = np.stack([_scaled(rng, d, r) for r in rhos])
+    WT = np.stack([random_spd(rng, d) for _ in rhos])
+    W = np.stack([random_spd(rng, d) for _ in rhos])
+    monkeypatch.setenv("METALQR_NUM_THREADS", "1")
+    stable, XT, X = _ly.lyapunov_pair(A, WT, W)
+    assert stable.tolist() == [r < 1 for r in rhos]
+    for i, r in enumerate(rhos):
+        if r >= 1:
+            assert not np.any(XT[i]) and not np.any(X[i])
+            continue
+        refT = scipy.linalg.solve_discrete_lyapunov(A[i].T, WT[i])
+        ref = scipy.linalg.solve_discrete_lyapunov(A[i], W[i])
+        tol = 1e-9 if r < 0.99 else 1e-7          # SciPy's own error grows like cond * eps
+        assert rel(XT[i], refT) < tol and rel(X[i], ref) < tol
+        # residuals at working precision, also at rho = 0.999
+        assert rel(A[i].T @ XT[i] @ A[i] + WT[i], XT[i]) < 1e-12
+        assert rel(A[i] @ X[i] @ A[i].T + W[i], X[i]) < 1e-12
+    # the per-task kernel gives the same result as the former all-tasks doubling
+    ok = np.flatnonzero(stable)
+    powers, _ = _ly._doubling_powers(A[ok])
+    old = _ly._refined(powers, A[ok], WT[ok], transpose=True)
+    assert rel(XT[ok], old) < 1e-12
+
+
+def test_pair_doubling_refines_when_the_residual_is_large(rng, monkeypatch):
+    # force the refinement branch: a probe check that always fails must still return SciPy's
+    # answer (one refinement step on the flagged tasks only)
+    d = 9
+    A = np.stack([_scaled(rng, d, r) for r in (0.3, 0.95)])
+    W = np.stack([random_spd(rng, d) for _ in range(2)])
+    monkeypatch.setattr(_ly, "_PROBES", 8)
+    stable, powers = _ly._pair_powers(A)
+    X0 = _ly._pair_apply(powers, W, transpose=False)
+    bad = X0.copy()
+    bad[1] += 1e-6 * np.eye(d)                     # a wrong start is corrected by refinement
+    monkeypatch.setattr(_ly, "_pair_apply", lambda p, Wr, transpose, _f=_ly._pair_apply:
+                        bad if Wr is W else _f(p, Wr, transpose))
+    X = _ly._pair_refined(powers, A, W, transpose=False)
+    for i in range(2):
+        assert rel(X[i], scipy.linalg.solve_discrete_lyapunov(A[i], W[i])) < 1e-11
