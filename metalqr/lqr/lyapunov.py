@@ -6,7 +6,8 @@ Two pure-NumPy kernels, both batched over any leading axes:
   (exact up to the conditioning of the linear system);
 * squared Smith ("doubling") iteration ``X <- X + A_j X A_j'``, ``A_{j+1} = A_j^2`` for
   larger ``d``, followed by one step of iterative refinement that re-uses the stored powers.
-  It needs ``log2(log(eps)/log(rho))`` matrix products (16 at ``rho = 0.999``).
+  It needs ``log2(log(eps)/log(rho))`` matrix products (16 at ``rho = 0.999``). In
+  :func:`lyapunov_pair` each task of a batch stops squaring once its own powers are negligible.
 
 Both are verified against :func:`scipy.linalg.solve_discrete_lyapunov` in the tests.
 """
@@ -213,8 +214,10 @@ def _pair_powers(A: np.ndarray):
 
 
 def _pair_apply(powers, W: np.ndarray, transpose: bool) -> np.ndarray:
-    """Squared Smith iteration ``X <- X + A_j X A_j'`` (or ``A_j' X A_j``) on the tasks of
-    each power only (see :func:`_pair_powers`)."""
+    """Squared Smith iteration on the tasks of each power only.
+
+    ``X <- X + A_j X A_j'`` (or ``A_j' X A_j``) for each power of :func:`_pair_powers`.
+    """
     X = np.array(W, dtype=float, copy=True)
     for idx, Aj in powers:
         AjT = np.swapaxes(Aj, -1, -2)
