@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import warnings
+
 import numpy as np
 import scipy.optimize
 
 from .._validation import as_float_array, check_choice, check_int, check_real, check_size
-from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
+from ..exceptions import MetalqrError, TOWFallbackWarning, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ILQRResult, backward_pass, ilqr
 from ._checks import check_batches, check_beta_u, check_mu_u, check_optimizer, param_size
 from .learner import _check_learner as check_learner
@@ -510,6 +512,16 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     MetalqrError
         iLQR's answer failed its checks (negative weights, or a cost above the nominal's).
 
+    Warns
+    -----
+    TOWFallbackWarning
+        iLQR stopped without converging and without accepting any step (e.g. "regularization
+        limit ... Q_uu not positive definite", with ``ilqr.gradient_norm`` NaN, or, with
+        ``line_search="paper"``, no trial accepted): the returned ``U`` is exactly the uniform
+        nominal ``mu_u``, not optimised weights. The message names iLQR's stop reason. (No
+        warning when the gradient is exactly 0, e.g. ``T = 1`` without terminal cost: uniform
+        is then the optimum.)
+
     References
     ----------
     TOW paper [nguyen2023tow], Algorithm 1 and Eq. (5)-(7); the linearisation of Appendix G
@@ -585,6 +597,10 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     if res.cost > res.costs[0] + 1e-9 * max(1.0, abs(res.costs[0])):
         raise MetalqrError(f"tow_weights: iLQR's final cost {res.cost:.6g} exceeds the uniform nominal's "
                            f"{res.costs[0]:.6g}; please report this input.")
+    if not res.converged and res.gradient_norm != 0.0 and np.array_equal(res.U, U0):   # 0: uniform is optimal
+        warnings.warn(f"tow_weights: iLQR accepted no step (stop reason: {res.stop_reason}; gradient norm "
+                      f"{res.gradient_norm:.3g}), so the weights are the uniform nominal mu_u = {mu:.6g}, not "
+                      f"TOW's; check the scale of z or raise beta_u.", TOWFallbackWarning, stacklevel=2)
     return TOWResult(res.U, res.X, res, trials)
 
 
