@@ -486,8 +486,8 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     -----
     TrainingWorsenedWarning
         A strategy's final validation metric is far worse than the initial parameters' (MSE
-        above :data:`WORSENED_FACTOR` times it, accuracy :data:`WORSENED_ACCURACY_DROP` below
-        it, or non-finite); the message names the strategy.
+        above 2 times it, accuracy 0.1 below it, or non-finite); the message names the
+        strategy.
 
     References
     ----------
