@@ -235,7 +235,7 @@ def test_evaluate_has_no_internal_keyword_and_its_type_is_exported():
     ev = metalqr.evaluate(task, K)
     assert isinstance(ev, metalqr.PolicyEvaluation) and metalqr.lqr.PolicyEvaluation is metalqr.PolicyEvaluation
     X = [[0.3, -0.5]]
-    H = ev.hessian_vp(np.array(X, dtype=float)[None])[0]
+    H = ev.hessian_vp(X)                  # shaped as metalqr.hessian_vp: (k, d)
     assert H == pytest.approx(metalqr.hessian_vp(task, K, X), rel=1e-12)
 
 
