@@ -190,7 +190,7 @@ def test_folder_in_use_by_another_run_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, capsys, no_compile):
-    rows = [{"setting": "d=1, k=1", "iterations": 300, "final_ratio": 0.01, "stop": "n_iterations"},
+    rows = [{"setting": "d=1, k=1", "iterations": 300, "final_ratio": 0.01, "stop": "max_iterations"},
             {"setting": "d=20, k=10", "iterations": 50, "final_ratio": 7.56, "stop": "stalled"}]
     import metalqr.meta.figure1 as figure1
     monkeypatch.setattr(figure1, "reproduce_figure1", lambda **kw: rows)

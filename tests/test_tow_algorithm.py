@@ -112,7 +112,8 @@ def test_paper_line_search_keeps_the_uniform_nominal_when_every_halving_fails():
     by_it = _check_trials(res, max_halvings=2)
     assert [t["verdict"] for t in by_it[1]] == ["negative", "negative", "kept nominal"]
     assert np.array_equal(res.U, np.full((3, 4), 0.25)) and res.ilqr.cost == res.ilqr.costs[0]
-    assert "nominal kept" in res.ilqr.stop_reason
+    assert res.ilqr.stop_reason == "line_search_failed" and "nominal kept" in res.ilqr.message
+    assert (res.stop_reason, res.converged, res.n_iterations) == ("line_search_failed", False, 1)
 
 
 def test_theta_1_is_the_slope_of_the_cost_along_the_line_search():

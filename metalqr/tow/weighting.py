@@ -139,12 +139,24 @@ class TOWResult:  # numpydoc ignore=PR01
         the threshold), ``"negative"`` (a weight ``u_ti < 0``; the trial stops at that
         step), ``"not finite"``; and ``"kept nominal"`` (``eps = 0``) when every halving
         failed.
+    n_iterations : int
+        iLQR iterations run (``ilqr.n_iterations``).
+    stop_reason : str
+        Why iLQR stopped (``ilqr.stop_reason``): the codes of
+        :class:`~metalqr.ilqr.ILQRResult`, e.g. ``"tolerance"`` or ``"max_iterations"``
+        (``n_ilqr`` reached); ``line_search="paper"`` can also give
+        ``"not_positive_definite"`` and ``"line_search_failed"`` (nominal kept).
+    converged : bool
+        Whether iLQR met its stopping test (``ilqr.converged``).
     """
 
     U: np.ndarray
     X: np.ndarray
     ilqr: object
     trials: list = field(default_factory=list)
+    n_iterations: int = field(init=False)
+    stop_reason: str = field(init=False)
+    converged: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.U = as_float_array(self.U, "U", ndim=2, allow_empty=False)
@@ -152,6 +164,9 @@ class TOWResult:  # numpydoc ignore=PR01
         if self.X.shape[0] != self.U.shape[0] + 1:
             raise ValidationError(f"X must have T+1 = {self.U.shape[0] + 1} rows (one more than U); got "
                                   f"{self.X.shape[0]}.")
+        self.n_iterations = int(self.ilqr.n_iterations)       # the shared result vocabulary
+        self.stop_reason = str(self.ilqr.stop_reason)
+        self.converged = bool(self.ilqr.converged)
 
 
 @dataclass
@@ -636,18 +651,21 @@ def _paper_ilqr(problem: TOWProblem, z: np.ndarray, U: np.ndarray, n_ilqr: int, 
         X[t + 1] = problem.dynamics(X[t], U[t], t)
     J = total(X, U)
     costs, reason, converged, it = [J], "max_iterations", False, 0
+    message = f"iteration limit reached (n_ilqr={n_ilqr})"
     K, k, gnorm = np.zeros((T, M, z.size)), np.zeros((T, M)), float("nan")
     for it in range(1, n_ilqr + 1):
         back = backward_pass(problem.derivatives(X, U), U, mu=0.0, value_model=value_model,
                              u_min=None, u_max=None)
         if not back.ok:
-            reason = (f"Q_uu not positive definite at step {back.failed_at} (Algorithm 2 has no "
-                      f"regularisation): nominal kept")
+            reason = "not_positive_definite"
+            message = (f"Q_uu not positive definite at step {back.failed_at} (Algorithm 2 has no "
+                       f"regularisation): nominal kept")
             break
         K, k, gnorm = back.K, back.k, back.gradient_norm
         theta1 = back.dV[0]                                   # sum_t k_t'q_u,t = dJ/d eps at 0
         if not theta1 < -tol * max(1.0, abs(J)):
-            reason, converged = f"stationary (theta_1 = {theta1:.3g})", True
+            reason, converged = "tolerance", True
+            message = f"stationary (theta_1 = {theta1:.3g})"
             break
         eps, accepted = 2.0, False
         for _ in range(max_halvings):
@@ -670,7 +688,8 @@ def _paper_ilqr(problem: TOWProblem, z: np.ndarray, U: np.ndarray, n_ilqr: int, 
         if not accepted:
             trials.append(dict(iteration=it, eps=0.0, theta_1=theta1, change=0.0, threshold=0.0,
                                verdict="kept nominal"))
-            reason = f"no step accepted in {max_halvings} halvings (eps = 0, nominal kept)"
+            reason = "line_search_failed"
+            message = f"no step accepted in {max_halvings} halvings (eps = 0, nominal kept)"
             break
         costs.append(J)
-    return ILQRResult(X, U, K, k, J, costs, converged, reason, it, 0.0, "none", gnorm)
+    return ILQRResult(X, U, K, k, J, costs, converged, reason, it, 0.0, "none", gnorm, message)
