@@ -492,6 +492,13 @@ TOW_COMMON_DEFAULTS = dict(T=5, M=5, beta_u=10.0, kappa=1.2, n_ilqr=2, n_val=100
                            curve_smoothing=None)
 
 
+#: ``metalqr tow`` sources of regression tasks (``--preset paper`` is refused on them).
+TOW_REGRESSION_SOURCES = ("sinusoid",)
+#: ``metalqr tow`` options used only by the tow strategy (given without it: refused), by setting.
+TOW_ONLY_FLAGS = dict(beta_u="--beta-u", n_ilqr="--n-ilqr", value_model="--value-model",
+                      line_search="--line-search", terminal_cost="--terminal-cost")
+
+
 #: ``metalqr tow`` network defaults: --hidden (MLP), --channels (ConvNet); sources of images.
 TOW_HIDDEN, TOW_CHANNELS = 40, 8
 TOW_IMAGE_SOURCES = ("digits", "images", "omniglot")
@@ -549,8 +556,27 @@ def _cmd_tow(args: argparse.Namespace) -> int:
     if learner_kind == "protonet" and args.source == "sinusoid":
         raise ValidationError("--learner protonet needs a classification source; use --learner fomaml or maml "
                               "with --source sinusoid.")
+    if args.preset == "paper" and args.source in TOW_REGRESSION_SOURCES:
+        classification = ", ".join(s for s in sorted(TOW_DEFAULTS) if s not in TOW_REGRESSION_SOURCES)
+        raise ValidationError(f"--preset paper is the TOW paper's Omniglot classification setting, for the "
+                              f"classification sources ({classification}); "
+                              f"--source {args.source} is a regression, where its MAML inner step (gamma=0.1, 5 "
+                              f"steps) diverges: drop --preset and give the flags you want explicitly.")
+    tow_only = [TOW_ONLY_FLAGS[k] for k in TOW_ONLY_FLAGS if getattr(args, k) is not None]
+    if tow_only and "tow" not in args.strategies:
+        raise ValidationError(f"{', '.join(tow_only)} apply only to the tow strategy, which --strategies "
+                              f"{' '.join(args.strategies)} does not include; add tow to --strategies or drop "
+                              f"{', '.join(tow_only)}.")
     if args.inner_steps is not None and learner_kind == "protonet":
         raise ValidationError("--inner-steps applies to MAML (--learner fomaml or maml); ProtoNet has no inner loop.")
+    if args.gamma is not None and learner_kind == "protonet":
+        raise ValidationError("--gamma is MAML's inner step size (--learner fomaml or maml); ProtoNet has no inner "
+                              "loop.")
+    with_tow = "tow" in args.strategies
+    shown = {k: v for k, v in cfg.items()
+             if not (learner_kind == "protonet" and k in ("gamma", "inner_steps"))
+             and not (not with_tow and k in TOW_ONLY_FLAGS)}
+    tow_opt = lambda name: pick(name) if with_tow else None     # noqa: E731
     net = _tow_net(args)
     if net == "conv" and args.hidden is not None:
         raise ValidationError("--hidden is the MLP's width; with --net conv give --channels instead (or use --net mlp).")
@@ -570,7 +596,7 @@ def _cmd_tow(args: argparse.Namespace) -> int:
     print(f"network: {net} ({type(learner.net).__name__}, {learner.net.size} parameters"
           + (f", {channels} channels x {learner.net.blocks} blocks)" if net == "conv" else f", {hidden} hidden)"))
     print(f"settings{f' (--preset {args.preset}; flags override it)' if args.preset else ''}: "
-          + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+          + ", ".join(f"{k}={v}" for k, v in shown.items()))
     ckpt = os.path.join(args.output, f"checkpoints_{args.source}")
     eval_every = max(1, iterations // 20)
     t0 = time.perf_counter()
@@ -580,11 +606,11 @@ def _cmd_tow(args: argparse.Namespace) -> int:
                 os.remove(path)
         results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=pick("T"),
                                      M=pick("M"), optimizer=pick("optimizer"), alpha=pick("alpha"),
-                                     beta_u=pick("beta_u"), kappa=pick("kappa"), n_ilqr=pick("n_ilqr"),
+                                     beta_u=tow_opt("beta_u"), kappa=pick("kappa"), n_ilqr=tow_opt("n_ilqr"),
                                      n_test=n_test, n_val=pick("n_val"), rng=args.seed, eval_every=eval_every,
                                      progress=not args.no_progress, checkpoint=ckpt,
-                                     value_model=pick("value_model"), line_search=pick("line_search"),
-                                     terminal_cost=pick("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
+                                     value_model=tow_opt("value_model"), line_search=tow_opt("line_search"),
+                                     terminal_cost=tow_opt("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
                                      preset=args.preset)
         command = (f"metalqr tow --source {args.source}" + (f" --preset {args.preset}" if args.preset else "")
                    + (f" --images {args.images}" if args.images else "")
@@ -596,20 +622,26 @@ def _cmd_tow(args: argparse.Namespace) -> int:
                       + (" --cross-alphabet" if source.cross_alphabet else "")
                       if args.source == "omniglot" else "")
                    + f" --learner {learner_kind} --optimizer {pick('optimizer')} --alpha {pick('alpha')!r}"
-                   f" --gamma {pick('gamma')!r} --iterations {iterations} --T {pick('T')} --M {pick('M')}"
-                   f" --beta-u {pick('beta_u')!r} --kappa {pick('kappa')!r} --n-ilqr {pick('n_ilqr')}"
-                   f" --n-test {n_test} --n-val {pick('n_val')} --net {net}"
+                   + (f" --gamma {pick('gamma')!r}" if learner_kind != "protonet" else "")
+                   + f" --iterations {iterations} --T {pick('T')} --M {pick('M')}"
+                   + (f" --beta-u {pick('beta_u')!r}" if with_tow else "") + f" --kappa {pick('kappa')!r}"
+                   + (f" --n-ilqr {pick('n_ilqr')}" if with_tow else "")
+                   + f" --n-test {n_test} --n-val {pick('n_val')} --net {net}"
                    + (f" --channels {channels}" if net == "conv" else f" --hidden {hidden}")
                    + (f" --inner-steps {pick('inner_steps')}" if learner_kind != "protonet" else "")
-                   + f" --value-model {pick('value_model')} --line-search {pick('line_search')}"
-                   f" --terminal-cost {pick('terminal_cost')}"
+                   + (f" --value-model {pick('value_model')} --line-search {pick('line_search')}"
+                      f" --terminal-cost {pick('terminal_cost')}" if with_tow else "")
                    + (f" --curve-smoothing {pick('curve_smoothing')!r}" if pick("curve_smoothing") else "")
                    + f" --strategies {' '.join(args.strategies)} --seed {args.seed}")
         for r in results:
             r.settings.update(command=command, source_name=args.source, learner_kind=learner_kind, net=net,
                               hidden=hidden if net == "mlp" else None,
-                              channels=channels if net == "conv" else None, gamma=pick("gamma"), quick=bool(args.quick),
+                              channels=channels if net == "conv" else None,
+                              gamma=pick("gamma") if learner_kind != "protonet" else None, quick=bool(args.quick),
                               cli_preset=args.preset)
+            preset_net = _tow_net(argparse.Namespace(net=None, preset=args.preset, source=args.source))
+            if args.preset and net != preset_net:       # the preset's network, overridden by --net
+                r.settings["preset_overrides"] = dict(r.settings["preset_overrides"], net=[preset_net, net])
         prefix = os.path.join(args.output, f"tow_{args.source}")
         table = tow.save_results(results, prefix)["table"]
         tow.plot_curves(results, prefix + "_curves.png",
@@ -745,7 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from the TOW paper's configuration (Section 5.1: M=10, T=5, Adam alpha=1e-4, "
                         "MAML gamma=0.1 with 5 inner steps, 2 iLQR iterations, beta_u=10, mu_u=1/M, kappa=1.2, "
                         "Algorithm 1's line search, 1000 test tasks, curves on 100 validation tasks with an EMA "
-                        "of factor 0.1); explicit flags override it (default: none)")
+                        "of factor 0.1), for the classification sources (refused on --source sinusoid); "
+                        "explicit flags override it (default: none)")
     p.add_argument("--T", type=count, default=None,
                    help=f"mini-batches per TOW window, >= 1 (default: {cd['T']}{paper('T')})")
     p.add_argument("--M", type=count, default=None,

@@ -22,6 +22,7 @@ __all__ = [
     "MetalqrWarning",
     "RolloutLengthWarning",
     "TrainingWorsenedWarning",
+    "TOWFallbackWarning",
 ]
 
 
@@ -188,4 +189,14 @@ class TrainingWorsenedWarning(MetalqrWarning):
 
     A training run ended with a worse objective than it started with; the result's ``K_best``
     holds the best iterate seen.
+    """
+
+
+class TOWFallbackWarning(MetalqrWarning):
+    """TOW's nested iLQR failed and the window kept the uniform weights.
+
+    :func:`metalqr.tow.tow_weights` returned the uniform nominal weights ``mu_u`` because
+    its iLQR stopped without accepting any step (for example "regularization limit ...
+    Q_uu indefinite"); the message names iLQR's stop reason. The weights are valid (the
+    uniform baseline) but are not TOW's optimised ones.
     """

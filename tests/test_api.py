@@ -7,7 +7,7 @@
 * every public module's non-underscore top-level functions and classes are listed in an
   ``__all__`` (or the name is underscored);
 * the result types share ``n_iterations``, ``stop_reason`` and ``converged`` as dataclass
-  fields; random functions take ``rng``; iteration counts are ``n_iterations`` /
+  fields, and one documented vocabulary of ``stop_reason`` codes; random functions take ``rng``; iteration counts are ``n_iterations`` /
   ``max_iterations`` as documented in docs/api/index.rst;
 * no import cycle between packages or between modules (AST, lazy imports included), every
   module imports first in a fresh interpreter state, and no ``matplotlib.use(`` in library
@@ -188,7 +188,7 @@ def test_the_scans_see_real_imports():
 # ---- one vocabulary --------------------------------------------------------------------------
 
 RESULT_TYPES = ["metalqr.PolicyOptimizationResult", "metalqr.MetaTrainingResult",
-                "metalqr.ilqr.ILQRResult"]
+                "metalqr.ilqr.ILQRResult", "metalqr.tow.TOWResult"]
 
 
 @pytest.mark.parametrize("path", RESULT_TYPES)
@@ -197,6 +197,66 @@ def test_result_types_share_field_names(path):
     fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), cls))}
     assert {"n_iterations", "stop_reason", "converged"} <= fields, path
     assert "reason" not in fields
+
+
+def _stop_runs(kind):
+    """(limit-reached result, converged result) of each result type, on tiny problems."""
+    if kind == "PolicyOptimizationResult":
+        task = metalqr.double_integrator()
+        K = 0.9 * metalqr.optimal_gain(task)[0]
+        return (metalqr.policy_optimization(task, K, method="gd", eta=1e-4, max_iterations=3),
+                metalqr.policy_optimization(task, K, method="gauss_newton", eta=0.5,
+                                            max_iterations=50))
+    if kind == "MetaTrainingResult":
+        ts = metalqr.sample_tasks(3, 2, 1, rng=0)
+        run = lambda **kw: metalqr.meta_policy_optimization(  # noqa: E731
+            ts, np.zeros((1, 2)), alpha=1e-3, eta=1e-5, gradient="exact", progress=False, **kw)
+        return run(n_iterations=2), run(n_iterations=50, tol=1e9)
+    if kind == "ILQRResult":
+        from metalqr.ilqr import ilqr, problems
+        prob, _ = problems.linear_quadratic(3, 2, 6, rng=4)
+        return ilqr(**prob.kwargs(), max_iterations=1), ilqr(**prob.kwargs(), max_iterations=50)
+    from metalqr.tow import MAML, MLP, SinusoidTasks, tow_weights
+    rng = np.random.default_rng(5)
+    net, src = MLP(hidden=8), SinusoidTasks()
+    learner, z = MAML(net, gamma=0.01, first_order=True), net.init(rng)
+    batches = [src.sample(rng, 4) for _ in range(3)]
+    run = lambda **kw: tow_weights(learner, z, batches, alpha=0.05, line_search="paper",  # noqa: E731
+                                   **kw)
+    return run(n_ilqr=1), run(n_ilqr=50, tol=1e6)
+
+
+@pytest.mark.parametrize("path", RESULT_TYPES)
+def test_result_types_share_stop_reason_codes(path):
+    """One vocabulary of stop_reason values (docs/api/index.rst, "Stop reasons"): a reached
+    limit is "max_iterations" and a met tolerance "tolerance" (converged) in every result
+    type; codes are short snake_case, never sentences (iLQR's sentence is ``message``)."""
+    limit, done = _stop_runs(path.rpartition(".")[2])
+    assert (limit.stop_reason, limit.converged) == ("max_iterations", False), limit.stop_reason
+    assert (done.stop_reason, done.converged) == ("tolerance", True), done.stop_reason
+    assert done.n_iterations < 50
+    for res in (limit, done):
+        assert res.stop_reason.isidentifier() and res.stop_reason == res.stop_reason.lower()
+    if hasattr(limit, "ilqr"):                # TOWResult copies its iLQR result's fields
+        for res in (limit, done):
+            assert (res.n_iterations, res.stop_reason, res.converged) == \
+                (res.ilqr.n_iterations, res.ilqr.stop_reason, res.ilqr.converged)
+    if path.endswith("ILQRResult"):
+        assert "max_iterations=1" in limit.message and "below tol" in done.message
+
+
+def test_documented_stop_reason_codes_are_the_ones_the_solvers_give():
+    """Every code assigned in the solvers is listed in docs/api/index.rst and vice versa."""
+    import re
+    doc = (ROOT / "docs" / "api" / "index.rst").read_text()
+    section = doc[doc.index("**Stop reasons.**"):doc.index("**Randomness.**")]
+    documented = set(re.findall(r'^ +- ``"([a-z_]+)"``', section, flags=re.M))
+    given = set()
+    for rel in ("lqr/optimization.py", "ilqr/solver.py", "meta/training.py", "tow/weighting.py"):
+        src = (PKG / rel).read_text()
+        given |= set(re.findall(r'(?:reason|stop_reason)(?:, \w+)* = "([a-z_]+)"', src))
+        given |= set(re.findall(r'result\("([a-z_]+)"\)', src))
+    assert given and given == documented, (sorted(given - documented), sorted(documented - given))
 
 
 def _public_callables():
@@ -235,7 +295,7 @@ def test_evaluate_has_no_internal_keyword_and_its_type_is_exported():
     ev = metalqr.evaluate(task, K)
     assert isinstance(ev, metalqr.PolicyEvaluation) and metalqr.lqr.PolicyEvaluation is metalqr.PolicyEvaluation
     X = [[0.3, -0.5]]
-    H = ev.hessian_vp(np.array(X, dtype=float)[None])[0]
+    H = ev.hessian_vp(X)                  # shaped as metalqr.hessian_vp: (k, d)
     assert H == pytest.approx(metalqr.hessian_vp(task, K, X), rel=1e-12)
 
 

@@ -190,7 +190,7 @@ def test_folder_in_use_by_another_run_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_stalled_setting_exits_non_zero_with_the_reason(monkeypatch, tmp_path, capsys, no_compile):
-    rows = [{"setting": "d=1, k=1", "iterations": 300, "final_ratio": 0.01, "stop": "n_iterations"},
+    rows = [{"setting": "d=1, k=1", "iterations": 300, "final_ratio": 0.01, "stop": "max_iterations"},
             {"setting": "d=20, k=10", "iterations": 50, "final_ratio": 7.56, "stop": "stalled"}]
     import metalqr.meta.figure1 as figure1
     monkeypatch.setattr(figure1, "reproduce_figure1", lambda **kw: rows)
@@ -506,3 +506,41 @@ def test_tow_source_omniglot_builds_the_task_source(tmp_path, monkeypatch):
     assert cli.main(argv[:5] + ["--output", str(tmp_path / "out2"), "--no-progress"]) == 130
     src = seen["source"]
     assert (src.n_way, src.rotations, src.cross_alphabet) == (5, (0,), False)
+
+
+# ---------------------------------------------------------------- fixtow: refused flag combinations
+@pytest.mark.parametrize("argv,word", [
+    (["tow", "--preset", "paper", "--quick", "--iterations", "2", "--n-test", "10", "--n-val", "4"],
+     "--preset paper"),
+    (["tow", "--strategies", "uniform", "--terminal-cost", "validation"], "--terminal-cost"),
+    (["tow", "--strategies", "uniform", "exploration", "--line-search", "paper"], "--line-search"),
+    (["tow", "--strategies", "uniform", "--value-model", "full"], "--value-model"),
+    (["tow", "--strategies", "uniform", "--n-ilqr", "3"], "--n-ilqr"),
+    (["tow", "--strategies", "exploitation", "--beta-u", "5"], "--beta-u"),
+    (["tow", "--source", "classification", "--gamma", "0.3"], "--gamma"),
+])
+def test_tow_conflicting_flags_are_refused(argv, word, tmp_path, capsys):
+    assert cli.main(argv + ["--output", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert word in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("tow_*.json"))
+
+
+def test_tow_protonet_and_non_tow_runs_record_only_used_settings(tmp_path, capsys):
+    import json
+    out = tmp_path / "o"
+    assert cli.main(["tow", "--source", "classification", "--strategies", "uniform", "--iterations", "1",
+                     "--T", "2", "--M", "2", "--n-test", "2", "--n-val", "2", "--hidden", "4", "--no-progress",
+                     "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    settings_line = next(line for line in text.splitlines() if line.startswith("settings"))
+    for word in ("gamma=", "inner_steps=", "beta_u=", "n_ilqr=", "line_search=", "terminal_cost=", "value_model="):
+        assert word not in settings_line
+    st = json.loads((out / "tow_classification.json").read_text())["settings"]
+    assert st["gamma"] is None and st["learner_kind"] == "protonet"
+    for flag in ("--gamma", "--inner-steps", "--beta-u", "--n-ilqr", "--line-search", "--terminal-cost",
+                 "--value-model"):
+        assert flag not in st["command"]
+    # the recorded command reruns (it names no refused flag)
+    rerun = st["command"].split()[1:] + ["--output", str(tmp_path / "again"), "--no-progress"]
+    assert cli.main(rerun) == 0

@@ -549,9 +549,9 @@ def test_reason_names_the_cause_when_no_regularisation_helps():
     # f_u = 0 at every step and a cost strongly concave in u: nothing can make Q_uu PD.
     res = ilqr(lambda x, u, t: x + 0.0 * u, lambda x, u, t: x[:, 0] ** 2 - 1e11 * u[:, 0] ** 2,
                np.ones(1), np.zeros((4, 1)), terminal_cost=lambda x: x[:, 0] ** 2, vectorized=True)
-    assert not res.converged
-    assert re.search(r"f_u is ~0 at step \d", res.stop_reason), res.stop_reason
-    assert re.search(r"c_uu not positive definite at step \d", res.stop_reason), res.stop_reason
+    assert not res.converged and res.stop_reason == "regularization_limit", res.stop_reason
+    assert re.search(r"f_u is ~0 at step \d", res.message), res.message
+    assert re.search(r"c_uu not positive definite at step \d", res.message), res.message
     assert res.cost == res.costs[0]
 
 
@@ -561,10 +561,11 @@ def test_start_at_stationary_point_is_reported(value_model):
     U_star, _, _ = problems.finite_horizon_lqr(mats)
     res = ilqr(**{**prob.kwargs(), "U0": U_star}, value_model=value_model)
     assert res.converged and res.n_iterations == 1 and len(res.costs) == 1
-    assert res.stop_reason.startswith("initial trajectory is stationary (gradient norm")
+    assert res.stop_reason == "tolerance"
+    assert res.message.startswith("initial trajectory is stationary (gradient norm")
     assert res.gradient_norm < 1e-8
     moved = ilqr(**prob.kwargs(), value_model=value_model)
-    assert not moved.stop_reason.startswith("initial trajectory is stationary")
+    assert not moved.message.startswith("initial trajectory is stationary")
 
 
 def test_vectorized_terminal_cost_receives_batches():
@@ -591,7 +592,7 @@ def test_non_finite_derivatives_reason_names_field_and_step():
         return d
 
     res = ilqr(**{**prob.kwargs(), "derivatives": bad})
-    assert not res.converged and "f_u at step 3" in res.stop_reason
+    assert not res.converged and res.stop_reason == "non_finite" and "f_u at step 3" in res.message
     assert res.cost == res.costs[0]
 
 
@@ -645,8 +646,9 @@ def test_wrong_user_derivatives_reason_says_predicted_and_actual_change():
         return d
 
     res = ilqr(**{**prob.kwargs(), "derivatives": wrong}, max_iterations=200)
-    assert not res.converged and res.stop_reason.startswith("no improving step")
-    assert "against a predicted" in res.stop_reason and "derivatives= matches" in res.stop_reason
+    assert not res.converged and res.stop_reason == "line_search_failed"
+    assert res.message.startswith("no improving step")
+    assert "against a predicted" in res.message and "derivatives= matches" in res.message
     assert res.cost == res.costs[0]
 
 
@@ -730,7 +732,7 @@ def test_fd_gradient_lost_to_rounding_is_not_reported_as_convergence():
         warnings.simplefilter("error")
         res = ilqr(dyn, cost, x0, np.zeros((20, 1)) + 1e-100)
     assert not res.converged
-    assert "cannot resolve the gradient" in res.stop_reason
+    assert res.stop_reason == "fd_unresolved" and "cannot resolve the gradient" in res.message
     # with exact derivatives the solver does reach the optimum U = 0
     def derivs(X, U):
         T = U.shape[0]

@@ -78,6 +78,35 @@ def test_bad_input(A, W, word):
         metalqr.dlyap(A, W)
 
 
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_overflowing_solution_is_refused_not_returned_as_nan(d):
+    # X[0, 0] = sum_t a^{2t} * (1e160)^2 ~ 1e320 / (1 - a^2) overflows float64: before, dlyap
+    # returned an all-NaN matrix (d = 2) with a RuntimeWarning, and for d = 8 (doubling) a
+    # truncated sum; now a named error
+    A = np.diag(np.full(d, 0.5))
+    A[0, 0] = 0.999999
+    A[0, 1] = 1e160
+    stable = 0.5 * np.eye(d)
+    with pytest.raises(metalqr.ValidationError, match=r"overflows float64 \(batch index \(1,\)\)"):
+        metalqr.dlyap(np.stack([stable, A]), np.eye(d))
+    with pytest.raises(metalqr.ValidationError, match="rescale A"):
+        metalqr.dlyap(A, np.eye(d))
+    # entries of 1e100: X ~ 2e206 is representable; for d = 8 the doubling's powers are not
+    # (before: a truncated sum, X[1, 1] = 1.25 instead of 4/3, returned silently)
+    A[0, 1] = 1e100
+    if d <= 6:
+        X = metalqr.dlyap(A, np.eye(d))
+        assert X[1, 1] == pytest.approx(1.0 / (1.0 - 0.25))
+        assert X[0, 0] == pytest.approx(scipy.linalg.solve_discrete_lyapunov(A, np.eye(d))[0, 0], rel=1e-8)
+    else:
+        with pytest.raises(metalqr.ValidationError, match="powers"):
+            metalqr.dlyap(A, np.eye(d))
+    # moderately scaled: every path agrees with SciPy
+    A[0, 1] = 1e3
+    X = metalqr.dlyap(A, np.eye(d))
+    assert rel(X, scipy.linalg.solve_discrete_lyapunov(A, np.eye(d))) < 1e-8
+
 # --- issue 15: cheaper stability test for d = 2 and the kernel choice -------------------------
 
 from hypothesis import given, strategies as st  # noqa: E402

@@ -146,6 +146,20 @@ case("hessian_vp", metalqr.hessian_vp, "X", T, K, "X")
 case("hessian_vp", metalqr.hessian_vp, "X", TS, K, K3)
 case("hessian_vp", metalqr.hessian_vp, "K", T, KBAD, K)
 
+# PolicyEvaluation.hessian_vp validates X exactly as metalqr.hessian_vp (before: NaN returned
+# silently, a raw numpy ValueError for a transposed X)
+_ev1 = metalqr.evaluate(T, K).hessian_vp
+_evS = metalqr.evaluate(TS, K).hessian_vp
+case("PolicyEvaluation.hessian_vp", _ev1, "X", KNAN)
+case("PolicyEvaluation.hessian_vp", _ev1, "X", KT)
+case("PolicyEvaluation.hessian_vp", _ev1, "X", 1j * K, exc=metalqr.ValidationTypeError)
+case("PolicyEvaluation.hessian_vp", _ev1, "X", KBOOL)
+case("PolicyEvaluation.hessian_vp", _ev1, "X", "X")
+case("PolicyEvaluation.hessian_vp", _ev1, "X", K[None])           # stack for a single task
+case("PolicyEvaluation.hessian_vp", _evS, "X", K3)                # stack of the wrong length
+case("PolicyEvaluation.hessian_vp", _evS, "X", np.full((2, 1, 2), INF))
+case("PolicyEvaluation.hessian_vp", _evS, "X", np.zeros((2, 2, 1, 2)))
+
 _po = metalqr.policy_optimization
 case("policy_optimization", _po, "method", T, K, method="newton")
 case("policy_optimization", _po, "method", T, K, method=None)

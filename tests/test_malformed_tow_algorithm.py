@@ -16,6 +16,8 @@ FO = MAML(NET)
 BATCHES = [SIN.sample(3, 2) for _ in range(2)]
 EXP = dict(n_iterations=1, T=1, M=2, n_test=2, n_val=2)
 NAN = float("nan")
+CLS = HierarchicalClassificationTasks(rng=0)
+CFO = make_learner("fomaml", CLS, hidden=4)
 DIGITS = DigitsTasks()            # 8 x 8 images; sizes only (scikit-learn is not needed until sampling)
 
 
@@ -58,10 +60,18 @@ CASES = [
     case("re-preset-case", run_experiment, "preset", SIN, FO, **EXP, preset="Paper"),
     case("re-preset-int", run_experiment, "preset", SIN, FO, **EXP, preset=1),
     case("re-preset-true", run_experiment, "preset", SIN, FO, **EXP, preset=True),
-    case("re-preset-bad-M", run_experiment, "M", SIN, FO, n_iterations=1, n_test=2, n_val=2, preset="paper",
+    case("re-preset-bad-M", run_experiment, "M", CLS, CFO, n_iterations=1, n_test=2, n_val=2, preset="paper",
          M=0),
-    case("re-preset-bad-alpha", run_experiment, "alpha", SIN, FO, n_iterations=1, n_test=2, n_val=2,
+    case("re-preset-bad-alpha", run_experiment, "alpha", CLS, CFO, n_iterations=1, n_test=2, n_val=2,
          preset="paper", alpha=-1.0),
+    # the paper preset on a regression source; TOW-only settings without the tow strategy
+    case("re-preset-regression", run_experiment, "preset", SIN, FO, **EXP, preset="paper"),
+    case("re-tow-only-terminal", run_experiment, "terminal_cost", SIN, FO, ["uniform"], **EXP,
+         terminal_cost="validation"),
+    case("re-tow-only-ls", run_experiment, "line_search", SIN, FO, ["exploration"], **EXP, line_search="paper"),
+    case("re-tow-only-vm", run_experiment, "value_model", SIN, FO, ["uniform"], **EXP, value_model="full"),
+    case("re-tow-only-nilqr", run_experiment, "n_ilqr", SIN, FO, ["uniform"], **EXP, n_ilqr=3),
+    case("re-tow-only-beta", run_experiment, "beta_u", SIN, FO, ["exploitation"], **EXP, beta_u=1.0),
     case("re-ls", run_experiment, "line_search", SIN, FO, **EXP, line_search="armijo"),
     case("re-ls-int", run_experiment, "line_search", SIN, FO, **EXP, line_search=0),
     case("re-terminal", run_experiment, "terminal_cost", SIN, FO, **EXP, terminal_cost="test"),
@@ -110,6 +120,12 @@ CLI_CASES = [
     (["--net", "conv", "--source", "digits", "--learner", "maml"], "--net"),
     (["--net", "conv", "--source", "digits", "--hidden", "8"], "--hidden"),
     (["--channels", "4"], "--channels"), (["--channels", "0"], "--channels"), (["--channels", "x"], "--channels"),
+    (["--preset", "paper"], "--preset"), (["--preset", "paper", "--source", "sinusoid"], "--source sinusoid"),
+    (["--strategies", "uniform", "--terminal-cost", "validation"], "--terminal-cost"),
+    (["--strategies", "uniform", "--line-search", "paper"], "--line-search"),
+    (["--strategies", "uniform", "--value-model", "full"], "--value-model"),
+    (["--source", "classification", "--gamma", "0.5"], "--gamma"),
+    (["--source", "anyshot", "--learner", "protonet", "--gamma", "0"], "--gamma"),
 ]
 
 

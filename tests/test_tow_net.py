@@ -74,6 +74,9 @@ def test_cli_default_net_is_conv_only_for_paper_omniglot(tree28, tmp_path, capsy
     assert all("ConvNet" in s["learner"] for s in settings_of(paper))
     override = run_tow(tree28, tmp_path / "override", "--preset", "paper", "--net", "mlp", "--hidden", "8")
     assert {s["net"] for s in settings_of(override)} == {"mlp"}
+    # the preset's default network (conv) overridden by --net mlp is recorded like any override
+    assert all(s["preset_overrides"]["net"] == ["conv", "mlp"] for s in settings_of(override))
+    assert all("net" not in s["preset_overrides"] for s in settings_of(paper))
 
 
 def test_make_learner_conv_shapes_and_mlp_default(tree28):

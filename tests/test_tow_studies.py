@@ -217,3 +217,83 @@ def test_tow_window_derivatives_by_finite_differences(source):
     h = 1e-6
     fd = np.array([(J(U[0] + h * e) - J(U[0] - h * e)) / (2 * h) for e in np.eye(3)])
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------ fixstudy regressions
+def test_table1_changed_setting_gets_its_own_runs_and_resume_reuses(source, tmp_path, monkeypatch):
+    """Regression: M=2 then M=3 in one folder raised CheckpointError on runs/p_seed0/uniform.ckpt."""
+    calls = []
+    real = studies.run_experiment
+    monkeypatch.setattr(studies, "run_experiment", lambda *a, **k: calls.append(k["M"]) or real(*a, **k))
+    folder = str(tmp_path / "t1study")
+    kw = dict(TINY, strategies=("uniform", "tow"))
+    first = studies.run_table1_study(source, {"p": protonet(source)}, (0,), folder=folder, **kw)
+    second = studies.run_table1_study(source, {"p": protonet(source)}, (0,), folder=folder, **dict(kw, M=3))
+    assert calls == [2, 3]
+    assert first.cells[("p", 0)][0].weights.shape[-1] == 2 and second.cells[("p", 0)][0].weights.shape[-1] == 3
+    assert len(os.listdir(os.path.join(folder, "runs"))) == 2 and len(os.listdir(os.path.join(folder, "cells"))) == 2
+    again = studies.run_table1_study(source, {"p": protonet(source)}, (0,), folder=folder, **kw)
+    assert calls == [2, 3]                                        # loaded, not retrained
+    np.testing.assert_array_equal(again.cells[("p", 0)][1].metric, first.cells[("p", 0)][1].metric)
+
+
+def test_table1_checkpoint_error_speaks_python(source, tmp_path):
+    folder = str(tmp_path / "ckpt")
+    kw = dict(TINY, strategies=("uniform", "tow"))
+    studies.run_table1_study(source, {"p": protonet(source)}, (0,), folder=folder, **kw)
+    cell = next((tmp_path / "ckpt" / "cells").iterdir())
+    cell.write_bytes(b"garbage")
+    import metalqr
+    with pytest.raises(metalqr.CheckpointError, match="folder=") as info:
+        studies.run_table1_study(source, {"p": protonet(source)}, (0,), folder=folder, **kw)
+    assert "--resume" not in str(info.value) and str(cell) in str(info.value)
+
+
+def test_table1_one_seed_has_no_nan_and_few_iterations_have_curves(source, tmp_path):
+    import warnings
+    kw = {k: v for k, v in TINY.items() if k != "eval_every"}     # n_iterations=2 < 20
+    study = studies.run_table1_study(source, {"p": protonet(source)}, (0,), strategies=("uniform", "tow"), **kw)
+    assert study.settings["experiment"]["eval_every"] == 1
+    assert all(len(r.curve) == 3 for r in study.cells[("p", 0)])  # windows 0, 1, 2
+    md = study.markdown()
+    assert "nan" not in md.lower() and "(1 seed)" in md and "1 seed: no t-interval" in md
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = study.save(str(tmp_path / "t1"))
+    for name in ("table", "seeds"):
+        with open(paths[name]) as fh:
+            assert "nan" not in fh.read().lower()
+    with open(paths["json"]) as fh:
+        assert "NaN" not in fh.read()
+
+
+def test_plots_without_curves_warn_nothing(source):
+    import warnings
+    study = studies.run_table1_study(source, {"p": protonet(source)}, (0,), strategies=("uniform", "tow"), **TINY)
+    for results in study.cells.values():
+        for r in results:
+            r.curve = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        study.plot_curves()
+        studies.CurveStudy({"tow": study.cells[("p", 0)][1]}, {"title": "t"}, {}).plot()
+
+
+def test_negative_weights_are_refused_regression():
+    """Regression: estimate_delta(-np.ones((2, 2, 2))) returned delta = 2.12."""
+    import metalqr
+    with pytest.raises(metalqr.ValidationError, match="weights"):
+        studies.estimate_delta(-np.ones((2, 2, 2)))
+    assert studies.estimate_delta(np.full((2, 2, 2), 0.5)).delta == 0.0
+
+
+def test_result_reprs_are_short(source):
+    study = studies.run_table1_study(source, {"p": protonet(source)}, (0,), strategies=("uniform", "tow"), **TINY)
+    text = repr(study)
+    assert len(text) < 300 and "1 cells" in text and "array" not in text
+    est = studies.estimate_delta(np.full((50, 4, 5), 0.2))
+    assert "norms" not in repr(est) and len(repr(est)) < 400
+    curve = studies.CurveStudy({"tow": study.cells[("p", 0)][1]}, {"title": "t"}, {})
+    assert len(repr(curve)) < 200 and "array" not in repr(curve)
+    probe = studies.WeightProbeStudy(np.arange(30), {"same/train": np.zeros((30, 2, 2))}, {}, np.zeros(30), {}, {})
+    assert "array" not in repr(probe) and "(30, 2, 2)" in repr(probe)

@@ -282,7 +282,7 @@ def test_successful_run_reports_n_iterations_and_best():
     ts = metalqr.sample_tasks(3, 2, 1, rng=0)
     res = metalqr.meta_policy_optimization(ts, np.zeros((1, 2)), alpha=1e-3, eta=1e-5,
                                            n_iterations=4, gradient="exact", progress=False)
-    assert res.stop_reason == "n_iterations" and res.improved
+    assert res.stop_reason == "max_iterations" and res.improved
     assert res.best_iteration == 4 and np.array_equal(res.K_best, res.K)
 
 

@@ -111,6 +111,9 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
             options[_seed_keyword(tow.run_experiment)] = config["seed"]
             options.update({k: config[k] for k in ("line_search", "terminal_cost")
                             if config.get(k) is not None})
+            if config["strategy"] != "tow":     # a study's shared TOW settings: run_experiment
+                for k in ("beta_u", "n_ilqr", "value_model", "line_search", "terminal_cost"):
+                    options.pop(k, None)         # refuses them for the others (TOW_ONLY_SETTINGS)
             try:
                 result, = tow.run_experiment(source, learner, [config["strategy"]], **options)
                 status, error = "finished", None

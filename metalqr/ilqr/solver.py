@@ -53,8 +53,17 @@ class ILQRResult:  # numpydoc ignore=PR01
     converged : bool
         Whether a stopping test on the cost decrease or the gradient was met.
     stop_reason : str
-        Why it stopped (for a failure: the cause, e.g. ``"f_u is ~0 at step t"`` or
-        ``"c_uu not positive definite at step t"``).
+        Why it stopped, as a short code shared with the other result types (see
+        "Conventions" in the API reference): ``"tolerance"`` (converged: the expected or the
+        achieved relative decrease fell below ``tol``, or ``U0`` was already stationary),
+        ``"max_iterations"`` (the limit was reached first), ``"callback"`` (the callback
+        returned True), and the failures ``"non_finite"`` (non-finite derivatives at the
+        current trajectory), ``"regularization_limit"`` (``Q_uu`` stayed indefinite up to the
+        largest ``mu``), ``"line_search_failed"`` (no step size achieved the required
+        decrease up to the largest ``mu``) and ``"fd_unresolved"`` (finite-difference
+        derivatives cannot resolve the gradient); :func:`metalqr.tow.tow_weights`'s
+        ``line_search="paper"`` adds ``"not_positive_definite"`` (``Q_uu`` indefinite,
+        Algorithm 2 has no regularisation).
     n_iterations : int
         Iterations run.
     regularization : float
@@ -66,6 +75,10 @@ class ILQRResult:  # numpydoc ignore=PR01
         ``(sum_t |Q_u,t|^2)^(1/2)`` of the last backward pass (the gradient with respect to
         the feed-forward controls under the feedback policy; components pushing out of an
         active bound dropped), ``nan`` if none was completed.
+    message : str
+        The same in words, with the numbers behind it (for a failure: the cause at the
+        failing step, e.g. ``"f_u is ~0 at step t"`` or ``"c_uu not positive definite at
+        step t"``; ``"initial trajectory is stationary ..."`` when ``U0`` was already optimal).
     """
 
     X: np.ndarray
@@ -80,6 +93,7 @@ class ILQRResult:  # numpydoc ignore=PR01
     regularization: float = 0.0
     regularization_type: str = "state"
     gradient_norm: float = float("nan")
+    message: str = ""
 
 
 def _min_eig(A: np.ndarray) -> float:
@@ -225,9 +239,12 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     -------
     ILQRResult
         The optimised states ``X`` (T+1, D), controls ``U`` (T, M), gains and costs.
-        ``stop_reason`` says why it stopped: ``"initial trajectory is stationary (gradient norm
-        ...)"`` when ``U0`` is already optimal; for a failure, the cause at the failing
-        step (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
+        ``stop_reason`` says why it stopped as a short code (``"tolerance"``,
+        ``"max_iterations"``, ``"callback"``, ``"non_finite"``, ``"regularization_limit"``,
+        ``"line_search_failed"``, ``"fd_unresolved"``; see :class:`ILQRResult`) and
+        ``message`` in words: ``"initial trajectory is stationary (gradient norm ...)"``
+        when ``U0`` is already optimal; for a failure, the cause at the failing step
+        (``"f_u is ~0 at step t"``, ``"c_uu not positive definite at step t"``).
 
     Raises
     ------
@@ -422,6 +439,7 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
     mu, delta = float(regularization), 1.0
     reg_mode = regularization_type
     reason, converged, it, gnorm = "max_iterations", False, 0, float("nan")
+    message = f"iteration limit reached (max_iterations={max_iterations})"
     back_lo, back_hi = (lo, hi) if clip else (None, None)
 
     def increase(mu, delta):
@@ -429,13 +447,15 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
         return max(_MU_MIN, mu * delta), delta
 
     def result():
-        return ILQRResult(X, U, K, k, J, costs, converged, reason, it, mu, reg_mode, gnorm)
+        return ILQRResult(X, U, K, k, J, costs, converged, reason, it, mu, reg_mode, gnorm,
+                          message)
 
     for it in range(1, max_iterations + 1):
         d = linearize(X, U)
         if not d.all_finite():
-            reason = ("non-finite derivatives at the current trajectory (" + _first_non_finite(d)
-                      + "; stopped, last finite iterate kept)")
+            reason = "non_finite"
+            message = ("non-finite derivatives at the current trajectory (" + _first_non_finite(d)
+                       + "; stopped, last finite iterate kept)")
             break
         while True:
             res = _backward_pass_checked(d, U, mu, value_model, back_lo, back_hi, k, reg_mode)
@@ -447,29 +467,31 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 continue
             mu, delta = increase(mu, delta)
             if mu > _MU_MAX:
-                reason = (f"regularization limit (mu > {_MU_MAX:g}, {reg_mode} regularisation): "
-                          f"Q_uu not positive definite at step {res.failed_at}; cause: "
-                          + _diagnose(d, res.failed_at, derivatives is None, X))
+                reason = "regularization_limit"
+                message = (f"regularization limit (mu > {_MU_MAX:g}, {reg_mode} regularisation): "
+                           f"Q_uu not positive definite at step {res.failed_at}; cause: "
+                           + _diagnose(d, res.failed_at, derivatives is None, X))
                 return result()
         K, k, gnorm = res.K, res.k, res.gradient_norm
         expected_full = res.expected_change(1.0)
         if expected_full > -tol * max(1.0, abs(J)):
             hidden = _fd_hidden_decrease(d, X, U, fd_step) if derivatives is None else 0.0
             if hidden > tol * max(1.0, abs(J)):
-                reason = (f"finite-difference derivatives cannot resolve the gradient here "
-                          f"(issue 3): the curvature (max |c_uu| {np.max(np.abs(d.c_uu)):.3g}) "
-                          f"times the rounding of the evaluation points can hide a gradient "
-                          f"worth a cost decrease up to {hidden:.3g}, so the apparent "
-                          f"stationarity (gradient norm {gnorm:.3g}) is not a convergence; "
-                          f"supply derivatives= or rescale the cost")
+                reason = "fd_unresolved"
+                message = (f"finite-difference derivatives cannot resolve the gradient here "
+                           f"(issue 3): the curvature (max |c_uu| {np.max(np.abs(d.c_uu)):.3g}) "
+                           f"times the rounding of the evaluation points can hide a gradient "
+                           f"worth a cost decrease up to {hidden:.3g}, so the apparent "
+                           f"stationarity (gradient norm {gnorm:.3g}) is not a convergence; "
+                           f"supply derivatives= or rescale the cost")
                 break
-            converged = True
+            converged, reason = True, "tolerance"
             if it == 1:
-                reason = (f"initial trajectory is stationary (gradient norm {gnorm:.3g}, expected "
-                          f"decrease {-expected_full:.3g}): U0 is already a local optimum, "
-                          f"nothing was changed")
+                message = (f"initial trajectory is stationary (gradient norm {gnorm:.3g}, expected "
+                           f"decrease {-expected_full:.3g}): U0 is already a local optimum, "
+                           f"nothing was changed")
             else:
-                reason = f"expected decrease below tol (gradient norm {gnorm:.3g})"
+                message = f"expected decrease below tol (gradient norm {gnorm:.3g})"
             break
         accepted = False
         n_outside = n_nonfinite = 0
@@ -500,13 +522,14 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 if n_outside:
                     trials.append(f"{n_outside} trial(s) left the control box "
                                   f"(constraint='reject')")
-                reason = (f"no improving step (regularization limit reached): no line-search step "
-                          f"achieved {accept_ratio:g} of the predicted decrease "
-                          f"{-expected_full:.3g} (gradient norm {gnorm:.3g}); "
-                          + "; ".join(trials)
-                          + ("; finite-difference derivatives may be inaccurate here, supply "
-                             "derivatives=" if derivatives is None else
-                             "; check that derivatives= matches dynamics and cost"))
+                reason = "line_search_failed"
+                message = (f"no improving step (regularization limit reached): no line-search step "
+                           f"achieved {accept_ratio:g} of the predicted decrease "
+                           f"{-expected_full:.3g} (gradient norm {gnorm:.3g}); "
+                           + "; ".join(trials)
+                           + ("; finite-difference derivatives may be inaccurate here, supply "
+                              "derivatives=" if derivatives is None else
+                              "; check that derivatives= matches dynamics and cost"))
                 break
             continue
         improvement = J - J_new
@@ -520,10 +543,12 @@ def ilqr(dynamics: Callable, cost: Callable, x0: Any, U0: Any, *,
                 raise ValidationTypeError(f"callback must return None or a bool (True stops); "
                                           f"got {type(stop).__name__}.")
             if stop:
-                reason = "callback"
+                reason, message = "callback", f"the callback asked to stop after iteration {it}"
                 break
         if improvement < tol * max(1.0, abs(J)):
-            reason, converged = "relative improvement below tol", True
+            reason, converged = "tolerance", True
+            message = (f"relative improvement below tol ({improvement:.3g} < "
+                       f"{tol:g} max(1, |J|))")
             break
     return result()
 

@@ -420,7 +420,10 @@ def dlyap_unchecked(A: np.ndarray, W: np.ndarray) -> np.ndarray:
     if A.shape[-1] <= KRON_MAX_D:
         X = _dlyap_kron(A, W)
     else:
-        X = _refined(_doubling_powers(A)[0], A, W, transpose=False)
+        powers, ok = _doubling_powers(A)
+        X = _refined(powers, A, W, transpose=False)
+        if not np.all(ok):      # powers overflowed (badly scaled A): no plausible partial sum
+            X = np.where(ok[..., None, None], X, np.nan)
     return _symmetrise_if(X, W)
 
 
@@ -442,7 +445,9 @@ def dlyap(A: Any, W: Any) -> np.ndarray:
     Raises
     ------
     ValidationError
-        On wrong shapes or non-finite input.
+        On wrong shapes or non-finite input, or when the solution (or, for ``d > 6``, the
+        powers of ``A`` the doubling solver forms) overflows float64: no infinite, NaN or
+        truncated solution is ever returned.
     UnstablePolicyError
         If some ``A`` has spectral radius >= 1 (the series diverges; no solution is
         returned). The message names the batch index and the spectral radius.
@@ -487,4 +492,13 @@ def dlyap(A: Any, W: Any) -> np.ndarray:
             task_index=int(np.ravel_multi_index(idx, rho.shape)) if idx else None,
             spectral_radius=float(np.max(rho)))
     d = A.shape[-1]
-    return dlyap_unchecked(np.broadcast_to(A, batch + (d, d)), np.broadcast_to(W, batch + (d, d)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = dlyap_unchecked(np.broadcast_to(A, batch + (d, d)), np.broadcast_to(W, batch + (d, d)))
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X).all(axis=(-2, -1)).reshape(batch or (1,)))
+        where = f" (batch index {tuple(int(i) for i in bad[0])})" if batch else ""
+        raise ValidationError(f"the solution X of X = A X A' + W overflows float64{where} (X or the powers "
+                              f"of A exceed the float64 range): the entries of "
+                              f"A and W are too large (largest |A| {float(np.max(np.abs(A))):.3g}, |W| "
+                              f"{float(np.max(np.abs(W))):.3g}); rescale A (a similarity transform) or W.")
+    return X

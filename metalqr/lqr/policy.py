@@ -9,7 +9,8 @@ Notation: ``A_K = A - B K``, ``P_K = A_K' P_K A_K + Q + K'RK``, ``Sigma_K = A_K 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,9 @@ def closed_loop(batch: Batch, K: np.ndarray) -> np.ndarray:
 class PolicyEvaluation:  # numpydoc ignore=PR01
     """Exact quantities of a stabilising gain, one leading task axis.
 
+    The arrays are read-only views (an evaluation is a record of one gain; change ``K`` and
+    call :func:`evaluate` again); :attr:`cost` and :attr:`gradient` return read-only arrays.
+
     Attributes
     ----------
     K, AK, P, Sigma, E, RBPB : ndarray, shapes (n, k, d), (n, d, d), (n, d, d), (n, d, d), (n, k, d), (n, k, k)
@@ -81,6 +85,9 @@ class PolicyEvaluation:  # numpydoc ignore=PR01
         Noise covariance of each task (for :attr:`cost`).
     B : ndarray, shape (n, d, k), or None
         Input matrix of each task (for :meth:`hessian_vp`).
+    single : bool
+        True when :func:`evaluate` was given a single task (not a TaskSet):
+        :meth:`hessian_vp` then returns shape (k, d), as :func:`metalqr.hessian_vp` does.
     """
 
     K: np.ndarray
@@ -91,51 +98,80 @@ class PolicyEvaluation:  # numpydoc ignore=PR01
     RBPB: np.ndarray
     Psi: np.ndarray | None = None
     B: np.ndarray | None = None
+    single: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("K", "AK", "P", "Sigma", "E", "RBPB", "Psi", "B"):
+            a = getattr(self, name)
+            if isinstance(a, np.ndarray) and a.flags.writeable:
+                a = a.view()                 # the caller's array keeps its own flag
+                a.flags.writeable = False
+                object.__setattr__(self, name, a)
 
     @property
     def cost(self) -> np.ndarray:
         """Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,).
 
         Proposition 1: ``J(K) = Tr(P_K Psi)`` per task, shape (n,), from the same solve of
-        ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN).
+        ``P_K`` as :attr:`gradient` (``inf`` where it overflows; never NaN). Read-only.
         """
         if self.Psi is None:
             raise ValidationError("this PolicyEvaluation was built without Psi; pass Psi= "
                                   "to read its cost (metalqr.evaluate always does).")
         with np.errstate(over="ignore", invalid="ignore"):
             J = np.einsum("nij,nji->n", self.P, self.Psi)
-        return np.where(np.isfinite(J), J, math.inf)
+        J = np.where(np.isfinite(J), J, math.inf)
+        J.flags.writeable = False
+        return J
 
     @property
     def gradient(self) -> np.ndarray:
-        """Eq. (2): ``2 E_K Sigma_K``."""
-        return 2.0 * self.E @ self.Sigma
+        """Eq. (2): ``2 E_K Sigma_K``, shape (n, k, d), read-only."""
+        G = 2.0 * self.E @ self.Sigma
+        G.flags.writeable = False
+        return G
 
-    def hessian_vp(self, X: np.ndarray) -> np.ndarray:
-        """Apply the true Hessian of ``J`` at ``K`` to directions ``X``.
+    def hessian_vp(self, X: Any) -> np.ndarray:
+        """Apply the true Hessian of ``J`` at ``K`` to a direction ``X``.
 
-        The Hessian-vector product of :func:`hessian_vp`, from this evaluation's ``P_K``,
-        ``Sigma_K`` and ``E_K`` (no new solve of the Lyapunov equations of ``K``).
+        The Hessian-vector product of :func:`metalqr.hessian_vp`, from this evaluation's
+        ``P_K``, ``Sigma_K`` and ``E_K`` (no new solve of the Lyapunov equations of ``K``).
+        ``X`` is validated and the result shaped exactly as by :func:`metalqr.hessian_vp`.
 
         Parameters
         ----------
-        X : ndarray, shape (n, k, d) or (n, m, k, d)
-            One direction per task, or ``m`` directions per task (real, finite; not
-            validated here: this is the building block behind :func:`hessian_vp`).
+        X : array_like, shape (k, d), or (n, k, d) for a TaskSet of n tasks
+            The direction: one ``(k, d)`` direction for every task, or one per task (only
+            when :func:`evaluate` was given a TaskSet). Real and finite.
 
         Returns
         -------
-        ndarray
-            ``H[X]``, the shape of ``X``.
+        ndarray, shape (k, d) for a single task, else (n, k, d)
+            ``Hess J(K)[X]`` (symmetric as an operator).
 
         Raises
         ------
         ValidationError
-            If this evaluation was built without ``B``.
+            If ``X`` is non-finite or of the wrong shape, or if this evaluation was built
+            without ``B``.
+        ValidationTypeError
+            If ``X`` is complex, boolean or not numeric.
+
+        References
+        ----------
+        ZO-MAML paper [pan2025zomaml], Eq. (2) differentiated once more (see
+        :func:`metalqr.hessian_vp`).
         """
         if self.B is None:
             raise ValidationError("this PolicyEvaluation was built without B; pass B= to "
                                   "apply its Hessian (metalqr.evaluate always does).")
+        n, k, d = self.K.shape
+        shape = SimpleNamespace(n=n, k=k, d=d, single=self.single)
+        H = self._hvp(check_gain(shape, X, name="X"))   # type: ignore[arg-type]
+        return H[0] if self.single else H
+
+    def _hvp(self, X: np.ndarray) -> np.ndarray:
+        """Unchecked :meth:`hessian_vp` for X of shape (n, k, d) or (n, m, k, d)."""
         X = np.asarray(X, dtype=float)
         one = X.ndim == 3
         Xm = X[:, None] if one else X
@@ -208,7 +244,7 @@ def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
     """
     batch = as_batch(task)
     Kb = check_gain(batch, K)
-    return evaluate_batch(batch, Kb, "evaluate")
+    return replace(evaluate_batch(batch, Kb, "evaluate"), single=batch.single)
 
 
 def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluation:
@@ -569,7 +605,7 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     batch = as_batch(task)
     ev = evaluate_batch(batch, check_gain(batch, K), "hessian_vp")
     Xb = check_gain(batch, X, name="X")
-    return batch.out(ev.hessian_vp(Xb))
+    return batch.out(ev._hvp(Xb))
 
 
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
@@ -614,7 +650,7 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
                            f"Hessian-vector products instead (e.g. inside conjugate gradients).")
     ev = evaluate_batch(batch, Kb, "hessian")
     basis = np.eye(kd).reshape(kd, batch.k, batch.d)
-    H = ev.hessian_vp(np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
+    H = ev._hvp(np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
     H = H.reshape(batch.n, kd, kd)  # row j = H[e_j]; symmetric, so also column j
     return batch.out(0.5 * (H + _T(H)))
 

@@ -86,10 +86,12 @@ class MetaTrainingResult:  # numpydoc ignore=PR01
         estimate used; 0 at iteration 0), ``step`` (the step size taken, 0 if rejected),
         ``backtracks``, ``rejected`` (0/1), ``seconds`` (wall-clock seconds of the iteration).
     stop_reason : str
-        ``"n_iterations"`` (all iterations done and the final objective is not worse than
-        the initial one), ``"no_improvement"`` (all iterations done but the final objective
+        A short code shared with the other result types (see "Conventions" in the API
+        reference): ``"max_iterations"`` (all ``n_iterations`` done and the final objective
+        is not worse than the initial one), ``"no_improvement"`` (all iterations done but the final objective
         is worse than the initial one; a :class:`~metalqr.exceptions.TrainingWorsenedWarning`
-        was issued), ``"tolerance"``, ``"callback"``, ``"stalled"`` (in the result attached
+        was issued), ``"tolerance"`` (converged: the gradient-estimate norm fell to ``tol``),
+        ``"callback"``, ``"stalled"`` (in the result attached
         to :class:`~metalqr.TrainingStalledError`) or ``"diverged"`` (attached to
         :class:`~metalqr.TrainingDivergedError`).
     initial : dict
@@ -675,7 +677,7 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
     done = len(history) - 1
     bar = tqdm(total=n_iterations, initial=min(done, n_iterations), disable=not progress,
                desc="meta-PO", unit="it", leave=False)
-    stop_reason = "n_iterations"
+    stop_reason = "max_iterations"
     try:
         for it in range(done, n_iterations):
             t0 = time.perf_counter()
@@ -761,7 +763,7 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
                 break
     finally:
         bar.close()
-    if stop_reason != "n_iterations" or done >= n_iterations:
+    if stop_reason != "max_iterations" or done >= n_iterations:
         save()
     final = history.records[-1]["meta_objective"]
     if needs_length and zo["rollout_length"] is not None and math.isfinite(final):
@@ -773,7 +775,7 @@ def meta_policy_optimization(tasks: Any, K0: Any, *, alpha: float, eta: float, n
                 and np.max(rollout_bias(ts, K, length)) > 2 * ROLLOUT_BIAS_TOLERANCE
                 and length >= mixing_rollout_length(ts, K_start)):
             _warn_length(ts, K, length, l_end, "the final gain")
-    if stop_reason == "n_iterations" and not final <= initial["meta_objective"]:
+    if stop_reason == "max_iterations" and not final <= initial["meta_objective"]:
         stop_reason = "no_improvement"
         b = state["best_iteration"]
         warnings.warn(TrainingWorsenedWarning(

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -25,7 +26,8 @@ import numpy as np
 
 from .. import _checkpoint
 from .._validation import (as_float_array, as_seed, check_bool, check_choice, check_int, check_real, check_size)
-from ..exceptions import CheckpointError, TrainingDivergedError, ValidationError, ValidationTypeError
+from ..exceptions import (CheckpointError, TrainingDivergedError, TrainingWorsenedWarning, ValidationError,
+                          ValidationTypeError)
 from ._checks import check_beta_u, check_source
 from .learner import MAML, ProtoNet, _check_learner as check_learner
 from .mlp import MLP
@@ -68,6 +70,15 @@ PAPER_PRESET = dict(T=5, M=10, optimizer="adam", alpha=1e-4, beta_u=10.0, kappa=
                     terminal_cost="none", gamma=0.1, inner_steps=5)
 #: The presets of :func:`run_experiment` and ``metalqr tow --preset``, by name.
 PRESETS = {"paper": PAPER_PRESET}
+#: The loss a preset's settings were made for (``preset="paper"``: the Omniglot
+#: classification of Section 5.1; Section 5 of the TOW paper gives no regression setting).
+PRESET_LOSS = {"paper": "ce"}
+#: Settings used only by the "tow" strategy (explicitly given without it: refused).
+TOW_ONLY_SETTINGS = ("beta_u", "n_ilqr", "value_model", "line_search", "terminal_cost")
+#: A strategy whose final validation metric is worse than its initial one by this much warns
+#: (:class:`~metalqr.exceptions.TrainingWorsenedWarning`): MSE ``WORSENED_FACTOR`` times the
+#: initial one, accuracy ``WORSENED_ACCURACY_DROP`` below it.
+WORSENED_FACTOR, WORSENED_ACCURACY_DROP = 2.0, 0.1
 #: run_experiment's own defaults (without a preset).
 _DEFAULTS = dict(T=5, M=5, optimizer="sgd", alpha=0.05, beta_u=10.0, kappa=1.2, n_ilqr=2, n_test=600, n_val=100,
                  curve_smoothing=None, value_model="diagonal", line_search="metalqr", terminal_cost="none")
@@ -449,7 +460,9 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
         defaults above; every argument given explicitly overrides its preset value. The
         preset's inner loop (``gamma = 0.1``, 5 steps) belongs to the learner: a MAML
         ``learner`` with other values is run as given, and the difference is listed in
-        ``settings["preset_overrides"]`` with every other override.
+        ``settings["preset_overrides"]`` with every other override. The preset is for
+        classification sources (``source.loss == "ce"``); on a regression source it is
+        refused (its inner step diverges there, and the paper gives no regression setting).
 
     Returns
     -------
@@ -460,12 +473,21 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     Raises
     ------
     ValidationError
-        Any malformed argument (unknown names are listed with the valid ones), or a strategy
-        returning weights of the wrong shape.
+        Any malformed argument (unknown names are listed with the valid ones), a strategy
+        returning weights of the wrong shape, ``preset="paper"`` on a regression source, or a
+        TOW-only setting (``beta_u``, ``n_ilqr``, ``value_model``, ``line_search``,
+        ``terminal_cost``) given explicitly while ``strategies`` lacks "tow".
     CheckpointError
         A damaged, edited or foreign checkpoint, or a checkpoint folder in use by another run.
     TrainingDivergedError
         A strategy's parameters became non-finite (reduce ``alpha``).
+
+    Warns
+    -----
+    TrainingWorsenedWarning
+        A strategy's final validation metric is far worse than the initial parameters' (MSE
+        above 2 times it, accuracy 0.1 below it, or non-finite); the message names the
+        strategy.
 
     References
     ----------
@@ -491,6 +513,19 @@ def run_experiment(source, learner, strategies: Sequence[str] | None = None, *, 
     strategies = _check_strategies(strategies)
     if preset is not None:
         preset = check_choice(preset, "preset", tuple(PRESETS))
+        if source.loss != PRESET_LOSS[preset]:
+            raise ValidationError(
+                f"preset {preset!r} is the TOW paper's Omniglot classification setting (Section 5.1: MAML "
+                f"gamma=0.1 with 5 inner steps, Adam alpha=1e-4) for classification sources (loss "
+                f"{PRESET_LOSS[preset]!r}); source {type(source).__name__} is a regression (loss {source.loss!r}), "
+                f"where it diverges. Drop preset and give the settings you want explicitly.")
+    explicit = dict(beta_u=beta_u, n_ilqr=n_ilqr, value_model=value_model, line_search=line_search,
+                    terminal_cost=terminal_cost)
+    tow_only = [k for k in TOW_ONLY_SETTINGS if explicit[k] is not None]
+    if tow_only and "tow" not in strategies:
+        raise ValidationError(f"{', '.join(tow_only)}: only the 'tow' strategy uses "
+                              f"{'it' if len(tow_only) == 1 else 'them'}, and strategies {list(strategies)} do not "
+                              f"include it; add 'tow' to strategies or leave {', '.join(tow_only)} out.")
     given = dict(T=T, M=M, optimizer=optimizer, alpha=alpha, beta_u=beta_u, kappa=kappa, n_ilqr=n_ilqr,
                  n_test=n_test, n_val=n_val, value_model=value_model, line_search=line_search,
                  terminal_cost=terminal_cost, curve_smoothing=curve_smoothing)
@@ -637,6 +672,24 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
             if checkpoint is not None and ((k + 1) % checkpoint_every == 0 or k + 1 == n_iterations):
                 _save_state(st["path"], st["fingerprint"], k + 1, z, st["curve"], st["weights"], st["groups"],
                             st["secs"])
+    v0 = None
+    for name in strategies:                     # a run that ended far worse than it started warns
+        st = state[name]
+        curve = st["curve"]
+        if eval_every and curve and curve[-1][0] == n_iterations:
+            first, last = curve0[0][1], curve[-1][1]
+        else:
+            if v0 is None:
+                v0 = float(learner.evaluate(x0, val_tasks).mean())
+            first, last = v0, float(learner.evaluate(st["z"][:D], val_tasks).mean())
+        accuracy = getattr(learner, "metric_name", "mse") == "accuracy"
+        if (not np.isfinite(last) or (last < first - WORSENED_ACCURACY_DROP if accuracy
+                                      else last > WORSENED_FACTOR * first)):
+            metric = "accuracy" if accuracy else "MSE"
+            warnings.warn(f"strategy {name!r} ended worse than it started: validation {metric} {last:.4g} after "
+                          f"{n_iterations} windows vs {first:.4g} at the start (diverged?); reduce the meta step "
+                          f"size alpha (= {alpha:g}) or the learner's inner step.", TrainingWorsenedWarning,
+                          stacklevel=3)
     results = []
     for name in strategies:
         st = state[name]

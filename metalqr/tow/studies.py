@@ -70,6 +70,8 @@ UNITS = {
     "delta": "estimate_delta of TOW's stored weights, last mini-batch of each window left out (Lemma 1)",
     "seconds": "wall-clock training time (weights and meta-updates) summed over windows, s",
     "time_vs_uniform": "seconds / uniform's seconds in the same run (strategies interleaved window by window)",
+    "not applicable": "empty CSV cell / JSON null / '-' in markdown: gain of a baseline row, delta without TOW "
+                      "weights, a t-interval over a single seed, a time ratio without uniform's time",
     "curve": "validation metric over n_val held-out tasks at window 0 and every eval_every windows; band "
              "across seeds = 95% t-interval of the mean over seeds",
 }
@@ -173,6 +175,11 @@ class Table1Study:  # numpydoc ignore=PR01
     settings: dict
     units: dict = field(default_factory=lambda: dict(UNITS))
 
+    def __repr__(self) -> str:
+        """Short summary: learners, seeds, strategies and the number of finished cells."""
+        return (f"Table1Study({len(self.cells)} cells; learners={self.settings.get('learners')}, "
+                f"seeds={self.settings.get('seeds')}, strategies={self.settings.get('strategies')})")
+
     # ------------------------------------------------------------------ tables
     def rows(self) -> list[dict]:
         """Return one row per learner, seed and strategy.
@@ -231,7 +238,8 @@ class Table1Study:  # numpydoc ignore=PR01
                             loses=sum(r["gain"] + r["gain_ci95"] < 0 for r in mine),
                             mean_gain=float(np.mean(gains)), mean_gain_t95=_t_half_width(gains),
                             tow_time_vs_uniform=float(np.mean([r["time_vs_uniform"] for r in mine])),
-                            max_delta=float(np.max([r["delta"] for r in mine]))))
+                            max_delta=max((r["delta"] for r in mine if np.isfinite(r["delta"])),
+                                          default=float("nan"))))
         return out
 
     def curves(self) -> list[dict]:
@@ -274,24 +282,34 @@ class Table1Study:  # numpydoc ignore=PR01
                 mine = {r["seed"]: r for r in rows if r["learner"] == lname and r["strategy"] == s}
                 if not mine:
                     continue
-                cells = [f"{pct * mine[sd]['mean']:.2f} +- {pct * mine[sd]['ci95']:.2f}" if sd in mine else "-"
-                         for sd in self.settings["seeds"]]
+                cells = [f"{pct * mine[sd]['mean']:.2f} +- {_fmt(pct * mine[sd]['ci95'], '.2f')}" if sd in mine
+                         else "-" for sd in self.settings["seeds"]]
                 means = [pct * r["mean"] for r in mine.values()]
-                gain = "; ".join(f"{pct * r['gain']:+.2f} +- {pct * r['gain_ci95']:.2f} vs {r['best_baseline']}"
-                                 for r in mine.values() if s == "tow") or ""
-                ratio = np.mean([r["time_vs_uniform"] for r in mine.values()])
+                gain = "; ".join(f"{pct * r['gain']:+.2f} +- {_fmt(pct * r['gain_ci95'], '.2f')} vs "
+                                 f"{r['best_baseline']}" for r in mine.values()
+                                 if s == "tow" and r["best_baseline"]) or "-"
+                ratio = _fmt(np.mean([r["time_vs_uniform"] for r in mine.values()]), ".1f", "x")
                 kind = "maml" if "maml" in lname else lname
                 paper = PAPER_TABLE1.get(kind, {}).get(s)
+                over = (f"{np.mean(means):.2f} +- {_t_half_width(means):.2f}" if len(means) > 1
+                        else f"{np.mean(means):.2f} (1 seed)")
                 lines.append(f"| {lname} | {s} | " + " | ".join(cells)
-                             + f" | {np.mean(means):.2f} +- {_t_half_width(means):.2f} | {gain} | {ratio:.1f}x | "
+                             + f" | {over} | {gain} | {ratio} | "
                              + (f"{paper[0]:.2f} +- {paper[1]:.2f}" if paper else "-") + " |")
         lines.append("")
         for s in self.seed_summary():
+            if not np.isfinite(s["mean_gain"]):
+                gain = "mean gain - (no baseline to compare with)"
+            elif s["seeds"] > 1:
+                gain = (f"mean gain {pct * s['mean_gain']:+.2f} +- {pct * s['mean_gain_t95']:.2f} (95% t-interval "
+                        f"over seeds)")
+            else:
+                gain = f"gain {pct * s['mean_gain']:+.2f} (1 seed: no t-interval over seeds)"
             lines.append(f"* {s['learner']}: TOW beats the best baseline beyond the paired 95% CI in "
-                         f"{s['beats']} of {s['seeds']} seeds (loses beyond it in {s['loses']}); mean gain "
-                         f"{pct * s['mean_gain']:+.2f} +- {pct * s['mean_gain_t95']:.2f} (95% t-interval over "
-                         f"seeds); TOW time {s['tow_time_vs_uniform']:.1f}x uniform; largest empirical delta "
-                         f"(Theorem 5) {s['max_delta']:.3g} (M = {self.settings['experiment'].get('M', '?')}).")
+                         f"{s['beats']} of {s['seeds']} seeds (loses beyond it in {s['loses']}); {gain}; TOW time "
+                         f"{_fmt(s['tow_time_vs_uniform'], '.1f', 'x')} uniform; largest empirical delta "
+                         f"(Theorem 5) {_fmt(s['max_delta'], '.3g')} "
+                         f"(M = {self.settings['experiment'].get('M', '?')}).")
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ output
@@ -340,7 +358,11 @@ class Table1Study:  # numpydoc ignore=PR01
             ax.set_title(f"{lname} ({len([k for k in self.cells if k[0] == lname])} seeds)")
             ax.set_xlabel(f"training window (T = {self.settings['experiment'].get('T', '?')} mini-batches)")
             ax.set_ylabel(f"validation metric on {self.settings['experiment'].get('n_val', '?')} tasks")
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
+            else:
+                ax.text(0.5, 0.5, "no validation curve (eval_every = 0)", ha="center", va="center",
+                        transform=ax.transAxes)
         fig.tight_layout()
         return fig
 
@@ -376,8 +398,8 @@ class Table1Study:  # numpydoc ignore=PR01
         _checkpoint.atomic_write_text(paths["markdown"], self.markdown())
         paths["json"] = f"{prefix}.json"
         _checkpoint.atomic_write_text(paths["json"], json.dumps(
-            {"settings": self.settings, "units": self.units, "table": self.rows(), "seeds": self.seed_summary(),
-             "curves": self.curves()}, default=float))
+            {"settings": self.settings, "units": self.units, "table": _json_nan(self.rows()),
+             "seeds": _json_nan(self.seed_summary()), "curves": _json_nan(self.curves())}, default=float))
         if self.cells:
             paths["curves_png"] = f"{prefix}_curves.png"
             _write_png(paths["curves_png"], self.plot_curves())
@@ -391,13 +413,36 @@ def _write_png(path: str, fig) -> None:
     _checkpoint.atomic_write_bytes(path, buf.getvalue())
 
 
+def _fmt(x, spec: str, suffix: str = "") -> str:
+    """Format ``x`` with ``spec`` (and ``suffix``), or ``"-"`` (not applicable) when it is NaN/inf."""
+    return f"{x:{spec}}{suffix}" if np.isfinite(x) else "-"
+
+
+def _blank_nan(rows: list[dict]) -> list[dict]:
+    """Rows with every non-finite float replaced by ``""`` (a not-applicable cell)."""
+    return [{k: ("" if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
+
+
+def _json_nan(rows: list[dict]) -> list[dict]:
+    """Rows with every non-finite float replaced by None (JSON null: not applicable)."""
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
+
+
 def _csv(rows: list[dict]) -> str:
+    """CSV text of ``rows``; not-applicable (NaN) cells are left empty."""
     buf = io.StringIO()
     if rows:
         w = csv.DictWriter(buf, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(_blank_nan(rows))
     return buf.getvalue()
+
+
+def _python_terms(exc: CheckpointError, where: str) -> CheckpointError:
+    """``exc`` reworded for a Python caller (no command-line flags)."""
+    msg = str(exc).replace(_checkpoint._AFRESH, "delete that file to start afresh")
+    return CheckpointError(f"{msg} run_table1_study: to start afresh, delete the file (or {where!r}) or pass "
+                           f"another folder=; a changed setting gets its own cells and runs in the same folder.")
 
 
 def _cell_fingerprint(source, lname, learner, seed, strategies, kwargs) -> str:
@@ -447,12 +492,14 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
     ``default_rng([seed, 10**6])``), so that TOW's difference to the best baseline is a
     *paired* difference over those tasks.
 
-    With ``folder``, each cell's training is checkpointed (``folder/runs/<learner>_seed<s>/``,
-    one checkpoint per strategy, every ``checkpoint_every`` windows) and each finished cell
+    With ``folder``, each cell's training is checkpointed (``folder/runs/<learner>_seed<s>_<fp>/``,
+    keyed by a fingerprint of every setting but ``n_iterations`` and ``checkpoint_every``, one
+    checkpoint per strategy, every ``checkpoint_every`` windows) and each finished cell
     is stored (``folder/cells/<learner>_seed<s>_<fingerprint>.ckpt``; versioned, checksummed, keyed by a
     fingerprint of every setting): a rerun with the same arguments loads finished cells and
-    resumes unfinished ones; a larger ``n_iterations`` extends finished runs. Different learners may run in separate processes on the same
-    folder.
+    resumes unfinished ones; a larger ``n_iterations`` extends finished runs; a changed setting
+    (e.g. ``M``) starts its own cells and runs in the same folder, leaving the old ones. Different
+    learners may run in separate processes on the same folder.
 
     Parameters
     ----------
@@ -463,7 +510,8 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
     seeds : sequence of int, >= 0
         Distinct seeds (the paper's protocol asks for at least 3).
     strategies : sequence of str
-        Registered strategy names; the non-TOW ones are the baselines.
+        Registered strategy names; the non-TOW ones are the baselines (``"tow"`` needs at least
+        one of them beside it).
     folder : str or None
         Checkpoint folder (resumable); None: nothing is written.
     compute : bool
@@ -475,6 +523,7 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
         Arguments of :func:`run_experiment` (``n_iterations``, ``T``, ``M``, ``optimizer``,
         ``alpha``, ``beta_u``, ``kappa``, ``n_ilqr``, ``n_test``, ``n_val``, ``eval_every``,
         ``value_model``, ``checkpoint_every``); not ``seed``, ``checkpoint``, ``progress``.
+        ``eval_every`` defaults to ``max(1, n_iterations // 20)`` here and must be >= 1.
 
     Returns
     -------
@@ -484,7 +533,8 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
     Raises
     ------
     ValidationError
-        Malformed arguments (named); ``compute=False`` without ``folder``.
+        Malformed arguments (named); ``compute=False`` without ``folder``; ``strategies`` with
+        ``"tow"`` and no baseline; ``eval_every=0``.
     CheckpointError
         A damaged or foreign checkpoint in ``folder``.
 
@@ -514,6 +564,16 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
                                   f"progress).")
     if not compute and folder is None:
         raise ValidationError("compute=False only loads finished cells, so it needs folder.")
+    if "tow" in strategies and not any(s != "tow" for s in strategies):
+        raise ValidationError(f"strategies: Table 1 compares TOW with baselines, so give at least one "
+                              f"baseline alongside 'tow' (e.g. ('uniform', 'tow')); got {list(strategies)}.")
+    n_iter = experiment.get("n_iterations", 100)
+    if "eval_every" not in experiment and isinstance(n_iter, (int, np.integer)) and not isinstance(n_iter, bool):
+        # run_experiment's default (0) records no curve; a curve point every ~n_iterations/20 windows, >= 1
+        experiment["eval_every"] = max(1, int(n_iter) // 20)
+    if "eval_every" in experiment and check_int(experiment["eval_every"], "eval_every", minimum=0) == 0:
+        raise ValidationError("eval_every must be >= 1 in run_table1_study (0 records no learning curves); "
+                              "leave it out for max(1, n_iterations // 20).")
     settings = dict(source=repr(source), learners=list(learners), learner_reprs={k: repr(v) for k, v in
                                                                                   learners.items()},
                     seeds=list(seeds), strategies=list(strategies), experiment=dict(experiment))
@@ -526,7 +586,10 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
             fp = _cell_fingerprint(source, lname, learner, seed, strategies, experiment)
             path = None if folder is None else os.path.join(folder, "cells", f"{lname}_seed{seed}_{fp[:12]}.ckpt")
             if path is not None and os.path.exists(path):
-                cells[(lname, seed)] = _load_cell(path, fp)
+                try:
+                    cells[(lname, seed)] = _load_cell(path, fp)
+                except CheckpointError as exc:
+                    raise _python_terms(exc, path) from None
                 _log(progress, f"cell {done}/{n_cells} ({lname}, seed {seed}): loaded from {path}")
                 continue
             if not compute:
@@ -534,9 +597,17 @@ def run_table1_study(source, learners: Mapping[str, Any], seeds: Sequence[int] =
             _log(progress, f"cell {done}/{n_cells} ({lname}, seed {seed}): training "
                            f"{experiment.get('n_iterations', 100)} windows x {len(strategies)} strategies")
             t0 = time.perf_counter()
-            ckpt = None if folder is None else os.path.join(folder, "runs", f"{lname}_seed{seed}")
-            results = run_experiment(source, learner, strategies, rng=seed, checkpoint=ckpt, progress=progress,
-                                     **experiment)
+            # runs/ is keyed by every setting except n_iterations / checkpoint_every, so that a changed
+            # setting starts its own runs (the old ones stay) and a larger n_iterations extends them
+            run_fp = _cell_fingerprint(source, lname, learner, seed, strategies,
+                                       {k: v for k, v in experiment.items()
+                                        if k not in ("n_iterations", "checkpoint_every")})
+            ckpt = None if folder is None else os.path.join(folder, "runs", f"{lname}_seed{seed}_{run_fp[:12]}")
+            try:
+                results = run_experiment(source, learner, strategies, rng=seed, checkpoint=ckpt,
+                                         progress=progress, **experiment)
+            except CheckpointError as exc:
+                raise _python_terms(exc, ckpt) from None
             if path is not None:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 _save_cell(path, fp, results)
@@ -577,12 +648,12 @@ class DeltaEstimate:  # numpydoc ignore=PR01
     """
 
     delta: float
-    norms: np.ndarray
+    norms: np.ndarray = field(repr=False)
     quantiles: dict
     exceed_bound: float
-    corollary6: dict
+    corollary6: dict = field(repr=False)
     settings: dict
-    units: dict
+    units: dict = field(repr=False)
 
 
 def estimate_delta(weights: Any, mu: float | None = None, *, exclude_last: bool = False) -> DeltaEstimate:
@@ -599,7 +670,7 @@ def estimate_delta(weights: Any, mu: float | None = None, *, exclude_last: bool 
     Parameters
     ----------
     weights : array_like, shape (windows, T, M) or (n, M)
-        Stored weights (e.g. ``StrategyResult.weights`` of TOW), finite.
+        Stored weights (e.g. ``StrategyResult.weights`` of TOW), finite and >= 0.
     mu : float, >= 0, optional
         Nominal weight (default ``1/M``).
     exclude_last : bool
@@ -614,7 +685,7 @@ def estimate_delta(weights: Any, mu: float | None = None, *, exclude_last: bool 
     Raises
     ------
     ValidationError
-        Empty, non-finite or wrongly shaped ``weights``; negative ``mu``; ``exclude_last``
+        Empty, non-finite, negative or wrongly shaped ``weights``; negative ``mu``; ``exclude_last``
         with ``T = 1`` or 2-D weights.
 
     References
@@ -624,6 +695,10 @@ def estimate_delta(weights: Any, mu: float | None = None, *, exclude_last: bool 
     W = as_float_array(weights, "weights", allow_empty=False)
     if W.ndim not in (2, 3) or W.shape[-1] < 1 or W.size == 0:
         raise ValidationError(f"weights must have shape (windows, T, M) or (n, M); got {W.shape}.")
+    if np.any(W < 0):
+        i = np.unravel_index(int(np.argmin(W)), W.shape)
+        raise ValidationError(f"weights must be >= 0 (TOW weights are non-negative, Algorithm 1); weights{list(i)} "
+                              f"= {W[i]:.4g}. Pass StrategyResult.weights of a TOW run.")
     exclude_last = check_bool(exclude_last, "exclude_last")
     if exclude_last:
         if W.ndim != 3 or W.shape[1] < 2:
@@ -702,6 +777,12 @@ class WeightProbeStudy:  # numpydoc ignore=PR01
     validation: np.ndarray
     settings: dict
     units: dict
+
+    def __repr__(self) -> str:
+        """Short summary: probes, points and the weight array shapes."""
+        return (f"WeightProbeStudy({len(self.windows)} points, windows {self.windows[:1].tolist()}.."
+                f"{self.windows[-1:].tolist()}; probes=" + ", ".join(f"{k!r}: {np.shape(v)}"
+                                                                      for k, v in self.weights.items()) + ")")
 
     def rows(self) -> list[dict]:
         """Return the probes' weights in long form.
@@ -986,6 +1067,11 @@ class CurveStudy:  # numpydoc ignore=PR01
     settings: dict
     units: dict
 
+    def __repr__(self) -> str:
+        """Short summary: the variants and their test means."""
+        return ("CurveStudy(" + ", ".join(f"{k!r}: mean {r.mean:.4g}" for k, r in self.results.items())
+                + f"; title={self.settings.get('title', '')!r})")
+
     def rows(self) -> list[dict]:
         """Return one summary row per variant.
 
@@ -1073,7 +1159,8 @@ class CurveStudy:  # numpydoc ignore=PR01
         ax.set_xlabel("training window")
         ax.set_ylabel(f"validation {next(iter(self.results.values())).metric_name} (EMA {smoothing:g})")
         ax.set_title(self.settings.get("title", ""))
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         fig.tight_layout()
         return fig
 

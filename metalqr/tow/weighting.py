@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import warnings
+
 import numpy as np
 import scipy.optimize
 
 from .._validation import as_float_array, check_choice, check_int, check_real, check_size
-from ..exceptions import MetalqrError, TrainingDivergedError, ValidationError
+from ..exceptions import MetalqrError, TOWFallbackWarning, TrainingDivergedError, ValidationError
 from ..ilqr import Derivatives, ILQRResult, backward_pass, ilqr
 from ._checks import check_batches, check_beta_u, check_mu_u, check_optimizer, param_size
 from .learner import _check_learner as check_learner
@@ -137,12 +139,24 @@ class TOWResult:  # numpydoc ignore=PR01
         the threshold), ``"negative"`` (a weight ``u_ti < 0``; the trial stops at that
         step), ``"not finite"``; and ``"kept nominal"`` (``eps = 0``) when every halving
         failed.
+    n_iterations : int
+        iLQR iterations run (``ilqr.n_iterations``).
+    stop_reason : str
+        Why iLQR stopped (``ilqr.stop_reason``): the codes of
+        :class:`~metalqr.ilqr.ILQRResult`, e.g. ``"tolerance"`` or ``"max_iterations"``
+        (``n_ilqr`` reached); ``line_search="paper"`` can also give
+        ``"not_positive_definite"`` and ``"line_search_failed"`` (nominal kept).
+    converged : bool
+        Whether iLQR met its stopping test (``ilqr.converged``).
     """
 
     U: np.ndarray
     X: np.ndarray
     ilqr: object
     trials: list = field(default_factory=list)
+    n_iterations: int = field(init=False)
+    stop_reason: str = field(init=False)
+    converged: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.U = as_float_array(self.U, "U", ndim=2, allow_empty=False)
@@ -150,6 +164,9 @@ class TOWResult:  # numpydoc ignore=PR01
         if self.X.shape[0] != self.U.shape[0] + 1:
             raise ValidationError(f"X must have T+1 = {self.U.shape[0] + 1} rows (one more than U); got "
                                   f"{self.X.shape[0]}.")
+        self.n_iterations = int(self.ilqr.n_iterations)       # the shared result vocabulary
+        self.stop_reason = str(self.ilqr.stop_reason)
+        self.converged = bool(self.ilqr.converged)
 
 
 @dataclass
@@ -510,6 +527,16 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     MetalqrError
         iLQR's answer failed its checks (negative weights, or a cost above the nominal's).
 
+    Warns
+    -----
+    TOWFallbackWarning
+        iLQR stopped without converging and without accepting any step (e.g. "regularization
+        limit ... Q_uu not positive definite", with ``ilqr.gradient_norm`` NaN, or, with
+        ``line_search="paper"``, no trial accepted): the returned ``U`` is exactly the uniform
+        nominal ``mu_u``, not optimised weights. The message names iLQR's stop reason. (No
+        warning when the gradient is exactly 0, e.g. ``T = 1`` without terminal cost: uniform
+        is then the optimum.)
+
     References
     ----------
     TOW paper [nguyen2023tow], Algorithm 1 and Eq. (5)-(7); the linearisation of Appendix G
@@ -585,6 +612,10 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
     if res.cost > res.costs[0] + 1e-9 * max(1.0, abs(res.costs[0])):
         raise MetalqrError(f"tow_weights: iLQR's final cost {res.cost:.6g} exceeds the uniform nominal's "
                            f"{res.costs[0]:.6g}; please report this input.")
+    if not res.converged and res.gradient_norm != 0.0 and np.array_equal(res.U, U0):   # 0: uniform is optimal
+        warnings.warn(f"tow_weights: iLQR accepted no step (stop reason {res.stop_reason}: {res.message}; gradient norm "
+                      f"{res.gradient_norm:.3g}), so the weights are the uniform nominal mu_u = {mu:.6g}, not "
+                      f"TOW's; check the scale of z or raise beta_u.", TOWFallbackWarning, stacklevel=2)
     return TOWResult(res.U, res.X, res, trials)
 
 
@@ -620,18 +651,21 @@ def _paper_ilqr(problem: TOWProblem, z: np.ndarray, U: np.ndarray, n_ilqr: int, 
         X[t + 1] = problem.dynamics(X[t], U[t], t)
     J = total(X, U)
     costs, reason, converged, it = [J], "max_iterations", False, 0
+    message = f"iteration limit reached (n_ilqr={n_ilqr})"
     K, k, gnorm = np.zeros((T, M, z.size)), np.zeros((T, M)), float("nan")
     for it in range(1, n_ilqr + 1):
         back = backward_pass(problem.derivatives(X, U), U, mu=0.0, value_model=value_model,
                              u_min=None, u_max=None)
         if not back.ok:
-            reason = (f"Q_uu not positive definite at step {back.failed_at} (Algorithm 2 has no "
-                      f"regularisation): nominal kept")
+            reason = "not_positive_definite"
+            message = (f"Q_uu not positive definite at step {back.failed_at} (Algorithm 2 has no "
+                       f"regularisation): nominal kept")
             break
         K, k, gnorm = back.K, back.k, back.gradient_norm
         theta1 = back.dV[0]                                   # sum_t k_t'q_u,t = dJ/d eps at 0
         if not theta1 < -tol * max(1.0, abs(J)):
-            reason, converged = f"stationary (theta_1 = {theta1:.3g})", True
+            reason, converged = "tolerance", True
+            message = f"stationary (theta_1 = {theta1:.3g})"
             break
         eps, accepted = 2.0, False
         for _ in range(max_halvings):
@@ -654,7 +688,8 @@ def _paper_ilqr(problem: TOWProblem, z: np.ndarray, U: np.ndarray, n_ilqr: int, 
         if not accepted:
             trials.append(dict(iteration=it, eps=0.0, theta_1=theta1, change=0.0, threshold=0.0,
                                verdict="kept nominal"))
-            reason = f"no step accepted in {max_halvings} halvings (eps = 0, nominal kept)"
+            reason = "line_search_failed"
+            message = f"no step accepted in {max_halvings} halvings (eps = 0, nominal kept)"
             break
         costs.append(J)
-    return ILQRResult(X, U, K, k, J, costs, converged, reason, it, 0.0, "none", gnorm)
+    return ILQRResult(X, U, K, k, J, costs, converged, reason, it, 0.0, "none", gnorm, message)
