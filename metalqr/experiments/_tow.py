@@ -25,10 +25,6 @@ __all__ = ["execute_tow_run", "TOW_METRICS", "TOW_CURVE_COLUMNS"]
 #: window 0 and its best (lowest MSE / highest accuracy) along the curve.
 TOW_METRICS = ("final_test_metric", "final_test_ci95", "final_validation_metric",
                "initial_validation_metric", "best_validation_metric")
-#: Units of the TOW metrics (as in the files of :func:`metalqr.tow.save_results`).
-TOW_UNITS = {"mse": "mean squared error on the query set after adaptation (output units squared)",
-             "accuracy": "fraction of query examples classified correctly after adaptation, in "
-                         "[0, 1]"}
 #: History columns of a TOW run (one row per evaluated window, window 0 included).
 TOW_CURVE_COLUMNS = ("validation_metric", "validation_ci95")
 
@@ -136,7 +132,7 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
                for w, m, c in result.curve]
     vals = [h["validation_metric"] for h in history]
     best = max if result.metric_name == "accuracy" else min
-    summary = {"metric": result.metric_name, "units": TOW_UNITS[result.metric_name],
+    summary = {"metric": result.metric_name, "units": tow.experiment.UNITS[result.metric_name],
                "final_test_metric": result.mean, "final_test_ci95": result.ci95,
                "n_test": int(result.metric.size), "windows": config["n_iterations"],
                "final_validation_metric": vals[-1], "initial_validation_metric": vals[0],

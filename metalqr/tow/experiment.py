@@ -38,7 +38,7 @@ from .weighting_strategies import Window, get_strategy, strategies as registered
 
 __all__ = ["StrategyResult", "run_experiment", "run_sinusoid_experiment", "make_learner", "STRATEGIES",
            "LEARNERS", "NETS", "save_results", "plot_curves", "plot_weights", "PRESETS", "PAPER_PRESET",
-           "exponential_moving_average"]
+           "exponential_moving_average", "UNITS"]
 
 #: The built-in strategies' names (a snapshot of the registry at import; the live list is
 #: :func:`metalqr.tow.strategies`).
