@@ -71,3 +71,32 @@ def test_arrays_are_read_only(setup):
             value[0] = 5.0
     J = ev.cost.copy()
     assert np.array_equal(metalqr.evaluate(tasks, K).cost, J)
+
+
+def test_chunked_evaluation_matches_one_thread_and_scipy(monkeypatch):
+    # issue 15: a large batch runs the whole evaluation (closed loop, both Lyapunov solves,
+    # E_K and the gradient) in map_chunks threads. The threaded result must equal the
+    # one-thread result bit for bit and SciPy's per-task cost and gradient; the gradient
+    # computed in the chunks is read-only and equals 2 E Sigma.
+    import scipy.linalg
+
+    rng = np.random.default_rng(7)
+    tasks = metalqr.sample_tasks(5, 40, 12, rng=3)
+    K = 0.01 * rng.standard_normal((5, 12, 40))
+    assert metalqr.is_stabilizing(tasks, K).all()
+    monkeypatch.setenv("METALQR_NUM_THREADS", "2")
+    ev2 = metalqr.evaluate(tasks, K)
+    monkeypatch.setenv("METALQR_NUM_THREADS", "1")
+    ev1 = metalqr.evaluate(tasks, K)
+    for name in ("P", "Sigma", "E", "RBPB"):
+        assert np.array_equal(getattr(ev1, name), getattr(ev2, name)), name
+    assert np.array_equal(ev1.gradient, ev2.gradient) and np.array_equal(ev1.cost, ev2.cost)
+    assert not ev2.gradient.flags.writeable
+    assert rel(ev2.gradient, 2.0 * ev2.E @ ev2.Sigma) < 1e-14
+    for i, t in enumerate(tasks):
+        AK = t.A - t.B @ K[i]
+        P = scipy.linalg.solve_discrete_lyapunov(AK.T, t.Q + K[i].T @ t.R @ K[i])
+        S = scipy.linalg.solve_discrete_lyapunov(AK, t.Psi)
+        G = 2 * ((t.R + t.B.T @ P @ t.B) @ K[i] - t.B.T @ P @ t.A) @ S
+        assert abs(ev2.cost[i] - np.trace(P @ t.Psi)) < 1e-10 * np.trace(P @ t.Psi)
+        assert rel(ev2.gradient[i], G) < 1e-9
