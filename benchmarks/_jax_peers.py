@@ -17,7 +17,21 @@ compares their results with SciPy before timing them.
 
 from __future__ import annotations
 
-import jax
+import os
+
+# XLA's CPU runtime can wedge for ever in ``block_until_ready`` when a vmapped program is run
+# repeatedly with the multi-threaded Eigen pool (seen here with jax 0.10.2: the batched
+# Kronecker peer at 1000 tasks of d = 4 hung after 16 calls, every worker thread idle; the
+# same known hang: PyAutoLabs/PyAutoFit#1528 and #1530). The documented workaround is
+# single-threaded Eigen; it leaves the d = 200 doubling peer's time unchanged (48-55 ms
+# either way on the 2-core machine), so the peers stay at full strength. Set
+# METALQR_BENCH_JAX_EIGEN_THREADS=1 to keep XLA's default (and risk the hang).
+if os.environ.get("METALQR_BENCH_JAX_EIGEN_THREADS") != "1":
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in _flags:
+        os.environ["XLA_FLAGS"] = (_flags + " --xla_cpu_multi_thread_eigen=false").strip()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
