@@ -91,7 +91,8 @@ class Backend(abc.ABC):
             Key of the counter-based generator.
         ref : ndarray, shape (N,), optional
             Reference stage cost of each roll-out for the divergence test
-            (``metalqr.rollouts.engine.divergence_reference``).
+            (``metalqr.rollouts.engine.divergence_reference``), or what this backend's
+            :meth:`divergence_reference` returned.
         factor : float
             Divergence factor (``inf``: no test).
 
@@ -163,6 +164,38 @@ class Backend(abc.ABC):
         (P, Q, S, n) ndarray
             ``S = 2`` with ``two_point`` (``+`` then ``-``), else 1.
         """
+
+    def divergence_reference(self, batch, task_index: np.ndarray, K: np.ndarray):
+        """Return this backend's own divergence reference, or ``None`` (the default).
+
+        ``None`` lets the engine compute the reference of each roll-out with the NumPy
+        formula, ``tr(Q V) + lambda_max(R) tr(K V K')`` with ``V = Psi + Sigma0``
+        (``metalqr.rollouts.engine.divergence_reference``). A backend may instead return an
+        array of that formula computed faster (equal to rounding), or an object of its own
+        that its :meth:`simulate` accepts as ``ref`` and finishes there (the ``"numba"``
+        backend forms ``tr(K V K')`` in its kernel).
+
+        Parameters
+        ----------
+        batch : metalqr.lqr.tasks.Batch
+            The tasks (``n`` of them).
+        task_index : ndarray of int, shape (N,)
+            Task of each roll-out.
+        K : ndarray, shape (N, k, d)
+            Gain of each roll-out, C-contiguous.
+
+        Returns
+        -------
+        None, ndarray of shape (N,), or a backend-specific object
+            Passed on as the ``ref`` of :meth:`simulate` (``None``: the engine's NumPy
+            reference is passed instead).
+
+        Raises
+        ------
+        None
+            The inputs were validated by the engine; this default raises nothing.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"<metalqr rollout backend {self.name!r}>"

@@ -116,9 +116,12 @@ def run_rollouts(batch: Batch, task_index: np.ndarray, K: np.ndarray, length: in
     L0, G = factors_of(batch) if factors is None else factors
     if noise_index is None:
         noise_index = np.arange(K.shape[0])
-    sim = get_backend(backend).simulate
+    be = get_backend(backend)
+    sim = be.simulate
     with np.errstate(over="ignore", invalid="ignore"):
-        ref = divergence_reference(batch, task_index, K)
+        ref = be.divergence_reference(batch, task_index, K)     # the backend's own, or
+        if ref is None:                                         # the NumPy formula
+            ref = divergence_reference(batch, task_index, K)
         costs = sim(batch.A, batch.B, batch.Q, batch.R, L0, G, task_index, K, noise_index,
                     length, key, ref, DIVERGENCE_FACTOR)
     return np.where(np.isfinite(costs), costs, math.inf)

@@ -37,6 +37,17 @@ class NumbaBackend(Backend):
         return simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length, key,
                                     ref, factor)
 
+    def divergence_reference(self, batch, task_index, K):
+        """See :meth:`Backend.divergence_reference`.
+
+        Returns a :class:`~metalqr.rollouts._numba_kernel.KernelReference` (the per-task
+        parts; :meth:`simulate` forms ``tr(K V K')`` in its kernel, from the gain rows it
+        transposes anyway), or ``None`` (the engine's NumPy formula) where a task has
+        ``tr(Q V) <= 0``.
+        """
+        from ._numba_kernel import kernel_reference
+        return kernel_reference(batch.Q, batch.R, batch.Psi, batch.Sigma0, task_index)
+
     def normals(self, key, n):
         """See :meth:`Backend.normals`."""
         from ._counter_rng_numba import normals_numba
