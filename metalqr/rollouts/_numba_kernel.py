@@ -38,6 +38,8 @@ import numpy as np
 
 from . import _pool
 from ._blocks import fitted_lanes, task_blocks
+from ._simd import WIDTH as _W
+from ._simd import fma_rows, fma_rows_lanes
 from ._counter_rng_numba import lane_normals_into as _lane_normals
 from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba
 from ._factors import equilibrated_factor, memo_by_value, well_conditioned
@@ -71,13 +73,16 @@ def _matvec_add(M, X, OUT):
     ``OUT += M X`` for a task-wide ``M`` (n, m) and rows over roll-outs ``X`` (m, L), ``OUT``
     (n, L), in one function (no helper calls: a call costs as much as a short row): blocks of
     four output rows by four input rows, so each output row is loaded and stored once per
-    sixteen multiply-adds.
+    sixteen multiply-adds; eight roll-outs at a time by :func:`~metalqr.rollouts._simd.fma_rows`
+    (no run-time overlap checks), the last ``L % 8`` by scalar code of the same order.
     """
     n, m, L = OUT.shape[0], X.shape[0], OUT.shape[1]
+    Lv = L - L % _W
     i = 0
     while i + 4 <= n:
         o0, o1, o2, o3 = OUT[i], OUT[i + 1], OUT[i + 2], OUT[i + 3]
         m0, m1, m2, m3 = M[i], M[i + 1], M[i + 2], M[i + 3]
+        outs = (o0, o1, o2, o3)
         j = 0
         while j + 4 <= m:
             x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
@@ -85,7 +90,12 @@ def _matvec_add(M, X, OUT):
             a10, a11, a12, a13 = m1[j], m1[j + 1], m1[j + 2], m1[j + 3]
             a20, a21, a22, a23 = m2[j], m2[j + 1], m2[j + 2], m2[j + 3]
             a30, a31, a32, a33 = m3[j], m3[j + 1], m3[j + 2], m3[j + 3]
-            for r in range(L):
+            xs = (x0, x1, x2, x3)
+            cs = (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23,
+                  a30, a31, a32, a33)
+            for r in range(0, Lv, _W):
+                fma_rows(outs, xs, cs, r)
+            for r in range(Lv, L):
                 v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
                 o0[r] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
                 o1[r] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
@@ -95,7 +105,11 @@ def _matvec_add(M, X, OUT):
         while j < m:
             xj = X[j]
             a0, a1, a2, a3 = m0[j], m1[j], m2[j], m3[j]
-            for r in range(L):
+            xs1 = (xj,)
+            cs1 = (a0, a1, a2, a3)
+            for r in range(0, Lv, _W):
+                fma_rows(outs, xs1, cs1, r)
+            for r in range(Lv, L):
                 v = xj[r]
                 o0[r] += a0 * v
                 o1[r] += a1 * v
@@ -105,16 +119,25 @@ def _matvec_add(M, X, OUT):
         i += 4
     while i < n:
         oi, mi = OUT[i], M[i]
+        out1 = (oi,)
         j = 0
         while j + 4 <= m:
             x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
             a0, a1, a2, a3 = mi[j], mi[j + 1], mi[j + 2], mi[j + 3]
-            for r in range(L):
+            xs = (x0, x1, x2, x3)
+            cs1 = (a0, a1, a2, a3)
+            for r in range(0, Lv, _W):
+                fma_rows(out1, xs, cs1, r)
+            for r in range(Lv, L):
                 oi[r] += a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r]
             j += 4
         while j < m:
             xj, a = X[j], mi[j]
-            for r in range(L):
+            xs1 = (xj,)
+            c1 = (a,)
+            for r in range(0, Lv, _W):
+                fma_rows(out1, xs1, c1, r)
+            for r in range(Lv, L):
                 oi[r] += a * xj[r]
             j += 1
         i += 1
@@ -125,9 +148,12 @@ def _gains_times(Kt, Y, U):
     """Return ``U[a] = sum_j Kt[a, j] * Y[j]`` for per-roll-out gains.
 
     ``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L)), two output
-    rows and four input rows per pass, in one function.
+    rows and four input rows per pass, in one function; eight roll-outs at a time by
+    :func:`~metalqr.rollouts._simd.fma_rows_lanes`, the last ``L % 8`` by scalar code of the
+    same order.
     """
     k, d, L = Kt.shape
+    Lv = L - L % _W
     U[:, :] = 0.0
     a = 0
     while a < k:
@@ -135,34 +161,52 @@ def _gains_times(Kt, Y, U):
         o, Ca = U[a], Kt[a]
         p, Cb = (U[a + 1], Kt[a + 1]) if two else (U[a], Kt[a])
         if two:
+            outs = (o, p)
             j = 0
             while j + 4 <= d:
                 c0, c1, c2, c3 = Ca[j], Ca[j + 1], Ca[j + 2], Ca[j + 3]
                 e0, e1, e2, e3 = Cb[j], Cb[j + 1], Cb[j + 2], Cb[j + 3]
                 x0, x1, x2, x3 = Y[j], Y[j + 1], Y[j + 2], Y[j + 3]
-                for r in range(L):
+                xs = (x0, x1, x2, x3)
+                cs = (c0, c1, c2, c3, e0, e1, e2, e3)
+                for r in range(0, Lv, _W):
+                    fma_rows_lanes(outs, xs, cs, r)
+                for r in range(Lv, L):
                     v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
                     o[r] += c0[r] * v0 + c1[r] * v1 + c2[r] * v2 + c3[r] * v3
                     p[r] += e0[r] * v0 + e1[r] * v1 + e2[r] * v2 + e3[r] * v3
                 j += 4
             while j < d:
                 cj, ej, xj = Ca[j], Cb[j], Y[j]
-                for r in range(L):
+                xs1 = (xj,)
+                cs2 = (cj, ej)
+                for r in range(0, Lv, _W):
+                    fma_rows_lanes(outs, xs1, cs2, r)
+                for r in range(Lv, L):
                     o[r] += cj[r] * xj[r]
                     p[r] += ej[r] * xj[r]
                 j += 1
             a += 2
         else:
+            out1 = (o,)
             j = 0
             while j + 4 <= d:
                 c0, c1, c2, c3 = Ca[j], Ca[j + 1], Ca[j + 2], Ca[j + 3]
                 x0, x1, x2, x3 = Y[j], Y[j + 1], Y[j + 2], Y[j + 3]
-                for r in range(L):
+                xs = (x0, x1, x2, x3)
+                cs = (c0, c1, c2, c3)
+                for r in range(0, Lv, _W):
+                    fma_rows_lanes(out1, xs, cs, r)
+                for r in range(Lv, L):
                     o[r] += c0[r] * x0[r] + c1[r] * x1[r] + c2[r] * x2[r] + c3[r] * x3[r]
                 j += 4
             while j < d:
                 cj, xj = Ca[j], Y[j]
-                for r in range(L):
+                xs1 = (xj,)
+                cs1 = (cj,)
+                for r in range(0, Lv, _W):
+                    fma_rows_lanes(out1, xs1, cs1, r)
+                for r in range(Lv, L):
                     o[r] += cj[r] * xj[r]
                 j += 1
             a += 1
