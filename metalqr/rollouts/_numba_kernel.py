@@ -470,6 +470,12 @@ class KernelReference:
         self.Vu, self.qv, self.lam = Vu, qv, lam
 
 
+@memo_by_value
+def _largest_eigenvalues(R):
+    """``lambda_max`` of each ``R`` (cached by value: every call of an estimator repeats it)."""
+    return np.linalg.eigvalsh(R)[:, -1]
+
+
 def kernel_reference(Q, R, Psi, Sigma0, task_index) -> KernelReference | None:
     """Return the :class:`KernelReference` of the tasks, or ``None`` where it cannot be used.
 
@@ -480,11 +486,11 @@ def kernel_reference(Q, R, Psi, Sigma0, task_index) -> KernelReference | None:
     """
     V = Psi + Sigma0
     qv = np.einsum("nij,nij->n", Q, V)
-    used = np.unique(np.asarray(task_index))
-    if used.size and not np.all(qv[used] > 0.0):
-        return None
-    lam = np.linalg.eigvalsh(R)[:, -1]
-    return KernelReference(_upper_doubled(V), qv, lam)
+    if not np.all(qv > 0.0):
+        used = np.unique(np.asarray(task_index))
+        if used.size and not np.all(qv[used] > 0.0):
+            return None
+    return KernelReference(_upper_doubled(V), qv, _largest_eigenvalues(R))
 
 
 def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: int,

@@ -113,3 +113,4 @@ def fma_rows_lanes(typingctx, outs, xs, coefs, r):
         return context.get_dummy_value()
 
     return sig, codegen
+
