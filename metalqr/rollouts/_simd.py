@@ -114,3 +114,90 @@ def fma_rows_lanes(typingctx, outs, xs, coefs, r):
 
     return sig, codegen
 
+
+
+def _element_pointer(context, builder, arrty, arrval, j, r):
+    """``&a[j, r]`` of a 2-D array as a pointer to an 8-double vector (byte strides)."""
+    ary = context.make_array(arrty)(context, builder, arrval)
+    s0 = builder.extract_value(ary.strides, 0)
+    base = builder.ptrtoint(ary.data, s0.type)
+    off = builder.add(builder.mul(j, s0), builder.mul(r, ir.Constant(s0.type, 8)))
+    return builder.inttoptr(builder.add(base, off), _VTY.as_pointer())
+
+
+@intrinsic
+def gains_rows(typingctx, outs, coefs, Y, r):
+    """``outs[i][r:r+8] = sum_j coefs[i][j, r:r+8] Y[j, r:r+8]``, accumulated in registers.
+
+    For each output ``i`` the chain ``u <- fma(C_i[0], y_0, +0)``, ``u <- fma(C_i[1], y_1,
+    u)``, ... over all ``d`` rows of ``Y`` (the chain of a zeroed ``U`` row updated by
+    :func:`fma_rows_lanes`), kept in a register and stored once; each row of ``Y`` is loaded
+    once for all outputs. ``coefs[i]`` is a ``(d, L)`` array, ``Y`` is ``(d, L)`` and C-ordered
+    rows are not required (byte strides are used).
+    """
+    if not (isinstance(outs, types.UniTuple) and isinstance(coefs, types.UniTuple)
+            and outs.count == coefs.count and isinstance(coefs.dtype, types.Array)
+            and coefs.dtype.ndim == 2 and isinstance(Y, types.Array) and Y.ndim == 2
+            and isinstance(outs.dtype, types.Array) and outs.dtype.ndim == 1):
+        return None
+    no = outs.count
+    sig = types.void(outs, coefs, Y, r)
+
+    def codegen(context, builder, signature, args):
+        outs_v, coefs_v, Y_v, r_v = args
+        fma = _fma(builder)
+        yary = context.make_array(Y)(context, builder, Y_v)
+        d = builder.extract_value(yary.shape, 0)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(_VTY, [0.0] * WIDTH))
+                for _ in range(no)]
+        cvals = [builder.extract_value(coefs_v, i) for i in range(no)]
+        with cgutils.for_range(builder, d) as loop:
+            j = loop.index
+            y = builder.load(_element_pointer(context, builder, Y, Y_v, j, r_v), align=8)
+            for i in range(no):
+                c = builder.load(_element_pointer(context, builder, coefs.dtype, cvals[i], j,
+                                                  r_v), align=8)
+                builder.store(builder.call(fma, [c, y, builder.load(accs[i])]), accs[i])
+        for i in range(no):
+            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
+            builder.store(builder.load(accs[i]), op, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def weighted_squares_rows(typingctx, M, X, total, r):
+    """``total[r:r+8] += sum_i M[i, i] X[i, r:r+8]^2``, the sum kept in a register.
+
+    The chain ``t <- fma(M_ii, x_i * x_i, t)`` over ``i`` in order (the form LLVM gave the
+    scalar ``total[r] += M[i, i] * x_i * x_i`` under ``fastmath``, one row at a time).
+    """
+    if not (isinstance(M, types.Array) and M.ndim == 2 and isinstance(X, types.Array)
+            and X.ndim == 2 and isinstance(total, types.Array) and total.ndim == 1):
+        return None
+    sig = types.void(M, X, total, r)
+
+    def codegen(context, builder, signature, args):
+        M_v, X_v, t_v, r_v = args
+        fma = _fma(builder)
+        xary = context.make_array(X)(context, builder, X_v)
+        mary = context.make_array(M)(context, builder, M_v)
+        n = builder.extract_value(xary.shape, 0)
+        m0 = builder.extract_value(mary.strides, 0)
+        m1 = builder.extract_value(mary.strides, 1)
+        mbase = builder.ptrtoint(mary.data, m0.type)
+        tp = _row_pointer(context, builder, total, t_v, r_v)
+        acc = cgutils.alloca_once(builder, _VTY)
+        builder.store(builder.load(tp, align=8), acc)
+        with cgutils.for_range(builder, n) as loop:
+            i = loop.index
+            x = builder.load(_element_pointer(context, builder, X, X_v, i, r_v), align=8)
+            mp = builder.inttoptr(builder.add(mbase, builder.mul(i, builder.add(m0, m1))),
+                                  ir.DoubleType().as_pointer())
+            m = _splat(builder, builder.load(mp))
+            builder.store(builder.call(fma, [m, builder.fmul(x, x), builder.load(acc)]), acc)
+        builder.store(builder.load(acc), tp, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
