@@ -201,3 +201,52 @@ def weighted_squares_rows(typingctx, M, X, total, r):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def matvec_rows(typingctx, outs, M, i0, X, r):
+    """``outs[i][r:r+8] += sum_j M[i0 + i, j] X[j, r:r+8]``, each sum kept in a register.
+
+    The chain ``o <- fma(M[i0 + i, j], x_j, o)`` over all ``j`` in order, from the value of the
+    output row (the chain of :func:`fma_rows` over successive blocks of ``X``), stored once:
+    for few roll-outs a block, where storing and reloading the partial sums every four ``j``
+    made the product latency-bound.
+    """
+    if not (isinstance(outs, types.UniTuple) and isinstance(outs.dtype, types.Array)
+            and isinstance(M, types.Array) and M.ndim == 2 and isinstance(X, types.Array)
+            and X.ndim == 2):
+        return None
+    no = outs.count
+    sig = types.void(outs, M, i0, X, r)
+
+    def codegen(context, builder, signature, args):
+        outs_v, M_v, i0_v, X_v, r_v = args
+        fma = _fma(builder)
+        xary = context.make_array(X)(context, builder, X_v)
+        mary = context.make_array(M)(context, builder, M_v)
+        m = builder.extract_value(xary.shape, 0)
+        m0 = builder.extract_value(mary.strides, 0)
+        m1 = builder.extract_value(mary.strides, 1)
+        mbase = builder.ptrtoint(mary.data, m0.type)
+        ops, accs, rowbase = [], [], []
+        for i in range(no):
+            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
+            acc = cgutils.alloca_once(builder, _VTY)
+            builder.store(builder.load(op, align=8), acc)
+            ops.append(op)
+            accs.append(acc)
+            row = builder.add(i0_v, ir.Constant(i0_v.type, i))
+            rowbase.append(builder.add(mbase, builder.mul(row, m0)))
+        with cgutils.for_range(builder, m) as loop:
+            j = loop.index
+            x = builder.load(_element_pointer(context, builder, X, X_v, j, r_v), align=8)
+            for i in range(no):
+                cp = builder.inttoptr(builder.add(rowbase[i], builder.mul(j, m1)),
+                                      ir.DoubleType().as_pointer())
+                c = _splat(builder, builder.load(cp))
+                builder.store(builder.call(fma, [c, x, builder.load(accs[i])]), accs[i])
+        for i in range(no):
+            builder.store(builder.load(accs[i]), ops[i], align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
