@@ -39,7 +39,7 @@ import numpy as np
 from . import _pool
 from ._blocks import fitted_lanes, task_blocks
 from ._simd import WIDTH as _W
-from ._simd import fma_rows, gains_rows, matvec_rows, weighted_squares_rows
+from ._simd import fma_rows, gains_chunk, matvec_rows, weighted_squares_rows
 from ._counter_rng_numba import lane_normals_into as _lane_normals
 from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba
 from ._factors import equilibrated_factor, memo_by_value, well_conditioned
@@ -180,45 +180,64 @@ def _matvec_add(M, X, OUT):
 
 
 @nb.njit(**_JIT)
-def _gains_times(Kt, Y, U):
+def _chunk_gains(Kt, Kc):
+    """Copy the first ``L - L % 8`` roll-outs of ``Kt`` (k, d, L) into ``Kc`` (k, L // 8, d, 8).
+
+    ``Kc[a, c, j, q] = Kt[a, j, 8 c + q]``: the coefficients that :func:`_gains_times` reads
+    for eight roll-outs, one contiguous ``(d, 8)`` block per gain row.
+    """
+    k, nc, d, W = Kc.shape
+    for a in range(k):
+        for c in range(nc):
+            for j in range(d):
+                src, dst = Kt[a, j], Kc[a, c, j]
+                for q in range(W):
+                    dst[q] = src[c * W + q]
+
+
+@nb.njit(**_JIT)
+def _gains_times(Kc, Kt, Y, U):
     """Return ``U[a] = sum_j Kt[a, j] * Y[j]`` for per-roll-out gains.
 
-    ``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L)): four output
-    rows at a time, eight roll-outs at a time, each sum over ``j`` kept in a register
-    (:func:`~metalqr.rollouts._simd.gains_rows`; storing and reloading the partial sums every
-    four ``j`` made the product latency-bound, 8.6 against 22.7 GFMA/s at 16 roll-outs); the
-    last ``L % 8`` roll-outs by scalar code of the same order (``0 + K[a, 0] y_0 + ...``).
+    ``U[a] = sum_j Kt[a, j] * Y[j]`` (per-roll-out coefficients ``Kt`` (k, d, L), and ``Kc``
+    the same coefficients in blocks of eight roll-outs, :func:`_chunk_gains`): four output
+    rows at a time, eight roll-outs at a time, each sum over ``j`` kept in a register and each
+    coefficient block read as one sequential stream
+    (:func:`~metalqr.rollouts._simd.gains_chunk`; at 104 roll-outs the gains of a block, 166
+    KB, come from L2 at every step: 8.6 GFMA/s with partial sums stored every four ``j`` and
+    rows over all roll-outs, 16.5 with these blocks); the last ``L % 8`` roll-outs by scalar
+    code of the same order (``0 + K[a, 0] y_0 + ...``).
     """
     k, d, L = Kt.shape
-    Lv = L - L % _W
+    nc = Kc.shape[1]
+    Lv = nc * _W
     a = 0
     while a < k:
         if a + 4 <= k:
             outs4 = (U[a], U[a + 1], U[a + 2], U[a + 3])
-            cs4 = (Kt[a], Kt[a + 1], Kt[a + 2], Kt[a + 3])
-            for r in range(0, Lv, _W):
-                gains_rows(outs4, cs4, Y, r)
+            for c in range(nc):
+                gains_chunk(outs4, (Kc[a, c], Kc[a + 1, c], Kc[a + 2, c], Kc[a + 3, c]), Y,
+                            c * _W)
             na = 4
         elif a + 2 <= k:
             outs2 = (U[a], U[a + 1])
-            cs2 = (Kt[a], Kt[a + 1])
-            for r in range(0, Lv, _W):
-                gains_rows(outs2, cs2, Y, r)
+            for c in range(nc):
+                gains_chunk(outs2, (Kc[a, c], Kc[a + 1, c]), Y, c * _W)
             na = 2
         else:
             outs1 = (U[a],)
-            cs1 = (Kt[a],)
-            for r in range(0, Lv, _W):
-                gains_rows(outs1, cs1, Y, r)
+            for c in range(nc):
+                gains_chunk(outs1, (Kc[a, c],), Y, c * _W)
             na = 1
-        for b in range(a, a + na):
-            o, C = U[b], Kt[b]
-            for r in range(Lv, L):
-                o[r] = 0.0
-            for j in range(d):
-                cj, xj = C[j], Y[j]
+        if Lv < L:
+            for b in range(a, a + na):
+                o, C = U[b], Kt[b]
                 for r in range(Lv, L):
-                    o[r] += cj[r] * xj[r]
+                    o[r] = 0.0
+                for j in range(d):
+                    cj, xj = C[j], Y[j]
+                    for r in range(Lv, L):
+                        o[r] += cj[r] * xj[r]
         a += na
 
 
@@ -284,6 +303,8 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
                 _add_quadratic_flat(Vu[ti], Kta, kvk)
             if white:
                 _matvec_add(GT[ti], Ka, Kt[a])
+        Kc = np.empty((k, L // _W, d, _W))  # Kt in blocks of eight roll-outs
+        _chunk_gains(Kt, Kc)
         Y = np.zeros((d, L))
         Yn = np.empty((d, L))
         U = np.empty((k, L))
@@ -300,7 +321,7 @@ def _kernel(A, negB, Qu, Ru, L0, G, GT, white, qdiag, block_task, block_rows, K,
         _lane_normals(x0, 0, Z, H)
         _matvec_add(L0[ti], Z, Y)
         for t in range(length + 1):
-            _gains_times(Kt, Y, U)
+            _gains_times(Kc, Kt, Y, U)
             if t > 0:                   # stage cost of x_t, t = 1 .. l
                 cst[:] = 0.0
                 if qdiag:

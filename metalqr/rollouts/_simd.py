@@ -12,7 +12,13 @@ bits as the compiled loops they replace.
 
 Each block reads ``8`` consecutive doubles at ``r`` of every row it is given; the caller
 runs them for ``r = 0, 8, .., L - L % 8 - 8`` and finishes the last ``L % 8`` with scalar
-code of the same order.
+code of the same order. Where the sum over the input rows is kept in a register
+(:func:`matvec_rows`, :func:`gains_chunk`, :func:`weighted_squares_rows`) the chain is the one
+the row-by-row updates of memory gave, so these too are the same bits.
+
+Numba caches the compiled kernels keyed by the source of *their* module
+(:mod:`metalqr._numba_cache`), not of this one: after changing this file, clear metalqr's
+kernel cache (``$XDG_CACHE_HOME/metalqr``) or change the modules that use it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.extending import intrinsic
 
-__all__ = ["fma_rows", "fma_rows_lanes", "WIDTH"]
+__all__ = ["fma_rows", "matvec_rows", "gains_chunk", "weighted_squares_rows", "WIDTH"]
 
 #: Roll-outs per vector (doubles in a 512-bit register).
 WIDTH = 8
@@ -79,88 +85,6 @@ def fma_rows(typingctx, outs, xs, coefs, r):
                 c = _splat(builder, builder.extract_value(coefs_v, i * ni + j))
                 acc = builder.call(fma, [c, xv[j], acc])
             builder.store(acc, op, align=8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def fma_rows_lanes(typingctx, outs, xs, coefs, r):
-    """``outs[i][r:r+8] += sum_j coefs[i n + j][r:r+8] xs[j][r:r+8]`` (per-roll-out coefficients).
-
-    The same chain as :func:`fma_rows` with a coefficient row per (output, input) pair.
-    """
-    if not (_check(outs, xs, coefs) and isinstance(coefs.dtype, types.Array)):
-        return None
-    no, ni = outs.count, xs.count
-    sig = types.void(outs, xs, coefs, r)
-
-    def codegen(context, builder, signature, args):
-        outs_v, xs_v, coefs_v, r_v = args
-        fma = _fma(builder)
-        xv = [builder.load(_row_pointer(context, builder, xs.dtype,
-                                        builder.extract_value(xs_v, j), r_v), align=8)
-              for j in range(ni)]
-        for i in range(no):
-            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
-            acc = builder.load(op, align=8)
-            for j in range(ni):
-                c = builder.load(_row_pointer(context, builder, coefs.dtype,
-                                              builder.extract_value(coefs_v, i * ni + j), r_v),
-                                 align=8)
-                acc = builder.call(fma, [c, xv[j], acc])
-            builder.store(acc, op, align=8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-
-def _element_pointer(context, builder, arrty, arrval, j, r):
-    """``&a[j, r]`` of a 2-D array as a pointer to an 8-double vector (byte strides)."""
-    ary = context.make_array(arrty)(context, builder, arrval)
-    s0 = builder.extract_value(ary.strides, 0)
-    base = builder.ptrtoint(ary.data, s0.type)
-    off = builder.add(builder.mul(j, s0), builder.mul(r, ir.Constant(s0.type, 8)))
-    return builder.inttoptr(builder.add(base, off), _VTY.as_pointer())
-
-
-@intrinsic
-def gains_rows(typingctx, outs, coefs, Y, r):
-    """``outs[i][r:r+8] = sum_j coefs[i][j, r:r+8] Y[j, r:r+8]``, accumulated in registers.
-
-    For each output ``i`` the chain ``u <- fma(C_i[0], y_0, +0)``, ``u <- fma(C_i[1], y_1,
-    u)``, ... over all ``d`` rows of ``Y`` (the chain of a zeroed ``U`` row updated by
-    :func:`fma_rows_lanes`), kept in a register and stored once; each row of ``Y`` is loaded
-    once for all outputs. ``coefs[i]`` is a ``(d, L)`` array, ``Y`` is ``(d, L)`` and C-ordered
-    rows are not required (byte strides are used).
-    """
-    if not (isinstance(outs, types.UniTuple) and isinstance(coefs, types.UniTuple)
-            and outs.count == coefs.count and isinstance(coefs.dtype, types.Array)
-            and coefs.dtype.ndim == 2 and isinstance(Y, types.Array) and Y.ndim == 2
-            and isinstance(outs.dtype, types.Array) and outs.dtype.ndim == 1):
-        return None
-    no = outs.count
-    sig = types.void(outs, coefs, Y, r)
-
-    def codegen(context, builder, signature, args):
-        outs_v, coefs_v, Y_v, r_v = args
-        fma = _fma(builder)
-        yary = context.make_array(Y)(context, builder, Y_v)
-        d = builder.extract_value(yary.shape, 0)
-        accs = [cgutils.alloca_once_value(builder, ir.Constant(_VTY, [0.0] * WIDTH))
-                for _ in range(no)]
-        cvals = [builder.extract_value(coefs_v, i) for i in range(no)]
-        with cgutils.for_range(builder, d) as loop:
-            j = loop.index
-            y = builder.load(_element_pointer(context, builder, Y, Y_v, j, r_v), align=8)
-            for i in range(no):
-                c = builder.load(_element_pointer(context, builder, coefs.dtype, cvals[i], j,
-                                                  r_v), align=8)
-                builder.store(builder.call(fma, [c, y, builder.load(accs[i])]), accs[i])
-        for i in range(no):
-            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
-            builder.store(builder.load(accs[i]), op, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -247,6 +171,47 @@ def matvec_rows(typingctx, outs, M, i0, X, r):
                 builder.store(builder.call(fma, [c, x, builder.load(accs[i])]), accs[i])
         for i in range(no):
             builder.store(builder.load(accs[i]), ops[i], align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def gains_chunk(typingctx, outs, coefs, Y, r):
+    """``outs[i][r:r+8] = sum_j coefs[i][j] Y[j, r:r+8]``, each sum kept in a register.
+
+    ``coefs[i]`` is a contiguous ``(d, 8)`` block, row ``j`` the eight roll-outs'
+    coefficients of input row ``j``, so the loop over ``j`` reads it as one sequential stream.
+    For each output the chain ``u <- fma(c_0, y_0, +0)``, ``u <- fma(c_1, y_1, u)``, ... over
+    all ``d`` rows in order (the chain of a zeroed row updated one ``j`` at a time), stored
+    once; each row of ``Y`` is loaded once for all outputs.
+    """
+    if not (isinstance(outs, types.UniTuple) and isinstance(coefs, types.UniTuple)
+            and outs.count == coefs.count and isinstance(coefs.dtype, types.Array)
+            and coefs.dtype.ndim == 2 and isinstance(Y, types.Array) and Y.ndim == 2):
+        return None
+    no = outs.count
+    sig = types.void(outs, coefs, Y, r)
+
+    def codegen(context, builder, signature, args):
+        outs_v, coefs_v, Y_v, r_v = args
+        fma = _fma(builder)
+        yary = context.make_array(Y)(context, builder, Y_v)
+        d = builder.extract_value(yary.shape, 0)
+        zero = ir.Constant(d.type, 0)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(_VTY, [0.0] * WIDTH))
+                for _ in range(no)]
+        cvals = [builder.extract_value(coefs_v, i) for i in range(no)]
+        with cgutils.for_range(builder, d) as loop:
+            j = loop.index
+            y = builder.load(_element_pointer(context, builder, Y, Y_v, j, r_v), align=8)
+            for i in range(no):
+                c = builder.load(_element_pointer(context, builder, coefs.dtype, cvals[i], j,
+                                                  zero), align=8)
+                builder.store(builder.call(fma, [c, y, builder.load(accs[i])]), accs[i])
+        for i in range(no):
+            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
+            builder.store(builder.load(accs[i]), op, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
