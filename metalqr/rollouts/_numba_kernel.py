@@ -35,11 +35,12 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.extending import intrinsic
 
 from . import _pool
 from ._blocks import fitted_lanes, task_blocks
-from ._simd import WIDTH as _W
-from ._simd import fma_rows, gains_chunk, matvec_rows, weighted_squares_rows
 from ._counter_rng_numba import lane_normals_into as _lane_normals
 from ._counter_rng_numba import PARALLEL_MIN, normals_numba, sphere_numba
 from ._factors import equilibrated_factor, memo_by_value, well_conditioned
@@ -61,17 +62,237 @@ _ONE = np.uint64(1)
 _JIT = dict(fastmath=True, error_model="numpy", cache=True)
 
 
+# --- Explicit 8-wide vector blocks (Numba intrinsics) ------------------------------------
+#
+# Explicit 8-wide fused multiply-add blocks for the Numba roll-out kernel.
+#
+# LLVM vectorises the kernel's ``for r in range(L)`` row loops only behind run-time checks that
+# the output rows do not overlap the input rows (Numba cannot tell it that they are distinct
+# arrays), and the set-up of those checks, with the spills of the sixteen coefficients of a
+# 4 x 4 block around them, cost about 55 cycles per loop entry: a third of a ``(20, 30)``
+# product at 104 roll-outs, and most of it at 24 (the adapted roll-outs of a meta-gradient).
+# These intrinsics emit the vector code directly, eight roll-outs (one AVX-512 register) at a
+# time, with ``llvm.fma`` in the same order as the fused chain LLVM built for the scalar
+# expressions (``o + a0 v0 + a1 v1 + ...``, one rounding per term), so the results are the same
+# bits as the compiled loops they replace.
+#
+# Each block reads ``8`` consecutive doubles at ``r`` of every row it is given; the caller
+# runs them for ``r = 0, 8, .., L - L % 8 - 8`` and finishes the last ``L % 8`` with scalar
+# code of the same order. Where the sum over the input rows is kept in a register
+# (:func:`_matvec_rows`, :func:`_gains_chunk`, :func:`_weighted_squares_rows`) the chain is the one
+# the row-by-row updates of memory gave, so these too are the same bits. They live in this
+# module because Numba's cache of a kernel is keyed by the source of its own module only.
+
+#: Roll-outs per vector (doubles in a 512-bit register).
+_W = 8
+
+_VTY = ir.VectorType(ir.DoubleType(), _W)
+
+
+def _row_pointer(context, builder, arrty, arrval, r):
+    """``&row[r]`` as a pointer to an 8-double vector."""
+    ary = context.make_array(arrty)(context, builder, arrval)
+    return builder.bitcast(builder.gep(ary.data, [r]), _VTY.as_pointer())
+
+
+def _splat(builder, x):
+    """``x`` in all eight lanes."""
+    v = builder.insert_element(ir.Constant(_VTY, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), _W), [0] * _W)
+    return builder.shuffle_vector(v, ir.Constant(_VTY, ir.Undefined), mask)
+
+
+def _element_pointer(context, builder, arrty, arrval, j, r):
+    """``&a[j, r]`` of a 2-D array as a pointer to an 8-double vector (byte strides)."""
+    ary = context.make_array(arrty)(context, builder, arrval)
+    s0 = builder.extract_value(ary.strides, 0)
+    base = builder.ptrtoint(ary.data, s0.type)
+    off = builder.add(builder.mul(j, s0), builder.mul(r, ir.Constant(s0.type, 8)))
+    return builder.inttoptr(builder.add(base, off), _VTY.as_pointer())
+
+
+def _fma(builder):
+    """Return the ``llvm.fma.v8f64`` intrinsic (one rounding per lane)."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VTY, [_VTY] * 3),
+                                          "llvm.fma.v8f64")
+
+
+def _check(outs, xs, coefs):
+    ok = (isinstance(outs, types.UniTuple) and isinstance(xs, types.UniTuple)
+          and isinstance(coefs, types.UniTuple) and coefs.count == outs.count * xs.count)
+    return ok
+
+
+@intrinsic
+def _fma_rows(typingctx, outs, xs, coefs, r):
+    """``outs[i][r:r+8] += sum_j coefs[i n + j] xs[j][r:r+8]`` (task-wide coefficients).
+
+    For each output row ``i`` the chain ``o <- fma(c_i0, x_0, o)``, ``o <- fma(c_i1, x_1, o)``,
+    ... in the order of ``xs``; every input row is loaded once for all outputs.
+    """
+    if not (_check(outs, xs, coefs) and isinstance(coefs.dtype, types.Float)):
+        return None
+    no, ni = outs.count, xs.count
+    sig = types.void(outs, xs, coefs, r)
+
+    def codegen(context, builder, signature, args):
+        outs_v, xs_v, coefs_v, r_v = args
+        fma = _fma(builder)
+        xv = [builder.load(_row_pointer(context, builder, xs.dtype,
+                                        builder.extract_value(xs_v, j), r_v), align=8)
+              for j in range(ni)]
+        for i in range(no):
+            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
+            acc = builder.load(op, align=8)
+            for j in range(ni):
+                c = _splat(builder, builder.extract_value(coefs_v, i * ni + j))
+                acc = builder.call(fma, [c, xv[j], acc])
+            builder.store(acc, op, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _weighted_squares_rows(typingctx, M, X, total, r):
+    """``total[r:r+8] += sum_i M[i, i] X[i, r:r+8]^2``, the sum kept in a register.
+
+    The chain ``t <- fma(M_ii, x_i * x_i, t)`` over ``i`` in order (the form LLVM gave the
+    scalar ``total[r] += M[i, i] * x_i * x_i`` under ``fastmath``, one row at a time).
+    """
+    if not (isinstance(M, types.Array) and M.ndim == 2 and isinstance(X, types.Array)
+            and X.ndim == 2 and isinstance(total, types.Array) and total.ndim == 1):
+        return None
+    sig = types.void(M, X, total, r)
+
+    def codegen(context, builder, signature, args):
+        M_v, X_v, t_v, r_v = args
+        fma = _fma(builder)
+        xary = context.make_array(X)(context, builder, X_v)
+        mary = context.make_array(M)(context, builder, M_v)
+        n = builder.extract_value(xary.shape, 0)
+        m0 = builder.extract_value(mary.strides, 0)
+        m1 = builder.extract_value(mary.strides, 1)
+        mbase = builder.ptrtoint(mary.data, m0.type)
+        tp = _row_pointer(context, builder, total, t_v, r_v)
+        acc = cgutils.alloca_once(builder, _VTY)
+        builder.store(builder.load(tp, align=8), acc)
+        with cgutils.for_range(builder, n) as loop:
+            i = loop.index
+            x = builder.load(_element_pointer(context, builder, X, X_v, i, r_v), align=8)
+            mp = builder.inttoptr(builder.add(mbase, builder.mul(i, builder.add(m0, m1))),
+                                  ir.DoubleType().as_pointer())
+            m = _splat(builder, builder.load(mp))
+            builder.store(builder.call(fma, [m, builder.fmul(x, x), builder.load(acc)]), acc)
+        builder.store(builder.load(acc), tp, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _matvec_rows(typingctx, outs, M, i0, X, r):
+    """``outs[i][r:r+8] += sum_j M[i0 + i, j] X[j, r:r+8]``, each sum kept in a register.
+
+    The chain ``o <- fma(M[i0 + i, j], x_j, o)`` over all ``j`` in order, from the value of the
+    output row (the chain of :func:`_fma_rows` over successive blocks of ``X``), stored once:
+    for few roll-outs a block, where storing and reloading the partial sums every four ``j``
+    made the product latency-bound.
+    """
+    if not (isinstance(outs, types.UniTuple) and isinstance(outs.dtype, types.Array)
+            and isinstance(M, types.Array) and M.ndim == 2 and isinstance(X, types.Array)
+            and X.ndim == 2):
+        return None
+    no = outs.count
+    sig = types.void(outs, M, i0, X, r)
+
+    def codegen(context, builder, signature, args):
+        outs_v, M_v, i0_v, X_v, r_v = args
+        fma = _fma(builder)
+        xary = context.make_array(X)(context, builder, X_v)
+        mary = context.make_array(M)(context, builder, M_v)
+        m = builder.extract_value(xary.shape, 0)
+        m0 = builder.extract_value(mary.strides, 0)
+        m1 = builder.extract_value(mary.strides, 1)
+        mbase = builder.ptrtoint(mary.data, m0.type)
+        ops, accs, rowbase = [], [], []
+        for i in range(no):
+            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
+            acc = cgutils.alloca_once(builder, _VTY)
+            builder.store(builder.load(op, align=8), acc)
+            ops.append(op)
+            accs.append(acc)
+            row = builder.add(i0_v, ir.Constant(i0_v.type, i))
+            rowbase.append(builder.add(mbase, builder.mul(row, m0)))
+        with cgutils.for_range(builder, m) as loop:
+            j = loop.index
+            x = builder.load(_element_pointer(context, builder, X, X_v, j, r_v), align=8)
+            for i in range(no):
+                cp = builder.inttoptr(builder.add(rowbase[i], builder.mul(j, m1)),
+                                      ir.DoubleType().as_pointer())
+                c = _splat(builder, builder.load(cp))
+                builder.store(builder.call(fma, [c, x, builder.load(accs[i])]), accs[i])
+        for i in range(no):
+            builder.store(builder.load(accs[i]), ops[i], align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _gains_chunk(typingctx, outs, coefs, Y, r):
+    """``outs[i][r:r+8] = sum_j coefs[i][j] Y[j, r:r+8]``, each sum kept in a register.
+
+    ``coefs[i]`` is a contiguous ``(d, 8)`` block, row ``j`` the eight roll-outs'
+    coefficients of input row ``j``, so the loop over ``j`` reads it as one sequential stream.
+    For each output the chain ``u <- fma(c_0, y_0, +0)``, ``u <- fma(c_1, y_1, u)``, ... over
+    all ``d`` rows in order (the chain of a zeroed row updated one ``j`` at a time), stored
+    once; each row of ``Y`` is loaded once for all outputs.
+    """
+    if not (isinstance(outs, types.UniTuple) and isinstance(coefs, types.UniTuple)
+            and outs.count == coefs.count and isinstance(coefs.dtype, types.Array)
+            and coefs.dtype.ndim == 2 and isinstance(Y, types.Array) and Y.ndim == 2):
+        return None
+    no = outs.count
+    sig = types.void(outs, coefs, Y, r)
+
+    def codegen(context, builder, signature, args):
+        outs_v, coefs_v, Y_v, r_v = args
+        fma = _fma(builder)
+        yary = context.make_array(Y)(context, builder, Y_v)
+        d = builder.extract_value(yary.shape, 0)
+        zero = ir.Constant(d.type, 0)
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(_VTY, [0.0] * _W))
+                for _ in range(no)]
+        cvals = [builder.extract_value(coefs_v, i) for i in range(no)]
+        with cgutils.for_range(builder, d) as loop:
+            j = loop.index
+            y = builder.load(_element_pointer(context, builder, Y, Y_v, j, r_v), align=8)
+            for i in range(no):
+                c = builder.load(_element_pointer(context, builder, coefs.dtype, cvals[i], j,
+                                                  zero), align=8)
+                builder.store(builder.call(fma, [c, y, builder.load(accs[i])]), accs[i])
+        for i in range(no):
+            op = _row_pointer(context, builder, outs.dtype, builder.extract_value(outs_v, i), r_v)
+            builder.store(builder.load(accs[i]), op, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+# --- The kernel ---------------------------------------------------------------------------
+
+
 @nb.njit(**_JIT)
 def _add_squares(M, X, total):
     """``total += sum_i M[i, i] X[i]^2`` (``x'Mx`` for diagonal ``M``).
 
     Eight roll-outs at a time with the sum over ``i`` in a register
-    (:func:`~metalqr.rollouts._simd.weighted_squares_rows`), the last ``L % 8`` row by row.
+    (:func:`_weighted_squares_rows`), the last ``L % 8`` row by row.
     """
     L = total.shape[0]
     Lv = L - L % _W
     for r in range(0, Lv, _W):
-        weighted_squares_rows(M, X, total, r)
+        _weighted_squares_rows(M, X, total, r)
     for i in range(X.shape[0]):
         xi, mii = X[i], M[i, i]
         for r in range(Lv, L):
@@ -85,10 +306,10 @@ def _matvec_add(M, X, OUT):
     ``OUT += M X`` for a task-wide ``M`` (n, m) and rows over roll-outs ``X`` (m, L), ``OUT``
     (n, L), in one function (no helper calls: a call costs as much as a short row): blocks of
     four output rows by four input rows, so each output row is loaded and stored once per
-    sixteen multiply-adds; eight roll-outs at a time by :func:`~metalqr.rollouts._simd.fma_rows`
+    sixteen multiply-adds; eight roll-outs at a time by :func:`_fma_rows`
     (no run-time overlap checks), the last ``L % 8`` by scalar code of the same order. Below
     :data:`REGISTER_LANES` roll-outs, four output rows at a time with each sum over ``j`` in a
-    register (:func:`~metalqr.rollouts._simd.matvec_rows`; the same chain, 21 -> 37 GFMA/s
+    register (:func:`_matvec_rows`; the same chain, 21 -> 37 GFMA/s
     for a (20, 30) product at 24 roll-outs, where the 4 x 4 blocks are latency-bound).
     """
     n, m, L = OUT.shape[0], X.shape[0], OUT.shape[1]
@@ -99,12 +320,12 @@ def _matvec_add(M, X, OUT):
             if i + 4 <= n:
                 outs4 = (OUT[i], OUT[i + 1], OUT[i + 2], OUT[i + 3])
                 for r in range(0, Lv, _W):
-                    matvec_rows(outs4, M, i, X, r)
+                    _matvec_rows(outs4, M, i, X, r)
                 nr = 4
             else:
                 outs1 = (OUT[i],)
                 for r in range(0, Lv, _W):
-                    matvec_rows(outs1, M, i, X, r)
+                    _matvec_rows(outs1, M, i, X, r)
                 nr = 1
             for q in range(i, i + nr):
                 oq, mq = OUT[q], M[q]
@@ -130,7 +351,7 @@ def _matvec_add(M, X, OUT):
             cs = (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23,
                   a30, a31, a32, a33)
             for r in range(0, Lv, _W):
-                fma_rows(outs, xs, cs, r)
+                _fma_rows(outs, xs, cs, r)
             for r in range(Lv, L):
                 v0, v1, v2, v3 = x0[r], x1[r], x2[r], x3[r]
                 o0[r] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
@@ -144,7 +365,7 @@ def _matvec_add(M, X, OUT):
             xs1 = (xj,)
             cs1 = (a0, a1, a2, a3)
             for r in range(0, Lv, _W):
-                fma_rows(outs, xs1, cs1, r)
+                _fma_rows(outs, xs1, cs1, r)
             for r in range(Lv, L):
                 v = xj[r]
                 o0[r] += a0 * v
@@ -163,7 +384,7 @@ def _matvec_add(M, X, OUT):
             xs = (x0, x1, x2, x3)
             cs1 = (a0, a1, a2, a3)
             for r in range(0, Lv, _W):
-                fma_rows(out1, xs, cs1, r)
+                _fma_rows(out1, xs, cs1, r)
             for r in range(Lv, L):
                 oi[r] += a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r]
             j += 4
@@ -172,7 +393,7 @@ def _matvec_add(M, X, OUT):
             xs1 = (xj,)
             c1 = (a,)
             for r in range(0, Lv, _W):
-                fma_rows(out1, xs1, c1, r)
+                _fma_rows(out1, xs1, c1, r)
             for r in range(Lv, L):
                 oi[r] += a * xj[r]
             j += 1
@@ -203,7 +424,7 @@ def _gains_times(Kc, Kt, Y, U):
     the same coefficients in blocks of eight roll-outs, :func:`_chunk_gains`): four output
     rows at a time, eight roll-outs at a time, each sum over ``j`` kept in a register and each
     coefficient block read as one sequential stream
-    (:func:`~metalqr.rollouts._simd.gains_chunk`; at 104 roll-outs the gains of a block, 166
+    (:func:`_gains_chunk`; at 104 roll-outs the gains of a block, 166
     KB, come from L2 at every step: 8.6 GFMA/s with partial sums stored every four ``j`` and
     rows over all roll-outs, 16.5 with these blocks); the last ``L % 8`` roll-outs by scalar
     code of the same order (``0 + K[a, 0] y_0 + ...``).
@@ -216,18 +437,18 @@ def _gains_times(Kc, Kt, Y, U):
         if a + 4 <= k:
             outs4 = (U[a], U[a + 1], U[a + 2], U[a + 3])
             for c in range(nc):
-                gains_chunk(outs4, (Kc[a, c], Kc[a + 1, c], Kc[a + 2, c], Kc[a + 3, c]), Y,
+                _gains_chunk(outs4, (Kc[a, c], Kc[a + 1, c], Kc[a + 2, c], Kc[a + 3, c]), Y,
                             c * _W)
             na = 4
         elif a + 2 <= k:
             outs2 = (U[a], U[a + 1])
             for c in range(nc):
-                gains_chunk(outs2, (Kc[a, c], Kc[a + 1, c]), Y, c * _W)
+                _gains_chunk(outs2, (Kc[a, c], Kc[a + 1, c]), Y, c * _W)
             na = 2
         else:
             outs1 = (U[a],)
             for c in range(nc):
-                gains_chunk(outs1, (Kc[a, c],), Y, c * _W)
+                _gains_chunk(outs1, (Kc[a, c],), Y, c * _W)
             na = 1
         if Lv < L:
             for b in range(a, a + na):
