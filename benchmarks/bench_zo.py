@@ -39,6 +39,15 @@ import subprocess
 import sys
 import time
 
+# OpenBLAS's worker threads spin for about 0.1 s after each threaded call (THREAD_TIMEOUT 2^28
+# cycles) before they sleep: after the DGEMM of each repetition a spinning worker held one of
+# the two cores during the next timed meta-gradient (the Numba one at even repetitions), whose
+# two threads then shared one core (median 8 ms for a 4 ms call). 2^4 cycles: they sleep at
+# once; the DGEMM rate is unchanged (one 1000 x 1000 call wakes them once). Set before NumPy
+# loads OpenBLAS; an explicit setting is kept (pass ``--blas-spin`` to restore the default).
+if "--blas-spin" not in sys.argv:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -165,6 +174,9 @@ def main() -> None:
                         help="n of the n x n float64 matmul giving the DGEMM rate (1000)")
     parser.add_argument("--quick", action="store_true", help="3 repetitions")
     parser.add_argument("--no-loop", action="store_true", help="skip the Python-loop peer")
+    parser.add_argument("--blas-spin", action="store_true",
+                        help="leave OpenBLAS's thread timeout at its default (its workers spin "
+                             "~0.1 s after the DGEMM, over the next timed call)")
     parser.add_argument("--backends", default=",".join(metalqr.available_backends()),
                         help="comma-separated names from the backend registry: "
                              + metalqr.rollouts.backend_help())
@@ -221,7 +233,8 @@ def main() -> None:
     except (ImportError, ValueError):
         layer = "n/a"
     print(f"numba threading layer {layer}, OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {os.cpu_count()} CPUs")
+          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, OPENBLAS_THREAD_TIMEOUT="
+          f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}, {os.cpu_count()} CPUs")
     peak = float(np.median(peaks))
 
     t_loop = math.nan
