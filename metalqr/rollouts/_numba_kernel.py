@@ -22,11 +22,28 @@ Zen 5, see ``docs/meta_learning.md``): ``error_model="numpy"`` (the default ``"p
 error model checks every float division for zero, which blocks vectorisation);
 one-dimensional row views with ``range`` loops (two-dimensional indexing is compiled with
 negative-index wrap-around and is not vectorised); each product of a step in one function
-(:func:`_matvec_add`: four output rows by four input rows per pass, so each output row is
-loaded and stored once per sixteen multiply-adds; :func:`_gains_times`: two by four), since a
-helper call per row pair cost as much as a short row (110 -> 75 ns a roll-out step on Zen 5);
-the noise hashed lane-wise in a vectorised pass, with the ziggurat's table look-ups scalar
-(see :func:`~metalqr.rollouts._counter_rng_numba.lane_normals_into`).
+(:func:`_matvec_add`, :func:`_gains_times`, :func:`_add_squares`), since a helper call per
+row pair cost as much as a short row (110 -> 75 ns a roll-out step on Zen 5); the noise
+hashed lane-wise in a vectorised pass, with the ziggurat's table look-ups scalar (see
+:func:`~metalqr.rollouts._counter_rng_numba.lane_normals_into`).
+
+The products run eight roll-outs (one AVX-512 register) at a time through Numba intrinsics
+that emit the vector code directly (:func:`_fma_rows`, :func:`_matvec_rows`,
+:func:`_gains_chunk`, :func:`_weighted_squares_rows`): LLVM vectorised each row loop only
+behind run-time checks that the rows do not overlap, about 55 cycles a loop entry, a third of
+a product at 104 roll-outs. They issue ``llvm.fma`` in the order of the fused chain LLVM
+built for the scalar code (``o + a0 v0 + a1 v1 + ...``), so the costs are the same bits as
+before them; the last ``L % 8`` roll-outs run the scalar code. :func:`_gains_times` reads the
+per-roll-out gains from a copy in contiguous ``(d, 8)`` blocks (:func:`_chunk_gains`), one
+stream per gain row, with each sum in a register: at 104 roll-outs the block's 166 KB of
+gains come from L2 at every step. Blocks under :data:`REGISTER_LANES` roll-outs keep each sum
+of :func:`_matvec_add` in a register too (with two or three vectors a row the 4 x 4 blocks
+waited on their own stores). ``u'Ru`` (:func:`_add_quadratic_flat`) keeps LLVM's loops: no
+explicit order tried reproduced its bits.
+
+The divergence reference ``tr(Q V) + lambda_max(R) tr(K V K')`` is finished here when the
+backend passes a :class:`KernelReference` (``tr(K V K')`` from the gain rows the block set-up
+transposes anyway).
 """
 
 from __future__ import annotations
