@@ -38,8 +38,9 @@ per-roll-out gains from a copy in contiguous ``(d, 8)`` blocks (:func:`_chunk_ga
 stream per gain row, with each sum in a register: at 104 roll-outs the block's 166 KB of
 gains come from L2 at every step. Blocks under :data:`REGISTER_LANES` roll-outs keep each sum
 of :func:`_matvec_add` in a register too (with two or three vectors a row the 4 x 4 blocks
-waited on their own stores). ``u'Ru`` (:func:`_add_quadratic_flat`) keeps LLVM's loops: no
-explicit order tried reproduced its bits.
+waited on their own stores). The quadratic forms (:func:`_add_quadratic_flat`,
+:func:`_quadratic_rows`) follow the order LLVM had chosen, which for a single term was
+``fma(x_j, a x_i, t)`` (``fastmath`` had reassociated ``x_i (a x_j)``).
 
 The divergence reference ``tr(Q V) + lambda_max(R) tr(K V K')`` is finished here when the
 backend passes a :class:`KernelReference` (``tr(K V K')`` from the gain rows the block set-up
@@ -296,6 +297,43 @@ def _gains_chunk(typingctx, outs, coefs, Y, r):
 
     return sig, codegen
 
+@intrinsic
+def _quadratic_rows(typingctx, total, xi, xs, coefs, r):
+    """``total[r:r+8] += xi[r:r+8] (sum_q coefs[q] xs[q][r:r+8])`` (task-wide coefficients).
+
+    The order LLVM gave the scalar ``total[r] += xi[r] * (a0 * x0[r] + ...)`` under
+    ``fastmath``: ``s = a0 x0``, ``s <- fma(a_q, x_q, s)`` for ``q = 1, 2, ..``, then
+    ``total <- fma(xi, s, total)``; with one term ``total <- fma(x0, a0 xi, total)`` (it had
+    reassociated ``xi (a0 x0)``). Checked bit for bit against the compiled loops.
+    """
+    if not (isinstance(xs, types.UniTuple) and isinstance(coefs, types.UniTuple)
+            and xs.count == coefs.count and isinstance(coefs.dtype, types.Float)):
+        return None
+    nq = xs.count
+    sig = types.void(total, xi, xs, coefs, r)
+
+    def codegen(context, builder, signature, args):
+        t_v, xi_v, xs_v, c_v, r_v = args
+        fma = _fma(builder)
+        tp = _row_pointer(context, builder, total, t_v, r_v)
+        xiv = builder.load(_row_pointer(context, builder, xi, xi_v, r_v), align=8)
+        xv = [builder.load(_row_pointer(context, builder, xs.dtype,
+                                        builder.extract_value(xs_v, q), r_v), align=8)
+              for q in range(nq)]
+        cv = [_splat(builder, builder.extract_value(c_v, q)) for q in range(nq)]
+        if nq == 1:
+            res = builder.call(fma, [xv[0], builder.fmul(cv[0], xiv), builder.load(tp, align=8)])
+        else:
+            s = builder.fmul(cv[0], xv[0])
+            for q in range(1, nq):
+                s = builder.call(fma, [cv[q], xv[q], s])
+            res = builder.call(fma, [xiv, s, builder.load(tp, align=8)])
+        builder.store(res, tp, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # --- The kernel ---------------------------------------------------------------------------
 
 
@@ -484,21 +522,31 @@ def _add_quadratic_flat(Mu, X, total):
     """Add ``x'Mx`` per roll-out to ``total``.
 
     ``total += x'Mx`` per roll-out from ``Mu`` (upper triangle of ``M``, off-diagonal entries
-    doubled): ``sum_i x_i (sum_{j >= i} Mu[i, j] x_j)``, in one function.
+    doubled): ``sum_i x_i (sum_{j >= i} Mu[i, j] x_j)``, in one function; eight roll-outs at a
+    time by :func:`_quadratic_rows`, the last ``L % 8`` by scalar code.
     """
     n, L = X.shape
+    Lv = L - L % _W
     for i in range(n):
         xi, mi = X[i], Mu[i]
         j = i
         while j + 4 <= n:
             x0, x1, x2, x3 = X[j], X[j + 1], X[j + 2], X[j + 3]
             a0, a1, a2, a3 = mi[j], mi[j + 1], mi[j + 2], mi[j + 3]
-            for r in range(L):
+            xs = (x0, x1, x2, x3)
+            cs = (a0, a1, a2, a3)
+            for r in range(0, Lv, _W):
+                _quadratic_rows(total, xi, xs, cs, r)
+            for r in range(Lv, L):
                 total[r] += xi[r] * (a0 * x0[r] + a1 * x1[r] + a2 * x2[r] + a3 * x3[r])
             j += 4
         while j < n:
             xj, a = X[j], mi[j]
-            for r in range(L):
+            xs1 = (xj,)
+            cs1 = (a,)
+            for r in range(0, Lv, _W):
+                _quadratic_rows(total, xi, xs1, cs1, r)
+            for r in range(Lv, L):
                 total[r] += xi[r] * (a * xj[r])
             j += 1
 
