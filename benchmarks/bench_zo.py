@@ -57,7 +57,7 @@ import metalqr  # noqa: E402
 from metalqr.rollouts.backends import register_backend  # noqa: E402
 from metalqr.rollouts.counter_rng import block_stride, normals  # noqa: E402
 from metalqr.rollouts.numpy_backend import NumpyBackend  # noqa: E402
-from _common import print_table  # noqa: E402
+from _common import blas_report, print_table  # noqa: E402
 
 D, K_IN, TASKS, LENGTH = 20, 10, 5, 50
 
@@ -232,6 +232,8 @@ def main() -> None:
         layer = numba.threading_layer()
     except (ImportError, ValueError):
         layer = "n/a"
+    for line in blas_report():          # the DGEMM rate depends on the kernels OpenBLAS chose
+        print(line)
     print(f"numba threading layer {layer}, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, OPENBLAS_THREAD_TIMEOUT="
           f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}, {os.cpu_count()} CPUs")
