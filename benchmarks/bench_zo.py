@@ -2,6 +2,7 @@
 array backend, a per-roll-out Python loop and this machine's DGEMM rate, all in one run.
 
 Run:  python benchmarks/bench_zo.py [--outer 20] [--inner 10] [--repeat 7] [--quick]
+                                   [--back-to-back C] [--blas-spin]
 
 Setting: (d, k) = (20, 10), 5 tasks, M outer x M' inner perturbations (default the issue-15
 target (M, M') = (20, 10); ``--outer 100 --inner 100`` is the paper's setting), roll-out
@@ -9,7 +10,9 @@ length l = 50: ``tasks * M * (M' + 1)`` roll-outs. Every repetition times, in tu
 matmul (the DGEMM rate), each backend's meta-gradient and the einsum peer, so that all of them
 see the same load on a shared machine; the table gives medians over the repetitions
 (``uptime`` load printed before and after; ``cpu_s`` is the median process CPU time, all
-threads, spin-waits included).
+threads, spin-waits included). By default each repetition times one call of each backend,
+right after the DGEMM or another backend (cold caches); ``--back-to-back C`` times C
+consecutive calls and keeps their median (the steady state of a training loop).
 
 Flop counts (multiply-add = 2), per roll-out, stated in the output:
 
@@ -173,6 +176,11 @@ def main() -> None:
     parser.add_argument("--dgemm-size", type=int, default=1000,
                         help="n of the n x n float64 matmul giving the DGEMM rate (1000)")
     parser.add_argument("--quick", action="store_true", help="3 repetitions")
+    parser.add_argument("--back-to-back", type=int, default=1,
+                        help="time C consecutive calls of each backend per repetition and keep "
+                             "their median (1: one call right after the previous backend and "
+                             "the DGEMM, whose 24 MB have evicted the caches; more: the steady "
+                             "state of repeated calls, as in training)")
     parser.add_argument("--no-loop", action="store_true", help="skip the Python-loop peer")
     parser.add_argument("--blas-spin", action="store_true",
                         help="leave OpenBLAS's thread timeout at its default (its workers spin "
@@ -187,7 +195,7 @@ def main() -> None:
             parser.error(f"backend {name!r} cannot run here; available: "
                          f"{', '.join(metalqr.available_backends())} (known: "
                          f"{', '.join(metalqr.rollouts.known_backends())})")
-    for opt in ("outer", "inner", "repeat", "dgemm_size"):
+    for opt in ("outer", "inner", "repeat", "dgemm_size", "back_to_back"):
         if getattr(args, opt) < 1:
             parser.error(f"--{opt.replace('_', '-')} must be at least 1")
     repeat = 3 if args.quick else args.repeat
@@ -222,10 +230,14 @@ def main() -> None:
         peaks.append(dgemm_gflops(args.dgemm_size))
         stacked.append(stacked_gflops(d))
         for name in (timed if rep % 2 == 0 else timed[::-1]):
-            t0, c0 = time.perf_counter(), time.process_time()
-            grad(name, rep)
-            times[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+            wall, proc = [], []
+            for call in range(args.back_to_back):
+                t0, c0 = time.perf_counter(), time.process_time()
+                grad(name, rep * args.back_to_back + call)
+                wall.append(time.perf_counter() - t0)
+                proc.append(time.process_time() - c0)
+            times[name].append(float(np.median(wall)))
+            cpu[name].append(float(np.median(proc)))
     print(f"load after:  {uptime()}")
     try:
         import numba
@@ -267,7 +279,8 @@ def main() -> None:
           f"{executed / 1e9:.4g} GFLOP executed by the Numba kernel "
           f"({flops_per_rollout(d, k, length):.0f} a roll-out)")
     print(f"DGEMM ({args.dgemm_size} x {args.dgemm_size} float64 matmul, median of {repeat}, "
-          f"interleaved): {peak:.1f} GFLOP/s (range {min(peaks):.1f}-{max(peaks):.1f}); "
+          f"interleaved; {args.back_to_back} call(s) of each backend a repetition): "
+          f"{peak:.1f} GFLOP/s (range {min(peaks):.1f}-{max(peaks):.1f}); "
           f"kernel-shaped stacked (256, {d}) @ ({d}, {d}) matmul: "
           f"{float(np.median(stacked)):.1f} GFLOP/s; einsum peer agrees to {agree:.1e}")
     print_table(rows)
