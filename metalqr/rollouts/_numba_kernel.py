@@ -135,9 +135,22 @@ def _fma(builder):
                                           "llvm.fma.v8f64")
 
 
+def _rows(tup):
+    """Whether ``tup`` is a tuple of contiguous 1-D float64 arrays (rows read with ``gep``)."""
+    return (isinstance(tup, types.UniTuple) and isinstance(tup.dtype, types.Array)
+            and tup.dtype.ndim == 1 and tup.dtype.layout == "C"
+            and tup.dtype.dtype == types.float64)
+
+
+def _row(ty):
+    """Whether ``ty`` is a contiguous 1-D float64 array."""
+    return (isinstance(ty, types.Array) and ty.ndim == 1 and ty.layout == "C"
+            and ty.dtype == types.float64)
+
+
 def _check(outs, xs, coefs):
-    ok = (isinstance(outs, types.UniTuple) and isinstance(xs, types.UniTuple)
-          and isinstance(coefs, types.UniTuple) and coefs.count == outs.count * xs.count)
+    ok = (_rows(outs) and _rows(xs) and isinstance(coefs, types.UniTuple)
+          and coefs.count == outs.count * xs.count)
     return ok
 
 
@@ -179,7 +192,7 @@ def _weighted_squares_rows(typingctx, M, X, total, r):
     scalar ``total[r] += M[i, i] * x_i * x_i`` under ``fastmath``, one row at a time).
     """
     if not (isinstance(M, types.Array) and M.ndim == 2 and isinstance(X, types.Array)
-            and X.ndim == 2 and isinstance(total, types.Array) and total.ndim == 1):
+            and X.ndim == 2 and _row(total)):
         return None
     sig = types.void(M, X, total, r)
 
@@ -217,9 +230,8 @@ def _matvec_rows(typingctx, outs, M, i0, X, r):
     for few roll-outs a block, where storing and reloading the partial sums every four ``j``
     made the product latency-bound.
     """
-    if not (isinstance(outs, types.UniTuple) and isinstance(outs.dtype, types.Array)
-            and isinstance(M, types.Array) and M.ndim == 2 and isinstance(X, types.Array)
-            and X.ndim == 2):
+    if not (_rows(outs) and isinstance(M, types.Array) and M.ndim == 2
+            and isinstance(X, types.Array) and X.ndim == 2):
         return None
     no = outs.count
     sig = types.void(outs, M, i0, X, r)
@@ -267,9 +279,9 @@ def _gains_chunk(typingctx, outs, coefs, Y, r):
     all ``d`` rows in order (the chain of a zeroed row updated one ``j`` at a time), stored
     once; each row of ``Y`` is loaded once for all outputs.
     """
-    if not (isinstance(outs, types.UniTuple) and isinstance(coefs, types.UniTuple)
-            and outs.count == coefs.count and isinstance(coefs.dtype, types.Array)
-            and coefs.dtype.ndim == 2 and isinstance(Y, types.Array) and Y.ndim == 2):
+    if not (_rows(outs) and isinstance(coefs, types.UniTuple) and outs.count == coefs.count
+            and isinstance(coefs.dtype, types.Array) and coefs.dtype.ndim == 2
+            and coefs.dtype.layout == "C" and isinstance(Y, types.Array) and Y.ndim == 2):
         return None
     no = outs.count
     sig = types.void(outs, coefs, Y, r)
@@ -306,7 +318,7 @@ def _quadratic_rows(typingctx, total, xi, xs, coefs, r):
     ``total <- fma(xi, s, total)``; with one term ``total <- fma(x0, a0 xi, total)`` (it had
     reassociated ``xi (a0 x0)``). Checked bit for bit against the compiled loops.
     """
-    if not (isinstance(xs, types.UniTuple) and isinstance(coefs, types.UniTuple)
+    if not (_rows(xs) and _row(total) and _row(xi) and isinstance(coefs, types.UniTuple)
             and xs.count == coefs.count and isinstance(coefs.dtype, types.Float)):
         return None
     nq = xs.count
