@@ -158,6 +158,10 @@ def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
         import difflib
         close = difflib.get_close_matches(key, valid + list(aliases), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        if key in TOW_SOURCES:      # metalqr tow's --images ROOT, or a source named as a key
+            hint += (f" ({key!r} is a TOW task source: give source = {key!r}"
+                     + (" and data = ROOT (its folder)" if key in TOW_SOURCE_OPTIONS["data"] else "")
+                     + " in a run of kind = 'tow'.)")
         other = [k for k in KINDS if k != kind and key in _keys(k)[0]]
         if other:
             hint += f" ({key!r} is a key of kind = {other[0]!r} runs; this run has kind {kind!r}.)"
