@@ -241,3 +241,32 @@ def test_a_store_of_older_records_is_redone_and_says_why(tmp_path):
     assert rep.ran == [rid] and "older metalqr" in rep.damaged[rid]
     assert comparable(store.load(rid)) == fresh                  # redone: the same numbers
     assert any(f.startswith(f"{rid}.json.damaged-") for f in os.listdir(store.runs_dir))
+
+
+def test_example_preset_study_file_runs_at_tiny_size(tmp_path, capsys):
+    """docs/studies/tow_paper_preset.toml: the preset reaches every run, its overrides are
+    recorded; run here with 1 seed and tiny sizes through ``metalqr sweep``."""
+    from metalqr.experiments import load_study, sweep_main
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                        "studies", "tow_paper_preset.toml")
+    study = load_study(path)
+    assert len(study) == 5 * len(tow.strategies())
+    assert all(r["preset"] == "paper" and r["M"] == 10 and r["alpha"] == 1e-4 and r["n_test"] == 300
+               for r in study.runs)
+    text = open(path).read()
+    for key, value in (("n_iterations", 2), ("n_test", 6), ("hidden", 8), ("eval_every", 1),
+                       ("seeds", 1)):
+        text = "\n".join(f"{key} = {value}" if line.split("=")[0].strip() == key else line
+                         for line in text.splitlines())
+    small = tmp_path / "tow_paper_preset.toml"
+    small.write_text(text + '\n[[runs]]\nM = 2\nT = 2\nn_val = 4\n')
+    store = tmp_path / "store"
+    assert sweep_main([str(small), "--store", str(store), "--serial", "--no-progress"]) == 0
+    capsys.readouterr()
+    small_study = load_study(small)
+    records = list(ResultStore(store).records(small_study.ids))
+    assert len(records) == len(small_study) == len(tow.strategies())
+    for rec in records:
+        assert rec["status"] == "finished" and rec["tow_settings"]["preset"] == "paper"
+        assert rec["tow_settings"]["preset_overrides"] == {
+            "M": [10, 2], "T": [5, 2], "n_test": [1000, 6], "n_val": [100, 4]}

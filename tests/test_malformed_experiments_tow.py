@@ -123,3 +123,12 @@ def test_grid_over_the_new_keys_builds():
                        grid={"preset": ["paper"], "curve_smoothing": [0.1, 0.5],
                              "M": [2, 10]}, seeds=1)
     assert len(study) == 4 and len(set(study.ids)) == 4
+
+
+@pytest.mark.parametrize("args,word", [
+    ((None, "sinusiod"), "source"), ((None, 3), "source"), ((None, None), "source"),
+    ((1, "omniglot"), "preset"), ((["paper"], "omniglot"), "preset"),
+])
+def test_bad_tow_default_net_arguments(args, word):
+    from metalqr.experiments import tow_default_net
+    assert_named_error(tow_default_net, word, *args, exc=ValidationError)

@@ -295,7 +295,15 @@ def tow_default_net(preset: str | None, source: str) -> str:
     -------
     str
         ``"mlp"`` or ``"conv"``.
+
+    Raises
+    ------
+    ValidationError
+        ``source`` not one of :data:`TOW_SOURCES`, or ``preset`` neither None nor a string.
     """
+    source = check_choice(source, "source", TOW_SOURCES)
+    if preset is not None and not isinstance(preset, str):
+        raise ValidationTypeError(f"preset must be a preset's name or None; got {preset!r}.")
     return "conv" if preset == "paper" and source == "omniglot" else "mlp"
 
 
@@ -342,7 +350,7 @@ def _normalize_tow(run: Mapping[str, Any], where: str) -> dict[str, Any]:
     auto = _tow_defaults(source)
 
     def pick(key: str) -> Any:
-        """The key given, else the preset's value, else the source's, else the default."""
+        """Return the key given, else the preset's value, else the source's, else the default."""
         if key in given:
             return given[key]
         if key in preset_values:
