@@ -78,3 +78,16 @@ def test_a_task_with_zero_state_cost_falls_back_to_the_numpy_formula():
 def test_default_backend_hook_leaves_the_reference_to_the_engine():
     ts, ti, K, _ = _case(4, 4, 2, N=20)
     assert backends_mod.get_backend("numpy").divergence_reference(as_batch(ts), ti, K) is None
+
+
+def test_kernel_reference_without_a_divergence_test_is_ignored():
+    """``factor = inf`` (no test): a KernelReference passed as ``ref`` changes nothing."""
+    ts, ti, K, rng = _case(6, 5, 3, N=64)
+    batch = as_batch(ts)
+    L0, G = noise_factors(batch.Sigma0, batch.Psi, batch.Q)
+    own = backends_mod.get_backend("numba").divergence_reference(batch, ti, K)
+    args = (batch.A, batch.B, batch.Q, batch.R, L0, G, ti, K, np.arange(K.shape[0]), 12, 3)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = numba_kernel.simulate_costs_numba(*args, own, np.inf)
+        b = numba_kernel.simulate_costs_numba(*args, None, np.inf)
+    np.testing.assert_array_equal(a, b)

@@ -844,7 +844,7 @@ def simulate_costs_numba(A, B, Q, R, L0, G, task_index, K, noise_index, length: 
     own = isinstance(ref, KernelReference)
     if own:
         kref = ref
-        ref = np.zeros(0)
+        ref = np.zeros(N)              # unused by the kernel (own_ref), or no test at all
     else:
         kref = KernelReference(np.zeros((1, 1, 1)), np.zeros(1), np.zeros(1))
         ref = np.zeros(N) if ref is None else np.ascontiguousarray(ref, dtype=np.float64)
