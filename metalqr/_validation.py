@@ -278,3 +278,13 @@ def as_seed(rng: Any, name: str = "rng", *, allow_none: bool = False) -> int | N
             raise ValidationError(f"{name} must be a non-negative int seed; got {rng}.")
         return int(rng)
     return int(as_rng(rng, name).integers(0, 2**63 - 1))
+
+
+def format_radius(rho: Any) -> str:
+    """Format a spectral radius (or eigenvalue modulus) for a message compared with 1.
+
+    ``.6g`` normally; the shortest round-trip ``repr`` within ``1e-6`` of 1, so that
+    ``1 + 1e-12`` prints as ``1.000000000001`` and never as a bare ``1`` next to ``>= 1``.
+    """
+    rho = float(rho)
+    return repr(rho) if abs(rho - 1.0) < 1e-6 else f"{rho:.6g}"

@@ -320,3 +320,101 @@ def test_single_task_fast_path_keeps_every_check():
     ev = metalqr.evaluate(task, K)
     K[0, 0] = 5.0
     assert ev.K[0, 0, 0] == 0.1 and not ev.K.flags.writeable
+
+
+# --- badly scaled tasks: a stabilising gain is never reported as "not stabilising", and a value
+# that does not fit float64 is a named error, never inf/NaN posing as an answer -------------------
+
+def _scaled_pair(d, k, top, seed=0):
+    """A well-scaled task and the same task in states x' = D x, D = diag(logspace(0, top)).
+
+    J is invariant under the change of states; the gradient is G' = G D^-1 ... in K' = K D^-1
+    coordinates dJ/dK' = G D, and the Hessian H'[X'] = H[X' D] D. So the well-scaled task gives
+    independent reference values for the badly scaled one (entries of A up to 10^top)."""
+    rng = np.random.default_rng(seed)
+    Ab = rng.standard_normal((d, d))
+    Ab *= 0.8 / np.max(np.abs(np.linalg.eigvals(Ab)))
+    Bb = rng.standard_normal((d, k))
+    Psib = np.eye(d) + 0.1 * np.ones((d, d))
+    Dv = np.logspace(0, top, d)
+    DD = Dv[:, None] * Dv[None, :]
+    good = metalqr.LQRTask(Ab, Bb, np.eye(d), np.eye(k), Psi=Psib)
+    bad = metalqr.LQRTask(Dv[:, None] * Ab / Dv[None, :], Dv[:, None] * Bb, np.eye(d) / DD, np.eye(k),
+                          Psi=Psib * DD)
+    Kb = 0.01 * rng.standard_normal((k, d))
+    return good, bad, Kb, Kb / Dv, Dv
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("d, n, top", [(8, 1, 110), (8, 3, 110), (12, 2, 60), (6, 8, 110),
+                                       (6, 1, 110), (5, 3, 50), (4, 1, 110), (4, 100, 110),
+                                       (2, 100, 110)])
+def test_badly_scaled_stabilising_gain_is_solved(d, n, top):
+    # Before: d = 8, 1e110 -> cost inf, gradient "spectral radius of A - B K is 1 >= 1"
+    # (the doubling's powers overflow although rho = 0.8 ... < 1); d = 4..6 with entries of
+    # 1e50 and more: the Kronecker kernel returned gradients wrong by factors of 10-1000.
+    good, bad, Kb, K, Dv = _scaled_pair(d, 2, top)
+    tg = metalqr.TaskSet([good] * n) if n > 1 else good
+    tb = metalqr.TaskSet([bad] * n) if n > 1 else bad
+    assert np.max(np.abs(bad.A)) > 10.0 ** (top - 2)
+    assert np.all(np.asarray(metalqr.spectral_radius(tb, K)) < 1)
+    J = metalqr.cost(tb, K)
+    assert np.allclose(J, metalqr.cost(tg, Kb), rtol=1e-10, atol=0)
+    assert np.allclose(metalqr.evaluate(tb, K).cost, J, rtol=1e-12, atol=0)
+    G = metalqr.gradient(tb, K)
+    Gg = metalqr.gradient(tg, Kb)
+    assert rel(G / Dv, Gg) < 1e-10
+    X = np.random.default_rng(1).standard_normal((2, d))
+    assert rel(metalqr.hessian_vp(tb, K, X / Dv) / Dv, metalqr.hessian_vp(tg, Kb, X)) < 1e-10
+
+
+@pytest.mark.filterwarnings("error")
+def test_badly_scaled_unstable_gain_still_unstable():
+    good, bad, Kb, K, Dv = _scaled_pair(8, 2, 110)
+    # a gain with rho(A - BK) = 1.3 in the well-scaled coordinates (and so in the scaled ones)
+    Ku = np.linalg.lstsq(good.B, good.A - 1.3 * np.eye(8), rcond=None)[0]
+    rho = metalqr.spectral_radius(good, Ku)
+    assert rho > 1.01
+    assert metalqr.cost(bad, Ku / Dv) == math.inf
+    with pytest.raises(metalqr.UnstablePolicyError, match="spectral radius") as info:
+        metalqr.gradient(bad, Ku / Dv)
+    assert info.value.spectral_radius == pytest.approx(rho, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("d", [3, 8])
+@pytest.mark.parametrize("fn", ["cost", "gradient", "evaluate", "hessian_vp"])
+def test_stabilising_gain_whose_values_overflow_is_a_named_error(d, fn):
+    # A[0, 1] = 1e160: P_K[1, 1] ~ 1e320 does not fit float64. Before: cost inf (d = 3: a
+    # LinAlgError "Singular matrix"), gradient "spectral radius ... is 1 >= 1" (rho is 0.5).
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = 1e160
+    task = metalqr.LQRTask(A, np.eye(d)[:, :1], np.eye(d), np.eye(1))
+    args = (task, np.zeros((1, d))) + ((np.ones((1, d)),) if fn == "hessian_vp" else ())
+    with pytest.raises(metalqr.ValidationError,
+                       match=r"K stabilises the task \(spectral radius of A - B K is 0\.5 < 1\).*"
+                             r"overflow float64.*Rescale the states") as info:
+        getattr(metalqr, fn)(*args)
+    assert not isinstance(info.value, metalqr.UnstablePolicyError)
+    # in a TaskSet the message names the task
+    ts = metalqr.TaskSet([metalqr.LQRTask(0.5 * np.eye(d), np.eye(d)[:, :1], np.eye(d), np.eye(1)), task])
+    with pytest.raises(metalqr.ValidationError, match="stabilises task 1 "):
+        getattr(metalqr, fn)(ts, *args[1:])
+
+
+@pytest.mark.filterwarnings("error")
+def test_badly_scaled_overflowing_hessian_is_a_named_error():
+    # A[0, 1] = 1e100 (d = 8): J ~ 3e200 is representable and returned; the Hessian-vector
+    # product's terms (~1e300 and beyond) are not. Before: an array with an inf entry.
+    d = 8
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = 1e100
+    task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+    K = np.zeros((2, d))
+    Dv = np.ones(d)
+    Dv[0] = 1e100                   # A = D Ab D^-1 with Ab[0, 1] = 1: Y = D P_K D solves
+    Ab = A / Dv[:, None] * Dv[None, :]   # Y = Ab' Y Ab + D^2, and J = Tr(P_K) = sum Y_ii / D_i^2
+    Y = scipy.linalg.solve_discrete_lyapunov(Ab.T, np.diag(Dv ** 2))
+    assert metalqr.cost(task, K) == pytest.approx(np.sum(np.diag(Y) / Dv ** 2), rel=1e-10)
+    with pytest.raises(metalqr.ValidationError, match="hessian_vp: K stabilises the task.*overflow float64"):
+        metalqr.hessian_vp(task, K, np.ones((2, d)))

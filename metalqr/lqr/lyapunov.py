@@ -62,7 +62,18 @@ def _dlyap_kron(A: np.ndarray, W: np.ndarray) -> np.ndarray:
     lhs = (A[..., :, None, :, None] * A[..., None, :, None, :]).reshape(A.shape[:-2] + (dd, dd))
     np.negative(lhs, out=lhs)
     lhs.reshape(lhs.shape[:-2] + (dd * dd,))[..., ::dd + 1] += 1.0
-    x = np.linalg.solve(lhs, W.reshape(W.shape[:-2] + (dd, 1)))
+    rhs = W.reshape(W.shape[:-2] + (dd, 1))
+    try:
+        x = np.linalg.solve(lhs, rhs)
+    except np.linalg.LinAlgError:
+        # a member's Kronecker matrix is singular to working precision (or overflowed):
+        # solve member by member, NaN for those (callers check stability and finiteness)
+        x = np.full(rhs.shape, np.nan)
+        for i in np.ndindex(*lhs.shape[:-2]):
+            try:
+                x[i] = np.linalg.solve(lhs[i], rhs[i])
+            except np.linalg.LinAlgError:
+                pass
     return x.reshape(W.shape)
 
 
@@ -145,7 +156,8 @@ def _lyapunov_pair_serial(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None =
     n, d = A.shape[0], A.shape[-1]
     if d <= KRON_MAX_D and (d <= 2 or n * d ** 4 < KRON_BATCH_WORK):
         return _lyapunov_pair_kron(A, W_T, W)
-    stable, powers = _pair_powers(A)
+    flagged = np.zeros(n, dtype=bool)
+    stable, powers = _pair_powers(A, flagged)
     As = np.where(stable[:, None, None], A, 0.0)
     X_T = _pair_refined(powers, As, np.broadcast_to(W_T, A.shape), transpose=True)
     X = None if W is None else _pair_refined(powers, As, np.broadcast_to(W, A.shape),
@@ -153,7 +165,98 @@ def _lyapunov_pair_serial(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None =
     X_T = np.where(stable[:, None, None], _symmetrise_if(X_T, W_T), 0.0)
     if X is not None:
         X = np.where(stable[:, None, None], _symmetrise_if(X, W), 0.0)
+    if flagged.any():
+        _solve_flagged(A, W_T, W, flagged, stable, X_T, X)
     return stable, X_T, X
+
+
+def _solve_flagged(A, W_T, W, flagged, stable, X_T, X) -> None:
+    """Decide and solve the tasks whose doubling powers overflowed (in place).
+
+    The powers of a badly scaled or strongly non-normal ``A`` with ``rho(A) < 1`` can
+    overflow float64 although the solution is representable (e.g. ``A[0, 1] = 1e110`` with
+    ``d > 6``): the doubling cannot tell such a task from an unstable one. For exactly the
+    ``flagged`` tasks (overflowed, not certified unstable by :func:`_pair_powers`), stability
+    is decided by the eigenvalues; a stable one is solved by :func:`_balanced_solve` and marked
+    stable, with NaN solutions where no verified float64 solution exists (the callers raise a
+    :class:`~metalqr.ValidationError` that says so, never "unstable").
+    """
+    idx = np.flatnonzero(flagged)
+    rho = spectral_radius_of(A[idx])
+    for i in idx[rho < 1.0]:
+        XT_i = _balanced_solve(A[i], W_T[i], transpose=True)
+        X_i = None if X is None else _balanced_solve(A[i], W[i], transpose=False)
+        stable[i] = True
+        X_T[i] = np.nan if XT_i is None else XT_i
+        if X is not None:
+            X[i] = np.nan if X_i is None else X_i
+
+
+#: Largest componentwise relative residual ``|W + M X M' - X| / (|M| |X| |M'| + |W|)`` at which
+#: :func:`_balanced_solve` accepts a solution (the doubling reaches about ``1e-16``).
+BALANCED_RESIDUAL_TOL = 1e-10
+
+
+def _balanced_solve(A: np.ndarray, W: np.ndarray, transpose: bool) -> np.ndarray | None:
+    """Solve ``X = M X M' + W`` (``M = A'`` if ``transpose`` else ``A``) after balancing.
+
+    For one task (2-D arrays) with ``rho(A) < 1``. ``M = D Mb D^-1`` with ``D`` the diagonal
+    scaling of :func:`scipy.linalg.matrix_balance` (powers of 2, exact); ``Y = D^-1 X D^-1``
+    solves ``Y = Mb Y Mb' + D^-1 W D^-1`` by :func:`dlyap_unchecked`. The result is accepted
+    only if it is finite and its componentwise relative residual in the original coordinates
+    is at most :data:`BALANCED_RESIDUAL_TOL`; otherwise ``None`` (not representable, or not
+    solvable to that accuracy in float64). SciPy's ``solve_discrete_lyapunov`` fails these
+    residual checks on such tasks (relative errors of 1e2 and more), hence the balancing.
+    """
+    from scipy.linalg import matrix_balance
+    M = A.T if transpose else A
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        _, (s, _) = matrix_balance(M, permute=False, separate=True)
+        outer = s[:, None] * s[None, :]
+        Mb = M * s[None, :] / s[:, None]
+        Y = dlyap_unchecked(Mb, W / outer, balance=False)
+        X = Y * outer
+    return X if _residual_ok(M, W, X) else None
+
+
+#: Tasks of the Kronecker kernels with ``||A||_F`` (or ``d max |A_ij|``) above this have their solution
+#: verified (componentwise residual) and, if it fails, solved by :func:`_balanced_solve`: the
+#: Kronecker matrix of a badly scaled ``A`` (e.g. ``D A D^-1`` with ``D`` spanning 1e50, d >= 4)
+#: is so ill-conditioned that LU returned costs and gradients wrong by factors of 1-1000.
+KRON_CHECK_ABOVE = 1e6
+
+
+def _residual_ok(M: np.ndarray, W: np.ndarray, X: np.ndarray) -> bool:
+    """Whether ``X = M X M' + W`` holds to :data:`BALANCED_RESIDUAL_TOL` componentwise."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        R = W + M @ X @ M.T - X
+        absM = np.abs(M)
+        S = absM @ np.abs(X) @ absM.T + np.abs(W)
+        return bool(np.isfinite(X).all() and np.isfinite(S).all()
+                    and np.all(np.abs(R) <= BALANCED_RESIDUAL_TOL * S))
+
+
+def _members(mask: np.ndarray):
+    """Index tuples of the True entries of a boolean batch mask (``()`` for a 0-d True)."""
+    if mask.ndim == 0:
+        return [()] if mask else []
+    return list(zip(*np.nonzero(mask)))
+
+
+def _check_large(A: np.ndarray, W: np.ndarray, X: np.ndarray, transpose: bool, mask) -> None:
+    """Verify, in place, the Kronecker solutions ``X`` of the members with large entries.
+
+    For each member ``i`` (index tuple over the batch axes) where ``mask`` is True and some
+    ``|A[i]|`` exceeds ``KRON_CHECK_ABOVE / d``: keep ``X[i]`` if its componentwise residual
+    passes, else replace it by :func:`_balanced_solve` (NaN if that fails too).
+    """
+    with np.errstate(invalid="ignore"):
+        big = mask & (np.abs(A).max(axis=(-2, -1), initial=0.0) > KRON_CHECK_ABOVE / A.shape[-1])
+    for i in _members(big):
+        M = A[i].T if transpose else A[i]
+        if not _residual_ok(M, W[i], X[i]):
+            Xi = _balanced_solve(A[i], W[i], transpose)
+            X[i] = np.nan if Xi is None else Xi
 
 
 #: A power ``A^(2^j)`` of a task with ``||A^(2^j)||_F^2`` below this is negligible: the terms
@@ -161,9 +264,10 @@ def _lyapunov_pair_serial(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None =
 _NEGLIGIBLE = 1e-18
 #: Probe vectors of the cheap residual check in :func:`_pair_refined`.
 _PROBES = 8
+_EPS = float(np.finfo(float).eps)
 
 
-def _pair_powers(A: np.ndarray):
+def _pair_powers(A: np.ndarray, flagged: np.ndarray | None = None):
     """Powers ``A^(2^j)`` of a batch, each task only as far as it needs them (issue 15).
 
     Same stability decision as :func:`_doubling_powers` (``||A^(2^j)||_F^2 < 1e-18`` within
@@ -173,6 +277,13 @@ def _pair_powers(A: np.ndarray):
     certifies the next one negligible. For 10 tasks of ``d = 200`` with ``rho`` in [0.3, 0.95]
     this skips about a sixth of the products of the shared doubling.
 
+    If ``flagged`` (bool, shape (n,)) is given, the tasks whose powers overflowed without
+    proving ``rho(A) >= 1`` are set ``True`` in it: ``|tr(A_j)| <= d rho(A)^(2^j)``, so
+    ``|tr(A_j)| > d`` plus a bound on the rounding error of the computed ``A_j`` (tracked
+    through the squarings) proves ``rho(A) > 1``. That holds for a typical unstable task; a
+    stable one whose powers overflow (badly scaled, strongly non-normal) is never proved
+    unstable and is flagged for :func:`_solve_flagged`.
+
     Returns
     -------
     stable : ndarray of bool, shape (n,)
@@ -180,16 +291,24 @@ def _pair_powers(A: np.ndarray):
         ``Aj`` (shape (len(idx), d, d)) is ``A^(2^j)`` of the tasks ``idx`` that still need it
         (``idx`` is ``None`` for all tasks); unstable tasks never appear.
     """
-    n = A.shape[0]
+    n, d = A.shape[0], A.shape[-1]
     stable = np.zeros(n, dtype=bool)
     bad = np.zeros(n, dtype=bool)
     powers = []
     idx, Aj = np.arange(n), A
+    err = np.zeros(n)       # bound on ||computed A_j - A^(2^j)||_F (A itself is exact)
     for _ in range(MAX_DOUBLINGS):
         with np.errstate(over="ignore", invalid="ignore"):
             size = np.einsum("nij,nij->n", Aj, Aj)
         worse = ~np.isfinite(size) | (size > 1e200)
         bad[idx[worse]] = True
+        if flagged is not None and worse.any():
+            w = np.flatnonzero(worse)
+            with np.errstate(over="ignore", invalid="ignore"):
+                diag = np.diagonal(Aj[w], axis1=-2, axis2=-1)
+                margin = d + 2.0 * (np.sqrt(d) * err[w] + d * _EPS * np.abs(diag).sum(axis=-1))
+                proved = np.abs(diag.sum(axis=-1)) > margin
+            flagged[idx[w[~proved]]] = True
         small = ~worse & (size < _NEGLIGIBLE)
         stable[idx[small]] = True
         use = ~worse & ~small                      # tasks that apply this power
@@ -201,6 +320,10 @@ def _pair_powers(A: np.ndarray):
         if not np.any(square):
             break
         idx, Aj = idx[square], Aj[square]
+        if flagged is not None:     # ||A^2 - B^2|| <= (2||B|| + e) e; the product adds d eps ||B||^2
+            with np.errstate(over="ignore", invalid="ignore"):   # inf: nothing proved
+                nrm = np.sqrt(size[square])
+                err = (2.0 * nrm + err[square]) * err[square] + 1.01 * d * _EPS * nrm * nrm
         Aj = Aj @ Aj
     # a task that was still squaring after MAX_DOUBLINGS steps is neither stable nor flagged
     # bad above: it stays ``False`` in ``stable``, as in :func:`_doubling_powers`
@@ -249,8 +372,9 @@ def _pair_refined(powers, A: np.ndarray, W: np.ndarray, transpose: bool) -> np.n
     check = np.flatnonzero(~(est <= 1e-13 * scale))
     if check.size:
         Ac, Atc, Xc = A[check], At[check], X[check]
-        residual = W[check] + (Atc @ Xc @ Ac if transpose else Ac @ Xc @ Atc) - Xc
-        over = np.linalg.norm(residual, axis=(-2, -1)) > 1e-12 * scale[check]
+        with np.errstate(over="ignore", invalid="ignore"):   # W of an unstable member may be inf
+            residual = W[check] + (Atc @ Xc @ Ac if transpose else Ac @ Xc @ Atc) - Xc
+            over = np.linalg.norm(residual, axis=(-2, -1)) > 1e-12 * scale[check]
         if np.any(over):
             # refine the whole chunk (a zero residual where it is not needed adds nothing)
             full = np.zeros_like(X)
@@ -335,6 +459,9 @@ def _lyapunov_pair_kron(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = N
         X_T = _sym_if_unguarded(X_T, W_T)
         if X is not None:
             X = _sym_if_unguarded(X, W)
+        _check_large(A, np.broadcast_to(W_T, A.shape), X_T, True, stable)
+        if X is not None:
+            _check_large(A, np.broadcast_to(W, A.shape), X, False, stable)
         if not all_stable:
             X_T = np.where(stable[:, None, None], X_T, 0.0)
             X = None if X is None else np.where(stable[:, None, None], X, 0.0)
@@ -359,6 +486,8 @@ def _pair_2x2_compiled(kernel, A, W_T, W):
         kernel(np.ascontiguousarray(A), W_T, W, X_T, X, stable)
         X_T = _sym_if_unguarded(X_T, W_T)
         X = _sym_if_unguarded(X, W)
+    _check_large(A, W_T, X_T, True, stable)
+    _check_large(A, W, X, False, stable)
     return stable, X_T, X
 
 
@@ -401,29 +530,53 @@ def lyapunov_pair_one(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = Non
     if eye is None:
         eye = _EYES.setdefault(dd, np.eye(dd))
     L = eye - (A[:, None, :, None] * A[None, :, None, :]).reshape(dd, dd)
-    X_T = np.linalg.solve(L.T, W_T.reshape(dd)).reshape(d, d)
+    try:
+        X_T = np.linalg.solve(L.T, W_T.reshape(dd)).reshape(d, d)
+    except np.linalg.LinAlgError:       # singular to working precision or overflowed: checked below
+        X_T = np.full((d, d), np.nan)
     WT_T = W_T.T
     if np.abs(W_T - WT_T).max() <= 1e-12 * max(np.abs(W_T).max(), 1e-300):
         X_T = 0.5 * (X_T + X_T.T)
+    large = float(np.vdot(A, A)) > KRON_CHECK_ABOVE ** 2     # ||A||_F, cheaper than max |A_ij|
+    if large:
+        X_T = X_T.copy()
+        _check_large(A[None], W_T[None], X_T[None], True, np.ones(1, dtype=bool))
     if W is None:
         return True, X_T, None
-    X = np.linalg.solve(L, W.reshape(dd)).reshape(d, d)
-    return True, X_T, 0.5 * (X + X.T)
+    try:
+        X = np.linalg.solve(L, W.reshape(dd)).reshape(d, d)
+    except np.linalg.LinAlgError:
+        X = np.full((d, d), np.nan)
+    X = 0.5 * (X + X.T)
+    if large:
+        _check_large(A[None], W[None], X[None], False, np.ones(1, dtype=bool))
+    return True, X_T, X
 
 
-def dlyap_unchecked(A: np.ndarray, W: np.ndarray) -> np.ndarray:
+def dlyap_unchecked(A: np.ndarray, W: np.ndarray, balance: bool = True) -> np.ndarray:
     """Kernel of :func:`dlyap` without validation (``rho(A) < 1`` assumed).
 
-    ``A`` and ``W`` must already broadcast to a common batch shape.
+    ``A`` and ``W`` must already broadcast to a common batch shape. When ``balance`` is True,
+    a badly scaled member (for ``d > KRON_MAX_D`` doubling powers that overflow float64, for
+    the Kronecker kernel entries above :data:`KRON_CHECK_ABOVE` with a failed residual check)
+    is solved by :func:`_balanced_solve`; NaN where that finds no verified float64 solution
+    (the caller raises).
     """
     A, W = np.broadcast_arrays(A, W)
     if A.shape[-1] <= KRON_MAX_D:
         X = _dlyap_kron(A, W)
+        if balance:
+            _check_large(A, W, X, False, np.ones(A.shape[:-2], dtype=bool))
     else:
         powers, ok = _doubling_powers(A)
         X = _refined(powers, A, W, transpose=False)
         if not np.all(ok):      # powers overflowed (badly scaled A): no plausible partial sum
             X = np.where(ok[..., None, None], X, np.nan)
+            if balance:         # solve those after balancing (NaN where that fails its check)
+                for i in _members(~ok):
+                    Xi = _balanced_solve(A[i], W[i], transpose=False)
+                    if Xi is not None:
+                        X[i] = Xi
     return _symmetrise_if(X, W)
 
 
