@@ -214,7 +214,7 @@ def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePoli
 
 def _overflow_error(what: str, AK: np.ndarray, i: int | None, quantity: str,
                     gain: str = "K") -> ValidationError:
-    """The error for a gain that stabilises a task whose values overflow float64.
+    """Build the error for a gain that stabilises a task whose values overflow float64.
 
     ``AK`` is that task's closed loop (d, d); ``i`` its index in a TaskSet (``None`` for a
     single task). Said instead of "not stabilising" (the spectral radius is below 1).
@@ -421,7 +421,7 @@ def _evaluate_compiled(kernel, batch: Batch, Kb: np.ndarray, what: str) -> Polic
 
 
 def _evaluate_chunk(A, B, Q, R, Psi, K):
-    """Closed loop, Lyapunov pair, ``R + B'PB``, ``E_K`` and gradient of a chunk of tasks.
+    """Compute the closed loop, Lyapunov pair, ``R + B'PB``, ``E_K`` and gradient of a chunk of tasks.
 
     Everything :func:`_evaluate_numpy` computes per task, so that a large batch runs it all
     in :func:`metalqr._parallel.map_chunks` threads (issue 15: at ``d = 200`` the products
