@@ -37,6 +37,7 @@ def as_float_array(value: Any, name: str, ndim: int | None = None,
     """
     if isinstance(value, (str, bytes)):
         raise ValidationTypeError(f"{name} must be a real numeric array; got a string {value!r}.")
+    _refuse_none_or_masked(value, name)
     raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
     kind = raw.dtype.kind
     if kind == "c":
@@ -288,3 +289,20 @@ def format_radius(rho: Any) -> str:
     """
     rho = float(rho)
     return repr(rho) if abs(rho - 1.0) < 1e-6 else f"{rho:.6g}"
+
+
+def _refuse_none_or_masked(value: Any, name: str) -> None:
+    """Refuse ``None`` and NumPy masked arrays for :func:`as_float_array`.
+
+    ``np.asarray(None)`` is a NaN (reported as "non-finite" before) and ``np.asarray`` of a
+    masked array drops the mask, so that the masked (invalid) entries would silently be used.
+    """
+    if value is None:
+        raise ValidationTypeError(f"{name} must be a real numeric array; got None.")
+    if isinstance(value, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(value))
+        raise ValidationTypeError(
+            f"{name} is a numpy masked array ({n_masked} masked entr{'y' if n_masked == 1 else 'ies'}); "
+            f"metalqr does not honour masks and would use the masked entries as they are. Pass "
+            f"{name}.filled(value) with the value you mean, or np.asarray({name}) to use the data "
+            f"as it is.")

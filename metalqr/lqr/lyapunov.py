@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._parallel import map_chunks
-from .._validation import as_float_array
+from .._validation import as_float_array, format_radius
 from ..exceptions import UnstablePolicyError, ValidationError
 
 __all__ = ["dlyap", "spectral_radius_of", "lyapunov_pair", "lyapunov_pair_one", "dlyap_unchecked"]
@@ -640,7 +640,7 @@ def dlyap(A: Any, W: Any) -> np.ndarray:
         idx = np.unravel_index(int(np.argmax(rho)), rho.shape) if rho.ndim else ()
         where = f"A[{', '.join(map(str, idx))}]" if idx else "A"
         raise UnstablePolicyError(
-            f"dlyap needs spectral radius < 1; {where} has spectral radius {float(np.max(rho)):.6g}, "
+            f"dlyap needs spectral radius < 1; {where} has spectral radius {format_radius(np.max(rho))}, "
             f"so X = A X A' + W has no convergent solution.",
             task_index=int(np.ravel_multi_index(idx, rho.shape)) if idx else None,
             spectral_radius=float(np.max(rho)))

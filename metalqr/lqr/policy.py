@@ -17,7 +17,7 @@ import numpy as np
 
 from .._parallel import blas_single_thread, map_chunks
 from .._validation import as_float_array, check_size, format_radius
-from ..exceptions import UnstablePolicyError, ValidationError
+from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from .lyapunov import (KRON_MAX_D, _lyapunov_pair_serial, dlyap_unchecked, lyapunov_pair,
                        lyapunov_pair_one, spectral_radius_of)
 from .tasks import Batch, TaskLike, as_batch
@@ -47,6 +47,10 @@ def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
         Kb = K.copy()[None]
         Kb.flags.writeable = False
         return Kb
+    if K is None:
+        per_task = "" if batch.single else f" or ({n}, {k}, {d}) (one gain per task)"
+        raise ValidationTypeError(f"{name} must be a real array of shape (k, d) = ({k}, {d}){per_task}; "
+                                  f"got None.")
     K = as_float_array(K, name)
     if K.shape == (k, d):
         return np.broadcast_to(K, (n, k, d))
@@ -207,7 +211,7 @@ def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePoli
         where = "the task" if batch.single else f"task {i}"
         more = "" if bad.size == 1 else f" ({bad.size} tasks in all: {bad[:10].tolist()})"
         raise error(f"{what} needs a stabilising gain, but {gain} does not stabilise {where}: "
-                    f"spectral radius of A - B {gain} is {rho[i]:.6g} >= 1{more}. Start from a "
+                    f"spectral radius of A - B {gain} is {format_radius(rho[i])} >= 1{more}. Start from a "
                     f"stabilising gain (e.g. metalqr.optimal_gain) or reduce the step size.",
                     task_index=None if batch.single else i, spectral_radius=float(rho[i]))
 

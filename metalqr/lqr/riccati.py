@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from .._parallel import blas_single_thread
-from .._validation import as_float_array
+from .._validation import as_float_array, format_radius
 from ..exceptions import ValidationError
 from ._doubling import sda
 from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair
@@ -302,7 +302,7 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
             why[i] = "the candidate is not finite"
         elif not stable[i]:
             rho[i] = max(1.0, float(np.max(np.abs(np.linalg.eigvals(AK[i])))))
-            why[i] = f"its gain does not stabilise the task (spectral radius of A - BK = {rho[i]:.6g})"
+            why[i] = f"its gain does not stabilise the task (spectral radius of A - BK = {format_radius(rho[i])})"
         elif not psd[i]:
             why[i] = (f"P is not symmetric positive semidefinite (smallest eigenvalue "
                       f"{lam_min[i]:.3g}, ||P|| = {normP[i]:.3g})")
@@ -378,7 +378,7 @@ def _diagnose(A: np.ndarray, B: np.ndarray, Q: np.ndarray) -> str:
         M = np.hstack([A - l * np.eye(d), B])
         if np.linalg.svd(M, compute_uv=False)[-1] <= 1e-8 * scale:
             return (f"(A, B) is not stabilisable: the eigenvalue {l:.6g} of A (|lambda| = "
-                    f"{abs(l):.6g} >= 1) is not reachable from B (rank [A - lambda I, B] < {d})")
+                    f"{format_radius(abs(l))} >= 1) is not reachable from B (rank [A - lambda I, B] < {d})")
     for l in lam:
         if abs(abs(l) - 1.0) > 1e-8:
             continue
