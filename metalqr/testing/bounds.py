@@ -322,7 +322,7 @@ def _qualname(fn: Any) -> str:
 
 def _describe_settings(name, bound, quantity, strategy, max_examples, rtol, atol, rng, seed,
                        ignore, conf) -> dict:
-    """The :attr:`BoundReport.settings` of a :func:`check_bound` call (plain, JSON-serialisable)."""
+    """Build the :attr:`BoundReport.settings` of a :func:`check_bound` call (plain, JSON-serialisable)."""
     import hypothesis
     if seed is None:
         how = "derandomised (rng=None): Hypothesis draws the same examples every run"
