@@ -251,3 +251,25 @@ def test_check_bound_report_describes_its_settings():
     # a violated bound carries the same description
     bad = mt.check_bound(lambda X: 0.1, lambda X: 1.0, strategy, max_examples=3, name="never")
     assert not bad.holds and bad.settings["name"] == "never" and bad.settings["max_examples"] == 3
+
+
+def test_an_unasserted_metalqr_warning_fails_the_suite(tmp_path):
+    """setup.cfg's filterwarnings turns every metalqr warning that a test does not assert
+    (pytest.warns(<class>, match=...)) into an error, so none can pass unnoticed."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "test_w.py").write_text(
+        "import warnings, pytest, metalqr\n"
+        "def test_unasserted():\n"
+        "    warnings.warn('suspect', metalqr.TrainingWorsenedWarning)\n"
+        "def test_asserted():\n"
+        "    with pytest.warns(metalqr.TrainingWorsenedWarning, match='suspect'):\n"
+        "        warnings.warn('suspect', metalqr.TrainingWorsenedWarning)\n")
+    env = dict(os.environ, PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-c", os.path.join(root, "setup.cfg"), "--rootdir", str(tmp_path),
+                          str(tmp_path / "test_w.py")], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path), timeout=120)
+    assert "1 failed, 1 passed" in out.stdout, out.stdout + out.stderr
+    assert "TrainingWorsenedWarning: suspect" in out.stdout
