@@ -418,3 +418,26 @@ def test_badly_scaled_overflowing_hessian_is_a_named_error():
     assert metalqr.cost(task, K) == pytest.approx(np.sum(np.diag(Y) / Dv ** 2), rel=1e-10)
     with pytest.raises(metalqr.ValidationError, match="hessian_vp: K stabilises the task.*overflow float64"):
         metalqr.hessian_vp(task, K, np.ones((2, d)))
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("d, top", [(3, 110), (8, 60), (8, 110)])
+def test_optimal_gain_on_badly_scaled_tasks(d, top):
+    # K* of the scaled task is K*_good D^-1 (same J*); checked, not assumed
+    good, bad, _, _, Dv = _scaled_pair(d, 2, top)
+    K_good, _ = metalqr.optimal_gain(good)
+    K_bad, _ = metalqr.optimal_gain(bad)
+    assert rel(K_bad * Dv, K_good) < 1e-10
+    assert metalqr.cost(bad, K_bad) == pytest.approx(metalqr.cost(good, K_good), rel=1e-10)
+
+
+@pytest.mark.filterwarnings("error")
+def test_optimal_gain_on_an_overflowing_task_is_a_named_error():
+    # A[0, 1] = 1e110 with d = 8 (not a diagonal rescaling of a moderate task with B = [I; 0]):
+    # no checked Riccati solution; a named error that suggests rescaling, never inf/NaN
+    d = 8
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = 1e110
+    task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+    with pytest.raises(metalqr.ValidationError, match="rescal"):
+        metalqr.optimal_gain(task)

@@ -359,8 +359,13 @@ def _newton_refine(A, B, Q, R, P, res, K=None, Res=None):
 
 
 def _scipy_one(A, B, Q, R):
+    import warnings
     try:
-        P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+        # its warnings (ill-conditioning, an invalid cast in its balancing of a badly scaled
+        # task) are not passed on: the answer is checked independently by the caller
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            P = scipy.linalg.solve_discrete_are(A, B, Q, R)
     except (np.linalg.LinAlgError, ValueError) as exc:
         return None, f"SciPy's solve_discrete_are failed ({exc})"
     return _sym(P), ""
