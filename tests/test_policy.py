@@ -441,3 +441,54 @@ def test_optimal_gain_on_an_overflowing_task_is_a_named_error():
     task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
     with pytest.raises(metalqr.ValidationError, match="rescal"):
         metalqr.optimal_gain(task)
+
+
+def _exact_P(AK, M):
+    """P = AK' P AK + M in exact rational arithmetic (Kronecker system, d^2 unknowns)."""
+    from fractions import Fraction as F
+    d = AK.shape[0]
+    Af = [[F(v) for v in row] for row in AK.tolist()]
+    n = d * d
+    L = [[(F(1) if (i == k and j == l) else F(0)) - Af[k][i] * Af[l][j] for k in range(d) for l in range(d)]
+         + [F(M[i, j])] for i in range(d) for j in range(d)]
+    for c in range(n):
+        p = next(r for r in range(c, n) if L[r][c] != 0)
+        L[c], L[p] = L[p], L[c]
+        for r in range(n):
+            if r != c and L[r][c] != 0:
+                f = L[r][c] / L[c][c]
+                L[r] = [a - f * b for a, b in zip(L[r], L[c])]
+    return [[L[i * d + j][n] / L[i * d + j][i * d + j] for j in range(d)] for i in range(d)]
+
+
+@pytest.mark.filterwarnings("error")
+def test_ill_conditioned_small_task_never_gives_a_negative_cost():
+    # found by hypothesis (tests/test_theory.py's badly scaled families): A - B K has entries
+    # of 3.6e3 and rho = 0.86. Before: cost -1.92e17 (the Kronecker LU's P_K has a residual of
+    # 1e-11 but is indefinite); exact (rational arithmetic): +2.1897753e17. Now: a named error
+    # (no two independent float64 solutions agree), or the right value.
+    from fractions import Fraction as F
+    A = np.array([[3.929106116606382, 17.224330649898047, -17.369069620218635],
+                  [-101.67797408608877, 9.62075042417899, 17.27715269908084],
+                  [2.9130137633165125, 3.10473504441188, 3.307750622123624]])
+    B = np.array([[1.835989913884925], [10.0], [9.325721354218597]])
+    Q = np.diag([8.6215056733146787e+05, 2.2362120660559959e-01, 1.4168102036821137e-01])
+    R = np.array([[27.581256509680486]])
+    Psi = np.array([[2.0805492957511108e-04, 0.0, 0.0],
+                    [0.0, 9.7692307260498387e+02, 5.1408417333851759e+01],
+                    [0.0, 5.1408417333851759e+01, 1.9623458303662747e+02]])
+    K = np.array([[-365.5905715893045, 81.33793902702759, -13.436585387734816]])
+    task = metalqr.LQRTask(A, B, Q, R, Psi=Psi)
+    AK = A - B @ K
+    P = _exact_P(AK, Q + K.T @ R @ K)
+    J_exact = float(sum(P[i][j] * F(Psi[j, i]) for i in range(3) for j in range(3)))
+    assert J_exact == pytest.approx(2.1897753424743155e+17, rel=1e-12)
+    for fn in (metalqr.cost, metalqr.gradient, metalqr.evaluate):
+        try:
+            out = fn(task, K)
+        except metalqr.ValidationError as err:
+            assert "cannot be computed accurately in float64" in str(err)
+            assert "spectral radius of A - B K is 0.859747 < 1" in str(err)
+            continue
+        if fn is metalqr.cost:
+            assert out == pytest.approx(J_exact, rel=1e-6)

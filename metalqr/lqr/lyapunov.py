@@ -144,7 +144,10 @@ def lyapunov_pair(A: np.ndarray, W_T: np.ndarray, W: np.ndarray | None = None):
     -------
     stable : ndarray of bool, shape (n,)
     X_T, X : ndarray, shape (n, d, d)
-        Solutions (zeros where unstable); ``X`` is ``None`` when ``W`` is ``None``.
+        Solutions (zeros where unstable); ``X`` is ``None`` when ``W`` is ``None``. NaN for a
+        stable member whose solution overflows float64 or could not be verified (badly
+        scaled or strongly non-normal ``A``; see :func:`_verified_solve`): callers raise a
+        named error there, never "unstable".
     """
     n, d = A.shape[0], A.shape[-1]
     arrays = [A, np.broadcast_to(W_T, A.shape)] + ([] if W is None else [np.broadcast_to(W, A.shape)])
@@ -197,51 +200,98 @@ def _solve_flagged(A, W_T, W, flagged, stable, X_T, X) -> None:
 BALANCED_RESIDUAL_TOL = 1e-10
 
 
-def _balanced_solve(A: np.ndarray, W: np.ndarray, transpose: bool) -> np.ndarray | None:
-    """Solve ``X = M X M' + W`` (``M = A'`` if ``transpose`` else ``A``) after balancing.
+def _doubling_one(M: np.ndarray, W: np.ndarray) -> np.ndarray | None:
+    """``X = M X M' + W`` for one ``M`` by the doubling (a sum of the terms ``M^t W M'^t``).
 
-    For one task (2-D arrays) with ``rho(A) < 1``. ``M = D Mb D^-1`` with ``D`` the diagonal
-    scaling of :func:`scipy.linalg.matrix_balance` (powers of 2, exact); ``Y = D^-1 X D^-1``
-    solves ``Y = Mb Y Mb' + D^-1 W D^-1`` by :func:`dlyap_unchecked`. If that fails the check
-    below (a strongly non-normal rather than badly scaled ``M``), SciPy's Schur-based
-    ``solve_discrete_lyapunov(method="bilinear")`` is tried on ``M`` itself. A result is accepted
-    only if it is finite and its componentwise relative residual in the original coordinates
-    is at most :data:`BALANCED_RESIDUAL_TOL`; otherwise ``None`` (not representable, or not
-    solvable to that accuracy in float64). SciPy alone fails these residual checks on badly
-    scaled tasks (relative errors of 1e2 and more), hence the balancing first.
+    Independent of the Kronecker kernel's LU (no cancellation between terms for a
+    semidefinite ``W``), so agreement of the two is evidence of accuracy; ``None`` where the
+    powers overflow or do not vanish.
+    """
+    powers, ok = _doubling_powers(M[None])
+    if not ok[0]:
+        return None
+    return _refined(powers, M[None], W[None], transpose=False)[0]
+
+
+def _schur_one(M: np.ndarray, W: np.ndarray) -> np.ndarray | None:
+    """SciPy's Schur-based ``solve_discrete_lyapunov(M, W, method="bilinear")``, or ``None``."""
+    import warnings
+    from scipy.linalg import solve_discrete_lyapunov
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # ill-conditioning: judged by the caller
+            X = solve_discrete_lyapunov(M, W, method="bilinear")
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    return X if np.isrealobj(X) and np.isfinite(X).all() else None
+
+
+def _agree(X: np.ndarray, Y: np.ndarray | None) -> bool:
+    """Whether two solutions agree to :data:`AGREE_RTOL` (normwise, both finite)."""
+    if Y is None:
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff, size = np.linalg.norm(X - Y), np.linalg.norm(Y)
+    return bool(np.isfinite(diff) and np.isfinite(size) and diff <= AGREE_RTOL * size)
+
+
+#: Two independent solutions (Kronecker LU, doubling) of a badly conditioned task must agree
+#: to this relative (Frobenius) difference to be accepted.
+AGREE_RTOL = 1e-6
+
+
+def _verified_solve(M: np.ndarray, W: np.ndarray, X0: np.ndarray | None) -> np.ndarray | None:
+    """Return a verified solution of ``X = M X M' + W`` for one badly scaled or non-normal ``M``.
+
+    ``rho(M) < 1`` assumed. Given ``X0`` (the Kronecker kernel's solution), the doubling's
+    solution (:func:`_doubling_one`) is returned if its componentwise residual passes
+    :data:`BALANCED_RESIDUAL_TOL` and it agrees to :data:`AGREE_RTOL` with ``X0`` or with
+    SciPy's Schur-based solver (:func:`_schur_one`). A small residual alone is not enough:
+    a ``d = 3`` closed loop with entries of 5e3 and ``rho = 0.86`` gave a Kronecker ``P_K``
+    with residual 1e-11 and cost ``-1.9e17`` (exact, in rational arithmetic: ``+2.19e17``);
+    on nine such loops found by Hypothesis the Kronecker solution was off by 2e-6..3e-5
+    relative, the doubling and SciPy's by 1e-11..8e-7. Otherwise ``M = D Mb D^-1`` is balanced (:func:`scipy.linalg.matrix_balance`, powers of 2,
+    exact) and ``Y = D^-1 X D^-1`` solves ``Y = Mb Y Mb' + D^-1 W D^-1`` by
+    :func:`dlyap_unchecked`: accepted with a passing residual if ``Mb`` is moderate
+    (``||Mb||_F <= KRON_CHECK_ABOVE sqrt(d)``, the kernels' reliable range), else only if
+    the doubling on ``Mb`` agrees with it too. ``None`` where nothing passes (not
+    representable in float64, or too ill-conditioned to compute in it).
     """
     from scipy.linalg import matrix_balance
-    M = A.T if transpose else A
+    d = M.shape[-1]
     with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        if X0 is not None:
+            Xd = _doubling_one(M, W)
+            if Xd is not None and _residual_ok(M, W, Xd) and (_agree(Xd, X0) or _agree(Xd, _schur_one(M, W))):
+                return Xd
         _, (s, _) = matrix_balance(M, permute=False, separate=True)
         outer = s[:, None] * s[None, :]
         Mb = M * s[None, :] / s[:, None]
-        Y = dlyap_unchecked(Mb, W / outer, balance=False)
+        Wb = W / outer
+        Y = dlyap_unchecked(Mb, Wb, balance=False)
         X = Y * outer
-        if _residual_ok(M, W, X):
-            return X
-        # strongly non-normal rather than badly scaled (balancing cannot help): SciPy's
-        # Schur-based (bilinear) solver, under the same check
-        from scipy.linalg import solve_discrete_lyapunov
-        import warnings
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")          # its ill-conditioning warnings: checked below
-                X = solve_discrete_lyapunov(M, W, method="bilinear")
-        except (ValueError, np.linalg.LinAlgError):
+        if not _residual_ok(M, W, X):
             return None
-    return X if np.isrealobj(X) and _residual_ok(M, W, X) else None
+        moderate = float(np.vdot(Mb, Mb)) <= KRON_CHECK_ABOVE ** 2 * d
+        if moderate or _agree(Y, _doubling_one(Mb, Wb)):
+            return X
+    return None
+
+
+def _balanced_solve(A: np.ndarray, W: np.ndarray, transpose: bool) -> np.ndarray | None:
+    """:func:`_verified_solve` of ``X = M X M' + W`` with ``M = A'`` if ``transpose`` else ``A``."""
+    return _verified_solve(A.T if transpose else A, W, None)
 
 
 #: Tasks of the Kronecker kernels with ``||A||_F > KRON_CHECK_ABOVE sqrt(d)`` have their
-#: solution verified (componentwise
-#: residual) and, if it fails, solved by :func:`_balanced_solve`: the Kronecker matrix of a badly
-#: scaled or strongly non-normal ``A`` (e.g. ``D A D^-1`` with ``D`` spanning 1e50, d >= 4, or a
-#: ``d = 3`` closed loop with entries of 1e3 and spectral radius 0.005) is so ill-conditioned
-#: that LU returned costs and gradients wrong by factors of 1-1000, and negative costs. In 3000
-#: random non-normal ``A`` (d = 3..6) the first residual failures appeared at
-#: ``||A||_F / sqrt(d) ~ 100``; typical tasks have ``||A||_F / sqrt(d) <= rho(A)`` and are not
-#: checked.
+#: solution verified by :func:`_verified_solve` (componentwise residual and agreement with the
+#: doubling; else balancing; else NaN and a named error from the callers): the Kronecker matrix
+#: of a badly scaled or strongly non-normal ``A`` (e.g. ``D A D^-1`` with ``D`` spanning 1e50,
+#: d >= 4, or a ``d = 3`` closed loop with entries of 5e3 and spectral radius 0.86) is so
+#: ill-conditioned that LU returned costs and gradients wrong by factors of 1-1000, and
+#: negative costs. In 3000 random non-normal ``A`` (d = 3..6) the first residual failures
+#: appeared at ``||A||_F / sqrt(d) ~ 100``; typical tasks have ``||A||_F / sqrt(d) <= rho(A)``
+#: and are not checked.
 KRON_CHECK_ABOVE = 10.0
 
 
@@ -266,16 +316,14 @@ def _check_large(A: np.ndarray, W: np.ndarray, X: np.ndarray, transpose: bool, m
     """Verify, in place, the Kronecker solutions ``X`` of the members with large entries.
 
     For each member ``i`` (index tuple over the batch axes) where ``mask`` is True and
-    ``||A[i]||_F > KRON_CHECK_ABOVE sqrt(d)``: keep ``X[i]`` if its componentwise residual
-    passes, else replace it by :func:`_balanced_solve` (NaN if that fails too).
+    ``||A[i]||_F > KRON_CHECK_ABOVE sqrt(d)``: ``X[i]`` becomes :func:`_verified_solve`'s
+    answer (``X[i]`` itself when it passes its checks; NaN if nothing does).
     """
     with np.errstate(invalid="ignore"):
         big = mask & (np.einsum("...ij,...ij->...", A, A) > KRON_CHECK_ABOVE ** 2 * A.shape[-1])
     for i in _members(big):
-        M = A[i].T if transpose else A[i]
-        if not _residual_ok(M, W[i], X[i]):
-            Xi = _balanced_solve(A[i], W[i], transpose)
-            X[i] = np.nan if Xi is None else Xi
+        Xi = _verified_solve(A[i].T if transpose else A[i], W[i], X[i])
+        X[i] = np.nan if Xi is None else Xi
 
 
 #: A power ``A^(2^j)`` of a task with ``||A^(2^j)||_F^2`` below this is negligible: the terms
