@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # this checkout
 import metalqr  # noqa: E402
-from _common import best_time, print_table  # noqa: E402
+from _common import best_time, blas_report, print_table  # noqa: E402
 from helpers import random_task  # noqa: E402
 
 
@@ -304,6 +304,7 @@ def main() -> None:
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX peers")
     args = parser.parse_args()
     jp = None if args.no_jax else _jax()
+    print("\n".join(blas_report()))
     if args.only in (None, "cost"):
         bench_cost_gradient(args.quick)
     if args.only in (None, "dare"):

@@ -427,7 +427,7 @@ def _evaluate_compiled(kernel, batch: Batch, Kb: np.ndarray, what: str) -> Polic
 
 
 def _evaluate_chunk(A, B, Q, R, Psi, K):
-    """Compute the closed loop, Lyapunov pair, ``R + B'PB``, ``E_K`` and gradient of a chunk of tasks.
+    """Compute closed loop, Lyapunov pair, ``R + B'PB``, ``E_K`` and gradient of a chunk.
 
     Everything :func:`_evaluate_numpy` computes per task, so that a large batch runs it all
     in :func:`metalqr._parallel.map_chunks` threads (issue 15: at ``d = 200`` the products
