@@ -678,9 +678,10 @@ def dlyap(A: Any, W: Any) -> np.ndarray:
     Raises
     ------
     ValidationError
-        On wrong shapes or non-finite input, or when the solution (or, for ``d > 6``, the
-        powers of ``A`` the doubling solver forms) overflows float64: no infinite, NaN or
-        truncated solution is ever returned.
+        On wrong shapes or non-finite input, or when the solution overflows float64 or no
+        solution passes metalqr's checks (a badly scaled ``A`` is first balanced by a diagonal
+        similarity, so powers of ``A`` that overflow in the doubling solver, ``d > 6``, are
+        not by themselves an error): no infinite, NaN or truncated solution is ever returned.
     UnstablePolicyError
         If some ``A`` has spectral radius >= 1 (the series diverges; no solution is
         returned). The message names the batch index and the spectral radius.

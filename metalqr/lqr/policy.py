@@ -286,6 +286,9 @@ def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
     ------
     ValidationError
         On a malformed task or gain.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
 
@@ -550,6 +553,9 @@ def cost(task: TaskLike, K: Any):
     ------
     ValidationError
         On a malformed task or gain.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
 
     References
     ----------
@@ -634,6 +640,9 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
     ------
     ValidationError
         On a malformed task or gain.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
 
@@ -687,6 +696,9 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     ------
     ValidationError
         On a malformed task, gain or direction.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
 
@@ -732,6 +744,9 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
         On a malformed task or gain, or when the work arrays would exceed metalqr's size
         limit (about ``n k d (k d + 24 d^2)`` entries; e.g. ``d = 200, k = 100``): use
         :func:`hessian_vp`.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
 
