@@ -377,14 +377,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-TOW_DEFAULTS = {   # per source: learner, optimiser, alpha, gamma, windows
-    "sinusoid": dict(learner="fomaml", optimizer="adam", alpha=3e-3, gamma=0.02, iterations=500),
-    "classification": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
-    "anyshot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
-    "digits": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
-    "images": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
-    "omniglot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
-}
+#: ``metalqr tow``'s per-source defaults (learner, optimiser, alpha, gamma, windows) and common
+#: defaults: one table with the study keys of :mod:`metalqr.experiments` (``kind = "tow"``).
+from .experiments import (TOW_IMAGE_SOURCES, TOW_REGRESSION_SOURCES, TOW_RUN_DEFAULTS,  # noqa: E402
+                          TOW_SOURCE_DEFAULTS as TOW_DEFAULTS, tow_default_net)
 
 #: Options of ``metalqr tow`` used only with ``--source omniglot`` -> OmniglotTasks argument.
 TOW_OMNIGLOT_OPTIONS = {"n_way": "--n-way", "k_shot": "--k-shot", "k_query": "--k-query",
@@ -392,8 +388,8 @@ TOW_OMNIGLOT_OPTIONS = {"n_way": "--n-way", "k_shot": "--k-shot", "k_query": "--
                         "split_seed": "--split-seed", "cross_alphabet": "--cross-alphabet"}
 
 
-TOW_MAX_SHOT = 5      # any-shot: 1..5 support examples per class (docs/tow.md, benchmarks)
-TOW_N_TEST = 600      # held-out test tasks of a full run
+TOW_MAX_SHOT = TOW_RUN_DEFAULTS["max_shot"]   # any-shot: 1..5 support examples per class (docs/tow.md)
+TOW_N_TEST = TOW_RUN_DEFAULTS["n_test"]       # held-out test tasks of a full run
 
 
 def _tow_source(args: argparse.Namespace):
@@ -487,21 +483,18 @@ def _cmd_tow_runs(args: argparse.Namespace) -> int:
 
 
 #: ``metalqr tow`` settings shared by every source when neither a flag nor ``--preset`` gives them.
-TOW_COMMON_DEFAULTS = dict(T=5, M=5, beta_u=10.0, kappa=1.2, n_ilqr=2, n_val=100, n_test=TOW_N_TEST,
-                           inner_steps=1, value_model="diagonal", line_search="metalqr", terminal_cost="none",
-                           curve_smoothing=None)
+TOW_COMMON_DEFAULTS = {k: TOW_RUN_DEFAULTS[k] for k in ("T", "M", "beta_u", "kappa", "n_ilqr", "n_val", "n_test",
+                                                        "inner_steps", "value_model", "line_search",
+                                                        "terminal_cost", "curve_smoothing")}
 
 
-#: ``metalqr tow`` sources of regression tasks (``--preset paper`` is refused on them).
-TOW_REGRESSION_SOURCES = ("sinusoid",)
 #: ``metalqr tow`` options used only by the tow strategy (given without it: refused), by setting.
 TOW_ONLY_FLAGS = dict(beta_u="--beta-u", n_ilqr="--n-ilqr", value_model="--value-model",
                       line_search="--line-search", terminal_cost="--terminal-cost")
 
 
-#: ``metalqr tow`` network defaults: --hidden (MLP), --channels (ConvNet); sources of images.
-TOW_HIDDEN, TOW_CHANNELS = 40, 8
-TOW_IMAGE_SOURCES = ("digits", "images", "omniglot")
+#: ``metalqr tow`` network defaults: --hidden (MLP), --channels (ConvNet).
+TOW_HIDDEN, TOW_CHANNELS = TOW_RUN_DEFAULTS["hidden"], TOW_RUN_DEFAULTS["channels"]
 
 
 def _tow_net(args: argparse.Namespace) -> str:
@@ -512,7 +505,7 @@ def _tow_net(args: argparse.Namespace) -> str:
     """
     if args.net is not None:
         return args.net
-    return "conv" if args.preset == "paper" and args.source == "omniglot" else "mlp"
+    return tow_default_net(args.preset, args.source)
 
 
 def _tow_settings(args: argparse.Namespace) -> dict:

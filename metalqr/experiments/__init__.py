@@ -18,9 +18,10 @@ from ._aggregate import (CURVE_COLUMNS, METRICS, TOW_CURVE_COLUMNS, TOW_METRICS,
                          plot_curves, summary_table, write_report)
 from ._cli import (add_fig1_arguments, add_sweep_parser, fig1_main, fig1_seeds_command,
                    figure1_study, sweep_main)
-from ._config import (BACKENDS, ESTIMATORS, FAMILIES, KINDS, RUN_DEFAULTS, TOW_RUN_DEFAULTS,
-                      TOW_SOURCE_DEFAULTS, TOW_SOURCES, Study, load_study, normalize_run, run_id,
-                      study_from_dict)
+from ._config import (BACKENDS, ESTIMATORS, FAMILIES, KINDS, RUN_DEFAULTS, TOW_IMAGE_SOURCES,
+                      TOW_REGRESSION_SOURCES, TOW_RUN_DEFAULTS, TOW_SOURCE_DEFAULTS,
+                      TOW_SOURCE_OPTIONS, TOW_SOURCES, Study, load_study, normalize_run, run_id,
+                      study_from_dict, tow_default_net)
 from ._engine import (StudyReport, dask_available, limit_threads, local_cluster, run_cost, run_study,
                       thread_limits)
 from ._runner import build_tasks, comparable, execute_run, run_rng

@@ -26,7 +26,7 @@ __all__ = ["mean_ci", "summary_table", "curves", "write_report", "METRICS", "CUR
 #: Final metrics of a zo_maml run (keys of a record's ``summary``) aggregated by
 #: :func:`summary_table` (TOW runs: :data:`TOW_METRICS`).
 METRICS = ("final_cost_gap_ratio", "min_cost_gap_ratio", "final_meta_objective",
-           "best_meta_objective", "initial_cost_gap_ratio", "iterations", "rejected")
+           "best_meta_objective", "initial_cost_gap_ratio", "n_iterations", "rejected")
 #: History columns of zo_maml runs that :func:`curves` can aggregate (iteration 0 is the
 #: initial gain; TOW runs: :data:`TOW_CURVE_COLUMNS`, by window).
 CURVE_COLUMNS = ("cost_gap_ratio", "meta_objective")
@@ -129,7 +129,7 @@ def _groups(records: list[dict]) -> tuple[list[tuple[str, list[dict]]], list[str
 
 
 _SHORT = {"n_perturbations": "M", "inner_perturbations": "M'", "radius": "r",
-          "rollout_length": "l", "n_iterations": "iterations"}
+          "rollout_length": "l"}
 
 
 def _label(config: Mapping[str, Any], varying: list[str], default: str) -> str:

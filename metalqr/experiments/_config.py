@@ -14,6 +14,7 @@ from ..exceptions import ValidationError, ValidationTypeError
 from ..rollouts.backends import check_backend, known_backends
 
 __all__ = ["RUN_DEFAULTS", "TOW_RUN_DEFAULTS", "TOW_SOURCE_DEFAULTS", "KINDS", "TOW_SOURCES", "FAMILIES", "ESTIMATORS",
+           "TOW_IMAGE_SOURCES", "TOW_REGRESSION_SOURCES", "TOW_SOURCE_OPTIONS", "tow_default_net",
            "BACKENDS", "normalize_run", "run_id", "Study", "load_study"]
 
 #: Kinds of run: ``"zo_maml"`` (default), meta-training of an LQR policy (Algorithm 3 of the
@@ -62,28 +63,52 @@ RUN_DEFAULTS: dict[str, Any] = {
 #: Short names accepted in study files (``M = 20`` is ``n_perturbations = 20``).
 ALIASES = {"M": "n_perturbations", "M_prime": "inner_perturbations", "r": "radius",
            "l": "rollout_length", "iterations": "n_iterations"}
-#: Task sources of TOW runs: skewed sinusoid regression (:class:`metalqr.tow.SinusoidTasks`),
-#: synthetic alphabets (:class:`metalqr.tow.HierarchicalClassificationTasks`, its world seeded
-#: by the run's seed, as ``metalqr tow``), Omniglot (:class:`metalqr.tow.OmniglotTasks`,
-#: needs ``data``: your copy of Omniglot).
-TOW_SOURCES = ("sinusoid", "classification", "omniglot")
+#: Task sources of TOW runs, as ``metalqr tow --source``: skewed sinusoid regression
+#: (:class:`metalqr.tow.SinusoidTasks`), synthetic alphabets
+#: (:class:`metalqr.tow.HierarchicalClassificationTasks`, its world seeded by the run's seed, as
+#: ``metalqr tow``), their any-shot variant (:class:`metalqr.tow.AnyShotTasks`, same seeding),
+#: scikit-learn's 8x8 digits (:class:`metalqr.tow.DigitsTasks`, needs scikit-learn), an image
+#: folder (:class:`metalqr.tow.ImageFolderTasks`, needs ``data``: its root) and Omniglot
+#: (:class:`metalqr.tow.OmniglotTasks`, needs ``data``: your copy of Omniglot).
+TOW_SOURCES = ("sinusoid", "classification", "anyshot", "digits", "images", "omniglot")
 TOW_LEARNERS = ("fomaml", "maml", "protonet")
-#: Every key of a TOW run (``kind = "tow"``) and its default. ``"auto"`` takes the source's
-#: default of ``metalqr tow`` (:data:`TOW_SOURCE_DEFAULTS`); ``eval_every = "auto"`` is
-#: ``max(1, n_iterations // 20)``; ``None`` for ``k_shot``/``k_query``/``n_way`` is the
-#: source's own default.
+#: TOW sources whose inputs are square grey images (``net = "conv"`` needs one).
+TOW_IMAGE_SOURCES = ("digits", "images", "omniglot")
+#: TOW sources of regression tasks (a ``preset``, made for classification, is refused on them).
+TOW_REGRESSION_SOURCES = ("sinusoid",)
+#: Options of a TOW run that only some sources take, and those sources (the arguments of
+#: their task classes; a key given for another source is refused, naming key and source).
+TOW_SOURCE_OPTIONS = {
+    "data": ("images", "omniglot"),
+    "n_way": ("classification", "anyshot", "digits", "images", "omniglot"),
+    "k_shot": ("sinusoid", "classification", "digits", "images", "omniglot"),
+    "max_shot": ("anyshot",),
+}
+#: Every key of a TOW run (``kind = "tow"``) and its default, those of ``metalqr tow`` (which
+#: reads them from here). ``"auto"`` takes the source's default (:data:`TOW_SOURCE_DEFAULTS`);
+#: ``net = "auto"`` is ``"conv"`` for ``preset = "paper"`` on Omniglot, else ``"mlp"``;
+#: ``eval_every = "auto"`` is ``max(1, n_iterations // 20)``; ``None`` for
+#: ``k_shot``/``k_query``/``n_way`` is the source's own default. With a ``preset``
+#: (:data:`metalqr.tow.PRESETS`), every key it sets and the run does not give takes the
+#: preset's value; a key given explicitly overrides it (recorded in the run's
+#: ``tow_settings["preset_overrides"]``, as ``metalqr tow --preset``).
 TOW_RUN_DEFAULTS: dict[str, Any] = {
     "kind": "tow",
     "seed": 0,
     "source": "sinusoid",
-    "data": None,                    # omniglot: path of your Omniglot copy
+    "data": None,                    # images / omniglot: the dataset's folder (or zips)
     "k_shot": None,
     "k_query": None,
-    "n_way": None,                   # classification / omniglot
+    "n_way": None,                   # classification sources
+    "max_shot": 5,                   # anyshot: support examples per class from 1..max_shot
+    "preset": None,                  # "paper": the TOW paper's Section 5.1 (metalqr.tow.PRESETS)
     "strategy": "uniform",           # one registered strategy (metalqr.tow.strategies())
-    "learner": "auto",               # fomaml (sinusoid) / protonet (classification, omniglot)
-    "hidden": 40,
+    "learner": "auto",               # fomaml (sinusoid) / protonet (classification sources)
+    "net": "auto",                   # "mlp" or "conv" (image sources; metalqr.tow.make_learner)
+    "hidden": 40,                    # net "mlp": hidden width
+    "channels": 8,                   # net "conv": feature maps of every convolution
     "gamma": "auto",                 # MAML's inner step size
+    "inner_steps": 1,                # MAML's inner steps
     "optimizer": "auto",
     "alpha": "auto",                 # meta step size
     "n_iterations": "auto",          # training windows
@@ -93,14 +118,14 @@ TOW_RUN_DEFAULTS: dict[str, Any] = {
     "n_ilqr": 2,                     # strategy "tow": iLQR iterations per window
     "value_model": "diagonal",       # strategy "tow": iLQR value model
     "kappa": 1.2,                    # exploration / exploitation: Dirichlet concentration
-    "line_search": None,             # strategy "tow": metalqr.tow.LINE_SEARCHES (None: default)
-    "terminal_cost": None,           # strategy "tow": metalqr.tow.TERMINAL_COSTS (None: default)
+    "line_search": "metalqr",        # strategy "tow": metalqr.tow.LINE_SEARCHES
+    "terminal_cost": "none",         # strategy "tow": metalqr.tow.TERMINAL_COSTS
+    "curve_smoothing": None,         # EMA factor in (0, 1] of the saved curve (settings only)
     "n_test": 600,
     "n_val": 100,
     "eval_every": "auto",
 }
 TOW_ALIASES = {"iterations": "n_iterations"}
-_TOW_SOURCE_ONLY = {"data": ("omniglot",), "n_way": ("classification", "omniglot")}
 _ZO = ("one_point", "two_point")
 _NOT_APPLICABLE = ("d", "k", "n_perturbations", "inner_perturbations", "radius", "rollout_length",
                    "backend", "heterogeneity")
@@ -133,6 +158,10 @@ def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
         import difflib
         close = difflib.get_close_matches(key, valid + list(aliases), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        if key in TOW_SOURCES:      # metalqr tow's --images ROOT, or a source named as a key
+            hint += (f" ({key!r} is a TOW task source: give source = {key!r}"
+                     + (" and data = ROOT (its folder)" if key in TOW_SOURCE_OPTIONS["data"] else "")
+                     + " in a run of kind = 'tow'.)")
         other = [k for k in KINDS if k != kind and key in _keys(k)[0]]
         if other:
             hint += f" ({key!r} is a key of kind = {other[0]!r} runs; this run has kind {kind!r}.)"
@@ -233,97 +262,181 @@ def normalize_run(run: Mapping[str, Any], where: str = "run") -> dict[str, Any]:
     return out
 
 
-#: Per-source defaults of a TOW run's ``"auto"`` keys: those of ``metalqr tow``
-#: (``metalqr.cli.TOW_DEFAULTS``; a test keeps the two equal; not imported from there, as
-#: metalqr.cli imports this package).
+_CLASSIFICATION_DEFAULTS = dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100)
+#: Per-source defaults of a TOW run's ``"auto"`` keys (learner, meta-optimiser, meta step size,
+#: MAML's inner step, training windows): those of ``metalqr tow`` (``metalqr.cli.TOW_DEFAULTS``
+#: is this table).
 TOW_SOURCE_DEFAULTS = {
     "sinusoid": dict(learner="fomaml", optimizer="adam", alpha=3e-3, gamma=0.02, iterations=500),
-    "classification": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1,
-                           iterations=100),
-    "omniglot": dict(learner="protonet", optimizer="adam", alpha=1e-3, gamma=0.1, iterations=100),
+    **{source: dict(_CLASSIFICATION_DEFAULTS) for source in TOW_SOURCES if source != "sinusoid"},
 }
+#: Keys of a TOW run that ``"auto"`` (or leaving them out) resolves.
+_TOW_AUTO = ("learner", "net", "gamma", "optimizer", "alpha", "n_iterations", "eval_every")
 
 
 def _tow_defaults(source: str) -> dict[str, Any]:
     return TOW_SOURCE_DEFAULTS[source]
 
 
+def tow_default_net(preset: str | None, source: str) -> str:
+    """Return the network of a TOW run that does not name one.
+
+    As ``metalqr tow`` without ``--net``: ``"conv"`` for ``preset = "paper"`` on
+    ``"omniglot"`` (the TOW paper's network is a ConvNet), else ``"mlp"``.
+
+    Parameters
+    ----------
+    preset : str or None
+        The run's preset (:data:`metalqr.tow.PRESETS`).
+    source : str
+        The run's source (:data:`TOW_SOURCES`).
+
+    Returns
+    -------
+    str
+        ``"mlp"`` or ``"conv"``.
+
+    Raises
+    ------
+    ValidationError
+        ``source`` not one of :data:`TOW_SOURCES`, or ``preset`` neither None nor a string.
+    """
+    source = check_choice(source, "source", TOW_SOURCES)
+    if preset is not None and not isinstance(preset, str):
+        raise ValidationTypeError(f"preset must be a preset's name or None; got {preset!r}.")
+    return "conv" if preset == "paper" and source == "omniglot" else "mlp"
+
+
 def _normalize_tow(run: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Normalise a TOW run (``kind = "tow"``).
 
     :func:`normalize_run` of a TOW run (``kind = "tow"``): every key of
-    :data:`TOW_RUN_DEFAULTS`, ``"auto"`` resolved from the source's defaults.
+    :data:`TOW_RUN_DEFAULTS`, resolved as ``metalqr tow`` resolves its flags: a key given
+    explicitly, else the preset's value, else the source's default, else the common default.
+    A key that does not apply to the run (an option of another source, ``hidden`` with
+    ``net = "conv"``, ``inner_steps`` with ProtoNet, ...) is refused when given and stored as
+    ``None``.
     """
     from .. import tow
+    from ..tow.experiment import NETS
     given: dict[str, Any] = {}
     for key, value in run.items():
         k = _check_key(key, where, "tow")
         if k in given:
             raise ValidationError(f"{where}: key {k!r} given twice (directly and as an alias).")
         given[k] = value
-    c = {**TOW_RUN_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    # None (and "auto" where it means a default) is "not given": a normalised run is a fixed point
+    given = {k: v for k, v in given.items()
+             if v is not None and not (k in _TOW_AUTO and isinstance(v, str) and v == "auto")}
     out: dict[str, Any] = {"kind": "tow"}
-    out["seed"] = check_int(c["seed"], "seed", minimum=0)
-    out["source"] = source = check_choice(c["source"], "source", TOW_SOURCES)
-    for key, sources in _TOW_SOURCE_ONLY.items():
-        if given.get(key) is not None and source not in sources:
+    out["seed"] = check_int(given.get("seed", 0), "seed", minimum=0)
+    out["source"] = source = check_choice(given.get("source", "sinusoid"), "source", TOW_SOURCES)
+    for key, sources in TOW_SOURCE_OPTIONS.items():
+        if key in given and source not in sources:
             raise ValidationError(f"{where}: {key} applies only to source "
                                   f"{' or '.join(map(repr, sources))}; source is {source!r}. "
                                   f"Remove {key}.")
-    if source == "omniglot":
-        data = c["data"]
+    preset = given.get("preset")
+    if preset is not None:
+        preset = check_choice(preset, "preset", tuple(tow.PRESETS))
+        if source in TOW_REGRESSION_SOURCES:
+            classification = ", ".join(s for s in TOW_SOURCES if s not in TOW_REGRESSION_SOURCES)
+            raise ValidationError(
+                f"{where}: preset {preset!r} is the TOW paper's Omniglot classification setting, for "
+                f"the classification sources ({classification}); source {source!r} is a regression, "
+                f"where its MAML inner step (gamma=0.1, 5 steps) diverges: remove preset and give "
+                f"the settings you want explicitly.")
+    preset_values = tow.PRESETS[preset] if preset is not None else {}
+    auto = _tow_defaults(source)
+
+    def pick(key: str) -> Any:
+        """Return the key given, else the preset's value, else the source's, else the default."""
+        if key in given:
+            return given[key]
+        if key in preset_values:
+            return preset_values[key]
+        default = TOW_RUN_DEFAULTS[key]
+        if isinstance(default, str) and default == "auto":
+            return auto["iterations" if key == "n_iterations" else key]
+        return default
+
+    if source in ("images", "omniglot"):
+        data = given.get("data")
         if data is None:
-            raise ValidationError(f"{where}: source 'omniglot' needs data = PATH (your Omniglot "
-                                  f"copy: the images_background*.zip files or their folder; "
-                                  f"docs/omniglot.md).")
+            what = ("your Omniglot copy: the images_background*.zip files or their folder; "
+                    "docs/omniglot.md" if source == "omniglot"
+                    else "the root of ROOT/train/<class>/*.png and ROOT/test/<class>/*.png")
+            raise ValidationError(f"{where}: source {source!r} needs data = PATH ({what}).")
         if not isinstance(data, str) or not data:
             raise ValidationTypeError(f"{where}: data must be a non-empty path string; got "
                                       f"{data!r}.")
         out["data"] = data
     else:
         out["data"] = None
-    for key in ("k_shot", "k_query"):
-        out[key] = None if c[key] is None else check_positive(c[key], key, integer=True)
-    if c["n_way"] is None:
-        out["n_way"] = None
-    else:
-        out["n_way"] = check_int(c["n_way"], "n_way", minimum=2)
-    out["strategy"] = check_choice(c["strategy"], "strategy", tow.strategies())
-    auto = _tow_defaults(source)
-
-    def pick(key):
-        return auto[key if key != "n_iterations" else "iterations"] if c[key] == "auto" else c[key]
-    out["learner"] = check_choice(pick("learner"), "learner", TOW_LEARNERS)
-    if out["learner"] == "protonet" and source == "sinusoid":
+    out["k_shot"] = None if "k_shot" not in given else check_positive(given["k_shot"], "k_shot",
+                                                                      integer=True)
+    out["k_query"] = None if "k_query" not in given else check_positive(given["k_query"], "k_query",
+                                                                        integer=True)
+    out["n_way"] = None if "n_way" not in given else check_int(given["n_way"], "n_way", minimum=2)
+    out["max_shot"] = (check_positive(pick("max_shot"), "max_shot", integer=True)
+                       if source == "anyshot" else None)
+    out["preset"] = preset
+    out["strategy"] = check_choice(given.get("strategy", "uniform"), "strategy", tow.strategies())
+    out["learner"] = learner = check_choice(pick("learner"), "learner", TOW_LEARNERS)
+    if learner == "protonet" and source in TOW_REGRESSION_SOURCES:
         raise ValidationError(f"{where}: learner 'protonet' needs a classification source; use "
-                              f"learner 'fomaml' or 'maml' with source 'sinusoid'.")
-    out["hidden"] = check_positive(c["hidden"], "hidden", integer=True)
+                              f"learner 'fomaml' or 'maml' with source {source!r}.")
+    if "net" in given:
+        net = check_choice(given["net"], "net", NETS)
+    else:
+        net = tow_default_net(preset, source)
+    out["net"] = net
+    if net == "conv":
+        if "hidden" in given:
+            raise ValidationError(f"{where}: hidden is the MLP's width; with net 'conv' give "
+                                  f"channels instead (or net = 'mlp'). Remove hidden.")
+        if source not in TOW_IMAGE_SOURCES:
+            raise ValidationError(f"{where}: net 'conv' needs a source of images "
+                                  f"({', '.join(TOW_IMAGE_SOURCES)}); source {source!r} gives "
+                                  f"feature vectors: use net = 'mlp'.")
+        if learner == "maml":
+            raise ValidationError(f"{where}: net 'conv' has no Hessian-vector product, so learner "
+                                  f"'maml' (second order) is not available on it; use learner "
+                                  f"'fomaml' or 'protonet', or net = 'mlp'.")
+    elif "channels" in given:
+        raise ValidationError(f"{where}: channels applies to net 'conv' (source of images); the "
+                              f"MLP's width is hidden. Remove channels or set net = 'conv'.")
+    out["hidden"] = check_positive(pick("hidden"), "hidden", integer=True) if net == "mlp" else None
+    out["channels"] = (check_positive(pick("channels"), "channels", integer=True)
+                       if net == "conv" else None)
     out["gamma"] = check_positive(pick("gamma"), "gamma", allow_zero=True)
+    if learner == "protonet" and "inner_steps" in given:
+        raise ValidationError(f"{where}: inner_steps applies to MAML (learner 'fomaml' or 'maml'); "
+                              f"ProtoNet has no inner loop. Remove inner_steps.")
+    out["inner_steps"] = (None if learner == "protonet"
+                          else check_positive(pick("inner_steps"), "inner_steps", integer=True))
     out["optimizer"] = check_choice(pick("optimizer"), "optimizer", ("sgd", "adam"))
     out["alpha"] = check_positive(pick("alpha"), "alpha")
     out["n_iterations"] = check_positive(pick("n_iterations"), "n_iterations", integer=True)
-    out["T"] = check_positive(c["T"], "T", integer=True)
-    out["M"] = check_positive(c["M"], "M", integer=True)
-    out["beta_u"] = check_real(c["beta_u"], "beta_u", minimum=0.0, min_inclusive=False,
+    out["T"] = check_positive(pick("T"), "T", integer=True)
+    out["M"] = check_positive(pick("M"), "M", integer=True)
+    out["beta_u"] = check_real(pick("beta_u"), "beta_u", minimum=0.0, min_inclusive=False,
                                maximum=1e12)
-    out["n_ilqr"] = check_positive(c["n_ilqr"], "n_ilqr", integer=True)
-    out["value_model"] = check_choice(c["value_model"], "value_model", ("diagonal", "full"))
-    out["kappa"] = check_real(c["kappa"], "kappa", minimum=1.0, min_inclusive=False)
-    for key, names in (("line_search", "LINE_SEARCHES"), ("terminal_cost", "TERMINAL_COSTS")):
-        if c[key] is None:
-            out[key] = None
-            continue
-        choices = getattr(tow, names, None)
-        if choices is None:
-            raise ValidationError(f"{where}: {key} is not an option of this metalqr's "
-                                  f"metalqr.tow.run_experiment; remove {key}.")
-        out[key] = check_choice(c[key], key, tuple(choices))
-    out["n_test"] = check_int(c["n_test"], "n_test", minimum=2)
-    out["n_val"] = check_int(c["n_val"], "n_val", minimum=2)
-    if c["eval_every"] == "auto":
+    out["n_ilqr"] = check_positive(pick("n_ilqr"), "n_ilqr", integer=True)
+    out["value_model"] = check_choice(pick("value_model"), "value_model", ("diagonal", "full"))
+    out["kappa"] = check_real(pick("kappa"), "kappa", minimum=1.0, min_inclusive=False)
+    out["line_search"] = check_choice(pick("line_search"), "line_search", tuple(tow.LINE_SEARCHES))
+    out["terminal_cost"] = check_choice(pick("terminal_cost"), "terminal_cost",
+                                        tuple(tow.TERMINAL_COSTS))
+    smoothing = pick("curve_smoothing")
+    out["curve_smoothing"] = None if smoothing is None else check_real(
+        smoothing, "curve_smoothing", minimum=0.0, maximum=1.0, min_inclusive=False)
+    out["n_test"] = check_int(pick("n_test"), "n_test", minimum=2)
+    out["n_val"] = check_int(pick("n_val"), "n_val", minimum=2)
+    if "eval_every" not in given:
         out["eval_every"] = max(1, out["n_iterations"] // 20)
     else:
-        out["eval_every"] = check_positive(c["eval_every"], "eval_every", integer=True)
+        out["eval_every"] = check_positive(given["eval_every"], "eval_every", integer=True)
     return out
 
 

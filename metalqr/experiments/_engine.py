@@ -122,7 +122,7 @@ def run_cost(config: Mapping[str, Any]) -> float:
     study's tail is short (longest processing time first). For zo_maml runs: iterations x tasks
     x d (d + k) x M (M' + 1) x l (l = 50 for ``"auto"``), or x d^2 for the exact and first-order
     gradients; for TOW runs: windows x T x M x hidden width (x (1 + n_ilqr) for strategy
-    ``"tow"``).
+    ``"tow"``; a ConvNet counts as width 100 x channels).
 
     Parameters
     ----------
@@ -145,8 +145,9 @@ def run_cost(config: Mapping[str, Any]) -> float:
 
 def _cost(config: Mapping[str, Any]) -> float:
     if config.get("kind") == "tow":
+        width = config["hidden"] if config.get("net", "mlp") == "mlp" else 100 * config["channels"]
         return float(config["n_iterations"] * config["T"] * config["M"]
-                     * (1 + (config["strategy"] == "tow") * config["n_ilqr"]) * config["hidden"])
+                     * (1 + (config["strategy"] == "tow") * config["n_ilqr"]) * width)
     d = config["d"] or 4
     k = config["k"] or 2
     work = float(config["n_iterations"] * config["n_tasks"] * d * (d + k))

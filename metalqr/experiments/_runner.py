@@ -22,7 +22,10 @@ from ._config import normalize_run, run_id
 __all__ = ["execute_run", "RECORD_FORMAT", "RECORD_VERSION", "run_rng", "build_tasks"]
 
 RECORD_FORMAT = "metalqr-run"
-RECORD_VERSION = 1
+#: Version of the record layout. 2: a zo_maml summary counts its updates as ``n_iterations``
+#: (was ``iterations``; the project's result vocabulary), TOW configurations hold ``preset``,
+#: ``net``, ``channels``, ``inner_steps``, ``curve_smoothing`` and ``max_shot``.
+RECORD_VERSION = 2
 _HETEROGENEITY = {"random": 0.25}
 _PERTURB_HETEROGENEITY = 1e-3
 #: Errors that are a deterministic outcome of the configuration: recorded as a "failed"
@@ -169,7 +172,7 @@ def execute_run(config: Mapping[str, Any]) -> dict[str, Any]:
     updates = [r for r in records if r["iteration"] > 0]
     ratio = curve(res.initial, records, "cost_gap_ratio")
     objective = curve(res.initial, records, "meta_objective")
-    summary = {"iterations": len(updates), "stop_reason": res.stop_reason,
+    summary = {"n_iterations": len(updates), "stop_reason": res.stop_reason,
                "initial_cost_gap_ratio": ratio[0], "final_cost_gap_ratio": ratio[-1],
                "min_cost_gap_ratio": min(ratio), "final_meta_objective": objective[-1],
                "best_meta_objective": float(getattr(res, "best_objective", min(objective))),

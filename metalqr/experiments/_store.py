@@ -121,9 +121,15 @@ class ResultStore:
                 or not isinstance(body.get("record"), dict)):
             raise CheckpointError(f"run file {path!r} is not a metalqr run record; {fix}.")
         if body.get("format_version") != RECORD_VERSION:
-            raise CheckpointError(f"run file {path!r} has format version "
-                                  f"{body.get('format_version')!r}, this metalqr reads "
-                                  f"{RECORD_VERSION}; {fix}.")
+            older = (isinstance(body.get("format_version"), int)
+                     and body["format_version"] < RECORD_VERSION)
+            raise CheckpointError(
+                f"run file {path!r} has record format version {body.get('format_version')!r}, "
+                f"this metalqr reads {RECORD_VERSION}"
+                + (" (it was written by an older metalqr: version 2 renamed the summary's "
+                   "'iterations' to 'n_iterations' and added TOW keys)" if older else "")
+                + f"; {fix} (run_study / metalqr sweep moves the old file aside to "
+                  f"<id>.json.damaged-<time> and redoes the run).")
         record = body["record"]
         if _digest(record) != body.get("sha256"):
             raise CheckpointError(f"run file {path!r} is damaged or was edited (its checksum "

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..exceptions import MetalqrWarning, TrainingDivergedError, ValidationError
+from ._config import tow_default_net
 
 __all__ = ["execute_tow_run", "TOW_METRICS", "TOW_CURVE_COLUMNS"]
 
@@ -40,14 +41,30 @@ def _seed_keyword(fn) -> str:
 
 
 def _source(config: Mapping[str, Any]):
+    """Return the task source of a normalised TOW run, built as ``metalqr tow`` builds it."""
     from .. import tow
     options = {k: config[k] for k in ("k_shot", "k_query", "n_way") if config.get(k) is not None}
-    if config["source"] == "sinusoid":
+    source = config["source"]
+    if source == "sinusoid":
         return tow.SinusoidTasks(**options)
-    if config["source"] == "classification":
-        cls = tow.HierarchicalClassificationTasks
-        return cls(**options, **{_seed_keyword(cls): config["seed"]})
+    if source in ("classification", "anyshot"):
+        cls = tow.HierarchicalClassificationTasks if source == "classification" else tow.AnyShotTasks
+        extra = {"max_shot": config["max_shot"]} if source == "anyshot" else {}
+        return cls(**options, **extra, **{_seed_keyword(cls): config["seed"]})
+    if source == "digits":
+        return tow.DigitsTasks(**options)
+    if source == "images":
+        return tow.ImageFolderTasks(config["data"], **options)
     return tow.OmniglotTasks(config["data"], **options)
+
+
+def _learner(config: Mapping[str, Any], source):
+    """Return the learner of a normalised TOW run (:func:`metalqr.tow.make_learner`)."""
+    from .. import tow
+    options = {k: config[k] for k in ("hidden", "channels", "inner_steps")
+               if config.get(k) is not None}
+    return tow.make_learner(config["learner"], source, net=config.get("net", "mlp"),
+                            gamma=config["gamma"], **options)
 
 
 def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +94,10 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
         ``history`` (rows ``window``, ``validation_metric``, ``validation_ci95``),
         ``initial``, ``summary`` (``metric``: ``"mse"`` or ``"accuracy"``, ``units``,
         :data:`TOW_METRICS`, ``n_test``, ``windows``), ``test_metric`` (per test task),
-        ``tow_settings`` (``run_experiment``'s settings), ``train_seconds`` and
+        ``tow_settings`` (``run_experiment``'s settings, with ``preset`` and
+        ``preset_overrides``, and, as ``metalqr tow`` records them, ``source_name``,
+        ``learner_kind``, ``net``, ``hidden``, ``channels``; a preset's network overridden by
+        ``net`` is listed in ``preset_overrides``), ``train_seconds`` and
         ``window_seconds`` (s; timings are not part of :func:`comparable`).
 
     References
@@ -89,24 +109,24 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
     if config["data"] is not None and not os.path.exists(config["data"]):
         # not a property of the configuration but of this machine: raised (the run is
         # reported as not finished and retried by a rerun), never recorded as failed
-        raise FileNotFoundError(f"data {config['data']!r} (the Omniglot copy of this run) does "
+        raise FileNotFoundError(f"data {config['data']!r} (the {config['source']} data of this run) does "
                                 f"not exist on host {socket.gethostname()}; give a path that "
-                                f"every worker can read (docs/omniglot.md).")
+                                f"every worker can read (docs/experiments.md).")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MetalqrWarning)
             source = _source(config)
-            learner = tow.make_learner(config["learner"], source, hidden=config["hidden"],
-                                       gamma=config["gamma"])
+            learner = _learner(config, source)
             options = dict(n_iterations=config["n_iterations"], T=config["T"], M=config["M"],
                            optimizer=config["optimizer"], alpha=config["alpha"],
                            beta_u=config["beta_u"], kappa=config["kappa"],
                            n_ilqr=config["n_ilqr"], n_test=config["n_test"],
                            n_val=config["n_val"], eval_every=config["eval_every"],
-                           progress=False, value_model=config["value_model"])
+                           progress=False, value_model=config["value_model"],
+                           line_search=config["line_search"],
+                           terminal_cost=config["terminal_cost"],
+                           curve_smoothing=config["curve_smoothing"], preset=config["preset"])
             options[_seed_keyword(tow.run_experiment)] = config["seed"]
-            options.update({k: config[k] for k in ("line_search", "terminal_cost")
-                            if config.get(k) is not None})
             if config["strategy"] != "tow":     # a study's shared TOW settings: run_experiment
                 for k in ("beta_u", "n_ilqr", "value_model", "line_search", "terminal_cost"):
                     options.pop(k, None)         # refuses them for the others (TOW_ONLY_SETTINGS)
@@ -139,6 +159,13 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
                "best_validation_metric": best(vals),
                "mean_weight": float(np.mean(result.weights)) if result.weights is not None else None}
     settings = {k: v for k, v in result.settings.items() if k != "metalqr_version"}
+    # as metalqr tow: the network, and the preset's network when the run overrides it
+    settings.update(source_name=config["source"], learner_kind=config["learner"],
+                    net=config["net"], hidden=config["hidden"], channels=config["channels"])
+    preset_net = tow_default_net(config["preset"], config["source"])
+    if config["preset"] is not None and config["net"] != preset_net:
+        settings["preset_overrides"] = dict(settings["preset_overrides"],
+                                            net=[preset_net, config["net"]])
     record.update(status=status, error=error, initial={"validation_metric": vals[0]},
                   history=history, summary=summary,
                   test_metric=[float(v) for v in result.metric], tow_settings=settings,
