@@ -230,9 +230,9 @@ def _overflow_error(what: str, AK: np.ndarray, i: int | None, quantity: str,
     return ValidationError(
         f"{what}: {gain} stabilises {where} (spectral radius of A - B {gain} is "
         f"{format_radius(rho)} < 1), but its {quantity} overflow float64 or cannot be computed "
-        f"accurately in float64 (largest |A - B {gain}| entry {amax:.3g}; no solution of the "
-        f"Lyapunov equations passed metalqr's residual check): the task is too badly scaled "
-        f"(or A - B {gain} too non-normal) for float64. Rescale the states "
+        f"accurately in float64 (they exceed its range, or no solution of the Lyapunov equations "
+        f"passed metalqr's accuracy checks; largest |A - B {gain}| entry {amax:.3g}): the task is too "
+        f"badly scaled (or A - B {gain} too non-normal) for float64. Rescale the states "
         f"(x -> D x with a diagonal D: A -> D A D^-1, B -> D B, Q -> D^-1 Q D^-1, Psi -> D Psi D, "
         f"{gain} -> {gain} D^-1) so that these matrices have moderate entries; J itself is unchanged "
         f"by that, so if J exceeds about 1e308 scale Q, R or Psi down instead.")
