@@ -37,6 +37,7 @@ def as_float_array(value: Any, name: str, ndim: int | None = None,
     """
     if isinstance(value, (str, bytes)):
         raise ValidationTypeError(f"{name} must be a real numeric array; got a string {value!r}.")
+    _refuse_none_or_masked(value, name)
     raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
     kind = raw.dtype.kind
     if kind == "c":
@@ -278,3 +279,30 @@ def as_seed(rng: Any, name: str = "rng", *, allow_none: bool = False) -> int | N
             raise ValidationError(f"{name} must be a non-negative int seed; got {rng}.")
         return int(rng)
     return int(as_rng(rng, name).integers(0, 2**63 - 1))
+
+
+def format_radius(rho: Any) -> str:
+    """Format a spectral radius (or eigenvalue modulus) for a message compared with 1.
+
+    ``.6g`` normally; the shortest round-trip ``repr`` within ``1e-6`` of 1, so that
+    ``1 + 1e-12`` prints as ``1.000000000001`` and never as a bare ``1`` next to ``>= 1``.
+    """
+    rho = float(rho)
+    return repr(rho) if abs(rho - 1.0) < 1e-6 else f"{rho:.6g}"
+
+
+def _refuse_none_or_masked(value: Any, name: str) -> None:
+    """Refuse ``None`` and NumPy masked arrays for :func:`as_float_array`.
+
+    ``np.asarray(None)`` is a NaN (reported as "non-finite" before) and ``np.asarray`` of a
+    masked array drops the mask, so that the masked (invalid) entries would silently be used.
+    """
+    if value is None:
+        raise ValidationTypeError(f"{name} must be a real numeric array; got None.")
+    if isinstance(value, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(value))
+        raise ValidationTypeError(
+            f"{name} is a numpy masked array ({n_masked} masked entr{'y' if n_masked == 1 else 'ies'}); "
+            f"metalqr does not honour masks and would use the masked entries as they are. Pass "
+            f"{name}.filled(value) with the value you mean, or np.asarray({name}) to use the data "
+            f"as it is.")

@@ -93,15 +93,17 @@ def test_overflowing_solution_is_refused_not_returned_as_nan(d):
     with pytest.raises(metalqr.ValidationError, match="rescale A"):
         metalqr.dlyap(A, np.eye(d))
     # entries of 1e100: X ~ 2e206 is representable; for d = 8 the doubling's powers are not
-    # (before: a truncated sum, X[1, 1] = 1.25 instead of 4/3, returned silently)
+    # (before: a truncated sum, X[1, 1] = 1.25 instead of 4/3, returned silently; then a named
+    # error; now solved after balancing and verified). Reference: A = D Ab D^-1 with
+    # D = diag(1e100, 1, ...), so X = D Y D with Y = Ab Y Ab' + D^-1 D^-1 (well scaled, SciPy).
     A[0, 1] = 1e100
-    if d <= 6:
-        X = metalqr.dlyap(A, np.eye(d))
-        assert X[1, 1] == pytest.approx(1.0 / (1.0 - 0.25))
-        assert X[0, 0] == pytest.approx(scipy.linalg.solve_discrete_lyapunov(A, np.eye(d))[0, 0], rel=1e-8)
-    else:
-        with pytest.raises(metalqr.ValidationError, match="powers"):
-            metalqr.dlyap(A, np.eye(d))
+    X = metalqr.dlyap(A, np.eye(d))
+    assert X[1, 1] == pytest.approx(1.0 / (1.0 - 0.25))
+    Dv = np.ones(d)
+    Dv[0] = 1e100
+    Ab = A / Dv[:, None] * Dv[None, :]
+    Y = scipy.linalg.solve_discrete_lyapunov(Ab, np.diag(1.0 / Dv ** 2))
+    assert np.allclose(X / (Dv[:, None] * Dv[None, :]), Y, rtol=1e-8, atol=0)
     # moderately scaled: every path agrees with SciPy
     A[0, 1] = 1e3
     X = metalqr.dlyap(A, np.eye(d))

@@ -29,6 +29,7 @@ KBOOL = np.array([[True, False]])
 K3 = np.zeros((3, 1, 2))                   # a stack of the wrong length
 KBAD = np.array([[0.0, -3.0]])             # A - B K unstable for T
 A_OK, B_OK, Q_OK, R_OK = T.A, T.B, T.Q, T.R
+KMASKED = np.ma.masked_array([[0.1, 1e9]], mask=[[False, True]])   # the mask would be ignored
 
 CASES: list[tuple] = []
 
@@ -49,6 +50,9 @@ def _gain_cases(name, fn, *extra, **kw):
     case(name, fn, "K", T, [[INF, 0.0]], *extra, **kw)
     case(name, fn, "task", "task", K, *extra, **kw)
     case(name, fn, "task", None, K, *extra, **kw)
+    case(name, fn, "K", T, None, *extra, exc=metalqr.ValidationTypeError, **kw)
+    case(name, fn, "K", T, KMASKED, *extra, exc=metalqr.ValidationTypeError, **kw)
+    case(name, fn, "TaskSet", [T, T2], K, *extra, exc=metalqr.ValidationTypeError, **kw)
 
 
 # --- LQRTask / TaskSet ------------------------------------------------------------------
@@ -81,6 +85,12 @@ case("LQRTask", L, "Psi", A_OK, B_OK, Q_OK, R_OK, Psi=np.diag([1e12, -1.0]))    
 case("LQRTask", L, "Psi", A_OK, B_OK, Q_OK, R_OK, Psi=[[1.0, 1e-4], [1e-4, 1e-10]])
 case("LQRTask", L, "Q", A_OK, B_OK, [[1e10, 0.0], [0.0, -1e-3]], R_OK)
 case("LQRTask", L, "Sigma0", A_OK, B_OK, Q_OK, R_OK, Sigma0=[[1.0, 1e-9], [1e-9, 0.0]])
+case("LQRTask", L, "A", np.ma.masked_array(A_OK, mask=[[0, 1], [0, 0]]), B_OK, Q_OK, R_OK,
+     exc=metalqr.ValidationTypeError)
+case("LQRTask", L, "Q", A_OK, B_OK, np.ma.masked_array(Q_OK), R_OK, exc=metalqr.ValidationTypeError)
+case("LQRTask", L, "Psi", A_OK, B_OK, Q_OK, R_OK, Psi=np.ma.masked_array(np.eye(2)),
+     exc=metalqr.ValidationTypeError)
+case("LQRTask", L, "B", A_OK, None, Q_OK, R_OK, exc=metalqr.ValidationTypeError)
 case("LQRTask.from_statespace", L.from_statespace, "sys", "not a system", Q_OK, R_OK)
 case("LQRTask.from_statespace", L.from_statespace, "sys", np.eye(2), Q_OK, R_OK)
 
@@ -438,3 +448,62 @@ def test_huge_finite_gains_never_give_raw_errors_or_nan(scale):
         for backend in ("numpy", "numba"):
             c = metalqr.simulate_costs(T4, Kh, length=5, n_rollouts=3, backend=backend)
             assert np.all(c == float("inf"))
+
+
+# --- messages that must say what is wrong (fixnum) ------------------------------------------
+
+def test_none_gain_says_none_not_non_finite():
+    # before: "K contains 1 non-finite value(s) (NaN or inf); all entries must be finite."
+    with pytest.raises(metalqr.ValidationTypeError) as info:
+        metalqr.cost(T, None)
+    assert str(info.value) == "K must be a real array of shape (k, d) = (1, 2); got None."
+    with pytest.raises(metalqr.ValidationTypeError, match=r"\(1, 2\) or \(2, 1, 2\) .*got None"):
+        metalqr.gradient(TS, None)
+    with pytest.raises(metalqr.ValidationTypeError, match="^A must be a real numeric array; got None"):
+        metalqr.dlyap(None, np.eye(2))
+
+
+def test_masked_arrays_are_refused_not_silently_unmasked():
+    # before: cost(T, KMASKED) used the masked entry 1e9 (the mask was dropped) and returned inf;
+    # LQRTask(masked A) used the masked entries
+    with pytest.raises(metalqr.ValidationTypeError,
+                       match=r"^K is a numpy masked array \(1 masked entry\); metalqr does not honour masks.*"
+                             r"K\.filled\(value\)"):
+        metalqr.cost(T, KMASKED)
+    with pytest.raises(metalqr.ValidationTypeError, match=r"^A is a numpy masked array \(0 masked entries\)"):
+        metalqr.LQRTask(np.ma.masked_array(A_OK), B_OK, Q_OK, R_OK)
+    # the plain data, passed explicitly, is accepted
+    assert metalqr.cost(T, np.asarray(KMASKED)) == metalqr.cost(T, [[0.1, 1e9]])
+
+
+def test_list_of_tasks_hints_taskset():
+    # before: "task must be an LQRTask or a TaskSet; got list. Build one with metalqr.LQRTask(A, B, Q, R)."
+    with pytest.raises(metalqr.ValidationTypeError,
+                       match=r"got list\. For several tasks wrap them in metalqr\.TaskSet\(\[\.\.\.\]\) "
+                             r"\(got a list of 2 LQRTasks\)"):
+        metalqr.cost([T, T2], K)
+    assert np.allclose(metalqr.cost(metalqr.TaskSet([T, T2]), K), [metalqr.cost(T, K), metalqr.cost(T2, K)])
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-9, 1e-7])
+def test_spectral_radius_just_above_one_prints_its_digits(eps):
+    # before: "spectral radius of A - B K is 1 >= 1" for rho = 1 + 1e-12
+    rho = 1.0 + eps
+    task = metalqr.LQRTask([[rho]], [[1.0]], [[1.0]], [[1.0]])
+    for fn in (metalqr.gradient, metalqr.evaluate):
+        with pytest.raises(metalqr.UnstablePolicyError) as info:
+            fn(task, [[0.0]])
+        assert f"spectral radius of A - B K is {rho!r} >= 1" in str(info.value)
+        assert info.value.spectral_radius == rho
+    with pytest.raises(metalqr.UnstablePolicyError, match=f"spectral radius {rho!r},"):
+        metalqr.dlyap([[rho]], [[1.0]])
+    with pytest.raises(metalqr.NotMAMLStabilizingError, match=f"spectral radius {rho!r}"):
+        metalqr.maml_gradient(metalqr.TaskSet([task, task]), [[0.0]], 0.01)
+
+
+def test_format_radius():
+    from metalqr._validation import format_radius
+    assert format_radius(1 + 1e-12) == "1.000000000001"
+    assert format_radius(1.3) == "1.3" and format_radius(0.5) == "0.5"
+    assert format_radius(float("inf")) == "inf"
+    assert format_radius(1.0) == "1.0"

@@ -320,3 +320,175 @@ def test_single_task_fast_path_keeps_every_check():
     ev = metalqr.evaluate(task, K)
     K[0, 0] = 5.0
     assert ev.K[0, 0, 0] == 0.1 and not ev.K.flags.writeable
+
+
+# --- badly scaled tasks: a stabilising gain is never reported as "not stabilising", and a value
+# that does not fit float64 is a named error, never inf/NaN posing as an answer -------------------
+
+def _scaled_pair(d, k, top, seed=0):
+    """A well-scaled task and the same task in states x' = D x, D = diag(logspace(0, top)).
+
+    J is invariant under the change of states; the gradient is G' = G D^-1 ... in K' = K D^-1
+    coordinates dJ/dK' = G D, and the Hessian H'[X'] = H[X' D] D. So the well-scaled task gives
+    independent reference values for the badly scaled one (entries of A up to 10^top)."""
+    rng = np.random.default_rng(seed)
+    Ab = rng.standard_normal((d, d))
+    Ab *= 0.8 / np.max(np.abs(np.linalg.eigvals(Ab)))
+    Bb = rng.standard_normal((d, k))
+    Psib = np.eye(d) + 0.1 * np.ones((d, d))
+    Dv = np.logspace(0, top, d)
+    DD = Dv[:, None] * Dv[None, :]
+    good = metalqr.LQRTask(Ab, Bb, np.eye(d), np.eye(k), Psi=Psib)
+    bad = metalqr.LQRTask(Dv[:, None] * Ab / Dv[None, :], Dv[:, None] * Bb, np.eye(d) / DD, np.eye(k),
+                          Psi=Psib * DD)
+    Kb = 0.01 * rng.standard_normal((k, d))
+    return good, bad, Kb, Kb / Dv, Dv
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("d, n, top", [(8, 1, 110), (8, 3, 110), (12, 2, 60), (6, 8, 110),
+                                       (6, 1, 110), (5, 3, 50), (4, 1, 110), (4, 100, 110),
+                                       (2, 100, 110)])
+def test_badly_scaled_stabilising_gain_is_solved(d, n, top):
+    # Before: d = 8, 1e110 -> cost inf, gradient "spectral radius of A - B K is 1 >= 1"
+    # (the doubling's powers overflow although rho = 0.8 ... < 1); d = 4..6 with entries of
+    # 1e50 and more: the Kronecker kernel returned gradients wrong by factors of 10-1000.
+    good, bad, Kb, K, Dv = _scaled_pair(d, 2, top)
+    tg = metalqr.TaskSet([good] * n) if n > 1 else good
+    tb = metalqr.TaskSet([bad] * n) if n > 1 else bad
+    assert np.max(np.abs(bad.A)) > 10.0 ** (top - 2)
+    assert np.all(np.asarray(metalqr.spectral_radius(tb, K)) < 1)
+    J = metalqr.cost(tb, K)
+    assert np.allclose(J, metalqr.cost(tg, Kb), rtol=1e-10, atol=0)
+    assert np.allclose(metalqr.evaluate(tb, K).cost, J, rtol=1e-12, atol=0)
+    G = metalqr.gradient(tb, K)
+    Gg = metalqr.gradient(tg, Kb)
+    assert rel(G / Dv, Gg) < 1e-10
+    X = np.random.default_rng(1).standard_normal((2, d))
+    assert rel(metalqr.hessian_vp(tb, K, X / Dv) / Dv, metalqr.hessian_vp(tg, Kb, X)) < 1e-10
+
+
+@pytest.mark.filterwarnings("error")
+def test_badly_scaled_unstable_gain_still_unstable():
+    good, bad, Kb, K, Dv = _scaled_pair(8, 2, 110)
+    # a gain with rho(A - BK) = 1.3 in the well-scaled coordinates (and so in the scaled ones)
+    Ku = np.linalg.lstsq(good.B, good.A - 1.3 * np.eye(8), rcond=None)[0]
+    rho = metalqr.spectral_radius(good, Ku)
+    assert rho > 1.01
+    assert metalqr.cost(bad, Ku / Dv) == math.inf
+    with pytest.raises(metalqr.UnstablePolicyError, match="spectral radius") as info:
+        metalqr.gradient(bad, Ku / Dv)
+    assert info.value.spectral_radius == pytest.approx(rho, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("d", [3, 8])
+@pytest.mark.parametrize("fn", ["cost", "gradient", "evaluate", "hessian_vp"])
+def test_stabilising_gain_whose_values_overflow_is_a_named_error(d, fn):
+    # A[0, 1] = 1e160: P_K[1, 1] ~ 1e320 does not fit float64. Before: cost inf (d = 3: a
+    # LinAlgError "Singular matrix"), gradient "spectral radius ... is 1 >= 1" (rho is 0.5).
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = 1e160
+    task = metalqr.LQRTask(A, np.eye(d)[:, :1], np.eye(d), np.eye(1))
+    args = (task, np.zeros((1, d))) + ((np.ones((1, d)),) if fn == "hessian_vp" else ())
+    with pytest.raises(metalqr.ValidationError,
+                       match=r"K stabilises the task \(spectral radius of A - B K is 0\.5 < 1\).*"
+                             r"overflow float64.*Rescale the states") as info:
+        getattr(metalqr, fn)(*args)
+    assert not isinstance(info.value, metalqr.UnstablePolicyError)
+    # in a TaskSet the message names the task
+    ts = metalqr.TaskSet([metalqr.LQRTask(0.5 * np.eye(d), np.eye(d)[:, :1], np.eye(d), np.eye(1)), task])
+    with pytest.raises(metalqr.ValidationError, match="stabilises task 1 "):
+        getattr(metalqr, fn)(ts, *args[1:])
+
+
+@pytest.mark.filterwarnings("error")
+def test_badly_scaled_overflowing_hessian_is_a_named_error():
+    # A[0, 1] = 1e100 (d = 8): J ~ 3e200 is representable and returned; the Hessian-vector
+    # product's terms (~1e300 and beyond) are not. Before: an array with an inf entry.
+    d = 8
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = 1e100
+    task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+    K = np.zeros((2, d))
+    Dv = np.ones(d)
+    Dv[0] = 1e100                   # A = D Ab D^-1 with Ab[0, 1] = 1: Y = D P_K D solves
+    Ab = A / Dv[:, None] * Dv[None, :]   # Y = Ab' Y Ab + D^2, and J = Tr(P_K) = sum Y_ii / D_i^2
+    Y = scipy.linalg.solve_discrete_lyapunov(Ab.T, np.diag(Dv ** 2))
+    assert metalqr.cost(task, K) == pytest.approx(np.sum(np.diag(Y) / Dv ** 2), rel=1e-10)
+    with pytest.raises(metalqr.ValidationError, match="hessian_vp: K stabilises the task.*overflow float64"):
+        metalqr.hessian_vp(task, K, np.ones((2, d)))
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("d, top", [(3, 110), (8, 60), (8, 110)])
+def test_optimal_gain_on_badly_scaled_tasks(d, top):
+    # K* of the scaled task is K*_good D^-1 (same J*); checked, not assumed
+    good, bad, _, _, Dv = _scaled_pair(d, 2, top)
+    K_good, _ = metalqr.optimal_gain(good)
+    K_bad, _ = metalqr.optimal_gain(bad)
+    assert rel(K_bad * Dv, K_good) < 1e-10
+    assert metalqr.cost(bad, K_bad) == pytest.approx(metalqr.cost(good, K_good), rel=1e-10)
+
+
+@pytest.mark.filterwarnings("error")
+def test_optimal_gain_on_an_overflowing_task_is_a_named_error():
+    # A[0, 1] = 1e110 with d = 8 (not a diagonal rescaling of a moderate task with B = [I; 0]):
+    # no checked Riccati solution; a named error that suggests rescaling, never inf/NaN
+    d = 8
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = 1e110
+    task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+    with pytest.raises(metalqr.ValidationError, match="rescal"):
+        metalqr.optimal_gain(task)
+
+
+def _exact_P(AK, M):
+    """P = AK' P AK + M in exact rational arithmetic (Kronecker system, d^2 unknowns)."""
+    from fractions import Fraction as F
+    d = AK.shape[0]
+    Af = [[F(v) for v in row] for row in AK.tolist()]
+    n = d * d
+    L = [[(F(1) if (i == k and j == l) else F(0)) - Af[k][i] * Af[l][j] for k in range(d) for l in range(d)]
+         + [F(M[i, j])] for i in range(d) for j in range(d)]
+    for c in range(n):
+        p = next(r for r in range(c, n) if L[r][c] != 0)
+        L[c], L[p] = L[p], L[c]
+        for r in range(n):
+            if r != c and L[r][c] != 0:
+                f = L[r][c] / L[c][c]
+                L[r] = [a - f * b for a, b in zip(L[r], L[c])]
+    return [[L[i * d + j][n] / L[i * d + j][i * d + j] for j in range(d)] for i in range(d)]
+
+
+@pytest.mark.filterwarnings("error")
+def test_ill_conditioned_small_task_never_gives_a_negative_cost():
+    # found by hypothesis (tests/test_theory.py's badly scaled families): A - B K has entries
+    # of 3.6e3 and rho = 0.86. Before: cost -1.92e17 (the Kronecker LU's P_K has a residual of
+    # 1e-11 but is indefinite); exact (rational arithmetic): +2.1897753e17. Now: a named error
+    # (no two independent float64 solutions agree), or the right value.
+    from fractions import Fraction as F
+    A = np.array([[3.929106116606382, 17.224330649898047, -17.369069620218635],
+                  [-101.67797408608877, 9.62075042417899, 17.27715269908084],
+                  [2.9130137633165125, 3.10473504441188, 3.307750622123624]])
+    B = np.array([[1.835989913884925], [10.0], [9.325721354218597]])
+    Q = np.diag([8.6215056733146787e+05, 2.2362120660559959e-01, 1.4168102036821137e-01])
+    R = np.array([[27.581256509680486]])
+    Psi = np.array([[2.0805492957511108e-04, 0.0, 0.0],
+                    [0.0, 9.7692307260498387e+02, 5.1408417333851759e+01],
+                    [0.0, 5.1408417333851759e+01, 1.9623458303662747e+02]])
+    K = np.array([[-365.5905715893045, 81.33793902702759, -13.436585387734816]])
+    task = metalqr.LQRTask(A, B, Q, R, Psi=Psi)
+    AK = A - B @ K
+    P = _exact_P(AK, Q + K.T @ R @ K)
+    J_exact = float(sum(P[i][j] * F(Psi[j, i]) for i in range(3) for j in range(3)))
+    assert J_exact == pytest.approx(2.1897753424743155e+17, rel=1e-12)
+    for fn in (metalqr.cost, metalqr.gradient, metalqr.evaluate):
+        try:
+            out = fn(task, K)
+        except metalqr.ValidationError as err:
+            assert "cannot be computed accurately in float64" in str(err)
+            assert "spectral radius of A - B K is 0.859747 < 1" in str(err)
+            continue
+        if fn is metalqr.cost:
+            assert out == pytest.approx(J_exact, rel=1e-6)

@@ -2,6 +2,7 @@
 registered strategy, plus: bit-identity of run_experiment with the pre-registry training
 loop, and a toy strategy registered and run through run_experiment and the CLI."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -20,6 +21,17 @@ SHORT = dict(n_iterations=2, T=T, M=M, alpha=0.01, n_test=4, n_val=3, rng=5, eva
 OPTIONS = dict(beta_u=10.0, mu_u=1.0 / M, kappa=1.2, n_ilqr=2, value_model="diagonal")
 
 
+def _fallback_expected(name, opt):
+    """TOW through Adam from its initial state: iLQR's Q_uu is indefinite at step 0 beyond any
+    regularisation, so tow_weights keeps the uniform nominal weights and says so with a
+    TOWFallbackWarning naming the stop reason (asserted here; SGD windows take steps)."""
+    if name == "tow" and isinstance(opt, Adam):
+        return pytest.warns(metalqr.TOWFallbackWarning,
+                            match=r"stop reason regularization_limit: .*Q_uu not positive definite at step 0"
+                                  r".*no backward pass completed\), so the weights are the uniform nominal")
+    return contextlib.nullcontext()
+
+
 def _window(opt, seed=0, rng_seed=1):
     rng = np.random.default_rng([seed, 0])
     batches = [SRC.sample(rng, M) for _ in range(T)]
@@ -36,7 +48,8 @@ def test_weights_are_a_probability_vector_per_mini_batch(name, opt):
     s = get_strategy(name)
     assert isinstance(s, WeightingStrategy) and s.name == name and s.description
     w = _window(opt)
-    out = s.window(w)
+    with _fallback_expected(name, opt):
+        out = s.window(w)
     assert isinstance(out, WindowResult)
     U = np.asarray(out.U)
     assert U.shape == (T, M)
@@ -52,8 +65,10 @@ def test_weights_are_a_probability_vector_per_mini_batch(name, opt):
 
 @pytest.mark.parametrize("name", strategies())
 def test_deterministic_for_a_fixed_rng(name):
-    a = get_strategy(name).window(_window(Adam(1e-3), rng_seed=7))
-    b = get_strategy(name).window(_window(Adam(1e-3), rng_seed=7))
+    with _fallback_expected(name, Adam(1e-3)):
+        a = get_strategy(name).window(_window(Adam(1e-3), rng_seed=7))
+    with _fallback_expected(name, Adam(1e-3)):
+        b = get_strategy(name).window(_window(Adam(1e-3), rng_seed=7))
     assert np.array_equal(a.U, b.U) and np.array_equal(a.z, b.z)
 
 

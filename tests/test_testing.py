@@ -218,3 +218,58 @@ def test_metalqr_imports_without_hypothesis_and_testing_names_the_extra():
     plain = subprocess.run([sys.executable, "-c", "import sys, metalqr; print('hypothesis' in sys.modules)"],
                            capture_output=True, text=True, env=env, cwd=ROOT)
     assert plain.stdout.strip() == "False"
+
+
+def test_check_bound_report_describes_its_settings():
+    """BoundReport.settings used to be empty (or Hypothesis' raw settings dict): it now holds
+    every setting that determined the report, as plain JSON-serialisable values."""
+    import json
+
+    def unit_bound(X):
+        return 1.0
+
+    strategy = mt.directions(1, 2)
+    rep = mt.check_bound(unit_bound, lambda X: float(np.abs(X).max()), strategy, max_examples=7,
+                         rtol=1e-6, atol=1e-3, rng=3, ignore=(metalqr.UnstablePolicyError,), name="demo")
+    s = rep.settings
+    assert s["name"] == rep.name == "demo"
+    assert s["bound"].endswith("unit_bound") and "<lambda>" in s["quantity"]
+    assert s["strategy"] == repr(strategy)
+    assert (s["max_examples"], s["rtol"], s["atol"], s["seed"]) == (7, 1e-6, 1e-3, 3)
+    assert s["derandomize"] is False and s["rng"] == "Hypothesis seed 3 (rng=3)"
+    assert s["ignore"] == ["UnstablePolicyError"]
+    assert s["phases"] == ["explicit", "generate", "target", "shrink"]
+    assert json.loads(json.dumps(s)) == s
+    # derandomised default and a Generator are described as such; the seed reproduces the run
+    d = mt.check_bound(unit_bound, lambda X: 0.0, strategy, max_examples=3).settings
+    assert d["seed"] is None and d["derandomize"] is True and d["rng"].startswith("derandomised")
+    g = mt.check_bound(unit_bound, lambda X: 0.0, strategy, max_examples=3,
+                       rng=np.random.default_rng(0)).settings
+    assert isinstance(g["seed"], int) and "Generator" in g["rng"]
+    again = mt.check_bound(unit_bound, lambda X: 0.0, strategy, max_examples=3, rng=g["seed"])
+    assert again.settings["seed"] == g["seed"]
+    # a violated bound carries the same description
+    bad = mt.check_bound(lambda X: 0.1, lambda X: 1.0, strategy, max_examples=3, name="never")
+    assert not bad.holds and bad.settings["name"] == "never" and bad.settings["max_examples"] == 3
+
+
+def test_an_unasserted_metalqr_warning_fails_the_suite(tmp_path):
+    """setup.cfg's filterwarnings turns every metalqr warning that a test does not assert
+    (pytest.warns(<class>, match=...)) into an error, so none can pass unnoticed."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "test_w.py").write_text(
+        "import warnings, pytest, metalqr\n"
+        "def test_unasserted():\n"
+        "    warnings.warn('suspect', metalqr.TrainingWorsenedWarning)\n"
+        "def test_asserted():\n"
+        "    with pytest.warns(metalqr.TrainingWorsenedWarning, match='suspect'):\n"
+        "        warnings.warn('suspect', metalqr.TrainingWorsenedWarning)\n")
+    env = dict(os.environ, PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-c", os.path.join(root, "setup.cfg"), "--rootdir", str(tmp_path),
+                          str(tmp_path / "test_w.py")], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path), timeout=120)
+    assert "1 failed, 1 passed" in out.stdout, out.stdout + out.stderr
+    assert "TrainingWorsenedWarning: suspect" in out.stdout

@@ -107,8 +107,11 @@ def test_paper_line_search_rejects_negative_weights_then_accepts_a_halved_step()
 
 def test_paper_line_search_keeps_the_uniform_nominal_when_every_halving_fails():
     learner, x, batches = _window(5)
-    res = tow_weights(learner, x, batches, alpha=0.05, beta_u=0.001, n_ilqr=2, line_search="paper",
-                      max_halvings=2)
+    with pytest.warns(metalqr.TOWFallbackWarning,
+                      match=r"iLQR accepted no step \(stop reason line_search_failed: no step accepted in 2 "
+                            r"halvings.*the weights are the uniform nominal mu_u = 0\.25, not TOW's"):
+        res = tow_weights(learner, x, batches, alpha=0.05, beta_u=0.001, n_ilqr=2, line_search="paper",
+                          max_halvings=2)
     by_it = _check_trials(res, max_halvings=2)
     assert [t["verdict"] for t in by_it[1]] == ["negative", "negative", "kept nominal"]
     assert np.array_equal(res.U, np.full((3, 4), 0.25)) and res.ilqr.cost == res.ilqr.costs[0]
@@ -186,8 +189,17 @@ def test_both_rules_never_worse_than_uniform_and_never_negative(line_search, bet
 @given(seed=st.integers(0, 10**6), log_beta=st.floats(-3.0, 1.0), halvings=st.integers(1, 12))
 def test_paper_rule_property_nonnegative_and_monotone(seed, log_beta, halvings):
     learner, x, batches = _window(seed, T=2, M=3)
-    res = tow_weights(learner, x, batches, alpha=0.05, beta_u=10.0 ** log_beta, n_ilqr=2,
-                      line_search="paper", max_halvings=halvings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", metalqr.TOWFallbackWarning)
+        res = tow_weights(learner, x, batches, alpha=0.05, beta_u=10.0 ** log_beta, n_ilqr=2,
+                          line_search="paper", max_halvings=halvings)
+    # when every halving fails TOW keeps the uniform nominal and says so (TOWFallbackWarning,
+    # naming the stop reason), and only then
+    kept = (not res.ilqr.converged and res.ilqr.gradient_norm != 0.0
+            and np.array_equal(res.ilqr.U, np.full(res.ilqr.U.shape, 1.0 / 3)))
+    fallbacks = [w for w in caught if issubclass(w.category, metalqr.TOWFallbackWarning)]
+    assert len(fallbacks) == int(kept) and len(caught) == len(fallbacks)
+    assert all(f"stop reason {res.ilqr.stop_reason}" in str(w.message) for w in fallbacks)
     assert np.all(res.U >= 0)
     assert all(b <= a for a, b in zip(res.ilqr.costs, res.ilqr.costs[1:]))
     _check_trials(res, max_halvings=halvings)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .._parallel import blas_single_thread, map_chunks
-from .._validation import as_float_array, check_size
-from ..exceptions import UnstablePolicyError, ValidationError
+from .._validation import as_float_array, check_size, format_radius
+from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from .lyapunov import (KRON_MAX_D, _lyapunov_pair_serial, dlyap_unchecked, lyapunov_pair,
                        lyapunov_pair_one, spectral_radius_of)
 from .tasks import Batch, TaskLike, as_batch
@@ -47,6 +47,10 @@ def check_gain(batch: Batch, K: Any, name: str = "K") -> np.ndarray:
         Kb = K.copy()[None]
         Kb.flags.writeable = False
         return Kb
+    if K is None:
+        per_task = "" if batch.single else f" or ({n}, {k}, {d}) (one gain per task)"
+        raise ValidationTypeError(f"{name} must be a real array of shape (k, d) = ({k}, {d}){per_task}; "
+                                  f"got None.")
     K = as_float_array(K, name)
     if K.shape == (k, d):
         return np.broadcast_to(K, (n, k, d))
@@ -173,18 +177,29 @@ class PolicyEvaluation:  # numpydoc ignore=PR01
         H = self._hvp(check_gain(shape, X, name="X"))   # type: ignore[arg-type]
         return H[0] if self.single else H
 
-    def _hvp(self, X: np.ndarray) -> np.ndarray:
-        """Unchecked :meth:`hessian_vp` for X of shape (n, k, d) or (n, m, k, d)."""
+    def _hvp(self, X: np.ndarray, what: str = "hessian_vp", single: bool | None = None) -> np.ndarray:
+        """Unchecked :meth:`hessian_vp` for X of shape (n, k, d) or (n, m, k, d).
+
+        Raises the overflow :class:`ValidationError` (naming ``what``, and the task unless
+        ``single``, default :attr:`single`) where the product is not finite.
+        """
         X = np.asarray(X, dtype=float)
         one = X.ndim == 3
         Xm = X[:, None] if one else X
         AK, P, S, E = (a[:, None] for a in (self.AK, self.P, self.Sigma, self.E))
         B, RBPB = self.B[:, None], self.RBPB[:, None]
-        XtE = _T(Xm) @ E
-        P_tilde = dlyap_unchecked(_T(AK), XtE + _T(XtE))          # dP_K[X]
-        BXSAt = B @ Xm @ S @ _T(AK)
-        S_tilde = dlyap_unchecked(AK, -(BXSAt + _T(BXSAt)))        # dSigma_K[X]
-        H = 2.0 * (RBPB @ Xm @ S - _T(B) @ P_tilde @ AK @ S + E @ S_tilde)
+        with np.errstate(over="ignore", invalid="ignore"):     # checked below
+            XtE = _T(Xm) @ E
+            P_tilde = dlyap_unchecked(_T(AK), XtE + _T(XtE))          # dP_K[X]
+            BXSAt = B @ Xm @ S @ _T(AK)
+            S_tilde = dlyap_unchecked(AK, -(BXSAt + _T(BXSAt)))        # dSigma_K[X]
+            H = 2.0 * (RBPB @ Xm @ S - _T(B) @ P_tilde @ AK @ S + E @ S_tilde)
+        bad = ~np.isfinite(H).all(axis=(-2, -1)).all(axis=-1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            single = self.single if single is None else single
+            raise _overflow_error(what, self.AK[i], None if single else i,
+                                  "Hessian terms (derivatives of P_K and Sigma_K)")
         return H[:, 0] if one else H
 
 
@@ -196,9 +211,53 @@ def _raise_unstable(rho: np.ndarray, batch: Batch, what: str, error=UnstablePoli
         where = "the task" if batch.single else f"task {i}"
         more = "" if bad.size == 1 else f" ({bad.size} tasks in all: {bad[:10].tolist()})"
         raise error(f"{what} needs a stabilising gain, but {gain} does not stabilise {where}: "
-                    f"spectral radius of A - B {gain} is {rho[i]:.6g} >= 1{more}. Start from a "
+                    f"spectral radius of A - B {gain} is {format_radius(rho[i])} >= 1{more}. Start from a "
                     f"stabilising gain (e.g. metalqr.optimal_gain) or reduce the step size.",
                     task_index=None if batch.single else i, spectral_radius=float(rho[i]))
+
+
+def _overflow_error(what: str, AK: np.ndarray, i: int | None, quantity: str,
+                    gain: str = "K") -> ValidationError:
+    """Build the error for a gain that stabilises a task whose values overflow float64.
+
+    ``AK`` is that task's closed loop (d, d); ``i`` its index in a TaskSet (``None`` for a
+    single task). Said instead of "not stabilising" (the spectral radius is below 1).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        rho = float(spectral_radius_of(AK[None])[0])
+        amax = float(np.max(np.abs(AK)))
+    where = "the task" if i is None else f"task {i}"
+    return ValidationError(
+        f"{what}: {gain} stabilises {where} (spectral radius of A - B {gain} is "
+        f"{format_radius(rho)} < 1), but its {quantity} overflow float64 or cannot be computed "
+        f"accurately in float64 (they exceed its range, or no solution of the Lyapunov equations "
+        f"passed metalqr's accuracy checks; largest |A - B {gain}| entry {amax:.3g}): the task is too "
+        f"badly scaled (or A - B {gain} too non-normal) for float64. Rescale the states "
+        f"(x -> D x with a diagonal D: A -> D A D^-1, B -> D B, Q -> D^-1 Q D^-1, Psi -> D Psi D, "
+        f"{gain} -> {gain} D^-1) so that these matrices have moderate entries; J itself is unchanged "
+        f"by that, so if J exceeds about 1e308 scale Q, R or Psi down instead.")
+
+
+def _check_finite_evaluation(ev: PolicyEvaluation, batch: Batch, what: str) -> None:
+    """Raise :func:`_overflow_error` for a task whose ``P_K``, ``Sigma_K``, ``E_K``, ``J`` or gradient is not finite.
+
+    Every task of ``ev`` is stabilised (checked before); a non-finite value means that the
+    Lyapunov solutions or the products formed from them exceed the float64 range.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        # screen (two reductions on the small-task fast path): sum(P * Psi) is not finite if
+        # some P_K entry is not (inf * 0 is NaN), nor is the sum of G = 2 E Sigma if some entry
+        # of E or Sigma is not; a sum of finite values is finite unless it overflows, and then
+        # the exact test below decides
+        if math.isfinite(float(np.vdot(ev.P, ev.Psi)) + float(ev.gradient.sum())):
+            return
+        J = np.einsum("nij,nji->n", ev.P, ev.Psi)
+        ok = (np.isfinite(J) & np.isfinite(ev.Sigma).all(axis=(1, 2))
+              & np.isfinite(ev.gradient).all(axis=(1, 2)) & np.isfinite(ev.E).all(axis=(1, 2)))
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise _overflow_error(what, ev.AK[i], None if batch.single else i,
+                              "value matrix P_K, covariance Sigma_K, cost J or gradient")
 
 
 def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
@@ -227,6 +286,9 @@ def evaluate(task: TaskLike, K: Any) -> PolicyEvaluation:
     ------
     ValidationError
         On a malformed task or gain.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task (names the task index and the spectral radius).
 
@@ -273,14 +335,20 @@ def evaluate_batch(batch: Batch, Kb: np.ndarray, caller: str) -> PolicyEvaluatio
     ------
     UnstablePolicyError
         If some ``Kb[i]`` does not stabilise task ``i``.
+    ValidationError
+        If ``Kb[i]`` stabilises task ``i`` but ``P_K``, ``Sigma_K``, ``J`` or the gradient
+        overflow float64 (a badly scaled task; the message says how to rescale it).
     """
     if batch.n == 1 and batch.d <= KRON_MAX_D:
-        return _evaluate_one(batch, Kb, caller)
-    if batch.n > 1 and batch.d > KRON_MAX_D:
+        ev = _evaluate_one(batch, Kb, caller)
+    elif batch.n > 1 and batch.d > KRON_MAX_D:
         # metalqr's threads split the batch; BLAS threads on top oversubscribe the cores
         with blas_single_thread():
-            return _evaluate_batched(batch, Kb, caller)
-    return _evaluate_batched(batch, Kb, caller)
+            ev = _evaluate_batched(batch, Kb, caller)
+    else:
+        ev = _evaluate_batched(batch, Kb, caller)
+    _check_finite_evaluation(ev, batch, caller)
+    return ev
 
 
 def _evaluate_batched(batch: Batch, Kb: np.ndarray, what: str) -> PolicyEvaluation:
@@ -485,6 +553,9 @@ def cost(task: TaskLike, K: Any):
     ------
     ValidationError
         On a malformed task or gain.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
 
     References
     ----------
@@ -507,21 +578,26 @@ def cost(task: TaskLike, K: Any):
             M = batch.Q[0] + K1.T @ batch.R[0] @ K1
             stable, P, _ = lyapunov_pair_one(batch.A[0] - batch.B[0] @ K1, M)
             J = float(np.einsum("ij,ji->", P, batch.Psi[0]))
-        J = J if stable and math.isfinite(J) else math.inf
+            if stable and not math.isfinite(J):
+                raise _overflow_error("cost", batch.A[0] - batch.B[0] @ K1, None if batch.single else 0,
+                                      "value matrix P_K and cost J")
+        J = J if stable else math.inf
         return J if batch.single else np.array([J])
+    names = None if batch.single else np.arange(batch.n)
     if batch.n > 1 and batch.d > KRON_MAX_D:
         with blas_single_thread():
-            J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
+            J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb, names)
     else:
-        J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb)
+        J = _costs(batch.A, batch.B, batch.Q, batch.R, batch.Psi, Kb, names)
     return float(J[0]) if batch.single else J
 
 
-def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
+def _costs(A, B, Q, R, Psi, K, names=None, what: str = "cost") -> np.ndarray:
     """Return ``J = Tr(P_K Psi)`` for stacked task matrices and gains.
 
     ``J = Tr(P_K Psi)`` for stacked task matrices and gains; ``inf`` where ``A - BK`` is
-    unstable or the value overflows (never NaN).
+    unstable (never NaN). Where ``K`` stabilises a task but ``P_K`` or ``J`` overflows float64,
+    raises :func:`_overflow_error` naming the task ``names[i]`` (``None``: a single task).
     """
     kernel = (_compiled_kernel() if A.shape[-1] <= KRON_MAX_D and A.shape[0] >= COMPILED_MIN_BATCH
               else None)
@@ -533,7 +609,14 @@ def _costs(A, B, Q, R, Psi, K) -> np.ndarray:
         stable, P, _ = lyapunov_pair(AK, M)
     with np.errstate(over="ignore", invalid="ignore"):
         J = np.einsum("nij,nji->n", P, Psi)
-    return np.where(stable & np.isfinite(J), J, math.inf)
+    over = stable & ~np.isfinite(J)
+    if over.any():
+        i = int(np.flatnonzero(over)[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            AKi = A[i] - B[i] @ K[i]
+        raise _overflow_error(what, AKi, None if names is None else int(names[i]),
+                              "value matrix P_K and cost J")
+    return np.where(stable, J, math.inf)
 
 
 def gradient(task: TaskLike, K: Any) -> np.ndarray:
@@ -557,6 +640,9 @@ def gradient(task: TaskLike, K: Any) -> np.ndarray:
     ------
     ValidationError
         On a malformed task or gain.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
 
@@ -610,6 +696,9 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     ------
     ValidationError
         On a malformed task, gain or direction.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
 
@@ -627,7 +716,7 @@ def hessian_vp(task: TaskLike, K: Any, X: Any) -> np.ndarray:
     batch = as_batch(task)
     ev = evaluate_batch(batch, check_gain(batch, K), "hessian_vp")
     Xb = check_gain(batch, X, name="X")
-    return batch.out(ev._hvp(Xb))
+    return batch.out(ev._hvp(Xb, "hessian_vp", batch.single))
 
 
 def hessian(task: TaskLike, K: Any) -> np.ndarray:
@@ -655,6 +744,9 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
         On a malformed task or gain, or when the work arrays would exceed metalqr's size
         limit (about ``n k d (k d + 24 d^2)`` entries; e.g. ``d = 200, k = 100``): use
         :func:`hessian_vp`.
+        Also (never ``inf`` or "not stabilising") when ``K`` stabilises a task but its values overflow
+        float64 or cannot be computed accurately in it (a badly scaled or strongly non-normal
+        ``A - B K``); the message says how to rescale the task.
     UnstablePolicyError
         If ``K`` does not stabilise some task.
 
@@ -672,7 +764,7 @@ def hessian(task: TaskLike, K: Any) -> np.ndarray:
                            f"Hessian-vector products instead (e.g. inside conjugate gradients).")
     ev = evaluate_batch(batch, Kb, "hessian")
     basis = np.eye(kd).reshape(kd, batch.k, batch.d)
-    H = ev._hvp(np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)))
+    H = ev._hvp(np.broadcast_to(basis, (batch.n, kd, batch.k, batch.d)), "hessian", batch.single)
     H = H.reshape(batch.n, kd, kd)  # row j = H[e_j]; symmetric, so also column j
     return batch.out(0.5 * (H + _T(H)))
 
@@ -753,5 +845,5 @@ def costs_indexed(batch: Batch, task_index: np.ndarray, K: np.ndarray, chunk: in
     for s in range(0, K.shape[0], chunk):
         ti = task_index[s:s + chunk]
         out[s:s + chunk] = _costs(batch.A[ti], batch.B[ti], batch.Q[ti], batch.R[ti], batch.Psi[ti],
-                                  K[s:s + chunk])
+                                  K[s:s + chunk], ti, what="the exact cost oracle")
     return out

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from .._parallel import blas_single_thread
-from .._validation import as_float_array
+from .._validation import as_float_array, format_radius
 from ..exceptions import ValidationError
 from ._doubling import sda
 from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair
@@ -302,7 +302,7 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
             why[i] = "the candidate is not finite"
         elif not stable[i]:
             rho[i] = max(1.0, float(np.max(np.abs(np.linalg.eigvals(AK[i])))))
-            why[i] = f"its gain does not stabilise the task (spectral radius of A - BK = {rho[i]:.6g})"
+            why[i] = f"its gain does not stabilise the task (spectral radius of A - BK = {format_radius(rho[i])})"
         elif not psd[i]:
             why[i] = (f"P is not symmetric positive semidefinite (smallest eigenvalue "
                       f"{lam_min[i]:.3g}, ||P|| = {normP[i]:.3g})")
@@ -339,7 +339,8 @@ def _newton_refine(A, B, Q, R, P, res, K=None, Res=None):
     for _ in range(MAX_NEWTON):
         finite = np.all(np.isfinite(K), axis=(1, 2)) & np.all(np.isfinite(Res), axis=(1, 2))
         Ks = np.where(finite[:, None, None], K, 0.0)
-        stable, X, _ = lyapunov_pair(A - B @ Ks, np.where(finite[:, None, None], _sym(Res), 0.0))
+        stable, X, _ = lyapunov_pair(A - B @ Ks, np.where(finite[:, None, None], _sym(Res), 0.0),
+                                     verify=False)     # a correction: the Riccati residual is checked
         ok = finite & stable
         if not np.any(ok):
             break
@@ -359,8 +360,13 @@ def _newton_refine(A, B, Q, R, P, res, K=None, Res=None):
 
 
 def _scipy_one(A, B, Q, R):
+    import warnings
     try:
-        P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+        # its warnings (ill-conditioning, an invalid cast in its balancing of a badly scaled
+        # task) are not passed on: the answer is checked independently by the caller
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            P = scipy.linalg.solve_discrete_are(A, B, Q, R)
     except (np.linalg.LinAlgError, ValueError) as exc:
         return None, f"SciPy's solve_discrete_are failed ({exc})"
     return _sym(P), ""
@@ -378,7 +384,7 @@ def _diagnose(A: np.ndarray, B: np.ndarray, Q: np.ndarray) -> str:
         M = np.hstack([A - l * np.eye(d), B])
         if np.linalg.svd(M, compute_uv=False)[-1] <= 1e-8 * scale:
             return (f"(A, B) is not stabilisable: the eigenvalue {l:.6g} of A (|lambda| = "
-                    f"{abs(l):.6g} >= 1) is not reachable from B (rank [A - lambda I, B] < {d})")
+                    f"{format_radius(abs(l))} >= 1) is not reachable from B (rank [A - lambda I, B] < {d})")
     for l in lam:
         if abs(abs(l) - 1.0) > 1e-8:
             continue

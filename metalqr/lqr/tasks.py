@@ -347,6 +347,9 @@ def as_batch(task: Any, name: str = "task") -> Batch:
     if isinstance(task, TaskSet):
         return Batch(task.A, task.B, task.Q, task.R, task.Psi, task.Sigma0, False)
     hint = "Build one with metalqr.LQRTask(A, B, Q, R)"
+    if isinstance(task, (list, tuple)) and task and all(isinstance(t, LQRTask) for t in task):
+        hint = (f"For several tasks wrap them in metalqr.TaskSet([...]) (got a {type(task).__name__} "
+                f"of {len(task)} LQRTasks)")
     if type(task).__name__ in ("StateSpace", "LinearIOSystem", "TransferFunction"):
         hint = ("For a python-control system use metalqr.LQRTask.from_statespace(sys, Q, R) "
                 "(see docs/python_control.md)")

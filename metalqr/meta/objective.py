@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_positive
+from .._validation import as_float_array, check_positive, format_radius
 from ..exceptions import (NotMAMLStabilizingError, NotMetaLearnableError, UnstablePolicyError,
                           ValidationError, ValidationTypeError)
 from ..lqr.lyapunov import spectral_radius_of
@@ -122,7 +122,7 @@ def _evaluate_maml(batch, Kb, what, eta=None):
                       f"reduce eta (= {eta:g})")
         raise NotMAMLStabilizingError(
             f"{what}: K is not MAML-stabilising (Definition 1): {detail} (spectral radius "
-            f"{err.spectral_radius:.6g}).", task_index=i, spectral_radius=err.spectral_radius) from None
+            f"{format_radius(err.spectral_radius)}).", task_index=i, spectral_radius=err.spectral_radius) from None
 
 
 def is_maml_stabilizing(tasks: Any, K: Any, eta: float) -> bool:

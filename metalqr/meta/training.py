@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import _checkpoint
 from .._validation import (as_float_array, as_rng, check_bool, check_callable, check_choice,
-                           check_int, check_positive, check_real, check_size)
+                           check_int, check_positive, check_real, check_size, format_radius)
 from ..exceptions import (CheckpointError, NotMAMLStabilizingError, RolloutLengthWarning,
                           RolloutOverflowError, TrainingDivergedError, TrainingStalledError,
                           TrainingWorsenedWarning, UnstablePolicyError, ValidationError,
@@ -178,7 +178,7 @@ def _bias_terms(ts, K):
     rho = spectral_radius_of(AK)
     if np.any(rho >= 1.0):
         i = int(np.argmax(rho))
-        raise UnstablePolicyError(f"K does not stabilise task {i} (spectral radius {rho[i]:.6g}); "
+        raise UnstablePolicyError(f"K does not stabilise task {i} (spectral radius {format_radius(rho[i])}); "
                                   f"the roll-out length is only defined for a stabilising gain.",
                                   task_index=i, spectral_radius=float(rho[i]))
     M = batch.Q + np.swapaxes(Kb, -1, -2) @ batch.R @ Kb

@@ -108,7 +108,14 @@ class BoundReport:  # numpydoc ignore=PR01
     name : str
         Label used in the text.
     settings : dict
-        Free-form settings attached to the report (:func:`check_bound` leaves it empty).
+        Every setting that determined the report, so that it describes itself and can be
+        rerun: ``name``, ``bound`` and ``quantity`` (the callables' qualified names),
+        ``strategy`` (its repr), ``max_examples``, ``rtol``, ``atol``, ``rng`` (how the
+        examples were drawn, in words), ``seed`` (the Hypothesis seed, ``None`` when
+        derandomised), ``derandomize``, ``ignore`` (exception names), ``phases`` (the
+        Hypothesis phases run), ``deadline``, ``database``, ``suppress_health_check``
+        (``"all"``) and ``hypothesis_version``. Plain strings, numbers, booleans and lists
+        (JSON-serialisable).
     """
 
     holds: bool
@@ -279,6 +286,8 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
                 phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
                 suppress_health_check=list(HealthCheck))
     test = settings(**conf)(given(strategy)(body))
+    described = _describe_settings(name, bound, quantity, strategy, max_examples, rtol, atol, rng,
+                                   seed, ignore, conf)
     if seed is not None:
         from hypothesis import seed as hseed
         test = hseed(seed)(test)
@@ -294,7 +303,7 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
             f"strategy or narrow ignore.") from None
     if not failed:
         return BoundReport(True, state["worst"], state["worst_ex"], None, math.nan, math.nan,
-                           state["n"], state["rejected"], name, conf)
+                           state["n"], state["rejected"], name, described)
     ex, b, q = state["fail"]
     if math.isnan(b) or math.isnan(q):
         which = " and ".join(n for n, v in (("bound", b), ("quantity", q)) if math.isnan(v))
@@ -302,7 +311,36 @@ def check_bound(bound: Callable, quantity: Callable, strategy: SearchStrategy, *
                               f"(bound={b}, quantity={q}); a bound must be a number for every "
                               f"example the strategy draws. Example: {ex!r}")
     return BoundReport(False, max(state["worst"], _ratio(q, b, atol)), state["worst_ex"], ex, b, q,
-                       state["n"], state["rejected"], name, conf)
+                       state["n"], state["rejected"], name, described)
+
+
+def _qualname(fn: Any) -> str:
+    mod = getattr(fn, "__module__", None)
+    qn = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"{mod}.{qn}" if mod else qn
+
+
+def _describe_settings(name, bound, quantity, strategy, max_examples, rtol, atol, rng, seed,
+                       ignore, conf) -> dict:
+    """Build the :attr:`BoundReport.settings` of a :func:`check_bound` call (plain, JSON-serialisable)."""
+    import hypothesis
+    if seed is None:
+        how = "derandomised (rng=None): Hypothesis draws the same examples every run"
+    elif isinstance(rng, np.random.Generator):
+        how = f"Hypothesis seed {seed}, one draw from the numpy Generator passed as rng"
+    else:
+        how = f"Hypothesis seed {seed} (rng={seed})"
+    text = repr(strategy)
+    return {
+        "name": name, "bound": _qualname(bound), "quantity": _qualname(quantity),
+        "strategy": text if len(text) <= 500 else text[:497] + "...",
+        "max_examples": max_examples, "rtol": rtol, "atol": atol, "rng": how, "seed": seed,
+        "derandomize": bool(conf["derandomize"]),
+        "ignore": [e.__name__ for e in ignore],
+        "phases": [p.name for p in conf["phases"]],
+        "deadline": conf["deadline"], "database": conf["database"],
+        "suppress_health_check": "all", "hypothesis_version": hypothesis.__version__,
+    }
 
 
 def assert_bound_holds(bound: Callable, quantity: Callable, strategy: SearchStrategy, **kwargs) -> BoundReport:

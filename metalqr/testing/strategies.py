@@ -308,7 +308,7 @@ def stabilizing_gains(task: Any, margin: float = 0.05, *, gamma: float | None = 
             raise ValidationError(f"K0 must be one gain of shape (k, d) = ({ts.k}, {ts.d}); got {K0.shape}.")
         if np.max(spectral_radius(ts, K0)) > limit:
             raise ValidationError(f"K0 must stabilise every task with margin {margin:g} (spectral radius "
-                                  f"<= {limit:g}); its largest is {np.max(spectral_radius(ts, K0)):.4g}.")
+                                  f"<= {limit:g}); its largest is {np.max(spectral_radius(ts, K0)):.12g}.")
         K_ref = K0
     else:
         K_ref = _reference_gain(ts, limit)

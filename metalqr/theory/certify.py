@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_positive, check_probability, check_real
+from .._validation import check_positive, check_probability, check_real, format_radius
 from ..exceptions import UnstablePolicyError, ValidationError, ValidationTypeError
 from ..lqr import spectral_radius
 from ..lqr.tasks import as_batch
@@ -72,7 +72,7 @@ def sublevel_constants(tasks: Any, K0: Any, gamma: float = 1.0) -> TaskConstants
     if np.any(rho >= 1.0):
         i = int(np.argmax(rho))
         raise UnstablePolicyError(f"sublevel_constants needs a K0 that stabilises every task, but K0 does not "
-                                  f"stabilise task {i} (spectral radius of A - B K0 is {rho[i]:.6g} >= 1); "
+                                  f"stabilise task {i} (spectral radius of A - B K0 is {format_radius(rho[i])} >= 1); "
                                   f"start from metalqr.common_stabilizing_gain(tasks).",
                                   task_index=i, spectral_radius=float(rho[i]))
     c0 = task_constants(ts, K0)

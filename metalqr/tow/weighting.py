@@ -613,8 +613,10 @@ def tow_weights(learner, z: np.ndarray, batches: Sequence[list[Task]], *, alpha:
         raise MetalqrError(f"tow_weights: iLQR's final cost {res.cost:.6g} exceeds the uniform nominal's "
                            f"{res.costs[0]:.6g}; please report this input.")
     if not res.converged and res.gradient_norm != 0.0 and np.array_equal(res.U, U0):   # 0: uniform is optimal
-        warnings.warn(f"tow_weights: iLQR accepted no step (stop reason {res.stop_reason}: {res.message}; gradient norm "
-                      f"{res.gradient_norm:.3g}), so the weights are the uniform nominal mu_u = {mu:.6g}, not "
+        gnorm = (f"gradient norm {res.gradient_norm:.3g}" if np.isfinite(res.gradient_norm)
+                 else "no backward pass completed")
+        warnings.warn(f"tow_weights: iLQR accepted no step (stop reason {res.stop_reason}: {res.message}; "
+                      f"{gnorm}), so the weights are the uniform nominal mu_u = {mu:.6g}, not "
                       f"TOW's; check the scale of z or raise beta_u.", TOWFallbackWarning, stacklevel=2)
     return TOWResult(res.U, res.X, res, trials)
 
