@@ -10,8 +10,10 @@ own modules** and puts their cache under a per-user, per-version folder::
     $XDG_CACHE_HOME/metalqr/<version>/numba/ (else, XDG_CACHE_HOME defaulting to ~/.cache)
 
 with one sub-folder per installed source folder (as Numba does). Its source stamp is the
-SHA-256 of the source file rather than its modification time, so a reinstall of identical
-sources reuses the compiled kernels while any change of the source recompiles.
+SHA-256 of ALL of metalqr's ``.py`` files (:func:`package_stamp`) rather than the kernel
+file's modification time, so a reinstall of identical sources reuses the compiled kernels
+while any change of metalqr's sources recompiles them (a kernel inlines functions and
+constants of other modules: a stamp of its own file alone served stale kernels).
 
 Nothing global is changed: the user's own ``@njit(cache=True)`` functions keep Numba's usual
 locations, and when the user sets ``NUMBA_CACHE_DIR`` (Numba's own setting) metalqr's
@@ -25,7 +27,7 @@ import functools
 import hashlib
 import os
 
-__all__ = ["cache_root", "install", "installed_root", "is_cold"]
+__all__ = ["cache_root", "install", "installed_root", "is_cold", "package_stamp", "PACKAGE_DIR"]
 
 _ROOT: str | None = None
 
@@ -39,10 +41,34 @@ def cache_root(version: str) -> str:
     return os.path.join(base, version, "numba")
 
 
+#: The metalqr package folder (its ``.py`` files make up every kernel's source stamp).
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 @functools.lru_cache(maxsize=None)
-def _content_stamp(path: str, mtime: float, size: int) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+def package_stamp(package_dir: str = PACKAGE_DIR) -> str:
+    """Return the SHA-256 of every ``.py`` file of the package (names and contents, sorted).
+
+    A compiled kernel depends on more than its own file: Numba inlines the functions and
+    freezes the module-level constants it calls from other modules (e.g. the counter-based
+    generator's bit layout in ``rollouts/counter_rng.py``, its Numba twin, the iLQR problems).
+    A stamp of the kernel's file alone would keep serving a stale kernel after a change of
+    one of those; a stamp of the whole package recompiles every kernel after any change of
+    metalqr's sources (never for a reinstall of the same sources). About 1.3 MB, read once
+    a process.
+    """
+    digest = hashlib.sha256()
+    for folder, subfolders, files in os.walk(package_dir):
+        subfolders[:] = sorted(f for f in subfolders if f != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, package_dir).replace(os.sep, "/").encode())
+                digest.update(b"\0")
+                with open(path, "rb") as fh:
+                    digest.update(fh.read())
+                digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _locator_class(root: str):
@@ -60,8 +86,7 @@ def _locator_class(root: str):
             return self._cache_path
 
         def get_source_stamp(self):
-            st = os.stat(self._py_file)
-            return _content_stamp(self._py_file, st.st_mtime, st.st_size)
+            return package_stamp()
 
         @classmethod
         def from_function(cls, py_func, py_file):

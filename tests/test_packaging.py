@@ -212,3 +212,30 @@ def test_compiled_kernels_survive_a_reinstall_of_the_same_sources(tmp_path):
     assert hits_misses() == (1, 0)
     install(probe_src.replace("x + 1", "1 + x"))   # changed source: recompiled
     assert hits_misses() == (0, 1)
+    # A kernel inlines functions and constants of OTHER modules (e.g. the counter-based
+    # generator's bit layout): a change of any metalqr source, not only the kernel's own
+    # file, must recompile it. Before, the stamp was the kernel file's hash alone, and a
+    # changed constant elsewhere left the stale compiled kernel in use.
+    probe_dep = ("import numba\nfrom metalqr._cache_dep import OFFSET\n"
+                 "@numba.njit(cache=True)\ndef plus_one(x):\n    return x + OFFSET\n")
+    install(probe_dep)
+    (site / "metalqr" / "_cache_dep.py").write_text("OFFSET = 1\n")
+    assert hits_misses() == (0, 1)
+    assert hits_misses() == (1, 0)
+    (site / "metalqr" / "_cache_dep.py").write_text("OFFSET = 1  # changed elsewhere\n")
+    assert hits_misses() == (0, 1)          # stale kernel not served
+
+
+def test_package_stamp_covers_every_source_file(tmp_path):
+    from metalqr import _numba_cache
+    pkg = tmp_path / "metalqr"
+    shutil.copytree(PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    first = _numba_cache.package_stamp.__wrapped__(str(pkg))
+    assert first == _numba_cache.package_stamp.__wrapped__(str(pkg))     # deterministic
+    assert first == _numba_cache.package_stamp.__wrapped__(PACKAGE)      # copies agree
+    consts = pkg / "rollouts" / "counter_rng.py"
+    consts.write_text(consts.read_text() + "\n")
+    assert _numba_cache.package_stamp.__wrapped__(str(pkg)) != first
+    (pkg / "notes.txt").write_text("not a source")                        # only .py counts
+    consts.write_text(consts.read_text()[:-1])
+    assert _numba_cache.package_stamp.__wrapped__(str(pkg)) == first
