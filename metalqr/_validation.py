@@ -38,8 +38,9 @@ def as_float_array(value: Any, name: str, ndim: int | None = None,
     if isinstance(value, (str, bytes)):
         raise ValidationTypeError(f"{name} must be a real numeric array; got a string {value!r}.")
     _refuse_none_or_masked(value, name)
-    raw = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    raw = _as_raw_array(value, name)
     kind = raw.dtype.kind
+    _refuse_non_numeric_dtype(raw, name)
     if kind == "c":
         if raw.size and np.any(np.imag(raw) != 0):
             raise ValidationTypeError(
@@ -49,18 +50,16 @@ def as_float_array(value: Any, name: str, ndim: int | None = None,
                                   f"{name}.real if the imaginary part is meant to be zero.")
     if kind == "b":
         raise ValidationTypeError(f"{name} must be a real numeric array; got a boolean array.")
-    if kind in "OUSV":
-        try:
-            arr = np.array(raw, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValidationTypeError(
-                f"{name} must be a real numeric array; got {type(value).__name__} that cannot be "
-                f"converted to float64 ({exc}).") from None
-        if kind in "USV":
-            raise ValidationTypeError(f"{name} must be a real numeric array; got an array of "
-                                      f"strings/bytes (dtype {raw.dtype}).")
-    else:
+    try:
         arr = np.array(raw, dtype=np.float64)
+    except OverflowError:
+        raise ValidationError(
+            f"{name} contains an integer too large for float64 (|x| > 1.8e308); all entries "
+            f"must be finite float64 numbers: rescale {name}.") from None
+    except (TypeError, ValueError) as exc:
+        raise ValidationTypeError(
+            f"{name} must be a real numeric array; got {type(value).__name__} that cannot be "
+            f"converted to float64 ({exc}).") from None
     if ndim is not None and arr.ndim != ndim:
         raise ValidationError(f"{name} must be a {ndim}-D array; got {arr.ndim}-D array of shape "
                               f"{arr.shape}.")
@@ -306,3 +305,85 @@ def _refuse_none_or_masked(value: Any, name: str) -> None:
             f"metalqr does not honour masks and would use the masked entries as they are. Pass "
             f"{name}.filled(value) with the value you mean, or np.asarray({name}) to use the data "
             f"as it is.")
+
+
+def _as_raw_array(value: Any, name: str) -> np.ndarray:
+    """``np.asarray(value)`` for :func:`as_float_array`, with a named error for ragged input.
+
+    A nested list whose rows have different lengths makes NumPy raise a bare ``ValueError``
+    ("setting an array element with a sequence"); a Python int beyond the float64 range is
+    kept as an object array here and refused by the float64 conversion.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except OverflowError:
+        raise ValidationError(
+            f"{name} contains an integer too large for float64 (|x| > 1.8e308); all entries "
+            f"must be finite float64 numbers: rescale {name}.") from None
+    except (TypeError, ValueError) as exc:
+        text = str(exc)
+        if "inhomogeneous" in text or "sequence" in text:
+            raise ValidationError(
+                f"{name} must be a rectangular real numeric array; got a ragged nested sequence "
+                f"(ragged: rows of different lengths). Give every row of {name} the same "
+                f"length.") from None
+        raise ValidationTypeError(f"{name} must be a real numeric array; got "
+                                  f"{type(value).__name__} that NumPy cannot convert ({text}).") from None
+
+
+def _is_real_element(x: Any) -> bool:
+    """Whether one element of an object array is a real number (not a bool, string or None)."""
+    import decimal
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    return isinstance(x, (numbers.Real, decimal.Decimal)) or (
+        isinstance(x, np.generic) and x.dtype.kind in "iuf")
+
+
+def _refuse_non_numeric_dtype(raw: np.ndarray, name: str) -> None:
+    """Refuse dtypes that convert to float64 with a wrong meaning (or not at all).
+
+    datetime64 / timedelta64 (converted silently to epoch counts), strings and bytes,
+    structured and raw-void dtypes, and object arrays holding anything but real numbers
+    (strings such as ``"0.1"``, ``None``, bools, complex numbers, nested sequences): each
+    gets its own :class:`ValidationTypeError` naming ``name``. Object arrays of Python or
+    NumPy real numbers are accepted (converted by :func:`as_float_array`).
+    """
+    kind = raw.dtype.kind
+    if kind in "mM":
+        what = "datetime64" if kind == "M" else "timedelta64"
+        raise ValidationTypeError(
+            f"{name} must be a real numeric array; got a {what} array (dtype {raw.dtype}), "
+            f"which metalqr would read as raw epoch counts. Convert {name} to float "
+            f"explicitly in the unit you mean, e.g. {name}.astype('{what}[s]').astype(float).")
+    if kind in "US":
+        raise ValidationTypeError(f"{name} must be a real numeric array; got an array of "
+                                  f"strings/bytes (dtype {raw.dtype}). Convert the text to "
+                                  f"numbers first (e.g. np.asarray({name}, dtype=float)).")
+    if kind == "V":
+        if raw.dtype.names:
+            raise ValidationTypeError(
+                f"{name} must be a plain real numeric array; got a structured array with fields "
+                f"{list(raw.dtype.names)} (dtype {raw.dtype}). Pass one field, e.g. "
+                f"{name}[{raw.dtype.names[0]!r}].")
+        raise ValidationTypeError(f"{name} must be a real numeric array; got raw bytes (void "
+                                  f"dtype {raw.dtype}).")
+    if kind == "O":
+        for x in raw.flat:
+            if _is_real_element(x):
+                continue
+            if x is None:
+                what = "None"
+            elif isinstance(x, (str, bytes)):
+                what = f"a string {x!r}"
+            elif isinstance(x, (bool, np.bool_)):
+                what = f"a bool {x!r}"
+            elif isinstance(x, (complex, np.complexfloating)):
+                what = f"a complex number {x!r}"
+            else:
+                what = f"a {type(x).__name__}"
+            raise ValidationTypeError(
+                f"{name} must be a real numeric array; its object-dtype entries must be real "
+                f"numbers but one is {what}. Pass {name} with numeric entries (floats or ints).")

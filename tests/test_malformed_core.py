@@ -343,6 +343,76 @@ case("sphere_perturbations", _sp, "rng", "seed", (3, 1, 2), 0.1)
 case("sphere_perturbations", _sp, "sphere_perturbations", 0, (10 ** 6, 10 ** 4, 1, 2), 0.1)
 
 
+# --- ragged lists, huge ints, dtypes with another meaning (new-user report) ----------------
+VTE, VE = metalqr.ValidationTypeError, metalqr.ValidationError
+_OBJ = dict(dtype=object)
+# (label, fn, word, args, kwargs, exc, words the message must contain)
+DTYPE_CASES = [
+    ("cost", metalqr.cost, "K", (T, [[0.1, 0.1], [0.1]]), {}, VE, "ragged"),
+    ("cost", metalqr.cost, "K", (T, [[10 ** 400, 0]]), {}, VE, "integer too large for float64"),
+    ("cost", metalqr.cost, "K", (T, np.zeros((1, 2), "datetime64[s]")), {}, VTE, "datetime64"),
+    ("cost", metalqr.cost, "K", (T, np.zeros((1, 2), "timedelta64[s]")), {}, VTE, "timedelta64"),
+    ("cost", metalqr.cost, "K", (T, np.array([["0.1", "0.1"]], **_OBJ)), {}, VTE, "string"),
+    ("cost", metalqr.cost, "K", (T, np.array([[None, 0.1]], **_OBJ)), {}, VTE, "None"),
+    ("cost", metalqr.cost, "K", (T, [[None, 0.1]]), {}, VTE, "None"),
+    ("cost", metalqr.cost, "K", (T, np.zeros((1, 2), [("a", float)])), {}, VTE, "structured"),
+    ("cost", metalqr.cost, "K", (T, np.zeros((1, 2), "V8")), {}, VTE, "void"),
+    ("cost", metalqr.cost, "K", (T, np.array([[True, 0.1]], **_OBJ)), {}, VTE, "bool"),
+    ("LQRTask", L, "A", ([[0.5, 0], [0]], B_OK, Q_OK, R_OK), {}, VE, "ragged"),
+    ("LQRTask", L, "A", ([[10 ** 400]], [[1]], [[1]], [[1]]), {}, VE,
+     "integer too large for float64"),
+    ("LQRTask", L, "Q", (A_OK, B_OK, np.eye(2).astype("timedelta64[s]"), R_OK), {}, VTE,
+     "timedelta64"),
+    ("LQRTask", L, "A", (np.zeros((2, 2), "datetime64[s]"), B_OK, Q_OK, R_OK), {}, VTE,
+     "datetime64"),
+    ("LQRTask", L, "R", (A_OK, B_OK, Q_OK, np.array([["1"]], **_OBJ)), {}, VTE, "string"),
+    ("LQRTask", L, "Psi", (A_OK, B_OK, Q_OK, R_OK), {"Psi": np.array([[1, None], [None, 1]], **_OBJ)},
+     VTE, "None"),
+    ("dlyap", metalqr.dlyap, "A", ([[0.5, 0], [0]], np.eye(2)), {}, VE, "ragged"),
+    ("dlyap", metalqr.dlyap, "A", (np.zeros((2, 2), "datetime64[s]"), np.eye(2)), {}, VTE,
+     "datetime64"),
+    ("dlyap", metalqr.dlyap, "W", (0.5 * np.eye(2), [[10 ** 400, 0], [0, 1]]), {}, VE,
+     "integer too large for float64"),
+    ("dlyap", metalqr.dlyap, "A", (np.array([["0.1"]], **_OBJ), [[1.0]]), {}, VTE, "string"),
+    ("dlyap", metalqr.dlyap, "A", (np.array([[None]], **_OBJ), [[1.0]]), {}, VTE, "None"),
+    ("dlyap", metalqr.dlyap, "A", (np.zeros((1, 1), [("a", float)]), [[1.0]]), {}, VTE,
+     "structured"),
+    ("dlyap", metalqr.dlyap, "A", ([[[0.5]], [[0.5, 0.1]]], [[1.0]]), {}, VE, "ragged"),
+    ("hessian_vp", metalqr.hessian_vp, "X", (T, K, [[1, 2], [1]]), {}, VE, "ragged"),
+    ("hessian_vp", metalqr.hessian_vp, "X", (T, K, [[10 ** 400, 1]]), {}, VE,
+     "integer too large for float64"),
+    ("hessian_vp", metalqr.hessian_vp, "X", (T, K, np.zeros((1, 2), "timedelta64[s]")), {}, VTE,
+     "timedelta64"),
+    ("hessian_vp", metalqr.hessian_vp, "K", (T, [[0.1], [0.1, 0.1]], K), {}, VE, "ragged"),
+]
+for _c in DTYPE_CASES:
+    case(_c[0], _c[1], _c[2], *_c[3], exc=_c[5], **_c[4])
+
+
+@pytest.mark.parametrize("label, fn, word, args, kwargs, exc, says", DTYPE_CASES,
+                         ids=[f"{c[0]}-{c[6]}-{i}" for i, c in enumerate(DTYPE_CASES)])
+def test_ragged_huge_and_odd_dtypes_get_their_own_message(label, fn, word, args, kwargs, exc,
+                                                          says):
+    err = assert_named_error(fn, word, *args, exc=exc, **kwargs)
+    assert says in str(err), str(err)
+    assert "non-finite" not in str(err) and "setting an array element" not in str(err)
+    if says != "string":
+        assert "strings/bytes" not in str(err)
+
+
+def test_object_arrays_of_real_numbers_are_still_accepted():
+    """Object arrays of Python floats/ints and NumPy scalars give the float64 answer."""
+    import fractions
+    ref = metalqr.cost(T, K)
+    for Kobj in (np.array([[0.1, 0.1]], dtype=object),
+                 np.array([[np.float32(0.1), np.float64(0.1)]], dtype=object).astype(float),
+                 np.array([[fractions.Fraction(1, 10), 0.1]], dtype=object)):
+        assert metalqr.cost(T, Kobj) == pytest.approx(ref, rel=1e-6)
+    X = metalqr.dlyap(np.array([[np.int64(0)]], dtype=object), [[1.0]])
+    assert X[0, 0] == 1.0
+    X = metalqr.dlyap(np.array([[np.float16(0.5)]], dtype=object), [[1]])
+    assert X[0, 0] == pytest.approx(4.0 / 3.0)
+
 @pytest.mark.parametrize("name, fn, word, args, kwargs, exc", CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_malformed_input_raises_a_named_metalqr_error(name, fn, word, args, kwargs, exc):
