@@ -88,9 +88,10 @@ def test_overflowing_solution_is_refused_not_returned_as_nan(d):
     A[0, 0] = 0.999999
     A[0, 1] = 1e160
     stable = 0.5 * np.eye(d)
-    with pytest.raises(metalqr.ValidationError, match=r"overflows float64 \(batch index \(1,\)\)"):
+    with pytest.raises(metalqr.ValidationError,
+                       match=r"W \(batch index \(1,\)\) could be computed.*exceeds the float64 range"):
         metalqr.dlyap(np.stack([stable, A]), np.eye(d))
-    with pytest.raises(metalqr.ValidationError, match="rescale A"):
+    with pytest.raises(metalqr.ValidationError, match="balance it by a diagonal similarity"):
         metalqr.dlyap(A, np.eye(d))
     # entries of 1e100: X ~ 2e206 is representable; for d = 8 the doubling's powers are not
     # (before: a truncated sum, X[1, 1] = 1.25 instead of 4/3, returned silently; then a named
@@ -289,3 +290,81 @@ def test_pair_doubling_refines_when_the_residual_is_large(rng, monkeypatch):
     X = _ly._pair_refined(powers, A, W, transpose=False)
     for i in range(2):
         assert rel(X[i], scipy.linalg.solve_discrete_lyapunov(A[i], W[i])) < 1e-11
+
+
+# --- new-user report: strongly non-normal stable A whose doubling powers pass the 1e200 guard --
+
+def _series_longdouble(M: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``sum_t M^t W M'^t`` by the doubling in ``np.longdouble`` (exponent range to 1e4932).
+
+    For entrywise non-negative ``M`` and ``W`` every term is non-negative, so there is no
+    cancellation: an independent reference accurate to about 1e-16 relative, even where
+    float64 powers of ``M`` reach 1e111.
+    """
+    M, X = M.astype(np.longdouble), W.astype(np.longdouble)
+    for _ in range(64):
+        X = X + M @ X @ M.T
+        M = M @ M
+        if float(np.sum(M * M)) < 1e-40:
+            return X
+    raise AssertionError("reference series did not converge")
+
+
+def _jordan(d: int) -> np.ndarray:
+    return 0.99 * np.eye(d) + np.eye(d, k=1)
+
+
+@pytest.mark.parametrize("d", [50, 60, 70])
+def test_non_normal_jordan_solution_is_found_not_called_an_overflow(d):
+    """Before: d = 60 raised "X overflows float64 ... entries of A and W are too large
+    (largest |A| 1, |W| 1)" although X is representable (tr 3.684e236; max |A^k| 8e111) and
+    SciPy solves it; d = 50 worked. Now the doubling is rerun up to true overflow, cross-checked
+    against SciPy's Schur-based solver, and compared here with the series in np.longdouble."""
+    A = _jordan(d)
+    I = np.eye(d)
+    for M in (A.T, A):
+        ref = _series_longdouble(M, I)
+        X = metalqr.dlyap(M, I)
+        assert np.isfinite(X).all()
+        assert float(np.max(np.abs(X - ref) / ref)) < 1e-11
+        assert float(abs(np.trace(X) - np.trace(ref)) / np.trace(ref)) < 1e-12
+    if d == 60:
+        assert np.trace(X) == pytest.approx(3.684e236, rel=1e-3)
+
+
+@pytest.mark.parametrize("d", [60, 70])
+def test_non_normal_jordan_cost_and_evaluate(d):
+    """``cost`` and ``evaluate`` (lyapunov_pair's batched path) on a task with that A and
+    K = 0: J = Tr(P_K Psi), P_K = sum A'^t Q A^t, Sigma_K = sum A^t Psi A'^t (longdouble)."""
+    A = _jordan(d)
+    B = np.eye(d)[:, :1]
+    task = metalqr.LQRTask(A, B, np.eye(d), [[1.0]])
+    K0 = np.zeros((1, d))
+    P_ref = _series_longdouble(A.T, np.eye(d))
+    J_ref = float(np.sum(P_ref * task.Psi.T))
+    assert metalqr.cost(task, K0) == pytest.approx(J_ref, rel=1e-11)
+    ev = metalqr.evaluate(task, K0)
+    assert float(np.max(np.abs(ev.P - P_ref) / P_ref)) < 1e-11
+    S_ref = _series_longdouble(A, task.Psi)
+    assert float(np.max(np.abs(ev.Sigma - S_ref) / np.maximum(S_ref, 1e-300))) < 1e-11
+    # in a batch with a normal task: the normal one is unaffected, the Jordan one solved
+    normal = metalqr.LQRTask(0.5 * np.eye(d), B, np.eye(d), [[1.0]])
+    J = metalqr.cost(metalqr.TaskSet([normal, task]), K0)
+    assert J[0] == pytest.approx(d / 0.75, rel=1e-12)
+    assert J[1] == pytest.approx(J_ref, rel=1e-11)
+
+
+def test_non_normal_jordan_beyond_float64_says_range_not_too_large_entries():
+    """d = 80: the true X exceeds float64 (the longdouble series reaches ~1e317); the error
+    says so (or ill-conditioning), and no longer claims that entries of 1 are "too large"."""
+    d = 80
+    A = _jordan(d)
+    assert np.max(_series_longdouble(A.T, np.eye(d))) > np.longdouble(np.finfo(float).max)
+    with pytest.raises(metalqr.ValidationError) as info:
+        metalqr.dlyap(A.T, np.eye(d))
+    msg = str(info.value)
+    assert "exceeds the float64 range" in msg and "ill-conditioned" in msg
+    assert "too large" not in msg
+    assert "largest |A| entry 1," in msg
+    with pytest.raises(metalqr.ValidationError, match="stabilises the task"):
+        metalqr.cost(metalqr.LQRTask(A, np.eye(d)[:, :1], np.eye(d), [[1.0]]), np.zeros((1, d)))
