@@ -339,7 +339,7 @@ def _is_real_element(x: Any) -> bool:
     if isinstance(x, (bool, np.bool_)):
         return False
     return isinstance(x, (numbers.Real, decimal.Decimal)) or (
-        isinstance(x, np.generic) and x.dtype.kind in "iuf")
+        isinstance(x, (np.generic, np.ndarray)) and x.ndim == 0 and x.dtype.kind in "iuf")
 
 
 def _refuse_non_numeric_dtype(raw: np.ndarray, name: str) -> None:

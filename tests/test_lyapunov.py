@@ -347,6 +347,10 @@ def test_non_normal_jordan_cost_and_evaluate(d):
     assert float(np.max(np.abs(ev.P - P_ref) / P_ref)) < 1e-11
     S_ref = _series_longdouble(A, task.Psi)
     assert float(np.max(np.abs(ev.Sigma - S_ref) / np.maximum(S_ref, 1e-300))) < 1e-11
+    # gradient 2 [(R + B'PB) K - B'PA] Sigma = -2 B'PA Sigma at K = 0 (entries up to 7e238)
+    g_ref = -2.0 * (B.T.astype(np.longdouble) @ P_ref @ A.astype(np.longdouble)) @ S_ref
+    g = metalqr.gradient(task, K0)
+    assert float(np.max(np.abs(g - g_ref) / np.abs(g_ref))) < 1e-11
     # in a batch with a normal task: the normal one is unaffected, the Jordan one solved
     normal = metalqr.LQRTask(0.5 * np.eye(d), B, np.eye(d), [[1.0]])
     J = metalqr.cost(metalqr.TaskSet([normal, task]), K0)
