@@ -212,3 +212,34 @@ def test_policy_evaluation_hessian_needs_its_input_matrix():
     ev = metalqr.evaluate(task, metalqr.optimal_gain(task)[0])
     bare = metalqr.PolicyEvaluation(ev.K, ev.AK, ev.P, ev.Sigma, ev.E, ev.RBPB, ev.Psi)
     assert_named_error(bare.hessian_vp, "B", np.zeros_like(ev.K))
+
+
+# --- new-user report: ragged lists, huge ints, object arrays (property tests) ---------------
+from hypothesis import given as _given, strategies as _st  # noqa: E402
+
+from metalqr._validation import as_float_array as _as_float_array  # noqa: E402
+
+_reals = _st.one_of(_st.floats(-1e300, 1e300, allow_nan=False), _st.integers(-10 ** 300, 10 ** 300))
+
+
+@_given(_st.lists(_st.lists(_reals, min_size=1, max_size=4), min_size=2, max_size=4))
+def test_nested_lists_are_converted_or_refused_as_ragged(rows):
+    """A nested list of reals gives the float64 array (same as its object-dtype array) when
+    rectangular, and a ValidationError naming the argument and "ragged" otherwise."""
+    if len({len(r) for r in rows}) == 1:
+        arr = _as_float_array(rows, "M")
+        assert arr.dtype == np.float64 and arr.shape == (len(rows), len(rows[0]))
+        assert np.array_equal(arr, _as_float_array(np.array(rows, dtype=object), "M"))
+        assert np.array_equal(arr, np.array([[float(x) for x in r] for r in rows]))
+    else:
+        with pytest.raises(metalqr.ValidationError, match=r"M must be a rectangular.*ragged"):
+            _as_float_array(rows, "M")
+
+
+@_given(_st.integers(2, 4), _st.sampled_from([None, "0.1", b"1", True, 1j, [1.0]]))
+def test_object_array_with_one_non_number_is_refused(n, bad):
+    """One non-real entry anywhere in an object array is refused with a type error naming it."""
+    arr = np.full((n, n), 0.5, dtype=object)
+    arr[n - 1, 0] = bad
+    with pytest.raises(metalqr.ValidationTypeError, match=r"^M must be a real numeric array"):
+        _as_float_array(arr, "M")
