@@ -32,7 +32,7 @@ from .._parallel import blas_single_thread
 from .._validation import as_float_array, format_radius
 from ..exceptions import ValidationError
 from ._doubling import sda
-from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair
+from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair, spectral_radius_of
 from .policy import COMPILED_MIN_BATCH, _compiled_kernel, _compiled_pair
 from .tasks import Batch, TaskLike, as_batch
 
@@ -205,6 +205,13 @@ class DareCheck:
     K: np.ndarray
 
 
+#: Closed loops with ``||Sigma_K||_F > NEAR_UNIT_CIRCLE_GAIN ||Psi||_F`` (spectral radius within
+#: about ``1e-8`` of 1, or strongly non-normal) have their stability decided by their
+#: eigenvalues too (:func:`~metalqr.lqr.lyapunov.spectral_radius_of`), as
+#: :func:`metalqr.is_stabilizing` decides it.
+NEAR_UNIT_CIRCLE_GAIN = 1e8
+
+
 def _closed_loop_covariance(AK: np.ndarray, Psi: np.ndarray):
     """Return the closed-loop covariance (Eq. (1)) and whether the loop is stable.
 
@@ -282,6 +289,17 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
         stable, _, _, Sigma, _, _ = _compiled_pair(kernel, A, B, Q, R, Psi, Ks)
     else:
         stable, Sigma = _closed_loop_covariance(AK, Psi)
+    # A closed loop whose spectral radius is within rounding of 1 can pass the Lyapunov
+    # solver's test (its powers vanish after 2^64 steps) while eigvals puts it on the unit
+    # circle, so metalqr.is_stabilizing(task, K*) said False: e.g. an unobservable mode of A
+    # at 1 (Q blind to it) whose P-candidate from SciPy gave ||Sigma_K|| / ||Psi|| = 3e17.
+    # Where the covariance is that large, stability is decided as spectral_radius() does.
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspect = stable & ~(_fro(Sigma) <= NEAR_UNIT_CIRCLE_GAIN * _fro(Psi))
+    if suspect.any():
+        idx = np.flatnonzero(suspect)
+        stable = stable.copy()
+        stable[idx] = spectral_radius_of(AK[idx]) < 1.0
     rho = np.zeros(n)
     with np.errstate(over="ignore", invalid="ignore"):
         J_ric = np.einsum("nij,nji->n", Ps, Psi)
