@@ -469,3 +469,26 @@ def test_weakly_observed_unit_mode_still_has_its_stabilising_solution(q):
     assert metalqr.is_stabilizing(task, K)
     P_s = scipy.linalg.solve_discrete_are(A, B, Q, R)
     assert np.linalg.norm(P - P_s) <= 1e-6 * np.linalg.norm(P_s)
+
+
+@pytest.mark.parametrize("s", [1e170, 1e-200, 1e300])
+def test_optimal_gain_is_invariant_to_scaling_q_and_r_together(s):
+    # Found by a new user: Q and R both scaled by 1e170 (or 1e-200) failed with "no checked
+    # stabilising solution" although K* does not change and P* scales by s. Right values:
+    # the unscaled task's K* and s times its P*.
+    t = metalqr.sample_tasks(1, 4, 2, rng=0)[0]
+    K0, P0 = metalqr.optimal_gain(t)
+    K, P = metalqr.optimal_gain(metalqr.LQRTask(t.A, t.B, s * t.Q, s * t.R, Psi=t.Psi))
+    assert np.abs(K - K0).max() <= 1e-12 * np.abs(K0).max()
+    assert np.abs(P / s - P0).max() <= 1e-12 * np.abs(P0).max()
+
+
+def test_optimal_value_matrix_that_overflows_is_a_named_error():
+    # K* exists, but P* ~ 1e308 x ||P*(Q/c, R/c)|| does not fit in float64
+    t = metalqr.LQRTask(np.array([[0.999]]), np.array([[0.01]]), np.eye(1), np.eye(1))
+    P0 = metalqr.optimal_gain(t)[1]                  # about 1 / (1 - 0.999^2) = 500
+    s = 2.0 ** np.floor(np.log2(0.25 * np.finfo(float).max / max(np.abs(t.Q).max(), np.abs(t.R).max())))
+    assert np.abs(P0).max() * s > np.finfo(float).max        # P* >= Q, and here much larger
+    big = metalqr.LQRTask(t.A, t.B, s * t.Q, s * t.R, Psi=t.Psi)
+    with pytest.raises(metalqr.ValidationError, match="overflows float64.*scale Q and R down"):
+        metalqr.optimal_gain(big)

@@ -22,7 +22,7 @@ of a :class:`TaskSet` at once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -468,7 +468,39 @@ def _scaled(T: np.ndarray, A, B, Q, Psi, G):
     return A * Tc / Tr, B * Tc, Q / Tc / Tr, Psi * Tc * Tr, G * Tc * Tr
 
 
+#: Tasks whose cost weights (the geometric middle of the largest entries of ``Q`` and ``R``)
+#: lie outside ``[2^-COST_SCALE_EXP, 2^COST_SCALE_EXP]`` are solved with ``Q / c`` and
+#: ``R / c`` (``c`` a power of two, exact) and ``P* = c P*(Q / c, R / c)``: ``K*`` does not change when ``Q`` and ``R`` are scaled together,
+#: but ``Q, R ~ 1e170`` overflowed the doubling's products and ``1e-200`` underflowed them.
+COST_SCALE_EXP = 60
+
+
+def _cost_scale(batch: Batch) -> np.ndarray:
+    """Power-of-two factor ``c`` per task for :data:`COST_SCALE_EXP` (1 where not needed)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # the geometric middle of the two weights' largest entries (R's is > 0: R is
+        # positive definite; Q may be 0): Q / c and R / c stay representable
+        q = np.abs(batch.Q).max(axis=(1, 2))
+        r = np.abs(batch.R).max(axis=(1, 2))
+        e = np.round(0.5 * (np.log2(np.where(q > 0, q, r)) + np.log2(r)))
+        e = np.where(np.isfinite(e), e, 0.0)
+    return np.exp2(np.where(np.abs(e) > COST_SCALE_EXP, e, 0.0))
+
+
 def _solve(batch: Batch) -> DareSolution:
+    c = _cost_scale(batch)
+    if np.any(c != 1.0):
+        sol = _solve(replace(batch, Q=batch.Q / c[:, None, None], R=batch.R / c[:, None, None]))
+        with np.errstate(over="ignore"):
+            P = sol.P * c[:, None, None]
+        if not np.isfinite(P).all():
+            i = int(np.flatnonzero(~np.isfinite(P).all(axis=(1, 2)))[0])
+            where = "the task" if batch.single else f"task {i}"
+            raise ValidationError(f"the optimal value matrix P* of {where} overflows float64 "
+                                  f"(Q and R of size about {c[i]:.3g}; K* is fine): scale Q and R "
+                                  f"down by a common factor (K* does not change; P* and J scale "
+                                  f"with it).")
+        return replace(sol, P=P)
     if batch.n > 1 and batch.d > KRON_MAX_D:
         # metalqr's threads split the Lyapunov solves; BLAS threads on top oversubscribe
         with blas_single_thread():
