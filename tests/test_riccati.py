@@ -488,7 +488,7 @@ def test_optimal_value_matrix_that_overflows_is_a_named_error():
     t = metalqr.LQRTask(np.array([[0.999]]), np.array([[0.01]]), np.eye(1), np.eye(1))
     P0 = metalqr.optimal_gain(t)[1]                  # about 1 / (1 - 0.999^2) = 500
     s = 2.0 ** np.floor(np.log2(0.25 * np.finfo(float).max / max(np.abs(t.Q).max(), np.abs(t.R).max())))
-    assert np.abs(P0).max() * s > np.finfo(float).max        # P* >= Q, and here much larger
+    assert np.abs(P0).max() > np.finfo(float).max / s       # so s P* overflows
     big = metalqr.LQRTask(t.A, t.B, s * t.Q, s * t.R, Psi=t.Psi)
     with pytest.raises(metalqr.ValidationError, match="overflows float64.*scale Q and R down"):
         metalqr.optimal_gain(big)
