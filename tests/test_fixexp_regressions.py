@@ -1,0 +1,71 @@
+"""Regression tests for defects found on the study / TOW user path (one test per defect)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from metalqr.experiments import sweep_main
+
+
+def _study_file(tmp_path, body):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[study]\nname = "t"\n' + body)
+    return cfg
+
+
+# ------------------------------------------------- 1. every run fails: reasons shown, exit 1
+
+def test_sweep_where_every_run_fails_shows_the_reasons_and_exits_1(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    cfg = _study_file(tmp_path, f'[[runs]]\nkind = "tow"\nsource = "images"\n'
+                                f'data = "{missing.as_posix()}"\n')
+    rc = sweep_main([str(cfg), "--store", str(tmp_path / "store"), "--serial", "--no-progress",
+                     "--retries", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "did not finish: FileNotFoundError" in err
+    assert str(missing) in err
+    assert "holds no finished run" not in err
+
+
+# ------------------------------------------------- 2. store files get the umask's mode
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_atomic_writes_honour_the_umask_like_open(tmp_path, mask):
+    from metalqr._checkpoint import atomic_write_bytes, atomic_write_text
+    old = os.umask(mask)
+    try:
+        plain = tmp_path / "plain.txt"
+        with open(plain, "w") as fh:
+            fh.write("x")
+        atomic_write_text(tmp_path / "a.txt", "x")
+        atomic_write_bytes(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    want = 0o666 & ~mask
+    assert stat.S_IMODE(plain.stat().st_mode) == want
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == want
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == want
+    assert os.umask(old) == old   # the umask is left as it was
+    os.umask(old)
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+def test_store_files_are_group_readable_with_umask_022(tmp_path, capsys):
+    cfg = _study_file(tmp_path, '[base]\nd = 1\nk = 1\nn_iterations = 2\nM = 3\nM_prime = 3\n'
+                                'backend = "numpy"\n')
+    store = tmp_path / "store"
+    old = os.umask(0o022)
+    try:
+        assert sweep_main([str(cfg), "--store", str(store), "--serial", "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    files = list((store / "runs").glob("*.json")) + [store / "report" / "t" / "summary.csv",
+                                                      store / "report" / "t" / "curves.csv"]
+    assert len(files) >= 3
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
