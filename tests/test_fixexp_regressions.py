@@ -69,3 +69,39 @@ def test_store_files_are_group_readable_with_umask_022(tmp_path, capsys):
     assert len(files) >= 3
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+# ------------------------------------------------- 3. TOW divergence names the right step size
+
+TINY_TOW = {"kind": "tow", "n_iterations": 3, "T": 2, "M": 2, "hidden": 8, "n_test": 6,
+            "n_val": 4}
+
+
+@pytest.mark.parametrize("extra, names, not_names", [
+    ({"alpha": 1e300, "strategy": "tow"}, ["alpha (= 1e+300)"], ["g contains", "ValidationError"]),
+    ({"alpha": 1e300, "strategy": "uniform"}, ["alpha (= 1e+300)"], []),
+    ({"gamma": 1e200, "strategy": "uniform"}, ["gamma (= 1e+200)"], ["alpha"]),
+    ({"gamma": 1e200, "strategy": "tow"}, ["gamma (= 1e+200)"], ["alpha", "g contains"]),
+])
+def test_tow_divergence_names_the_step_size_to_reduce(extra, names, not_names):
+    from metalqr.experiments._runner import execute_run, normalize_run
+    with _no_warning_check():
+        record = execute_run(normalize_run({**TINY_TOW, **extra}))
+    assert record["status"] == "diverged", record["error"]
+    assert record["error"].startswith("TrainingDivergedError")
+    for word in names:
+        assert word in record["error"]
+    for word in not_names:
+        assert word not in record["error"]
+
+
+def _no_warning_check():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def quiet():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    return quiet()
