@@ -105,3 +105,90 @@ def _no_warning_check():
             warnings.simplefilter("ignore")
             yield
     return quiet()
+
+
+# ------------------------------------------------- 4. a source written as a key: documented hint
+
+@pytest.mark.parametrize("body, key", [
+    ('[base]\nkind = "tow"\ndigits = 3\n', "digits"),
+    ('[base]\ndigits = 3\n[[runs]]\nkind = "tow"\n', "digits"),
+    ('[[runs]]\nkind = "tow"\ndigits = 3\n', "digits"),
+    ('[grid]\nimages = ["x"]\n[[runs]]\nkind = "tow"\n', "images"),
+    ('[[runs]]\nsinusoid = true\n', "sinusoid"),
+])
+def test_a_source_written_as_a_key_gets_the_documented_hint(tmp_path, body, key):
+    from metalqr import ValidationError
+    from metalqr.experiments import load_study
+    cfg = _study_file(tmp_path, body)
+    with pytest.raises(ValidationError) as info:
+        load_study(str(cfg))
+    msg = str(info.value)
+    assert f"did you mean source = {key!r}?" in msg.lower()
+    assert f"give source = {key!r}" in msg     # the text docs/experiments.md quotes
+
+
+# ------------------------------------------------- 5. metalqr tow --n-way/--k-shot agree with studies
+
+def _tow_args(*argv):
+    from metalqr import cli
+    return cli.build_parser().parse_args(["tow", *argv])
+
+
+@pytest.mark.parametrize("source, flag, key, value", [
+    ("classification", "--k-shot", "k_shot", 2),
+    ("classification", "--n-way", "n_way", 3),
+    ("anyshot", "--n-way", "n_way", 4),
+    ("sinusoid", "--k-shot", "k_shot", 3),
+    ("sinusoid", "--k-query", "k_query", 4),
+    ("classification", "--k-query", "k_query", 2),
+])
+def test_tow_shape_flags_reach_every_source_a_study_allows(source, flag, key, value):
+    from metalqr import cli
+    from metalqr.experiments import TOW_SOURCE_OPTIONS, normalize_run
+    tasks = cli._tow_source(_tow_args("--source", source, flag, str(value)))
+    assert getattr(tasks, key) == value
+    assert source in TOW_SOURCE_OPTIONS.get(key, (source,))
+    assert normalize_run({"kind": "tow", "source": source, key: value})[key] == value
+
+
+@pytest.mark.parametrize("source, flag, key", [
+    ("sinusoid", "--n-way", "n_way"),
+    ("anyshot", "--k-shot", "k_shot"),
+])
+def test_tow_shape_flags_refused_like_the_study_keys(source, flag, key):
+    from metalqr import ValidationError, cli
+    from metalqr.experiments import normalize_run
+    with pytest.raises(ValidationError) as cli_err:
+        cli._tow_source(_tow_args("--source", source, flag, "3"))
+    with pytest.raises(ValidationError) as study_err:
+        normalize_run({"kind": "tow", "source": source, key: 3})
+    text = str(cli_err.value)
+    assert text.startswith(f"{flag} applies only to source ")
+    assert "only apply" not in text
+    # the same sentence as the study's, with the flag for the key
+    tail = str(study_err.value).split(f"{key} applies only to source ", 1)[1]
+    assert text == f"{flag} applies only to source " + tail.replace(f"Remove {key}.",
+                                                                    f"Remove {flag}.")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--source", "sinusoid", "--rotations", "0,90"], ["--rotations applies only", "'omniglot'"]),
+    (["--source", "digits", "--split-seed", "1", "--cross-alphabet"],
+     ["--split-seed, --cross-alphabet apply only", "'omniglot'"]),
+])
+def test_omniglot_only_flags_grammar(argv, words):
+    from metalqr import ValidationError, cli
+    with pytest.raises(ValidationError) as info:
+        cli._tow_source(_tow_args(*argv))
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_an_omniglot_folder_without_drawings_names_the_flag(tmp_path, capsys):
+    from metalqr import cli
+    rc = cli.main(["tow", "--source", "omniglot", "--omniglot", str(tmp_path), "--quick",
+                   "--no-progress", "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "--omniglot: no drawings" in err
+    assert "path:" not in err

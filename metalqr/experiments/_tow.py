@@ -55,7 +55,15 @@ def _source(config: Mapping[str, Any]):
         return tow.DigitsTasks(**options)
     if source == "images":
         return tow.ImageFolderTasks(config["data"], **options)
-    return tow.OmniglotTasks(config["data"], **options)
+    tasks = tow.OmniglotTasks(config["data"], **options)
+    try:
+        tasks.data()                            # read now: a bad folder is named as the key data
+    except ValidationError as err:
+        text = str(err)
+        if text.startswith("path"):
+            raise ValidationError("data" + text[len("path"):]) from None
+        raise
+    return tasks
 
 
 def _learner(config: Mapping[str, Any], source):
