@@ -433,14 +433,9 @@ def _tow_source(args: argparse.Namespace):
         kwargs = {key: getattr(args, key) for key in TOW_OMNIGLOT_OPTIONS
                   if getattr(args, key) not in (None, False)}
         try:
-            tasks = OmniglotTasks(args.omniglot, **kwargs)
-            tasks.data()                        # read now: a bad folder is named before training
-            return tasks
+            return OmniglotTasks(args.omniglot, **kwargs)
         except ValidationError as err:
-            text = str(err)
-            if text.startswith("path"):         # the OmniglotTasks argument is --omniglot here
-                raise ValidationError("--omniglot" + text[len("path"):]) from None
-            raise
+            raise _omniglot_flag_error(err) from None
     if args.source == "sinusoid":
         return tow.SinusoidTasks(**shape)
     if args.source == "classification":
@@ -460,6 +455,15 @@ def _tow_source(args: argparse.Namespace):
         raise ValidationError(f"--images {args.images!r} is not a folder; expected ROOT/train/<class>/*.png "
                               f"and ROOT/test/<class>/*.png.")
     return tow.ImageFolderTasks(args.images, **shape)
+
+
+def _omniglot_flag_error(err: Exception) -> Exception:
+    """``err`` with OmniglotTasks' argument name ``path`` replaced by the flag ``--omniglot``."""
+    from .exceptions import ValidationError
+    text = str(err)
+    if isinstance(err, ValidationError) and text.startswith("path"):
+        return ValidationError("--omniglot" + text[len("path"):])
+    return err
 
 
 def _test_alphabets_text(value) -> str:
@@ -620,14 +624,19 @@ def _cmd_tow(args: argparse.Namespace) -> int:
         if not args.resume:             # a fresh run must not pick up an older one's state
             for path in glob.glob(os.path.join(ckpt, "*.ckpt")):
                 os.remove(path)
-        results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=pick("T"),
-                                     M=pick("M"), optimizer=pick("optimizer"), alpha=pick("alpha"),
-                                     beta_u=tow_opt("beta_u"), kappa=pick("kappa"), n_ilqr=tow_opt("n_ilqr"),
-                                     n_test=n_test, n_val=pick("n_val"), rng=args.seed, eval_every=eval_every,
-                                     progress=not args.no_progress, checkpoint=ckpt,
-                                     value_model=tow_opt("value_model"), line_search=tow_opt("line_search"),
-                                     terminal_cost=tow_opt("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
-                                     preset=args.preset)
+        try:
+            results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=pick("T"),
+                                         M=pick("M"), optimizer=pick("optimizer"), alpha=pick("alpha"),
+                                         beta_u=tow_opt("beta_u"), kappa=pick("kappa"), n_ilqr=tow_opt("n_ilqr"),
+                                         n_test=n_test, n_val=pick("n_val"), rng=args.seed, eval_every=eval_every,
+                                         progress=not args.no_progress, checkpoint=ckpt,
+                                         value_model=tow_opt("value_model"), line_search=tow_opt("line_search"),
+                                         terminal_cost=tow_opt("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
+                                         preset=args.preset)
+        except ValidationError as err:
+            if args.source == "omniglot":
+                raise _omniglot_flag_error(err) from None
+            raise
         command = (f"metalqr tow --source {args.source}" + (f" --preset {args.preset}" if args.preset else "")
                    + (f" --images {args.images}" if args.images else "")
                    + (f" --max-shot {source.max_shot}" if args.source == "anyshot" else "")

@@ -136,7 +136,7 @@ def _keys(kind: str) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _source_hint(key: str) -> str:
-    """The hint for a TOW task source written as a key (``digits = 3``; ``--images ROOT``)."""
+    """Return the hint for a TOW task source written as a key (``digits = 3``, ``images``)."""
     if key not in TOW_SOURCES:
         return ""
     return (f" Did you mean source = {key!r}? ({key!r} is a TOW task source: give source = {key!r}"

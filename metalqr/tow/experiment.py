@@ -622,8 +622,11 @@ def _fingerprint(settings: dict, name: str, x0: np.ndarray) -> str:
 
 
 def _divergence_advice(learner, x0, val_tasks, alpha) -> str:
-    """Say which step size to reduce after a divergence: ``gamma`` when one inner step at the
-    initial parameters already blows up, else ``alpha`` (naming ``gamma`` too for MAML)."""
+    """Say which step size to reduce after a divergence.
+
+    ``gamma`` when one inner step at the initial parameters already blows up, else ``alpha``
+    (naming ``gamma`` too for MAML).
+    """
     gamma = getattr(learner, "gamma", None)
     if gamma is None or not gamma > 0:
         return f"Reduce the meta step size alpha (= {alpha:g})."
