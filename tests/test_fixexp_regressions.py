@@ -192,3 +192,44 @@ def test_an_omniglot_folder_without_drawings_names_the_flag(tmp_path, capsys):
     assert rc == 2
     assert "--omniglot: no drawings" in err
     assert "path:" not in err
+
+
+def test_a_study_omniglot_folder_without_drawings_names_the_key_data(tmp_path):
+    from metalqr.experiments._runner import execute_run, normalize_run
+    empty = tmp_path / "omni"
+    empty.mkdir()
+    record = execute_run(normalize_run({**TINY_TOW, "source": "omniglot", "data": str(empty)}))
+    assert record["status"] == "failed"
+    assert "ValidationError: data: no drawings" in record["error"]
+
+
+# ------------------------------------------------- 6. case-insensitive close-match suggestions
+
+@pytest.mark.parametrize("run, key, suggestion", [
+    ({"kind": "tow", "strategy": "TOW"}, "strategy", "tow"),
+    ({"kind": "tow", "strategy": "Uniform"}, "strategy", "uniform"),
+    ({"kind": "tow", "strategy": "EXPLOITATION"}, "strategy", "exploitation"),
+    ({"kind": "tow", "optimizer": "ADAM"}, "optimizer", "adam"),
+    ({"kind": "tow", "source": "SINUSOID"}, "source", "sinusoid"),
+])
+def test_strategy_and_other_names_suggest_ignoring_case(run, key, suggestion):
+    from metalqr import ValidationError
+    from metalqr.experiments import normalize_run
+    with pytest.raises(ValidationError) as info:
+        normalize_run(run)
+    assert str(info.value).startswith(f"{key} must be one of")
+    assert str(info.value).endswith(f"Did you mean {suggestion!r}?")
+
+
+def test_get_strategy_suggests_ignoring_case():
+    from metalqr import ValidationError, tow
+    with pytest.raises(ValidationError, match="Did you mean 'tow'"):
+        tow.get_strategy("TOW")
+
+
+def test_check_choice_gives_no_suggestion_for_an_unrelated_name():
+    from metalqr import ValidationError
+    from metalqr._validation import check_choice
+    with pytest.raises(ValidationError) as info:
+        check_choice("QQQQ", "strategy", ("uniform", "tow"))
+    assert "Did you mean" not in str(info.value)
