@@ -233,3 +233,40 @@ def test_check_choice_gives_no_suggestion_for_an_unrelated_name():
     with pytest.raises(ValidationError) as info:
         check_choice("QQQQ", "strategy", ("uniform", "tow"))
     assert "Did you mean" not in str(info.value)
+
+
+# ------------------------------------------------- 7. benchmarks/bench_lqr_core.py --repeat
+
+def _bench_module():
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "bench_lqr_core_fixexp", os.path.join(root, "benchmarks", "bench_lqr_core.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("value, word", [("0", "must be >= 1"), ("-3", "must be >= 1"),
+                                         ("x", "expected an integer"), ("1.5", "expected")])
+def test_bench_repeat_refuses_non_positive_values(value, word, capsys):
+    bench = _bench_module()
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--repeat", value, "--only", "cost", "--no-jax"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--repeat" in err and word in err
+
+
+def test_bench_only_cost_uses_repeat(monkeypatch, capsys):
+    bench = _bench_module()
+    seen = []
+
+    def fake_best_time(fn, repeat=3, min_time=0.0):
+        seen.append(repeat)
+        return 1.0
+    monkeypatch.setattr(bench, "best_time", fake_best_time)
+    monkeypatch.setattr(bench, "blas_report", lambda: [])
+    bench.main(["--quick", "--only", "cost", "--repeat", "7", "--no-jax"])
+    assert seen and set(seen) == {7}
+    assert "best of 7" in capsys.readouterr().out
