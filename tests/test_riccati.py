@@ -441,3 +441,54 @@ def test_property_gains_agree_with_scipy(d, k, seed, rho):
         assert _close(sol.K[i], K_s, 1e-9) and rel(sol.P[i], P_s) < 1e-9
         assert sol.residual[i] <= max(2 * riccati_residual(t, P_s), 1e-14)
         assert metalqr.spectral_radius(t, sol.K[i]) < 1
+
+
+@pytest.mark.parametrize("A, Q", [
+    (np.diag([1.0, 0.5, 0.3]), np.diag([0.0, 1.0, 1.0])),
+    (np.block([[np.array([[0.0, 1.0], [-1.0, 0.0]]), np.zeros((2, 2))],
+               [np.zeros((2, 2)), np.diag([0.5, 0.2])]]), np.diag([0.0, 0.0, 1.0, 1.0])),
+])
+def test_unobservable_unit_circle_mode_is_refused_not_returned(A, Q):
+    # Found by a new user: Q blind to a mode of A on the unit circle, B = ones. SciPy's DARE
+    # answer passed every check (the Lyapunov test found A - BK* "stable": ||Sigma|| 3e17)
+    # and optimal_gain returned a K* that is_stabilizing() rejects (eigenvalue exactly 1).
+    d = A.shape[0]
+    task = metalqr.LQRTask(A, np.ones((d, 1)), Q, np.eye(1))
+    with pytest.raises(metalqr.ValidationError, match="unobservable mode on the unit circle"):
+        metalqr.optimal_gain(task)
+
+
+@pytest.mark.parametrize("q", [1e-6, 1e-12])
+def test_weakly_observed_unit_mode_still_has_its_stabilising_solution(q):
+    # the same task with the mode seen by Q, however weakly: a stabilising solution exists
+    # (rho(A - BK*) = 1 - O(sqrt(q))) and must be returned, checked against SciPy
+    import scipy.linalg
+    A, B, Q, R = np.diag([1.0, 0.5, 0.3]), np.ones((3, 1)), np.diag([q, 1.0, 1.0]), np.eye(1)
+    task = metalqr.LQRTask(A, B, Q, R)
+    K, P = metalqr.optimal_gain(task)
+    assert metalqr.is_stabilizing(task, K)
+    P_s = scipy.linalg.solve_discrete_are(A, B, Q, R)
+    assert np.linalg.norm(P - P_s) <= 1e-6 * np.linalg.norm(P_s)
+
+
+@pytest.mark.parametrize("s", [1e170, 1e-200, 1e300])
+def test_optimal_gain_is_invariant_to_scaling_q_and_r_together(s):
+    # Found by a new user: Q and R both scaled by 1e170 (or 1e-200) failed with "no checked
+    # stabilising solution" although K* does not change and P* scales by s. Right values:
+    # the unscaled task's K* and s times its P*.
+    t = metalqr.sample_tasks(1, 4, 2, rng=0)[0]
+    K0, P0 = metalqr.optimal_gain(t)
+    K, P = metalqr.optimal_gain(metalqr.LQRTask(t.A, t.B, s * t.Q, s * t.R, Psi=t.Psi))
+    assert np.abs(K - K0).max() <= 1e-12 * np.abs(K0).max()
+    assert np.abs(P / s - P0).max() <= 1e-12 * np.abs(P0).max()
+
+
+def test_optimal_value_matrix_that_overflows_is_a_named_error():
+    # K* exists, but P* ~ 1e308 x ||P*(Q/c, R/c)|| does not fit in float64
+    t = metalqr.LQRTask(np.array([[0.999]]), np.array([[0.01]]), np.eye(1), np.eye(1))
+    P0 = metalqr.optimal_gain(t)[1]                  # about 1 / (1 - 0.999^2) = 500
+    s = 2.0 ** np.floor(np.log2(0.25 * np.finfo(float).max / max(np.abs(t.Q).max(), np.abs(t.R).max())))
+    assert np.abs(P0).max() > np.finfo(float).max / s       # so s P* overflows
+    big = metalqr.LQRTask(t.A, t.B, s * t.Q, s * t.R, Psi=t.Psi)
+    with pytest.raises(metalqr.ValidationError, match="overflows float64.*scale Q and R down"):
+        metalqr.optimal_gain(big)

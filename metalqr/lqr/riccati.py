@@ -22,7 +22,7 @@ of a :class:`TaskSet` at once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from .._parallel import blas_single_thread
 from .._validation import as_float_array, format_radius
 from ..exceptions import ValidationError
 from ._doubling import sda
-from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair
+from .lyapunov import KRON_MAX_D, _doubling_powers, _refined, lyapunov_pair, spectral_radius_of
 from .policy import COMPILED_MIN_BATCH, _compiled_kernel, _compiled_pair
 from .tasks import Batch, TaskLike, as_batch
 
@@ -205,6 +205,13 @@ class DareCheck:
     K: np.ndarray
 
 
+#: Closed loops with ``||Sigma_K||_F > NEAR_UNIT_CIRCLE_GAIN ||Psi||_F`` (spectral radius within
+#: about ``1e-8`` of 1, or strongly non-normal) have their stability decided by their
+#: eigenvalues too (:func:`~metalqr.lqr.lyapunov.spectral_radius_of`), as
+#: :func:`metalqr.is_stabilizing` decides it.
+NEAR_UNIT_CIRCLE_GAIN = 1e8
+
+
 def _closed_loop_covariance(AK: np.ndarray, Psi: np.ndarray):
     """Return the closed-loop covariance (Eq. (1)) and whether the loop is stable.
 
@@ -282,6 +289,17 @@ def _check(A, B, Q, R, Psi, P, K, res, scale) -> DareCheck:
         stable, _, _, Sigma, _, _ = _compiled_pair(kernel, A, B, Q, R, Psi, Ks)
     else:
         stable, Sigma = _closed_loop_covariance(AK, Psi)
+    # A closed loop whose spectral radius is within rounding of 1 can pass the Lyapunov
+    # solver's test (its powers vanish after 2^64 steps) while eigvals puts it on the unit
+    # circle, so metalqr.is_stabilizing(task, K*) said False: e.g. an unobservable mode of A
+    # at 1 (Q blind to it) whose P-candidate from SciPy gave ||Sigma_K|| / ||Psi|| = 3e17.
+    # Where the covariance is that large, stability is decided as spectral_radius() does.
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspect = stable & ~(_fro(Sigma) <= NEAR_UNIT_CIRCLE_GAIN * _fro(Psi))
+    if suspect.any():
+        idx = np.flatnonzero(suspect)
+        stable = stable.copy()
+        stable[idx] = spectral_radius_of(AK[idx]) < 1.0
     rho = np.zeros(n)
     with np.errstate(over="ignore", invalid="ignore"):
         J_ric = np.einsum("nij,nji->n", Ps, Psi)
@@ -450,7 +468,39 @@ def _scaled(T: np.ndarray, A, B, Q, Psi, G):
     return A * Tc / Tr, B * Tc, Q / Tc / Tr, Psi * Tc * Tr, G * Tc * Tr
 
 
+#: Tasks whose cost weights (the geometric middle of the largest entries of ``Q`` and ``R``)
+#: lie outside ``[2^-COST_SCALE_EXP, 2^COST_SCALE_EXP]`` are solved with ``Q / c`` and
+#: ``R / c`` (``c`` a power of two, exact) and ``P* = c P*(Q / c, R / c)``: ``K*`` does not change when ``Q`` and ``R`` are scaled together,
+#: but ``Q, R ~ 1e170`` overflowed the doubling's products and ``1e-200`` underflowed them.
+COST_SCALE_EXP = 60
+
+
+def _cost_scale(batch: Batch) -> np.ndarray:
+    """Power-of-two factor ``c`` per task for :data:`COST_SCALE_EXP` (1 where not needed)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # the geometric middle of the two weights' largest entries (R's is > 0: R is
+        # positive definite; Q may be 0): Q / c and R / c stay representable
+        q = np.abs(batch.Q).max(axis=(1, 2))
+        r = np.abs(batch.R).max(axis=(1, 2))
+        e = np.round(0.5 * (np.log2(np.where(q > 0, q, r)) + np.log2(r)))
+        e = np.where(np.isfinite(e), e, 0.0)
+    return np.exp2(np.where(np.abs(e) > COST_SCALE_EXP, e, 0.0))
+
+
 def _solve(batch: Batch) -> DareSolution:
+    c = _cost_scale(batch)
+    if np.any(c != 1.0):
+        sol = _solve(replace(batch, Q=batch.Q / c[:, None, None], R=batch.R / c[:, None, None]))
+        with np.errstate(over="ignore"):
+            P = sol.P * c[:, None, None]
+        if not np.isfinite(P).all():
+            i = int(np.flatnonzero(~np.isfinite(P).all(axis=(1, 2)))[0])
+            where = "the task" if batch.single else f"task {i}"
+            raise ValidationError(f"the optimal value matrix P* of {where} overflows float64 "
+                                  f"(Q and R of size about {c[i]:.3g}; K* is fine): scale Q and R "
+                                  f"down by a common factor (K* does not change; P* and J scale "
+                                  f"with it).")
+        return replace(sol, P=P)
     if batch.n > 1 and batch.d > KRON_MAX_D:
         # metalqr's threads split the Lyapunov solves; BLAS threads on top oversubscribe
         with blas_single_thread():
