@@ -270,3 +270,15 @@ def test_bench_only_cost_uses_repeat(monkeypatch, capsys):
     bench.main(["--quick", "--only", "cost", "--repeat", "7", "--no-jax"])
     assert seen and set(seen) == {7}
     assert "best of 7" in capsys.readouterr().out
+
+
+def test_sweep_prints_why_a_stored_run_failed(tmp_path, capsys):
+    empty = tmp_path / "omni"
+    empty.mkdir()
+    cfg = _study_file(tmp_path, f'[[runs]]\nkind = "tow"\nsource = "omniglot"\n'
+                                f'data = "{empty.as_posix()}"\n')
+    rc = sweep_main([str(cfg), "--store", str(tmp_path / "store"), "--serial", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err      # a failed run is stored (n_failed), not an error
+    assert "failed (stored with status 'failed', not retried): ValidationError: data: no " \
+           "drawings" in captured.err

@@ -115,6 +115,9 @@ def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> 
                 f"{metric}_ci_low", f"{metric}_ci_high"]
         _print_rows(rows, keys)
     print(f"wrote {paths['summary']}, {paths['curves_csv']}, {paths['curves_png']}")
+    for rid, why in report.failed.items():      # stored as failed (n_failed): say why
+        print(f"run {rid} failed (stored with status 'failed', not retried): {why}",
+              file=sys.stderr)
     _print_errors(report.errors)
     return 0 if report.complete else 1
 
