@@ -1,6 +1,6 @@
 """metalqr's LQR core against its peers, timed side by side in one run (issue 15).
 
-Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare,small}] [--repeat N] [--no-jax]
+Run:  python benchmarks/bench_lqr_core.py [--quick] [--only {cost,dare,small}] [--repeat N >= 1] [--no-jax]
 
 * ``cost``: batched exact cost + gradient (``metalqr.cost`` then ``metalqr.gradient``) vs a
   Python loop calling ``scipy.linalg.solve_discrete_lyapunov`` twice per task.
@@ -174,7 +174,7 @@ def bench_optimal_gain(quick: bool, repeat: int, jp) -> None:
                       f"{_load()})")
 
 
-def bench_cost_gradient(quick: bool) -> None:
+def bench_cost_gradient(quick: bool, repeat: int) -> None:
     rng = np.random.default_rng(0)
     sizes = [(1000, 2, 1), (1000, 20, 10), (100, 50, 25)]
     if quick:
@@ -188,11 +188,12 @@ def bench_cost_gradient(quick: bool) -> None:
         J1, G1 = metalqr_batched(tasks, K)
         diff = max(np.max(np.abs(J1 - J0) / np.abs(J0)),
                    np.max(np.linalg.norm(G1 - G0, axis=(1, 2)) / np.linalg.norm(G0, axis=(1, 2))))
-        t_scipy = best_time(lambda: scipy_loop(tasks, K), repeat=2)
-        t_ours = best_time(lambda: metalqr_batched(tasks, K), repeat=3)
+        t_scipy = best_time(lambda: scipy_loop(tasks, K), repeat=repeat)
+        t_ours = best_time(lambda: metalqr_batched(tasks, K), repeat=repeat)
         rows.append({"tasks": n, "d": d, "k": k, "scipy_loop_s": t_scipy, "metalqr_s": t_ours,
                      "speedup": t_scipy / t_ours, "max_rel_diff": float(diff)})
-    print_table(rows, "Batched cost + gradient vs a loop of scipy.linalg.solve_discrete_lyapunov")
+    print_table(rows, "Batched cost + gradient vs a loop of scipy.linalg.solve_discrete_lyapunov "
+                      f"(best of {repeat} calls after a warm-up)")
 
 
 def control_loop(tasks: metalqr.TaskSet, K: np.ndarray):
@@ -292,25 +293,37 @@ def bench_small_tasks(quick: bool, repeat: int, jp) -> None:
                       f"{_load()})")
 
 
-def main() -> None:
+def _positive_int(text: str) -> int:
+    """``--repeat``: an integer >= 1 (argparse reports the message with the option's name)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (rounds to time; each row reports the "
+                                         f"median or best of them); got {value}")
+    return value
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller task counts")
     parser.add_argument("--only", choices=["cost", "dare", "small"], default=None,
                         help="run only the cost+gradient rows against a SciPy loop, the "
                              "optimal_gain rows or the peer rows (one task, 1000 small tasks, "
                              "10 tasks of d = 200)")
-    parser.add_argument("--repeat", type=int, default=5,
+    parser.add_argument("--repeat", type=_positive_int, default=5,
                         help="interleaved rounds (default 5; medians are reported)")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX peers")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     jp = None if args.no_jax else _jax()
     print("\n".join(blas_report()))
     if args.only in (None, "cost"):
-        bench_cost_gradient(args.quick)
+        bench_cost_gradient(args.quick, args.repeat)
     if args.only in (None, "dare"):
-        bench_optimal_gain(args.quick, max(1, args.repeat), jp)
+        bench_optimal_gain(args.quick, args.repeat, jp)
     if args.only in (None, "small"):
-        bench_small_tasks(args.quick, max(1, args.repeat), jp)
+        bench_small_tasks(args.quick, args.repeat, jp)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,35 @@ _MAGIC = b"metalqr-checkpoint"
 _AFRESH = "delete it (or run without --resume / checkpoint) to start afresh"
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _current_umask() -> int:
+    """Return the process umask without changing it for other threads.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read by setting and restoring
+    it under a lock (a short window in which only this module's writers are serialised).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically through a unique temporary file."""
+    """Write ``data`` to ``path`` atomically through a unique temporary file.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the
+    umask), not the owner-only mode of :func:`tempfile.mkstemp`, so a result store can be
+    shared by workers and users as the documentation promises.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -45,6 +73,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise CheckpointError(f"cannot write {path!r}: {exc.strerror or exc}; choose a writable "
                               f"checkpoint / output path.") from None
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

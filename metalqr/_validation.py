@@ -213,6 +213,10 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
         if isinstance(value, str):
             import difflib
             close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+            if not close:                   # 'TOW' for 'tow': compare ignoring case too
+                lower = {str(c).lower(): str(c) for c in choices}
+                close = [lower[c] for c in difflib.get_close_matches(value.lower(), list(lower),
+                                                                     n=1)]
             if close:
                 hint = f" Did you mean {close[0]!r}?"
         raise ValidationError(f"{name} must be one of {valid}; got {value!r}.{hint}")

@@ -380,13 +380,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 #: ``metalqr tow``'s per-source defaults (learner, optimiser, alpha, gamma, windows) and common
 #: defaults: one table with the study keys of :mod:`metalqr.experiments` (``kind = "tow"``).
 from .experiments import (TOW_IMAGE_SOURCES, TOW_REGRESSION_SOURCES, TOW_RUN_DEFAULTS,  # noqa: E402
-                          TOW_SOURCE_DEFAULTS as TOW_DEFAULTS, tow_default_net)
+                          TOW_SOURCE_DEFAULTS as TOW_DEFAULTS, TOW_SOURCE_OPTIONS, tow_default_net)
 
 #: Options of ``metalqr tow`` used only with ``--source omniglot`` -> OmniglotTasks argument.
 TOW_OMNIGLOT_OPTIONS = {"n_way": "--n-way", "k_shot": "--k-shot", "k_query": "--k-query",
                         "rotations": "--rotations", "test_alphabets": "--test-alphabets",
                         "split_seed": "--split-seed", "cross_alphabet": "--cross-alphabet"}
 
+
+#: Options of ``metalqr tow`` that also apply to other sources (the study keys of the same
+#: names; which source takes which: :data:`metalqr.experiments.TOW_SOURCE_OPTIONS`).
+_TOW_SHARED_OPTIONS = ("n_way", "k_shot", "k_query")
 
 TOW_MAX_SHOT = TOW_RUN_DEFAULTS["max_shot"]   # any-shot: 1..5 support examples per class (docs/tow.md)
 TOW_N_TEST = TOW_RUN_DEFAULTS["n_test"]       # held-out test tasks of a full run
@@ -400,13 +404,24 @@ def _tow_source(args: argparse.Namespace):
         raise ValidationError(f"--images is only used with --source images (got --source {args.source}).")
     if args.max_shot is not None and args.source != "anyshot":
         raise ValidationError(f"--max-shot is only used with --source anyshot (got --source {args.source}).")
+    # --n-way / --k-shot apply to the sources whose study keys n_way / k_shot apply
+    # (TOW_SOURCE_OPTIONS, the same table and the same message as a study); --k-query to every
+    # source; the other Omniglot options to --source omniglot only.
+    for key, sources in TOW_SOURCE_OPTIONS.items():
+        opt = TOW_OMNIGLOT_OPTIONS.get(key)
+        if opt is not None and getattr(args, key) is not None and args.source not in sources:
+            raise ValidationError(f"{opt} applies only to source {' or '.join(map(repr, sources))}; "
+                                  f"source is {args.source!r}. Remove {opt}.")
     if args.source != "omniglot":
-        given = [opt for key, opt in TOW_OMNIGLOT_OPTIONS.items() if getattr(args, key) not in (None, False)]
+        given = [opt for key, opt in TOW_OMNIGLOT_OPTIONS.items()
+                 if key not in _TOW_SHARED_OPTIONS and getattr(args, key) not in (None, False)]
         if args.omniglot is not None:
             given.insert(0, "--omniglot")
         if given:
-            raise ValidationError(f"{', '.join(given)} only apply to --source omniglot (got --source "
-                                  f"{args.source}).")
+            raise ValidationError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} "
+                                  f"only to source 'omniglot'; source is {args.source!r}. Remove "
+                                  f"{', '.join(given)}.")
+    shape = {key: getattr(args, key) for key in _TOW_SHARED_OPTIONS if getattr(args, key) is not None}
     if args.source == "omniglot":
         if args.omniglot is None:
             raise ValidationError("--source omniglot needs --omniglot PATH (your Omniglot copy: the "
@@ -417,26 +432,38 @@ def _tow_source(args: argparse.Namespace):
         from .tow.omniglot import OmniglotTasks
         kwargs = {key: getattr(args, key) for key in TOW_OMNIGLOT_OPTIONS
                   if getattr(args, key) not in (None, False)}
-        return OmniglotTasks(args.omniglot, **kwargs)
+        try:
+            return OmniglotTasks(args.omniglot, **kwargs)
+        except ValidationError as err:
+            raise _omniglot_flag_error(err) from None
     if args.source == "sinusoid":
-        return tow.SinusoidTasks()
+        return tow.SinusoidTasks(**shape)
     if args.source == "classification":
-        return tow.HierarchicalClassificationTasks(rng=args.seed)
+        return tow.HierarchicalClassificationTasks(rng=args.seed, **shape)
     if args.source == "anyshot":
         max_shot = TOW_MAX_SHOT if args.max_shot is None else args.max_shot
-        return tow.AnyShotTasks(rng=args.seed, max_shot=max_shot)
+        return tow.AnyShotTasks(rng=args.seed, max_shot=max_shot, **shape)
     if args.source == "digits":
         import importlib.util
         if importlib.util.find_spec("sklearn") is None:
             from .tow.tasks import DIGITS_HINT
             raise BackendUnavailableError(DIGITS_HINT)
-        return tow.DigitsTasks()
+        return tow.DigitsTasks(**shape)
     if not args.images:
         raise ValidationError("--source images needs --images ROOT (ROOT/train/<class>/*.png, ROOT/test/...).")
     if not os.path.isdir(args.images):
         raise ValidationError(f"--images {args.images!r} is not a folder; expected ROOT/train/<class>/*.png "
                               f"and ROOT/test/<class>/*.png.")
-    return tow.ImageFolderTasks(args.images)
+    return tow.ImageFolderTasks(args.images, **shape)
+
+
+def _omniglot_flag_error(err: Exception) -> Exception:
+    """``err`` with OmniglotTasks' argument name ``path`` replaced by the flag ``--omniglot``."""
+    from .exceptions import ValidationError
+    text = str(err)
+    if isinstance(err, ValidationError) and text.startswith("path"):
+        return ValidationError("--omniglot" + text[len("path"):])
+    return err
 
 
 def _test_alphabets_text(value) -> str:
@@ -597,17 +624,25 @@ def _cmd_tow(args: argparse.Namespace) -> int:
         if not args.resume:             # a fresh run must not pick up an older one's state
             for path in glob.glob(os.path.join(ckpt, "*.ckpt")):
                 os.remove(path)
-        results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=pick("T"),
-                                     M=pick("M"), optimizer=pick("optimizer"), alpha=pick("alpha"),
-                                     beta_u=tow_opt("beta_u"), kappa=pick("kappa"), n_ilqr=tow_opt("n_ilqr"),
-                                     n_test=n_test, n_val=pick("n_val"), rng=args.seed, eval_every=eval_every,
-                                     progress=not args.no_progress, checkpoint=ckpt,
-                                     value_model=tow_opt("value_model"), line_search=tow_opt("line_search"),
-                                     terminal_cost=tow_opt("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
-                                     preset=args.preset)
+        try:
+            results = tow.run_experiment(source, learner, args.strategies, n_iterations=iterations, T=pick("T"),
+                                         M=pick("M"), optimizer=pick("optimizer"), alpha=pick("alpha"),
+                                         beta_u=tow_opt("beta_u"), kappa=pick("kappa"), n_ilqr=tow_opt("n_ilqr"),
+                                         n_test=n_test, n_val=pick("n_val"), rng=args.seed, eval_every=eval_every,
+                                         progress=not args.no_progress, checkpoint=ckpt,
+                                         value_model=tow_opt("value_model"), line_search=tow_opt("line_search"),
+                                         terminal_cost=tow_opt("terminal_cost"), curve_smoothing=pick("curve_smoothing"),
+                                         preset=args.preset)
+        except ValidationError as err:
+            if args.source == "omniglot":
+                raise _omniglot_flag_error(err) from None
+            raise
         command = (f"metalqr tow --source {args.source}" + (f" --preset {args.preset}" if args.preset else "")
                    + (f" --images {args.images}" if args.images else "")
                    + (f" --max-shot {source.max_shot}" if args.source == "anyshot" else "")
+                   + ("".join(f" --{key.replace('_', '-')} {getattr(args, key)}"
+                              for key in _TOW_SHARED_OPTIONS if getattr(args, key) is not None)
+                      if args.source != "omniglot" else "")
                    + (f" --omniglot {args.omniglot} --n-way {source.n_way} --k-shot {source.k_shot}"
                       f" --k-query {source.k_query} --rotations {','.join(map(str, source.rotations))}"
                       f" --test-alphabets {_test_alphabets_text(source.test_alphabets)}"
@@ -730,11 +765,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="your Omniglot copy: images_background*.zip files or their folder (only with "
                         "--source omniglot; docs/omniglot.md; default: none)")
     p.add_argument("--n-way", type=count2, default=None, metavar="N",
-                   help="--source omniglot: classes per task, >= 2 (default: 5)")
+                   help="classes per task, >= 2 (sources "
+                        f"{', '.join(TOW_SOURCE_OPTIONS['n_way'])}; default: the source's, 5 "
+                        "for omniglot)")
     p.add_argument("--k-shot", type=count, default=None, metavar="K",
-                   help="--source omniglot: support drawings per class, >= 1 (default: 1)")
+                   help="support examples per class (per task for sinusoid), >= 1 (sources "
+                        f"{', '.join(TOW_SOURCE_OPTIONS['k_shot'])}; default: the source's, 1 "
+                        "for omniglot)")
     p.add_argument("--k-query", type=count, default=None, metavar="K",
-                   help="--source omniglot: query drawings per class, >= 1 (default: 5)")
+                   help="query examples per class (per task for sinusoid), >= 1 (every source; "
+                        "default: the source's, 5 for omniglot)")
     p.add_argument("--rotations", type=_rotations, default=None, metavar="ANGLES",
                    help="--source omniglot: comma-separated rotations, each a class of its own, "
                         "e.g. 0,90,180,270 (default: 0, no augmentation)")

@@ -95,9 +95,15 @@ def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> 
     report = run_study(study, args.store, engine="serial" if args.serial else "auto",
                        scheduler=args.scheduler, workers=args.workers, retries=args.retries,
                        progress=not args.no_progress)
-    paths = write_report(args.store, study, report_dir)
     print(f"study {study.name!r}: {len(study)} runs ({len(report.ran)} run now, "
           f"{len(report.skipped)} already stored) on {report.engine} in {report.seconds:.1f} s")
+    if report.errors and not summary_table(args.store, study):
+        # Every run failed: there is nothing to report, but the reasons must be shown and the
+        # exit status is 1 (runs did not finish), not 2 (bad input).
+        _print_errors(report.errors)
+        print("no run finished, so no report was written.", file=sys.stderr)
+        return 1
+    paths = write_report(args.store, study, report_dir)
     kinds = {r.get("kind", "zo_maml") for r in study.runs}
     for kind, metric in (("zo_maml", "final_cost_gap_ratio"), ("tow", "final_test_metric")):
         if kind not in kinds:
@@ -109,12 +115,19 @@ def _execute(study: Study, args: argparse.Namespace, report_dir: str | None) -> 
                 f"{metric}_ci_low", f"{metric}_ci_high"]
         _print_rows(rows, keys)
     print(f"wrote {paths['summary']}, {paths['curves_csv']}, {paths['curves_png']}")
-    for rid, why in report.errors.items():
-        print(f"run {rid} did not finish: {why}", file=sys.stderr)
-    if report.errors:
-        print(f"{len(report.errors)} runs did not finish; rerun the same command to retry only "
-              f"those.", file=sys.stderr)
+    for rid, why in report.failed.items():      # stored as failed (n_failed): say why
+        print(f"run {rid} failed (stored with status 'failed', not retried): {why}",
+              file=sys.stderr)
+    _print_errors(report.errors)
     return 0 if report.complete else 1
+
+
+def _print_errors(errors: dict) -> None:
+    for rid, why in errors.items():
+        print(f"run {rid} did not finish: {why}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} run{'s' if len(errors) != 1 else ''} did not finish; rerun the "
+              f"same command to retry only those.", file=sys.stderr)
 
 
 def add_sweep_parser(subparsers) -> argparse.ArgumentParser:

@@ -135,6 +135,15 @@ def _keys(kind: str) -> tuple[dict[str, Any], dict[str, str]]:
     return (TOW_RUN_DEFAULTS, TOW_ALIASES) if kind == "tow" else (RUN_DEFAULTS, ALIASES)
 
 
+def _source_hint(key: str) -> str:
+    """Return the hint for a TOW task source written as a key (``digits = 3``, ``images``)."""
+    if key not in TOW_SOURCES:
+        return ""
+    return (f" Did you mean source = {key!r}? ({key!r} is a TOW task source: give source = {key!r}"
+            + (" and data = ROOT (its folder)" if key in TOW_SOURCE_OPTIONS["data"] else "")
+            + " in a run of kind = 'tow'.)")
+
+
 def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
     """Return a run key resolved through the aliases of ``kind``.
 
@@ -148,7 +157,7 @@ def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
         valid = sorted(set(RUN_DEFAULTS) | set(TOW_RUN_DEFAULTS) | set(ALIASES) | set(TOW_ALIASES))
         import difflib
         close = difflib.get_close_matches(key, valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = _source_hint(key) or (f" Did you mean {close[0]!r}?" if close else "")
         raise ValidationError(f"{where}: unknown run key {key!r}; valid keys are "
                               f"{', '.join(valid)}.{hint}")
     defaults, aliases = _keys(kind)
@@ -157,11 +166,7 @@ def _check_key(key: Any, where: str, kind: str | None = "zo_maml") -> str:
     if key not in defaults and not (key == "kind" and kind == "zo_maml"):
         import difflib
         close = difflib.get_close_matches(key, valid + list(aliases), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        if key in TOW_SOURCES:      # metalqr tow's --images ROOT, or a source named as a key
-            hint += (f" ({key!r} is a TOW task source: give source = {key!r}"
-                     + (" and data = ROOT (its folder)" if key in TOW_SOURCE_OPTIONS["data"] else "")
-                     + " in a run of kind = 'tow'.)")
+        hint = _source_hint(key) or (f" Did you mean {close[0]!r}?" if close else "")
         other = [k for k in KINDS if k != kind and key in _keys(k)[0]]
         if other:
             hint += f" ({key!r} is a key of kind = {other[0]!r} runs; this run has kind {kind!r}.)"

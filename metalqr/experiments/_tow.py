@@ -136,7 +136,10 @@ def execute_tow_run(config: Mapping[str, Any], record: dict[str, Any]) -> dict[s
             except TrainingDivergedError as err:
                 result, status, error = None, "diverged", f"{type(err).__name__}: {err}"
     except ValidationError as err:
-        record.update(status="failed", error=f"{type(err).__name__}: {err}", initial=None,
+        text = str(err)
+        if config["source"] == "omniglot" and text.startswith("path: "):
+            text = "data" + text[len("path"):]  # OmniglotTasks' path is the study key data
+        record.update(status="failed", error=f"{type(err).__name__}: {text}", initial=None,
                       history=[], summary=None, warnings=[], wall_seconds=time.perf_counter() - t0)
         return record
     for w in caught:   # metalqr's warnings go into the record, others on as usual

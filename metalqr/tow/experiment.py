@@ -621,6 +621,28 @@ def _fingerprint(settings: dict, name: str, x0: np.ndarray) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def _divergence_advice(learner, x0, val_tasks, alpha) -> str:
+    """Say which step size to reduce after a divergence.
+
+    ``gamma`` when one inner step at the initial parameters already blows up, else ``alpha``
+    (naming ``gamma`` too for MAML).
+    """
+    gamma = getattr(learner, "gamma", None)
+    if gamma is None or not gamma > 0:
+        return f"Reduce the meta step size alpha (= {alpha:g})."
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            inner_ok = bool(np.all(np.isfinite(learner.evaluate(x0, val_tasks))))
+    except (ValidationError, ArithmeticError):
+        inner_ok = False
+    if not inner_ok:
+        return (f"The learner's inner step size gamma (= {gamma:g}) is too large: the adapted "
+                f"parameters are not finite already at the initial parameters. Reduce gamma.")
+    return (f"Reduce the meta step size alpha (= {alpha:g}); if that does not help, reduce the "
+            f"learner's inner step size gamma (= {gamma:g}).")
+
+
 def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_tasks, checkpoint,
            n_iterations, T, M, seed, eval_every, checkpoint_every, options, alpha, progress):
     state = {}
@@ -652,8 +674,18 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
                 continue
             z = st["z"]
             t0 = time.perf_counter()
-            out = st["strategy"].window(Window(learner, z, D, batches, opt, tau0,
-                                               np.random.default_rng([seed, k, st["rng_key"]]), options))
+            try:
+                out = st["strategy"].window(Window(learner, z, D, batches, opt, tau0,
+                                                   np.random.default_rng([seed, k, st["rng_key"]]),
+                                                   options))
+            except ValidationError as err:
+                # A strategy's internal arrays (gradients, values) overflowed: the run diverged;
+                # the user's argument is a step size, not the internal name the check saw.
+                if "non-finite" not in str(err):
+                    raise
+                raise TrainingDivergedError(
+                    f"strategy {name!r} diverged at window {k + 1}: its gradients are no longer "
+                    f"finite. {_divergence_advice(learner, x0, val_tasks, alpha)}") from err
             z, U = np.asarray(out.z, dtype=float), np.asarray(out.U, dtype=float)
             if U.shape != (T, M):
                 raise ValidationError(f"strategy {name!r} returned weights of shape {U.shape} for window "
@@ -662,7 +694,7 @@ def _train(source, learner, strategies, settings, opt, x0, D, test_tasks, val_ta
             if not np.all(np.isfinite(z)) or not np.all(np.isfinite(U)):
                 raise TrainingDivergedError(
                     f"strategy {name!r} diverged at window {k + 1}: the meta-parameters are no longer "
-                    f"finite. Reduce the meta step size alpha (= {alpha:g}).")
+                    f"finite. {_divergence_advice(learner, x0, val_tasks, alpha)}")
             st["z"] = z
             st["weights"].append(U)
             st["groups"].append([[task.group for task in b] for b in batches])
