@@ -241,7 +241,7 @@ def _bench_module():
     import importlib.util
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
-        "bench_lqr_core_fixexp", os.path.join(root, "benchmarks", "bench_lqr_core.py"))
+        "bench_lqr_core_under_test", os.path.join(root, "benchmarks", "bench_lqr_core.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
