@@ -402,14 +402,20 @@ def test_stabilising_gain_whose_values_overflow_is_a_named_error(d, fn):
         getattr(metalqr, fn)(ts, *args[1:])
 
 
+def _corner_task(d, corner):
+    """A = 0.5 I with A[0, 1] = corner (stable, rho 0.5), B = the first two unit vectors."""
+    A = np.diag(np.full(d, 0.5))
+    A[0, 1] = corner
+    return metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+
+
 @pytest.mark.filterwarnings("error")
 def test_badly_scaled_overflowing_hessian_is_a_named_error():
     # A[0, 1] = 1e100 (d = 8): J ~ 3e200 is representable and returned; the Hessian-vector
     # product's terms (~1e300 and beyond) are not. Before: an array with an inf entry.
     d = 8
-    A = np.diag(np.full(d, 0.5))
-    A[0, 1] = 1e100
-    task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+    task = _corner_task(d, 1e100)
+    A = task.A
     K = np.zeros((2, d))
     Dv = np.ones(d)
     Dv[0] = 1e100                   # A = D Ab D^-1 with Ab[0, 1] = 1: Y = D P_K D solves
@@ -435,10 +441,7 @@ def test_optimal_gain_on_badly_scaled_tasks(d, top):
 def test_optimal_gain_on_an_overflowing_task_is_a_named_error():
     # A[0, 1] = 1e110 with d = 8 (not a diagonal rescaling of a moderate task with B = [I; 0]):
     # no checked Riccati solution; a named error that suggests rescaling, never inf/NaN
-    d = 8
-    A = np.diag(np.full(d, 0.5))
-    A[0, 1] = 1e110
-    task = metalqr.LQRTask(A, np.eye(d)[:, :2], np.eye(d), np.eye(2))
+    task = _corner_task(8, 1e110)
     with pytest.raises(metalqr.ValidationError, match="rescal"):
         metalqr.optimal_gain(task)
 
