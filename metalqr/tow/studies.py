@@ -389,21 +389,39 @@ class Table1Study:  # numpydoc ignore=PR01
         ValidationError
             ``prefix`` empty, not a string or an existing folder.
         """
-        prefix = _check_prefix(prefix)
-        paths = {}
-        for name, rows in (("table", self.rows()), ("seeds", self.seed_summary()), ("curves", self.curves())):
-            paths[name] = f"{prefix}_{name}.csv"
-            _checkpoint.atomic_write_text(paths[name], _csv(rows))
+        prefix = _check_prefix(prefix)          # before any work on the study
+        tables = {"table": self.rows(), "seeds": self.seed_summary(), "curves": self.curves()}
+        return _save_study(prefix, self.settings, self.units, tables,
+                           figures={"curves_png": self.plot_curves} if self.cells else {},
+                           markdown=self.markdown())
+
+
+def _save_study(prefix, settings: dict, units: dict, tables: dict, figures: dict,
+                markdown: str | None = None, extra: dict | None = None) -> dict:
+    """Write a study's files atomically and return ``{name: path}``.
+
+    ``<prefix>_<name>.csv`` for each table (a list of row dicts), ``<prefix>.md`` if
+    ``markdown`` is given, ``<prefix>.json`` (settings, units, the tables with non-finite
+    values as null, and ``extra``) and a PNG per figure: ``figures`` maps a name to a
+    function returning the figure; the name ``"png"`` is written to ``<prefix>.png``, any
+    other ``"<x>_png"`` to ``<prefix>_<x>.png``. ``prefix`` is already checked
+    (:func:`_check_prefix`).
+    """
+    paths = {}
+    for name, rows in tables.items():
+        paths[name] = f"{prefix}_{name}.csv"
+        _checkpoint.atomic_write_text(paths[name], _csv(rows))
+    if markdown is not None:
         paths["markdown"] = f"{prefix}.md"
-        _checkpoint.atomic_write_text(paths["markdown"], self.markdown())
-        paths["json"] = f"{prefix}.json"
-        _checkpoint.atomic_write_text(paths["json"], json.dumps(
-            {"settings": self.settings, "units": self.units, "table": _json_nan(self.rows()),
-             "seeds": _json_nan(self.seed_summary()), "curves": _json_nan(self.curves())}, default=float))
-        if self.cells:
-            paths["curves_png"] = f"{prefix}_curves.png"
-            _write_png(paths["curves_png"], self.plot_curves())
-        return paths
+        _checkpoint.atomic_write_text(paths["markdown"], markdown)
+    paths["json"] = f"{prefix}.json"
+    record = {"settings": settings, "units": units,
+              **{name: _json_nan(rows) for name, rows in tables.items()}, **(extra or {})}
+    _checkpoint.atomic_write_text(paths["json"], json.dumps(record, default=float))
+    for name, plot in figures.items():
+        paths[name] = f"{prefix}.png" if name == "png" else f"{prefix}_{name[:-len('_png')]}.png"
+        _write_png(paths[name], plot())
+    return paths
 
 
 def _write_png(path: str, fig) -> None:
@@ -861,7 +879,7 @@ class WeightProbeStudy:  # numpydoc ignore=PR01
         """Write the weights, summary, raw results and figure of the study.
 
         Write ``<prefix>_weights.csv`` (:meth:`rows`), ``<prefix>_summary.csv``,
-        ``<prefix>.json`` (settings, units, summary, delta per probe) and ``<prefix>.png``.
+        ``<prefix>.json`` (settings, units, both tables, the alphabets) and ``<prefix>.png``.
 
         Parameters
         ----------
@@ -879,15 +897,9 @@ class WeightProbeStudy:  # numpydoc ignore=PR01
             ``prefix`` empty, not a string or an existing folder.
         """
         prefix = _check_prefix(prefix)
-        paths = {"weights": f"{prefix}_weights.csv", "summary": f"{prefix}_summary.csv", "json": f"{prefix}.json",
-                 "png": f"{prefix}.png"}
-        _checkpoint.atomic_write_text(paths["weights"], _csv(self.rows()))
-        _checkpoint.atomic_write_text(paths["summary"], _csv(self.summary()))
-        _checkpoint.atomic_write_text(paths["json"], json.dumps(dict(settings=self.settings, units=self.units,
-                                                                     summary=self.summary(),
-                                                                     alphabets=self.alphabets), default=float))
-        _write_png(paths["png"], self.plot())
-        return paths
+        return _save_study(prefix, self.settings, self.units,
+                           {"weights": self.rows(), "summary": self.summary()},
+                           figures={"png": self.plot}, extra={"alphabets": self.alphabets})
 
 
 def _check_prefix(prefix) -> str:
@@ -1186,15 +1198,8 @@ class CurveStudy:  # numpydoc ignore=PR01
             ``prefix`` empty, not a string or an existing folder.
         """
         prefix = _check_prefix(prefix)
-        paths = {"table": f"{prefix}_table.csv", "curves": f"{prefix}_curves.csv", "json": f"{prefix}.json",
-                 "png": f"{prefix}.png"}
-        _checkpoint.atomic_write_text(paths["table"], _csv(self.rows()))
-        _checkpoint.atomic_write_text(paths["curves"], _csv(self.curves()))
-        _checkpoint.atomic_write_text(paths["json"], json.dumps(dict(settings=self.settings, units=self.units,
-                                                                     table=self.rows(), curves=self.curves()),
-                                                                default=float))
-        _write_png(paths["png"], self.plot())
-        return paths
+        return _save_study(prefix, self.settings, self.units,
+                           {"table": self.rows(), "curves": self.curves()}, figures={"png": self.plot})
 
 
 _CURVE_UNITS = {"mean": UNITS["mean"], "ci95": UNITS["ci95"], "seconds": UNITS["seconds"],
